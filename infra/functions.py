@@ -1,0 +1,214 @@
+"""Functions and schedules: one Lambda per ``wiring.FUNCTIONS`` entry, with its own role, log group,
+queue trigger and EventBridge Scheduler schedule as the wiring declares."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack, Tags
+from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_event_sources as event_sources
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_scheduler as scheduler
+from aws_cdk import aws_scheduler_targets as scheduler_targets
+from constructs import Construct
+
+from infra import wiring
+from infra.data import Data
+from infra.layers import Layers
+from infra.messaging import Messaging
+from infra.secret_store import Secrets
+from infra.settings import (
+    ARCHITECTURE,
+    ASSET_EXCLUDES,
+    FUNCTIONS_DIR,
+    LOG_RETENTION,
+    RUNTIME,
+    SCHEDULE_RETRY_ATTEMPTS,
+    TAG_FUNCTION,
+    acknowledge,
+    pascal,
+)
+
+
+class CdkResolver(wiring.Resolver):
+    """Fills ``wiring.function_environment`` with CDK tokens (resolved by CloudFormation at deploy)."""
+
+    def __init__(self, data: Data, messaging: Messaging, secrets: Secrets) -> None:
+        self._data = data
+        self._messaging = messaging
+        self._secrets = secrets
+
+    def table(self, name: str) -> str:
+        return self._data.tables[name].table_name
+
+    def queue_url(self, name: str) -> str:
+        return self._messaging.queues[name].queue_url
+
+    def secret(self, name: str) -> str:
+        return self._secrets.secrets[name].secret_name
+
+    def bus(self) -> str:
+        return self._messaging.bus.event_bus_name
+
+
+def _schedule_max_event_age(every_minutes: int) -> Duration:
+    # A tick older than the next tick is useless; Scheduler accepts 1 minute .. 24 hours.
+    return Duration.minutes(min(max(every_minutes, 1), 24 * 60))
+
+
+class Functions(Construct):
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        data: Data,
+        messaging: Messaging,
+        secrets: Secrets,
+        layers: Layers,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._data = data
+        self._messaging = messaging
+        self._secrets = secrets
+        self._layers = layers
+        self._resolver = CdkResolver(data, messaging, secrets)
+        self.functions: dict[str, lambda_.Function] = {}
+        self.roles: dict[str, iam.Role] = {}
+        self.schedules: dict[str, scheduler.Schedule] = {}
+
+        for spec in wiring.FUNCTIONS:
+            fn = self._function(spec)
+            self._grant(spec, fn)
+            if spec.queue_trigger is not None:
+                self._trigger(spec.queue_trigger, fn)
+            if spec.schedule is not None:
+                self._schedule(spec.schedule, fn)
+
+    # -- the function, its role and log group -----------------------------------------------------
+
+    def _function(self, spec: wiring.Function) -> lambda_.Function:
+        cid = pascal(spec.name)
+        log_group = logs.LogGroup(self, f"{cid}Logs", retention=LOG_RETENTION)
+        role = iam.Role(
+            self,
+            f"{cid}Role",
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),  # type: ignore[arg-type]
+            description=f"kassa {spec.name}: least privilege derived from infra/wiring.py",
+        )
+        # Instead of AWSLambdaBasicExecutionRole (logs:* on every log group): this log group only.
+        log_group.grant_write(role)
+        fn = lambda_.Function(
+            self,
+            cid,
+            description=spec.description,
+            code=lambda_.Code.from_asset(str(FUNCTIONS_DIR / spec.name), exclude=ASSET_EXCLUDES),
+            handler=spec.handler,
+            runtime=RUNTIME,
+            architecture=ARCHITECTURE,
+            memory_size=spec.memory_mb,
+            timeout=Duration.seconds(spec.timeout_s),
+            tracing=lambda_.Tracing.ACTIVE,
+            environment=wiring.function_environment(spec, self._resolver),
+            layers=self._layers.all,
+            log_group=log_group,
+            role=role,
+        )
+        Tags.of(fn).add(TAG_FUNCTION, spec.name)
+        acknowledge(
+            role,
+            "AwsSolutions-IAM5[Resource::*]",
+            "xray:PutTraceSegments and xray:PutTelemetryRecords (added by tracing=ACTIVE) do not "
+            "support resource-level permissions; AWS documents Resource '*' for them.",
+        )
+        acknowledge(
+            fn,
+            "AwsSolutions-L1",
+            f"Pinned to {RUNTIME.name}: the dependency layer is built from {RUNTIME.name} arm64 wheels "
+            "(pydantic-core is compiled per CPython version); move the runtime and "
+            "infra/settings.py LAYER_BUILD_PYTHON_VERSION together.",
+        )
+        self.functions[spec.name] = fn
+        self.roles[spec.name] = role
+        return fn
+
+    # -- least privilege, straight from the wiring -----------------------------------------------
+
+    def _grant(self, spec: wiring.Function, fn: lambda_.Function) -> None:
+        for name in sorted(set(spec.tables_read) | set(spec.tables_write)):
+            table = self._data.tables[name]
+            if name in spec.tables_write:
+                table.grant_read_write_data(fn)
+            else:
+                table.grant_read_data(fn)
+            if any(True for _ in self._table_indexes(name)):
+                acknowledge(
+                    self.roles[spec.name],
+                    f"AwsSolutions-IAM5[Resource::<{self._logical_id(table)}.Arn>/index/*]",
+                    f"{spec.name} queries the {name} table's GSIs (due work, a customer's subscriptions); "
+                    "'index/*' is scoped to this one table's indexes, which the wiring declares.",
+                )
+        for name in spec.queues_send:
+            self._messaging.queues[name].grant_send_messages(fn)
+        if spec.publishes_events:
+            self._messaging.bus.grant_put_events_to(fn)
+        for name in spec.secrets:
+            self._secrets.secrets[name].grant_read(fn)
+
+    @staticmethod
+    def _table_indexes(name: str) -> tuple[wiring.Index, ...]:
+        for table in wiring.TABLES:
+            if table.name == name:
+                return table.indexes
+        raise KeyError(name)
+
+    def _logical_id(self, table: dynamodb.Table) -> str:
+        cfn = table.node.default_child
+        assert isinstance(cfn, dynamodb.CfnTable)
+        return Stack.of(self).get_logical_id(cfn)
+
+    # -- queue triggers ------------------------------------------------------------------------
+
+    def _trigger(self, trigger: wiring.QueueTrigger, fn: lambda_.Function) -> None:
+        fn.add_event_source(
+            event_sources.SqsEventSource(
+                self._messaging.queues[trigger.queue],
+                batch_size=trigger.batch_size,
+                max_batching_window=(
+                    Duration.seconds(trigger.max_batching_window_s) if trigger.max_batching_window_s else None
+                ),
+                max_concurrency=trigger.max_concurrency,
+                report_batch_item_failures=True,
+            )
+        )
+
+    # -- schedules -----------------------------------------------------------------------------
+
+    def _schedule(self, spec: wiring.Schedule, fn: lambda_.Function) -> None:
+        cid = pascal(spec.name)
+        dlq = self._messaging.add_dead_letter_queue(
+            f"{cid}ScheduleDlq",
+            label=f"{spec.name} schedule",
+            description=f"Invocations of the {spec.name} schedule that failed after "
+            f"{SCHEDULE_RETRY_ATTEMPTS} retries. The next tick catches up; look at why it failed.",
+        )
+        acknowledge(
+            dlq,
+            "AwsSolutions-SQS3",
+            f"This queue is itself the dead-letter queue of the {spec.name} EventBridge Scheduler "
+            "target (DeadLetterConfig), which cdk-nag does not recognise as a DLQ reference.",
+        )
+        self.schedules[spec.name] = scheduler.Schedule(
+            self,
+            f"{cid}Schedule",
+            schedule_name=spec.name,
+            description=f"kassa: invokes {fn.node.id} every {spec.every_minutes} minutes",
+            schedule=scheduler.ScheduleExpression.rate(Duration.minutes(spec.every_minutes)),
+            target=scheduler_targets.LambdaInvoke(
+                fn,
+                dead_letter_queue=dlq,
+                retry_attempts=SCHEDULE_RETRY_ATTEMPTS,
+                max_event_age=_schedule_max_event_age(spec.every_minutes),
+            ),
+        )

@@ -1,0 +1,111 @@
+"""Messaging: the wiring queues with their DLQs and alarms, the alarm topic, the event bus and its archive."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, Stack, Tags
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_events as events
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from aws_cdk import aws_sqs as sqs
+from constructs import Construct
+
+from infra import wiring
+from infra.settings import (
+    ALARM_EMAIL_CONTEXT,
+    DLQ_RETENTION,
+    EVENT_ARCHIVE_RETENTION,
+    TAG_DEAD_LETTER_OF,
+    TAG_QUEUE,
+    acknowledge,
+    pascal,
+)
+
+
+class Messaging(Construct):
+    """Every ``wiring.QUEUES`` entry becomes an SSL-only, SQS-encrypted queue redriving into its own DLQ.
+
+    Each DLQ has an alarm on ``ApproximateNumberOfMessagesVisible > 0`` that notifies the alarm topic.
+    The ``wiring.BUS_NAME`` event bus is archived so that domain events can be replayed.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str) -> None:
+        super().__init__(scope, construct_id)
+        self.queues: dict[str, sqs.Queue] = {}
+        self.dead_letter_queues: dict[str, sqs.Queue] = {}
+        self.alarms: dict[str, cloudwatch.Alarm] = {}
+
+        self.alarm_topic = sns.Topic(self, "AlarmTopic", display_name="kassa alarms", enforce_ssl=True)
+        acknowledge(
+            self.alarm_topic,
+            "AwsSolutions-SNS2",
+            "The topic only carries CloudWatch alarm state changes (alarm name, metric, threshold), no "
+            "customer or payment data; CloudWatch alarms cannot publish to a topic encrypted with the "
+            "AWS-managed SNS key, and a customer-managed key for alarm notices is not worth its cost.",
+        )
+        email = self.node.try_get_context(ALARM_EMAIL_CONTEXT)
+        if email:
+            self.alarm_topic.add_subscription(subscriptions.EmailSubscription(str(email)))
+
+        for spec in wiring.QUEUES:
+            self._queue(spec)
+
+        self.bus = events.EventBus(
+            self, "Bus", event_bus_name=wiring.BUS_NAME, description="kassa domain events"
+        )
+        self.archive = events.Archive(
+            self,
+            "BusArchive",
+            source_event_bus=self.bus,
+            # every event put on this bus (all of them come from this account)
+            event_pattern=events.EventPattern(account=[Stack.of(self).account]),
+            retention=EVENT_ARCHIVE_RETENTION,
+            description=f"Replay archive of {wiring.BUS_NAME}",
+        )
+
+    def _queue(self, spec: wiring.Queue) -> None:
+        dlq = self.add_dead_letter_queue(
+            f"{pascal(spec.name)}Dlq",
+            label=spec.name,
+            description=f"Messages of the {spec.name} queue received {spec.max_receive_count} times "
+            "without success. Inspect, fix, then redrive them to the source queue.",
+        )
+        Tags.of(dlq).add(TAG_DEAD_LETTER_OF, spec.name)
+        queue = sqs.Queue(
+            self,
+            pascal(spec.name),
+            visibility_timeout=Duration.seconds(spec.visibility_timeout_s),
+            retention_period=Duration.days(spec.retention_days),
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+            dead_letter_queue=sqs.DeadLetterQueue(queue=dlq, max_receive_count=spec.max_receive_count),
+        )
+        Tags.of(queue).add(TAG_QUEUE, spec.name)
+        self.queues[spec.name] = queue
+        self.dead_letter_queues[spec.name] = dlq
+
+    def add_dead_letter_queue(self, construct_id: str, *, label: str, description: str) -> sqs.Queue:
+        """A DLQ (SSL only, SQS-encrypted, 14 days) with its ``messages visible > 0`` alarm."""
+        dlq = sqs.Queue(
+            self,
+            construct_id,
+            retention_period=DLQ_RETENTION,
+            encryption=sqs.QueueEncryption.SQS_MANAGED,
+            enforce_ssl=True,
+        )
+        alarm = cloudwatch.Alarm(
+            self,
+            f"{construct_id}Alarm",
+            alarm_description=f"kassa: {label} dead-letter queue is not empty. {description}",
+            metric=dlq.metric_approximate_number_of_messages_visible(
+                period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
+            ),
+            threshold=0,
+            comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+            evaluation_periods=1,
+            treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+        )
+        alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
+        self.alarms[label] = alarm
+        return dlq

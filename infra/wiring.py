@@ -1,0 +1,231 @@
+"""The one declaration of kassa's wiring.
+
+Which function runs on which route, queue or schedule, with which batch size, timeout, memory
+and environment, and which resources exist. Both the CDK app (``infra/``) and the local stack
+(``kassa_local``) read this module; ``tests/infra`` holds the synthesized template against it.
+
+Pure data: importing this module must never import aws_cdk, boto3 or stripe.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Index:
+    name: str
+    partition_key: str
+    sort_key: str
+
+
+@dataclass(frozen=True)
+class Table:
+    name: str  # logical name; the physical name is derived (CDK) or prefixed (local)
+    partition_key: str
+    sort_key: str
+    indexes: tuple[Index, ...] = ()
+    ttl_attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class Queue:
+    name: str
+    visibility_timeout_s: int
+    max_receive_count: int  # receives before a message is moved to the queue's DLQ
+    retention_days: int = 4
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str  # GET, POST, ANY
+    path: str  # API Gateway resource path, e.g. /v1/{proxy+}
+
+
+@dataclass(frozen=True)
+class QueueTrigger:
+    queue: str
+    batch_size: int
+    max_batching_window_s: int = 0
+    max_concurrency: int | None = None  # caps the fan-out toward Stripe's rate limit
+
+
+@dataclass(frozen=True)
+class Schedule:
+    name: str
+    every_minutes: int  # rate(N minutes) on EventBridge Scheduler; the virtual clock fires the same ticks
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str  # folder under functions/
+    description: str
+    timeout_s: int
+    memory_mb: int = 256
+    routes: tuple[Route, ...] = ()
+    queue_trigger: QueueTrigger | None = None
+    schedule: Schedule | None = None
+    # env var -> logical resource; the value is filled with the physical name/URL
+    tables_read: tuple[str, ...] = ()
+    tables_write: tuple[str, ...] = ()
+    queues_send: tuple[str, ...] = ()
+    publishes_events: bool = False
+    secrets: tuple[str, ...] = ()
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def handler(self) -> str:
+        return "handler.lambda_handler"
+
+
+SERVICE_NAME = "kassa"
+BUS_NAME = "kassa-events"
+
+# Secrets (names in Secrets Manager, JSON values); read with Powertools Parameters.
+STRIPE_SECRET = "kassa/stripe"  # {"secret_key", "publishable_key", "webhook_secret"}
+API_SECRET = "kassa/api"  # {"secret_key"}
+SECRETS = (STRIPE_SECRET, API_SECRET)
+
+BILLING_TABLE = Table(
+    name="billing",
+    partition_key="pk",
+    sort_key="sk",
+    indexes=(
+        # due work (renewals, trial ends, incomplete expiry), sharded: gsi1pk = DUE#<shard>
+        Index(name="gsi1", partition_key="gsi1pk", sort_key="gsi1sk"),
+        # a customer's subscriptions and invoices: gsi2pk = CUS#<id>
+        Index(name="gsi2", partition_key="gsi2pk", sort_key="gsi2sk"),
+    ),
+    ttl_attribute="expires_at",
+)
+TABLES = (BILLING_TABLE,)
+
+WEBHOOK_QUEUE = Queue(name="webhook-events", visibility_timeout_s=180, max_receive_count=5)
+RENEWAL_QUEUE = Queue(name="renewals", visibility_timeout_s=360, max_receive_count=5)
+QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE)
+
+DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
+
+COMMON_ENV = {
+    "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
+    "POWERTOOLS_METRICS_NAMESPACE": "Kassa",
+    "POWERTOOLS_LOG_LEVEL": "INFO",
+    "KASSA_DUE_SHARDS": str(DUE_SHARDS),
+}
+
+FUNCTIONS = (
+    Function(
+        name="checkout",
+        description="REST API: checkout, catalog, customers, subscriptions, invoices",
+        timeout_s=29,
+        memory_mb=512,
+        routes=(
+            Route("ANY", "/v1/{proxy+}"),
+            Route("GET", "/openapi.json"),
+            Route("GET", "/docs"),
+        ),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        publishes_events=True,
+        secrets=(STRIPE_SECRET, API_SECRET),
+    ),
+    Function(
+        name="webhook_ingest",
+        description="Verifies Stripe webhooks, records them once and enqueues them",
+        timeout_s=10,
+        routes=(Route("POST", "/webhooks/stripe"),),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        queues_send=("webhook-events",),
+        secrets=(STRIPE_SECRET,),
+    ),
+    Function(
+        name="webhook_processor",
+        description="Applies Stripe events to invoices and subscriptions",
+        timeout_s=30,
+        queue_trigger=QueueTrigger(queue="webhook-events", batch_size=10),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        publishes_events=True,
+        secrets=(STRIPE_SECRET,),
+    ),
+    Function(
+        name="renewal_sweep",
+        description="Finds due subscriptions through the due index and enqueues them",
+        timeout_s=60,
+        schedule=Schedule(name="renewal-sweep", every_minutes=60),
+        tables_read=("billing",),
+        queues_send=("renewals",),
+    ),
+    Function(
+        name="renewal_worker",
+        description="Invoices, charges and advances one due subscription",
+        timeout_s=60,
+        queue_trigger=QueueTrigger(queue="renewals", batch_size=10, max_concurrency=5),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        publishes_events=True,
+        secrets=(STRIPE_SECRET,),
+    ),
+)
+
+
+def env_name_for_table(table: str) -> str:
+    return f"{table.upper()}_TABLE"
+
+
+def env_name_for_queue(queue: str) -> str:
+    return f"{queue.upper().replace('-', '_')}_QUEUE_URL"
+
+
+def env_name_for_secret(secret: str) -> str:
+    return f"{secret.split('/')[-1].upper()}_SECRET_NAME"
+
+
+BUS_ENV = "EVENT_BUS_NAME"
+
+
+def function(name: str) -> Function:
+    for fn in FUNCTIONS:
+        if fn.name == name:
+            return fn
+    raise KeyError(name)
+
+
+def queue(name: str) -> Queue:
+    for q in QUEUES:
+        if q.name == name:
+            return q
+    raise KeyError(name)
+
+
+def function_environment(fn: Function, resolve: "Resolver") -> dict[str, str]:
+    """The full environment of a function, with physical names filled in by ``resolve``."""
+    env = dict(COMMON_ENV)
+    env["POWERTOOLS_SERVICE_NAME"] = f"{SERVICE_NAME}-{fn.name}"
+    for t in sorted(set(fn.tables_read) | set(fn.tables_write)):
+        env[env_name_for_table(t)] = resolve.table(t)
+    for q in fn.queues_send:
+        env[env_name_for_queue(q)] = resolve.queue_url(q)
+    for s in fn.secrets:
+        env[env_name_for_secret(s)] = resolve.secret(s)
+    if fn.publishes_events:
+        env[BUS_ENV] = resolve.bus()
+    env.update(fn.environment)
+    return env
+
+
+class Resolver:
+    """Maps logical resource names to physical ones (CDK tokens or local names)."""
+
+    def table(self, name: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def queue_url(self, name: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def secret(self, name: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def bus(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError

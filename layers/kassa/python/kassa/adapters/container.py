@@ -1,0 +1,127 @@
+"""Composition root: builds the services a handler needs from its (validated) environment.
+
+Cached per environment, so a warm Lambda builds its clients once, and a process that runs several
+local stacks one after the other (tests) gets fresh ones for each.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from kassa.adapters import clock as clocks
+
+
+class Env(BaseModel):
+    """The environment a function may be given (names from infra/wiring.py)."""
+
+    billing_table: str | None = Field(default=None, alias="BILLING_TABLE")
+    event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
+    stripe_secret_name: str | None = Field(default=None, alias="STRIPE_SECRET_NAME")
+    api_secret_name: str | None = Field(default=None, alias="API_SECRET_NAME")
+    webhook_queue_url: str | None = Field(default=None, alias="WEBHOOK_EVENTS_QUEUE_URL")
+    renewal_queue_url: str | None = Field(default=None, alias="RENEWALS_QUEUE_URL")
+    due_shards: int = Field(default=4, ge=1, le=64, alias="KASSA_DUE_SHARDS")
+    stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE")
+    aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
+
+    def require(self, name: str) -> str:
+        value = getattr(self, name)
+        if not value:
+            raise RuntimeError(f"this function is not wired with {name.upper()}")
+        return str(value)
+
+
+_KEYS = [field.alias for field in Env.model_fields.values() if field.alias]
+
+
+def env() -> Env:
+    return _env(tuple((k, os.environ.get(k)) for k in _KEYS))
+
+
+@lru_cache(maxsize=8)
+def _env(items: tuple[tuple[str, str | None], ...]) -> Env:
+    try:
+        return Env.model_validate({k: v for k, v in items if v is not None})
+    except ValidationError as error:  # a deployment mistake: fail loudly at cold start
+        raise RuntimeError(f"invalid function environment: {error}") from error
+
+
+@lru_cache(maxsize=32)
+def _client(service: str, endpoint: str | None) -> Any:
+    import boto3  # lazily: not every handler needs every client
+
+    return boto3.client(service, endpoint_url=endpoint)  # type: ignore[call-overload]
+
+
+def client(service: str) -> Any:
+    return _client(service, env().aws_endpoint_url)
+
+
+def secret(name: str) -> dict[str, Any]:
+    """A JSON secret, read through Powertools Parameters (cached 5 minutes)."""
+
+    provider = _secrets_provider(env().aws_endpoint_url)
+    value = provider.get(name, transform="json", max_age=300)
+    if not isinstance(value, dict):
+        raise RuntimeError(f"secret {name} is not a JSON object")
+    return value
+
+
+@lru_cache(maxsize=8)
+def _secrets_provider(endpoint: str | None) -> Any:
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+    return SecretsProvider(boto3_client=_client("secretsmanager", endpoint))
+
+
+def store() -> Any:
+    from kassa.adapters.dynamodb import DynamoStore
+
+    e = env()
+    return DynamoStore(client("dynamodb"), e.require("billing_table"), e.due_shards)
+
+
+def gateway() -> Any:
+
+    e = env()
+    keys = secret(e.require("stripe_secret_name"))
+    return _gateway(keys["secret_key"], keys.get("publishable_key", ""), e.stripe_api_base)
+
+
+@lru_cache(maxsize=8)
+def _gateway(secret_key: str, publishable_key: str, api_base: str | None) -> Any:
+    from kassa.adapters.stripe_gateway import StripeGateway
+
+    return StripeGateway(secret_key, publishable_key, api_base)
+
+
+def publisher() -> Any:
+    from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
+
+    bus = env().event_bus_name
+    return EventBridgePublisher(client("events"), bus) if bus else NullPublisher()
+
+
+def queue(name: str) -> Any:
+    from kassa.adapters.sqs import SqsQueue
+
+    return SqsQueue(client("sqs"), env().require(name))
+
+
+def billing(with_gateway: bool = True) -> Any:
+    """The Billing service for this function, built from its environment."""
+    from kassa.services.billing import Billing
+
+    return Billing(store(), gateway() if with_gateway else None, publisher(), clocks.current())
+
+
+def webhook_secret() -> str:
+    return str(secret(env().require("stripe_secret_name"))["webhook_secret"])
+
+
+def api_secret_key() -> str:
+    return str(secret(env().require("api_secret_name"))["secret_key"])

@@ -1,0 +1,477 @@
+"""DynamoDB implementation of the BillingStore port (single table, see docs/data-model.md).
+
+Every entity is one item: key attributes, the attributes conditions need (version, status), index
+attributes, and the model as a JSON document in ``doc``. ClientErrors are translated into domain
+errors here and never leak upward.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
+
+from botocore.exceptions import ClientError
+from pydantic import BaseModel
+
+from kassa.adapters import usage
+from kassa.domain.catalog import Price, Product
+from kassa.domain.customer import Customer
+from kassa.domain.errors import AlreadyExists, Conflict, NotFound
+from kassa.domain.invoice import Invoice, format_number
+from kassa.domain.settings import MerchantSettings
+from kassa.domain.subscription import Subscription
+from kassa.services.ports import Page, WebhookRecord
+
+M = TypeVar("M", bound=BaseModel)
+
+WEBHOOK_RETENTION = timedelta(days=30)  # Stripe keeps events 30 days; so do we
+
+
+def _iso(when: datetime) -> str:
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def shard_of(entity_id: str, shards: int) -> int:
+    return zlib.crc32(entity_id.encode()) % shards
+
+
+def _s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def _n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+class DynamoStore:
+    def __init__(self, client: Any, table: str, due_shards: int = 4) -> None:
+        self._db = client
+        self._table = table
+        self._shards = due_shards
+
+    # ------------------------------------------------------------------ low level
+    def _call(self, op: str, **kwargs: Any) -> dict[str, Any]:
+        kwargs.setdefault("ReturnConsumedCapacity", "TOTAL")
+        try:
+            response: dict[str, Any] = getattr(self._db, op)(**kwargs)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            if code == "ConditionalCheckFailedException":
+                raise Conflict("the item changed or already exists") from error
+            if code == "TransactionCanceledException":
+                reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
+                raise Conflict(f"transaction cancelled: {reasons}") from error
+            if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+                raise Conflict("storage is throttling; retry") from error
+            raise
+        usage.count(f"dynamodb.{op}")
+        capacity = response.get("ConsumedCapacity")
+        for item in capacity if isinstance(capacity, list) else [capacity] if capacity else []:
+            kind = "read" if op in ("get_item", "query", "batch_get_item") else "write"
+            usage.units(f"dynamodb.{kind}", float(item.get("CapacityUnits", 0)))
+        return response
+
+    def _item(self, pk: str, sk: str, model: BaseModel, **extra: dict[str, str]) -> dict[str, Any]:
+        item: dict[str, Any] = {"pk": _s(pk), "sk": _s(sk), "doc": _s(model.model_dump_json())}
+        if hasattr(model, "version"):
+            item["version"] = _n(model.version)
+        item.update(extra)
+        return item
+
+    def _get(self, pk: str, sk: str, consistent: bool = True) -> dict[str, Any] | None:
+        response = self._call(
+            "get_item", TableName=self._table, Key={"pk": _s(pk), "sk": _s(sk)}, ConsistentRead=consistent
+        )
+        item: dict[str, Any] | None = response.get("Item")
+        return item
+
+    @staticmethod
+    def _load(item: dict[str, Any], cls: type[M]) -> M:
+        return cls.model_validate_json(item["doc"]["S"])
+
+    def _put_new(self, item: dict[str, Any], what: str) -> None:
+        try:
+            self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except Conflict as error:
+            raise AlreadyExists(f"{what} already exists") from error
+
+    def _versioned_put(self, item: dict[str, Any], expected: int) -> dict[str, Any]:
+        return {
+            "TableName": self._table,
+            "Item": item,
+            "ConditionExpression": "attribute_not_exists(pk) OR version = :v",
+            "ExpressionAttributeValues": {":v": _n(expected)},
+        }
+
+    def _query_page(self, cls: type[M], pk_value: str, prefix: str, limit: int, starting_after: str | None) -> Page:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi2",
+            "KeyConditionExpression": "gsi2pk = :p AND begins_with(gsi2sk, :s)",
+            "ExpressionAttributeValues": {":p": _s(pk_value), ":s": _s(prefix)},
+            "Limit": limit + 1,
+            "ScanIndexForward": False,
+        }
+        if starting_after:
+            cursor = self._get(*self._key_for_id(starting_after))
+            if cursor is None or "gsi2sk" not in cursor:
+                raise NotFound(f"no such object {starting_after}", param="starting_after")
+            kwargs["ExclusiveStartKey"] = {
+                "pk": cursor["pk"],
+                "sk": cursor["sk"],
+                "gsi2pk": cursor["gsi2pk"],
+                "gsi2sk": cursor["gsi2sk"],
+            }
+        items = self._call("query", **kwargs).get("Items", [])
+        return Page([self._load(i, cls) for i in items[:limit]], has_more=len(items) > limit)
+
+    @staticmethod
+    def _key_for_id(object_id: str) -> tuple[str, str]:
+        prefix = object_id.split("_", 1)[0]
+        return {
+            "prod": ("PRODUCT#" + object_id, "PRODUCT"),
+            "price": ("PRICE#" + object_id, "PRICE"),
+            "cus": ("CUS#" + object_id, "CUSTOMER"),
+            "sub": ("SUB#" + object_id, "SUBSCRIPTION"),
+            "in": ("INV#" + object_id, "INVOICE"),
+        }.get(prefix, ("?", "?"))
+
+    # ------------------------------------------------------------------ catalog
+    def put_product(self, product: Product) -> None:
+        self._put_new(
+            self._item(
+                f"PRODUCT#{product.id}",
+                "PRODUCT",
+                product,
+                gsi2pk=_s("CATALOG#PRODUCT"),
+                gsi2sk=_s(f"{_iso(product.created)}#{product.id}"),
+            ),
+            f"product {product.id}",
+        )
+
+    def get_product(self, product_id: str) -> Product:
+        item = self._get(f"PRODUCT#{product_id}", "PRODUCT", consistent=False)
+        if item is None:
+            raise NotFound(f"no such product: {product_id}", param="product")
+        return self._load(item, Product)
+
+    def list_products(self, limit: int, starting_after: str | None) -> Page:
+        return self._query_page(Product, "CATALOG#PRODUCT", "", limit, starting_after)
+
+    def put_price(self, price: Price) -> None:
+        self._put_new(
+            self._item(
+                f"PRICE#{price.id}",
+                "PRICE",
+                price,
+                gsi2pk=_s("CATALOG#PRICE"),
+                gsi2sk=_s(f"{_iso(price.created)}#{price.id}"),
+            ),
+            f"price {price.id}",
+        )
+
+    def get_price(self, price_id: str) -> Price:
+        item = self._get(f"PRICE#{price_id}", "PRICE", consistent=False)
+        if item is None:
+            raise NotFound(f"no such price: {price_id}", param="price_id")
+        return self._load(item, Price)
+
+    def list_prices(self, limit: int, starting_after: str | None) -> Page:
+        return self._query_page(Price, "CATALOG#PRICE", "", limit, starting_after)
+
+    # ------------------------------------------------------------------ customers
+    def create_customer(self, customer: Customer) -> None:
+        email_key = customer.email.strip().lower()
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": self._item(f"CUS#{customer.id}", "CUSTOMER", customer),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": {"pk": _s(f"EMAIL#{email_key}"), "sk": _s("EMAIL"), "customer": _s(customer.id)},
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ],
+            )
+        except Conflict as error:
+            raise AlreadyExists(
+                f"a customer with email {customer.email} already exists", param="customer.email"
+            ) from error
+
+    def get_customer(self, customer_id: str) -> Customer:
+        item = self._get(f"CUS#{customer_id}", "CUSTOMER")
+        if item is None:
+            raise NotFound(f"no such customer: {customer_id}", param="customer_id")
+        return self._load(item, Customer)
+
+    def find_customer_by_email(self, email: str) -> Customer | None:
+        link = self._get(f"EMAIL#{email.strip().lower()}", "EMAIL")
+        return self.get_customer(link["customer"]["S"]) if link else None
+
+    def save_customer(self, customer: Customer) -> Customer:
+        saved = customer.model_copy(update={"version": customer.version + 1})
+        self._call(
+            "put_item", **self._versioned_put(self._item(f"CUS#{customer.id}", "CUSTOMER", saved), customer.version)
+        )
+        return saved
+
+    # ------------------------------------------------------------------ subscriptions
+    def _sub_item(self, sub: Subscription) -> dict[str, Any]:
+        extra: dict[str, dict[str, str]] = {
+            "status": _s(sub.status.value),
+            "gsi2pk": _s(f"CUS#{sub.customer}"),
+            "gsi2sk": _s(f"SUB#{_iso(sub.created)}#{sub.id}"),
+        }
+        due = sub.due_at
+        if due is not None:  # sparse due index: finished subscriptions drop out of it
+            extra["gsi1pk"] = _s(f"DUE#{shard_of(sub.id, self._shards)}")
+            extra["gsi1sk"] = _s(f"{_iso(due)}#{sub.id}")
+        return self._item(f"SUB#{sub.id}", "SUBSCRIPTION", sub, **extra)
+
+    def _inv_item(self, inv: Invoice) -> dict[str, Any]:
+        return self._item(
+            f"INV#{inv.id}",
+            "INVOICE",
+            inv,
+            status=_s(inv.status.value),
+            gsi2pk=_s(f"CUS#{inv.customer}"),
+            gsi2sk=_s(f"INV#{_iso(inv.created)}#{inv.id}"),
+        )
+
+    def _next_number(self) -> tuple[int, dict[str, Any]]:
+        counter = self._get("COUNTER", "INVOICE_NUMBER")
+        current = int(counter["seq"]["N"]) if counter else 0
+        update: dict[str, Any] = {
+            "Put": {
+                "TableName": self._table,
+                "Item": {"pk": _s("COUNTER"), "sk": _s("INVOICE_NUMBER"), "seq": _n(current + 1)},
+                "ConditionExpression": "attribute_not_exists(pk)" if counter is None else "seq = :seq",
+            }
+        }
+        if counter is not None:
+            update["Put"]["ExpressionAttributeValues"] = {":seq": _n(current)}
+        return current + 1, update
+
+    def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
+        for _ in range(5):
+            actions: list[dict[str, Any]] = [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": self._sub_item(sub),
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                }
+            ]
+            final = None
+            if invoice is not None:
+                seq, counter = self._next_number()
+                final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
+                actions += [
+                    counter,
+                    {
+                        "Put": {
+                            "TableName": self._table,
+                            "Item": self._inv_item(final),
+                            "ConditionExpression": "attribute_not_exists(pk)",
+                        }
+                    },
+                ]
+            try:
+                self._call("transact_write_items", TransactItems=actions)
+                return final
+            except Conflict:
+                if self._get(f"SUB#{sub.id}", "SUBSCRIPTION") is not None:
+                    raise AlreadyExists(f"subscription {sub.id} already exists") from None
+                continue  # the counter moved: take the next number
+        raise Conflict("could not assign an invoice number; retry")
+
+    def get_subscription(self, subscription_id: str) -> Subscription:
+        item = self._get(f"SUB#{subscription_id}", "SUBSCRIPTION")
+        if item is None:
+            raise NotFound(f"no such subscription: {subscription_id}", param="subscription")
+        return self._load(item, Subscription)
+
+    def save_subscription(self, sub: Subscription) -> Subscription:
+        saved = sub.model_copy(update={"version": sub.version + 1})
+        self._call("put_item", **self._versioned_put(self._sub_item(saved), sub.version))
+        return saved
+
+    def get_invoice(self, invoice_id: str) -> Invoice:
+        found = self.find_invoice(invoice_id)
+        if found is None:
+            raise NotFound(f"no such invoice: {invoice_id}", param="invoice")
+        return found
+
+    def find_invoice(self, invoice_id: str) -> Invoice | None:
+        item = self._get(f"INV#{invoice_id}", "INVOICE")
+        return self._load(item, Invoice) if item else None
+
+    def save_invoice(self, invoice: Invoice) -> Invoice:
+        saved = invoice.model_copy(update={"version": invoice.version + 1})
+        self._call("put_item", **self._versioned_put(self._inv_item(saved), invoice.version))
+        return saved
+
+    def save_invoice_and_subscription(
+        self, invoice: Invoice, sub: Subscription | None
+    ) -> tuple[Invoice, Subscription | None]:
+        if sub is None:
+            return self.save_invoice(invoice), None
+        inv2 = invoice.model_copy(update={"version": invoice.version + 1})
+        sub2 = sub.model_copy(update={"version": sub.version + 1})
+        self._call(
+            "transact_write_items",
+            TransactItems=[
+                {"Put": self._versioned_put(self._inv_item(inv2), invoice.version)},
+                {"Put": self._versioned_put(self._sub_item(sub2), sub.version)},
+            ],
+        )
+        return inv2, sub2
+
+    def renew(self, sub: Subscription, invoice: Invoice, invoice_prefix: str) -> tuple[Subscription, Invoice]:
+        sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
+        for _ in range(5):
+            seq, counter = self._next_number()
+            final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
+            try:
+                self._call(
+                    "transact_write_items",
+                    TransactItems=[
+                        {"Put": self._versioned_put(self._sub_item(sub2), sub.version)},
+                        counter,
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": self._inv_item(final),
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        },
+                    ],
+                )
+                return sub2, final
+            except Conflict:
+                if self.find_invoice(invoice.id) is not None:
+                    raise AlreadyExists(f"invoice {invoice.id} already exists") from None
+                current = self.get_subscription(sub.id)
+                if current.version != sub.version:
+                    raise
+        raise Conflict("could not assign an invoice number; retry")
+
+    def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page:
+        return self._query_page(Invoice, f"CUS#{customer_id}", "INV#", limit, starting_after)
+
+    def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]:
+        return list(self._query_page(Subscription, f"CUS#{customer_id}", "SUB#", 100, None).items)
+
+    # ------------------------------------------------------------------ due work
+    def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        found: list[tuple[str, datetime]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi1",
+            "KeyConditionExpression": "gsi1pk = :p AND gsi1sk <= :t",
+            "ExpressionAttributeValues": {":p": _s(f"DUE#{shard}"), ":t": _s(f"{_iso(now)}#~")},
+            "ProjectionExpression": "gsi1sk",
+        }
+        while len(found) < limit:
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                due, sub_id = item["gsi1sk"]["S"].split("#", 1)
+                found.append((sub_id, datetime.strptime(due, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return found[:limit]
+
+    def next_due_after(self, now: datetime) -> datetime | None:
+        earliest: datetime | None = None
+        for shard in range(self._shards):
+            response = self._call(
+                "query",
+                TableName=self._table,
+                IndexName="gsi1",
+                KeyConditionExpression="gsi1pk = :p",
+                ExpressionAttributeValues={":p": _s(f"DUE#{shard}")},
+                ProjectionExpression="gsi1sk",
+                Limit=1,
+            )
+            for item in response.get("Items", []):
+                due = datetime.strptime(item["gsi1sk"]["S"].split("#", 1)[0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+                earliest = due if earliest is None or due < earliest else earliest
+        return earliest
+
+    # ------------------------------------------------------------------ settings
+    def get_settings(self) -> MerchantSettings:
+        item = self._get("SETTINGS", "MERCHANT", consistent=False)
+        return self._load(item, MerchantSettings) if item else MerchantSettings()
+
+    def put_settings(self, settings: MerchantSettings) -> None:
+        self._call("put_item", TableName=self._table, Item=self._item("SETTINGS", "MERCHANT", settings))
+
+    # ------------------------------------------------------------------ webhook events
+    def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:
+        item = {
+            "pk": _s(f"WHEVT#{record.id}"),
+            "sk": _s("EVENT"),
+            "type": _s(record.type),
+            "status": _s(record.status),
+            "payload": _s(record.payload),
+            "received_at": _s(_iso(record.received_at)),
+            "expires_at": _n(int((record.received_at + WEBHOOK_RETENTION).timestamp())),
+        }
+        if record.note:
+            item["note"] = _s(record.note)
+        try:
+            self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+            return None
+        except Conflict:
+            return self.get_webhook(record.id)
+
+    def get_webhook(self, event_id: str) -> WebhookRecord | None:
+        item = self._get(f"WHEVT#{event_id}", "EVENT")
+        if item is None:
+            return None
+        return WebhookRecord(
+            id=event_id,
+            type=item["type"]["S"],
+            status=item["status"]["S"],
+            payload=item["payload"]["S"],
+            received_at=datetime.strptime(item["received_at"]["S"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
+            note=item.get("note", {}).get("S"),
+        )
+
+    def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:
+        names = {"#s": "status"}
+        values: dict[str, Any] = {":s": _s(status), ":done": _s("processed")}
+        expression = "SET #s = :s"
+        if note:
+            expression += ", note = :n"
+            values[":n"] = _s(note[:1000])
+        try:
+            self._call(
+                "update_item",
+                TableName=self._table,
+                Key={"pk": _s(f"WHEVT#{event_id}"), "sk": _s("EVENT")},
+                UpdateExpression=expression,
+                ConditionExpression="attribute_exists(pk) AND #s <> :done",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues=values,
+            )
+            return True
+        except Conflict:
+            return False
+
+
+def json_dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)

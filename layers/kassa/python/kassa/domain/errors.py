@@ -1,0 +1,46 @@
+"""Domain errors. Adapters translate AWS and Stripe errors into these; handlers map them to HTTP."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error kassa raises on purpose."""
+
+    code = "domain_error"
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+
+
+class InvalidInput(DomainError):
+    code = "invalid_input"
+
+
+class NotFound(DomainError):
+    code = "resource_missing"
+
+
+class Conflict(DomainError):
+    """A concurrent change won (optimistic lock or condition check failed)."""
+
+    code = "conflict"
+
+
+class AlreadyExists(Conflict):
+    code = "already_exists"
+
+
+class IllegalTransition(DomainError):
+    code = "illegal_transition"
+
+
+class CurrencyMismatch(InvalidInput):
+    code = "currency_mismatch"
+
+
+class PaymentProviderError(DomainError):
+    """The payment processor could not be reached or answered an unexpected error; retryable."""
+
+    code = "payment_provider_error"

@@ -1,0 +1,165 @@
+"""Invoices: lines, totals, statuses, gapless numbering at finalization."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+
+from pydantic import BaseModel
+
+from kassa.domain.catalog import TaxBehavior
+from kassa.domain.errors import IllegalTransition
+from kassa.domain.ids import derived_id
+from kassa.domain.money import Money
+from kassa.domain.periods import Period
+from kassa.domain.subscription import Subscription
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    InvoiceStatus.DRAFT: frozenset({InvoiceStatus.OPEN, InvoiceStatus.VOID}),
+    InvoiceStatus.OPEN: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}),
+    InvoiceStatus.UNCOLLECTIBLE: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID}),
+    InvoiceStatus.PAID: frozenset(),
+    InvoiceStatus.VOID: frozenset(),
+}
+
+
+class BillingReason(StrEnum):
+    SUBSCRIPTION_CREATE = "subscription_create"
+    SUBSCRIPTION_CYCLE = "subscription_cycle"
+    MANUAL = "manual"
+
+
+class PaymentError(BaseModel):
+    code: str
+    decline_code: str | None = None
+    message: str | None = None
+
+
+class InvoiceLine(BaseModel):
+    description: str
+    amount: int  # minor units, before tax for exclusive prices, tax included for inclusive ones
+    quantity: int
+    unit_amount: int
+    price: str | None = None
+    period_start: datetime
+    period_end: datetime
+    tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
+    tax_amount: int = 0
+
+
+class Invoice(BaseModel):
+    id: str
+    number: str | None = None
+    customer: str
+    subscription: str | None = None
+    status: InvoiceStatus
+    currency: str
+    lines: list[InvoiceLine]
+    subtotal: int
+    tax: int
+    total: int
+    amount_due: int
+    amount_paid: int = 0
+    attempt_count: int = 0
+    billing_reason: BillingReason
+    period_start: datetime
+    period_end: datetime
+    created: datetime
+    finalized_at: datetime | None = None
+    paid_at: datetime | None = None
+    voided_at: datetime | None = None
+    payment_intent: str | None = None
+    last_payment_error: PaymentError | None = None
+    version: int = 0
+
+    def transition(self, target: InvoiceStatus, now: datetime) -> Invoice:
+        if target == self.status:
+            return self
+        if target not in INVOICE_TRANSITIONS[self.status]:
+            raise IllegalTransition(f"invoice {self.id} cannot go from {self.status.value} to {target.value}")
+        changes: dict[str, object] = {"status": target}
+        if target is InvoiceStatus.PAID:
+            changes.update(paid_at=now, amount_paid=self.amount_due, last_payment_error=None)
+        elif target is InvoiceStatus.VOID:
+            changes["voided_at"] = now
+        return self.model_copy(update=changes)
+
+    def finalize(self, number: str, now: datetime) -> Invoice:
+        """draft → open with its number. Numbers are only handed out here, so there are no gaps."""
+        opened = self.transition(InvoiceStatus.OPEN, now)
+        return opened.model_copy(update={"number": number, "finalized_at": now})
+
+
+def invoice_id_for(subscription_id: str, period_start: datetime) -> str:
+    """Exactly one invoice per subscription period: its id is derived from both."""
+    return derived_id("in", subscription_id, period_start.isoformat())
+
+
+def format_number(prefix: str, sequence: int) -> str:
+    return f"{prefix}-{sequence:04d}"
+
+
+def build_subscription_invoice(
+    sub: Subscription,
+    period: Period,
+    now: datetime,
+    reason: BillingReason,
+    product_name: str | None = None,
+) -> Invoice:
+    """A draft invoice for one period of a subscription (tax is added by the tax capability)."""
+    amount = Money(sub.unit_amount, sub.currency).times(sub.quantity)
+    label = product_name or sub.price
+    line = InvoiceLine(
+        description=f"{sub.quantity} × {label} ({period.start.date().isoformat()} – {period.end.date().isoformat()})",
+        amount=amount.amount,
+        quantity=sub.quantity,
+        unit_amount=sub.unit_amount,
+        price=sub.price,
+        period_start=period.start,
+        period_end=period.end,
+        tax_behavior=sub.tax_behavior,
+    )
+    return from_lines(
+        invoice_id_for(sub.id, period.start), sub.customer, sub.id, sub.currency, [line], period, now, reason
+    )
+
+
+def from_lines(
+    invoice_id: str,
+    customer: str,
+    subscription: str | None,
+    currency: str,
+    lines: list[InvoiceLine],
+    period: Period,
+    now: datetime,
+    reason: BillingReason,
+) -> Invoice:
+    subtotal = sum(line.amount for line in lines)
+    tax = sum(line.tax_amount for line in lines)
+    exclusive_tax = sum(line.tax_amount for line in lines if line.tax_behavior is TaxBehavior.EXCLUSIVE)
+    total = subtotal + exclusive_tax
+    return Invoice(
+        id=invoice_id,
+        customer=customer,
+        subscription=subscription,
+        status=InvoiceStatus.DRAFT,
+        currency=currency,
+        lines=lines,
+        subtotal=subtotal,
+        tax=tax,
+        total=total,
+        amount_due=max(total, 0),
+        billing_reason=reason,
+        period_start=period.start,
+        period_end=period.end,
+        created=now,
+    )

@@ -1,0 +1,184 @@
+"""Subscriptions: Stripe's statuses, their legal transitions, periods and what falls due when."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, Field
+
+from kassa.domain.catalog import Price, TaxBehavior
+from kassa.domain.errors import IllegalTransition, InvalidInput
+from kassa.domain.ids import new_id
+from kassa.domain.periods import Interval, Period, boundary, ensure_utc, period_at
+
+# Stripe: an incomplete subscription whose first invoice is not paid within 23 hours expires.
+INCOMPLETE_EXPIRY = timedelta(hours=23)
+
+
+class Status(StrEnum):
+    INCOMPLETE = "incomplete"
+    INCOMPLETE_EXPIRED = "incomplete_expired"
+    TRIALING = "trialing"
+    ACTIVE = "active"
+    PAST_DUE = "past_due"
+    CANCELED = "canceled"
+    UNPAID = "unpaid"
+    PAUSED = "paused"
+
+
+TRANSITIONS: dict[Status, frozenset[Status]] = {
+    Status.INCOMPLETE: frozenset({Status.ACTIVE, Status.INCOMPLETE_EXPIRED, Status.CANCELED}),
+    Status.TRIALING: frozenset({Status.ACTIVE, Status.PAST_DUE, Status.CANCELED, Status.PAUSED}),
+    Status.ACTIVE: frozenset({Status.PAST_DUE, Status.CANCELED, Status.UNPAID}),
+    Status.PAST_DUE: frozenset({Status.ACTIVE, Status.CANCELED, Status.UNPAID}),
+    Status.UNPAID: frozenset({Status.ACTIVE, Status.CANCELED}),
+    Status.PAUSED: frozenset({Status.ACTIVE, Status.CANCELED}),
+    Status.CANCELED: frozenset(),
+    Status.INCOMPLETE_EXPIRED: frozenset(),
+}
+
+TERMINAL = frozenset({Status.CANCELED, Status.INCOMPLETE_EXPIRED})
+
+
+def can_transition(current: Status, target: Status) -> bool:
+    return target in TRANSITIONS[current]
+
+
+class Subscription(BaseModel):
+    id: str
+    customer: str
+    price: str
+    quantity: int = Field(ge=1)
+    currency: str
+    unit_amount: int
+    tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
+    interval: Interval
+    interval_count: int
+    status: Status
+    billing_cycle_anchor: datetime
+    current_period_start: datetime
+    current_period_end: datetime
+    trial_start: datetime | None = None
+    trial_end: datetime | None = None
+    incomplete_expires_at: datetime | None = None
+    cancel_at_period_end: bool = False
+    canceled_at: datetime | None = None
+    ended_at: datetime | None = None
+    latest_invoice: str | None = None
+    created: datetime
+    version: int = 0
+
+    # ---- derived ----
+    @property
+    def period(self) -> Period:
+        return Period(self.current_period_start, self.current_period_end)
+
+    @property
+    def due_at(self) -> datetime | None:
+        """When the renewal machinery must next look at this subscription (None: never again)."""
+        if self.status is Status.INCOMPLETE:
+            return self.incomplete_expires_at
+        if self.status is Status.TRIALING:
+            return self.trial_end
+        if self.status in (Status.ACTIVE, Status.PAST_DUE, Status.UNPAID):
+            return self.current_period_end
+        return None
+
+    # ---- behaviour (returns new objects; never mutates) ----
+    def transition(self, target: Status, now: datetime) -> Subscription:
+        if target == self.status:
+            return self
+        if not can_transition(self.status, target):
+            raise IllegalTransition(f"subscription {self.id} cannot go from {self.status.value} to {target.value}")
+        changes: dict[str, object] = {"status": target}
+        if target in TERMINAL:
+            changes["ended_at"] = now
+            if target is Status.CANCELED:
+                changes["canceled_at"] = now
+        return self.model_copy(update=changes)
+
+    def next_period(self) -> Period:
+        return period_at(self.billing_cycle_anchor, self.interval, self.interval_count, self.current_period_end)
+
+    def with_period(self, period: Period) -> Subscription:
+        return self.model_copy(update={"current_period_start": period.start, "current_period_end": period.end})
+
+
+def start_subscription(
+    *,
+    customer: str,
+    price: Price,
+    quantity: int,
+    now: datetime,
+    trial_days: int | None = None,
+    subscription_id: str | None = None,
+) -> Subscription:
+    """A new subscription: trialing when it has a trial, else incomplete until its first invoice is paid."""
+    now = ensure_utc(now).replace(microsecond=0)
+    if quantity < 1:
+        raise InvalidInput("quantity must be at least 1", param="quantity")
+    trial_days = trial_days if trial_days is not None else price.recurring.trial_period_days
+    interval, count = price.recurring.interval, price.recurring.interval_count
+    common = dict(
+        id=subscription_id or new_id("sub"),
+        customer=customer,
+        price=price.id,
+        quantity=quantity,
+        currency=price.currency,
+        unit_amount=price.unit_amount,
+        tax_behavior=price.tax_behavior,
+        interval=interval,
+        interval_count=count,
+        created=now,
+    )
+    if trial_days:
+        if trial_days < 1 or trial_days > 730:
+            raise InvalidInput("trial_days must be between 1 and 730", param="trial_days")
+        trial_end = now + timedelta(days=trial_days)
+        return Subscription(
+            **common,  # type: ignore[arg-type]
+            status=Status.TRIALING,
+            billing_cycle_anchor=trial_end,
+            current_period_start=now,
+            current_period_end=trial_end,
+            trial_start=now,
+            trial_end=trial_end,
+        )
+    return Subscription(
+        **common,  # type: ignore[arg-type]
+        status=Status.INCOMPLETE,
+        billing_cycle_anchor=now,
+        current_period_start=now,
+        current_period_end=boundary(now, interval, count, 1),
+        incomplete_expires_at=now + INCOMPLETE_EXPIRY,
+    )
+
+
+class DueAction(StrEnum):
+    NOTHING = "nothing"
+    EXPIRE = "expire"  # incomplete for 23 h: incomplete_expired, first invoice voided
+    END_TRIAL = "end_trial"  # invoice the first paid period, charge it
+    RENEW = "renew"  # invoice the next period, charge it
+
+
+@dataclass(frozen=True)
+class Due:
+    action: DueAction
+    period: Period | None = None  # the period to invoice
+
+
+def due_action(sub: Subscription, now: datetime) -> Due:
+    """What the renewal worker must do for ``sub`` at ``now``: pure, so redeliveries decide the same."""
+    due = sub.due_at
+    if due is None or due > now:
+        return Due(DueAction.NOTHING)
+    if sub.status is Status.INCOMPLETE:
+        return Due(DueAction.EXPIRE)
+    if sub.status is Status.TRIALING:
+        first = period_at(sub.billing_cycle_anchor, sub.interval, sub.interval_count, sub.billing_cycle_anchor)
+        return Due(DueAction.END_TRIAL, first)
+    if sub.cancel_at_period_end:
+        return Due(DueAction.NOTHING)
+    return Due(DueAction.RENEW, sub.next_period())

@@ -1,0 +1,459 @@
+"""Use cases: catalog, customers, checkout, collecting invoices, renewals, Stripe events.
+
+Orchestrates the domain through ports. Every entry point is idempotent: redelivered messages and
+duplicate or out-of-order webhooks lead to one effect.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from kassa.domain.catalog import Price, Product, Recurring, TaxBehavior
+from kassa.domain.customer import Address, Customer
+from kassa.domain.errors import AlreadyExists, Conflict, IllegalTransition, InvalidInput, NotFound
+from kassa.domain.events import DomainEvent
+from kassa.domain.ids import new_id
+from kassa.domain.invoice import (
+    BillingReason,
+    Invoice,
+    InvoiceStatus,
+    PaymentError,
+    build_subscription_invoice,
+)
+from kassa.domain.money import Money
+from kassa.domain.subscription import DueAction, Status, Subscription, due_action, start_subscription
+from kassa.services.ports import (
+    BillingStore,
+    ChargeResult,
+    ChargeStatus,
+    Clock,
+    EventPublisher,
+    PaymentGateway,
+    SetupIntentInfo,
+    charge_result_from_intent,
+)
+
+log = logging.getLogger(__name__)
+
+COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    subscription: Subscription
+    invoice: Invoice | None
+    setup_intent: SetupIntentInfo
+    publishable_key: str
+    customer: Customer
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    invoice: Invoice | None
+    subscription: Subscription | None
+    charge: ChargeResult | None
+
+
+class Billing:
+    def __init__(
+        self, store: BillingStore, gateway: PaymentGateway | None, publisher: EventPublisher, clock: Clock
+    ) -> None:
+        self.store = store
+        self._gateway = gateway
+        self.publisher = publisher
+        self.clock = clock
+
+    @property
+    def gateway(self) -> PaymentGateway:
+        if self._gateway is None:  # pragma: no cover - wiring error
+            raise RuntimeError("this function has no payment gateway")
+        return self._gateway
+
+    def now(self) -> datetime:
+        return self.clock.now().replace(microsecond=0)
+
+    def _emit(self, *events: DomainEvent) -> None:
+        if events:
+            self.publisher.publish(list(events))
+
+    # ------------------------------------------------------------------ catalog
+    def create_product(self, name: str, description: str | None = None, tax_code: str | None = None) -> Product:
+        product = Product(
+            id=new_id("prod", 14), name=name, description=description, tax_code=tax_code, created=self.now()
+        )
+        self.store.put_product(product)
+        self._emit(DomainEvent.of("product.created", product, product.created, cause="create"))
+        return product
+
+    def create_price(
+        self,
+        product_id: str,
+        currency: str,
+        unit_amount: int,
+        recurring: Recurring,
+        tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE,
+        nickname: str | None = None,
+    ) -> Price:
+        self.store.get_product(product_id)  # NotFound names the field
+        price = Price(
+            id=new_id("price", 20),
+            product=product_id,
+            currency=currency,
+            unit_amount=unit_amount,
+            recurring=recurring,
+            tax_behavior=tax_behavior,
+            nickname=nickname,
+            created=self.now(),
+        )
+        self.store.put_price(price)
+        self._emit(DomainEvent.of("price.created", price, price.created, cause="create"))
+        return price
+
+    # ------------------------------------------------------------------ customers
+    def create_customer(self, email: str, name: str | None, address: Address, locale: str = "en") -> Customer:
+        if self.store.find_customer_by_email(email) is not None:
+            raise AlreadyExists(f"a customer with email {email} already exists", param="email")
+        customer = Customer(
+            id=new_id("cus", 14), email=email, name=name, address=address, preferred_locale=locale, created=self.now()
+        )
+        customer = customer.model_copy(
+            update={
+                "stripe_customer_id": self.gateway.create_customer(
+                    email=email, name=name, address=address, kassa_id=customer.id
+                )
+            }
+        )
+        self.store.create_customer(customer)
+        self._emit(DomainEvent.of("customer.created", customer, customer.created, cause="create"))
+        return customer
+
+    def _customer_for_checkout(
+        self, customer_id: str | None, email: str | None, name: str | None, address: Address | None, locale: str
+    ) -> Customer:
+        if customer_id:
+            return self.store.get_customer(customer_id)
+        if not email or address is None:
+            raise InvalidInput("give customer_id or customer.email and customer.address", param="customer")
+        existing = self.store.find_customer_by_email(email)
+        if existing is not None:
+            return existing
+        try:
+            return self.create_customer(email, name, address, locale)
+        except AlreadyExists:  # a concurrent checkout created it
+            found = self.store.find_customer_by_email(email)
+            if found is None:
+                raise
+            return found
+
+    # ------------------------------------------------------------------ checkout
+    def start_checkout(
+        self,
+        *,
+        price_id: str,
+        quantity: int = 1,
+        customer_id: str | None = None,
+        email: str | None = None,
+        name: str | None = None,
+        address: Address | None = None,
+        locale: str = "en",
+        trial_days: int | None = None,
+    ) -> CheckoutResult:
+        price = self.store.get_price(price_id)
+        if not price.active:
+            raise InvalidInput(f"price {price_id} is not active", param="price_id")
+        customer = self._customer_for_checkout(customer_id, email, name, address, locale)
+        now = self.now()
+        sub = start_subscription(customer=customer.id, price=price, quantity=quantity, now=now, trial_days=trial_days)
+        invoice = None
+        if sub.status is Status.INCOMPLETE:
+            invoice = build_subscription_invoice(
+                sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, self._product_name(price)
+            )
+            sub = sub.model_copy(update={"latest_invoice": invoice.id})
+        settings = self.store.get_settings()
+        assert customer.stripe_customer_id is not None
+        intent = self.gateway.create_setup_intent(
+            customer=customer.stripe_customer_id,
+            metadata={"kassa_subscription": sub.id, "kassa_customer": customer.id},
+        )
+        invoice = self.store.create_subscription(sub, invoice, settings.invoice_prefix)
+        events = [DomainEvent.of("customer.subscription.created", sub, now, cause="create")]
+        if invoice is not None:
+            events.append(DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"))
+        self._emit(*events)
+        return CheckoutResult(sub, invoice, intent, self.gateway.publishable_key, customer)
+
+    def _product_name(self, price: Price) -> str:
+        try:
+            return self.store.get_product(price.product).name
+        except NotFound:
+            return price.product
+
+    def complete_checkout(self, subscription_id: str, setup_intent_id: str) -> CollectResult:
+        """Attach the confirmed card, charge the first invoice if one is due, activate.
+
+        Called by the storefront after Stripe.js confirmed the SetupIntent, and by the
+        setup_intent.succeeded webhook — whichever comes first; the second finds the work done.
+        """
+        sub = self.store.get_subscription(subscription_id)
+        intent = self.gateway.get_setup_intent(setup_intent_id)
+        if intent.metadata.get("kassa_subscription") not in (None, subscription_id):
+            raise InvalidInput("this SetupIntent belongs to another subscription", param="setup_intent_id")
+        if intent.status != "succeeded" or not intent.payment_method:
+            raise InvalidInput(
+                f"the SetupIntent is {intent.status}; confirm the card with Stripe.js first", param="setup_intent_id"
+            )
+        customer = self.save_payment_method(sub.customer, intent.payment_method)
+        invoice = self.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+        if sub.status is Status.INCOMPLETE and invoice is not None and invoice.status in COLLECTABLE:
+            return self.collect(invoice, customer)
+        return CollectResult(invoice, self.store.get_subscription(subscription_id), None)
+
+    def save_payment_method(self, customer_id: str, payment_method: str) -> Customer:
+        customer = self.store.get_customer(customer_id)
+        if customer.default_payment_method and customer.default_payment_method.payment_method_id == payment_method:
+            return customer
+        assert customer.stripe_customer_id is not None
+        card = self.gateway.attach_payment_method(payment_method=payment_method, customer=customer.stripe_customer_id)
+        for _ in range(3):
+            try:
+                saved = self.store.save_customer(customer.model_copy(update={"default_payment_method": card}))
+                self._emit(DomainEvent.of("customer.updated", saved, self.now(), cause=f"pm:{payment_method}"))
+                return saved
+            except Conflict:
+                customer = self.store.get_customer(customer_id)
+        raise Conflict("the customer kept changing; retry")
+
+    # ------------------------------------------------------------------ collecting
+    def collect(self, invoice: Invoice, customer: Customer | None = None) -> CollectResult:
+        """Charge an open invoice once for this attempt and apply the result."""
+        if invoice.status not in COLLECTABLE:
+            return CollectResult(invoice, self._sub_of(invoice), None)
+        customer = customer or self.store.get_customer(invoice.customer)
+        if invoice.amount_due == 0:
+            return self._apply_paid(invoice, payment_intent=None, cause="zero")
+        if customer.default_payment_method is None or customer.stripe_customer_id is None:
+            result = ChargeResult(ChargeStatus.DECLINED, None, code="no_payment_method", message="no card on file")
+            return self._apply_failure(invoice, result)
+        # claim the attempt first: two concurrent collectors cannot both charge
+        attempt = invoice.attempt_count + 1
+        try:
+            invoice = self.store.save_invoice(invoice.model_copy(update={"attempt_count": attempt}))
+        except Conflict:
+            current = self.store.get_invoice(invoice.id)
+            return CollectResult(current, self._sub_of(current), None)
+        return self._charge(invoice, customer, attempt)
+
+    def _charge(self, invoice: Invoice, customer: Customer, attempt: int) -> CollectResult:
+        assert customer.default_payment_method is not None and customer.stripe_customer_id is not None
+        result = self.gateway.charge(
+            customer=customer.stripe_customer_id,
+            payment_method=customer.default_payment_method.payment_method_id,
+            amount=Money(invoice.amount_due, invoice.currency),
+            invoice_id=invoice.id,
+            attempt=attempt,
+            description=f"Invoice {invoice.number}",
+        )
+        return self.apply_charge_result(invoice.id, result)
+
+    def apply_charge_result(self, invoice_id: str, result: ChargeResult) -> CollectResult:
+        """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once."""
+        for _ in range(4):
+            invoice = self.store.get_invoice(invoice_id)
+            try:
+                if result.status is ChargeStatus.SUCCEEDED:
+                    return self._apply_paid(invoice, result.payment_intent, cause=result.payment_intent or "paid")
+                if result.status is ChargeStatus.PROCESSING:
+                    return CollectResult(invoice, self._sub_of(invoice), result)
+                return self._apply_failure(invoice, result)
+            except Conflict:
+                continue
+        raise Conflict(f"invoice {invoice_id} kept changing; retry")
+
+    def _sub_of(self, invoice: Invoice) -> Subscription | None:
+        return self.store.get_subscription(invoice.subscription) if invoice.subscription else None
+
+    def _apply_paid(self, invoice: Invoice, payment_intent: str | None, cause: str) -> CollectResult:
+        if invoice.status is InvoiceStatus.PAID:
+            return CollectResult(invoice, self._sub_of(invoice), None)  # duplicate: one effect
+        if invoice.status is InvoiceStatus.VOID:
+            log.warning("payment for void invoice %s (intent %s): needs a refund", invoice.id, payment_intent)
+            return CollectResult(invoice, self._sub_of(invoice), None)
+        now = self.now()
+        paid = invoice.transition(InvoiceStatus.PAID, now).model_copy(update={"payment_intent": payment_intent})
+        sub = self._sub_of(invoice)
+        new_sub = None
+        if (
+            sub is not None
+            and sub.latest_invoice == invoice.id
+            and sub.status in (Status.INCOMPLETE, Status.PAST_DUE, Status.UNPAID)
+        ):
+            new_sub = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
+            if sub.status is Status.INCOMPLETE:
+                new_sub = new_sub.with_period(sub.period)
+        saved_inv, saved_sub = self.store.save_invoice_and_subscription(paid, new_sub)
+        events = [
+            DomainEvent.of("invoice.paid", saved_inv, now, cause="paid"),
+            DomainEvent.of("invoice.payment_succeeded", saved_inv, now, cause="paid"),
+        ]
+        if saved_sub is not None and sub is not None:
+            events.append(
+                DomainEvent.of(
+                    "customer.subscription.updated",
+                    saved_sub,
+                    now,
+                    cause=f"paid:{invoice.id}",
+                    previous={"status": sub.status.value},
+                )
+            )
+        self._emit(*events)
+        return CollectResult(saved_inv, saved_sub or sub, None)
+
+    def _apply_failure(self, invoice: Invoice, result: ChargeResult) -> CollectResult:
+        if invoice.status not in COLLECTABLE:
+            return CollectResult(invoice, self._sub_of(invoice), result)  # paid already: a late failure changes nothing
+        now = self.now()
+        error = PaymentError(
+            code=result.code or "card_declined", decline_code=result.decline_code, message=result.message
+        )
+        if (
+            invoice.last_payment_error == error
+            and invoice.payment_intent == result.payment_intent
+            and result.payment_intent
+        ):
+            return CollectResult(invoice, self._sub_of(invoice), result)  # the same failure, delivered again
+        failed = invoice.model_copy(update={"last_payment_error": error, "payment_intent": result.payment_intent})
+        sub = self._sub_of(invoice)
+        new_sub = None
+        if sub is not None and sub.latest_invoice == invoice.id and sub.status in (Status.ACTIVE, Status.TRIALING):
+            new_sub = sub.transition(Status.PAST_DUE, now)
+        saved_inv, saved_sub = self.store.save_invoice_and_subscription(failed, new_sub)
+        kind = (
+            "invoice.payment_action_required"
+            if result.status is ChargeStatus.REQUIRES_ACTION
+            else "invoice.payment_failed"
+        )
+        events = [
+            DomainEvent.of(kind, saved_inv, now, cause=f"attempt:{saved_inv.attempt_count}:{result.payment_intent}")
+        ]
+        if saved_sub is not None and sub is not None:
+            events.append(
+                DomainEvent.of(
+                    "customer.subscription.updated",
+                    saved_sub,
+                    now,
+                    cause=f"failed:{invoice.id}",
+                    previous={"status": sub.status.value},
+                )
+            )
+        self._emit(*events)
+        return CollectResult(saved_inv, saved_sub or sub, result)
+
+    # ------------------------------------------------------------------ renewals
+    def due_work(self, shard: int, limit: int = 1000) -> list[dict[str, Any]]:
+        """The renewal sweep: what is due now in one shard of the due index (a Query, never a Scan)."""
+        now = self.now()
+        return [
+            {"subscription": sub_id, "due_at": due.isoformat()}
+            for sub_id, due in self.store.due_subscriptions(shard, now, limit)
+        ]
+
+    def process_due(self, subscription_id: str) -> str:
+        """Do what is due for one subscription. Safe to call any number of times."""
+        try:
+            sub = self.store.get_subscription(subscription_id)
+        except NotFound:
+            return "unknown"
+        now = self.now()
+        due = due_action(sub, now)
+        if due.action is DueAction.NOTHING:
+            return "nothing"
+        if due.action is DueAction.EXPIRE:
+            return self._expire(sub, now)
+        assert due.period is not None
+        settings = self.store.get_settings()
+        price_name = self._product_name(self.store.get_price(sub.price))
+        reason = BillingReason.SUBSCRIPTION_CYCLE
+        invoice = build_subscription_invoice(sub, due.period, now, reason, price_name)
+        previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
+        advanced = sub.with_period(due.period)
+        if due.action is DueAction.END_TRIAL:
+            advanced = advanced.transition(Status.ACTIVE, now)
+        try:
+            advanced, invoice = self.store.renew(advanced, invoice, settings.invoice_prefix)
+        except AlreadyExists:
+            # a redelivery after the invoice was written: continue from its state
+            existing = self.store.get_invoice(invoice.id)
+            if existing.status in COLLECTABLE and existing.attempt_count == 0:
+                return self._status_of(self.collect(existing))
+            return "already_renewed"
+        except Conflict:
+            raise  # the subscription changed under us: the message is retried and decides again
+        self._emit(
+            DomainEvent.of("invoice.created", invoice, now, cause="create"),
+            DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"),
+            DomainEvent.of(
+                "customer.subscription.updated", advanced, now, cause=f"renew:{invoice.id}", previous=previous
+            ),
+        )
+        return self._status_of(self.collect(invoice))
+
+    @staticmethod
+    def _status_of(result: CollectResult) -> str:
+        return result.invoice.status.value if result.invoice else "no_invoice"
+
+    def _expire(self, sub: Subscription, now: datetime) -> str:
+        invoice = self.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+        expired = sub.transition(Status.INCOMPLETE_EXPIRED, now)
+        voided = (
+            invoice.transition(InvoiceStatus.VOID, now) if invoice and invoice.status is InvoiceStatus.OPEN else None
+        )
+        if voided is not None:
+            _, saved = self.store.save_invoice_and_subscription(voided, expired)
+        else:
+            saved = self.store.save_subscription(expired)
+        assert saved is not None
+        events = [
+            DomainEvent.of(
+                "customer.subscription.updated", saved, now, cause="expire", previous={"status": sub.status.value}
+            )
+        ]
+        if voided is not None:
+            events.append(DomainEvent.of("invoice.voided", voided, now, cause="expire"))
+        self._emit(*events)
+        return "expired"
+
+    # ------------------------------------------------------------------ Stripe events
+    def apply_stripe_event(self, event: dict[str, Any]) -> str:
+        """Apply one verified Stripe event. Returns what happened: applied / ignored:<why>."""
+        etype = event.get("type", "")
+        obj = (event.get("data") or {}).get("object") or {}
+        if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+            invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
+            if not invoice_id:
+                return "ignored:not a kassa payment"
+            if self.store.find_invoice(invoice_id) is None:
+                return f"ignored:unknown invoice {invoice_id}"
+            result = charge_result_from_intent(obj)
+            if etype == "payment_intent.payment_failed" and result.status is ChargeStatus.SUCCEEDED:
+                return "ignored:inconsistent"
+            self.apply_charge_result(invoice_id, result)
+            return "applied"
+        if etype == "setup_intent.succeeded":
+            sub_id = (obj.get("metadata") or {}).get("kassa_subscription")
+            if not sub_id:
+                return "ignored:not a kassa setup"
+            try:
+                self.complete_checkout(sub_id, obj["id"])
+            except NotFound:
+                return f"ignored:unknown subscription {sub_id}"
+            except (InvalidInput, IllegalTransition) as error:
+                return f"ignored:{error.message}"
+            return "applied"
+        return "ignored:unhandled type"
+
+
+__all__ = ["Billing", "CheckoutResult", "CollectResult"]

@@ -1,0 +1,164 @@
+"""Ports: the small typed interfaces services use to reach storage, Stripe, the bus and the clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any, Protocol
+
+from kassa.domain.catalog import Price, Product
+from kassa.domain.customer import Address, CardSummary, Customer
+from kassa.domain.events import DomainEvent
+from kassa.domain.invoice import Invoice
+from kassa.domain.money import Money
+from kassa.domain.settings import MerchantSettings
+from kassa.domain.subscription import Subscription
+
+
+class Clock(Protocol):
+    def now(self) -> datetime: ...
+
+
+@dataclass(frozen=True)
+class Page:
+    items: list[Any]
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class WebhookRecord:
+    id: str
+    type: str
+    status: str  # received | processed | ignored | rejected
+    payload: str
+    received_at: datetime
+    note: str | None = None
+
+
+class BillingStore(Protocol):
+    """Persistence with the atomic units of work billing needs. Conflicts raise domain.errors.Conflict."""
+
+    # catalog
+    def put_product(self, product: Product) -> None: ...
+    def get_product(self, product_id: str) -> Product: ...
+    def list_products(self, limit: int, starting_after: str | None) -> Page: ...
+    def put_price(self, price: Price) -> None: ...
+    def get_price(self, price_id: str) -> Price: ...
+    def list_prices(self, limit: int, starting_after: str | None) -> Page: ...
+
+    # customers
+    def create_customer(self, customer: Customer) -> None: ...
+    def get_customer(self, customer_id: str) -> Customer: ...
+    def find_customer_by_email(self, email: str) -> Customer | None: ...
+    def save_customer(self, customer: Customer) -> Customer: ...
+
+    # subscriptions and invoices
+    def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
+        """Atomically store a new subscription and finalize (number) its first invoice."""
+        ...
+
+    def get_subscription(self, subscription_id: str) -> Subscription: ...
+    def save_subscription(self, sub: Subscription) -> Subscription: ...
+    def get_invoice(self, invoice_id: str) -> Invoice: ...
+    def find_invoice(self, invoice_id: str) -> Invoice | None: ...
+    def save_invoice(self, invoice: Invoice) -> Invoice: ...
+    def save_invoice_and_subscription(
+        self, invoice: Invoice, sub: Subscription | None
+    ) -> tuple[Invoice, Subscription | None]: ...
+
+    def renew(self, sub: Subscription, invoice: Invoice, invoice_prefix: str) -> tuple[Subscription, Invoice]:
+        """Atomically: advance the subscription (optimistic lock), create its period's invoice
+        (once — AlreadyExists if it is there) and finalize it with the next gapless number."""
+        ...
+
+    def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page: ...
+    def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]: ...
+
+    # due work
+    def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]: ...
+    def next_due_after(self, now: datetime) -> datetime | None: ...
+
+    # settings
+    def get_settings(self) -> MerchantSettings: ...
+    def put_settings(self, settings: MerchantSettings) -> None: ...
+
+    # webhook events
+    def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:
+        """Store a received event once; returns None when new, the stored record when a duplicate."""
+        ...
+
+    def get_webhook(self, event_id: str) -> WebhookRecord | None: ...
+    def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:
+        """Set the final status once; False when it was already processed."""
+        ...
+
+
+class ChargeStatus(StrEnum):
+    SUCCEEDED = "succeeded"
+    PROCESSING = "processing"
+    REQUIRES_ACTION = "requires_action"
+    DECLINED = "declined"
+
+
+@dataclass(frozen=True)
+class ChargeResult:
+    status: ChargeStatus
+    payment_intent: str | None
+    code: str | None = None
+    decline_code: str | None = None
+    message: str | None = None
+    client_secret: str | None = None
+
+
+@dataclass(frozen=True)
+class SetupIntentInfo:
+    id: str
+    client_secret: str | None
+    status: str
+    payment_method: str | None
+    customer: str | None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+class PaymentGateway(Protocol):
+    @property
+    def publishable_key(self) -> str: ...
+
+    def create_customer(self, *, email: str, name: str | None, address: Address, kassa_id: str) -> str: ...
+    def create_setup_intent(self, *, customer: str, metadata: dict[str, str]) -> SetupIntentInfo: ...
+    def get_setup_intent(self, setup_intent_id: str) -> SetupIntentInfo: ...
+    def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary: ...
+    def charge(
+        self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
+    ) -> ChargeResult: ...
+
+
+class EventPublisher(Protocol):
+    def publish(self, events: list[DomainEvent]) -> None: ...
+
+
+class WorkQueue(Protocol):
+    def send(self, messages: list[dict[str, Any]]) -> None: ...
+
+
+def charge_result_from_intent(intent: Any) -> ChargeResult:
+    """Map a PaymentIntent (object or webhook dict) to a ChargeResult."""
+    status = intent.get("status")
+    error = intent.get("last_payment_error") or {}
+    if status == "succeeded":
+        result = ChargeStatus.SUCCEEDED
+    elif status == "processing":
+        result = ChargeStatus.PROCESSING
+    elif status in ("requires_action", "requires_confirmation"):
+        result = ChargeStatus.REQUIRES_ACTION
+    else:
+        result = ChargeStatus.DECLINED
+    return ChargeResult(
+        status=result,
+        payment_intent=intent.get("id"),
+        code=error.get("code"),
+        decline_code=error.get("decline_code") or (error.get("code") if error.get("code") == "card_declined" else None),
+        message=error.get("message"),
+        client_secret=intent.get("client_secret"),
+    )
