@@ -1,7 +1,7 @@
 """Build the dependency layer: arm64 / CPython 3.13 wheels into ``layers/deps/python``.
 
-    python -m infra.build_layer            # what `make layer` runs, before `cdk deploy`
-    python -m infra.build_layer --dry-run  # print the pip command only
+    python infra/build_layer.py            # what `make layer` runs, before `cdk deploy`
+    python infra/build_layer.py --dry-run  # print the pip command only
 
 Pure pip, no Docker: ``--platform manylinux2014_aarch64 --only-binary=:all:`` makes pip pick the
 wheels Lambda's arm64 Python 3.13 runtime needs, whatever machine builds them. The target folder is
@@ -55,6 +55,7 @@ def _prune(target: Path) -> None:
         name = path.name.split("-")[0].lower()
         if name in PRUNE:
             shutil.rmtree(path) if path.is_dir() else path.unlink()
+    shutil.rmtree(target / "bin", ignore_errors=True)  # console scripts: nothing runs them in Lambda
     for cache in target.rglob("__pycache__"):
         shutil.rmtree(cache, ignore_errors=True)
 

@@ -94,7 +94,7 @@ class Functions(Construct):
         role = iam.Role(
             self,
             f"{cid}Role",
-            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),  # type: ignore[arg-type]
+            assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
             description=f"kassa {spec.name}: least privilege derived from infra/wiring.py",
         )
         # Instead of AWSLambdaBasicExecutionRole (logs:* on every log group): this log group only.
@@ -126,8 +126,8 @@ class Functions(Construct):
             fn,
             "AwsSolutions-L1",
             f"Pinned to {RUNTIME.name}: the dependency layer is built from {RUNTIME.name} arm64 wheels "
-            "(pydantic-core is compiled per CPython version); move the runtime and "
-            "infra/settings.py LAYER_BUILD_PYTHON_VERSION together.",
+            "(pydantic-core is compiled per CPython version); the runtime moves together with "
+            "infra/build_layer.py PYTHON_VERSION, after the dependencies publish wheels for the next one.",
         )
         self.functions[spec.name] = fn
         self.roles[spec.name] = role
@@ -142,12 +142,13 @@ class Functions(Construct):
                 table.grant_read_write_data(fn)
             else:
                 table.grant_read_data(fn)
-            if any(True for _ in self._table_indexes(name)):
+            indexes = ", ".join(index.name for index in self._table_indexes(name))
+            if indexes:
                 acknowledge(
                     self.roles[spec.name],
                     f"AwsSolutions-IAM5[Resource::<{self._logical_id(table)}.Arn>/index/*]",
-                    f"{spec.name} queries the {name} table's GSIs (due work, a customer's subscriptions); "
-                    "'index/*' is scoped to this one table's indexes, which the wiring declares.",
+                    f"Access to the {name} table's global secondary indexes ({indexes}, declared in "
+                    "infra/wiring.py) comes with the table grant; '/index/*' is confined to this one table.",
                 )
         for name in spec.queues_send:
             self._messaging.queues[name].grant_send_messages(fn)
@@ -167,6 +168,12 @@ class Functions(Construct):
         cfn = table.node.default_child
         assert isinstance(cfn, dynamodb.CfnTable)
         return Stack.of(self).get_logical_id(cfn)
+
+    @staticmethod
+    def _cfn_function(fn: lambda_.Function) -> lambda_.CfnFunction:
+        cfn = fn.node.default_child
+        assert isinstance(cfn, lambda_.CfnFunction)
+        return cfn
 
     # -- queue triggers ------------------------------------------------------------------------
 
@@ -189,7 +196,7 @@ class Functions(Construct):
         cid = pascal(spec.name)
         dlq = self._messaging.add_dead_letter_queue(
             f"{cid}ScheduleDlq",
-            label=f"{spec.name} schedule",
+            dead_letter_of=f"schedule/{spec.name}",
             description=f"Invocations of the {spec.name} schedule that failed after "
             f"{SCHEDULE_RETRY_ATTEMPTS} retries. The next tick catches up; look at why it failed.",
         )
@@ -198,6 +205,23 @@ class Functions(Construct):
             "AwsSolutions-SQS3",
             f"This queue is itself the dead-letter queue of the {spec.name} EventBridge Scheduler "
             "target (DeadLetterConfig), which cdk-nag does not recognise as a DLQ reference.",
+        )
+        # One role per schedule (instead of the stack-wide SchedulerRoleForTarget singleton) so that its
+        # permissions (invoke this function, send to this DLQ) are acknowledged where they are made.
+        role = iam.Role(
+            self,
+            f"{cid}ScheduleRole",
+            assumed_by=iam.ServicePrincipal(
+                "scheduler.amazonaws.com",
+                conditions={"StringEquals": {"aws:SourceAccount": Stack.of(self).account}},
+            ),
+            description=f"kassa: EventBridge Scheduler invoking {spec.name}",
+        )
+        acknowledge(
+            role,
+            f"AwsSolutions-IAM5[Resource::<{Stack.of(self).get_logical_id(self._cfn_function(fn))}.Arn>:*]",
+            f"grantInvoke also allows the versions and aliases of this one function ('<arn>:*'); the "
+            f"role can invoke nothing but {fn.node.id}.",
         )
         self.schedules[spec.name] = scheduler.Schedule(
             self,
@@ -208,6 +232,7 @@ class Functions(Construct):
             target=scheduler_targets.LambdaInvoke(
                 fn,
                 dead_letter_queue=dlq,
+                role=role,
                 retry_attempts=SCHEDULE_RETRY_ATTEMPTS,
                 max_event_age=_schedule_max_event_age(spec.every_minutes),
             ),

@@ -13,7 +13,7 @@ class Layers(Construct):
     """``layers/kassa`` (domain, services, adapters: the code the tests and the local stack import) and
     ``layers/deps`` (Powertools, stripe, pydantic as arm64 / CPython 3.13 wheels).
 
-    ``layers/deps/python`` is filled by ``python -m infra.build_layer`` (``make layer``) before a
+    ``layers/deps/python`` is filled by ``make layer`` (``python infra/build_layer.py``) before a
     deploy. Synth does not need it: without it the layer holds only ``requirements.txt`` and a
     warning says so; deploying that would leave the functions without their dependencies.
     """
@@ -39,7 +39,7 @@ class Layers(Construct):
         if not (DEPS_LAYER_DIR / "python").is_dir():
             Annotations.of(self.deps).add_warning_v2(
                 "kassa:deps-layer-not-built",
-                "layers/deps/python does not exist: run `make layer` (python -m infra.build_layer) "
+                "layers/deps/python does not exist: run `make layer` (python infra/build_layer.py) "
                 "before `cdk deploy`, or the functions will miss their dependencies.",
             )
 

@@ -51,9 +51,7 @@ class Messaging(Construct):
         for spec in wiring.QUEUES:
             self._queue(spec)
 
-        self.bus = events.EventBus(
-            self, "Bus", event_bus_name=wiring.BUS_NAME, description="kassa domain events"
-        )
+        self.bus = events.EventBus(self, "Bus", event_bus_name=wiring.BUS_NAME, description="kassa domain events")
         self.archive = events.Archive(
             self,
             "BusArchive",
@@ -67,11 +65,10 @@ class Messaging(Construct):
     def _queue(self, spec: wiring.Queue) -> None:
         dlq = self.add_dead_letter_queue(
             f"{pascal(spec.name)}Dlq",
-            label=spec.name,
+            dead_letter_of=spec.name,
             description=f"Messages of the {spec.name} queue received {spec.max_receive_count} times "
             "without success. Inspect, fix, then redrive them to the source queue.",
         )
-        Tags.of(dlq).add(TAG_DEAD_LETTER_OF, spec.name)
         queue = sqs.Queue(
             self,
             pascal(spec.name),
@@ -85,8 +82,11 @@ class Messaging(Construct):
         self.queues[spec.name] = queue
         self.dead_letter_queues[spec.name] = dlq
 
-    def add_dead_letter_queue(self, construct_id: str, *, label: str, description: str) -> sqs.Queue:
-        """A DLQ (SSL only, SQS-encrypted, 14 days) with its ``messages visible > 0`` alarm."""
+    def add_dead_letter_queue(self, construct_id: str, *, dead_letter_of: str, description: str) -> sqs.Queue:
+        """A DLQ (SSL only, SQS-encrypted, 14 days) with its ``messages visible > 0`` alarm.
+
+        ``dead_letter_of`` names what fails into it: a wiring queue, or ``schedule/<name>``.
+        """
         dlq = sqs.Queue(
             self,
             construct_id,
@@ -94,10 +94,11 @@ class Messaging(Construct):
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
         )
+        Tags.of(dlq).add(TAG_DEAD_LETTER_OF, dead_letter_of)
         alarm = cloudwatch.Alarm(
             self,
             f"{construct_id}Alarm",
-            alarm_description=f"kassa: {label} dead-letter queue is not empty. {description}",
+            alarm_description=f"kassa: the dead-letter queue of {dead_letter_of} is not empty. {description}",
             metric=dlq.metric_approximate_number_of_messages_visible(
                 period=Duration.minutes(1), statistic=cloudwatch.Stats.MAXIMUM
             ),
@@ -107,5 +108,5 @@ class Messaging(Construct):
             treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
         )
         alarm.add_alarm_action(cloudwatch_actions.SnsAction(self.alarm_topic))
-        self.alarms[label] = alarm
+        self.alarms[dead_letter_of] = alarm
         return dlq

@@ -20,12 +20,10 @@ FUNCTIONS_DIR = ROOT / "functions"
 KASSA_LAYER_DIR = ROOT / "layers" / "kassa"
 DEPS_LAYER_DIR = ROOT / "layers" / "deps"
 
-# Every function and both layers. The dependency layer is built for exactly this pair
-# (infra/build_layer.py: --python-version 3.13, manylinux2014_aarch64 wheels).
+# Every function and both layers. The dependency layer is built for exactly this pair by
+# infra/build_layer.py (PYTHON_VERSION, PLATFORM); tests/infra/test_layers.py keeps them in step.
 RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
-LAYER_BUILD_PYTHON_VERSION = "3.13"
-LAYER_BUILD_PLATFORM = "manylinux2014_aarch64"
 
 # Never packaged into a Lambda asset.
 ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/.ruff_cache"]

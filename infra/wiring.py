@@ -199,7 +199,7 @@ def queue(name: str) -> Queue:
     raise KeyError(name)
 
 
-def function_environment(fn: Function, resolve: "Resolver") -> dict[str, str]:
+def function_environment(fn: Function, resolve: Resolver) -> dict[str, str]:
     """The full environment of a function, with physical names filled in by ``resolve``."""
     env = dict(COMMON_ENV)
     env["POWERTOOLS_SERVICE_NAME"] = f"{SERVICE_NAME}-{fn.name}"

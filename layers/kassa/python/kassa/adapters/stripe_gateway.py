@@ -8,6 +8,7 @@ domain errors (bad ids → NotFound, outages → PaymentProviderError).
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import stripe
@@ -43,7 +44,8 @@ class StripeGateway:
     def _do(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         usage.count(f"stripe.{name}")
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            return result.to_dict() if hasattr(result, "to_dict") else result
         except stripe.InvalidRequestError as error:
             if error.http_status == 404:
                 raise NotFound(error.user_message or str(error), param=error.param) from error
@@ -67,13 +69,13 @@ class StripeGateway:
             params,
             {"idempotency_key": f"kassa-customer-{kassa_id}"},
         )
-        return str(customer.id)
+        return str(customer["id"])
 
     @staticmethod
     def _setup_info(intent: Any) -> SetupIntentInfo:
         pm = intent.get("payment_method")
         return SetupIntentInfo(
-            id=intent.id,
+            id=intent["id"],
             client_secret=intent.get("client_secret"),
             status=intent.get("status"),
             payment_method=pm if isinstance(pm, str) or pm is None else pm.get("id"),
@@ -109,7 +111,7 @@ class StripeGateway:
             {"invoice_settings": {"default_payment_method": payment_method}},
         )
         return CardSummary(
-            payment_method_id=pm.id,
+            payment_method_id=pm["id"],
             brand=card.get("brand"),
             last4=card.get("last4"),
             exp_month=card.get("exp_month"),
@@ -144,5 +146,6 @@ class StripeGateway:
                 decline_code=err.get("decline_code") or (code if code == "card_declined" else None),
                 message=err.get("message") or error.user_message,
                 client_secret=pi.get("client_secret") if isinstance(pi, dict) else None,
+                attempt=attempt,
             )
-        return charge_result_from_intent(intent)
+        return replace(charge_result_from_intent(intent), attempt=attempt)

@@ -42,6 +42,8 @@ class PaymentError(BaseModel):
     code: str
     decline_code: str | None = None
     message: str | None = None
+    attempt: int | None = None
+    payment_intent: str | None = None
 
 
 class InvoiceLine(BaseModel):

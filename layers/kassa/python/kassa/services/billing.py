@@ -314,17 +314,28 @@ class Billing:
 
     def _apply_failure(self, invoice: Invoice, result: ChargeResult) -> CollectResult:
         if invoice.status not in COLLECTABLE:
-            return CollectResult(invoice, self._sub_of(invoice), result)  # paid already: a late failure changes nothing
+            # paid or void already: a late failure changes nothing
+            return CollectResult(invoice, self._sub_of(invoice), result)
         now = self.now()
+        previous = invoice.last_payment_error
+        if result.attempt is not None and result.attempt < invoice.attempt_count:
+            return CollectResult(invoice, self._sub_of(invoice), result)  # a stale attempt's news
+        if previous is not None and result.attempt is not None and previous.attempt == result.attempt:
+            # the same attempt reported twice (synchronous answer and webhook): one effect; only
+            # complete what the first report lacked
+            if previous.payment_intent is None and result.payment_intent:
+                filled = previous.model_copy(update={"payment_intent": result.payment_intent})
+                invoice = self.store.save_invoice(
+                    invoice.model_copy(update={"last_payment_error": filled, "payment_intent": result.payment_intent})
+                )
+            return CollectResult(invoice, self._sub_of(invoice), result)
         error = PaymentError(
-            code=result.code or "card_declined", decline_code=result.decline_code, message=result.message
+            code=result.code or "card_declined",
+            decline_code=result.decline_code,
+            message=result.message,
+            attempt=result.attempt,
+            payment_intent=result.payment_intent,
         )
-        if (
-            invoice.last_payment_error == error
-            and invoice.payment_intent == result.payment_intent
-            and result.payment_intent
-        ):
-            return CollectResult(invoice, self._sub_of(invoice), result)  # the same failure, delivered again
         failed = invoice.model_copy(update={"last_payment_error": error, "payment_intent": result.payment_intent})
         sub = self._sub_of(invoice)
         new_sub = None

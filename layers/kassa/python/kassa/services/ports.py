@@ -109,6 +109,7 @@ class ChargeResult:
     decline_code: str | None = None
     message: str | None = None
     client_secret: str | None = None
+    attempt: int | None = None  # kassa's attempt number (PaymentIntent metadata), when known
 
 
 @dataclass(frozen=True)
@@ -161,4 +162,10 @@ def charge_result_from_intent(intent: Any) -> ChargeResult:
         decline_code=error.get("decline_code") or (error.get("code") if error.get("code") == "card_declined" else None),
         message=error.get("message"),
         client_secret=intent.get("client_secret"),
+        attempt=_attempt_of(intent),
     )
+
+
+def _attempt_of(intent: Any) -> int | None:
+    raw = (intent.get("metadata") or {}).get("kassa_attempt")
+    return int(raw) if isinstance(raw, str) and raw.isdigit() else None

@@ -1,0 +1,65 @@
+# kassa — the two commands a newcomer needs: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint unit integration e2e infra-test demo bench synth deploy layer clean
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
+	touch $(STAMP)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --silent
+	touch $@
+
+## make run: start the local stack (moto + localstripe + gateway + pollers + virtual clock)
+run: $(STAMP)
+	$(BIN)/kassa run
+
+## make test: lint (ruff, mypy, import-linter) and the whole suite
+test: $(STAMP) lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check layers functions
+	$(BIN)/mypy layers/kassa/python/kassa kassa_local infra app.py
+	$(BIN)/lint-imports
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q tests/unit
+
+integration: $(STAMP)
+	$(BIN)/python -m pytest -q tests/integration
+
+e2e: $(STAMP)
+	$(BIN)/python -m pytest -q tests/e2e
+
+infra-test: $(STAMP)
+	$(BIN)/python -m pytest -q tests/infra
+
+## make demo: a scripted lifecycle on a fresh local stack
+demo: $(STAMP)
+	$(BIN)/kassa demo
+
+## make bench: renew N subscriptions on the local stack and print per-renewal cost figures
+bench: $(STAMP)
+	$(BIN)/kassa bench --subscriptions $${N:-200}
+
+## make synth / deploy: the CDK app (deploy needs AWS credentials; see docs/infrastructure.md)
+synth: $(STAMP) node_modules/.installed
+	npx cdk synth -q
+
+layer: $(STAMP)
+	$(BIN)/python infra/build_layer.py
+
+deploy: $(STAMP) node_modules/.installed layer
+	npx cdk deploy --require-approval broadening
+
+clean:
+	rm -rf cdk.out .kassa .mypy_cache .ruff_cache .pytest_cache

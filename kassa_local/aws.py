@@ -1,0 +1,323 @@
+"""Local AWS: moto in server mode, and provisioning of every resource declared in ``infra/wiring.py``.
+
+Physical names are the logical names (one moto server per process, state reset on start): table
+``billing``, queues ``webhook-events`` and ``renewals`` (each with a ``<name>-dlq``), the bus
+``kassa-events``, secrets ``kassa/stripe`` and ``kassa/api``. Only the local "event tap" is extra:
+a queue ``kassa-event-tap`` that an EventBridge rule fills with every ``kassa*`` event on the bus.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import socket
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import boto3
+import requests
+from moto.moto_server.threaded_moto_server import ThreadedMotoServer
+from moto.moto_server.werkzeug_app import (
+    DomainDispatcherApplication,
+    MotoRequestHandler,
+    create_backend_app,
+)
+from werkzeug.serving import make_server
+
+from infra import wiring
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_events import EventBridgeClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sqs import SQSClient
+
+log = logging.getLogger("kassa_local.aws")
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"  # moto's default account
+EVENT_TAP_QUEUE = "kassa-event-tap"
+EVENT_TAP_RULE = "kassa-event-tap"
+EVENT_TAP_PATTERN = {"source": [{"prefix": "kassa"}]}
+DLQ_SUFFIX = "-dlq"
+DLQ_RETENTION_S = 14 * 24 * 3600
+
+
+def dlq_name(queue: str) -> str:
+    return f"{queue}{DLQ_SUFFIX}"
+
+
+def aws_environment(endpoint_url: str) -> dict[str, str]:
+    """What boto3 needs to reach moto unchanged (no code path knows it is local)."""
+    return {
+        "AWS_ENDPOINT_URL": endpoint_url,
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_REGION": REGION,
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+    }
+
+
+# Variables that would make boto3 look elsewhere for credentials; removed while the stack runs.
+AWS_ENV_REMOVED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
+
+
+class MotoServer(ThreadedMotoServer):
+    """moto's ThreadedMotoServer, bound to 127.0.0.1, that can stop while clients keep connections.
+
+    moto's server speaks HTTP/1.1 keep-alive; boto3 keeps idle connections in its pool, and
+    ``server_close`` joins every connection thread. ``stop`` therefore shuts the open client
+    sockets down first, so every thread is joined and the port is free when it returns.
+    """
+
+    def __init__(self, port: int = 0) -> None:
+        super().__init__(ip_address="127.0.0.1", port=port, verbose=False)
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+        self._start_error: BaseException | None = None
+
+    def _server_entry(self) -> None:
+        connections, conn_lock = self._connections, self._conn_lock
+
+        class Handler(MotoRequestHandler):
+            def setup(self) -> None:
+                super().setup()
+                with conn_lock:
+                    connections.add(self.connection)
+
+            def finish(self) -> None:
+                with conn_lock:
+                    connections.discard(self.connection)
+                super().finish()
+
+            def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+                pass
+
+        app = DomainDispatcherApplication(create_backend_app)
+        try:
+            self._server = make_server(self._ip_address, self._port, app, True, request_handler=Handler)
+        except BaseException as exc:  # e.g. the port is taken: reported by start()
+            self._start_error = exc
+            self._server_ready_event.set()
+            return
+        self._server_ready_event.set()
+        self._server.serve_forever()
+
+    def start(self) -> None:
+        self._start_error = None
+        self._thread = threading.Thread(target=self._server_entry, name="kassa-moto", daemon=True)
+        self._thread.start()
+        if not self._server_ready_event.wait(30):
+            raise RuntimeError("moto server did not start within 30 s")
+        if self._start_error is not None:
+            self._thread.join()
+            self._thread = None
+            reason = "address in use" if isinstance(self._start_error, SystemExit) else self._start_error
+            raise OSError(f"moto server cannot listen on 127.0.0.1:{self._port}: {reason}")
+
+    @property
+    def port(self) -> int:
+        return self.get_host_and_port()[1]
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> None:
+        self._server_ready_event.clear()
+        if self._server is not None:
+            self._server.shutdown()  # serve_forever returns, then server_close joins the threads
+        with self._conn_lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            if self._thread.is_alive():  # pragma: no cover - diagnostic
+                log.warning("moto server thread did not stop within 10 s")
+
+    def reset(self) -> None:
+        """Forget every resource (moto's backends are process-wide)."""
+        requests.post(f"{self.url}/moto-api/reset", timeout=10).raise_for_status()
+
+
+@dataclass
+class Clients:
+    endpoint_url: str
+    sqs: SQSClient = field(init=False)
+    dynamodb: DynamoDBClient = field(init=False)
+    events: EventBridgeClient = field(init=False)
+    secretsmanager: SecretsManagerClient = field(init=False)
+
+    def __post_init__(self) -> None:
+        session = boto3.session.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=REGION
+        )
+        self.sqs = session.client("sqs", endpoint_url=self.endpoint_url)
+        self.dynamodb = session.client("dynamodb", endpoint_url=self.endpoint_url)
+        self.events = session.client("events", endpoint_url=self.endpoint_url)
+        self.secretsmanager = session.client("secretsmanager", endpoint_url=self.endpoint_url)
+
+    def close(self) -> None:
+        for client in (self.sqs, self.dynamodb, self.events, self.secretsmanager):
+            client.close()
+
+
+class LocalResolver(wiring.Resolver):
+    """Logical → physical names on the local stack (the names are the logical names)."""
+
+    def __init__(self, sqs: SQSClient) -> None:
+        self._sqs = sqs
+        self._urls: dict[str, str] = {}
+        self._lock = threading.Lock()
+
+    def table(self, name: str) -> str:
+        return name
+
+    def queue_url(self, name: str) -> str:
+        with self._lock:
+            if name not in self._urls:
+                self._urls[name] = self._sqs.get_queue_url(QueueName=name)["QueueUrl"]
+            return self._urls[name]
+
+    def queue_arn(self, name: str) -> str:
+        return f"arn:aws:sqs:{REGION}:{ACCOUNT_ID}:{name}"
+
+    def secret(self, name: str) -> str:
+        return name
+
+    def bus(self) -> str:
+        return wiring.BUS_NAME
+
+
+def create_table(ddb: DynamoDBClient, table: wiring.Table) -> None:
+    keys = {table.partition_key, table.sort_key}
+    for index in table.indexes:
+        keys |= {index.partition_key, index.sort_key}
+    params: dict[str, Any] = {
+        "TableName": table.name,
+        "KeySchema": [
+            {"AttributeName": table.partition_key, "KeyType": "HASH"},
+            {"AttributeName": table.sort_key, "KeyType": "RANGE"},
+        ],
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in sorted(keys)],
+        "BillingMode": "PAY_PER_REQUEST",
+    }
+    if table.indexes:
+        params["GlobalSecondaryIndexes"] = [
+            {
+                "IndexName": index.name,
+                "KeySchema": [
+                    {"AttributeName": index.partition_key, "KeyType": "HASH"},
+                    {"AttributeName": index.sort_key, "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for index in table.indexes
+        ]
+    ddb.create_table(**params)
+    if table.ttl_attribute:
+        ddb.update_time_to_live(
+            TableName=table.name,
+            TimeToLiveSpecification={"Enabled": True, "AttributeName": table.ttl_attribute},
+        )
+
+
+def create_queue(sqs: SQSClient, resolver: LocalResolver, queue: wiring.Queue) -> None:
+    sqs.create_queue(QueueName=dlq_name(queue.name), Attributes={"MessageRetentionPeriod": str(DLQ_RETENTION_S)})
+    redrive = {
+        "deadLetterTargetArn": resolver.queue_arn(dlq_name(queue.name)),
+        "maxReceiveCount": str(queue.max_receive_count),
+    }
+    sqs.create_queue(
+        QueueName=queue.name,
+        Attributes={
+            "VisibilityTimeout": str(queue.visibility_timeout_s),
+            "MessageRetentionPeriod": str(queue.retention_days * 24 * 3600),
+            "RedrivePolicy": json.dumps(redrive),
+        },
+    )
+
+
+def create_event_tap(sqs: SQSClient, events: EventBridgeClient, resolver: LocalResolver) -> str:
+    """Queue + rule that receive every kassa event on the bus; returns the queue URL."""
+    url = sqs.create_queue(QueueName=EVENT_TAP_QUEUE)["QueueUrl"]
+    events.put_rule(
+        Name=EVENT_TAP_RULE,
+        EventBusName=wiring.BUS_NAME,
+        EventPattern=json.dumps(EVENT_TAP_PATTERN),
+        State="ENABLED",
+        Description="local stack: copy every kassa domain event to the event tap queue",
+    )
+    events.put_targets(
+        Rule=EVENT_TAP_RULE,
+        EventBusName=wiring.BUS_NAME,
+        Targets=[{"Id": "event-tap", "Arn": resolver.queue_arn(EVENT_TAP_QUEUE)}],
+    )
+    return url
+
+
+def provision(
+    clients: Clients,
+    resolver: LocalResolver,
+    *,
+    secrets: dict[str, dict[str, str]],
+    tables: Iterable[wiring.Table] = wiring.TABLES,
+    queues: Iterable[wiring.Queue] = wiring.QUEUES,
+) -> str:
+    """Create every wiring resource on moto. Returns the event tap queue URL."""
+    for table in tables:
+        create_table(clients.dynamodb, table)
+    for queue in queues:
+        create_queue(clients.sqs, resolver, queue)
+    clients.events.create_event_bus(Name=wiring.BUS_NAME)
+    for name, value in secrets.items():
+        clients.secretsmanager.create_secret(Name=name, SecretString=json.dumps(value))
+    return create_event_tap(clients.sqs, clients.events, resolver)
+
+
+def due_index_probe(
+    table: str,
+    index: str,
+    partition_key: str,
+    sort_key: str,
+    partitions: Iterable[str],
+    sort_key_to_time: Callable[[str], datetime | None],
+) -> Callable[[datetime], datetime | None]:
+    """An idle probe for a sweep over a due index: the earliest sort key across ``partitions``.
+
+    For example, for a due index whose (string) sort key starts with an ISO time::
+
+        due_index_probe("billing", "gsi1", "gsi1pk", "gsi1sk", [f"DUE#{i}" for i in range(4)],
+                        lambda sk: parse_instant(sk.split("#")[0]))
+
+    One ``Query`` (Limit 1, ascending) per partition, on the moto the environment points to.
+    """
+    names = list(partitions)
+
+    def probe(now: datetime) -> datetime | None:
+        ddb = boto3.client("dynamodb")
+        earliest: datetime | None = None
+        for pk in names:
+            items = ddb.query(
+                TableName=table,
+                IndexName=index,
+                KeyConditionExpression="#pk = :pk",
+                ExpressionAttributeNames={"#pk": partition_key},
+                ExpressionAttributeValues={":pk": {"S": pk}},
+                ScanIndexForward=True,
+                Limit=1,
+            ).get("Items", [])
+            if not items or sort_key not in items[0]:
+                continue
+            value = items[0][sort_key]
+            when = sort_key_to_time(str(value.get("S", value.get("N", ""))))
+            if when is not None and (earliest is None or when < earliest):
+                earliest = when
+        return earliest
+
+    return probe

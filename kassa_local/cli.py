@@ -1,0 +1,203 @@
+"""``kassa``: the local stack's command line.
+
+    kassa run [--api-port N] [--aws-port N] [--stripe-port N] [--start-time ISO]
+    kassa clock show
+    kassa clock advance 35d
+    kassa clock advance --to 2027-01-01T00:00:00Z
+
+Subcommands register themselves in ``SUBCOMMANDS``: a function that receives the argparse
+sub-parsers object, adds its parser and sets ``func`` (``args.func(args) -> int``). The commands
+that talk to a running stack find it through ``<state dir>/local.json`` (``running_stack()``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from kassa_local.scheduler import parse_instant
+
+SubcommandAdder = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+
+
+# -- helpers shared by the subcommands --------------------------------------------------------
+
+
+def state_dir_of(args: argparse.Namespace) -> Path:
+    from kassa_local.stack import default_state_dir
+
+    return Path(args.state_dir) if getattr(args, "state_dir", None) else default_state_dir()
+
+
+def running_stack(args: argparse.Namespace) -> dict[str, Any]:
+    """The running stack's local.json, or exit with a hint."""
+    from kassa_local.stack import STATE_FILE, read_state
+
+    state_dir = state_dir_of(args)
+    try:
+        return read_state(state_dir)
+    except FileNotFoundError:
+        hint = f"no local stack running ({state_dir / STATE_FILE} not found): start one with `kassa run`"
+        raise SystemExit(hint) from None
+
+
+def local_api(
+    args: argparse.Namespace, method: str, path: str, body: Any = None, *, timeout: float | None = 600
+) -> Any:
+    """Call the running stack's gateway (``/_local/…``, ``/v1/…`` with the API secret key)."""
+    state = running_stack(args)
+    headers = {"Authorization": f"Bearer {state['api_secret_key']}"}
+    try:
+        resp = requests.request(method, state["api_url"] + path, json=body, headers=headers, timeout=timeout)
+    except requests.ConnectionError as exc:
+        raise SystemExit(f"the local stack at {state['api_url']} does not answer: {exc}") from exc
+    try:
+        payload = resp.json()
+    except ValueError:
+        payload = resp.text
+    if resp.status_code >= 400:
+        raise SystemExit(f"{method} {path} → {resp.status_code}: {json.dumps(payload, indent=2)}")
+    return payload
+
+
+# -- kassa run --------------------------------------------------------------------------------
+
+
+def add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("run", help="start the local stack and run until Ctrl-C")
+    p.add_argument("--api-port", type=int, default=None, help="gateway port (env KASSA_API_PORT, 8000)")
+    p.add_argument("--aws-port", type=int, default=None, help="moto port (env KASSA_AWS_PORT, 5000)")
+    p.add_argument("--stripe-port", type=int, default=None, help="localstripe port (env KASSA_STRIPE_PORT, 8420)")
+    p.add_argument("--start-time", default=None, help="virtual clock start, ISO-8601 (default: now)")
+    p.add_argument("--functions-dir", default=None, help="handlers folder (default: <repo>/functions)")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging of the stack itself")
+    p.set_defaults(func=cmd_run)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    from kassa_local.stack import STATE_FILE, LocalStack
+
+    stack = LocalStack(
+        api_port=args.api_port,
+        aws_port=args.aws_port,
+        stripe_port=args.stripe_port,
+        state_dir=state_dir_of(args),
+        start_time=parse_instant(args.start_time) if args.start_time else None,
+        functions_dir=args.functions_dir,
+    )
+    done = threading.Event()
+
+    def on_signal(signum: int, frame: object) -> None:
+        done.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        stack.start()
+        cfg = stack.config
+        assert cfg is not None
+        print(
+            "\n".join(
+                [
+                    "kassa local stack is running",
+                    f"  API          {cfg.api_url}",
+                    f"  OpenAPI      {cfg.openapi_url}",
+                    f"  Swagger UI   {cfg.docs_url}",
+                    f"  Storefront   {cfg.storefront_url}",
+                    f"  Stripe       {cfg.stripe_url}"
+                    + ("  (real Stripe, test mode)" if cfg.real_stripe else "  (localstripe)"),
+                    f"  AWS (moto)   {cfg.aws_endpoint_url}",
+                    f"  clock        {stack.clock.now().isoformat()} (virtual; `kassa clock advance 35d`)",
+                    f"  settings     {stack.state_dir / STATE_FILE}",
+                    "Ctrl-C to stop.",
+                ]
+            ),
+            flush=True,
+        )
+        while not done.wait(0.5):
+            pass
+        print("stopping…", flush=True)
+    finally:
+        stack.stop()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0
+
+
+# -- kassa clock ------------------------------------------------------------------------------
+
+
+def add_clock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("clock", help="show or advance the running stack's virtual clock")
+    clock_sub = p.add_subparsers(dest="clock_command", required=True)
+    show = clock_sub.add_parser("show", help="current virtual time and each schedule's next tick")
+    show.set_defaults(func=cmd_clock_show)
+    adv = clock_sub.add_parser(
+        "advance", help="advance by a duration (35d, 12h, 90m, 1w2d) or --to a time, firing schedules"
+    )
+    adv.add_argument("duration", nargs="?", help="e.g. 35d (units s, m, h, d, w)")
+    adv.add_argument("--to", dest="to", default=None, help="ISO-8601 target, e.g. 2027-01-01T00:00:00Z")
+    adv.set_defaults(func=cmd_clock_advance)
+
+
+def cmd_clock_show(args: argparse.Namespace) -> int:
+    state = local_api(args, "GET", "/_local/clock")
+    print(f"now  {state['now']}")
+    for s in state.get("schedules", []):
+        print(f"  {s['schedule']:<20} every {s['every_minutes']} min → {s['function']}, next {s['next']}")
+    return 0
+
+
+def cmd_clock_advance(args: argparse.Namespace) -> int:
+    if (args.duration is None) == (args.to is None):
+        raise SystemExit("give a duration (e.g. 35d) or --to <ISO-8601>, not both")
+    body = {"by": args.duration} if args.duration is not None else {"to": args.to}
+    result = local_api(args, "POST", "/_local/clock/advance", body, timeout=None)
+    fired = result.get("fired", [])
+    for tick in fired:
+        mark = "" if tick.get("ok", True) else "  (handler failed)"
+        print(f"  fired {tick['schedule']} at {tick['at']}{mark}")
+    print(f"now  {result['now']}  ({len(fired)} tick(s) fired in {result.get('elapsed_s', '?')} s)")
+    return 0
+
+
+# -- entry point ------------------------------------------------------------------------------
+
+SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kassa", description="kassa local development stack")
+    parser.add_argument(
+        "--state-dir",
+        default=os.environ.get("KASSA_STATE_DIR"),
+        help="where local.json lives (env KASSA_STATE_DIR, default <repo>/.kassa)",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUBCOMMANDS:
+        add(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

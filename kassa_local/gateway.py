@@ -1,0 +1,467 @@
+"""API Gateway (REST, v1 proxy integration), emulated with ``http.server`` on 127.0.0.1.
+
+Every wiring route (``ANY /v1/{proxy+}``, ``POST /webhooks/stripe`` …) turns an HTTP request into
+the proxy event API Gateway would send to the function, and the function's response
+(``statusCode``, ``headers``, ``multiValueHeaders``, ``body``, ``isBase64Encoded``) back into HTTP.
+A handler that raises becomes ``502 {"message": "Internal server error"}``, as in API Gateway.
+
+Local-only routes, never deployed:
+
+- ``GET /_local/health``, ``GET /_local/clock``, ``POST /_local/clock/advance``
+  (``{"by": "35d"}`` or ``{"to": "2027-01-01T00:00:00Z"}``), ``POST /_local/drain``,
+  ``GET /_local/events[?type=invoice.paid]``;
+- ``GET /`` and ``GET /storefront``: the demo storefront, ``GET /storefront/config.json``;
+- ``/demo/…``: a tiny backend for the storefront that forwards to the API with the secret key,
+  so the browser never holds it: ``GET /demo/prices``, ``POST /demo/checkout``,
+  ``POST /demo/checkout/{id}/complete``.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import logging
+import re
+import socket
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from infra import wiring
+
+log = logging.getLogger("kassa_local.gateway")
+
+STATIC_DIR = Path(__file__).parent / "static"
+STAGE = "local"
+ACCOUNT_ID = "123456789012"
+API_ID = "kassalocal"
+
+
+@dataclass(frozen=True)
+class ApiRoute:
+    method: str  # GET, POST, …, or ANY
+    path: str  # resource path, e.g. /v1/{proxy+}
+    function: wiring.Function
+
+    @property
+    def segments(self) -> tuple[str, ...]:
+        return _split(self.path)
+
+    def match(self, method: str, path: str) -> dict[str, str] | None:
+        """Path parameters when the route matches the request, else None."""
+        if self.method != "ANY" and self.method != method:
+            return None
+        return match_resource(self.segments, _split(path))
+
+    def specificity(self) -> tuple[tuple[int, ...], int]:
+        """API Gateway prefers literal segments over ``{name}`` over ``{proxy+}``, then an exact
+        method over ANY."""
+        ranks = tuple(0 if s.endswith("+}") else 1 if s.startswith("{") else 2 for s in self.segments)
+        return ranks, int(self.method != "ANY")
+
+
+def _split(path: str) -> tuple[str, ...]:
+    stripped = path.strip("/")
+    return tuple(stripped.split("/")) if stripped else ()
+
+
+def match_resource(resource: tuple[str, ...], path: tuple[str, ...]) -> dict[str, str] | None:
+    params: dict[str, str] = {}
+    for i, seg in enumerate(resource):
+        if seg.startswith("{") and seg.endswith("+}"):
+            rest = path[i:]
+            if not rest or any(not p for p in rest):
+                return None
+            params[seg[1:-2]] = "/".join(rest)
+            return params
+        if i >= len(path) or not path[i]:
+            return None
+        if seg.startswith("{") and seg.endswith("}"):
+            params[seg[1:-1]] = path[i]
+        elif seg != path[i]:
+            return None
+    return params if len(path) == len(resource) else None
+
+
+def routes_from(functions: tuple[wiring.Function, ...] | list[wiring.Function]) -> list[ApiRoute]:
+    return [ApiRoute(r.method.upper(), r.path, fn) for fn in functions for r in fn.routes]
+
+
+def find_route(routes: list[ApiRoute], method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | None:
+    best: tuple[ApiRoute, dict[str, str]] | None = None
+    for route in routes:
+        params = route.match(method, path)
+        if params is None:
+            continue
+        if best is None or route.specificity() > best[0].specificity():
+            best = (route, params)
+    return best
+
+
+@dataclass
+class HttpResponse:
+    status: int
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    @classmethod
+    def json(cls, status: int, payload: Any, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+        body = json.dumps(payload, indent=2, default=str).encode()
+        return cls(status, [("Content-Type", "application/json"), *(headers or [])], body)
+
+    @classmethod
+    def error(cls, status: int, code: str, message: str) -> HttpResponse:
+        return cls.json(status, {"error": {"type": "invalid_request_error", "code": code, "message": message}})
+
+
+def proxy_event(
+    route: ApiRoute,
+    path_params: dict[str, str],
+    *,
+    method: str,
+    raw_path: str,
+    query: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    now: datetime,
+    host: str,
+) -> dict[str, Any]:
+    """The API Gateway REST proxy (payload 1.0) event for one request."""
+    path = unquote(raw_path)
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in headers:
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    lower = {k.lower() for k in single}
+    for name, value in (("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-Proto", "http")):
+        if name.lower() not in lower:
+            single[name] = value
+            multi[name] = [value]
+    mq = parse_qs(query, keep_blank_values=True) if query else {}
+    text: str | None
+    is_b64 = False
+    if not body:
+        text = None
+    else:
+        try:
+            text = body.decode("utf-8")
+        except UnicodeDecodeError:
+            text, is_b64 = base64.b64encode(body).decode(), True
+    epoch_ms = int(now.timestamp() * 1000)
+    request_id = str(uuid.uuid4())
+    return {
+        "resource": route.path,
+        "path": path,
+        "httpMethod": method,
+        "headers": single,
+        "multiValueHeaders": multi,
+        "queryStringParameters": {k: v[-1] for k, v in mq.items()} or None,
+        "multiValueQueryStringParameters": mq or None,
+        "pathParameters": {k: unquote(v) for k, v in path_params.items()} or None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": ACCOUNT_ID,
+            "apiId": API_ID,
+            "resourceId": route.path,
+            "resourcePath": route.path,
+            "httpMethod": method,
+            "path": f"/{STAGE}{path}",
+            "stage": STAGE,
+            "protocol": "HTTP/1.1",
+            "domainName": host,
+            "requestId": request_id,
+            "extendedRequestId": request_id,
+            "requestTime": now.strftime("%d/%b/%Y:%H:%M:%S +0000"),
+            "requestTimeEpoch": epoch_ms,
+            "identity": {
+                "sourceIp": "127.0.0.1",
+                "userAgent": single.get("User-Agent") or single.get("user-agent"),
+                "accountId": None,
+                "caller": None,
+                "user": None,
+                "userArn": None,
+                "accessKey": None,
+                "apiKey": None,
+                "cognitoIdentityId": None,
+                "cognitoIdentityPoolId": None,
+                "cognitoAuthenticationType": None,
+                "cognitoAuthenticationProvider": None,
+            },
+            "authorizer": None,
+        },
+        "body": text,
+        "isBase64Encoded": is_b64,
+    }
+
+
+_HOP_BY_HOP = {"content-length", "transfer-encoding", "connection", "keep-alive"}
+
+
+def http_response(result: Any) -> HttpResponse:
+    """A Lambda proxy response → HTTP (API Gateway merges ``headers`` and ``multiValueHeaders``)."""
+    if not isinstance(result, dict) or not isinstance(result.get("statusCode"), int):
+        log.error("handler returned a malformed proxy response: %r", result)
+        return HttpResponse.json(502, {"message": "Internal server error"})
+    headers: list[tuple[str, str]] = []
+    multi = result.get("multiValueHeaders") or {}
+    multi_lower = {k.lower() for k in multi}
+    for name, values in multi.items():
+        headers.extend((name, str(v)) for v in values)
+    for name, value in (result.get("headers") or {}).items():
+        if name.lower() not in multi_lower:
+            headers.append((name, str(value)))
+    headers = [(k, v) for k, v in headers if k.lower() not in _HOP_BY_HOP]
+    raw = result.get("body")
+    if raw is None:
+        body = b""
+    elif result.get("isBase64Encoded"):
+        body = base64.b64decode(raw)
+    else:
+        body = str(raw).encode("utf-8")
+    return HttpResponse(int(result["statusCode"]), headers, body)
+
+
+class StackControl(Protocol):
+    """What the local routes need from the stack."""
+
+    @property
+    def api_secret_key(self) -> str: ...
+
+    def health(self) -> dict[str, Any]: ...
+
+    def clock_state(self) -> dict[str, Any]: ...
+
+    def advance_json(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
+    def drain_json(self) -> dict[str, Any]: ...
+
+    def events_json(self, type: str | None) -> list[dict[str, Any]]: ...
+
+    def storefront_config(self) -> dict[str, Any]: ...
+
+
+Invoke = Callable[[wiring.Function, dict[str, Any]], Any]
+
+_DEMO_COMPLETE = re.compile(r"^/demo/checkout/([^/]+)/complete$")
+
+
+class Gateway:
+    """The HTTP server; ``start()`` binds 127.0.0.1:{port} (0 = a free port)."""
+
+    def __init__(
+        self,
+        functions: tuple[wiring.Function, ...] | list[wiring.Function],
+        invoke: Invoke,
+        now: Callable[[], datetime],
+        control: StackControl | None = None,
+        *,
+        port: int = 0,
+    ) -> None:
+        self.routes = routes_from(functions)
+        self._invoke = invoke
+        self._now = now
+        self.control = control
+        self._requested_port = port
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._connections: set[socket.socket] = set()
+        self._conn_lock = threading.Lock()
+
+    @property
+    def port(self) -> int:
+        if self._server is None:
+            raise RuntimeError("the gateway is not started")
+        return int(self._server.server_address[1])
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    # -- dispatch -------------------------------------------------------------------------------
+
+    def dispatch(self, method: str, target: str, headers: list[tuple[str, str]], body: bytes) -> HttpResponse:
+        parts = urlsplit(target)
+        path = parts.path or "/"
+        if self.control is not None:
+            local = self._local(method, path, parts.query, body)
+            if local is not None:
+                return local
+        return self.dispatch_api(method, path, parts.query, headers, body)
+
+    def dispatch_api(
+        self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
+    ) -> HttpResponse:
+        found = find_route(self.routes, method, path)
+        if found is None:
+            return HttpResponse.error(404, "route_not_found", f"No route for {method} {path}")
+        route, params = found
+        event = proxy_event(
+            route,
+            params,
+            method=method,
+            raw_path=path,
+            query=query,
+            headers=headers,
+            body=body,
+            now=self._now(),
+            host=next((v for k, v in headers if k.lower() == "host"), f"127.0.0.1:{self.port}"),
+        )
+        try:
+            result = self._invoke(route.function, event)
+        except Exception:
+            log.exception("%s raised on %s %s", route.function.name, method, path)
+            return HttpResponse.json(502, {"message": "Internal server error"})
+        return http_response(result)
+
+    def _local(self, method: str, path: str, query: str, body: bytes) -> HttpResponse | None:
+        control = self.control
+        assert control is not None
+        try:
+            if path in ("/", "/storefront", "/storefront/") and method in ("GET", "HEAD"):
+                html = (STATIC_DIR / "storefront.html").read_bytes()
+                return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], html)
+            if path == "/storefront/config.json" and method == "GET":
+                return HttpResponse.json(200, control.storefront_config())
+            if path == "/favicon.ico":
+                return HttpResponse(204)
+            if path.startswith("/_local/"):
+                return self._control(control, method, path, query, body)
+            if path.startswith("/demo/"):
+                return self._demo(control, method, path, body)
+        except ValueError as exc:
+            return HttpResponse.error(400, "invalid_request", str(exc))
+        return None
+
+    def _control(self, control: StackControl, method: str, path: str, query: str, body: bytes) -> HttpResponse:
+        if path == "/_local/health" and method == "GET":
+            return HttpResponse.json(200, control.health())
+        if path == "/_local/clock" and method == "GET":
+            return HttpResponse.json(200, control.clock_state())
+        if path == "/_local/clock/advance" and method == "POST":
+            try:
+                payload = json.loads(body or b"{}")
+            except ValueError as exc:
+                raise ValueError(f"body is not JSON: {exc}") from exc
+            if not isinstance(payload, dict):
+                raise ValueError('expected {"by": "35d"} or {"to": "<ISO-8601>"}')
+            return HttpResponse.json(200, control.advance_json(payload))
+        if path == "/_local/drain" and method == "POST":
+            return HttpResponse.json(200, control.drain_json())
+        if path == "/_local/events" and method == "GET":
+            types = parse_qs(query).get("type")
+            events = control.events_json(types[-1] if types else None)
+            return HttpResponse.json(200, {"object": "list", "data": events, "count": len(events)})
+        return HttpResponse.error(404, "route_not_found", f"No local route for {method} {path}")
+
+    def _demo(self, control: StackControl, method: str, path: str, body: bytes) -> HttpResponse:
+        auth = [
+            ("Authorization", f"Bearer {control.api_secret_key}"),
+            ("Content-Type", "application/json"),
+            ("Accept", "application/json"),
+        ]
+        if path == "/demo/prices" and method == "GET":
+            return self.dispatch_api("GET", "/v1/prices", "", auth, b"")
+        if path == "/demo/checkout" and method == "POST":
+            return self.dispatch_api("POST", "/v1/checkout", "", auth, body)
+        match = _DEMO_COMPLETE.match(path)
+        if match and method == "POST":
+            return self.dispatch_api("POST", f"/v1/checkout/{match.group(1)}/complete", "", auth, body)
+        return HttpResponse.error(404, "route_not_found", f"No demo route for {method} {path}")
+
+    # -- server ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        gateway = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            server_version = "kassa-local-gateway"
+            timeout = 120  # idle keep-alive connections close after this
+
+            def setup(self) -> None:
+                super().setup()
+                with gateway._conn_lock:
+                    gateway._connections.add(self.connection)
+
+            def finish(self) -> None:
+                with gateway._conn_lock:
+                    gateway._connections.discard(self.connection)
+                with contextlib.suppress(OSError):
+                    super().finish()
+
+            def log_message(self, format: str, *args: Any) -> None:
+                log.debug("%s " + format, self.address_string(), *args)
+
+            def _read_body(self) -> bytes:
+                if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                    chunks = []
+                    while True:
+                        size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                        if size == 0:
+                            while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                                pass
+                            break
+                        chunks.append(self.rfile.read(size))
+                        self.rfile.readline()
+                    return b"".join(chunks)
+                length = int(self.headers.get("Content-Length") or 0)
+                return self.rfile.read(length) if length else b""
+
+            def _handle(self) -> None:
+                body = self._read_body()
+                headers = [(k, v) for k, v in self.headers.items()]
+                try:
+                    resp = gateway.dispatch(self.command, self.path, headers, body)
+                except Exception:
+                    log.exception("gateway failure on %s %s", self.command, self.path)
+                    resp = HttpResponse.json(500, {"message": "local gateway error"})
+                try:
+                    self.send_response(resp.status, _reason(resp.status))
+                    for name, value in resp.headers:
+                        self.send_header(name, value)
+                    self.send_header("Content-Length", str(len(resp.body)))
+                    self.end_headers()
+                    if self.command != "HEAD" and resp.body:
+                        self.wfile.write(resp.body)
+                except (BrokenPipeError, ConnectionResetError):
+                    self.close_connection = True
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
+
+        server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), Handler)
+        server.daemon_threads = True
+        self._server = server
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="kassa-gateway", daemon=True
+        )
+        self._thread.start()
+
+    def stop(self) -> None:
+        server = self._server
+        if server is None:
+            return
+        server.shutdown()
+        with self._conn_lock:
+            for conn in list(self._connections):
+                with contextlib.suppress(OSError):
+                    conn.shutdown(socket.SHUT_RDWR)
+        server.server_close()  # joins the connection threads
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+
+
+def _reason(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return ""

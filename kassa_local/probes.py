@@ -1,0 +1,17 @@
+"""Idle probes: when would a scheduled handler next find work? Lets the virtual clock skip ticks
+on which the handler would find nothing due (see docs/local-stack.md)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+
+def renewal_probe(now: datetime) -> datetime | None:
+    from kassa.adapters import container
+
+    return container.store().next_due_after(now)  # type: ignore[no-any-return]
+
+
+def default_idle_probes() -> dict[str, Callable[[datetime], datetime | None]]:
+    return {"renewal-sweep": renewal_probe}

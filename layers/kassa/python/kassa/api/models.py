@@ -1,0 +1,71 @@
+"""Request bodies of the HTTP API (validated by Powertools with pydantic; errors name the field)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+
+from kassa.domain.catalog import TaxBehavior
+from kassa.domain.customer import SUPPORTED_LOCALES, Address
+from kassa.domain.money import normalize_currency
+from kassa.domain.periods import Interval
+
+EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ProductIn(Strict):
+    name: str = Field(min_length=1, max_length=250)
+    description: str | None = Field(default=None, max_length=1000)
+    tax_code: str | None = None
+
+
+class RecurringIn(Strict):
+    interval: Interval
+    interval_count: StrictInt = Field(default=1, ge=1)
+    trial_period_days: StrictInt | None = Field(default=None, ge=1, le=730)
+
+
+class PriceIn(Strict):
+    product: str = Field(min_length=1)
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code")
+    unit_amount: StrictInt = Field(ge=0, description="in the currency's minor unit (cents for EUR, yen for JPY)")
+    recurring: RecurringIn
+    tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
+    nickname: str | None = Field(default=None, max_length=250)
+
+    @field_validator("currency")
+    @classmethod
+    def _currency(cls, value: str) -> str:
+        try:
+            return normalize_currency(value)
+        except Exception as error:
+            raise ValueError(f"unsupported currency {value!r}") from error
+
+
+class CustomerIn(Strict):
+    email: str = Field(pattern=EMAIL_PATTERN, max_length=254)
+    name: str | None = Field(default=None, max_length=250)
+    address: Address
+    preferred_locale: str = "en"
+
+    @field_validator("preferred_locale")
+    @classmethod
+    def _locale(cls, value: str) -> str:
+        if value not in SUPPORTED_LOCALES:
+            raise ValueError(f"preferred_locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+        return value
+
+
+class CheckoutIn(Strict):
+    price_id: str = Field(min_length=1)
+    quantity: StrictInt = Field(default=1, ge=1, le=10000)
+    customer_id: str | None = None
+    customer: CustomerIn | None = None
+    trial_days: StrictInt | None = Field(default=None, ge=1, le=730)
+
+
+class CompleteIn(Strict):
+    setup_intent_id: str = Field(min_length=1)

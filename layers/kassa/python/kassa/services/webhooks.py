@@ -1,0 +1,112 @@
+"""Stripe webhook ingestion and processing.
+
+Ingestion verifies the signature with the stripe SDK (300 s tolerance), records the raw event once
+(dedupe on the event id) and enqueues only its id; a missing or forged signature gets 400 and
+nothing is recorded or enqueued. Processing loads the recorded event, applies it once, and marks
+it processed / ignored / rejected — never dropping it silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Protocol
+
+from kassa.domain.errors import DomainError, IllegalTransition, InvalidInput
+from kassa.services.ports import BillingStore, Clock, WebhookRecord, WorkQueue
+
+SIGNATURE_TOLERANCE_S = 300  # Stripe's default
+
+
+class Verifier(Protocol):
+    def __call__(self, payload: str, header: str | None, secret: str) -> dict[str, Any]: ...
+
+
+def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+
+
+def _header(event: dict[str, Any], name: str) -> str | None:
+    for key, value in (event.get("headers") or {}).items():
+        if key.lower() == name.lower():
+            return str(value)
+    return None
+
+
+def ingest(
+    event: dict[str, Any],
+    *,
+    store: BillingStore,
+    queue: WorkQueue,
+    secret: str,
+    clock: Clock,
+    verify: Verifier,
+) -> dict[str, Any]:
+    """An API Gateway proxy event in, a proxy response out."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8")
+    try:
+        stripe_event = verify(body, _header(event, "Stripe-Signature"), secret)
+    except InvalidInput as error:
+        return _response(
+            400,
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "signature_invalid",
+                    "message": error.message,
+                    "param": error.param,
+                }
+            },
+        )
+    event_id, event_type = stripe_event.get("id"), stripe_event.get("type")
+    if not isinstance(event_id, str) or not isinstance(event_type, str):
+        return _response(
+            400,
+            {
+                "error": {
+                    "type": "invalid_request_error",
+                    "code": "parameter_missing",
+                    "message": "a Stripe event has an id and a type",
+                    "param": "id",
+                }
+            },
+        )
+    record = WebhookRecord(
+        id=event_id, type=event_type, status="received", payload=body, received_at=clock.now().replace(microsecond=0)
+    )
+    existing = store.record_webhook(record)
+    if existing is not None and existing.status != "received":
+        return _response(200, {"received": True, "duplicate": True})
+    # new, or recorded earlier but maybe never enqueued: (re-)enqueue; processing is idempotent
+    queue.send([{"event_id": event_id}])
+    return _response(200, {"received": True, "duplicate": existing is not None})
+
+
+class Applier(Protocol):
+    store: BillingStore
+
+    def apply_stripe_event(self, event: dict[str, Any]) -> str: ...
+
+
+def process_recorded_event(message: dict[str, Any], billing: Applier) -> str:
+    """Apply one recorded event. Raises only for retryable trouble (the message is then retried)."""
+    event_id = message.get("event_id")
+    if not isinstance(event_id, str):
+        return "rejected:message without event_id"  # nothing to record it under; logged by the caller
+    record = billing.store.get_webhook(event_id)
+    if record is None:
+        return "ignored:unknown event"
+    if record.status != "received":
+        return f"duplicate:{record.status}"
+    try:
+        event = json.loads(record.payload)
+        outcome = billing.apply_stripe_event(event)
+    except (json.JSONDecodeError, KeyError, TypeError, InvalidInput, IllegalTransition) as error:
+        note = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
+        billing.store.mark_webhook(event_id, "rejected", note)
+        return f"rejected:{note}"
+    status = "processed" if outcome == "applied" else "ignored"
+    billing.store.mark_webhook(event_id, status, outcome)
+    return outcome
