@@ -13,9 +13,8 @@ import json
 import logging
 import socket
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -279,45 +278,3 @@ def provision(
         clients.secretsmanager.create_secret(Name=name, SecretString=json.dumps(value))
     return create_event_tap(clients.sqs, clients.events, resolver)
 
-
-def due_index_probe(
-    table: str,
-    index: str,
-    partition_key: str,
-    sort_key: str,
-    partitions: Iterable[str],
-    sort_key_to_time: Callable[[str], datetime | None],
-) -> Callable[[datetime], datetime | None]:
-    """An idle probe for a sweep over a due index: the earliest sort key across ``partitions``.
-
-    For example, for a due index whose (string) sort key starts with an ISO time::
-
-        due_index_probe("billing", "gsi1", "gsi1pk", "gsi1sk", [f"DUE#{i}" for i in range(4)],
-                        lambda sk: parse_instant(sk.split("#")[0]))
-
-    One ``Query`` (Limit 1, ascending) per partition, on the moto the environment points to.
-    """
-    names = list(partitions)
-
-    def probe(now: datetime) -> datetime | None:
-        ddb = boto3.client("dynamodb")
-        earliest: datetime | None = None
-        for pk in names:
-            items = ddb.query(
-                TableName=table,
-                IndexName=index,
-                KeyConditionExpression="#pk = :pk",
-                ExpressionAttributeNames={"#pk": partition_key},
-                ExpressionAttributeValues={":pk": {"S": pk}},
-                ScanIndexForward=True,
-                Limit=1,
-            ).get("Items", [])
-            if not items or sort_key not in items[0]:
-                continue
-            value = items[0][sort_key]
-            when = sort_key_to_time(str(value.get("S", value.get("N", ""))))
-            if when is not None and (earliest is None or when < earliest):
-                earliest = when
-        return earliest
-
-    return probe

@@ -30,8 +30,9 @@ class Api:
     def post(self, path: str, body: Any, expect: int = 200) -> Any:
         return self.request("POST", path, expect, json=body).json()
 
-    def advance(self, by: str) -> dict[str, Any]:
-        response = requests.post(self.base + "/_local/clock/advance", json={"by": by}, timeout=600)
+    def advance(self, by: str | None = None, to: str | None = None) -> dict[str, Any]:
+        body = {"by": by} if by else {"to": to}
+        response = requests.post(self.base + "/_local/clock/advance", json=body, timeout=600)
         assert response.status_code == 200, response.text
         return response.json()
 

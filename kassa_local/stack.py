@@ -231,11 +231,12 @@ class LocalStack:
         write_state: bool = True,
         real_stripe: bool | None = None,
     ) -> None:
-        self.ports = {
+        self.requested_ports = {
             "api": _port(api_port, "api"),
             "aws": _port(aws_port, "aws"),
             "stripe": _port(stripe_port, "stripe"),
         }
+        self.ports = dict(self.requested_ports)  # the bound ports once started
         self.state_dir = Path(state_dir) if state_dir is not None else default_state_dir()
         self.functions: tuple[wiring.Function, ...] = tuple(functions)
         self.functions_dir = Path(functions_dir) if functions_dir is not None else DEFAULT_FUNCTIONS_DIR
@@ -310,7 +311,7 @@ class LocalStack:
         s = self._started
         t0 = time.monotonic()
         # 1. moto
-        s.moto = MotoServer(self.ports["aws"])
+        s.moto = MotoServer(self.requested_ports["aws"])
         s.moto.start()
         s.moto.reset()
         aws_url = s.moto.url
@@ -319,7 +320,7 @@ class LocalStack:
             self._set_env({name: None})
         # 2. localstripe
         if not self.real_stripe:
-            s.stripe = LocalStripe(self.ports["stripe"])
+            s.stripe = LocalStripe(self.requested_ports["stripe"])
             s.stripe.start()
         # 3. provisioning
         s.clients = Clients(aws_url)
@@ -343,7 +344,7 @@ class LocalStack:
         self._load_handlers()
         # 6. gateway, webhook registration
         s.gateway = self.gateway = Gateway(
-            self.functions, self.invoke_function, self.clock.now, self, port=self.ports["api"]
+            self.functions, self.invoke_function, self.clock.now, self, port=self.requested_ports["api"]
         )
         s.gateway.start()
         api_url = s.gateway.url
@@ -454,7 +455,9 @@ class LocalStack:
         _reset_sdk_caches()
         self._started = _Started()
         self.consumers = {}
+        self.modules = {}
         self.gateway = None
+        self.scheduler = None
 
     # -- environment and handlers ---------------------------------------------------------------
 

@@ -1,15 +1,13 @@
 """renewal_sweep: on schedule, find due subscriptions through the due index and enqueue them."""
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from kassa.adapters import container
 
 logger = Logger()
-tracer = Tracer()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     billing = container.billing(with_gateway=False)
     queue = container.queue("renewal_queue_url")

@@ -1,17 +1,15 @@
 """webhook_ingest: verify the Stripe signature, record the raw event once, enqueue it, answer 2xx."""
 
-from aws_lambda_powertools import Logger, Tracer
+from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from kassa.adapters import container
 from kassa.adapters.stripe_webhooks import stripe_verifier
 from kassa.services.webhooks import ingest
 
 logger = Logger()
-tracer = Tracer()
 
 
 @logger.inject_lambda_context
-@tracer.capture_lambda_handler
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     return ingest(
         event,

@@ -89,6 +89,17 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 10, interval: floa
         time.sleep(interval)
 
 
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Run tests/local first: a process holds one LocalStack at a time, and other suites (e2e) keep a
+    session-scoped stack until the session ends; these tests use module-scoped stacks that are
+    stopped before the next module starts. (With pytest-xdist, use ``--dist loadfile``.)"""
+    here = Path(__file__).parent
+    mine = [item for item in items if here in item.path.parents]
+    if mine and len(mine) != len(items):
+        others = [item for item in items if here not in item.path.parents]
+        items[:] = mine + others
+
+
 @pytest.fixture(scope="session")
 def probe() -> Probe:
     return Probe()

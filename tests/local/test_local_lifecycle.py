@@ -42,7 +42,7 @@ def test_start_writes_local_json_and_stop_leaves_nothing_behind(tmp_path: Path) 
     clock_before = clock_port.current()
     stack = LocalStack(
         0, 0, 0, state_dir=tmp_path, start_time=START, functions=FUNCTIONS,
-        functions_dir=FAKE_FUNCTIONS_DIR, queues=(JOBS, OTHER),
+        functions_dir=FAKE_FUNCTIONS_DIR, queues=(JOBS, OTHER), real_stripe=False,
     )  # fmt: skip
     session = requests.Session()
     with stack:
@@ -65,13 +65,20 @@ def test_start_writes_local_json_and_stop_leaves_nothing_behind(tmp_path: Path) 
     assert clock_port.current() is clock_before
     assert not any(name.startswith("kassa_fn_") for name in sys.modules)
     session.close()
+    # the same instance starts again, on fresh free ports (port 0 is re-resolved)
+    with stack:
+        assert stack.ports["api"] > 0
+        assert requests.get(f"{stack.api_url}/_local/health").json()["status"] == "ok"
+        assert (tmp_path / STATE_FILE).exists()
+    assert not (tmp_path / STATE_FILE).exists()
 
 
 def test_a_failed_start_cleans_up(tmp_path: Path) -> None:
     env_before = dict(os.environ)
     broken = LocalStack(
-        0, 0, 0, state_dir=tmp_path, functions=FUNCTIONS, functions_dir=tmp_path / "missing", queues=(JOBS, OTHER)
-    )
+        0, 0, 0, state_dir=tmp_path, functions=FUNCTIONS, functions_dir=tmp_path / "missing",
+        queues=(JOBS, OTHER), real_stripe=False,
+    )  # fmt: skip
     try:
         broken.start()
     except FileNotFoundError as exc:
@@ -82,8 +89,9 @@ def test_a_failed_start_cleans_up(tmp_path: Path) -> None:
     assert not (tmp_path / STATE_FILE).exists()
     assert not [t for t in threading.enumerate() if t.name.startswith("kassa-")]
     with LocalStack(
-        0, 0, 0, state_dir=tmp_path, functions=FUNCTIONS, functions_dir=FAKE_FUNCTIONS_DIR, queues=(JOBS, OTHER)
-    ):
+        0, 0, 0, state_dir=tmp_path, functions=FUNCTIONS, functions_dir=FAKE_FUNCTIONS_DIR,
+        queues=(JOBS, OTHER), real_stripe=False,
+    ):  # fmt: skip
         pass  # the process can start a stack again
 
 

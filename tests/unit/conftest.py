@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import pytest
 from fakes import World, make_world
 from hypothesis import HealthCheck, settings
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps caches in ./.hypothesis by default: keep them out of the repository.
+set_hypothesis_home_dir(Path(tempfile.gettempdir()) / "kassa-unit-hypothesis")
 
 # No deadline (no timing assertions), no example database written into the repository.
 settings.register_profile(

@@ -329,6 +329,8 @@ class FakeStore:
 
 
 # ---------------------------------------------------------------------------------------- gateway
+_CHARGE_RESULT_HAS_ATTEMPT = "attempt" in getattr(ChargeResult, "__dataclass_fields__", {})
+
 OutcomeKind = Literal["succeed", "decline", "requires_action", "processing", "error", "lost_success"]
 
 
@@ -471,6 +473,8 @@ class FakeGateway:
                 decline_code=outcome.decline_code,
                 message=outcome.message,
             )
+        if _CHARGE_RESULT_HAS_ATTEMPT:  # the real gateway reports kassa's attempt number (PaymentIntent metadata)
+            result = replace(result, attempt=attempt)  # type: ignore[call-arg]
         self.idempotent[key] = result
         if outcome.kind == "lost_success":
             raise PaymentProviderError("Stripe unavailable: read timeout")

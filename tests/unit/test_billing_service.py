@@ -354,11 +354,6 @@ def test_a_free_price_is_paid_without_charging(world: World) -> None:
     assert sub_of(world, result.subscription.id).status is Status.ACTIVE
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: billing.py complete_checkout charges again when called a second time for the same "
-    "SetupIntent (storefront + setup_intent.succeeded webhook) after a non-successful first attempt",
-)
 @pytest.mark.parametrize(
     "first",
     [Outcome("processing"), Outcome("requires_action", "authentication_required"), Outcome("decline", "card_declined")],
@@ -549,12 +544,6 @@ def test_renew_conflict_propagates_so_the_message_is_retried(world: World) -> No
     assert world.store.invoice_seq == 2
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: billing.py collect() claims the attempt before charging; if the charge raises "
-    "(Stripe outage) the redelivered process_due finds the period renewed ('nothing') and the "
-    "open invoice is never charged",
-)
 def test_a_renewal_charge_interrupted_by_a_stripe_outage_is_retried(world: World) -> None:
     _, price = world.catalog()
     sub_id = world.active_subscription(price).subscription.id
@@ -566,11 +555,6 @@ def test_a_renewal_charge_interrupted_by_a_stripe_outage_is_retried(world: World
     assert latest_invoice(world, sub_id).status is InvoiceStatus.PAID
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: billing.py collect() uses a new attempt (new idempotency key) after a charge whose "
-    "outcome was lost (timeout after Stripe charged): the retry charges the customer twice",
-)
 def test_a_checkout_retried_after_a_lost_charge_answer_charges_once(world: World) -> None:
     world.gateway.will("pm_card_visa", Outcome("lost_success"), Outcome("succeed"))
     _, price = world.catalog()
@@ -707,6 +691,27 @@ def test_payment_intent_payment_failed_records_the_error_once(world: World) -> N
     assert len(world.publisher.of_type("invoice.payment_failed")) == 1
 
 
+def test_a_declined_charge_and_its_webhook_are_one_failure(world: World) -> None:
+    world.gateway.setup_payment_method = "pm_card_chargeDeclined"
+    world.gateway.will_decline("pm_card_chargeDeclined")
+    _, price = world.catalog()
+    result = world.checkout(price)
+    world.billing.complete_checkout(result.subscription.id, result.setup_intent.id)  # synchronous answer
+    invoice = world.store.get_invoice(result.invoice.id)  # type: ignore[union-attr]
+    assert invoice.payment_intent is not None
+    webhook = payment_intent_event(
+        "payment_intent.payment_failed",
+        invoice,
+        pi_id=invoice.payment_intent,
+        status="requires_payment_method",
+        error=DECLINE,
+        attempt=1,
+    )
+    assert world.billing.apply_stripe_event(webhook) == "applied"  # Stripe's webhook for the same attempt
+    assert len(world.publisher.of_type("invoice.payment_failed")) == 1
+    assert world.store.get_invoice(invoice.id).status is InvoiceStatus.OPEN
+
+
 def test_a_payment_failed_event_claiming_success_is_ignored(world: World) -> None:
     _, price = world.catalog()
     invoice = world.checkout(price).invoice
@@ -756,11 +761,6 @@ def test_setup_intent_succeeded_completes_the_checkout(world: World) -> None:
     assert world.billing.apply_stripe_event(event) == "ignored:not a kassa setup"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: billing.py _apply_failure re-applies a stale payment_failed for an OLDER attempt: it "
-    "overwrites invoice.payment_intent and publishes another invoice.payment_failed",
-)
 def test_a_late_failure_of_an_older_attempt_changes_nothing(world: World) -> None:
     world.gateway.setup_payment_method = "pm_card_chargeDeclined"
     world.gateway.will_decline("pm_card_chargeDeclined")
@@ -1055,12 +1055,6 @@ def test_a_retryable_failure_leaves_the_record_received_for_the_retry(world: Wor
     assert world.store.get_webhook("evt_seti").status == "received"  # type: ignore[union-attr]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: webhooks.py process_recorded_event does not catch AttributeError: a recorded payload "
-    "that is JSON but not an event object (or whose data.object/metadata is not an object) raises "
-    "instead of being marked rejected, so the SQS message is retried until the DLQ",
-)
 @pytest.mark.parametrize(
     "payload",
     [

@@ -207,11 +207,6 @@ def test_invoice_transition_table(current: InvoiceStatus, target: InvoiceStatus)
     assert {(a, b) for a, bs in INVOICE_TRANSITIONS.items() for b in bs} == EXPECTED_INVOICE_LEGAL
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: invoice.py Invoice.finalize on an already OPEN invoice silently re-numbers it "
-    "(transition(OPEN) is a no-op for OPEN), breaking 'numbers are only handed out once'",
-)
 def test_finalizing_twice_never_renumbers() -> None:
     opened = draft().finalize("KASSA-0001", NOW)
     try:

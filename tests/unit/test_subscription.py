@@ -265,19 +265,15 @@ def test_renew_walks_jan_31_to_feb_28_mar_31_apr_30() -> None:
 
 
 @pytest.mark.parametrize("status", [S.ACTIVE, S.PAST_DUE, S.UNPAID])
-def test_nothing_is_renewed_when_cancel_at_period_end(status: Status) -> None:
+def test_cancel_at_period_end_cancels_instead_of_renewing(status: Status) -> None:
     sub = with_status(new_sub(), status).model_copy(update={"cancel_at_period_end": True})
-    assert due_action(sub, sub.current_period_end + timedelta(days=1)) == Due(DueAction.NOTHING)
+    assert due_action(sub, sub.current_period_end - timedelta(seconds=1)) == Due(DueAction.NOTHING)
+    assert due_action(sub, sub.current_period_end + timedelta(days=1)) == Due(DueAction.CANCEL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: subscription.py due_action checks TRIALING before cancel_at_period_end: a trial the "
-    "customer canceled at period end is still invoiced and charged at trial end (Stripe cancels it)",
-)
 def test_a_trial_canceled_at_period_end_is_not_invoiced() -> None:
     sub = new_sub(trial_days=14).model_copy(update={"cancel_at_period_end": True})
-    assert due_action(sub, NOW + timedelta(days=15)).action is not DueAction.END_TRIAL
+    assert due_action(sub, NOW + timedelta(days=15)) == Due(DueAction.CANCEL)
 
 
 @given(st.sampled_from(list(Status)), st.integers(min_value=-(10**7), max_value=10**8), st.booleans())

@@ -7,47 +7,63 @@ local stacks one after the other (tests) gets fresh ones for each.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
-
-from pydantic import BaseModel, Field, ValidationError
 
 from kassa.adapters import clock as clocks
 
 
-class Env(BaseModel):
-    """The environment a function may be given (names from infra/wiring.py)."""
+@dataclass(frozen=True)
+class Env:
+    """The environment a function may be given (names from infra/wiring.py).
 
-    billing_table: str | None = Field(default=None, alias="BILLING_TABLE")
-    event_bus_name: str | None = Field(default=None, alias="EVENT_BUS_NAME")
-    stripe_secret_name: str | None = Field(default=None, alias="STRIPE_SECRET_NAME")
-    api_secret_name: str | None = Field(default=None, alias="API_SECRET_NAME")
-    webhook_queue_url: str | None = Field(default=None, alias="WEBHOOK_EVENTS_QUEUE_URL")
-    renewal_queue_url: str | None = Field(default=None, alias="RENEWALS_QUEUE_URL")
-    due_shards: int = Field(default=4, ge=1, le=64, alias="KASSA_DUE_SHARDS")
-    stripe_api_base: str | None = Field(default=None, alias="STRIPE_API_BASE")
-    aws_endpoint_url: str | None = Field(default=None, alias="AWS_ENDPOINT_URL")
+    A dataclass rather than a pydantic model: it is built at every cold start, and importing and
+    building models there costs tens of milliseconds (see docs/benchmarks.md).
+    """
+
+    billing_table: str | None = None
+    event_bus_name: str | None = None
+    stripe_secret_name: str | None = None
+    api_secret_name: str | None = None
+    webhook_queue_url: str | None = None
+    renewal_queue_url: str | None = None
+    due_shards: int = 4
+    stripe_api_base: str | None = None
+    aws_endpoint_url: str | None = None
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
         if not value:
-            raise RuntimeError(f"this function is not wired with {name.upper()}")
+            raise RuntimeError(f"this function is not wired with {_ALIASES[name]}")
         return str(value)
 
 
-_KEYS = [field.alias for field in Env.model_fields.values() if field.alias]
+_ALIASES = {
+    "billing_table": "BILLING_TABLE",
+    "event_bus_name": "EVENT_BUS_NAME",
+    "stripe_secret_name": "STRIPE_SECRET_NAME",
+    "api_secret_name": "API_SECRET_NAME",
+    "webhook_queue_url": "WEBHOOK_EVENTS_QUEUE_URL",
+    "renewal_queue_url": "RENEWALS_QUEUE_URL",
+    "due_shards": "KASSA_DUE_SHARDS",
+    "stripe_api_base": "STRIPE_API_BASE",
+    "aws_endpoint_url": "AWS_ENDPOINT_URL",
+}
 
 
 def env() -> Env:
-    return _env(tuple((k, os.environ.get(k)) for k in _KEYS))
+    return _env(tuple((k, os.environ.get(k)) for k in _ALIASES.values()))
 
 
 @lru_cache(maxsize=8)
 def _env(items: tuple[tuple[str, str | None], ...]) -> Env:
-    try:
-        return Env.model_validate({k: v for k, v in items if v is not None})
-    except ValidationError as error:  # a deployment mistake: fail loudly at cold start
-        raise RuntimeError(f"invalid function environment: {error}") from error
+    values = dict(items)
+    fields: dict[str, Any] = {name: values.get(alias) or None for name, alias in _ALIASES.items()}
+    shards = fields.pop("due_shards") or "4"
+    if not shards.isdigit() or not 1 <= int(shards) <= 64:  # a deployment mistake: fail loudly at cold start
+        raise RuntimeError(f"invalid function environment: KASSA_DUE_SHARDS={shards!r} (1–64)")
+    return Env(due_shards=int(shards), **fields)
 
 
 @lru_cache(maxsize=32)

@@ -72,6 +72,10 @@ class Invoice(BaseModel):
     amount_due: int
     amount_paid: int = 0
     attempt_count: int = 0
+    # outcome of attempt ``attempt_count``: None while in flight (or lost), then succeeded /
+    # processing / declined / requires_action
+    attempt_outcome: str | None = None
+    attempt_trigger: str | None = None  # what started the last attempt (a SetupIntent id, "renewal", …)
     billing_reason: BillingReason
     period_start: datetime
     period_end: datetime
@@ -97,6 +101,8 @@ class Invoice(BaseModel):
 
     def finalize(self, number: str, now: datetime) -> Invoice:
         """draft → open with its number. Numbers are only handed out here, so there are no gaps."""
+        if self.status is not InvoiceStatus.DRAFT:
+            raise IllegalTransition(f"invoice {self.id} is {self.status.value}; only a draft is finalized")
         opened = self.transition(InvoiceStatus.OPEN, now)
         return opened.model_copy(update={"number": number, "finalized_at": now})
 

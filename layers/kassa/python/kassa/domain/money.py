@@ -170,15 +170,20 @@ class Money:
         return Money(round_fraction(Fraction(self.amount) * factor, rounding), self.currency)
 
     def allocate(self, ratios: list[int]) -> list[Money]:
-        """Split without losing a minor unit: the remainder goes to the first parts."""
+        """Split without losing a minor unit (largest-remainder method): each part gets its
+        floor share, and the units left over go to the parts with the largest remainders (ties:
+        earlier parts first). A zero ratio never receives anything."""
         if not ratios or any(r < 0 for r in ratios) or sum(ratios) == 0:
             raise InvalidInput("allocation ratios must be non-negative and not all zero")
         total = sum(ratios)
-        parts = [self.amount * r // total for r in ratios]
-        remainder = self.amount - sum(parts)
-        for i in range(abs(remainder)):
-            parts[i % len(parts)] += 1 if remainder > 0 else -1
-        return [Money(p, self.currency) for p in parts]
+        sign = -1 if self.amount < 0 else 1
+        magnitude = abs(self.amount)
+        parts = [magnitude * r // total for r in ratios]
+        remainders = [magnitude * r % total for r in ratios]
+        left = magnitude - sum(parts)
+        for i in sorted(range(len(ratios)), key=lambda k: (-remainders[k], k))[:left]:
+            parts[i] += 1
+        return [Money(sign * p, self.currency) for p in parts]
 
     def format(self) -> str:
         """Plain decimal rendering (locale formatting lives with the emails)."""

@@ -161,6 +161,7 @@ class DueAction(StrEnum):
     EXPIRE = "expire"  # incomplete for 23 h: incomplete_expired, first invoice voided
     END_TRIAL = "end_trial"  # invoice the first paid period, charge it
     RENEW = "renew"  # invoice the next period, charge it
+    CANCEL = "cancel"  # cancel_at_period_end reached: canceled, no invoice
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,9 @@ def due_action(sub: Subscription, now: datetime) -> Due:
         return Due(DueAction.NOTHING)
     if sub.status is Status.INCOMPLETE:
         return Due(DueAction.EXPIRE)
+    if sub.cancel_at_period_end:  # Stripe: a trial or period set to cancel ends without an invoice
+        return Due(DueAction.CANCEL)
     if sub.status is Status.TRIALING:
         first = period_at(sub.billing_cycle_anchor, sub.interval, sub.interval_count, sub.billing_cycle_anchor)
         return Due(DueAction.END_TRIAL, first)
-    if sub.cancel_at_period_end:
-        return Due(DueAction.NOTHING)
     return Due(DueAction.RENEW, sub.next_period())

@@ -39,6 +39,7 @@ from kassa.services.ports import (
 log = logging.getLogger(__name__)
 
 COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed", "setup_intent.succeeded"})
 
 
 @dataclass(frozen=True)
@@ -209,7 +210,8 @@ class Billing:
         customer = self.save_payment_method(sub.customer, intent.payment_method)
         invoice = self.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
         if sub.status is Status.INCOMPLETE and invoice is not None and invoice.status in COLLECTABLE:
-            return self.collect(invoice, customer)
+            # one attempt per confirmed SetupIntent: the storefront call and the webhook share it
+            return self.collect(invoice, customer, trigger=setup_intent_id)
         return CollectResult(invoice, self.store.get_subscription(subscription_id), None)
 
     def save_payment_method(self, customer_id: str, payment_method: str) -> Customer:
@@ -228,8 +230,16 @@ class Billing:
         raise Conflict("the customer kept changing; retry")
 
     # ------------------------------------------------------------------ collecting
-    def collect(self, invoice: Invoice, customer: Customer | None = None) -> CollectResult:
-        """Charge an open invoice once for this attempt and apply the result."""
+    def collect(
+        self, invoice: Invoice, customer: Customer | None = None, *, trigger: str | None = None
+    ) -> CollectResult:
+        """Charge an open invoice and apply the result, never charging one attempt twice.
+
+        An attempt whose outcome never arrived (Stripe unreachable, a crash between the call and
+        the write) is sent again under the same attempt number, so Stripe's idempotency key
+        replays the first answer. A new attempt is made only for a first charge or when the
+        caller brings a new trigger (a newly confirmed card; retries belong to dunning).
+        """
         if invoice.status not in COLLECTABLE:
             return CollectResult(invoice, self._sub_of(invoice), None)
         customer = customer or self.store.get_customer(invoice.customer)
@@ -238,10 +248,15 @@ class Billing:
         if customer.default_payment_method is None or customer.stripe_customer_id is None:
             result = ChargeResult(ChargeStatus.DECLINED, None, code="no_payment_method", message="no card on file")
             return self._apply_failure(invoice, result)
+        if attempt_pending(invoice):
+            return self._charge(invoice, customer, invoice.attempt_count)
+        if invoice.attempt_count > 0 and (trigger is None or trigger == invoice.attempt_trigger):
+            return CollectResult(invoice, self._sub_of(invoice), None)  # this attempt has its outcome
         # claim the attempt first: two concurrent collectors cannot both charge
         attempt = invoice.attempt_count + 1
+        claim = {"attempt_count": attempt, "attempt_outcome": None, "attempt_trigger": trigger}
         try:
-            invoice = self.store.save_invoice(invoice.model_copy(update={"attempt_count": attempt}))
+            invoice = self.store.save_invoice(invoice.model_copy(update=claim))
         except Conflict:
             current = self.store.get_invoice(invoice.id)
             return CollectResult(current, self._sub_of(current), None)
@@ -267,6 +282,12 @@ class Billing:
                 if result.status is ChargeStatus.SUCCEEDED:
                     return self._apply_paid(invoice, result.payment_intent, cause=result.payment_intent or "paid")
                 if result.status is ChargeStatus.PROCESSING:
+                    if invoice.status in COLLECTABLE and invoice.attempt_outcome is None:
+                        invoice = self.store.save_invoice(
+                            invoice.model_copy(
+                                update={"attempt_outcome": "processing", "payment_intent": result.payment_intent}
+                            )
+                        )
                     return CollectResult(invoice, self._sub_of(invoice), result)
                 return self._apply_failure(invoice, result)
             except Conflict:
@@ -283,7 +304,9 @@ class Billing:
             log.warning("payment for void invoice %s (intent %s): needs a refund", invoice.id, payment_intent)
             return CollectResult(invoice, self._sub_of(invoice), None)
         now = self.now()
-        paid = invoice.transition(InvoiceStatus.PAID, now).model_copy(update={"payment_intent": payment_intent})
+        paid = invoice.transition(InvoiceStatus.PAID, now).model_copy(
+            update={"payment_intent": payment_intent, "attempt_outcome": "succeeded"}
+        )
         sub = self._sub_of(invoice)
         new_sub = None
         if (
@@ -336,7 +359,10 @@ class Billing:
             attempt=result.attempt,
             payment_intent=result.payment_intent,
         )
-        failed = invoice.model_copy(update={"last_payment_error": error, "payment_intent": result.payment_intent})
+        outcome = "requires_action" if result.status is ChargeStatus.REQUIRES_ACTION else "declined"
+        failed = invoice.model_copy(
+            update={"last_payment_error": error, "payment_intent": result.payment_intent, "attempt_outcome": outcome}
+        )
         sub = self._sub_of(invoice)
         new_sub = None
         if sub is not None and sub.latest_invoice == invoice.id and sub.status in (Status.ACTIVE, Status.TRIALING):
@@ -381,14 +407,23 @@ class Billing:
         now = self.now()
         due = due_action(sub, now)
         if due.action is DueAction.NOTHING:
+            # a redelivery after the period was advanced but before its charge had an outcome
+            latest = self.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+            if latest is not None and latest.status in COLLECTABLE and attempt_pending(latest):
+                return self._status_of(self.collect(latest))
             return "nothing"
         if due.action is DueAction.EXPIRE:
             return self._expire(sub, now)
+        if due.action is DueAction.CANCEL:
+            return self._cancel_now(sub, now, cause="period_end")
         assert due.period is not None
         settings = self.store.get_settings()
         price_name = self._product_name(self.store.get_price(sub.price))
         reason = BillingReason.SUBSCRIPTION_CYCLE
-        invoice = build_subscription_invoice(sub, due.period, now, reason, price_name)
+        # the first attempt is claimed in the same transaction that creates the invoice
+        invoice = build_subscription_invoice(sub, due.period, now, reason, price_name).model_copy(
+            update={"attempt_count": 1, "attempt_trigger": "renewal"}
+        )
         previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
         advanced = sub.with_period(due.period)
         if due.action is DueAction.END_TRIAL:
@@ -398,7 +433,7 @@ class Billing:
         except AlreadyExists:
             # a redelivery after the invoice was written: continue from its state
             existing = self.store.get_invoice(invoice.id)
-            if existing.status in COLLECTABLE and existing.attempt_count == 0:
+            if existing.status in COLLECTABLE and attempt_pending(existing):
                 return self._status_of(self.collect(existing))
             return "already_renewed"
         except Conflict:
@@ -410,7 +445,15 @@ class Billing:
                 "customer.subscription.updated", advanced, now, cause=f"renew:{invoice.id}", previous=previous
             ),
         )
-        return self._status_of(self.collect(invoice))
+        customer = self.store.get_customer(sub.customer)
+        if customer.default_payment_method is None or customer.stripe_customer_id is None:
+            return self._status_of(self.collect(invoice, customer))
+        return self._status_of(self._charge(invoice, customer, invoice.attempt_count))
+
+    def _cancel_now(self, sub: Subscription, now: datetime, cause: str) -> str:
+        canceled = self.store.save_subscription(sub.transition(Status.CANCELED, now))
+        self._emit(DomainEvent.of("customer.subscription.deleted", canceled, now, cause=cause))
+        return "canceled"
 
     @staticmethod
     def _status_of(result: CollectResult) -> str:
@@ -440,8 +483,15 @@ class Billing:
     # ------------------------------------------------------------------ Stripe events
     def apply_stripe_event(self, event: dict[str, Any]) -> str:
         """Apply one verified Stripe event. Returns what happened: applied / ignored:<why>."""
+        if not isinstance(event, dict):
+            raise InvalidInput("a Stripe event is a JSON object", param="body")
         etype = event.get("type", "")
-        obj = (event.get("data") or {}).get("object") or {}
+        if etype not in HANDLED_EVENTS:
+            return "ignored:unhandled type"
+        data = event.get("data")
+        obj = data.get("object") if isinstance(data, dict) else None
+        if not isinstance(obj, dict) or not isinstance(obj.get("metadata") or {}, dict):
+            raise InvalidInput("data.object and its metadata must be objects", param="data.object")
         if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
             invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
             if not invoice_id:
@@ -467,4 +517,9 @@ class Billing:
         return "ignored:unhandled type"
 
 
-__all__ = ["Billing", "CheckoutResult", "CollectResult"]
+def attempt_pending(invoice: Invoice) -> bool:
+    """An attempt was claimed but its outcome never recorded (to be re-sent under the same number)."""
+    return invoice.attempt_count > 0 and invoice.attempt_outcome is None
+
+
+__all__ = ["Billing", "CheckoutResult", "CollectResult", "attempt_pending"]

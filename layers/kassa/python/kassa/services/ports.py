@@ -5,15 +5,16 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from kassa.domain.catalog import Price, Product
-from kassa.domain.customer import Address, CardSummary, Customer
-from kassa.domain.events import DomainEvent
-from kassa.domain.invoice import Invoice
-from kassa.domain.money import Money
-from kassa.domain.settings import MerchantSettings
-from kassa.domain.subscription import Subscription
+if TYPE_CHECKING:  # the ports only name these types; importing the models here would slow cold starts
+    from kassa.domain.catalog import Price, Product
+    from kassa.domain.customer import Address, CardSummary, Customer
+    from kassa.domain.events import DomainEvent
+    from kassa.domain.invoice import Invoice
+    from kassa.domain.money import Money
+    from kassa.domain.settings import MerchantSettings
+    from kassa.domain.subscription import Subscription
 
 
 class Clock(Protocol):

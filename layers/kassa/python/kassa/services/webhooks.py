@@ -103,7 +103,7 @@ def process_recorded_event(message: dict[str, Any], billing: Applier) -> str:
     try:
         event = json.loads(record.payload)
         outcome = billing.apply_stripe_event(event)
-    except (json.JSONDecodeError, KeyError, TypeError, InvalidInput, IllegalTransition) as error:
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError, InvalidInput, IllegalTransition) as error:
         note = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         billing.store.mark_webhook(event_id, "rejected", note)
         return f"rejected:{note}"

@@ -1,0 +1,174 @@
+"""``kassa bench``: renew N subscriptions on the local stack and report what one renewal costs.
+
+Counts come from the code paths themselves (kassa.adapters.usage: DynamoDB consumed capacity via
+ReturnConsumedCapacity, Stripe calls, SQS sends, EventBridge entries) and from the local stack
+(invocations, handler time, SQS batches). The AWS list-price cost per renewal is computed from
+those counts; Lambda GB-seconds use the handler time measured here, which is an upper bound of
+what a warm arm64 Lambda takes (moto over HTTP is slower than DynamoDB).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from infra import wiring
+
+# us-east-1 list prices (see ../shared/brief/facts.md)
+PRICE = {
+    "lambda_request": 0.20 / 1e6,
+    "lambda_gb_s_arm64": 0.0000133334,
+    "dynamodb_wru": 0.625 / 1e6,
+    "dynamodb_rru": 0.125 / 1e6,
+    "sqs_request": 0.40 / 1e6,
+    "eventbridge_event": 1.00 / 1e6,
+    "scheduler_invocation": 1.00 / 1e6,
+}
+
+REPO = Path(__file__).resolve().parents[1]
+START = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
+
+
+def import_time_ms(function: str | None, runs: int = 5) -> float:
+    """Median wall time of a fresh interpreter importing a handler (None: a bare interpreter)."""
+    code = "pass"
+    if function:
+        code = f"import sys; sys.path.insert(0, {str(REPO / 'functions' / function)!r}); import handler"
+    env = {**wiring.COMMON_ENV, "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}
+    samples = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+        samples.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(samples)
+
+
+def _subscribe(api: Any, price_id: str, n: int) -> None:
+    from kassa_local.client import confirm_card_setup
+
+    started = api.post("/v1/checkout", {"price_id": price_id, "customer": {
+        "email": f"bench{n}@example.com", "address": {"country": "NL"}}}, expect=201)
+    confirm_card_setup(api.config, started["setup_intent_id"], started["client_secret"], "4242424242424242")
+    api.post(f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]})
+
+
+def run(n: int, progress: bool = True) -> dict[str, Any]:
+    from kassa.adapters import usage
+    from kassa_local.client import Api
+    from kassa_local.probes import default_idle_probes
+    from kassa_local.stack import LocalStack
+
+    with tempfile.TemporaryDirectory() as state, LocalStack(
+        api_port=0, aws_port=0, stripe_port=0, state_dir=state, start_time=START,
+        idle_probes=default_idle_probes(), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    ) as stack:
+        api = Api(stack.config.as_json())
+        product = api.post("/v1/products", {"name": "Bench box"}, expect=201)
+        price = api.post("/v1/prices", {"product": product["id"], "currency": "EUR", "unit_amount": 1999,
+                                        "recurring": {"interval": "month"}}, expect=201)
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            for done, _ in enumerate(pool.map(lambda i: _subscribe(api, price["id"], i), range(n)), 1):
+                if progress and (done % max(1, n // 20) == 0 or done == n):
+                    print(f"\r  subscribing {done}/{n}", end="", flush=True)
+        if progress:
+            print(f"  ({time.perf_counter() - t0:.1f} s)")
+        stack.drain()  # first-invoice webhooks settle before we measure
+        usage.reset()
+        before = stack.stats()
+        t1 = time.perf_counter()
+        fired = stack.advance(by="32d")  # every subscription renews once (a month is at most 31 days)
+        stack.drain()
+        wall = time.perf_counter() - t1
+        after = stack.stats()
+        counts = usage.snapshot()
+        paid = sum(
+            1 for e in stack.events("invoice.paid")
+            if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
+        )
+    return _report(n, paid, counts, before, after, len(fired), wall)
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any], fn: str, key: str) -> float:
+    return float(after["functions"][fn][key]) - float(before["functions"][fn][key])
+
+
+def _report(n: int, paid: int, counts: dict[str, float], before: dict[str, Any], after: dict[str, Any],
+            ticks: int, wall: float) -> dict[str, Any]:
+    per = 1.0 / max(paid, 1)
+    functions = {fn.name: fn for fn in wiring.FUNCTIONS}
+    invocations = {name: _delta(before, after, name, "invocations") for name in functions}
+    handler_ms = {name: _delta(before, after, name, "total_ms") for name in functions}
+    gb_s = sum(handler_ms[name] / 1000 * functions[name].memory_mb / 1024 for name in functions)
+    triggered = [fn.name for fn in wiring.FUNCTIONS if fn.queue_trigger]
+    sqs_batches = sum(invocations[name] for name in triggered)
+    sqs_requests = counts.get("calls.sqs.send_message_batch", 0) + 2 * sqs_batches  # receive + delete per batch
+    stripe_calls = sum(v for k, v in counts.items() if k.startswith("calls.stripe."))
+    dynamo_writes = sum(v for k, v in counts.items() if k.startswith("calls.dynamodb.") and k.split(".")[-1] in (
+        "put_item", "update_item", "transact_write_items", "delete_item"))
+    figures = {
+        "subscriptions": n,
+        "renewals_paid": paid,
+        "schedule_ticks_fired": ticks,
+        "wall_s": round(wall, 2),
+        "per_renewal": {
+            "dynamodb_read_units": round(counts.get("units.dynamodb.read", 0) * per, 2),
+            "dynamodb_write_units": round(counts.get("units.dynamodb.write", 0) * per, 2),
+            "dynamodb_write_requests": round(dynamo_writes * per, 2),
+            "dynamodb_requests": round(sum(v for k, v in counts.items() if k.startswith("calls.dynamodb.")) * per, 2),
+            "sqs_requests": round(sqs_requests * per, 2),
+            "eventbridge_events": round(counts.get("calls.events.entries", 0) * per, 2),
+            "stripe_calls": round(stripe_calls * per, 2),
+            "lambda_invocations": round(sum(invocations.values()) * per, 3),
+            "handler_ms": round(sum(handler_ms.values()) * per, 1),
+        },
+        "stripe_calls_by_kind": {k[len("calls.stripe."):]: v for k, v in counts.items() if k.startswith("calls.stripe.")},
+        "invocations": invocations,
+    }
+    p = figures["per_renewal"]
+    cost = {
+        "lambda_requests": p["lambda_invocations"] * PRICE["lambda_request"],
+        "lambda_compute": gb_s * per * PRICE["lambda_gb_s_arm64"],
+        "dynamodb": p["dynamodb_write_units"] * PRICE["dynamodb_wru"] + p["dynamodb_read_units"] * PRICE["dynamodb_rru"],
+        "sqs": p["sqs_requests"] * PRICE["sqs_request"],
+        "eventbridge": p["eventbridge_events"] * PRICE["eventbridge_event"],
+        "scheduler": ticks * per * PRICE["scheduler_invocation"],
+    }
+    cost["total"] = sum(cost.values())
+    figures["cost_usd_per_renewal"] = {k: float(f"{v:.3g}") for k, v in cost.items()}
+    return figures
+
+
+def cold_starts() -> dict[str, float]:
+    bare = import_time_ms(None)
+    out = {"bare_interpreter_ms": round(bare, 1)}
+    for fn in wiring.FUNCTIONS:
+        out[fn.name] = round(import_time_ms(fn.name) - bare, 1)
+    return out
+
+
+def main(args: argparse.Namespace) -> int:
+    print(f"kassa bench: {args.subscriptions} subscriptions renewing once on a fresh local stack")
+    figures = run(args.subscriptions)
+    print("measuring cold-start imports (fresh process, median of 5) …")
+    figures["import_ms_over_bare_interpreter"] = cold_starts()
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        Path(args.json).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("bench", help="renew N subscriptions on a fresh local stack and print per-renewal costs")
+    p.add_argument("--subscriptions", "-n", type=int, default=200)
+    p.add_argument("--json", help="also write the figures to this file")
+    p.set_defaults(func=main)
