@@ -5,13 +5,20 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint unit integration e2e infra-test demo bench synth deploy layer clean
+.PHONY: run test browser lint unit integration e2e infra-test demo bench synth deploy layer clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/pip install -q --disable-pip-version-check --no-deps -e .
 	touch $(STAMP)
+
+# The storefront's browser test drives Debian's chromium (Playwright cannot download its own here).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "installing Debian's chromium for the storefront browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund --silent
@@ -22,8 +29,8 @@ run: $(STAMP)
 	$(BIN)/kassa run
 
 ## make test: lint (ruff, mypy, import-linter) and the whole suite
-test: $(STAMP) lint
-	$(BIN)/python -m pytest -q -p no:cacheprovider
+test: $(STAMP) browser lint
+	$(BIN)/python -m pytest -q -p no:cacheprovider -W ignore::DeprecationWarning
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -37,7 +44,7 @@ unit: $(STAMP)
 integration: $(STAMP)
 	$(BIN)/python -m pytest -q tests/integration
 
-e2e: $(STAMP)
+e2e: $(STAMP) browser
 	$(BIN)/python -m pytest -q tests/e2e
 
 infra-test: $(STAMP)

@@ -277,4 +277,3 @@ def provision(
     for name, value in secrets.items():
         clients.secretsmanager.create_secret(Name=name, SecretString=json.dumps(value))
     return create_event_tap(clients.sqs, clients.events, resolver)
-

@@ -55,26 +55,42 @@ def import_time_ms(function: str | None, runs: int = 5) -> float:
 def _subscribe(api: Any, price_id: str, n: int) -> None:
     from kassa_local.client import confirm_card_setup
 
-    started = api.post("/v1/checkout", {"price_id": price_id, "customer": {
-        "email": f"bench{n}@example.com", "address": {"country": "NL"}}}, expect=201)
+    started = api.post(
+        "/v1/checkout",
+        {"price_id": price_id, "customer": {"email": f"bench{n}@example.com", "address": {"country": "NL"}}},
+        expect=201,
+    )
     confirm_card_setup(api.config, started["setup_intent_id"], started["client_secret"], "4242424242424242")
     api.post(f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]})
 
 
 def run(n: int, progress: bool = True) -> dict[str, Any]:
     from kassa.adapters import usage
+
     from kassa_local.client import Api
     from kassa_local.probes import default_idle_probes
     from kassa_local.stack import LocalStack
 
-    with tempfile.TemporaryDirectory() as state, LocalStack(
-        api_port=0, aws_port=0, stripe_port=0, state_dir=state, start_time=START,
-        idle_probes=default_idle_probes(), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory() as state,
+        LocalStack(
+            api_port=0,
+            aws_port=0,
+            stripe_port=0,
+            state_dir=state,
+            start_time=START,
+            idle_probes=default_idle_probes(),
+            extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        ) as stack,
+    ):
+        assert stack.config is not None
         api = Api(stack.config.as_json())
         product = api.post("/v1/products", {"name": "Bench box"}, expect=201)
-        price = api.post("/v1/prices", {"product": product["id"], "currency": "EUR", "unit_amount": 1999,
-                                        "recurring": {"interval": "month"}}, expect=201)
+        price = api.post(
+            "/v1/prices",
+            {"product": product["id"], "currency": "EUR", "unit_amount": 1999, "recurring": {"interval": "month"}},
+            expect=201,
+        )
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=4) as pool:
             for done, _ in enumerate(pool.map(lambda i: _subscribe(api, price["id"], i), range(n)), 1):
@@ -92,8 +108,7 @@ def run(n: int, progress: bool = True) -> dict[str, Any]:
         after = stack.stats()
         counts = usage.snapshot()
         paid = sum(
-            1 for e in stack.events("invoice.paid")
-            if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
+            1 for e in stack.events("invoice.paid") if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
         )
     return _report(n, paid, counts, before, after, len(fired), wall)
 
@@ -102,8 +117,9 @@ def _delta(before: dict[str, Any], after: dict[str, Any], fn: str, key: str) -> 
     return float(after["functions"][fn][key]) - float(before["functions"][fn][key])
 
 
-def _report(n: int, paid: int, counts: dict[str, float], before: dict[str, Any], after: dict[str, Any],
-            ticks: int, wall: float) -> dict[str, Any]:
+def _report(
+    n: int, paid: int, counts: dict[str, float], before: dict[str, Any], after: dict[str, Any], ticks: int, wall: float
+) -> dict[str, Any]:
     per = 1.0 / max(paid, 1)
     functions = {fn.name: fn for fn in wiring.FUNCTIONS}
     invocations = {name: _delta(before, after, name, "invocations") for name in functions}
@@ -113,9 +129,13 @@ def _report(n: int, paid: int, counts: dict[str, float], before: dict[str, Any],
     sqs_batches = sum(invocations[name] for name in triggered)
     sqs_requests = counts.get("calls.sqs.send_message_batch", 0) + 2 * sqs_batches  # receive + delete per batch
     stripe_calls = sum(v for k, v in counts.items() if k.startswith("calls.stripe."))
-    dynamo_writes = sum(v for k, v in counts.items() if k.startswith("calls.dynamodb.") and k.split(".")[-1] in (
-        "put_item", "update_item", "transact_write_items", "delete_item"))
-    figures = {
+    dynamo_writes = sum(
+        v
+        for k, v in counts.items()
+        if k.startswith("calls.dynamodb.")
+        and k.split(".")[-1] in ("put_item", "update_item", "transact_write_items", "delete_item")
+    )
+    figures: dict[str, Any] = {
         "subscriptions": n,
         "renewals_paid": paid,
         "schedule_ticks_fired": ticks,
@@ -131,14 +151,17 @@ def _report(n: int, paid: int, counts: dict[str, float], before: dict[str, Any],
             "lambda_invocations": round(sum(invocations.values()) * per, 3),
             "handler_ms": round(sum(handler_ms.values()) * per, 1),
         },
-        "stripe_calls_by_kind": {k[len("calls.stripe."):]: v for k, v in counts.items() if k.startswith("calls.stripe.")},
+        "stripe_calls_by_kind": {
+            k[len("calls.stripe.") :]: v for k, v in counts.items() if k.startswith("calls.stripe.")
+        },
         "invocations": invocations,
     }
     p = figures["per_renewal"]
     cost = {
         "lambda_requests": p["lambda_invocations"] * PRICE["lambda_request"],
         "lambda_compute": gb_s * per * PRICE["lambda_gb_s_arm64"],
-        "dynamodb": p["dynamodb_write_units"] * PRICE["dynamodb_wru"] + p["dynamodb_read_units"] * PRICE["dynamodb_rru"],
+        "dynamodb": p["dynamodb_write_units"] * PRICE["dynamodb_wru"]
+        + p["dynamodb_read_units"] * PRICE["dynamodb_rru"],
         "sqs": p["sqs_requests"] * PRICE["sqs_request"],
         "eventbridge": p["eventbridge_events"] * PRICE["eventbridge_event"],
         "scheduler": ticks * per * PRICE["scheduler_invocation"],

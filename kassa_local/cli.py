@@ -80,6 +80,11 @@ def add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--stripe-port", type=int, default=None, help="localstripe port (env KASSA_STRIPE_PORT, 8420)")
     p.add_argument("--start-time", default=None, help="virtual clock start, ISO-8601 (default: now)")
     p.add_argument("--functions-dir", default=None, help="handlers folder (default: <repo>/functions)")
+    p.add_argument(
+        "--every-tick",
+        action="store_true",
+        help="fire every schedule tick on advance (no idle probes: slower, same outcome)",
+    )
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging of the stack itself")
     p.set_defaults(func=cmd_run)
 
@@ -93,7 +98,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     from kassa_local.stack import STATE_FILE, LocalStack
 
+    probes: dict[str, Any] = {}
+    if not args.every_tick:
+        try:
+            from kassa_local.probes import default_idle_probes
+        except ImportError:  # pragma: no cover - the probes module is optional
+            pass
+        else:
+            probes = dict(default_idle_probes())
     stack = LocalStack(
+        idle_probes=probes,
         api_port=args.api_port,
         aws_port=args.aws_port,
         stripe_port=args.stripe_port,
@@ -110,7 +124,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         stack.start()
         cfg = stack.config
-        assert cfg is not None
         print(
             "\n".join(
                 [
@@ -152,6 +165,7 @@ def add_clock(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     adv.add_argument("duration", nargs="?", help="e.g. 35d (units s, m, h, d, w)")
     adv.add_argument("--to", dest="to", default=None, help="ISO-8601 target, e.g. 2027-01-01T00:00:00Z")
+    adv.add_argument("--list", action="store_true", help="list every fired tick, however many")
     adv.set_defaults(func=cmd_clock_advance)
 
 
@@ -169,16 +183,41 @@ def cmd_clock_advance(args: argparse.Namespace) -> int:
     body = {"by": args.duration} if args.duration is not None else {"to": args.to}
     result = local_api(args, "POST", "/_local/clock/advance", body, timeout=None)
     fired = result.get("fired", [])
-    for tick in fired:
-        mark = "" if tick.get("ok", True) else "  (handler failed)"
-        print(f"  fired {tick['schedule']} at {tick['at']}{mark}")
+    if len(fired) <= LIST_TICKS_UP_TO or args.list:
+        for tick in fired:
+            mark = "" if tick.get("ok", True) else "  (handler failed)"
+            print(f"  fired {tick['schedule']} at {tick['at']}{mark}")
+    else:  # a summary per schedule; failures are always listed
+        by_schedule: dict[str, list[dict[str, Any]]] = {}
+        for tick in fired:
+            by_schedule.setdefault(tick["schedule"], []).append(tick)
+        for name, ticks in by_schedule.items():
+            print(f"  fired {name} {len(ticks)} times, {ticks[0]['at']} … {ticks[-1]['at']}")
+            for tick in ticks:
+                if not tick.get("ok", True):
+                    print(f"    failed at {tick['at']}")
     print(f"now  {result['now']}  ({len(fired)} tick(s) fired in {result.get('elapsed_s', '?')} s)")
     return 0
 
 
+LIST_TICKS_UP_TO = 20
+
+
 # -- entry point ------------------------------------------------------------------------------
 
-SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock]
+def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.demo import add_demo as add
+
+    add(sub)
+
+
+def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.bench import add_bench as add
+
+    add(sub)
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -15,6 +15,7 @@ from typing import Any
 
 from kassa.domain.money import Money
 from kassa.domain.periods import Interval, boundary
+
 from kassa_local.client import Api
 
 DEFAULT_START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)  # a month end: Feb 28, Mar 31, Apr 30
@@ -32,24 +33,58 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
     tea = api.post("/v1/products", {"name": "Tea club"}, expect=201)
     matcha = api.post("/v1/products", {"name": "Matcha box"}, expect=201)
     prices = {
-        "coffee": api.post("/v1/prices", {"product": coffee["id"], "currency": "EUR", "unit_amount": 1500,
-                                          "recurring": {"interval": "month"}, "nickname": "monthly"}, expect=201),
-        "matcha": api.post("/v1/prices", {"product": matcha["id"], "currency": "JPY", "unit_amount": 1200,
-                                          "recurring": {"interval": "month"}, "nickname": "monthly"}, expect=201),
-        "tea": api.post("/v1/prices", {"product": tea["id"], "currency": "EUR", "unit_amount": 900,
-                                       "recurring": {"interval": "month", "trial_period_days": 14},
-                                       "nickname": "monthly, 14-day trial"}, expect=201),
+        "coffee": api.post(
+            "/v1/prices",
+            {
+                "product": coffee["id"],
+                "currency": "EUR",
+                "unit_amount": 1500,
+                "recurring": {"interval": "month"},
+                "nickname": "monthly",
+            },
+            expect=201,
+        ),
+        "matcha": api.post(
+            "/v1/prices",
+            {
+                "product": matcha["id"],
+                "currency": "JPY",
+                "unit_amount": 1200,
+                "recurring": {"interval": "month"},
+                "nickname": "monthly",
+            },
+            expect=201,
+        ),
+        "tea": api.post(
+            "/v1/prices",
+            {
+                "product": tea["id"],
+                "currency": "EUR",
+                "unit_amount": 900,
+                "recurring": {"interval": "month", "trial_period_days": 14},
+                "nickname": "monthly, 14-day trial",
+            },
+            expect=201,
+        ),
     }
-    out(f"catalog: {len(prices)} prices ({', '.join(p['currency'] + ' ' + str(p['unit_amount']) for p in prices.values())})")
+    listed = ", ".join(f"{p['currency']} {p['unit_amount']}" for p in prices.values())
+    out(f"catalog: {len(prices)} prices ({listed})")
     subs = []
     for email, key, card, country in CUSTOMERS:
-        started = api.post("/v1/checkout", {"price_id": prices[key]["id"], "customer": {
-            "email": email, "name": email.split("@")[0].title(), "address": {"country": country}}}, expect=201)
+        started = api.post(
+            "/v1/checkout",
+            {
+                "price_id": prices[key]["id"],
+                "customer": {"email": email, "name": email.split("@")[0].title(), "address": {"country": country}},
+            },
+            expect=201,
+        )
         from kassa_local.client import confirm_card_setup
 
         confirm_card_setup(api.config, started["setup_intent_id"], started["client_secret"], card)
-        done = api.post(f"/v1/checkout/{started['subscription']['id']}/complete",
-                        {"setup_intent_id": started["setup_intent_id"]})
+        done = api.post(
+            f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]}
+        )
         subs.append((email, done["subscription"]))
         out(f"  {email:<20} subscribed to {key:<6} with card …{card[-4:]} → {done['subscription']['status']}")
 
@@ -63,14 +98,18 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
     out(f"{'customer':<20} {'status':<10} {'invoice':<12} {'period':<25} {'amount':>12} {'state':<6}")
     for email, sub in subs:
         current = api.get(f"/v1/subscriptions/{sub['id']}")
-        invoices = sorted(api.get(f"/v1/customers/{sub['customer']}/invoices", params={"limit": 100})["data"],
-                          key=lambda i: i["number"])
+        invoices = sorted(
+            api.get(f"/v1/customers/{sub['customer']}/invoices", params={"limit": 100})["data"],
+            key=lambda i: i["number"],
+        )
         summary["customers"].append({"email": email, "status": current["status"], "invoices": invoices})
         for n, inv in enumerate(invoices):
             amount = Money(inv["total"], inv["currency"]).format()
             period = f"{inv['period_start'][:10]} – {inv['period_end'][:10]}"
-            out(f"{email if n == 0 else '':<20} {current['status'] if n == 0 else '':<10} "
-                f"{inv['number']:<12} {period:<25} {amount:>12} {inv['status']:<6}")
+            out(
+                f"{email if n == 0 else '':<20} {current['status'] if n == 0 else '':<10} "
+                f"{inv['number']:<12} {period:<25} {amount:>12} {inv['status']:<6}"
+            )
         if not invoices:
             out(f"{email:<20} {current['status']:<10} (no invoices)")
     counts = Counter(e["detail-type"] for e in api.events())
@@ -85,16 +124,27 @@ def main(args: argparse.Namespace) -> int:
     from kassa_local.stack import LocalStack
 
     start = datetime.fromisoformat(args.start) if args.start else DEFAULT_START
-    with tempfile.TemporaryDirectory() as state, LocalStack(
-        api_port=0, aws_port=0, stripe_port=0, state_dir=state, start_time=start,
-        idle_probes=default_idle_probes(), extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
-    ) as stack:
+    with (
+        tempfile.TemporaryDirectory() as state,
+        LocalStack(
+            api_port=0,
+            aws_port=0,
+            stripe_port=0,
+            state_dir=state,
+            start_time=start,
+            idle_probes=default_idle_probes(),
+            extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+        ) as stack,
+    ):
+        assert stack.config is not None
         print(f"fresh local stack at {stack.config.api_url} (virtual clock at {start.isoformat()})")
         summary = run_demo(Api(stack.config.as_json()), start, args.months)
     paid = sum(1 for c in summary["customers"] for i in c["invoices"] if i["status"] == "paid")
     open_ = sum(1 for c in summary["customers"] for i in c["invoices"] if i["status"] == "open")
-    print(f"\ndone: {paid} invoices paid, {open_} open (declined), statuses: "
-          + ", ".join(f"{c['email']}={c['status']}" for c in summary["customers"]))
+    print(
+        f"\ndone: {paid} invoices paid, {open_} open (declined), statuses: "
+        + ", ".join(f"{c['email']}={c['status']}" for c in summary["customers"])
+    )
     return 0
 
 

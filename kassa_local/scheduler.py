@@ -192,8 +192,10 @@ class Scheduler:
         fired: list[FiredTick] = []
         while True:
             best: tuple[datetime, int, ScheduledFunction] | None = None
+            now = self.clock.now()
             for order, s in enumerate(self.scheduled):
-                tick = pending[s.schedule.name]
+                # ticks skipped before the current time stay in the past, even if work shows up
+                tick = max(pending[s.schedule.name], first_tick_at_or_after(now, s.period))
                 if s.schedule.name not in probes:
                     probes[s.schedule.name] = self._probe(s)
                 skip, due = probes[s.schedule.name]

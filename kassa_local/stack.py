@@ -12,9 +12,10 @@ Everything is read from ``infra/wiring.py``: the tables, queues (+ DLQs), bus an
 provisions on moto, the environment each function gets, which handler serves which route, which
 queue feeds which function with which batch size, which schedule fires what.
 
-moto's backends, localstripe's store and the process environment are process-wide: run one
-``LocalStack`` per process at a time (``start`` resets moto and localstripe; ``stop`` restores the
-environment variables and the clock it replaced).
+moto's backends, localstripe's store, the process environment and the clock are process-wide:
+one ``LocalStack`` runs per process at a time. ``start`` stops the one already running (with a
+warning; ``replace_running=False`` refuses instead), resets moto and localstripe; ``stop``
+restores the environment variables and the clock it replaced.
 """
 
 from __future__ import annotations
@@ -203,6 +204,9 @@ class LocalStack:
     Real Stripe (test mode): when ``STRIPE_API_KEY`` is set, localstripe is not started, that key
     goes into the ``kassa/stripe`` secret with ``STRIPE_PUBLISHABLE_KEY`` and
     ``STRIPE_WEBHOOK_SECRET``, and ``STRIPE_API_BASE`` is not set.
+
+    One stack per process: starting one stops the stack already running in this process, unless
+    ``replace_running=False``, which raises instead.
     """
 
     _active: LocalStack | None = None  # the one stack running in this process
@@ -230,6 +234,7 @@ class LocalStack:
         extra_env: Mapping[str, str] | None = None,
         write_state: bool = True,
         real_stripe: bool | None = None,
+        replace_running: bool = True,
     ) -> None:
         self.requested_ports = {
             "api": _port(api_port, "api"),
@@ -253,9 +258,10 @@ class LocalStack:
         self.extra_env = dict(extra_env or {})
         self.write_state = write_state
         self.real_stripe = bool(os.environ.get("STRIPE_API_KEY")) if real_stripe is None else real_stripe
+        self.replace_running = replace_running
         self.clock = VirtualClock(start_time or datetime.now(UTC))
 
-        self.config: LocalConfig | None = None
+        self._config: LocalConfig | None = None
         self.resolver: LocalResolver | None = None
         self.gateway: Gateway | None = None
         self.scheduler: Scheduler | None = None
@@ -285,12 +291,18 @@ class LocalStack:
         with self._lifecycle:
             if self.running:
                 raise RuntimeError("the local stack is already running")
-            with LocalStack._active_lock:
-                if LocalStack._active is not None:
+            previous = LocalStack._active
+            if previous is not None:
+                if not self.replace_running:
                     raise RuntimeError(
                         "another LocalStack runs in this process; moto, localstripe, the environment "
                         "and the clock are process-wide: stop it first"
                     )
+                log.warning("stopping the LocalStack already running in this process: one at a time")
+                previous.stop()
+            with LocalStack._active_lock:
+                if LocalStack._active is not None:
+                    raise RuntimeError("another LocalStack started in this process meanwhile")
                 LocalStack._active = self
             try:
                 self._start()
@@ -385,7 +397,7 @@ class LocalStack:
             "aws": s.moto.port,
             "stripe": s.stripe.port if s.stripe is not None else 0,
         }
-        self.config = LocalConfig(
+        self._config = LocalConfig(
             api_url=api_url,
             openapi_url=f"{api_url}/openapi.json",
             docs_url=f"{api_url}/docs",
@@ -405,7 +417,7 @@ class LocalStack:
             self.state_dir.mkdir(parents=True, exist_ok=True)
             path = self.state_dir / STATE_FILE
             tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self.config.as_json(), indent=2) + "\n")
+            tmp.write_text(json.dumps(self._config.as_json(), indent=2) + "\n")
             tmp.replace(path)
             s.state_file = path
         log.info("local stack started in %.2f s: %s", time.monotonic() - t0, api_url)
@@ -635,8 +647,6 @@ class LocalStack:
         """A boto3 client on the local moto server."""
         import boto3
 
-        if self.config is None:
-            raise RuntimeError("the local stack is not started")
         return boto3.session.Session(
             aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1"
         ).client(service, endpoint_url=self.config.aws_endpoint_url)  # type: ignore[call-overload]
@@ -650,6 +660,13 @@ class LocalStack:
         return self.queue_url(dlq_name(name))
 
     @property
+    def config(self) -> LocalConfig:
+        """What ``local.json`` holds (URLs, keys, ports); kept after ``stop`` as a record."""
+        if self._config is None:
+            raise RuntimeError("the local stack has not been started")
+        return self._config
+
+    @property
     def auth_headers(self) -> dict[str, str]:
         """``Authorization: Bearer <api secret key>`` for calls to /v1."""
         return {"Authorization": f"Bearer {self._secrets.api_secret_key}"}
@@ -660,8 +677,6 @@ class LocalStack:
 
     @property
     def api_url(self) -> str:
-        if self.config is None:
-            raise RuntimeError("the local stack is not started")
         return self.config.api_url
 
     # -- StackControl (the gateway's /_local routes) ---------------------------------------------
@@ -707,7 +722,6 @@ class LocalStack:
         return self.events(type)
 
     def storefront_config(self) -> dict[str, Any]:
-        assert self.config is not None
         return {
             "publishable_key": self.config.stripe_publishable_key,
             "stripe_js_url": self.config.stripe_js_url,
@@ -717,7 +731,9 @@ class LocalStack:
 
 
 def _reset_sdk_caches() -> None:
-    """Forget clients and cached parameters built against a previous endpoint (same process)."""
+    """Forget clients, secrets and settings cached against a previous stack in this process: boto3's
+    default session, Powertools Parameters' caches, and the ``functools`` caches (``cache_clear``)
+    of the already imported ``kassa.adapters`` modules (e.g. the container's clients and env)."""
     import boto3
 
     boto3.DEFAULT_SESSION = None
@@ -725,3 +741,10 @@ def _reset_sdk_caches() -> None:
         from aws_lambda_powertools.utilities import parameters
 
         parameters.clear_caches()
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "kassa.adapters" or name.startswith("kassa.adapters.")):
+            continue
+        for value in list(vars(module).values()):
+            clear = getattr(value, "cache_clear", None)
+            if callable(clear) and getattr(value, "__module__", None) == name:
+                clear()

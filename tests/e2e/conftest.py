@@ -14,9 +14,15 @@ START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 
 @pytest.fixture(scope="session")
 def stack(tmp_path_factory):
-    with LocalStack(api_port=0, aws_port=0, stripe_port=0, state_dir=tmp_path_factory.mktemp("kassa"),
-                    start_time=START, idle_probes=default_idle_probes(),
-                    extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"}) as running:
+    with LocalStack(
+        api_port=0,
+        aws_port=0,
+        stripe_port=0,
+        state_dir=tmp_path_factory.mktemp("kassa"),
+        start_time=START,
+        idle_probes=default_idle_probes(),
+        extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
+    ) as running:
         yield running
 
 

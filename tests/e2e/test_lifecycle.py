@@ -13,8 +13,18 @@ pytestmark = pytest.mark.e2e
 
 
 def test_local_json_describes_the_running_stack(stack_config):
-    for key in ("api_url", "openapi_url", "docs_url", "storefront_url", "stripe_url", "aws_endpoint_url",
-                "api_secret_key", "stripe_publishable_key", "webhook_secret", "ports"):
+    for key in (
+        "api_url",
+        "openapi_url",
+        "docs_url",
+        "storefront_url",
+        "stripe_url",
+        "aws_endpoint_url",
+        "api_secret_key",
+        "stripe_publishable_key",
+        "webhook_secret",
+        "ports",
+    ):
         assert stack_config[key], key
     assert requests.get(stack_config["openapi_url"], timeout=10).json()["openapi"].startswith("3.")
     assert "swagger" in requests.get(stack_config["docs_url"], timeout=10).text.lower()
@@ -62,17 +72,36 @@ def test_card_declining_on_renewal_goes_past_due(api: Api):
 
 
 def _pi_event(event_type: str, event_id: str, invoice_id: str, amount: int, status: str) -> dict:
-    error = None if status == "succeeded" else {"code": "card_declined", "decline_code": "insufficient_funds",
-                                                   "message": "Your card has insufficient funds.", "type": "card_error"}
-    pi = stripe_object("payment_intent", id=f"pi_{event_id[4:]}", amount=amount, currency="eur", status=status,
-                       metadata={"kassa_invoice": invoice_id}, last_payment_error=error)
+    error = (
+        None
+        if status == "succeeded"
+        else {
+            "code": "card_declined",
+            "decline_code": "insufficient_funds",
+            "message": "Your card has insufficient funds.",
+            "type": "card_error",
+        }
+    )
+    pi = stripe_object(
+        "payment_intent",
+        id=f"pi_{event_id[4:]}",
+        amount=amount,
+        currency="eur",
+        status=status,
+        metadata={"kassa_invoice": invoice_id},
+        last_payment_error=error,
+    )
     return stripe_event(event_type, pi, event_id)
 
 
 def _post_webhook(api: Api, event: dict, secret: str | None = None) -> requests.Response:
     payload, header = signed_webhook(api.config, event, secret)
-    return requests.post(api.base + "/webhooks/stripe", data=payload,
-                         headers={"Stripe-Signature": header, "Content-Type": "application/json"}, timeout=30)
+    return requests.post(
+        api.base + "/webhooks/stripe",
+        data=payload,
+        headers={"Stripe-Signature": header, "Content-Type": "application/json"},
+        timeout=30,
+    )
 
 
 def test_duplicate_and_out_of_order_webhooks_have_one_effect(api: Api):
@@ -84,8 +113,9 @@ def test_duplicate_and_out_of_order_webhooks_have_one_effect(api: Api):
     invoice_id = sub["latest_invoice"]
 
     succeeded = _pi_event("payment_intent.succeeded", "evt_e2e_succeeded_1", invoice_id, 1200, "succeeded")
-    stale_failure = _pi_event("payment_intent.payment_failed", "evt_e2e_failed_0", invoice_id, 1200,
-                              "requires_payment_method")
+    stale_failure = _pi_event(
+        "payment_intent.payment_failed", "evt_e2e_failed_0", invoice_id, 1200, "requires_payment_method"
+    )
     for event in (succeeded, succeeded, stale_failure, succeeded):
         assert _post_webhook(api, event).status_code == 200
 
@@ -114,8 +144,11 @@ def test_forged_signature_is_refused_and_nothing_is_recorded(api: Api, stack_con
 
 def test_bad_request_bodies_get_4xx_naming_the_field(api: Api):
     product = api.post("/v1/products", {"name": "Tea club"}, expect=201)
-    float_amount = api.request("POST", "/v1/prices", json={
-        "product": product["id"], "currency": "EUR", "unit_amount": 10.5, "recurring": {"interval": "month"}})
+    float_amount = api.request(
+        "POST",
+        "/v1/prices",
+        json={"product": product["id"], "currency": "EUR", "unit_amount": 10.5, "recurring": {"interval": "month"}},
+    )
     assert float_amount.status_code == 400
     assert float_amount.json()["error"]["param"] == "unit_amount"
 
@@ -123,8 +156,11 @@ def test_bad_request_bodies_get_4xx_naming_the_field(api: Api):
     assert no_country.status_code == 400
     assert no_country.json()["error"]["param"] == "address.country"
 
-    unknown_price = api.request("POST", "/v1/checkout", json={
-        "price_id": "price_nope", "customer": {"email": "y@example.com", "address": {"country": "DE"}}})
+    unknown_price = api.request(
+        "POST",
+        "/v1/checkout",
+        json={"price_id": "price_nope", "customer": {"email": "y@example.com", "address": {"country": "DE"}}},
+    )
     assert unknown_price.status_code == 404
     assert unknown_price.json()["error"]["param"] == "price_id"
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib.util
 import json
 import time
 import uuid
@@ -30,6 +31,21 @@ from kassa_local.probes import default_idle_probes
 from kassa_local.stack import LocalStack
 
 HERE = Path(__file__).resolve().parent
+
+
+def _load_reference() -> Any:
+    """tests/reference.py (Stripe's own fixture objects), by path: ``tests`` is not a package, and
+    ``from tests.reference import …`` works only when the repository root is on sys.path."""
+    spec = importlib.util.spec_from_file_location("kassa_integration_reference", HERE.parent / "reference.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_reference = _load_reference()
+stripe_object = _reference.stripe_object  # stripe_object(kind, **overrides)
+stripe_event = _reference.stripe_event  # stripe_event(type, obj, id)
 
 # A fixed, month-end virtual start time. No integration test advances the clock.
 START = datetime(2026, 3, 31, 9, 0, tzinfo=UTC)

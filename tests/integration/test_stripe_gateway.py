@@ -20,13 +20,11 @@ import stripe
 from kassa.adapters import usage
 from kassa.adapters.stripe_gateway import StripeGateway, payment_idempotency_key
 from kassa.domain.customer import Address, CardSummary
-from kassa.domain.errors import DomainError, InvalidInput, NotFound, PaymentProviderError
+from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.money import Money
 from kassa.services.ports import ChargeStatus
 
-from tests.reference import stripe_object
-
-from .conftest import confirm_like_stripe_js, stripe_get
+from .conftest import confirm_like_stripe_js, stripe_get, stripe_object
 
 pytestmark = pytest.mark.integration
 
@@ -42,9 +40,8 @@ def gateway(config: dict[str, Any]) -> StripeGateway:
 
 
 def new_customer(gateway: StripeGateway, uid: str) -> str:
-    return gateway.create_customer(
-        email=f"gw-{uid}@example.com", name="Grace", address=Address(country="nl", city="Utrecht"), kassa_id=f"cus_{uid}"
-    )
+    address = Address(country="nl", city="Utrecht")
+    return gateway.create_customer(email=f"gw-{uid}@example.com", name="Grace", address=address, kassa_id=f"cus_{uid}")
 
 
 def card_on_file(gateway: StripeGateway, config: dict[str, Any], uid: str, number: str) -> tuple[str, CardSummary]:
@@ -298,4 +295,3 @@ def test_a_retried_charge_reuses_the_idempotency_key_of_its_attempt(flaky_stripe
     for _, form in _FlakyStripe.seen:
         assert form["off_session"] == ["true"] and form["confirm"] == ["true"]
         assert form["amount"] == ["1500"] and form["currency"] == ["eur"]
-

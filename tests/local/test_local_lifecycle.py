@@ -13,11 +13,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import boto3
+import pytest
 import requests
-from conftest import FAKE_FUNCTIONS_DIR, FUNCTIONS, JOBS, OTHER, START, wait_until
 from kassa.adapters import clock as clock_port
+from local_stack_support import FAKE_FUNCTIONS_DIR, FUNCTIONS, JOBS, OTHER, START, wait_until
 
 from infra import wiring
 from kassa_local import cli
@@ -93,6 +95,35 @@ def test_a_failed_start_cleans_up(tmp_path: Path) -> None:
         queues=(JOBS, OTHER), real_stripe=False,
     ):  # fmt: skip
         pass  # the process can start a stack again
+
+
+def test_one_stack_per_process(tmp_path: Path) -> None:
+    def make(name: str, **kwargs: Any) -> LocalStack:
+        return LocalStack(
+            0, 0, 0, state_dir=tmp_path / name, functions=FUNCTIONS, functions_dir=FAKE_FUNCTIONS_DIR,
+            queues=(JOBS, OTHER), real_stripe=False, **kwargs,
+        )  # fmt: skip
+
+    first = make("first").start()
+    try:
+        strict = make("strict", replace_running=False)
+        with pytest.raises(RuntimeError, match="another LocalStack"):
+            strict.start()
+        strict.stop()  # a no-op: it never ran, and it must not stop the running one
+        assert first.running and (tmp_path / "first" / STATE_FILE).exists()
+
+        second = make("second").start()  # replaces the running one
+        try:
+            assert not first.running and not (tmp_path / "first" / STATE_FILE).exists()
+            assert requests.get(f"{second.api_url}/_local/health").json()["status"] == "ok"
+            assert clock_port.current() is second.clock
+            first.stop()  # idempotent, and leaves the new one alone
+            assert second.running
+        finally:
+            second.stop()
+    finally:
+        first.stop()
+    assert not [t for t in threading.enumerate() if t.name.startswith("kassa-")]
 
 
 def test_kassa_run_over_the_real_wiring_until_sigint(tmp_path: Path) -> None:

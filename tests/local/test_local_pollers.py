@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import threading
 
-from conftest import wait_until
+from local_stack_support import wait_until
 
 from kassa_local.pollers import PauseGate, failed_ids, sqs_event
 from kassa_local.stack import LocalStack

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import requests
-from conftest import Probe
 from kassa.adapters.clock import VirtualClock
+from local_stack_support import Probe
 
 from infra import wiring
 from kassa_local.scheduler import (
@@ -181,6 +181,28 @@ def test_work_created_by_another_schedule_is_picked_up_after_re_probing() -> Non
         (T0 + timedelta(minutes=90), "q45"),
         (T0 + timedelta(hours=2), "hourly"),
     ]
+
+
+def test_work_found_late_never_fires_a_tick_in_the_past() -> None:
+    clock = VirtualClock(T0)
+    found: list[datetime] = []
+
+    def invoke(fn: wiring.Function, event: dict[str, Any]) -> None:
+        if fn.name == "q45" and clock.now() >= T0 + timedelta(minutes=90):
+            found.append(T0 + timedelta(minutes=10))  # work that was due long ago
+
+    sched = Scheduler(
+        clock,
+        [_fn("hourly", 60), _fn("q45", 45)],
+        invoke,
+        lambda: None,
+        idle_probes={"hourly": lambda now: found[0] if found else None},
+    )
+    fired = sched.advance(by=timedelta(hours=3))
+    hourly = [f.at for f in fired if f.schedule == "hourly"]
+    # hourly's 01:00 tick was skipped; the overdue work is picked up at the next tick, 02:00
+    assert hourly == [T0 + timedelta(hours=2), T0 + timedelta(hours=3)]
+    assert [f.at for f in fired] == sorted(f.at for f in fired)
 
 
 def test_a_failing_scheduled_handler_is_reported_and_the_advance_goes_on() -> None:

@@ -1,0 +1,73 @@
+"""A person subscribing on the demo storefront in a real browser (Debian's chromium driven by
+Playwright), with the test card typed into localstripe's Stripe.js shim."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+from kassa_local.client import Api
+
+pytestmark = pytest.mark.e2e
+
+CHROMIUM = os.environ.get("KASSA_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"chromium not found at {CHROMIUM}: `make test` installs Debian's chromium")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
+        yield launched
+        launched.close()
+
+
+def test_a_person_subscribes_on_the_storefront_with_the_test_card(api: Api, stack_config, browser, tmp_path):
+    product = api.post("/v1/products", {"name": "Storefront coffee"}, expect=201)
+    price = api.post(
+        "/v1/prices",
+        {
+            "product": product["id"],
+            "currency": "EUR",
+            "unit_amount": 1250,
+            "recurring": {"interval": "month"},
+            "nickname": "Browser plan",
+        },
+        expect=201,
+    )
+    page = browser.new_page()
+    page.goto(stack_config["storefront_url"])
+    page.locator(f"input[name=price][value={price['id']}]").check()
+    page.fill("#email", "browser@example.com")
+    page.fill("#name", "Browsing Person")
+    card_inputs = page.locator("#card input")
+    card_inputs.first.wait_for()
+    for index, value in enumerate(["4242424242424242", "12", "34", "123", "75001"]):
+        card_inputs.nth(index).fill(value)
+    page.click("#subscribe")
+    page.wait_for_function("document.getElementById('status').textContent.includes(' is ')", timeout=30_000)
+    status = page.text_content("#status") or ""
+    page.screenshot(path=str(tmp_path / "storefront.png"), full_page=True)
+    assert "is active" in status, status
+
+    sub_id = status.split("Subscription ", 1)[1].split(" ", 1)[0]
+    sub = api.get(f"/v1/subscriptions/{sub_id}")
+    assert sub["status"] == "active"
+    assert sub["price"] == price["id"]
+    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert invoice["status"] == "paid"
+    assert invoice["amount_paid"] == 1250
