@@ -55,11 +55,18 @@ def import_time_ms(function: str | None, runs: int = 5) -> float:
 def _subscribe(api: Any, price_id: str, n: int) -> None:
     from kassa_local.client import confirm_card_setup
 
-    started = api.post(
-        "/v1/checkout",
-        {"price_id": price_id, "customer": {"email": f"bench{n}@example.com", "address": {"country": "NL"}}},
-        expect=201,
-    )
+    # moto's server occasionally fails a transaction under concurrent load (an internal race);
+    # kassa answers 503 and nothing is half-written, so the storefront's retry is safe
+    for _ in range(3):
+        response = api.request(
+            "POST",
+            "/v1/checkout",
+            json={"price_id": price_id, "customer": {"email": f"bench{n}@example.com", "address": {"country": "NL"}}},
+        )
+        if response.status_code != 503:
+            break
+    assert response.status_code == 201, response.text
+    started = response.json()
     confirm_card_setup(api.config, started["setup_intent_id"], started["client_secret"], "4242424242424242")
     api.post(f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]})
 
@@ -92,7 +99,7 @@ def run(n: int, progress: bool = True) -> dict[str, Any]:
             expect=201,
         )
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(max_workers=4) as pool:
+        with ThreadPoolExecutor(max_workers=3) as pool:
             for done, _ in enumerate(pool.map(lambda i: _subscribe(api, price["id"], i), range(n)), 1):
                 if progress and (done % max(1, n // 20) == 0 or done == n):
                     print(f"\r  subscribing {done}/{n}", end="", flush=True)

@@ -167,3 +167,37 @@ def test_bad_request_bodies_get_4xx_naming_the_field(api: Api):
     no_key = requests.get(api.base + "/v1/prices", timeout=10)
     assert no_key.status_code == 401
     assert "error" in no_key.json()
+
+
+def test_an_unpaid_checkout_expires_after_23_hours(api: Api):
+    price = api.catalog(currency="KWD", amount=4500)  # three-decimal currency: 4.500 KWD
+    started = api.post(
+        "/v1/checkout",
+        {"price_id": price["id"], "customer": {"email": "dora@example.com", "address": {"country": "KW"}}},
+        expect=201,
+    )
+    sub, invoice = started["subscription"], started["invoice"]
+    assert sub["status"] == "incomplete"
+    assert invoice["status"] == "open" and invoice["amount_due"] == 4500 and invoice["currency"] == "KWD"
+
+    api.advance("22h")
+    assert api.get(f"/v1/subscriptions/{sub['id']}")["status"] == "incomplete"
+    api.advance("2h")
+    assert api.get(f"/v1/subscriptions/{sub['id']}")["status"] == "incomplete_expired"
+    assert api.get(f"/v1/invoices/{invoice['id']}")["status"] == "void"
+
+
+def test_merchant_settings_set_the_invoice_prefix(api: Api):
+    settings = api.get("/v1/settings")
+    bad = api.request("PUT", "/v1/settings", json={**_without_object(settings), "invoice_prefix": "no!"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["param"] == "invoice_prefix"
+    api.request("PUT", "/v1/settings", expect=200, json={**_without_object(settings), "invoice_prefix": "SHOP"})
+    price = api.catalog(currency="EUR", amount=700)
+    done = api.subscribe(price["id"], "erik@example.com")
+    assert done["invoice"]["number"].startswith("SHOP-")
+    api.request("PUT", "/v1/settings", expect=200, json=_without_object(settings))
+
+
+def _without_object(body: dict) -> dict:
+    return {k: v for k, v in body.items() if k != "object"}

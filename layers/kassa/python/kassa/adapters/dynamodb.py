@@ -8,6 +8,8 @@ errors here and never leak upward.
 from __future__ import annotations
 
 import json
+import random
+import time
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -18,7 +20,7 @@ from pydantic import BaseModel
 from kassa.adapters import usage
 from kassa.domain.catalog import Price, Product
 from kassa.domain.customer import Customer
-from kassa.domain.errors import AlreadyExists, Conflict, NotFound
+from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.invoice import Invoice, format_number
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
@@ -27,6 +29,12 @@ from kassa.services.ports import Page, WebhookRecord
 M = TypeVar("M", bound=BaseModel)
 
 WEBHOOK_RETENTION = timedelta(days=30)  # Stripe keeps events 30 days; so do we
+NUMBER_RETRIES = 25  # invoice-number transactions lost to a concurrent finalization are retried
+
+
+def _backoff(attempt: int) -> None:
+    """Jittered exponential backoff (capped at ~0.3 s) between lost counter races."""
+    time.sleep(random.uniform(0, min(0.3, 0.005 * 2**attempt)))
 
 
 def _iso(when: datetime) -> str:
@@ -64,7 +72,10 @@ class DynamoStore:
                 reasons = [r.get("Code") for r in error.response.get("CancellationReasons", [])]
                 raise Conflict(f"transaction cancelled: {reasons}") from error
             if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
-                raise Conflict("storage is throttling; retry") from error
+                raise Unavailable("storage is throttling; retry") from error
+            status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            if code in ("InternalServerError", "ServiceUnavailable") or status >= 500:
+                raise Unavailable(f"storage failed ({code or status}); retry") from error
             raise
         usage.count(f"dynamodb.{op}")
         kind, units = capacity_units(op, kwargs, response)
@@ -116,6 +127,8 @@ class DynamoStore:
             cursor = self._get(*self._key_for_id(starting_after))
             if cursor is None or "gsi2sk" not in cursor:
                 raise NotFound(f"no such object {starting_after}", param="starting_after")
+            if cursor["gsi2pk"]["S"] != pk_value or not cursor["gsi2sk"]["S"].startswith(prefix):
+                raise InvalidInput(f"{starting_after} is not in this list", param="starting_after")
             kwargs["ExclusiveStartKey"] = {
                 "pk": cursor["pk"],
                 "sk": cursor["sk"],
@@ -262,7 +275,7 @@ class DynamoStore:
         return current + 1, update
 
     def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
-        for _ in range(5):
+        for attempt in range(NUMBER_RETRIES):
             actions: list[dict[str, Any]] = [
                 {
                     "Put": {
@@ -292,7 +305,7 @@ class DynamoStore:
             except Conflict:
                 if self._get(f"SUB#{sub.id}", "SUBSCRIPTION") is not None:
                     raise AlreadyExists(f"subscription {sub.id} already exists") from None
-                continue  # the counter moved: take the next number
+                _backoff(attempt)  # the counter moved: take the next number
         raise Conflict("could not assign an invoice number; retry")
 
     def get_subscription(self, subscription_id: str) -> Subscription:
@@ -339,7 +352,7 @@ class DynamoStore:
 
     def renew(self, sub: Subscription, invoice: Invoice, invoice_prefix: str) -> tuple[Subscription, Invoice]:
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
-        for _ in range(5):
+        for attempt in range(NUMBER_RETRIES):
             seq, counter = self._next_number()
             final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
             try:
@@ -364,6 +377,7 @@ class DynamoStore:
                 current = self.get_subscription(sub.id)
                 if current.version != sub.version:
                     raise
+                _backoff(attempt)
         raise Conflict("could not assign an invoice number; retry")
 
     def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page:

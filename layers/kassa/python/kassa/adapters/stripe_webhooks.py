@@ -17,6 +17,6 @@ def stripe_verifier(payload: str, header: str | None, secret: str) -> dict[str, 
         raise InvalidInput(
             f"invalid Stripe-Signature: {error.user_message or error}", param="Stripe-Signature"
         ) from error
-    except ValueError as error:
+    except (ValueError, AttributeError, TypeError) as error:  # the SDK assumes a JSON object
         raise InvalidInput("the body is not a JSON Stripe event", param="body") from error
     return dict(event.to_dict() if hasattr(event, "to_dict") else event)

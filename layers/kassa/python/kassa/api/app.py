@@ -20,7 +20,16 @@ from pydantic import BaseModel
 from kassa.adapters import container
 from kassa.api.models import CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
 from kassa.domain.catalog import Recurring
-from kassa.domain.errors import AlreadyExists, Conflict, DomainError, IllegalTransition, InvalidInput, NotFound
+from kassa.domain.settings import MerchantSettings
+from kassa.domain.errors import (
+    AlreadyExists,
+    Conflict,
+    DomainError,
+    IllegalTransition,
+    InvalidInput,
+    NotFound,
+    Unavailable,
+)
 
 logger = logging.getLogger("kassa.api")
 app = APIGatewayRestResolver(enable_validation=True)
@@ -82,9 +91,11 @@ def _domain(error: DomainError) -> Response:
         status = 404
     elif isinstance(error, AlreadyExists | Conflict | IllegalTransition):
         status = 409
+    elif isinstance(error, Unavailable):
+        status = 503  # retryable: nothing was half-written (conditional writes and transactions)
     elif not isinstance(error, InvalidInput):
-        status = 502 if error.code == "payment_provider_error" else 400
-    type_ = "api_error" if status == 502 else "invalid_request_error"
+        status = 400
+    type_ = "api_error" if status >= 500 else "invalid_request_error"
     return error_response(status, type_, error.code, error.message, error.param)
 
 
@@ -230,6 +241,18 @@ def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
     if result.charge is not None and result.charge.client_secret and result.charge.status.value == "requires_action":
         response["payment_intent_client_secret"] = result.charge.client_secret
     return response
+
+
+# ---------------------------------------------------------------- merchant settings
+@app.get("/v1/settings", tags=["settings"])
+def get_settings() -> dict[str, Any] | None:
+    return obj("settings", container.store().get_settings())
+
+
+@app.put("/v1/settings", tags=["settings"])
+def put_settings(body: MerchantSettings) -> dict[str, Any] | None:
+    container.store().put_settings(body)
+    return obj("settings", body)
 
 
 # ---------------------------------------------------------------- reads

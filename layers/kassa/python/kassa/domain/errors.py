@@ -40,7 +40,13 @@ class CurrencyMismatch(InvalidInput):
     code = "currency_mismatch"
 
 
-class PaymentProviderError(DomainError):
+class Unavailable(DomainError):
+    """A dependency (storage, the payment processor) failed or is overloaded; retryable."""
+
+    code = "service_unavailable"
+
+
+class PaymentProviderError(Unavailable):
     """The payment processor could not be reached or answered an unexpected error; retryable."""
 
     code = "payment_provider_error"

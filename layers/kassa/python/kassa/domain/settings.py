@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import re
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from kassa.domain.customer import Address
+from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
 
 
 class MerchantSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     seller_name: str = Field(default="kassa demo shop", min_length=1, max_length=200)
     seller_address: Address = Field(default_factory=lambda: Address(country="NL"))
     invoice_prefix: str = Field(default="KASSA", description="3–12 upper-case letters or digits")
@@ -27,4 +30,7 @@ class MerchantSettings(BaseModel):
     @field_validator("default_currency")
     @classmethod
     def _currency(cls, value: str) -> str:
-        return normalize_currency(value)
+        try:
+            return normalize_currency(value)
+        except InvalidInput as error:  # a ValueError, so the API names the field
+            raise ValueError(error.message) from error
