@@ -65,6 +65,26 @@ def aws_environment(endpoint_url: str) -> dict[str, str]:
 AWS_ENV_REMOVED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
+class SerializedDynamoDB:
+    """WSGI wrapper handling one DynamoDB request at a time.
+
+    moto's DynamoDB backend is not thread-safe: concurrent TransactWriteItems calls on the threaded
+    server fail inside moto ("dictionary changed size during iteration") and can lose a write that
+    was answered as successful. DynamoDB requests (``X-Amz-Target: DynamoDB_…``) are short, so
+    serializing them costs little; other services (SQS long polls) stay concurrent.
+    """
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
+            with self._lock:
+                return list(self._app(environ, start_response))
+        return self._app(environ, start_response)
+
+
 class MotoServer(ThreadedMotoServer):
     """moto's ThreadedMotoServer, bound to 127.0.0.1, that can stop while clients keep connections.
 
@@ -96,7 +116,7 @@ class MotoServer(ThreadedMotoServer):
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 pass
 
-        app = DomainDispatcherApplication(create_backend_app)
+        app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=Handler)
         except BaseException as exc:  # e.g. the port is taken: reported by start()

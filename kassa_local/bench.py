@@ -158,6 +158,11 @@ def _report(
             "lambda_invocations": round(sum(invocations.values()) * per, 3),
             "handler_ms": round(sum(handler_ms.values()) * per, 1),
         },
+        "dynamodb_units_by_operation": {
+            k[len("units.dynamodb."):]: round(v * per, 2)
+            for k, v in counts.items()
+            if k.startswith("units.dynamodb.") and k.count(".") == 3
+        },
         "stripe_calls_by_kind": {
             k[len("calls.stripe.") :]: v for k, v in counts.items() if k.startswith("calls.stripe.")
         },

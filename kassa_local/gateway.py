@@ -24,6 +24,7 @@ import json
 import logging
 import re
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Callable
@@ -437,7 +438,7 @@ class Gateway:
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
-        server = ThreadingHTTPServer(("127.0.0.1", self._requested_port), Handler)
+        server = _QuietServer(("127.0.0.1", self._requested_port), Handler)
         server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
@@ -465,3 +466,15 @@ def _reason(status: int) -> str:
         return HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+class _QuietServer(ThreadingHTTPServer):
+    """Clients that hang up (localstripe's webhook sender, a closed browser tab) are not errors."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionResetError | BrokenPipeError | ConnectionAbortedError):
+            return
+        super().handle_error(request, client_address)

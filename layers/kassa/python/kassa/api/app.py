@@ -20,7 +20,6 @@ from pydantic import BaseModel
 from kassa.adapters import container
 from kassa.api.models import CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
 from kassa.domain.catalog import Recurring
-from kassa.domain.settings import MerchantSettings
 from kassa.domain.errors import (
     AlreadyExists,
     Conflict,
@@ -30,6 +29,7 @@ from kassa.domain.errors import (
     NotFound,
     Unavailable,
 )
+from kassa.domain.settings import MerchantSettings
 
 logger = logging.getLogger("kassa.api")
 app = APIGatewayRestResolver(enable_validation=True)
