@@ -65,13 +65,15 @@ def aws_environment(endpoint_url: str) -> dict[str, str]:
 AWS_ENV_REMOVED = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN")
 
 
-class SerializedDynamoDB:
-    """WSGI wrapper handling one DynamoDB request at a time.
+class SerializedMoto:
+    """WSGI wrapper handling one moto request at a time.
 
-    moto's DynamoDB backend is not thread-safe: concurrent TransactWriteItems calls on the threaded
-    server fail inside moto ("dictionary changed size during iteration") and can lose a write that
-    was answered as successful. DynamoDB requests (``X-Amz-Target: DynamoDB_…``) are short, so
-    serializing them costs little; other services (SQS long polls) stay concurrent.
+    moto's server is not thread-safe under load: concurrent TransactWriteItems calls fail inside
+    moto ("dictionary changed size during iteration") and can lose a write that was answered as
+    successful, and concurrent first requests to different services race in its lazy backend
+    set-up. Requests stay concurrent on the wire (keep-alive connections, one thread each) but are
+    executed one by one. Safe because the local stack only ever short-polls SQS
+    (``WaitTimeSeconds=0``), so no request holds the lock while waiting.
     """
 
     def __init__(self, app: Any) -> None:
@@ -79,10 +81,8 @@ class SerializedDynamoDB:
         self._lock = threading.Lock()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
-        if environ.get("HTTP_X_AMZ_TARGET", "").startswith("DynamoDB_"):
-            with self._lock:
-                return list(self._app(environ, start_response))
-        return self._app(environ, start_response)
+        with self._lock:
+            return list(self._app(environ, start_response))
 
 
 class MotoServer(ThreadedMotoServer):
@@ -116,7 +116,7 @@ class MotoServer(ThreadedMotoServer):
             def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
                 pass
 
-        app = SerializedDynamoDB(DomainDispatcherApplication(create_backend_app))
+        app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=Handler)
         except BaseException as exc:  # e.g. the port is taken: reported by start()

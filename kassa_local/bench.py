@@ -73,7 +73,6 @@ def _subscribe(api: Any, price_id: str, n: int) -> None:
 
 def run(n: int, progress: bool = True) -> dict[str, Any]:
     from kassa.adapters import usage
-
     from kassa_local.client import Api
     from kassa_local.probes import default_idle_probes
     from kassa_local.stack import LocalStack

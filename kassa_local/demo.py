@@ -15,7 +15,6 @@ from typing import Any
 
 from kassa.domain.money import Money
 from kassa.domain.periods import Interval, boundary
-
 from kassa_local.client import Api
 
 DEFAULT_START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)  # a month end: Feb 28, Mar 31, Apr 30

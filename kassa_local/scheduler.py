@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from kassa.adapters.clock import VirtualClock
-
 from infra import wiring
+from kassa.adapters.clock import VirtualClock
 
 log = logging.getLogger("kassa_local.scheduler")
 

@@ -36,10 +36,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from infra import wiring
 from kassa.adapters import clock as clock_port
 from kassa.adapters.clock import VirtualClock
-
-from infra import wiring
 from kassa_local.aws import (
     AWS_ENV_REMOVED,
     Clients,

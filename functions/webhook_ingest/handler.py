@@ -2,6 +2,7 @@
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
+
 from kassa.adapters import container
 from kassa.adapters.stripe_webhooks import stripe_verifier
 from kassa.services.webhooks import ingest

@@ -24,8 +24,8 @@ from typing import Any
 
 import pytest
 import requests
-from kassa.adapters.dynamodb import DynamoStore
 
+from kassa.adapters.dynamodb import DynamoStore
 from kassa_local.client import Api
 from kassa_local.probes import default_idle_probes
 from kassa_local.stack import LocalStack

@@ -14,6 +14,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
+
+from infra import wiring
 from kassa.adapters import usage
 from kassa.adapters.dynamodb import WEBHOOK_RETENTION, DynamoStore, shard_of
 from kassa.domain.catalog import Price, Product, Recurring
@@ -23,8 +25,6 @@ from kassa.domain.invoice import BillingReason, Invoice, InvoiceStatus, build_su
 from kassa.domain.periods import Interval
 from kassa.domain.subscription import Status, Subscription, start_subscription
 from kassa.services.ports import WebhookRecord
-
-from infra import wiring
 from kassa_local.aws import create_table
 
 from .conftest import START

@@ -5,14 +5,16 @@ invoked as EventBridge Scheduler would."""
 from __future__ import annotations
 
 import json
-import zlib
 import time
+import zlib
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 import requests
+
+from infra import wiring
 from kassa.adapters.dynamodb import DynamoStore
 from kassa.domain.catalog import Price, Product, Recurring
 from kassa.domain.customer import Address, Customer
@@ -20,8 +22,6 @@ from kassa.domain.invoice import BillingReason, InvoiceStatus, build_subscriptio
 from kassa.domain.periods import Interval
 from kassa.domain.subscription import Status, Subscription, start_subscription
 from kassa.services.ports import WebhookRecord
-
-from infra import wiring
 from kassa_local.client import Api
 from kassa_local.scheduler import scheduler_event
 from kassa_local.stack import LocalStack

@@ -17,6 +17,7 @@ from urllib.parse import parse_qs
 import pytest
 import requests
 import stripe
+
 from kassa.adapters import usage
 from kassa.adapters.stripe_gateway import StripeGateway, payment_idempotency_key
 from kassa.domain.customer import Address, CardSummary

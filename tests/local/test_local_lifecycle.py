@@ -18,10 +18,10 @@ from typing import Any
 import boto3
 import pytest
 import requests
-from kassa.adapters import clock as clock_port
 from local_stack_support import FAKE_FUNCTIONS_DIR, FUNCTIONS, JOBS, OTHER, START, wait_until
 
 from infra import wiring
+from kassa.adapters import clock as clock_port
 from kassa_local import cli
 from kassa_local.stack import STATE_FILE, LocalStack
 

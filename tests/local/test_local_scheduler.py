@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 import requests
-from kassa.adapters.clock import VirtualClock
 from local_stack_support import Probe
 
 from infra import wiring
+from kassa.adapters.clock import VirtualClock
 from kassa_local.scheduler import (
     Scheduler,
     first_tick_after,

@@ -9,9 +9,9 @@ from datetime import timedelta
 import pytest
 import requests
 import stripe
-from kassa.adapters import clock as clock_port
 
 from infra import wiring
+from kassa.adapters import clock as clock_port
 from kassa_local import cli
 from kassa_local.scheduler import iso
 from kassa_local.stack import LocalStack, read_state

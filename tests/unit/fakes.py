@@ -17,6 +17,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from pydantic import BaseModel
+
 from kassa.domain.catalog import Price, Product, Recurring
 from kassa.domain.customer import Address, CardSummary, Customer
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError
@@ -28,7 +30,6 @@ from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services.billing import Billing, CheckoutResult
 from kassa.services.ports import ChargeResult, ChargeStatus, Page, SetupIntentInfo, WebhookRecord
-from pydantic import BaseModel
 
 M = TypeVar("M", bound=BaseModel)
 

@@ -25,6 +25,7 @@ from fakes import (
 from hypothesis import event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
+
 from kassa.domain.catalog import Recurring
 from kassa.domain.customer import Address
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError

@@ -8,6 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
+
 from kassa.domain.catalog import Price, Recurring, TaxBehavior
 from kassa.domain.customer import Address
 from kassa.domain.errors import IllegalTransition, InvalidInput
@@ -25,7 +27,6 @@ from kassa.domain.invoice import (
 from kassa.domain.periods import Interval, Period
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription, start_subscription
-from pydantic import ValidationError
 
 NOW = datetime(2025, 1, 31, 10, tzinfo=UTC)
 IS = InvoiceStatus

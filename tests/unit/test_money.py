@@ -9,6 +9,7 @@ from fractions import Fraction
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kassa.domain.errors import CurrencyMismatch, InvalidInput
 from kassa.domain.money import EXPONENTS, Money, Rounding, exponent, normalize_currency, round_fraction
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kassa.domain.errors import InvalidInput
 from kassa.domain.periods import (
     MAX_INTERVAL_COUNT,

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from kassa.domain.catalog import Price, Recurring
 from kassa.domain.errors import IllegalTransition, InvalidInput
 from kassa.domain.periods import Interval, Period, boundary

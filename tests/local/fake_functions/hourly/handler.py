@@ -4,6 +4,7 @@ import json
 import os
 
 import boto3
+
 from kassa.adapters.clock import current
 
 CALLS: list[tuple[str, str]] = []  # (event time, virtual now)

@@ -4,6 +4,7 @@ import json
 import os
 
 import boto3
+
 from kassa.adapters.clock import current
 
 BATCHES: list[list[dict]] = []
