@@ -85,6 +85,7 @@ def add_run(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         action="store_true",
         help="fire every schedule tick on advance (no idle probes: slower, same outcome)",
     )
+    p.add_argument("--no-seed", action="store_true", help="do not create the demo catalog on an empty stack")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging of the stack itself")
     p.set_defaults(func=cmd_run)
 
@@ -124,6 +125,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     try:
         stack.start()
         cfg = stack.config
+        if not args.no_seed:
+            from kassa_local.client import Api
+            from kassa_local.demo import seed_catalog
+
+            seeded = seed_catalog(Api(cfg.as_json()))
+            if seeded:
+                print(f"created a demo catalog ({seeded} prices) so the storefront has something to sell")
         print(
             "\n".join(
                 [

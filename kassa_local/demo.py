@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import tempfile
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from kassa.domain.money import Money
@@ -27,11 +27,12 @@ CUSTOMERS = (
 )
 
 
-def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> dict[str, Any]:
+def demo_catalog(api: Api) -> dict[str, Any]:
+    """Three products with monthly prices (EUR, JPY, and EUR with a 14-day trial)."""
     coffee = api.post("/v1/products", {"name": "Coffee club"}, expect=201)
     tea = api.post("/v1/products", {"name": "Tea club"}, expect=201)
     matcha = api.post("/v1/products", {"name": "Matcha box"}, expect=201)
-    prices = {
+    return {
         "coffee": api.post(
             "/v1/prices",
             {
@@ -39,7 +40,7 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
                 "currency": "EUR",
                 "unit_amount": 1500,
                 "recurring": {"interval": "month"},
-                "nickname": "monthly",
+                "nickname": "Coffee club, monthly",
             },
             expect=201,
         ),
@@ -50,7 +51,7 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
                 "currency": "JPY",
                 "unit_amount": 1200,
                 "recurring": {"interval": "month"},
-                "nickname": "monthly",
+                "nickname": "Matcha box, monthly",
             },
             expect=201,
         ),
@@ -61,11 +62,22 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
                 "currency": "EUR",
                 "unit_amount": 900,
                 "recurring": {"interval": "month", "trial_period_days": 14},
-                "nickname": "monthly, 14-day trial",
+                "nickname": "Tea club, monthly, 14-day trial",
             },
             expect=201,
         ),
     }
+
+
+def seed_catalog(api: Api) -> int:
+    """Give a fresh local stack's storefront something to sell; returns the number of prices made."""
+    if api.get("/v1/prices", params={"limit": 1})["data"]:
+        return 0
+    return len(demo_catalog(api))
+
+
+def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> dict[str, Any]:
+    prices = demo_catalog(api)
     listed = ", ".join(f"{p['currency']} {p['unit_amount']}" for p in prices.values())
     out(f"catalog: {len(prices)} prices ({listed})")
     subs = []
@@ -87,7 +99,8 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
         subs.append((email, done["subscription"]))
         out(f"  {email:<20} subscribed to {key:<6} with card …{card[-4:]} → {done['subscription']['status']}")
 
-    target = boundary(start, Interval.MONTH, 1, months)
+    # one hour past the last renewal, so that the hourly sweep tick after it has fired
+    target = boundary(start, Interval.MONTH, 1, months) + timedelta(hours=1)
     out(f"advancing the virtual clock {months} months, to {target.isoformat()} …")
     fired = api.advance(to=target.isoformat())
     out(f"  {len(fired.get('fired', []))} schedule ticks fired")

@@ -32,7 +32,7 @@ def test_local_json_describes_the_running_stack(stack_config):
 
 def test_checkout_then_three_months_of_renewals(api: Api):
     price = api.catalog(currency="EUR", amount=1500)
-    done = api.subscribe(price["id"], "anna@example.com")
+    done = api.subscribe(price["id"], "ann.lifecycle@example.com")
     sub = done["subscription"]
     assert sub["status"] == "active"
     assert done["invoice"]["status"] == "paid"
