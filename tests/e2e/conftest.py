@@ -12,7 +12,9 @@ from kassa_local.stack import LocalStack
 START = datetime(2026, 1, 31, 9, 0, tzinfo=UTC)
 
 
-@pytest.fixture(scope="session")
+# one fresh stack per module: a module's scenario (e.g. consecutive invoice numbers) is not
+# interleaved with another module's renewals
+@pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     with LocalStack(
         api_port=0,
@@ -26,7 +28,7 @@ def stack(tmp_path_factory):
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def stack_config(stack):
     return stack.config.as_json()
 
