@@ -136,7 +136,7 @@ def test_kassa_run_over_the_real_wiring_until_sigint(tmp_path: Path) -> None:
         )
     state_dir = tmp_path / "state"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("STRIPE_", "AWS_", "KASSA_"))}
-    cmd = [sys.executable, "-m", "kassa_local.cli", "--state-dir", str(state_dir), "run"]
+    cmd = [sys.executable, "-m", "kassa_local.cli", "--state-dir", str(state_dir), "run", "--no-seed"]
     cmd += ["--api-port", "0", "--aws-port", "0", "--stripe-port", "0", "--functions-dir", str(functions_dir)]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
