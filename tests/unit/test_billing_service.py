@@ -1086,3 +1086,27 @@ def test_fake_gateway_replays_an_idempotency_key() -> None:
     assert gateway.charge(attempt=1, **kwargs) == first
     assert gateway.charge(attempt=2, **kwargs) != first
     assert len(gateway.succeeded_intents) == 2
+
+
+def test_the_webhook_echo_of_a_charge_already_applied_is_recorded_processed_and_not_enqueued(world: World) -> None:
+    _, price = world.catalog()
+    result = world.active_subscription(price)  # the synchronous answer already paid the first invoice
+    invoice = world.store.get_invoice(result.invoice.id)  # type: ignore[union-attr]
+    assert invoice.status is InvoiceStatus.PAID and invoice.payment_intent
+    payload = json.dumps(
+        payment_intent_event("payment_intent.succeeded", invoice, pi_id=invoice.payment_intent, event_id="evt_echo")
+    )
+    queue = ListQueue()
+    writes = world.store.writes
+    response = do_ingest(world, queue, api_event(payload, sign(payload)))
+    assert response["statusCode"] == 200
+    record = world.store.get_webhook("evt_echo")
+    assert record is not None and record.status == "processed" and "already paid" in (record.note or "")
+    assert queue.messages == []  # no processor run, no second write to mark it
+    assert world.store.writes == writes + 1
+    # the same PaymentIntent for an invoice that is NOT paid yet takes the normal path
+    other = world.checkout(price, email="late@example.com").invoice
+    assert other is not None
+    late = json.dumps(payment_intent_event("payment_intent.succeeded", other, pi_id="pi_late", event_id="evt_late"))
+    do_ingest(world, queue, api_event(late, sign(late)))
+    assert queue.messages == [{"event_id": "evt_late"}]

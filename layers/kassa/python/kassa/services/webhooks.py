@@ -73,15 +73,42 @@ def ingest(
                 }
             },
         )
+    settled = already_settled(store, stripe_event)
     record = WebhookRecord(
-        id=event_id, type=event_type, status="received", payload=body, received_at=clock.now().replace(microsecond=0)
+        id=event_id,
+        type=event_type,
+        status="processed" if settled else "received",
+        payload=body,
+        received_at=clock.now().replace(microsecond=0),
+        note=settled,
     )
     existing = store.record_webhook(record)
+    if settled and existing is None:
+        # the echo of a charge kassa already applied from Stripe's synchronous answer (every
+        # successful renewal): recorded as processed, nothing to enqueue
+        return _response(200, {"received": True, "duplicate": False})
     if existing is not None and existing.status != "received":
         return _response(200, {"received": True, "duplicate": True})
     # new, or recorded earlier but maybe never enqueued: (re-)enqueue; processing is idempotent
     queue.send([{"event_id": event_id}])
     return _response(200, {"received": True, "duplicate": existing is not None})
+
+
+def already_settled(store: BillingStore, event: dict[str, Any]) -> str | None:
+    """Why this event needs no processing, if its effect is already recorded: a
+    payment_intent.succeeded for a kassa invoice that is paid by that very PaymentIntent."""
+    if event.get("type") != "payment_intent.succeeded":
+        return None
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    invoice_id = metadata.get("kassa_invoice") if isinstance(metadata, dict) else None
+    if not isinstance(invoice_id, str) or not isinstance(obj, dict):
+        return None
+    invoice = store.find_invoice(invoice_id)
+    if invoice is not None and invoice.status.value == "paid" and invoice.payment_intent == obj.get("id"):
+        return f"applied:invoice {invoice_id} already paid by {obj.get('id')}"
+    return None
 
 
 class Applier(Protocol):
