@@ -36,14 +36,15 @@ def test_checkout_then_three_months_of_renewals(api: Api):
     sub = done["subscription"]
     assert sub["status"] == "active"
     assert done["invoice"]["status"] == "paid"
-    assert done["invoice"]["amount_paid"] == 1500
+    # a Dutch consumer of a Dutch (OSS-registered) seller: 21% VAT on top of the exclusive price
+    assert (done["invoice"]["subtotal"], done["invoice"]["tax"], done["invoice"]["amount_paid"]) == (1500, 315, 1815)
 
     api.advance("92d")
 
     invoices = api.get(f"/v1/customers/{sub['customer']}/invoices")["data"]
     assert len(invoices) == 4
     assert {i["status"] for i in invoices} == {"paid"}
-    assert all(i["amount_paid"] == 1500 and i["currency"] == "EUR" for i in invoices)
+    assert all(i["amount_paid"] == 1815 and i["tax"] == 315 and i["currency"] == "EUR" for i in invoices)
     numbers = sorted(int(i["number"].rsplit("-", 1)[1]) for i in invoices)
     assert numbers == list(range(numbers[0], numbers[0] + 4)), numbers
     periods = sorted((i["period_start"], i["period_end"]) for i in invoices)
@@ -178,7 +179,9 @@ def test_an_unpaid_checkout_expires_after_23_hours(api: Api):
     )
     sub, invoice = started["subscription"], started["invoice"]
     assert sub["status"] == "incomplete"
+    # Kuwait: the seller is not registered there, so no tax
     assert invoice["status"] == "open" and invoice["amount_due"] == 4500 and invoice["currency"] == "KWD"
+    assert invoice["tax"] == 0
 
     api.advance("22h")
     assert api.get(f"/v1/subscriptions/{sub['id']}")["status"] == "incomplete"

@@ -115,7 +115,8 @@ def test_a_duplicate_payment_webhook_pays_the_invoice_once(stack, api, config, d
         stack.drain()
 
     invoice = api.get(f"/v1/invoices/{invoice_id}")
-    assert invoice["status"] == "paid" and invoice["amount_paid"] == 1500
+    assert invoice["status"] == "paid" and invoice["subtotal"] == 1500
+    assert invoice["amount_paid"] == invoice["total"] == 1500 + invoice["tax"]
     assert invoice["payment_intent"] == f"pi_{uid}"
     assert api.get(f"/v1/subscriptions/{done['subscription']['id']}")["status"] == "active"
     paid = [e for e in stack.events("invoice.paid") if e["detail"]["data"]["id"] == invoice_id]
@@ -333,7 +334,8 @@ def test_a_redelivered_renewal_message_renews_once(stack, store, now, billing_ob
     invoices = store.list_customer_invoices(customer.id, 10, None).items
     assert [i.id for i in invoices] == [invoice_id_for(sub.id, period.start)]
     invoice = invoices[0]
-    assert invoice.status is InvoiceStatus.OPEN and invoice.number and invoice.amount_due == 700
+    assert invoice.status is InvoiceStatus.OPEN and invoice.number and invoice.subtotal == 700
+    assert invoice.amount_due == invoice.total == 700 + invoice.tax
     assert invoice.last_payment_error is not None and invoice.last_payment_error.code == "no_payment_method"
 
 

@@ -532,7 +532,7 @@ class World:
 
     def checkout(self, price: Price, email: str = "ada@example.com", **kwargs: Any) -> CheckoutResult:
         return self.billing.start_checkout(
-            price_id=price.id, email=email, name="Ada", address=Address(country="nl"), **kwargs
+            price_id=price.id, email=email, name="Ada", address=Address(country="US", state="OR"), **kwargs
         )
 
     def active_subscription(self, price: Price, **kwargs: Any) -> CheckoutResult:

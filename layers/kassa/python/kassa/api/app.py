@@ -177,7 +177,9 @@ def get_price(price_id: str) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- customers
 @app.post("/v1/customers", tags=["customers"])
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
-    customer = container.billing().create_customer(body.email, body.name, body.address, body.preferred_locale)
+    customer = container.billing().create_customer(
+        body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
+    )
     return created(obj("customer", customer))
 
 
@@ -218,6 +220,8 @@ def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
         address=c.address if c else None,
         locale=c.preferred_locale if c else "en",
         trial_days=body.trial_days,
+        tax_id=c.tax_id if c else None,
+        tax_exempt=c.tax_exempt if c else False,
     )
     return created(
         {

@@ -50,6 +50,10 @@ class CustomerIn(Strict):
     name: str | None = Field(default=None, max_length=250)
     address: Address
     preferred_locale: str = "en"
+    tax_id: str | None = Field(
+        default=None, max_length=40, description="EU VAT number with its country prefix, or a national business number"
+    )
+    tax_exempt: bool = False
 
     @field_validator("preferred_locale")
     @classmethod

@@ -39,6 +39,10 @@ class Customer(BaseModel):
     name: str | None = None
     address: Address
     preferred_locale: str = "en"
+    # tax: an EU VAT number (country prefix, Greece EL) or a national business number; a valid one
+    # makes the customer a business (reverse charge across EU borders); exempt customers pay no tax
+    tax_id: str | None = None
+    tax_exempt: bool = False
     stripe_customer_id: str | None = None
     default_payment_method: CardSummary | None = None
     created: datetime

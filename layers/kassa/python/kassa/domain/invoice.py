@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.errors import IllegalTransition
@@ -56,6 +57,9 @@ class InvoiceLine(BaseModel):
     period_end: datetime
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     tax_amount: int = 0
+    tax_rate: str | None = None  # effective percentage, "21", "14.975"
+    tax_jurisdiction: str | None = None
+    tax_code: str | None = None
 
 
 class Invoice(BaseModel):
@@ -85,6 +89,12 @@ class Invoice(BaseModel):
     voided_at: datetime | None = None
     payment_intent: str | None = None
     last_payment_error: PaymentError | None = None
+    # tax, filled in before finalization (kassa.services.tax)
+    tax_breakdown: list[dict[str, Any]] = Field(default_factory=list)  # per jurisdiction, tax type, rate
+    tax_rule: str | None = None  # the rule that decided, e.g. "eu_oss_b2c"
+    tax_note: str | None = None  # legal mention (reverse charge)
+    customer_tax_id: str | None = None
+    customer_country: str | None = None
     version: int = 0
 
     def transition(self, target: InvoiceStatus, now: datetime) -> Invoice:

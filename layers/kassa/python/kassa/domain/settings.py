@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from kassa.domain.customer import Address
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
+from kassa.domain.tax.model import TaxSettings
 
 
 class MerchantSettings(BaseModel):
@@ -19,6 +20,12 @@ class MerchantSettings(BaseModel):
     invoice_prefix: str = Field(default="KASSA", description="3–12 upper-case letters or digits")
     default_currency: str = "EUR"
     support_email: str = "billing@example.com"
+    # the seller's tax position (home country, OSS, registrations); when absent: established in the
+    # seller address's country and registered for the EU One-Stop Shop
+    tax: TaxSettings | None = None
+
+    def tax_settings(self) -> TaxSettings:
+        return self.tax or TaxSettings(home_country=self.seller_address.country, oss_registered=True)
 
     @field_validator("invoice_prefix")
     @classmethod

@@ -35,6 +35,7 @@ from kassa.services.ports import (
     SetupIntentInfo,
     charge_result_from_intent,
 )
+from kassa.services.tax import tax_invoice
 
 log = logging.getLogger(__name__)
 
@@ -114,11 +115,26 @@ class Billing:
         return price
 
     # ------------------------------------------------------------------ customers
-    def create_customer(self, email: str, name: str | None, address: Address, locale: str = "en") -> Customer:
+    def create_customer(
+        self,
+        email: str,
+        name: str | None,
+        address: Address,
+        locale: str = "en",
+        tax_id: str | None = None,
+        tax_exempt: bool = False,
+    ) -> Customer:
         if self.store.find_customer_by_email(email) is not None:
             raise AlreadyExists(f"a customer with email {email} already exists", param="email")
         customer = Customer(
-            id=new_id("cus", 14), email=email, name=name, address=address, preferred_locale=locale, created=self.now()
+            id=new_id("cus", 14),
+            email=email,
+            name=name,
+            address=address,
+            preferred_locale=locale,
+            tax_id=tax_id,
+            tax_exempt=tax_exempt,
+            created=self.now(),
         )
         customer = customer.model_copy(
             update={
@@ -132,7 +148,14 @@ class Billing:
         return customer
 
     def _customer_for_checkout(
-        self, customer_id: str | None, email: str | None, name: str | None, address: Address | None, locale: str
+        self,
+        customer_id: str | None,
+        email: str | None,
+        name: str | None,
+        address: Address | None,
+        locale: str,
+        tax_id: str | None = None,
+        tax_exempt: bool = False,
     ) -> Customer:
         if customer_id:
             return self.store.get_customer(customer_id)
@@ -142,7 +165,7 @@ class Billing:
         if existing is not None:
             return existing
         try:
-            return self.create_customer(email, name, address, locale)
+            return self.create_customer(email, name, address, locale, tax_id, tax_exempt)
         except AlreadyExists:  # a concurrent checkout created it
             found = self.store.find_customer_by_email(email)
             if found is None:
@@ -161,20 +184,24 @@ class Billing:
         address: Address | None = None,
         locale: str = "en",
         trial_days: int | None = None,
+        tax_id: str | None = None,
+        tax_exempt: bool = False,
     ) -> CheckoutResult:
         price = self.store.get_price(price_id)
         if not price.active:
             raise InvalidInput(f"price {price_id} is not active", param="price_id")
-        customer = self._customer_for_checkout(customer_id, email, name, address, locale)
+        customer = self._customer_for_checkout(customer_id, email, name, address, locale, tax_id, tax_exempt)
         now = self.now()
         sub = start_subscription(customer=customer.id, price=price, quantity=quantity, now=now, trial_days=trial_days)
         invoice = None
-        if sub.status is Status.INCOMPLETE:
-            invoice = build_subscription_invoice(
-                sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, self._product_name(price)
-            )
-            sub = sub.model_copy(update={"latest_invoice": invoice.id})
         settings = self.store.get_settings()
+        if sub.status is Status.INCOMPLETE:
+            product = self._product_of(price)
+            draft = build_subscription_invoice(
+                sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, product.name if product else price.product
+            )
+            invoice, _ = tax_invoice(draft, customer, settings, {price.id: product.tax_code if product else None})
+            sub = sub.model_copy(update={"latest_invoice": invoice.id})
         assert customer.stripe_customer_id is not None
         intent = self.gateway.create_setup_intent(
             customer=customer.stripe_customer_id,
@@ -187,11 +214,11 @@ class Billing:
         self._emit(*events)
         return CheckoutResult(sub, invoice, intent, self.gateway.publishable_key, customer)
 
-    def _product_name(self, price: Price) -> str:
+    def _product_of(self, price: Price) -> Product | None:
         try:
-            return self.store.get_product(price.product).name
+            return self.store.get_product(price.product)
         except NotFound:
-            return price.product
+            return None
 
     def complete_checkout(self, subscription_id: str, setup_intent_id: str) -> CollectResult:
         """Attach the confirmed card, charge the first invoice if one is due, activate.
@@ -418,12 +445,14 @@ class Billing:
             return self._cancel_now(sub, now, cause="period_end")
         assert due.period is not None
         settings = self.store.get_settings()
-        price_name = self._product_name(self.store.get_price(sub.price))
+        price = self.store.get_price(sub.price)
+        product = self._product_of(price)
+        customer = self.store.get_customer(sub.customer)
         reason = BillingReason.SUBSCRIPTION_CYCLE
+        draft = build_subscription_invoice(sub, due.period, now, reason, product.name if product else price.product)
+        invoice, _ = tax_invoice(draft, customer, settings, {price.id: product.tax_code if product else None})
         # the first attempt is claimed in the same transaction that creates the invoice
-        invoice = build_subscription_invoice(sub, due.period, now, reason, price_name).model_copy(
-            update={"attempt_count": 1, "attempt_trigger": "renewal"}
-        )
+        invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "renewal"})
         previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
         advanced = sub.with_period(due.period)
         if due.action is DueAction.END_TRIAL:
@@ -445,7 +474,6 @@ class Billing:
                 "customer.subscription.updated", advanced, now, cause=f"renew:{invoice.id}", previous=previous
             ),
         )
-        customer = self.store.get_customer(sub.customer)
         if customer.default_payment_method is None or customer.stripe_customer_id is None:
             return self._status_of(self.collect(invoice, customer))
         return self._status_of(self._charge(invoice, customer, invoice.attempt_count))

@@ -1,0 +1,79 @@
+"""Tax on invoices: every draft invoice is taxed by the tax engine (kassa.domain.tax) before it
+is finalized, from the customer's location and tax id, the seller's settings and each product's
+tax code, at the invoice's tax point (the start of the period it bills)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from kassa.domain.catalog import TaxBehavior
+from kassa.domain.invoice import Invoice
+from kassa.domain.tax import TaxCustomer, TaxLineInput, TaxQuote, quote_tax
+
+if TYPE_CHECKING:
+    from kassa.domain.customer import Customer
+    from kassa.domain.settings import MerchantSettings
+    from kassa.domain.tax.vat_numbers import ViesChecker
+
+
+def tax_customer(customer: Customer) -> TaxCustomer:
+    return TaxCustomer(address=customer.address, tax_id=customer.tax_id, tax_exempt=customer.tax_exempt)
+
+
+def tax_invoice(
+    invoice: Invoice,
+    customer: Customer,
+    settings: MerchantSettings,
+    tax_codes: dict[str, str | None] | None = None,
+    vies: ViesChecker | None = None,
+) -> tuple[Invoice, TaxQuote]:
+    """The invoice with each line's tax, the totals, the breakdown and the rule/legal mention.
+
+    ``tax_codes`` maps a line's price id to its product's tax code (None: the seller's default)."""
+    codes = tax_codes or {}
+    quote = quote_tax(
+        [
+            TaxLineInput(
+                amount=line.amount,
+                tax_behavior=line.tax_behavior,
+                tax_code=codes.get(line.price or ""),
+                reference=str(index),
+            )
+            for index, line in enumerate(invoice.lines)
+        ],
+        currency=invoice.currency,
+        customer=tax_customer(customer),
+        settings=settings.tax_settings(),
+        tax_date=invoice.period_start.date(),
+        vies=vies,
+    )
+    lines = []
+    for line, taxed in zip(invoice.lines, quote.lines, strict=True):
+        lines.append(
+            line.model_copy(
+                update={
+                    "tax_amount": taxed.tax_amount,
+                    "tax_rate": taxed.rate,
+                    "tax_jurisdiction": taxed.jurisdiction,
+                    "tax_code": taxed.tax_code,
+                }
+            )
+        )
+    subtotal = sum(line.amount for line in lines)
+    exclusive_tax = sum(line.tax_amount for line in lines if line.tax_behavior is TaxBehavior.EXCLUSIVE)
+    total = subtotal + exclusive_tax
+    taxed_invoice = invoice.model_copy(
+        update={
+            "lines": lines,
+            "subtotal": subtotal,
+            "tax": quote.tax_amount,
+            "total": total,
+            "amount_due": max(total, 0),
+            "tax_breakdown": [row.model_dump(mode="json") for row in quote.breakdown],
+            "tax_rule": quote.rule.id.value if quote.rule else None,
+            "tax_note": quote.legal_mention,
+            "customer_tax_id": quote.customer_tax_id,
+            "customer_country": customer.address.country,
+        }
+    )
+    return taxed_invoice, quote
