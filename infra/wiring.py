@@ -95,6 +95,8 @@ BILLING_TABLE = Table(
         Index(name="gsi1", partition_key="gsi1pk", sort_key="gsi1sk"),
         # a customer's subscriptions and invoices: gsi2pk = CUS#<id>
         Index(name="gsi2", partition_key="gsi2pk", sort_key="gsi2sk"),
+        # finalized invoices by tax month, for tax reports: gsi3pk = TAXMONTH#<YYYY-MM>
+        Index(name="gsi3", partition_key="gsi3pk", sort_key="gsi3sk"),
     ),
     ttl_attribute="expires_at",
 )
@@ -150,6 +152,15 @@ FUNCTIONS = (
         tables_write=("billing",),
         publishes_events=True,
         secrets=(STRIPE_SECRET,),
+    ),
+    Function(
+        name="tax",
+        description="Tax quotes and tax reports (per jurisdiction, EU OSS quarterly return)",
+        timeout_s=29,
+        memory_mb=512,
+        routes=(Route("ANY", "/v1/tax/{proxy+}"),),
+        tables_read=("billing",),
+        secrets=(API_SECRET,),
     ),
     Function(
         name="renewal_sweep",

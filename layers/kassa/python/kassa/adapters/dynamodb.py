@@ -11,7 +11,7 @@ import json
 import random
 import time
 import zlib
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
@@ -252,6 +252,10 @@ class DynamoStore:
         return self._item(f"SUB#{sub.id}", "SUBSCRIPTION", sub, **extra)
 
     def _inv_item(self, inv: Invoice) -> dict[str, Any]:
+        extra: dict[str, dict[str, str]] = {}
+        if inv.number is not None and inv.tax_date is not None:  # finalized: it counts in tax reports
+            extra["gsi3pk"] = _s(f"TAXMONTH#{inv.tax_date:%Y-%m}")
+            extra["gsi3sk"] = _s(f"{inv.tax_date.isoformat()}#{inv.id}")
         return self._item(
             f"INV#{inv.id}",
             "INVOICE",
@@ -259,7 +263,34 @@ class DynamoStore:
             status=_s(inv.status.value),
             gsi2pk=_s(f"CUS#{inv.customer}"),
             gsi2sk=_s(f"INV#{_iso(inv.created)}#{inv.id}"),
+            **extra,
         )
+
+    def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
+        """Finalized invoices whose tax point is in [start, end] (one Query per month, never a Scan)."""
+        if end < start:
+            raise InvalidInput("the period ends before it starts", param="to")
+        found: list[Invoice] = []
+        month = date(start.year, start.month, 1)
+        while month <= end:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "gsi3",
+                "KeyConditionExpression": "gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
+                "ExpressionAttributeValues": {
+                    ":p": _s(f"TAXMONTH#{month:%Y-%m}"),
+                    ":a": _s(start.isoformat()),
+                    ":b": _s(end.isoformat() + "#~"),
+                },
+            }
+            while True:
+                response = self._call("query", **kwargs)
+                found += [self._load(i, Invoice) for i in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+        return found
 
     def _next_number(self) -> tuple[int, dict[str, Any]]:
         counter = self._get("COUNTER", "INVOICE_NUMBER")

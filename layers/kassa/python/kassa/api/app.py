@@ -6,33 +6,20 @@ in one place; request validation errors name the field; every /v1 route needs th
 
 from __future__ import annotations
 
-import hmac
 import json
-import logging
 from typing import Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
-from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
-from pydantic import BaseModel
 
 from kassa.adapters import container
+from kassa.api.common import new_app, obj, page
 from kassa.api.models import CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
 from kassa.domain.catalog import Recurring
-from kassa.domain.errors import (
-    AlreadyExists,
-    Conflict,
-    DomainError,
-    IllegalTransition,
-    InvalidInput,
-    NotFound,
-    Unavailable,
-)
+from kassa.domain.errors import InvalidInput
 from kassa.domain.settings import MerchantSettings
 
-logger = logging.getLogger("kassa.api")
-app = APIGatewayRestResolver(enable_validation=True)
+app = new_app()
 app.enable_swagger(
     path="/docs",
     title="kassa API",
@@ -44,80 +31,6 @@ app.enable_swagger(
 )
 
 MAX_LIMIT = 100
-
-
-def error_response(status: int, type_: str, code: str, message: str, param: str | None = None) -> Response:
-    body: dict[str, Any] = {"type": type_, "code": code, "message": message}
-    if param:
-        body["param"] = param
-    return Response(status_code=status, content_type="application/json", body=json.dumps({"error": body}))
-
-
-def _auth(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
-    if app.current_event.path.startswith("/v1/"):
-        header = app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), container.api_secret_key().encode()):
-            return error_response(
-                401,
-                "authentication_error",
-                "invalid_api_key",
-                "a valid secret key is required (Authorization: Bearer …)",
-            )
-    return next_middleware(app)
-
-
-app.use(middlewares=[_auth])
-
-
-@app.exception_handler(RequestValidationError)
-def _invalid(error: RequestValidationError) -> Response:
-    errors = error.errors()
-    first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body",)]
-    param = ".".join(loc) or None
-    message = first.get("msg", "invalid request")
-    if first.get("type") == "missing":
-        message = f"missing required field {param}"
-    elif param:
-        message = f"{param}: {message}"
-    return error_response(400, "invalid_request_error", "parameter_invalid", message, param)
-
-
-@app.exception_handler(DomainError)
-def _domain(error: DomainError) -> Response:
-    status = 400
-    if isinstance(error, NotFound):
-        status = 404
-    elif isinstance(error, AlreadyExists | Conflict | IllegalTransition):
-        status = 409
-    elif isinstance(error, Unavailable):
-        status = 503  # retryable: nothing was half-written (conditional writes and transactions)
-    elif not isinstance(error, InvalidInput):
-        status = 400
-    type_ = "api_error" if status >= 500 else "invalid_request_error"
-    return error_response(status, type_, error.code, error.message, error.param)
-
-
-@app.exception_handler(Exception)
-def _unexpected(error: Exception) -> Response:
-    logger.exception("unexpected error")
-    return error_response(500, "api_error", "internal_error", "an unexpected error occurred; it has been logged")
-
-
-@app.not_found
-def _not_found(_: Exception) -> Response:
-    return error_response(404, "invalid_request_error", "route_missing", "no such route")
-
-
-def obj(kind: str, model: BaseModel | None) -> dict[str, Any] | None:
-    if model is None:
-        return None
-    return {"object": kind, **model.model_dump(mode="json", exclude={"version"})}
-
-
-def page(kind: str, items: list[Any], has_more: bool) -> dict[str, Any]:
-    return {"object": "list", "data": [obj(kind, i) for i in items], "has_more": has_more}
 
 
 def _limit() -> int:

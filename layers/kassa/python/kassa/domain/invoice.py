@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -60,6 +60,7 @@ class InvoiceLine(BaseModel):
     tax_rate: str | None = None  # effective percentage, "21", "14.975"
     tax_jurisdiction: str | None = None
     tax_code: str | None = None
+    tax_details: dict[str, Any] | None = None  # the tax engine's LineTax: components, rule, sources (reports)
 
 
 class Invoice(BaseModel):
@@ -90,6 +91,7 @@ class Invoice(BaseModel):
     payment_intent: str | None = None
     last_payment_error: PaymentError | None = None
     # tax, filled in before finalization (kassa.services.tax)
+    tax_date: date | None = None  # the tax point the rates were taken at
     tax_breakdown: list[dict[str, Any]] = Field(default_factory=list)  # per jurisdiction, tax type, rate
     tax_rule: str | None = None  # the rule that decided, e.g. "eu_oss_b2c"
     tax_note: str | None = None  # legal mention (reverse charge)

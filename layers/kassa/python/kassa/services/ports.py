@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -75,6 +75,7 @@ class BillingStore(Protocol):
 
     def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page: ...
     def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]: ...
+    def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]: ...
 
     # due work
     def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]: ...

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.invoice import Invoice
-from kassa.domain.tax import TaxCustomer, TaxLineInput, TaxQuote, quote_tax
+from kassa.domain.tax import LineTax, TaxCustomer, TaxLineInput, TaxQuote, quote_tax
+from kassa.domain.tax.report import TaxedLine
 
 if TYPE_CHECKING:
     from kassa.domain.customer import Customer
@@ -56,6 +57,7 @@ def tax_invoice(
                     "tax_rate": taxed.rate,
                     "tax_jurisdiction": taxed.jurisdiction,
                     "tax_code": taxed.tax_code,
+                    "tax_details": taxed.model_dump(mode="json"),
                 }
             )
         )
@@ -69,6 +71,7 @@ def tax_invoice(
             "tax": quote.tax_amount,
             "total": total,
             "amount_due": max(total, 0),
+            "tax_date": quote.tax_date,
             "tax_breakdown": [row.model_dump(mode="json") for row in quote.breakdown],
             "tax_rule": quote.rule.id.value if quote.rule else None,
             "tax_note": quote.legal_mention,
@@ -77,3 +80,26 @@ def tax_invoice(
         }
     )
     return taxed_invoice, quote
+
+
+REPORTABLE = ("open", "paid", "uncollectible")  # finalized and not voided
+
+
+def taxed_lines_of(invoices: list[Invoice]) -> list[TaxedLine]:
+    """The reports' view of finalized invoices: each taxed line with its tax point and currency."""
+    out: list[TaxedLine] = []
+    for invoice in invoices:
+        if invoice.status.value not in REPORTABLE or invoice.tax_date is None:
+            continue
+        for line in invoice.lines:
+            if line.tax_details is None:
+                continue
+            out.append(
+                TaxedLine(
+                    invoice_id=invoice.id,
+                    tax_date=invoice.tax_date,
+                    currency=invoice.currency,
+                    line=LineTax.model_validate(line.tax_details),
+                )
+            )
+    return out
