@@ -65,16 +65,23 @@ class Api:
             expect=201,
         )
 
-    def subscribe(self, price_id: str, email: str, card: str = "4242424242424242", **extra: Any) -> dict[str, Any]:
-        started = self.post(
-            "/v1/checkout",
-            {
-                "price_id": price_id,
-                "customer": {"email": email, "name": email.split("@")[0], "address": {"country": "NL"}},
-                **extra,
-            },
-            expect=201,
-        )
+    def subscribe(
+        self,
+        price_id: str,
+        email: str,
+        card: str = "4242424242424242",
+        address: dict[str, str] | None = None,
+        tax_id: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        customer: dict[str, Any] = {
+            "email": email,
+            "name": email.split("@")[0],
+            "address": address or {"country": "NL"},
+        }
+        if tax_id:
+            customer["tax_id"] = tax_id
+        started = self.post("/v1/checkout", {"price_id": price_id, "customer": customer, **extra}, expect=201)
         confirm_card_setup(self.config, started["setup_intent_id"], started["client_secret"], card)
         done = self.post(
             f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]}
