@@ -158,7 +158,7 @@ def _report(
             "handler_ms": round(sum(handler_ms.values()) * per, 1),
         },
         "dynamodb_units_by_operation": {
-            k[len("units.dynamodb."):]: round(v * per, 2)
+            k[len("units.dynamodb.") :]: round(v * per, 2)
             for k, v in counts.items()
             if k.startswith("units.dynamodb.") and k.count(".") == 3
         },

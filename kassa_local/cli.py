@@ -217,6 +217,7 @@ LIST_TICKS_UP_TO = 20
 
 # -- entry point ------------------------------------------------------------------------------
 
+
 def add_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from kassa_local.demo import add_demo as add
 
@@ -229,7 +230,13 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add(sub)
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench]
+def add_tax(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.tax_cli import add_tax as add
+
+    add(sub)
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -6,6 +6,7 @@ local stacks one after the other (tests) gets fresh ones for each.
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,6 +32,8 @@ class Env:
     due_shards: int = 4
     stripe_api_base: str | None = None
     aws_endpoint_url: str | None = None
+    tax_provider: str | None = None  # "kassa" (default) or "stripe" (Stripe Tax, optional)
+    vies_url: str | None = None  # unset: no online VIES check (format and check digit only)
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -49,6 +52,8 @@ _ALIASES = {
     "due_shards": "KASSA_DUE_SHARDS",
     "stripe_api_base": "STRIPE_API_BASE",
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
+    "tax_provider": "KASSA_TAX_PROVIDER",
+    "vies_url": "KASSA_VIES_URL",
 }
 
 
@@ -63,6 +68,8 @@ def _env(items: tuple[tuple[str, str | None], ...]) -> Env:
     shards = fields.pop("due_shards") or "4"
     if not shards.isdigit() or not 1 <= int(shards) <= 64:  # a deployment mistake: fail loudly at cold start
         raise RuntimeError(f"invalid function environment: KASSA_DUE_SHARDS={shards!r} (1–64)")
+    if fields["tax_provider"] not in (None, "kassa", "stripe"):
+        raise RuntimeError(f"invalid function environment: KASSA_TAX_PROVIDER={fields['tax_provider']!r}")
     return Env(due_shards=int(shards), **fields)
 
 
@@ -132,7 +139,44 @@ def billing(with_gateway: bool = True) -> Any:
     """The Billing service for this function, built from its environment."""
     from kassa.services.billing import Billing
 
-    return Billing(store(), gateway() if with_gateway else None, publisher(), clocks.current())
+    return Billing(store(), gateway() if with_gateway else None, publisher(), clocks.current(), tax_quoter())
+
+
+def tax_quoter() -> Any:
+    """kassa's tax engine (with the VIES checker when KASSA_VIES_URL is set), or Stripe Tax when
+    KASSA_TAX_PROVIDER=stripe — falling back to the engine when Stripe Tax is unavailable."""
+    e = env()
+    return _tax_quoter(e.tax_provider, e.vies_url, e.billing_table, e.aws_endpoint_url, e.stripe_secret_name)
+
+
+@lru_cache(maxsize=8)
+def _tax_quoter(
+    provider: str | None, vies_url: str | None, table: str | None, endpoint: str | None, stripe_secret: str | None
+) -> Any:
+    from kassa.services.tax import engine_quoter
+
+    checker = None
+    if vies_url:
+        from kassa.adapters.vies import DynamoViesCache, ViesClient
+
+        cache = DynamoViesCache(_client("dynamodb", endpoint), table) if table else None
+        checker = ViesClient(vies_url, timeout_s=3.0, cache=cache)
+    engine = engine_quoter(checker)
+    if provider != "stripe" or not stripe_secret:
+        return engine
+    from kassa.adapters.stripe_tax import StripeTaxProvider
+    from kassa.domain.errors import PaymentProviderError
+
+    stripe_tax = StripeTaxProvider(secret(stripe_secret)["secret_key"], env().stripe_api_base)
+
+    def quote(lines: Any, **kwargs: Any) -> Any:
+        try:
+            return stripe_tax.quote(lines, **kwargs)
+        except PaymentProviderError:
+            logging.getLogger(__name__).warning("Stripe Tax unavailable; kassa's engine computed the tax")
+            return engine(lines, **kwargs)
+
+    return quote
 
 
 def webhook_secret() -> str:

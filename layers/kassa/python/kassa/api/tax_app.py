@@ -19,7 +19,7 @@ from kassa.api.common import new_app
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import Address
 from kassa.domain.errors import InvalidInput
-from kassa.domain.tax import TaxCustomer, TaxLineInput, quote_tax
+from kassa.domain.tax import TaxCustomer, TaxLineInput
 from kassa.domain.tax.report import (
     jurisdiction_report,
     oss_return,
@@ -53,7 +53,7 @@ def quote(body: QuoteIn) -> dict[str, Any]:
     if body.customer_type == "business" and not body.vat_id:
         raise InvalidInput("a business customer needs its vat_id (tax id)", param="vat_id")
     settings = container.store().get_settings()
-    result = quote_tax(
+    result = container.tax_quoter()(
         [TaxLineInput(amount=body.amount, tax_behavior=body.tax_behavior, tax_code=body.tax_code)],
         currency=body.currency,
         customer=TaxCustomer(

@@ -35,7 +35,7 @@ from kassa.services.ports import (
     SetupIntentInfo,
     charge_result_from_intent,
 )
-from kassa.services.tax import tax_invoice
+from kassa.services.tax import TaxQuoter, tax_invoice
 
 log = logging.getLogger(__name__)
 
@@ -61,8 +61,14 @@ class CollectResult:
 
 class Billing:
     def __init__(
-        self, store: BillingStore, gateway: PaymentGateway | None, publisher: EventPublisher, clock: Clock
+        self,
+        store: BillingStore,
+        gateway: PaymentGateway | None,
+        publisher: EventPublisher,
+        clock: Clock,
+        tax: TaxQuoter | None = None,
     ) -> None:
+        self.tax = tax
         self.store = store
         self._gateway = gateway
         self.publisher = publisher
@@ -200,7 +206,9 @@ class Billing:
             draft = build_subscription_invoice(
                 sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, product.name if product else price.product
             )
-            invoice, _ = tax_invoice(draft, customer, settings, {price.id: product.tax_code if product else None})
+            invoice, _ = tax_invoice(
+                draft, customer, settings, {price.id: product.tax_code if product else None}, self.tax
+            )
             sub = sub.model_copy(update={"latest_invoice": invoice.id})
         assert customer.stripe_customer_id is not None
         intent = self.gateway.create_setup_intent(
@@ -450,7 +458,7 @@ class Billing:
         customer = self.store.get_customer(sub.customer)
         reason = BillingReason.SUBSCRIPTION_CYCLE
         draft = build_subscription_invoice(sub, due.period, now, reason, product.name if product else price.product)
-        invoice, _ = tax_invoice(draft, customer, settings, {price.id: product.tax_code if product else None})
+        invoice, _ = tax_invoice(draft, customer, settings, {price.id: product.tax_code if product else None}, self.tax)
         # the first attempt is claimed in the same transaction that creates the invoice
         invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "renewal"})
         previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}

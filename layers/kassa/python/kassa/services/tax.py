@@ -4,11 +4,13 @@ tax code, at the invoice's tax point (the start of the period it bills)."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Protocol
 
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.invoice import Invoice
-from kassa.domain.tax import LineTax, TaxCustomer, TaxLineInput, TaxQuote, quote_tax
+from kassa.domain.tax import LineTax, TaxCustomer, TaxLineInput, TaxQuote, TaxSettings, quote_tax
 from kassa.domain.tax.report import TaxedLine
 
 if TYPE_CHECKING:
@@ -21,18 +23,42 @@ def tax_customer(customer: Customer) -> TaxCustomer:
     return TaxCustomer(address=customer.address, tax_id=customer.tax_id, tax_exempt=customer.tax_exempt)
 
 
+class TaxQuoter(Protocol):
+    """Who computes the tax: kassa's engine (default, with an optional VIES checker) or the optional
+    Stripe Tax provider (kassa.adapters.stripe_tax), both returning kassa's TaxQuote."""
+
+    def __call__(
+        self,
+        lines: Sequence[TaxLineInput],
+        *,
+        currency: str,
+        customer: TaxCustomer,
+        settings: TaxSettings,
+        tax_date: date,
+    ) -> TaxQuote: ...
+
+
+def engine_quoter(vies: ViesChecker | None = None) -> TaxQuoter:
+    def quote(
+        lines: Sequence[TaxLineInput], *, currency: str, customer: TaxCustomer, settings: TaxSettings, tax_date: date
+    ) -> TaxQuote:
+        return quote_tax(lines, currency=currency, customer=customer, settings=settings, tax_date=tax_date, vies=vies)
+
+    return quote
+
+
 def tax_invoice(
     invoice: Invoice,
     customer: Customer,
     settings: MerchantSettings,
     tax_codes: dict[str, str | None] | None = None,
-    vies: ViesChecker | None = None,
+    quoter: TaxQuoter | None = None,
 ) -> tuple[Invoice, TaxQuote]:
     """The invoice with each line's tax, the totals, the breakdown and the rule/legal mention.
 
     ``tax_codes`` maps a line's price id to its product's tax code (None: the seller's default)."""
     codes = tax_codes or {}
-    quote = quote_tax(
+    quote = (quoter or engine_quoter())(
         [
             TaxLineInput(
                 amount=line.amount,
@@ -46,7 +72,6 @@ def tax_invoice(
         customer=tax_customer(customer),
         settings=settings.tax_settings(),
         tax_date=invoice.period_start.date(),
-        vies=vies,
     )
     lines = []
     for line, taxed in zip(invoice.lines, quote.lines, strict=True):
