@@ -14,7 +14,8 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
 from kassa.api.common import new_app, obj, page
-from kassa.api.models import CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
+from kassa.api.models import CancelIn, CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
+from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
 from kassa.domain.errors import InvalidInput
 from kassa.domain.settings import MerchantSettings
@@ -176,6 +177,28 @@ def put_settings(body: MerchantSettings) -> dict[str, Any] | None:
 @app.get("/v1/subscriptions/<subscription_id>", tags=["subscriptions"])
 def get_subscription(subscription_id: str) -> dict[str, Any] | None:
     return obj("subscription", container.store().get_subscription(subscription_id))
+
+
+@app.post("/v1/subscriptions/<subscription_id>/cancel", tags=["subscriptions"])
+def cancel_subscription(subscription_id: str, body: CancelIn) -> dict[str, Any] | None:
+    details = CancellationDetails(reason=body.reason, feedback=body.feedback, comment=body.comment)
+    return obj(
+        "subscription",
+        container.billing(with_gateway=False).cancel(
+            subscription_id, at_period_end=body.at_period_end, details=details
+        ),
+    )
+
+
+@app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])
+def undo_cancellation(subscription_id: str) -> dict[str, Any] | None:
+    return obj("subscription", container.billing(with_gateway=False).undo_cancel(subscription_id))
+
+
+@app.get("/v1/customers/<customer_id>/entitlements", tags=["customers"])
+def customer_entitlements(customer_id: str) -> dict[str, Any]:
+    found = container.billing(with_gateway=False).entitlements_of(customer_id)
+    return {"object": "list", "data": [{"object": "entitlement", **e.model_dump(mode="json")} for e in found]}
 
 
 @app.get("/v1/invoices/<invoice_id>", tags=["invoices"])

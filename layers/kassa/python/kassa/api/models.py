@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from kassa.domain.cancellation import CancellationFeedback, CancellationReason
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.money import normalize_currency
@@ -69,6 +70,13 @@ class CheckoutIn(Strict):
     customer_id: str | None = None
     customer: CustomerIn | None = None
     trial_days: StrictInt | None = Field(default=None, ge=1, le=730)
+
+
+class CancelIn(Strict):
+    at_period_end: bool = Field(default=False, description="cancel when the current period ends (undoable until then)")
+    reason: CancellationReason = CancellationReason.CANCELLATION_REQUESTED
+    feedback: CancellationFeedback | None = None
+    comment: str | None = Field(default=None, max_length=5000)
 
 
 class CompleteIn(Strict):

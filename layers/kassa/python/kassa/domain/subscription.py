@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -64,6 +65,7 @@ class Subscription(BaseModel):
     trial_end: datetime | None = None
     incomplete_expires_at: datetime | None = None
     cancel_at_period_end: bool = False
+    cancellation_details: dict[str, Any] | None = None  # reason, feedback, comment (domain.cancellation)
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None
@@ -95,8 +97,8 @@ class Subscription(BaseModel):
         changes: dict[str, object] = {"status": target}
         if target in TERMINAL:
             changes["ended_at"] = now
-            if target is Status.CANCELED:
-                changes["canceled_at"] = now
+            if target is Status.CANCELED:  # Stripe: canceled_at is when the cancellation was asked for
+                changes["canceled_at"] = self.canceled_at or now
         return self.model_copy(update=changes)
 
     def next_period(self) -> Period:

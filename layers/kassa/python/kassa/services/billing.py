@@ -11,8 +11,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kassa.domain.cancellation import (
+    CancellationDetails,
+    cancel_immediately,
+    schedule_cancellation,
+    undo_scheduled_cancellation,
+)
 from kassa.domain.catalog import Price, Product, Recurring, TaxBehavior
 from kassa.domain.customer import Address, Customer
+from kassa.domain.entitlements import Entitlement, entitlements
 from kassa.domain.errors import AlreadyExists, Conflict, IllegalTransition, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
@@ -485,6 +492,58 @@ class Billing:
         if customer.default_payment_method is None or customer.stripe_customer_id is None:
             return self._status_of(self.collect(invoice, customer))
         return self._status_of(self._charge(invoice, customer, invoice.attempt_count))
+
+    # ------------------------------------------------------------------ cancellation and access
+    def cancel(self, subscription_id: str, *, at_period_end: bool, details: CancellationDetails) -> Subscription:
+        """Cancel now, or at the period end (undoable until then). Asking twice changes nothing."""
+        for _ in range(3):
+            sub = self.store.get_subscription(subscription_id)
+            now = self.now()
+            previous = {"cancel_at_period_end": sub.cancel_at_period_end, "status": sub.status.value}
+            changed = schedule_cancellation(sub, now) if at_period_end else cancel_immediately(sub, now).subscription
+            if changed == sub:
+                return sub
+            changed = changed.model_copy(update={"cancellation_details": details.model_dump(mode="json")})
+            try:
+                saved = self.store.save_subscription(changed)
+            except Conflict:
+                continue
+            kind = (
+                "customer.subscription.deleted" if saved.status is Status.CANCELED else "customer.subscription.updated"
+            )
+            self._emit(DomainEvent.of(kind, saved, now, cause=f"cancel:{at_period_end}", previous=previous))
+            return saved
+        raise Conflict(f"subscription {subscription_id} kept changing; retry")
+
+    def undo_cancel(self, subscription_id: str) -> Subscription:
+        for _ in range(3):
+            sub = self.store.get_subscription(subscription_id)
+            now = self.now()
+            changed = undo_scheduled_cancellation(sub, now)
+            if changed == sub:
+                return sub
+            try:
+                saved = self.store.save_subscription(changed.model_copy(update={"cancellation_details": None}))
+            except Conflict:
+                continue
+            self._emit(
+                DomainEvent.of(
+                    "customer.subscription.updated",
+                    saved,
+                    now,
+                    cause="uncancel",
+                    previous={"cancel_at_period_end": True},
+                )
+            )
+            return saved
+        raise Conflict(f"subscription {subscription_id} kept changing; retry")
+
+    def entitlements_of(self, customer_id: str) -> list[Entitlement]:
+        """What the customer may use right now, following statuses, trials and scheduled cancellations."""
+        self.store.get_customer(customer_id)
+        subs = self.store.list_customer_subscriptions(customer_id)
+        products = {price_id: self.store.get_price(price_id).product for price_id in {s.price for s in subs}}
+        return entitlements(subs, self.now(), products=products)
 
     def _cancel_now(self, sub: Subscription, now: datetime, cause: str) -> str:
         canceled = self.store.save_subscription(sub.transition(Status.CANCELED, now))

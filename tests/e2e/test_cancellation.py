@@ -1,0 +1,54 @@
+"""Cancel at period end (and undo), cancel now, and what the storefront is told about access."""
+
+from __future__ import annotations
+
+import pytest
+
+from kassa_local.client import Api
+
+pytestmark = pytest.mark.e2e
+
+
+def _entitled(api: Api, customer: str) -> list[dict]:
+    return api.get(f"/v1/customers/{customer}/entitlements")["data"]
+
+
+def test_cancel_at_period_end_keeps_access_until_then_and_stops_the_renewal(api: Api):
+    price = api.catalog(currency="EUR", amount=800)
+    sub = api.subscribe(price["id"], "leaving@example.com")["subscription"]
+    customer = sub["customer"]
+    [access] = _entitled(api, customer)
+    assert (access["product"], access["renews"]) == (price["product"], True)
+
+    cancel = {"at_period_end": True, "feedback": "too_expensive", "comment": "cheaper elsewhere"}
+    scheduled = api.post(f"/v1/subscriptions/{sub['id']}/cancel", cancel)
+    assert scheduled["status"] == "active" and scheduled["cancel_at_period_end"] is True
+    assert scheduled["cancellation_details"]["feedback"] == "too_expensive"
+    assert api.post(f"/v1/subscriptions/{sub['id']}/cancel", cancel)["canceled_at"] == scheduled["canceled_at"]
+    [access] = _entitled(api, customer)
+    assert access["renews"] is False and access["valid_until"] == scheduled["current_period_end"]
+
+    undone = api.post(f"/v1/subscriptions/{sub['id']}/uncancel", {})
+    assert undone["cancel_at_period_end"] is False and undone["canceled_at"] is None
+    assert _entitled(api, customer)[0]["renews"] is True
+
+    api.post(f"/v1/subscriptions/{sub['id']}/cancel", cancel)
+    api.advance("32d")
+    ended = api.get(f"/v1/subscriptions/{sub['id']}")
+    assert ended["status"] == "canceled" and ended["ended_at"] == scheduled["current_period_end"]
+    assert len(api.get(f"/v1/customers/{customer}/invoices")["data"]) == 1  # no renewal invoice
+    assert _entitled(api, customer) == []
+    deleted = api.wait_events("customer.subscription.deleted", lambda e: e["detail"]["data"]["id"] == sub["id"])
+    assert len(deleted) == 1
+    refused = api.request("POST", f"/v1/subscriptions/{sub['id']}/uncancel", json={})
+    assert refused.status_code == 409
+
+
+def test_cancel_now_ends_access_at_once(api: Api):
+    price = api.catalog(currency="JPY", amount=1200)
+    sub = api.subscribe(price["id"], "now@example.com")["subscription"]
+    ended = api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"reason": "cancellation_requested"})
+    assert ended["status"] == "canceled" and ended["ended_at"] is not None
+    assert _entitled(api, sub["customer"]) == []
+    bad = api.request("POST", f"/v1/subscriptions/{sub['id']}/cancel", json={"feedback": "meh"})
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "feedback"
