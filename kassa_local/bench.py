@@ -14,7 +14,6 @@ import json
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -74,21 +73,9 @@ def _subscribe(api: Any, price_id: str, n: int) -> None:
 def run(n: int, progress: bool = True) -> dict[str, Any]:
     from kassa.adapters import usage
     from kassa_local.client import Api
-    from kassa_local.probes import default_idle_probes
-    from kassa_local.stack import LocalStack
+    from kassa_local.stack import fresh_stack
 
-    with (
-        tempfile.TemporaryDirectory() as state,
-        LocalStack(
-            api_port=0,
-            aws_port=0,
-            stripe_port=0,
-            state_dir=state,
-            start_time=START,
-            idle_probes=default_idle_probes(),
-            extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
-        ) as stack,
-    ):
+    with fresh_stack(START) as stack:
         assert stack.config is not None
         api = Api(stack.config.as_json())
         product = api.post("/v1/products", {"name": "Bench box"}, expect=201)

@@ -89,9 +89,12 @@ class Api:
         return {**started, **done}
 
 
-def confirm_card_setup(config: dict[str, Any], setup_intent: str, client_secret: str, card: str) -> dict[str, Any]:
-    """What Stripe.js's confirmCardSetup does in the browser: only the publishable key is used."""
-    response = requests.post(
+def confirm_card_setup_request(
+    config: dict[str, Any], setup_intent: str, client_secret: str, card: str
+) -> requests.Response:
+    """What Stripe.js's ``confirmCardSetup`` sends in the browser: only the publishable key and the
+    client secret, never the secret key."""
+    return requests.post(
         f"{config['stripe_url']}/v1/setup_intents/{setup_intent}/confirm",
         data={
             "key": config["stripe_publishable_key"],
@@ -104,8 +107,13 @@ def confirm_card_setup(config: dict[str, Any], setup_intent: str, client_secret:
         },
         timeout=30,
     )
+
+
+def confirm_card_setup(config: dict[str, Any], setup_intent: str, client_secret: str, card: str) -> dict[str, Any]:
+    response = confirm_card_setup_request(config, setup_intent, client_secret, card)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def signed_webhook(config: dict[str, Any], event: dict[str, Any], secret: str | None = None) -> tuple[bytes, str]:

@@ -8,7 +8,6 @@ card (4000 0000 0000 0341) declining when its trial ends.
 from __future__ import annotations
 
 import argparse
-import tempfile
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -132,22 +131,10 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
 
 
 def main(args: argparse.Namespace) -> int:
-    from kassa_local.probes import default_idle_probes
-    from kassa_local.stack import LocalStack
+    from kassa_local.stack import fresh_stack
 
     start = datetime.fromisoformat(args.start) if args.start else DEFAULT_START
-    with (
-        tempfile.TemporaryDirectory() as state,
-        LocalStack(
-            api_port=0,
-            aws_port=0,
-            stripe_port=0,
-            state_dir=state,
-            start_time=start,
-            idle_probes=default_idle_probes(),
-            extra_env={"POWERTOOLS_LOG_LEVEL": "WARNING"},
-        ) as stack,
-    ):
+    with fresh_stack(start) as stack:
         assert stack.config is not None
         print(f"fresh local stack at {stack.config.api_url} (virtual clock at {start.isoformat()})")
         summary = run_demo(Api(stack.config.as_json()), start, args.months)

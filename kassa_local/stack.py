@@ -20,16 +20,18 @@ restores the environment variables and the clock it replaced.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import logging
 import os
 import secrets
 import sys
+import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -747,3 +749,24 @@ def _reset_sdk_caches() -> None:
             clear = getattr(value, "cache_clear", None)
             if callable(clear) and getattr(value, "__module__", None) == name:
                 clear()
+
+
+@contextlib.contextmanager
+def fresh_stack(start_time: datetime | None = None, **overrides: Any) -> Iterator[LocalStack]:
+    """A throwaway stack on free ports with its own state dir and the idle probes, logging only
+    warnings from the handlers (``kassa demo``, ``kassa bench``, tests)."""
+    from kassa_local.probes import default_idle_probes
+
+    with tempfile.TemporaryDirectory() as state:
+        options: dict[str, Any] = {
+            "api_port": 0,
+            "aws_port": 0,
+            "stripe_port": 0,
+            "state_dir": state,
+            "start_time": start_time,
+            "idle_probes": default_idle_probes(),
+            "extra_env": {"POWERTOOLS_LOG_LEVEL": "WARNING"},
+            **overrides,
+        }
+        with LocalStack(**options) as stack:
+            yield stack

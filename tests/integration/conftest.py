@@ -26,7 +26,7 @@ import pytest
 import requests
 
 from kassa.adapters.dynamodb import DynamoStore
-from kassa_local.client import Api
+from kassa_local.client import Api, confirm_card_setup_request
 from kassa_local.probes import default_idle_probes
 from kassa_local.stack import LocalStack
 
@@ -132,23 +132,7 @@ def stripe_get(config: dict[str, Any], path: str) -> dict[str, Any]:
     return body
 
 
-def confirm_like_stripe_js(
-    config: dict[str, Any], setup_intent: str, client_secret: str, card: str
-) -> requests.Response:
-    """What Stripe.js's ``confirmCardSetup`` sends: only the publishable key and the client secret."""
-    return requests.post(
-        f"{config['stripe_url']}/v1/setup_intents/{setup_intent}/confirm",
-        data={
-            "key": config["stripe_publishable_key"],
-            "client_secret": client_secret,
-            "payment_method_data[type]": "card",
-            "payment_method_data[card][number]": card,
-            "payment_method_data[card][exp_month]": "12",
-            "payment_method_data[card][exp_year]": "2034",
-            "payment_method_data[card][cvc]": "123",
-        },
-        timeout=10,
-    )
+confirm_like_stripe_js = confirm_card_setup_request  # Stripe.js's confirmCardSetup, as the browser sends it
 
 
 # ----------------------------------------------------------------------------- webhooks
