@@ -262,14 +262,20 @@ class FakeStore:
         self.writes += 1
         return _copy(inv2), _copy(sub2)
 
-    def renew(self, sub: Subscription, invoice: Invoice, invoice_prefix: str) -> tuple[Subscription, Invoice]:
+    def renew(
+        self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
+    ) -> tuple[Subscription, Invoice]:
         if invoice.id in self.invoices:  # checked first, as the adapter does after a cancelled transaction
             raise AlreadyExists(f"invoice {invoice.id} already exists")
         self._check_version(self.subscriptions.get(sub.id), sub)
+        if customer is not None:
+            self._check_version(self.customers.get(customer.id), customer)
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
         final = invoice.finalize(self._next_number(invoice_prefix), invoice.created)
         self.subscriptions[sub2.id] = _copy(sub2)
         self.invoices[final.id] = _copy(final)
+        if customer is not None:
+            self.customers[customer.id] = _copy(customer.model_copy(update={"version": customer.version + 1}))
         self.writes += 1
         return _copy(sub2), _copy(final)
 

@@ -382,8 +382,15 @@ class DynamoStore:
         )
         return inv2, sub2
 
-    def renew(self, sub: Subscription, invoice: Invoice, invoice_prefix: str) -> tuple[Subscription, Invoice]:
+    def renew(
+        self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
+    ) -> tuple[Subscription, Invoice]:
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
+        extra: list[dict[str, Any]] = []
+        if customer is not None:  # its balance moved with this invoice: in the same transaction
+            saved_customer = customer.model_copy(update={"version": customer.version + 1})
+            item = self._item(f"CUS#{customer.id}", "CUSTOMER", saved_customer)
+            extra.append({"Put": self._versioned_put(item, customer.version)})
         for attempt in range(NUMBER_RETRIES):
             seq, counter = self._next_number()
             final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
@@ -400,6 +407,7 @@ class DynamoStore:
                                 "ConditionExpression": "attribute_not_exists(pk)",
                             }
                         },
+                        *extra,
                     ],
                 )
                 return sub2, final
@@ -408,6 +416,8 @@ class DynamoStore:
                     raise AlreadyExists(f"invoice {invoice.id} already exists") from None
                 current = self.get_subscription(sub.id)
                 if current.version != sub.version:
+                    raise
+                if customer is not None and self.get_customer(customer.id).version != customer.version:
                     raise
                 _backoff(attempt)
         raise Conflict("could not assign an invoice number; retry")

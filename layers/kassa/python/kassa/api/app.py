@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
 from kassa.api.common import new_app, obj, page
-from kassa.api.models import CancelIn, CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
+from kassa.api.models import CancelIn, ChangeIn, CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
 from kassa.domain.errors import InvalidInput
@@ -188,6 +188,35 @@ def cancel_subscription(subscription_id: str, body: CancelIn) -> dict[str, Any] 
             subscription_id, at_period_end=body.at_period_end, details=details
         ),
     )
+
+
+def _change(subscription_id: str, body: ChangeIn, preview: bool) -> dict[str, Any]:
+    if body.price_id is None and body.quantity is None:
+        raise InvalidInput("give price_id and/or quantity", param="price_id")
+    result = container.billing().change_plan(
+        subscription_id,
+        price_id=body.price_id,
+        quantity=body.quantity,
+        behavior=body.proration_behavior,
+        schedule_downgrade=body.schedule_downgrade_at_period_end,
+        preview=preview,
+    )
+    out = {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
+    if preview:
+        out["upcoming_invoice"] = obj("invoice", result.upcoming)
+    return out
+
+
+@app.post("/v1/subscriptions/<subscription_id>/change", tags=["subscriptions"])
+def change_subscription(subscription_id: str, body: ChangeIn) -> dict[str, Any]:
+    """Change the price and/or quantity, prorated to the second (or scheduled for the period end)."""
+    return _change(subscription_id, body, preview=False)
+
+
+@app.post("/v1/subscriptions/<subscription_id>/preview", tags=["subscriptions"])
+def preview_change(subscription_id: str, body: ChangeIn) -> dict[str, Any]:
+    """The exact lines and totals a change would produce (invoiced now, or on the next renewal); changes nothing."""
+    return _change(subscription_id, body, preview=True)
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])

@@ -9,6 +9,7 @@ from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.money import normalize_currency
 from kassa.domain.periods import Interval
+from kassa.domain.proration import ProrationBehavior
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -77,6 +78,15 @@ class CancelIn(Strict):
     reason: CancellationReason = CancellationReason.CANCELLATION_REQUESTED
     feedback: CancellationFeedback | None = None
     comment: str | None = Field(default=None, max_length=5000)
+
+
+class ChangeIn(Strict):
+    price_id: str | None = Field(default=None, min_length=1, description="the new price (default: keep)")
+    quantity: StrictInt | None = Field(default=None, ge=1, le=10000)
+    proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
+    schedule_downgrade_at_period_end: bool = Field(
+        default=False, description="a cheaper plan takes effect at the period end instead of now"
+    )
 
 
 class CompleteIn(Strict):

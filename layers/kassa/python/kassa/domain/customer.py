@@ -43,6 +43,10 @@ class Customer(BaseModel):
     # makes the customer a business (reverse charge across EU borders); exempt customers pay no tax
     tax_id: str | None = None
     tax_exempt: bool = False
+    # credit balance in minor units: negative = owed to the customer (Stripe's sign), consumed by
+    # later invoices; in ``balance_currency``
+    balance: int = 0
+    balance_currency: str | None = None
     stripe_customer_id: str | None = None
     default_payment_method: CardSummary | None = None
     created: datetime

@@ -36,6 +36,7 @@ INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
 class BillingReason(StrEnum):
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_CYCLE = "subscription_cycle"
+    SUBSCRIPTION_UPDATE = "subscription_update"
     MANUAL = "manual"
 
 
@@ -76,6 +77,8 @@ class Invoice(BaseModel):
     total: int
     amount_due: int
     amount_paid: int = 0
+    starting_balance: int = 0  # the customer's balance applied (negative: credit used)
+    ending_balance: int | None = None  # the balance left after this invoice (None: untouched)
     attempt_count: int = 0
     # outcome of attempt ``attempt_count``: None while in flight (or lost), then succeeded /
     # processing / declined / requires_action

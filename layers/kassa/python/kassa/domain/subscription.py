@@ -66,6 +66,9 @@ class Subscription(BaseModel):
     incomplete_expires_at: datetime | None = None
     cancel_at_period_end: bool = False
     cancellation_details: dict[str, Any] | None = None  # reason, feedback, comment (domain.cancellation)
+    # proration lines waiting for the next invoice (create_prorations), as InvoiceLine documents
+    pending_lines: list[dict[str, Any]] = Field(default_factory=list)
+    scheduled_change: dict[str, Any] | None = None  # a downgrade taking effect at the period end
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kassa.domain.balance import apply_balance
 from kassa.domain.cancellation import (
     CancellationDetails,
     cancel_immediately,
@@ -22,15 +23,21 @@ from kassa.domain.customer import Address, Customer
 from kassa.domain.entitlements import Entitlement, entitlements
 from kassa.domain.errors import AlreadyExists, Conflict, IllegalTransition, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
-from kassa.domain.ids import new_id
+from kassa.domain.ids import derived_id, new_id
 from kassa.domain.invoice import (
     BillingReason,
     Invoice,
+    InvoiceLine,
     InvoiceStatus,
     PaymentError,
     build_subscription_invoice,
+    from_lines,
+    invoice_id_for,
 )
 from kassa.domain.money import Money
+from kassa.domain.periods import Period, boundary
+from kassa.domain.proration import PlanItem, ProrationBehavior, ScheduledChange, apply_scheduled_change, change_item
+from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import DueAction, Status, Subscription, due_action, start_subscription
 from kassa.services.ports import (
     BillingStore,
@@ -57,6 +64,13 @@ class CheckoutResult:
     setup_intent: SetupIntentInfo
     publishable_key: str
     customer: Customer
+
+
+@dataclass(frozen=True)
+class PlanChange:
+    subscription: Subscription
+    invoice: Invoice | None  # invoiced now (always_invoice, interval switch)
+    upcoming: Invoice | None  # preview only: the next renewal invoice with the pending prorations
 
 
 @dataclass(frozen=True)
@@ -460,20 +474,17 @@ class Billing:
             return self._cancel_now(sub, now, cause="period_end")
         assert due.period is not None
         settings = self.store.get_settings()
-        price = self.store.get_price(sub.price)
-        product = self._product_of(price)
         customer = self.store.get_customer(sub.customer)
-        reason = BillingReason.SUBSCRIPTION_CYCLE
-        draft = build_subscription_invoice(sub, due.period, now, reason, product.name if product else price.product)
-        invoice, _ = tax_invoice(draft, customer, settings, {price.id: product.tax_code if product else None}, self.tax)
+        previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
+        advanced, invoice, moved = self._period_invoice(sub, due.period, now, customer, settings)
         # the first attempt is claimed in the same transaction that creates the invoice
         invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "renewal"})
-        previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
-        advanced = sub.with_period(due.period)
         if due.action is DueAction.END_TRIAL:
             advanced = advanced.transition(Status.ACTIVE, now)
+        if moved is not None:
+            customer = moved
         try:
-            advanced, invoice = self.store.renew(advanced, invoice, settings.invoice_prefix)
+            advanced, invoice = self.store.renew(advanced, invoice, settings.invoice_prefix, moved)
         except AlreadyExists:
             # a redelivery after the invoice was written: continue from its state
             existing = self.store.get_invoice(invoice.id)
@@ -492,6 +503,174 @@ class Billing:
         if customer.default_payment_method is None or customer.stripe_customer_id is None:
             return self._status_of(self.collect(invoice, customer))
         return self._status_of(self._charge(invoice, customer, invoice.attempt_count))
+
+    def _period_invoice(
+        self, sub: Subscription, period: Period, now: datetime, customer: Customer, settings: MerchantSettings
+    ) -> tuple[Subscription, Invoice, Customer | None]:
+        """The subscription as it will be for ``period`` — a due scheduled change applied, its pending
+        proration lines consumed — and the period's invoice: taxed, the customer's balance applied.
+        Returns the customer too when its balance moves (to be saved in the same transaction)."""
+        scheduled = ScheduledChange.model_validate(sub.scheduled_change) if sub.scheduled_change else None
+        item, anchor, still = apply_scheduled_change(
+            self._item_of(sub), sub.billing_cycle_anchor, scheduled, period.start
+        )
+        if still is not scheduled:  # the downgrade takes effect with this period
+            sub = self._with_item(sub, item).model_copy(
+                update={"billing_cycle_anchor": anchor, "scheduled_change": None}
+            )
+            if anchor == period.start and scheduled is not None and scheduled.resets_anchor:
+                period = Period(anchor, boundary(anchor, item.interval, item.interval_count, 1))
+        price = self.store.get_price(sub.price)
+        product = self._product_of(price)
+        period_line = build_subscription_invoice(
+            sub, period, now, BillingReason.SUBSCRIPTION_CYCLE, product.name if product else price.product
+        ).lines[0]
+        lines = [InvoiceLine.model_validate(line) for line in sub.pending_lines] + [period_line]
+        draft = from_lines(
+            invoice_id_for(sub.id, period.start),
+            sub.customer,
+            sub.id,
+            sub.currency,
+            lines,
+            period,
+            now,
+            BillingReason.SUBSCRIPTION_CYCLE,
+        )
+        return self._finish_invoice(
+            sub.with_period(period).model_copy(update={"pending_lines": []}), draft, customer, settings
+        )
+
+    def _finish_invoice(
+        self, sub: Subscription, draft: Invoice, customer: Customer, settings: MerchantSettings
+    ) -> tuple[Subscription, Invoice, Customer | None]:
+        codes = {}
+        for price_id in {line.price for line in draft.lines if line.price}:
+            product = self._product_of(self.store.get_price(price_id))
+            codes[price_id] = product.tax_code if product else None
+        invoice, _ = tax_invoice(draft, customer, settings, codes, self.tax)
+        invoice, moved = with_balance(invoice, customer)
+        return sub, invoice, moved
+
+    def _item_of(self, sub: Subscription) -> PlanItem:
+        return PlanItem.from_subscription(sub)
+
+    @staticmethod
+    def _with_item(sub: Subscription, item: PlanItem) -> Subscription:
+        return sub.model_copy(
+            update={
+                "price": item.price,
+                "quantity": item.quantity,
+                "unit_amount": item.unit_amount,
+                "currency": item.currency,
+                "interval": item.interval,
+                "interval_count": item.interval_count,
+                "tax_behavior": item.tax_behavior,
+            }
+        )
+
+    # ------------------------------------------------------------------ plan changes
+    def change_plan(
+        self,
+        subscription_id: str,
+        *,
+        price_id: str | None = None,
+        quantity: int | None = None,
+        behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
+        schedule_downgrade: bool = False,
+        preview: bool = False,
+    ) -> PlanChange:
+        """Change the price and/or quantity now (prorated to the second), or schedule a downgrade for
+        the period end. ``preview``: compute the invoice it would produce and change nothing — the
+        invoice made now (always_invoice, an interval switch) or else the next renewal invoice."""
+        sub = self.store.get_subscription(subscription_id)
+        if sub.status not in (Status.ACTIVE, Status.TRIALING, Status.PAST_DUE):
+            raise IllegalTransition(f"subscription {sub.id} is {sub.status.value}: its plan cannot change")
+        new_price = self.store.get_price(price_id or sub.price)
+        if not new_price.active:
+            raise InvalidInput(f"price {new_price.id} is not active", param="price_id")
+        new_item = PlanItem.from_price(new_price, quantity or sub.quantity)
+        now = self.now()
+        settings = self.store.get_settings()
+        customer = self.store.get_customer(sub.customer)
+        previous = {"price": sub.price, "quantity": sub.quantity}
+        if sub.status is Status.TRIALING:  # nothing is billed during a trial: the new plan applies at its end
+            changed = self._with_item(sub, new_item)
+            if new_item.interval != sub.interval or new_item.interval_count != sub.interval_count:
+                raise InvalidInput("switch the interval after the trial", param="price_id")
+            if not preview:
+                changed = self.store.save_subscription(changed)
+                self._emit(
+                    DomainEvent.of(
+                        "customer.subscription.updated", changed, now, cause=f"change:{now}", previous=previous
+                    )
+                )
+            return PlanChange(changed, None, upcoming=None)
+        result = change_item(
+            self._item_of(sub),
+            new_item,
+            period=sub.period,
+            anchor=sub.billing_cycle_anchor,
+            t=now,
+            behavior=behavior,
+            schedule_downgrade=schedule_downgrade,
+        )
+        if result.scheduled is not None:
+            changed = sub.model_copy(update={"scheduled_change": result.scheduled.model_dump(mode="json")})
+        else:
+            changed = self._with_item(sub, result.item).model_copy(
+                update={
+                    "billing_cycle_anchor": result.anchor,
+                    "current_period_start": result.period.start,
+                    "current_period_end": result.period.end,
+                    "scheduled_change": None,
+                }
+            )
+        lines = [line.to_invoice_line() for line in result.lines]
+        if result.pending:
+            changed = changed.model_copy(
+                update={"pending_lines": [*sub.pending_lines, *(line.model_dump(mode="json") for line in lines)]}
+            )
+        invoice: Invoice | None = None
+        moved: Customer | None = None
+        if result.invoice_now:
+            pending = [InvoiceLine.model_validate(line) for line in sub.pending_lines]
+            draft = from_lines(
+                derived_id("in", sub.id, "update", now.isoformat()),
+                sub.customer,
+                sub.id,
+                sub.currency,
+                [*pending, *lines],
+                Period(now, changed.current_period_end),
+                now,
+                BillingReason.SUBSCRIPTION_UPDATE,
+            )
+            changed, invoice, moved = self._finish_invoice(
+                changed.model_copy(update={"pending_lines": []}), draft, customer, settings
+            )
+        if preview:
+            upcoming = None
+            if invoice is None:
+                _, upcoming, _ = self._period_invoice(changed, changed.next_period(), now, customer, settings)
+            return PlanChange(changed, invoice, upcoming=upcoming)
+        if invoice is None:
+            saved = self.store.save_subscription(changed)
+            self._emit(
+                DomainEvent.of("customer.subscription.updated", saved, now, cause=f"change:{now}", previous=previous)
+            )
+            return PlanChange(saved, None, upcoming=None)
+        invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "update"})
+        saved, invoice = self.store.renew(changed, invoice, settings.invoice_prefix, moved)
+        self._emit(
+            DomainEvent.of("customer.subscription.updated", saved, now, cause=f"change:{now}", previous=previous),
+            DomainEvent.of("invoice.created", invoice, now, cause="create"),
+            DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"),
+        )
+        payer = moved or customer
+        if invoice.amount_due == 0 or payer.default_payment_method is None or payer.stripe_customer_id is None:
+            collected = self.collect(invoice, payer)
+        else:
+            collected = self._charge(invoice, payer, invoice.attempt_count)
+        return PlanChange(collected.subscription or saved, collected.invoice, upcoming=None)
 
     # ------------------------------------------------------------------ cancellation and access
     def cancel(self, subscription_id: str, *, at_period_end: bool, details: CancellationDetails) -> Subscription:
@@ -610,6 +789,20 @@ class Billing:
                 return f"ignored:{error.message}"
             return "applied"
         return "ignored:unhandled type"
+
+
+def with_balance(invoice: Invoice, customer: Customer) -> tuple[Invoice, Customer | None]:
+    """Apply the customer's credit balance to the invoice; a negative total becomes credit. Returns the
+    customer with its new balance when it moved (a balance in another currency is left alone)."""
+    currency = invoice.currency
+    if customer.balance_currency not in (None, currency) or (customer.balance == 0 and invoice.total >= 0):
+        return invoice, None
+    applied = apply_balance(Money(invoice.total, currency), Money(customer.balance, currency))
+    after = applied.balance_after.amount
+    updated = invoice.model_copy(
+        update={"amount_due": applied.amount_due.amount, "starting_balance": customer.balance, "ending_balance": after}
+    )
+    return updated, customer.model_copy(update={"balance": after, "balance_currency": currency if after else None})
 
 
 def attempt_pending(invoice: Invoice) -> bool:

@@ -68,7 +68,9 @@ class BillingStore(Protocol):
         self, invoice: Invoice, sub: Subscription | None
     ) -> tuple[Invoice, Subscription | None]: ...
 
-    def renew(self, sub: Subscription, invoice: Invoice, invoice_prefix: str) -> tuple[Subscription, Invoice]:
+    def renew(
+        self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
+    ) -> tuple[Subscription, Invoice]:
         """Atomically: advance the subscription (optimistic lock), create its period's invoice
         (once — AlreadyExists if it is there) and finalize it with the next gapless number."""
         ...
