@@ -3,7 +3,7 @@ for a customer outside every registration (Oregon), so the amounts are Stripe's 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import pytest
 
@@ -92,3 +92,31 @@ def test_a_downgrade_invoiced_now_becomes_credit_used_by_the_next_renewal(api: A
     assert renewal["starting_balance"] == invoice["total"]
     assert renewal["amount_due"] == max(0, renewal["total"] + invoice["total"])
     assert api.get(f"/v1/customers/{sub['customer']}")["balance"] == min(0, renewal["total"] + invoice["total"])
+
+
+def test_a_billing_cycle_anchor_chosen_at_checkout_prorates_until_it(api: Api, plans, stack):
+    now = stack.clock.now()
+    anchor = (now + timedelta(days=10)).replace(minute=0, second=0, microsecond=0)  # ten days on
+    started = api.subscribe(
+        plans["basic"], "anchored@example.com", address=OREGON, billing_cycle_anchor=anchor.isoformat()
+    )
+    sub, invoice = started["subscription"], started["invoice"]
+    assert datetime.fromisoformat(sub["billing_cycle_anchor"]) == anchor
+    assert datetime.fromisoformat(sub["current_period_end"]) == anchor
+    [partial] = invoice["lines"]  # only the time until the anchor, prorated
+    assert 0 < partial["amount"] < 1000 and invoice["status"] == "paid"
+    naive = api.request(
+        "POST",
+        "/v1/checkout",
+        json={
+            "price_id": plans["basic"],
+            "customer": {"email": "naive@example.com", "address": OREGON},
+            "billing_cycle_anchor": "2030-01-01T00:00:00",
+        },
+    )
+    assert naive.status_code == 400 and naive.json()["error"]["param"] == "billing_cycle_anchor"
+    api.advance(to=(anchor + timedelta(hours=1)).isoformat())
+    current = api.get(f"/v1/subscriptions/{sub['id']}")
+    renewal = api.get(f"/v1/invoices/{current['latest_invoice']}")
+    assert datetime.fromisoformat(renewal["period_start"]) == anchor
+    assert [line["amount"] for line in renewal["lines"]] == [1000]

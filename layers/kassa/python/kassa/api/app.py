@@ -136,6 +136,9 @@ def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
         trial_days=body.trial_days,
         tax_id=c.tax_id if c else None,
         tax_exempt=c.tax_exempt if c else False,
+        billing_cycle_anchor=body.billing_cycle_anchor,
+        backdate_start_date=body.backdate_start_date,
+        proration_behavior=body.proration_behavior,
     )
     return created(
         {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kassa.domain.cancellation import CancellationFeedback, CancellationReason
 from kassa.domain.catalog import TaxBehavior
@@ -71,6 +71,11 @@ class CheckoutIn(Strict):
     customer_id: str | None = None
     customer: CustomerIn | None = None
     trial_days: StrictInt | None = Field(default=None, ge=1, le=730)
+    billing_cycle_anchor: AwareDatetime | None = Field(
+        default=None, description="when the first full period starts; the time before it is prorated"
+    )
+    backdate_start_date: AwareDatetime | None = Field(default=None, description="a start in the past, charged now")
+    proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
 
 
 class CancelIn(Strict):

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from kassa.domain.anchors import plan_start
 from kassa.domain.balance import apply_balance
 from kassa.domain.cancellation import (
     CancellationDetails,
@@ -213,6 +214,9 @@ class Billing:
         trial_days: int | None = None,
         tax_id: str | None = None,
         tax_exempt: bool = False,
+        billing_cycle_anchor: datetime | None = None,
+        backdate_start_date: datetime | None = None,
+        proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
     ) -> CheckoutResult:
         price = self.store.get_price(price_id)
         if not price.active:
@@ -222,11 +226,35 @@ class Billing:
         sub = start_subscription(customer=customer.id, price=price, quantity=quantity, now=now, trial_days=trial_days)
         invoice = None
         settings = self.store.get_settings()
+        custom_start = billing_cycle_anchor is not None or backdate_start_date is not None
+        if custom_start and sub.status is not Status.INCOMPLETE:
+            raise InvalidInput(
+                "a billing_cycle_anchor or backdated start cannot be combined with a trial", param="trial_days"
+            )
         if sub.status is Status.INCOMPLETE:
             product = self._product_of(price)
-            draft = build_subscription_invoice(
-                sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, product.name if product else price.product
-            )
+            name = product.name if product else price.product
+            if custom_start:
+                plan = plan_start(
+                    PlanItem.from_price(price, quantity, name),
+                    now,
+                    billing_cycle_anchor=billing_cycle_anchor,
+                    backdate_start_date=backdate_start_date,
+                    proration_behavior=proration_behavior,
+                )
+                sub = sub.model_copy(update={"billing_cycle_anchor": plan.anchor}).with_period(plan.current_period)
+                draft = from_lines(
+                    invoice_id_for(sub.id, plan.current_period.start),
+                    customer.id,
+                    sub.id,
+                    sub.currency,
+                    [line.to_invoice_line() for line in plan.lines],
+                    Period(plan.start, plan.current_period.end),
+                    now,
+                    BillingReason.SUBSCRIPTION_CREATE,
+                )
+            else:
+                draft = build_subscription_invoice(sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, name)
             invoice, _ = tax_invoice(
                 draft, customer, settings, {price.id: product.tax_code if product else None}, self.tax
             )
