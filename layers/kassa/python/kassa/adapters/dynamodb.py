@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from kassa.adapters import usage
 from kassa.domain.catalog import Price, Product
 from kassa.domain.customer import Customer
+from kassa.domain.discounts import Coupon, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.invoice import Invoice, format_number
 from kassa.domain.settings import MerchantSettings
@@ -192,6 +193,47 @@ class DynamoStore:
 
     def list_prices(self, limit: int, starting_after: str | None) -> Page:
         return self._query_page(Price, "CATALOG#PRICE", "", limit, starting_after)
+
+    # ------------------------------------------------------------------ coupons and promotion codes
+    def put_coupon(self, coupon: Coupon) -> None:
+        item = self._item(f"COUPON#{coupon.id}", "COUPON", coupon, times_redeemed=_n(coupon.times_redeemed))
+        self._put_new(item, f"coupon {coupon.id}")
+
+    def get_coupon(self, coupon_id: str) -> Coupon:
+        item = self._get(f"COUPON#{coupon_id}", "COUPON")
+        if item is None:
+            raise NotFound(f"no such coupon: {coupon_id}", param="coupon")
+        return self._load(item, Coupon)
+
+    def put_promotion_code(self, code: PromotionCode) -> None:
+        item = self._item(f"PROMO#{code.code.upper()}", "PROMO", code, times_redeemed=_n(code.times_redeemed))
+        self._put_new(item, f"promotion code {code.code}")
+
+    def get_promotion_code(self, code: str) -> PromotionCode:
+        item = self._get(f"PROMO#{code.upper()}", "PROMO")
+        if item is None:
+            raise NotFound(f"no such promotion code: {code}", param="promotion_code")
+        return self._load(item, PromotionCode)
+
+    def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None:
+        """Save one more redemption of the coupon (and code): conditional on the count read, so two
+        checkouts racing for the last redemption cannot both get it (Conflict)."""
+        actions = []
+        for pk, sk, model, before in (
+            (f"COUPON#{coupon.id}", "COUPON", coupon, coupon.times_redeemed - 1),
+            *(((f"PROMO#{code.code.upper()}", "PROMO", code, code.times_redeemed - 1),) if code else ()),
+        ):
+            actions.append(
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": self._item(pk, sk, model, times_redeemed=_n(before + 1)),
+                        "ConditionExpression": "times_redeemed = :t",
+                        "ExpressionAttributeValues": {":t": _n(before)},
+                    }
+                }
+            )
+        self._call("transact_write_items", TransactItems=actions)
 
     # ------------------------------------------------------------------ customers
     def create_customer(self, customer: Customer) -> None:

@@ -14,7 +14,17 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
 from kassa.api.common import new_app, obj, page
-from kassa.api.models import CancelIn, ChangeIn, CheckoutIn, CompleteIn, CustomerIn, PriceIn, ProductIn
+from kassa.api.models import (
+    CancelIn,
+    ChangeIn,
+    CheckoutIn,
+    CompleteIn,
+    CouponIn,
+    CustomerIn,
+    PriceIn,
+    ProductIn,
+    PromotionCodeIn,
+)
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
 from kassa.domain.errors import InvalidInput
@@ -88,6 +98,27 @@ def get_price(price_id: str) -> dict[str, Any] | None:
     return obj("price", container.store().get_price(price_id))
 
 
+# ---------------------------------------------------------------- coupons
+@app.post("/v1/coupons", tags=["coupons"])
+def create_coupon(body: CouponIn) -> Response[dict[str, Any]]:
+    fields = body.model_dump(exclude_none=True)
+    if "applies_to" in fields:
+        fields["applies_to"] = tuple(fields["applies_to"])
+    return created(obj("coupon", container.billing(with_gateway=False).create_coupon(**fields)))
+
+
+@app.get("/v1/coupons/<coupon_id>", tags=["coupons"])
+def get_coupon(coupon_id: str) -> dict[str, Any] | None:
+    return obj("coupon", container.store().get_coupon(coupon_id))
+
+
+@app.post("/v1/promotion_codes", tags=["coupons"])
+def create_promotion_code(body: PromotionCodeIn) -> Response[dict[str, Any]]:
+    fields = body.model_dump(exclude_none=True, exclude={"code", "coupon"})
+    promo = container.billing(with_gateway=False).create_promotion_code(body.code, body.coupon, **fields)
+    return created(obj("promotion_code", promo))
+
+
 # ---------------------------------------------------------------- customers
 @app.post("/v1/customers", tags=["customers"])
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
@@ -139,6 +170,8 @@ def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
         billing_cycle_anchor=body.billing_cycle_anchor,
         backdate_start_date=body.backdate_start_date,
         proration_behavior=body.proration_behavior,
+        coupon=body.coupon,
+        promotion_code=body.promotion_code,
     )
     return created(
         {

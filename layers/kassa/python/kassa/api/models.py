@@ -7,6 +7,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, fie
 from kassa.domain.cancellation import CancellationFeedback, CancellationReason
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
+from kassa.domain.discounts import Duration
 from kassa.domain.money import normalize_currency
 from kassa.domain.periods import Interval
 from kassa.domain.proration import ProrationBehavior
@@ -76,6 +77,32 @@ class CheckoutIn(Strict):
     )
     backdate_start_date: AwareDatetime | None = Field(default=None, description="a start in the past, charged now")
     proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
+    coupon: str | None = Field(default=None, min_length=1)
+    promotion_code: str | None = Field(default=None, min_length=1, description="a code the customer entered")
+
+
+class CouponIn(Strict):
+    id: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")
+    name: str | None = Field(default=None, max_length=40)
+    percent_off: str | StrictInt | None = Field(
+        default=None, description="a decimal string ('12.5') or an integer percentage, never a float"
+    )
+    amount_off: StrictInt | None = Field(default=None, ge=1)
+    currency: str | None = Field(default=None, min_length=3, max_length=3)
+    duration: Duration
+    duration_in_months: StrictInt | None = Field(default=None, ge=1, le=120)
+    max_redemptions: StrictInt | None = Field(default=None, ge=1)
+    redeem_by: AwareDatetime | None = None
+    applies_to: list[str] | None = Field(default=None, description="product ids")
+
+
+class PromotionCodeIn(Strict):
+    code: str = Field(min_length=1, max_length=64)
+    coupon: str = Field(min_length=1)
+    max_redemptions: StrictInt | None = Field(default=None, ge=1)
+    expires_at: AwareDatetime | None = None
+    customer: str | None = None
+    first_time_transaction: bool = False
 
 
 class CancelIn(Strict):

@@ -62,6 +62,7 @@ class InvoiceLine(BaseModel):
     tax_jurisdiction: str | None = None
     tax_code: str | None = None
     tax_details: dict[str, Any] | None = None  # the tax engine's LineTax: components, rule, sources (reports)
+    discount_amount: int = 0  # already taken off ``amount`` (tax applies to the discounted amount)
 
 
 class Invoice(BaseModel):
@@ -77,6 +78,8 @@ class Invoice(BaseModel):
     total: int
     amount_due: int
     amount_paid: int = 0
+    total_discount: int = 0  # the coupon's part, already taken off the lines
+    discount: str | None = None  # the coupon and how its amounts were computed and rounded
     starting_balance: int = 0  # the customer's balance applied (negative: credit used)
     ending_balance: int | None = None  # the balance left after this invoice (None: untouched)
     attempt_count: int = 0

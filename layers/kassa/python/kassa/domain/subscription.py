@@ -69,6 +69,7 @@ class Subscription(BaseModel):
     # proration lines waiting for the next invoice (create_prorations), as InvoiceLine documents
     pending_lines: list[dict[str, Any]] = Field(default_factory=list)
     scheduled_change: dict[str, Any] | None = None  # a downgrade taking effect at the period end
+    discount: dict[str, Any] | None = None  # a coupon in force (domain.discounts.Discount)
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None

@@ -21,6 +21,16 @@ from kassa.domain.cancellation import (
 )
 from kassa.domain.catalog import Price, Product, Recurring, TaxBehavior
 from kassa.domain.customer import Address, Customer
+from kassa.domain.discounts import (
+    Coupon,
+    Discount,
+    PromotionCode,
+    apply_discount,
+    discount_applies,
+    record_discounted_invoice,
+    redeem,
+    start_discount,
+)
 from kassa.domain.entitlements import Entitlement, entitlements
 from kassa.domain.errors import AlreadyExists, Conflict, IllegalTransition, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
@@ -217,6 +227,8 @@ class Billing:
         billing_cycle_anchor: datetime | None = None,
         backdate_start_date: datetime | None = None,
         proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
+        coupon: str | None = None,
+        promotion_code: str | None = None,
     ) -> CheckoutResult:
         price = self.store.get_price(price_id)
         if not price.active:
@@ -231,6 +243,8 @@ class Billing:
             raise InvalidInput(
                 "a billing_cycle_anchor or backdated start cannot be combined with a trial", param="trial_days"
             )
+        if coupon is not None and promotion_code is not None:
+            raise InvalidInput("give a coupon or a promotion_code, not both", param="coupon")
         if sub.status is Status.INCOMPLETE:
             product = self._product_of(price)
             name = product.name if product else price.product
@@ -255,10 +269,13 @@ class Billing:
                 )
             else:
                 draft = build_subscription_invoice(sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, name)
-            invoice, _ = tax_invoice(
-                draft, customer, settings, {price.id: product.tax_code if product else None}, self.tax
-            )
+            if coupon is not None or promotion_code is not None:
+                sub = self._redeem(coupon, promotion_code, customer, price, sub)
+                coupon = promotion_code = None
+            sub, invoice, _ = self._finish_invoice(sub, draft, customer, settings, use_balance=False)
             sub = sub.model_copy(update={"latest_invoice": invoice.id})
+        if coupon is not None or promotion_code is not None:  # a trial: the discount waits for its end
+            sub = self._redeem(coupon, promotion_code, customer, price, sub)
         assert customer.stripe_customer_id is not None
         intent = self.gateway.create_setup_intent(
             customer=customer.stripe_customer_id,
@@ -569,15 +586,76 @@ class Billing:
         )
 
     def _finish_invoice(
-        self, sub: Subscription, draft: Invoice, customer: Customer, settings: MerchantSettings
+        self,
+        sub: Subscription,
+        draft: Invoice,
+        customer: Customer,
+        settings: MerchantSettings,
+        use_balance: bool = True,
     ) -> tuple[Subscription, Invoice, Customer | None]:
-        codes = {}
+        """Discount (the subscription's coupon, if it covers this period), then tax, then the
+        customer's balance: the order Stripe applies them in."""
+        codes: dict[str, str | None] = {}
+        products: dict[str, str] = {}
         for price_id in {line.price for line in draft.lines if line.price}:
-            product = self._product_of(self.store.get_price(price_id))
+            price = self.store.get_price(price_id)
+            product = self._product_of(price)
             codes[price_id] = product.tax_code if product else None
+            products[price_id] = price.product
+        if sub.discount is not None:
+            discount = Discount.model_validate(sub.discount)
+            if discount_applies(discount, draft.period_start):
+                applied = apply_discount(draft.lines, discount, draft.currency, products=products)
+                lines = [
+                    line.model_copy(update={"amount": line.amount - off, "discount_amount": off})
+                    for line, off in zip(draft.lines, applied.amounts, strict=True)
+                ]
+                draft = draft.model_copy(
+                    update={
+                        "lines": lines,
+                        "total_discount": applied.total,
+                        "discount": f"{discount.coupon.describe()}: {applied.rule}",
+                    }
+                )
+                sub = sub.model_copy(update={"discount": record_discounted_invoice(discount).model_dump(mode="json")})
         invoice, _ = tax_invoice(draft, customer, settings, codes, self.tax)
+        if not use_balance:
+            return sub, invoice, None
         invoice, moved = with_balance(invoice, customer)
         return sub, invoice, moved
+
+    # ------------------------------------------------------------------ coupons
+    def create_coupon(self, **fields: Any) -> Coupon:
+        coupon = Coupon(**{"id": fields.pop("id", None) or new_id("co", 12), **fields, "created": self.now()})
+        self.store.put_coupon(coupon)
+        self._emit(DomainEvent.of("coupon.created", coupon, self.now(), cause="create"))
+        return coupon
+
+    def create_promotion_code(self, code: str, coupon_id: str, **fields: Any) -> PromotionCode:
+        promo = PromotionCode(id=new_id("promo", 14), code=code, coupon=self.store.get_coupon(coupon_id), **fields)
+        self.store.put_promotion_code(promo)
+        self._emit(DomainEvent.of("promotion_code.created", promo, self.now(), cause="create"))
+        return promo
+
+    def _redeem(
+        self, coupon_id: str | None, code: str | None, customer: Customer, price: Price, sub: Subscription
+    ) -> Subscription:
+        """Redeem a coupon or a customer-entered promotion code for a new subscription."""
+        offer: Coupon | PromotionCode
+        if code is not None:
+            promo = self.store.get_promotion_code(code)
+            offer = promo.model_copy(update={"coupon": self.store.get_coupon(promo.coupon.id)})
+        else:
+            assert coupon_id is not None
+            offer = self.store.get_coupon(coupon_id)
+        redeemed = redeem(offer, self.now(), customer.id, price.product, currency=price.currency)
+        coupon = redeemed.coupon if isinstance(redeemed, PromotionCode) else redeemed
+        self.store.count_redemption(coupon, redeemed if isinstance(redeemed, PromotionCode) else None)
+        discount = start_discount(
+            coupon, sub.current_period_start, customer=customer.id, subscription=sub.id, promotion_code=code
+        )
+        self._emit(DomainEvent.of("customer.discount.created", discount, self.now(), cause="create"))
+        return sub.model_copy(update={"discount": discount.model_dump(mode="json")})
 
     def _item_of(self, sub: Subscription) -> PlanItem:
         return PlanItem.from_subscription(sub)
