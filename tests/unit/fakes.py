@@ -23,7 +23,7 @@ from kassa.domain.catalog import Price, Product, Recurring
 from kassa.domain.customer import Address, CardSummary, Customer
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.events import DomainEvent
-from kassa.domain.invoice import Invoice, format_number
+from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.money import Money
 from kassa.domain.periods import Interval
 from kassa.domain.settings import MerchantSettings
@@ -271,7 +271,8 @@ class FakeStore:
         if customer is not None:
             self._check_version(self.customers.get(customer.id), customer)
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
-        final = invoice.finalize(self._next_number(invoice_prefix), invoice.created)
+        numbered = invoice.status is InvoiceStatus.DRAFT and not invoice.keep_as_draft
+        final = invoice.finalize(self._next_number(invoice_prefix), invoice.created) if numbered else invoice
         self.subscriptions[sub2.id] = _copy(sub2)
         self.invoices[final.id] = _copy(final)
         if customer is not None:

@@ -22,7 +22,7 @@ from kassa.domain.catalog import Price, Product
 from kassa.domain.customer import Customer
 from kassa.domain.discounts import Coupon, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
-from kassa.domain.invoice import Invoice, format_number
+from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services.ports import Page, WebhookRecord
@@ -427,6 +427,8 @@ class DynamoStore:
     def renew(
         self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
     ) -> tuple[Subscription, Invoice]:
+        """Advance ``sub`` and store its period's invoice once; a draft is finalized with the next
+        gapless number, any other status (a draft kept or voided under a pause) is stored as it is."""
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
         extra: list[dict[str, Any]] = []
         if customer is not None:  # its balance moved with this invoice: in the same transaction
@@ -434,14 +436,19 @@ class DynamoStore:
             item = self._item(f"CUS#{customer.id}", "CUSTOMER", saved_customer)
             extra.append({"Put": self._versioned_put(item, customer.version)})
         for attempt in range(NUMBER_RETRIES):
-            seq, counter = self._next_number()
-            final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
+            numbered = invoice.status is InvoiceStatus.DRAFT and not invoice.keep_as_draft
+            counter_actions: list[dict[str, Any]] = []
+            final = invoice
+            if numbered:
+                seq, counter = self._next_number()
+                final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
+                counter_actions = [counter]
             try:
                 self._call(
                     "transact_write_items",
                     TransactItems=[
                         {"Put": self._versioned_put(self._sub_item(sub2), sub.version)},
-                        counter,
+                        *counter_actions,
                         {
                             "Put": {
                                 "TableName": self._table,

@@ -21,6 +21,7 @@ from kassa.api.models import (
     CompleteIn,
     CouponIn,
     CustomerIn,
+    PauseCollectionIn,
     PriceIn,
     ProductIn,
     PromotionCodeIn,
@@ -253,6 +254,17 @@ def change_subscription(subscription_id: str, body: ChangeIn) -> dict[str, Any]:
 def preview_change(subscription_id: str, body: ChangeIn) -> dict[str, Any]:
     """The exact lines and totals a change would produce (invoiced now, or on the next renewal); changes nothing."""
     return _change(subscription_id, body, preview=True)
+
+
+@app.post("/v1/subscriptions/<subscription_id>/pause_collection", tags=["subscriptions"])
+def pause_collection(subscription_id: str, body: PauseCollectionIn) -> dict[str, Any] | None:
+    billing = container.billing(with_gateway=False)
+    return obj("subscription", billing.pause_collection(subscription_id, body.behavior, body.resumes_at))
+
+
+@app.post("/v1/subscriptions/<subscription_id>/resume_collection", tags=["subscriptions"])
+def resume_collection(subscription_id: str) -> dict[str, Any] | None:
+    return obj("subscription", container.billing(with_gateway=False).resume_collection(subscription_id))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])

@@ -9,6 +9,7 @@ from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.discounts import Duration
 from kassa.domain.money import normalize_currency
+from kassa.domain.pausing import PauseBehavior
 from kassa.domain.periods import Interval
 from kassa.domain.proration import ProrationBehavior
 
@@ -103,6 +104,11 @@ class PromotionCodeIn(Strict):
     expires_at: AwareDatetime | None = None
     customer: str | None = None
     first_time_transaction: bool = False
+
+
+class PauseCollectionIn(Strict):
+    behavior: PauseBehavior = Field(description="what becomes of invoices generated while paused")
+    resumes_at: AwareDatetime | None = Field(default=None, description="collection resumes by itself then")
 
 
 class CancelIn(Strict):

@@ -78,6 +78,7 @@ class Invoice(BaseModel):
     total: int
     amount_due: int
     amount_paid: int = 0
+    keep_as_draft: bool = False  # generated while collection was paused with keep_as_draft: not finalized
     total_discount: int = 0  # the coupon's part, already taken off the lines
     discount: str | None = None  # the coupon and how its amounts were computed and rounded
     starting_balance: int = 0  # the customer's balance applied (negative: credit used)

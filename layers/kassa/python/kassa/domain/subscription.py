@@ -70,6 +70,7 @@ class Subscription(BaseModel):
     pending_lines: list[dict[str, Any]] = Field(default_factory=list)
     scheduled_change: dict[str, Any] | None = None  # a downgrade taking effect at the period end
     discount: dict[str, Any] | None = None  # a coupon in force (domain.discounts.Discount)
+    pause_collection: dict[str, Any] | None = None  # domain.pausing.PauseCollection: behavior, resumes_at
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None

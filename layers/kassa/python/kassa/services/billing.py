@@ -46,6 +46,7 @@ from kassa.domain.invoice import (
     invoice_id_for,
 )
 from kassa.domain.money import Money
+from kassa.domain.pausing import PauseBehavior, PauseCollection, pause_collection_after
 from kassa.domain.periods import Period, boundary
 from kassa.domain.proration import PlanItem, ProrationBehavior, ScheduledChange, apply_scheduled_change, change_item
 from kassa.domain.settings import MerchantSettings
@@ -521,9 +522,20 @@ class Billing:
         settings = self.store.get_settings()
         customer = self.store.get_customer(sub.customer)
         previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
-        advanced, invoice, moved = self._period_invoice(sub, due.period, now, customer, settings)
-        # the first attempt is claimed in the same transaction that creates the invoice
-        invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "renewal"})
+        pause = pause_collection_after(
+            PauseCollection.model_validate(sub.pause_collection) if sub.pause_collection else None, now
+        )
+        advanced, invoice, moved = self._period_invoice(
+            sub, due.period, now, customer, settings, use_balance=pause is None
+        )
+        advanced = advanced.model_copy(update={"pause_collection": pause.model_dump(mode="json") if pause else None})
+        if pause is None:
+            # the first attempt is claimed in the same transaction that creates the invoice
+            invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "renewal"})
+        elif pause.behavior is PauseBehavior.KEEP_AS_DRAFT:
+            invoice = invoice.model_copy(update={"keep_as_draft": True})
+        elif pause.behavior is PauseBehavior.VOID:
+            invoice = invoice.transition(InvoiceStatus.VOID, now)
         if due.action is DueAction.END_TRIAL:
             advanced = advanced.transition(Status.ACTIVE, now)
         if moved is not None:
@@ -538,6 +550,16 @@ class Billing:
             return "already_renewed"
         except Conflict:
             raise  # the subscription changed under us: the message is retried and decides again
+        if pause is not None:  # collection paused: the invoice is kept as a draft, voided or written off
+            if pause.behavior is PauseBehavior.MARK_UNCOLLECTIBLE:
+                invoice = self.store.save_invoice(invoice.transition(InvoiceStatus.UNCOLLECTIBLE, now))
+            self._emit(
+                DomainEvent.of("invoice.created", invoice, now, cause="create"),
+                DomainEvent.of(
+                    "customer.subscription.updated", advanced, now, cause=f"renew:{invoice.id}", previous=previous
+                ),
+            )
+            return f"paused:{invoice.status.value}"
         self._emit(
             DomainEvent.of("invoice.created", invoice, now, cause="create"),
             DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"),
@@ -550,7 +572,13 @@ class Billing:
         return self._status_of(self._charge(invoice, customer, invoice.attempt_count))
 
     def _period_invoice(
-        self, sub: Subscription, period: Period, now: datetime, customer: Customer, settings: MerchantSettings
+        self,
+        sub: Subscription,
+        period: Period,
+        now: datetime,
+        customer: Customer,
+        settings: MerchantSettings,
+        use_balance: bool = True,
     ) -> tuple[Subscription, Invoice, Customer | None]:
         """The subscription as it will be for ``period`` — a due scheduled change applied, its pending
         proration lines consumed — and the period's invoice: taxed, the customer's balance applied.
@@ -582,7 +610,7 @@ class Billing:
             BillingReason.SUBSCRIPTION_CYCLE,
         )
         return self._finish_invoice(
-            sub.with_period(period).model_copy(update={"pending_lines": []}), draft, customer, settings
+            sub.with_period(period).model_copy(update={"pending_lines": []}), draft, customer, settings, use_balance
         )
 
     def _finish_invoice(
@@ -777,6 +805,38 @@ class Billing:
         else:
             collected = self._charge(invoice, payer, invoice.attempt_count)
         return PlanChange(collected.subscription or saved, collected.invoice, upcoming=None)
+
+    # ------------------------------------------------------------------ pausing collection
+    def pause_collection(
+        self, subscription_id: str, behavior: PauseBehavior, resumes_at: datetime | None = None
+    ) -> Subscription:
+        """Stop collecting (Stripe's pause_collection): the status stays active and access continues;
+        the invoices generated meanwhile are kept as drafts, written off or voided."""
+        pause = PauseCollection(behavior=behavior, resumes_at=resumes_at)
+        return self._update(subscription_id, {"pause_collection": pause.model_dump(mode="json")}, "pause_collection")
+
+    def resume_collection(self, subscription_id: str) -> Subscription:
+        return self._update(subscription_id, {"pause_collection": None}, "resume_collection")
+
+    def _update(self, subscription_id: str, changes: dict[str, Any], cause: str) -> Subscription:
+        for _ in range(3):
+            sub = self.store.get_subscription(subscription_id)
+            if sub.status in (Status.CANCELED, Status.INCOMPLETE_EXPIRED):
+                raise IllegalTransition(f"subscription {sub.id} has ended ({sub.status.value})")
+            changed = sub.model_copy(update=changes)
+            if changed == sub:
+                return sub
+            try:
+                saved = self.store.save_subscription(changed)
+            except Conflict:
+                continue
+            previous = {key: getattr(sub, key) for key in changes}
+            now = self.now()
+            self._emit(
+                DomainEvent.of("customer.subscription.updated", saved, now, cause=f"{cause}:{now}", previous=previous)
+            )
+            return saved
+        raise Conflict(f"subscription {subscription_id} kept changing; retry")
 
     # ------------------------------------------------------------------ cancellation and access
     def cancel(self, subscription_id: str, *, at_period_end: bool, details: CancellationDetails) -> Subscription:
