@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from kassa.adapters import usage
 from kassa.domain.catalog import Price, Product
+from kassa.domain.credit_notes import CreditNote
 from kassa.domain.customer import Customer
 from kassa.domain.discounts import Coupon, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
@@ -234,6 +235,39 @@ class DynamoStore:
                 }
             )
         self._call("transact_write_items", TransactItems=actions)
+
+    # ------------------------------------------------------------------ credit notes
+    def list_credit_notes(self, invoice_id: str) -> list[CreditNote]:
+        response = self._call(
+            "query",
+            TableName=self._table,
+            KeyConditionExpression="pk = :p AND begins_with(sk, :s)",
+            ExpressionAttributeValues={":p": _s(f"INV#{invoice_id}"), ":s": _s("CN#")},
+            ConsistentRead=True,
+        )
+        return [self._load(item, CreditNote) for item in response.get("Items", [])]
+
+    def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
+        """The note (once: its id is derived from the invoice and a sequence), the invoice's new
+        amounts and, for a credit to the balance, the customer — in one transaction."""
+        saved = invoice.model_copy(update={"version": invoice.version + 1})
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": self._item(f"INV#{invoice.id}", f"CN#{note.number}", note),
+                    "ConditionExpression": "attribute_not_exists(pk)",
+                }
+            },
+            {"Put": self._versioned_put(self._inv_item(saved), invoice.version)},
+        ]
+        if customer is not None:
+            moved = customer.model_copy(update={"version": customer.version + 1})
+            actions.append(
+                {"Put": self._versioned_put(self._item(f"CUS#{customer.id}", "CUSTOMER", moved), customer.version)}
+            )
+        self._call("transact_write_items", TransactItems=actions)
+        return saved
 
     # ------------------------------------------------------------------ customers
     def create_customer(self, customer: Customer) -> None:

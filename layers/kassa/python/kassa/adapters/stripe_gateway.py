@@ -149,3 +149,17 @@ class StripeGateway:
                 attempt=attempt,
             )
         return replace(charge_result_from_intent(intent), attempt=attempt)
+
+    def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str:
+        """Refund part or all of a payment; keyed on the credit note so a retry refunds once."""
+        refund = self._do(
+            "refunds.create",
+            self._client.v1.refunds.create,
+            {
+                "payment_intent": payment_intent,
+                "amount": amount.amount,
+                "metadata": {"kassa_credit_note": credit_note_id},
+            },
+            {"idempotency_key": f"kassa-refund-{credit_note_id}"},
+        )
+        return str(refund["id"])

@@ -28,6 +28,7 @@ from kassa.api.models import (
 )
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
+from kassa.domain.credit_notes import CreditNoteRequest
 from kassa.domain.errors import InvalidInput
 from kassa.domain.settings import MerchantSettings
 
@@ -276,6 +277,19 @@ def undo_cancellation(subscription_id: str) -> dict[str, Any] | None:
 def customer_entitlements(customer_id: str) -> dict[str, Any]:
     found = container.billing(with_gateway=False).entitlements_of(customer_id)
     return {"object": "list", "data": [{"object": "entitlement", **e.model_dump(mode="json")} for e in found]}
+
+
+@app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"])
+def create_credit_note(invoice_id: str, body: CreditNoteRequest) -> Response[dict[str, Any]]:
+    note, invoice = container.billing().credit_invoice(invoice_id, body)
+    return created({"credit_note": obj("credit_note", note), "invoice": obj("invoice", invoice)})
+
+
+@app.get("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"])
+def list_credit_notes(invoice_id: str) -> dict[str, Any]:
+    store = container.store()
+    store.get_invoice(invoice_id)
+    return page("credit_note", store.list_credit_notes(invoice_id), False)
 
 
 @app.get("/v1/invoices/<invoice_id>", tags=["invoices"])

@@ -81,6 +81,8 @@ class Invoice(BaseModel):
     keep_as_draft: bool = False  # generated while collection was paused with keep_as_draft: not finalized
     total_discount: int = 0  # the coupon's part, already taken off the lines
     discount: str | None = None  # the coupon and how its amounts were computed and rounded
+    pre_payment_credit_notes_amount: int = 0
+    post_payment_credit_notes_amount: int = 0
     starting_balance: int = 0  # the customer's balance applied (negative: credit used)
     ending_balance: int | None = None  # the balance left after this invoice (None: untouched)
     attempt_count: int = 0

@@ -20,6 +20,13 @@ from kassa.domain.cancellation import (
     undo_scheduled_cancellation,
 )
 from kassa.domain.catalog import Price, Product, Recurring, TaxBehavior
+from kassa.domain.credit_notes import (
+    CreditNote,
+    CreditNoteRequest,
+    credit_note_id,
+    credit_note_number,
+    issue_credit_note,
+)
 from kassa.domain.customer import Address, Customer
 from kassa.domain.discounts import (
     Coupon,
@@ -32,7 +39,7 @@ from kassa.domain.discounts import (
     start_discount,
 )
 from kassa.domain.entitlements import Entitlement, entitlements
-from kassa.domain.errors import AlreadyExists, Conflict, IllegalTransition, InvalidInput, NotFound
+from kassa.domain.errors import AlreadyExists, Conflict, CurrencyMismatch, IllegalTransition, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import derived_id, new_id
 from kassa.domain.invoice import (
@@ -805,6 +812,60 @@ class Billing:
         else:
             collected = self._charge(invoice, payer, invoice.attempt_count)
         return PlanChange(collected.subscription or saved, collected.invoice, upcoming=None)
+
+    # ------------------------------------------------------------------ credit notes
+    def credit_invoice(self, invoice_id: str, request: CreditNoteRequest) -> tuple[CreditNote, Invoice]:
+        """Issue a credit note: on an open invoice it lowers the amount due; on a paid one its total
+        splits into a refund through Stripe, customer credit and an out-of-band part (Stripe's rule)."""
+        invoice = self.store.get_invoice(invoice_id)
+        if invoice.number is None:
+            raise IllegalTransition(f"invoice {invoice.id} is not finalized", param="invoice")
+        previous = self.store.list_credit_notes(invoice.id)
+        sequence = len(previous) + 1
+        now = self.now()
+        outcome = issue_credit_note(
+            invoice,
+            request,
+            previous=previous,
+            credit_note_id=credit_note_id(invoice.id, sequence),
+            number=credit_note_number(invoice.number, sequence),
+            now=now,
+        )
+        note = outcome.credit_note
+        if outcome.refund_amount:  # before writing: a retry reuses the note id, so Stripe refunds once
+            if not invoice.payment_intent:
+                raise InvalidInput("this invoice was not paid through Stripe: nothing to refund", param="refund_amount")
+            self.gateway.refund(
+                payment_intent=invoice.payment_intent,
+                amount=Money(outcome.refund_amount, invoice.currency),
+                credit_note_id=note.id,
+            )
+        updated = invoice.model_copy(
+            update={
+                "amount_due": outcome.amount_due,
+                "pre_payment_credit_notes_amount": outcome.pre_payment_credit_notes_amount,
+                "post_payment_credit_notes_amount": outcome.post_payment_credit_notes_amount,
+            }
+        )
+        if outcome.invoice_status is not invoice.status:
+            updated = updated.transition(outcome.invoice_status, now)
+        customer = None
+        if outcome.balance_transaction is not None:
+            current = self.store.get_customer(invoice.customer)
+            if current.balance_currency not in (None, invoice.currency):
+                raise CurrencyMismatch("the customer's balance is in another currency", param="credit_amount")
+            customer = current.model_copy(
+                update={
+                    "balance": current.balance + outcome.balance_transaction.amount,
+                    "balance_currency": invoice.currency,
+                }
+            )
+        saved = self.store.issue_credit_note(note, updated, customer)
+        self._emit(
+            DomainEvent.of("credit_note.created", note, now, cause="issue"),
+            DomainEvent.of("invoice.updated", saved, now, cause=f"credit:{note.id}"),
+        )
+        return note, saved
 
     # ------------------------------------------------------------------ pausing collection
     def pause_collection(

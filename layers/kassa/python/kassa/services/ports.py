@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the ports only name these types; importing the models here would slow cold starts
     from kassa.domain.catalog import Price, Product
+    from kassa.domain.credit_notes import CreditNote
     from kassa.domain.customer import Address, CardSummary, Customer
     from kassa.domain.discounts import Coupon, PromotionCode
     from kassa.domain.events import DomainEvent
@@ -55,6 +56,10 @@ class BillingStore(Protocol):
     def put_promotion_code(self, code: PromotionCode) -> None: ...
     def get_promotion_code(self, code: str) -> PromotionCode: ...
     def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None: ...
+
+    # credit notes
+    def list_credit_notes(self, invoice_id: str) -> list[CreditNote]: ...
+    def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice: ...
 
     # customers
     def create_customer(self, customer: Customer) -> None: ...
@@ -145,6 +150,7 @@ class PaymentGateway(Protocol):
     def charge(
         self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
     ) -> ChargeResult: ...
+    def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str: ...
 
 
 class EventPublisher(Protocol):
