@@ -52,3 +52,19 @@ def test_cancel_now_ends_access_at_once(api: Api):
     assert _entitled(api, sub["customer"]) == []
     bad = api.request("POST", f"/v1/subscriptions/{sub['id']}/cancel", json={"feedback": "meh"})
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "feedback"
+
+
+def test_cancel_now_with_proration_credits_the_unused_time(api: Api):
+    price = api.catalog(currency="USD", amount=3000)
+    sub = api.subscribe(price["id"], "prorated@example.com", address={"country": "US", "state": "OR"})["subscription"]
+    api.advance("10d")
+    ended = api.post(f"/v1/subscriptions/{sub['id']}/cancel", {"prorate": True})
+    assert ended["status"] == "canceled"
+    final = api.get(f"/v1/invoices/{ended['latest_invoice']}")
+    [credit] = final["lines"]
+    assert -3000 < credit["amount"] < 0  # the unused part of the period, to the second
+    assert final["total"] == credit["amount"] and final["amount_due"] == 0
+    customer = api.get(f"/v1/customers/{sub['customer']}")
+    assert customer["balance"] == credit["amount"]  # kept as credit, not refunded (Stripe)
+    both = api.request("POST", f"/v1/subscriptions/{sub['id']}/cancel", json={"prorate": True, "at_period_end": True})
+    assert both.status_code in (400, 409)

@@ -120,3 +120,17 @@ def test_a_billing_cycle_anchor_chosen_at_checkout_prorates_until_it(api: Api, p
     renewal = api.get(f"/v1/invoices/{current['latest_invoice']}")
     assert datetime.fromisoformat(renewal["period_start"]) == anchor
     assert [line["amount"] for line in renewal["lines"]] == [1000]
+
+
+def test_a_one_off_item_is_billed_on_the_next_invoice(api: Api, plans):
+    sub = api.subscribe(plans["basic"], "oneoff@example.com", address=OREGON)["subscription"]
+    item = {"amount": 250, "quantity": 2, "description": "setup fee"}
+    updated = api.post(f"/v1/subscriptions/{sub['id']}/invoice_items", item, expect=201)
+    assert [line["amount"] for line in updated["pending_lines"]] == [500]
+    zero = api.request("POST", f"/v1/subscriptions/{sub['id']}/invoice_items", json={**item, "amount": 0})
+    assert zero.status_code == 400 and zero.json()["error"]["param"] == "amount"
+    api.advance("32d")
+    latest = api.get(f"/v1/subscriptions/{sub['id']}")["latest_invoice"]
+    renewal = api.get(f"/v1/invoices/{latest}")
+    assert [(line["description"], line["amount"]) for line in renewal["lines"]][0] == ("setup fee", 500)
+    assert renewal["amount_paid"] == 1500

@@ -622,8 +622,12 @@ def test_trial_checkout_has_no_invoice_and_the_trial_end_invoices_the_first_peri
     assert world.gateway.charge_calls == []
     assert world.store.get_customer(result.customer.id).default_payment_method is not None
 
-    world.clock.set(trial_end - timedelta(seconds=1))
+    world.clock.set(trial_end - timedelta(days=3, seconds=1))
     assert world.billing.process_due(sub_id) == "nothing"
+    world.clock.set(trial_end - timedelta(seconds=1))  # three days before: the notice, once
+    assert world.billing.process_due(sub_id) == "trial_will_end"
+    assert world.billing.process_due(sub_id) == "nothing"
+    assert world.publisher.types().count("customer.subscription.trial_will_end") == 1
     world.clock.set(trial_end + timedelta(minutes=3))
     assert world.billing.process_due(sub_id) == "paid"
 

@@ -208,7 +208,11 @@ def test_due_at_per_status() -> None:
     }
     for status, due in expected.items():
         assert with_status(incomplete, status).due_at == due, status
-    assert trialing.due_at == trialing.trial_end == NOW + timedelta(days=14)
+    # three days before the trial end the trial_will_end notice is due, then the trial end itself
+    assert trialing.due_at == trialing.trial_will_end_at == NOW + timedelta(days=11)
+    notified = trialing.model_copy(update={"trial_will_end_notified": True})
+    assert notified.due_at == trialing.trial_end == NOW + timedelta(days=14)
+    assert due_action(trialing, NOW + timedelta(days=12)) == Due(DueAction.TRIAL_WILL_END)
 
 
 def test_nothing_is_due_before_the_due_date() -> None:

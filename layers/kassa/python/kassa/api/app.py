@@ -21,6 +21,7 @@ from kassa.api.models import (
     CompleteIn,
     CouponIn,
     CustomerIn,
+    InvoiceItemIn,
     PauseCollectionIn,
     PriceIn,
     ProductIn,
@@ -174,6 +175,7 @@ def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
         proration_behavior=body.proration_behavior,
         coupon=body.coupon,
         promotion_code=body.promotion_code,
+        missing_payment_method=body.trial_end_behavior,
     )
     return created(
         {
@@ -220,11 +222,10 @@ def get_subscription(subscription_id: str) -> dict[str, Any] | None:
 @app.post("/v1/subscriptions/<subscription_id>/cancel", tags=["subscriptions"])
 def cancel_subscription(subscription_id: str, body: CancelIn) -> dict[str, Any] | None:
     details = CancellationDetails(reason=body.reason, feedback=body.feedback, comment=body.comment)
+    billing = container.billing(with_gateway=body.prorate)  # a final invoice may need charging
     return obj(
         "subscription",
-        container.billing(with_gateway=False).cancel(
-            subscription_id, at_period_end=body.at_period_end, details=details
-        ),
+        billing.cancel(subscription_id, at_period_end=body.at_period_end, details=details, prorate=body.prorate),
     )
 
 
@@ -266,6 +267,23 @@ def pause_collection(subscription_id: str, body: PauseCollectionIn) -> dict[str,
 @app.post("/v1/subscriptions/<subscription_id>/resume_collection", tags=["subscriptions"])
 def resume_collection(subscription_id: str) -> dict[str, Any] | None:
     return obj("subscription", container.billing(with_gateway=False).resume_collection(subscription_id))
+
+
+@app.post("/v1/subscriptions/<subscription_id>/resume", tags=["subscriptions"])
+def resume_subscription(subscription_id: str) -> dict[str, Any]:
+    """Resume a paused subscription: the cycle restarts now and the new period is invoiced at once."""
+    result = container.billing().resume(subscription_id)
+    return {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
+
+
+@app.post("/v1/subscriptions/<subscription_id>/invoice_items", tags=["subscriptions"])
+def add_invoice_item(subscription_id: str, body: InvoiceItemIn) -> Response[dict[str, Any]]:
+    """A one-off item added to the subscription's next invoice."""
+    billing = container.billing(with_gateway=False)
+    sub = billing.add_invoice_item(
+        subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
+    )
+    return created(obj("subscription", sub))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])

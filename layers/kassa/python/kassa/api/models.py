@@ -12,6 +12,7 @@ from kassa.domain.money import normalize_currency
 from kassa.domain.pausing import PauseBehavior
 from kassa.domain.periods import Interval
 from kassa.domain.proration import ProrationBehavior
+from kassa.domain.trials import MissingPaymentMethod
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -80,6 +81,9 @@ class CheckoutIn(Strict):
     proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
     coupon: str | None = Field(default=None, min_length=1)
     promotion_code: str | None = Field(default=None, min_length=1, description="a code the customer entered")
+    trial_end_behavior: MissingPaymentMethod = Field(
+        default=MissingPaymentMethod.CREATE_INVOICE, description="when a trial ends without a card on file"
+    )
 
 
 class CouponIn(Strict):
@@ -116,6 +120,7 @@ class CancelIn(Strict):
     reason: CancellationReason = CancellationReason.CANCELLATION_REQUESTED
     feedback: CancellationFeedback | None = None
     comment: str | None = Field(default=None, max_length=5000)
+    prorate: bool = Field(default=False, description="credit the unused time (immediate cancellation only)")
 
 
 class ChangeIn(Strict):
@@ -125,6 +130,12 @@ class ChangeIn(Strict):
     schedule_downgrade_at_period_end: bool = Field(
         default=False, description="a cheaper plan takes effect at the period end instead of now"
     )
+
+
+class InvoiceItemIn(Strict):
+    amount: StrictInt = Field(description="per unit, in the subscription currency's minor unit; negative: a credit")
+    description: str = Field(min_length=1, max_length=250)
+    quantity: StrictInt = Field(default=1, ge=1, le=10000)
 
 
 class CompleteIn(Strict):

@@ -16,6 +16,7 @@ from kassa.domain.periods import Interval, Period, boundary, ensure_utc, period_
 
 # Stripe: an incomplete subscription whose first invoice is not paid within 23 hours expires.
 INCOMPLETE_EXPIRY = timedelta(hours=23)
+TRIAL_WILL_END_NOTICE = timedelta(days=3)
 
 
 class Status(StrEnum):
@@ -71,6 +72,10 @@ class Subscription(BaseModel):
     scheduled_change: dict[str, Any] | None = None  # a downgrade taking effect at the period end
     discount: dict[str, Any] | None = None  # a coupon in force (domain.discounts.Discount)
     pause_collection: dict[str, Any] | None = None  # domain.pausing.PauseCollection: behavior, resumes_at
+    # what a trial ending without a card does (Stripe's trial_settings.end_behavior): create_invoice,
+    # cancel or pause
+    missing_payment_method: str = "create_invoice"
+    trial_will_end_notified: bool = False  # customer.subscription.trial_will_end was published
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None
@@ -88,10 +93,19 @@ class Subscription(BaseModel):
         if self.status is Status.INCOMPLETE:
             return self.incomplete_expires_at
         if self.status is Status.TRIALING:
-            return self.trial_end
+            notice = self.trial_will_end_at
+            return notice if notice is not None and not self.trial_will_end_notified else self.trial_end
         if self.status in (Status.ACTIVE, Status.PAST_DUE, Status.UNPAID):
             return self.current_period_end
         return None
+
+    @property
+    def trial_will_end_at(self) -> datetime | None:
+        """Stripe sends ``customer.subscription.trial_will_end`` three days before the trial ends
+        (at once for a shorter trial)."""
+        if self.trial_end is None:
+            return None
+        return max(self.trial_end - TRIAL_WILL_END_NOTICE, self.trial_start or self.created)
 
     # ---- behaviour (returns new objects; never mutates) ----
     def transition(self, target: Status, now: datetime) -> Subscription:
@@ -169,6 +183,7 @@ class DueAction(StrEnum):
     END_TRIAL = "end_trial"  # invoice the first paid period, charge it
     RENEW = "renew"  # invoice the next period, charge it
     CANCEL = "cancel"  # cancel_at_period_end reached: canceled, no invoice
+    TRIAL_WILL_END = "trial_will_end"  # three days before the trial ends: tell the customer
 
 
 @dataclass(frozen=True)
@@ -184,6 +199,8 @@ def due_action(sub: Subscription, now: datetime) -> Due:
         return Due(DueAction.NOTHING)
     if sub.status is Status.INCOMPLETE:
         return Due(DueAction.EXPIRE)
+    if sub.status is Status.TRIALING and sub.trial_end is not None and now < sub.trial_end:
+        return Due(DueAction.TRIAL_WILL_END)  # due before the trial end: only the notice is
     if sub.cancel_at_period_end:  # Stripe: a trial or period set to cancel ends without an invoice
         return Due(DueAction.CANCEL)
     if sub.status is Status.TRIALING:

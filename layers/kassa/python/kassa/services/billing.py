@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from kassa.domain.anchors import plan_start
@@ -53,11 +53,12 @@ from kassa.domain.invoice import (
     invoice_id_for,
 )
 from kassa.domain.money import Money
-from kassa.domain.pausing import PauseBehavior, PauseCollection, pause_collection_after
+from kassa.domain.pausing import PauseBehavior, PauseCollection, pause_collection_after, resume_subscription
 from kassa.domain.periods import Period, boundary
 from kassa.domain.proration import PlanItem, ProrationBehavior, ScheduledChange, apply_scheduled_change, change_item
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import DueAction, Status, Subscription, due_action, start_subscription
+from kassa.domain.trials import MissingPaymentMethod, TrialEndAction, trial_end_outcome
 from kassa.services.ports import (
     BillingStore,
     ChargeResult,
@@ -237,6 +238,7 @@ class Billing:
         proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
         coupon: str | None = None,
         promotion_code: str | None = None,
+        missing_payment_method: MissingPaymentMethod = MissingPaymentMethod.CREATE_INVOICE,
     ) -> CheckoutResult:
         price = self.store.get_price(price_id)
         if not price.active:
@@ -244,6 +246,7 @@ class Billing:
         customer = self._customer_for_checkout(customer_id, email, name, address, locale, tax_id, tax_exempt)
         now = self.now()
         sub = start_subscription(customer=customer.id, price=price, quantity=quantity, now=now, trial_days=trial_days)
+        sub = sub.model_copy(update={"missing_payment_method": missing_payment_method.value})
         invoice = None
         settings = self.store.get_settings()
         custom_start = billing_cycle_anchor is not None or backdate_start_date is not None
@@ -421,7 +424,7 @@ class Billing:
         if (
             sub is not None
             and sub.latest_invoice == invoice.id
-            and sub.status in (Status.INCOMPLETE, Status.PAST_DUE, Status.UNPAID)
+            and sub.status in (Status.INCOMPLETE, Status.PAST_DUE, Status.UNPAID, Status.PAUSED)
         ):
             new_sub = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
             if sub.status is Status.INCOMPLETE:
@@ -525,9 +528,30 @@ class Billing:
             return self._expire(sub, now)
         if due.action is DueAction.CANCEL:
             return self._cancel_now(sub, now, cause="period_end")
+        if due.action is DueAction.TRIAL_WILL_END:
+            noticed = self.store.save_subscription(sub.model_copy(update={"trial_will_end_notified": True}))
+            self._emit(DomainEvent.of("customer.subscription.trial_will_end", noticed, now, cause="notice"))
+            return "trial_will_end"
         assert due.period is not None
         settings = self.store.get_settings()
         customer = self.store.get_customer(sub.customer)
+        if due.action is DueAction.END_TRIAL:
+            outcome = trial_end_outcome(
+                sub,
+                now,
+                has_payment_method=customer.default_payment_method is not None,
+                missing_payment_method=MissingPaymentMethod(sub.missing_payment_method),
+            )
+            if outcome.action is TrialEndAction.CANCEL:
+                return self._cancel_now(sub, now, cause="trial_end")
+            if outcome.action is TrialEndAction.PAUSE:
+                paused = self.store.save_subscription(sub.transition(Status.PAUSED, now))
+                self._emit(
+                    DomainEvent.of(
+                        "customer.subscription.paused", paused, now, cause="trial_end", previous={"status": "trialing"}
+                    )
+                )
+                return "paused"
         previous = {"current_period_start": sub.current_period_start.isoformat(), "status": sub.status.value}
         pause = pause_collection_after(
             PauseCollection.model_validate(sub.pause_collection) if sub.pause_collection else None, now
@@ -867,6 +891,63 @@ class Billing:
         )
         return note, saved
 
+    # ------------------------------------------------------------------ paused subscriptions
+    def resume(self, subscription_id: str) -> PlanChange:
+        """Resume a paused subscription (Stripe: the billing cycle restarts now and the new period is
+        invoiced at once; the subscription stays paused until that invoice is paid)."""
+        sub = self.store.get_subscription(subscription_id)
+        now = self.now()
+        plan = resume_subscription(sub, now)
+        settings = self.store.get_settings()
+        customer = self.store.get_customer(sub.customer)
+        resumed = plan.subscription
+        draft = from_lines(
+            derived_id("in", sub.id, "resume", now.isoformat()),
+            sub.customer,
+            sub.id,
+            sub.currency,
+            [line.to_invoice_line() for line in plan.lines],
+            resumed.period,
+            now,
+            BillingReason.SUBSCRIPTION_UPDATE,
+        )
+        resumed, invoice, moved = self._finish_invoice(resumed, draft, customer, settings)
+        invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "resume"})
+        saved, invoice = self.store.renew(resumed, invoice, settings.invoice_prefix, moved)
+        self._emit(
+            DomainEvent.of("invoice.created", invoice, now, cause="create"),
+            DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"),
+        )
+        payer = moved or customer
+        if invoice.amount_due == 0 or payer.default_payment_method is None or payer.stripe_customer_id is None:
+            collected = self.collect(invoice, payer)
+        else:
+            collected = self._charge(invoice, payer, invoice.attempt_count)
+        if collected.subscription is not None and collected.subscription.status is Status.ACTIVE:
+            self._emit(DomainEvent.of("customer.subscription.resumed", collected.subscription, now, cause="resume"))
+        return PlanChange(collected.subscription or saved, collected.invoice, upcoming=None)
+
+    # ------------------------------------------------------------------ one-off items
+    def add_invoice_item(
+        self, subscription_id: str, *, amount: int, description: str, quantity: int = 1
+    ) -> Subscription:
+        """A one-off charge (or credit, when negative) for the subscription's next invoice."""
+        if amount == 0:
+            raise InvalidInput("a one-off item has a non-zero amount", param="amount")
+        now = self.now()
+        line = InvoiceLine(
+            description=description,
+            amount=amount * quantity,
+            quantity=quantity,
+            unit_amount=amount,
+            period_start=now,
+            period_end=now,
+        )
+        sub = self.store.get_subscription(subscription_id)
+        return self._update(
+            subscription_id, {"pending_lines": [*sub.pending_lines, line.model_dump(mode="json")]}, "invoice_item"
+        )
+
     # ------------------------------------------------------------------ pausing collection
     def pause_collection(
         self, subscription_id: str, behavior: PauseBehavior, resumes_at: datetime | None = None
@@ -900,18 +981,45 @@ class Billing:
         raise Conflict(f"subscription {subscription_id} kept changing; retry")
 
     # ------------------------------------------------------------------ cancellation and access
-    def cancel(self, subscription_id: str, *, at_period_end: bool, details: CancellationDetails) -> Subscription:
-        """Cancel now, or at the period end (undoable until then). Asking twice changes nothing."""
+    def cancel(
+        self, subscription_id: str, *, at_period_end: bool, details: CancellationDetails, prorate: bool = False
+    ) -> Subscription:
+        """Cancel now, or at the period end (undoable until then). Asking twice changes nothing.
+        ``prorate`` (now only): the unused time is credited on a final invoice, and any pending
+        proration lines go on it too; a negative total becomes customer credit."""
+        if prorate and at_period_end:
+            raise InvalidInput("prorate only goes with an immediate cancellation", param="prorate")
         for _ in range(3):
             sub = self.store.get_subscription(subscription_id)
             now = self.now()
             previous = {"cancel_at_period_end": sub.cancel_at_period_end, "status": sub.status.value}
-            changed = schedule_cancellation(sub, now) if at_period_end else cancel_immediately(sub, now).subscription
+            immediate = None if at_period_end else cancel_immediately(sub, now, prorate=prorate)
+            changed = schedule_cancellation(sub, now) if immediate is None else immediate.subscription
             if changed == sub:
                 return sub
             changed = changed.model_copy(update={"cancellation_details": details.model_dump(mode="json")})
+            lines = [line.to_invoice_line() for line in immediate.lines] if immediate else []
+            pending = [InvoiceLine.model_validate(line) for line in sub.pending_lines] if prorate else []
             try:
-                saved = self.store.save_subscription(changed)
+                if lines or pending:
+                    customer = self.store.get_customer(sub.customer)
+                    draft = from_lines(
+                        derived_id("in", sub.id, "cancel", now.isoformat()),
+                        sub.customer,
+                        sub.id,
+                        sub.currency,
+                        [*pending, *lines],
+                        Period(now, max(sub.current_period_end, now + timedelta(seconds=1))),
+                        now,
+                        BillingReason.SUBSCRIPTION_UPDATE,
+                    )
+                    changed, final, moved = self._finish_invoice(
+                        changed.model_copy(update={"pending_lines": []}), draft, customer, self.store.get_settings()
+                    )
+                    saved, final = self.store.renew(changed, final, self.store.get_settings().invoice_prefix, moved)
+                    self.collect(final, moved or customer)
+                else:
+                    saved = self.store.save_subscription(changed)
             except Conflict:
                 continue
             kind = (
