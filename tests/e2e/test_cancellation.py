@@ -68,3 +68,16 @@ def test_cancel_now_with_proration_credits_the_unused_time(api: Api):
     assert customer["balance"] == credit["amount"]  # kept as credit, not refunded (Stripe)
     both = api.request("POST", f"/v1/subscriptions/{sub['id']}/cancel", json={"prorate": True, "at_period_end": True})
     assert both.status_code in (400, 409)
+
+
+def test_canceling_an_unpaid_checkout_voids_its_first_invoice(api: Api):
+    price = api.catalog(currency="KWD", amount=4500)  # three decimals: 4.500 KWD
+    started = api.post(
+        "/v1/checkout",
+        {"price_id": price["id"], "customer": {"email": "walkaway@example.com", "address": {"country": "KW"}}},
+        expect=201,
+    )
+    assert started["invoice"]["status"] == "open"
+    ended = api.post(f"/v1/subscriptions/{started['subscription']['id']}/cancel", {})
+    assert ended["status"] == "canceled"
+    assert api.get(f"/v1/invoices/{started['invoice']['id']}")["status"] == "void"

@@ -111,6 +111,8 @@ class Billing:
     ) -> None:
         self.tax = tax
         self.store = store
+        self._prices: dict[str, Price] = {}
+        self._products: dict[str, Product | None] = {}
         self._gateway = gateway
         self.publisher = publisher
         self.clock = clock
@@ -299,11 +301,20 @@ class Billing:
         self._emit(*events)
         return CheckoutResult(sub, invoice, intent, self.gateway.publishable_key, customer)
 
+    def _price(self, price_id: str) -> Price:
+        """A price, read once per Billing instance (one per invocation): prices never change, and a
+        renewal needs the same one for its line, its tax code and its discount."""
+        if price_id not in self._prices:
+            self._prices[price_id] = self.store.get_price(price_id)
+        return self._prices[price_id]
+
     def _product_of(self, price: Price) -> Product | None:
-        try:
-            return self.store.get_product(price.product)
-        except NotFound:
-            return None
+        if price.product not in self._products:
+            try:
+                self._products[price.product] = self.store.get_product(price.product)
+            except NotFound:
+                self._products[price.product] = None
+        return self._products[price.product]
 
     def complete_checkout(self, subscription_id: str, setup_intent_id: str) -> CollectResult:
         """Attach the confirmed card, charge the first invoice if one is due, activate.
@@ -624,7 +635,7 @@ class Billing:
             )
             if anchor == period.start and scheduled is not None and scheduled.resets_anchor:
                 period = Period(anchor, boundary(anchor, item.interval, item.interval_count, 1))
-        price = self.store.get_price(sub.price)
+        price = self._price(sub.price)
         product = self._product_of(price)
         period_line = build_subscription_invoice(
             sub, period, now, BillingReason.SUBSCRIPTION_CYCLE, product.name if product else price.product
@@ -657,7 +668,7 @@ class Billing:
         codes: dict[str, str | None] = {}
         products: dict[str, str] = {}
         for price_id in {line.price for line in draft.lines if line.price}:
-            price = self.store.get_price(price_id)
+            price = self._price(price_id)
             product = self._product_of(price)
             codes[price_id] = product.tax_code if product else None
             products[price_id] = price.product
@@ -1018,6 +1029,17 @@ class Billing:
                     )
                     saved, final = self.store.renew(changed, final, self.store.get_settings().invoice_prefix, moved)
                     self.collect(final, moved or customer)
+                elif immediate is not None and sub.status is Status.INCOMPLETE and sub.latest_invoice:
+                    # Stripe voids the unpaid first invoice of a subscription canceled before it started
+                    first = self.store.get_invoice(sub.latest_invoice)
+                    voided = first.transition(InvoiceStatus.VOID, now) if first.status in COLLECTABLE else None
+                    if voided is None:
+                        saved = self.store.save_subscription(changed)
+                    else:
+                        voided, maybe = self.store.save_invoice_and_subscription(voided, changed)
+                        assert maybe is not None
+                        saved = maybe
+                        self._emit(DomainEvent.of("invoice.voided", voided, now, cause="cancel"))
                 else:
                     saved = self.store.save_subscription(changed)
             except Conflict:
@@ -1056,7 +1078,7 @@ class Billing:
         """What the customer may use right now, following statuses, trials and scheduled cancellations."""
         self.store.get_customer(customer_id)
         subs = self.store.list_customer_subscriptions(customer_id)
-        products = {price_id: self.store.get_price(price_id).product for price_id in {s.price for s in subs}}
+        products = {price_id: self._price(price_id).product for price_id in {s.price for s in subs}}
         return entitlements(subs, self.now(), products=products)
 
     def _cancel_now(self, sub: Subscription, now: datetime, cause: str) -> str:
