@@ -86,7 +86,8 @@ class DynamoStore:
         return response
 
     def _item(self, pk: str, sk: str, model: BaseModel, **extra: dict[str, str]) -> dict[str, Any]:
-        item: dict[str, Any] = {"pk": _s(pk), "sk": _s(sk), "doc": _s(model.model_dump_json())}
+        # defaults are left out of the stored document (restored on load): every KB is a write unit
+        item: dict[str, Any] = {"pk": _s(pk), "sk": _s(sk), "doc": _s(model.model_dump_json(exclude_defaults=True))}
         if hasattr(model, "version"):
             item["version"] = _n(model.version)
         item.update(extra)
