@@ -1,8 +1,12 @@
-"""API: one REST API; every ``wiring`` route is a Lambda proxy integration to its function."""
+"""API: one REST API; every ``wiring`` route is a Lambda proxy integration to its function.
+
+The REST API is created before the functions (``public_url`` goes into their environment) and the
+routes are added once the functions exist (``add_routes``).
+"""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import Aws, Fn, RemovalPolicy
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -26,6 +30,12 @@ def _authorization_reason(fn: wiring.Function, route: wiring.Route) -> str:
             f"Cognito token; {fn.name} verifies the Stripe-Signature HMAC with the webhook secret in "
             f"{wiring.STRIPE_SECRET} and rejects unsigned requests before touching any data."
         )
+    if route.path.startswith("/portal/"):
+        return (
+            f"{route.method} {route.path} serves the customer portal pages, opened from a signed link in "
+            f"a customer email, without login: {fn.name} verifies the link's signed token on every request "
+            "and acts only on what the token names; customers are not Cognito users and hold no API key."
+        )
     if wiring.API_SECRET in fn.secrets and route.path.startswith("/v1/"):
         return (
             f"{route.method} {route.path} is authenticated by {fn.name} itself: a Bearer secret key "
@@ -39,7 +49,7 @@ def _authorization_reason(fn: wiring.Function, route: wiring.Route) -> str:
 
 
 class Api(Construct):
-    def __init__(self, scope: Construct, construct_id: str, *, functions: dict[str, lambda_.Function]) -> None:
+    def __init__(self, scope: Construct, construct_id: str) -> None:
         super().__init__(scope, construct_id)
         access_logs = logs.LogGroup(self, "AccessLogs", retention=ACCESS_LOG_RETENTION)
         self.rest_api = apigateway.RestApi(
@@ -98,6 +108,9 @@ class Api(Construct):
             )
 
         self.methods: list[apigateway.Method] = []
+
+    def add_routes(self, functions: dict[str, lambda_.Function]) -> None:
+        """Every wiring route as a Lambda proxy integration to its function."""
         for fn in wiring.FUNCTIONS:
             for route in fn.routes:
                 resource = self.rest_api.root.resource_for_path(route.path)
@@ -113,3 +126,24 @@ class Api(Construct):
     @property
     def url(self) -> str:
         return self.rest_api.url
+
+    @property
+    def public_url(self) -> str:
+        """The stage's base URL without trailing slash: ``https://<id>.execute-api.<region>.<suffix>/<stage>``.
+
+        Built from the RestApi id alone (the stage name is the literal ``API_STAGE_NAME``). ``url``
+        references the stage, hence the deployment, every method and every routed function: a function
+        carrying ``url`` in its environment would close a dependency cycle as soon as it has a route.
+        """
+        return Fn.join(
+            "",
+            [
+                "https://",
+                self.rest_api.rest_api_id,
+                ".execute-api.",
+                Aws.REGION,
+                ".",
+                Aws.URL_SUFFIX,
+                f"/{API_STAGE_NAME}",
+            ],
+        )

@@ -3,7 +3,9 @@ queue trigger and EventBridge Scheduler schedule as the wiring declares."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack, Tags
+import re
+
+from aws_cdk import ArnFormat, Duration, Stack, Tags
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
@@ -21,6 +23,7 @@ from infra.secret_store import Secrets
 from infra.settings import (
     ARCHITECTURE,
     ASSET_EXCLUDES,
+    EMAIL_FROM_CONTEXT,
     FUNCTIONS_DIR,
     LOG_RETENTION,
     RUNTIME,
@@ -34,10 +37,11 @@ from infra.settings import (
 class CdkResolver(wiring.Resolver):
     """Fills ``wiring.function_environment`` with CDK tokens (resolved by CloudFormation at deploy)."""
 
-    def __init__(self, data: Data, messaging: Messaging, secrets: Secrets) -> None:
+    def __init__(self, data: Data, messaging: Messaging, secrets: Secrets, public_url: str) -> None:
         self._data = data
         self._messaging = messaging
         self._secrets = secrets
+        self._public_url = public_url
 
     def table(self, name: str) -> str:
         return self._data.tables[name].table_name
@@ -50,6 +54,22 @@ class CdkResolver(wiring.Resolver):
 
     def bus(self) -> str:
         return self._messaging.bus.event_bus_name
+
+    def public_url(self) -> str:
+        return self._public_url
+
+
+_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+
+
+def email_sender(spec: wiring.Function, context_value: object | None) -> str:
+    """The sender address of a ``sends_email`` function: the ``kassa:emailFrom`` context value if given,
+    else the wiring's ``KASSA_EMAIL_FROM`` (``wiring.DEFAULT_EMAIL_FROM`` when the wiring sets none)."""
+    sender = str(context_value).strip() if context_value else spec.environment.get(wiring.EMAIL_FROM_ENV, "")
+    sender = sender or wiring.DEFAULT_EMAIL_FROM
+    if not _EMAIL.fullmatch(sender):
+        raise ValueError(f"{EMAIL_FROM_CONTEXT} / {wiring.EMAIL_FROM_ENV} must be an e-mail address, got {sender!r}")
+    return sender
 
 
 def _schedule_max_event_age(every_minutes: int) -> Duration:
@@ -67,13 +87,16 @@ class Functions(Construct):
         messaging: Messaging,
         secrets: Secrets,
         layers: Layers,
+        public_url: str,
     ) -> None:
+        """``public_url``: the API's base URL (no trailing slash) for ``public_url`` functions; it must not
+        reference the API stage or deployment (see ``Api.public_url``)."""
         super().__init__(scope, construct_id)
         self._data = data
         self._messaging = messaging
         self._secrets = secrets
         self._layers = layers
-        self._resolver = CdkResolver(data, messaging, secrets)
+        self._resolver = CdkResolver(data, messaging, secrets, public_url)
         self.functions: dict[str, lambda_.Function] = {}
         self.roles: dict[str, iam.Role] = {}
         self.schedules: dict[str, scheduler.Schedule] = {}
@@ -99,6 +122,9 @@ class Functions(Construct):
         )
         # Instead of AWSLambdaBasicExecutionRole (logs:* on every log group): this log group only.
         log_group.grant_write(role)
+        environment = wiring.function_environment(spec, self._resolver)
+        if spec.sends_email:
+            environment[wiring.EMAIL_FROM_ENV] = self._email_sender(spec)
         fn = lambda_.Function(
             self,
             cid,
@@ -110,7 +136,7 @@ class Functions(Construct):
             memory_size=spec.memory_mb,
             timeout=Duration.seconds(spec.timeout_s),
             tracing=lambda_.Tracing.ACTIVE,
-            environment=wiring.function_environment(spec, self._resolver),
+            environment=environment,
             layers=self._layers.all,
             log_group=log_group,
             role=role,
@@ -156,6 +182,37 @@ class Functions(Construct):
             self._messaging.bus.grant_put_events_to(fn)
         for name in spec.secrets:
             self._secrets.secrets[name].grant_read(fn)
+        if spec.sends_email:
+            self._grant_send_email(spec, fn)
+
+    def _email_sender(self, spec: wiring.Function) -> str:
+        return email_sender(spec, self.node.try_get_context(EMAIL_FROM_CONTEXT))
+
+    def _grant_send_email(self, spec: wiring.Function, fn: lambda_.Function) -> None:
+        """SES SendEmail / SendRawEmail from the sender address only.
+
+        SES authorizes a send against the identity that covers the sender: the address itself, or its
+        domain when the merchant verified the domain. Both identity ARNs (this account and region) are
+        allowed, and ``ses:FromAddress`` pins the From address to the sender either way.
+        """
+        sender = self._email_sender(spec)
+        stack = Stack.of(self)
+        identities = [
+            stack.format_arn(
+                service="ses",
+                resource="identity",
+                resource_name=identity,
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+            for identity in (sender, sender.rsplit("@", 1)[1])
+        ]
+        fn.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["ses:SendEmail", "ses:SendRawEmail"],
+                resources=identities,
+                conditions={"StringEquals": {"ses:FromAddress": sender}},
+            )
+        )
 
     @staticmethod
     def _table_indexes(name: str) -> tuple[wiring.Index, ...]:

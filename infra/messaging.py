@@ -1,4 +1,5 @@
-"""Messaging: the wiring queues with their DLQs and alarms, the alarm topic, the event bus and its archive."""
+"""Messaging: the wiring queues with their DLQs and alarms, the alarm topic, the event bus, its archive and
+the rules that route its events into queues (``wiring.EVENT_ROUTES``)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from aws_cdk import Duration, Stack, Tags
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_events as events
+from aws_cdk import aws_events_targets as events_targets
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from aws_cdk import aws_sqs as sqs
@@ -16,6 +18,7 @@ from infra.settings import (
     ALARM_EMAIL_CONTEXT,
     DLQ_RETENTION,
     EVENT_ARCHIVE_RETENTION,
+    EVENT_SOURCE,
     TAG_DEAD_LETTER_OF,
     TAG_QUEUE,
     acknowledge,
@@ -27,7 +30,9 @@ class Messaging(Construct):
     """Every ``wiring.QUEUES`` entry becomes an SSL-only, SQS-encrypted queue redriving into its own DLQ.
 
     Each DLQ has an alarm on ``ApproximateNumberOfMessagesVisible > 0`` that notifies the alarm topic.
-    The ``wiring.BUS_NAME`` event bus is archived so that domain events can be replayed.
+    The ``wiring.BUS_NAME`` event bus is archived so that domain events can be replayed. Each
+    ``wiring.EVENT_ROUTES`` entry is a rule on that bus (source ``kassa``, the route's detail-types) whose
+    target is the route's queue; events EventBridge cannot deliver land in the rule's own DLQ.
     """
 
     def __init__(self, scope: Construct, construct_id: str) -> None:
@@ -35,6 +40,7 @@ class Messaging(Construct):
         self.queues: dict[str, sqs.Queue] = {}
         self.dead_letter_queues: dict[str, sqs.Queue] = {}
         self.alarms: dict[str, cloudwatch.Alarm] = {}
+        self.rules: dict[str, events.Rule] = {}
 
         self.alarm_topic = sns.Topic(self, "AlarmTopic", display_name="kassa alarms", enforce_ssl=True)
         acknowledge(
@@ -61,6 +67,8 @@ class Messaging(Construct):
             retention=EVENT_ARCHIVE_RETENTION,
             description=f"Replay archive of {wiring.BUS_NAME}",
         )
+        for route in wiring.EVENT_ROUTES:
+            self._event_route(route)
 
     def _queue(self, spec: wiring.Queue) -> None:
         dlq = self.add_dead_letter_queue(
@@ -82,10 +90,40 @@ class Messaging(Construct):
         self.queues[spec.name] = queue
         self.dead_letter_queues[spec.name] = dlq
 
+    def _event_route(self, spec: wiring.EventRoute) -> None:
+        """A rule on the bus: ``source: [kassa]`` and ``detail-type`` in the route's types -> its queue.
+
+        The queues use SQS-managed SSE, to which EventBridge can deliver (a queue encrypted with the
+        AWS-managed ``aws/sqs`` KMS key would refuse it). The ``SqsQueue`` target adds the queue policy
+        statement that lets ``events.amazonaws.com`` send, conditioned on this rule's ARN.
+        """
+        cid = pascal(spec.name)
+        dlq = self.add_dead_letter_queue(
+            f"{cid}RuleDlq",
+            dead_letter_of=f"rule/{spec.name}",
+            description=f"Events of the {spec.name} rule that EventBridge could not deliver to the "
+            f"{spec.queue} queue after its retries. Look at why (queue policy, deleted queue), then "
+            "send them to the queue.",
+        )
+        acknowledge(
+            dlq,
+            "AwsSolutions-SQS3",
+            f"This queue is itself the dead-letter queue of the {spec.name} EventBridge rule target "
+            "(DeadLetterConfig), which cdk-nag does not recognise as a DLQ reference.",
+        )
+        self.rules[spec.name] = events.Rule(
+            self,
+            f"{cid}Rule",
+            event_bus=self.bus,
+            description=f"kassa: routes {', '.join(spec.detail_types)} to the {spec.queue} queue",
+            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=list(spec.detail_types)),
+            targets=[events_targets.SqsQueue(self.queues[spec.queue], dead_letter_queue=dlq)],
+        )
+
     def add_dead_letter_queue(self, construct_id: str, *, dead_letter_of: str, description: str) -> sqs.Queue:
         """A DLQ (SSL only, SQS-encrypted, 14 days) with its ``messages visible > 0`` alarm.
 
-        ``dead_letter_of`` names what fails into it: a wiring queue, or ``schedule/<name>``.
+        ``dead_letter_of`` names what fails into it: a wiring queue, ``schedule/<name>`` or ``rule/<name>``.
         """
         dlq = sqs.Queue(
             self,

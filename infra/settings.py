@@ -49,6 +49,14 @@ API_THROTTLE_BURST = 100
 # Context key: an e-mail address subscribed to the alarm topic (cdk deploy -c kassa:alarmEmail=…).
 ALARM_EMAIL_CONTEXT = "kassa:alarmEmail"
 
+# Context key: the sender address of customer e-mails (cdk deploy -c kassa:emailFrom=billing@shop.example).
+# It overrides the wiring's KASSA_EMAIL_FROM of every ``sends_email`` function and scopes their SES grant.
+EMAIL_FROM_CONTEXT = "kassa:emailFrom"
+
+# The ``source`` of kassa's domain events on the bus (kassa.adapters.eventbridge.SOURCE); the rules of
+# ``wiring.EVENT_ROUTES`` match it.
+EVENT_SOURCE = "kassa"
+
 # Tags that tie a template resource back to its wiring entry (tests/infra reads them).
 TAG_FUNCTION = "kassa:function"
 TAG_TABLE = "kassa:table"

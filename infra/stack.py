@@ -22,7 +22,8 @@ STACK_ID = "KassaStack"
 
 
 class KassaStack(Stack):
-    """Data, messaging, secrets, layers, functions (with their triggers and schedules) and the API.
+    """Data, messaging (queues, bus, event routes), secrets, layers, functions (with their triggers,
+    schedules and SES grants) and the API.
 
     Environment-agnostic (no account/region, no lookups): the same template deploys anywhere and
     synth needs neither network nor Docker.
@@ -34,6 +35,9 @@ class KassaStack(Stack):
         self.messaging = Messaging(self, "Messaging")
         self.secrets = Secrets(self, "Secrets")
         self.layers = Layers(self, "Layers")
+        # The REST API exists before the functions (they may carry its public URL); its routes, which
+        # integrate with the functions, come after them.
+        self.api = Api(self, "Api")
         self.functions = Functions(
             self,
             "Functions",
@@ -41,8 +45,9 @@ class KassaStack(Stack):
             messaging=self.messaging,
             secrets=self.secrets,
             layers=self.layers,
+            public_url=self.api.public_url,
         )
-        self.api = Api(self, "Api", functions=self.functions.functions)
+        self.api.add_routes(self.functions.functions)
         Tags.of(self).add("project", wiring.SERVICE_NAME)
 
         CfnOutput(self, "ApiUrl", value=self.api.url, description="Base URL of the kassa REST API")
@@ -65,12 +70,15 @@ def load_context() -> dict[str, Any]:
     return context
 
 
-def create_app(outdir: str | None = None, *, nag: bool = True) -> tuple[App, KassaStack]:
+def create_app(
+    outdir: str | None = None, *, nag: bool = True, context: dict[str, Any] | None = None
+) -> tuple[App, KassaStack]:
     """The CDK app with ``KassaStack`` and, unless ``nag=False``, the cdk-nag AwsSolutions checks.
 
-    With the checks on, any unacknowledged AwsSolutions error makes ``app.synth()`` fail.
+    With the checks on, any unacknowledged AwsSolutions error makes ``app.synth()`` fail. ``context`` is
+    laid over ``cdk.json``'s (as ``-c key=value`` is, which in turn overrides both).
     """
-    app = App(context=load_context(), outdir=outdir)
+    app = App(context={**load_context(), **(context or {})}, outdir=outdir)
     stack = KassaStack(
         app,
         STACK_ID,

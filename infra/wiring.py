@@ -57,6 +57,15 @@ class Schedule:
 
 
 @dataclass(frozen=True)
+class EventRoute:
+    """An EventBridge rule on the kassa bus: events of these detail-types (source ``kassa``) go to a queue."""
+
+    name: str
+    detail_types: tuple[str, ...]
+    queue: str
+
+
+@dataclass(frozen=True)
 class Function:
     name: str  # folder under functions/
     description: str
@@ -70,6 +79,8 @@ class Function:
     tables_write: tuple[str, ...] = ()
     queues_send: tuple[str, ...] = ()
     publishes_events: bool = False
+    sends_email: bool = False  # SES SendEmail from the sender identity (KASSA_EMAIL_FROM)
+    public_url: bool = False  # given the API's public URL (KASSA_PUBLIC_URL), for links in emails
     secrets: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
 
@@ -91,11 +102,12 @@ BILLING_TABLE = Table(
     partition_key="pk",
     sort_key="sk",
     indexes=(
-        # due work (renewals, trial ends, incomplete expiry), sharded: gsi1pk = DUE#<shard>
+        # due work, sharded: renewals, trial ends, incomplete expiry (gsi1pk = DUE#<shard>); dunning: invoices
+        # being dunned, expiring cards, timers (gsi1pk = DUN#<shard>)
         Index(name="gsi1", partition_key="gsi1pk", sort_key="gsi1sk"),
         # a customer's subscriptions and invoices: gsi2pk = CUS#<id>
         Index(name="gsi2", partition_key="gsi2pk", sort_key="gsi2sk"),
-        # finalized invoices by tax month, for tax reports: gsi3pk = TAXMONTH#<YYYY-MM>
+        # finalized invoices by tax month (tax reports): gsi3pk = TAXMONTH#<YYYY-MM>; emails: OUTBOX#<YYYY-MM>
         Index(name="gsi3", partition_key="gsi3pk", sort_key="gsi3sk"),
     ),
     ttl_attribute="expires_at",
@@ -104,7 +116,29 @@ TABLES = (BILLING_TABLE,)
 
 WEBHOOK_QUEUE = Queue(name="webhook-events", visibility_timeout_s=180, max_receive_count=5)
 RENEWAL_QUEUE = Queue(name="renewals", visibility_timeout_s=360, max_receive_count=5)
-QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE)
+# domain events that concern the customer (emails, dunning), routed from the bus by NOTIFICATION_ROUTE
+NOTIFICATION_QUEUE = Queue(name="notifications", visibility_timeout_s=720, max_receive_count=5)  # 6x dunning timeout
+QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE, NOTIFICATION_QUEUE)
+
+NOTIFICATION_ROUTE = EventRoute(
+    name="notifications",
+    detail_types=(
+        "invoice.paid",
+        "invoice.payment_failed",
+        "invoice.payment_action_required",
+        "invoice.upcoming",
+        "customer.subscription.trial_will_end",
+        "customer.subscription.deleted",
+        "customer.card_expiring",
+    ),
+    queue="notifications",
+)
+EVENT_ROUTES = (NOTIFICATION_ROUTE,)
+
+# the sender of customer emails: an SES identity verified in the merchant's account
+EMAIL_FROM_ENV = "KASSA_EMAIL_FROM"
+DEFAULT_EMAIL_FROM = "billing@example.com"
+PUBLIC_URL_ENV = "KASSA_PUBLIC_URL"
 
 DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
 
@@ -127,6 +161,8 @@ FUNCTIONS = (
             Route("ANY", "/v1/{proxy+}"),
             Route("GET", "/openapi.json"),
             Route("GET", "/docs"),
+            # the customer's card-update page (signed link, no login) and its two calls
+            Route("ANY", "/portal/{proxy+}"),
         ),
         tables_read=("billing",),
         tables_write=("billing",),
@@ -180,6 +216,20 @@ FUNCTIONS = (
         publishes_events=True,
         secrets=(STRIPE_SECRET,),
     ),
+    Function(
+        name="dunning",
+        description="Payment retries, overdue ladder and customer emails (SES, once each through an outbox)",
+        timeout_s=120,
+        schedule=Schedule(name="dunning-sweep", every_minutes=60),
+        queue_trigger=QueueTrigger(queue="notifications", batch_size=10, max_concurrency=5),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        publishes_events=True,
+        sends_email=True,
+        public_url=True,
+        secrets=(STRIPE_SECRET, API_SECRET),
+        environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
+    ),
 )
 
 
@@ -224,6 +274,8 @@ def function_environment(fn: Function, resolve: Resolver) -> dict[str, str]:
         env[env_name_for_secret(s)] = resolve.secret(s)
     if fn.publishes_events:
         env[BUS_ENV] = resolve.bus()
+    if fn.public_url:
+        env[PUBLIC_URL_ENV] = resolve.public_url()
     env.update(fn.environment)
     return env
 
@@ -241,4 +293,8 @@ class Resolver:
         raise NotImplementedError
 
     def bus(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def public_url(self) -> str:  # pragma: no cover - interface
+        """The API's public base URL (no trailing slash), where /portal/... pages are served."""
         raise NotImplementedError

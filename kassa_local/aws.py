@@ -2,8 +2,9 @@
 
 Physical names are the logical names (one moto server per process, state reset on start): table
 ``billing``, queues ``webhook-events`` and ``renewals`` (each with a ``<name>-dlq``), the bus
-``kassa-events``, secrets ``kassa/stripe`` and ``kassa/api``. Only the local "event tap" is extra:
-a queue ``kassa-event-tap`` that an EventBridge rule fills with every ``kassa*`` event on the bus.
+``kassa-events``, secrets ``kassa/stripe`` and ``kassa/api``, and the SES sender identities (the
+address and its domain, verified at once). Only the local "event tap" is extra: a queue
+``kassa-event-tap`` that an EventBridge rule fills with every ``kassa*`` event on the bus.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import socket
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -44,6 +46,9 @@ EVENT_TAP_RULE = "kassa-event-tap"
 EVENT_TAP_PATTERN = {"source": [{"prefix": "kassa"}]}
 DLQ_SUFFIX = "-dlq"
 DLQ_RETENTION_S = 14 * 24 * 3600
+# KASSA_PUBLIC_URL before the gateway listens (its port may be picked at start); the stack then sets
+# the real one with LocalResolver.set_public_url and in the environment
+PUBLIC_URL_PENDING = "http://127.0.0.1:0"
 
 
 def dlq_name(queue: str) -> str:
@@ -171,6 +176,7 @@ class Clients:
     dynamodb: DynamoDBClient = field(init=False)
     events: EventBridgeClient = field(init=False)
     secretsmanager: SecretsManagerClient = field(init=False)
+    ses: Any = field(init=False)  # SES v1 (no mypy_boto3_ses stubs installed)
 
     def __post_init__(self) -> None:
         session = boto3.session.Session(
@@ -180,9 +186,10 @@ class Clients:
         self.dynamodb = session.client("dynamodb", endpoint_url=self.endpoint_url)
         self.events = session.client("events", endpoint_url=self.endpoint_url)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=self.endpoint_url)
+        self.ses = session.client("ses", endpoint_url=self.endpoint_url)
 
     def close(self) -> None:
-        for client in (self.sqs, self.dynamodb, self.events, self.secretsmanager):
+        for client in (self.sqs, self.dynamodb, self.events, self.secretsmanager, self.ses):
             client.close()
 
 
@@ -193,6 +200,7 @@ class LocalResolver(wiring.Resolver):
         self._sqs = sqs
         self._urls: dict[str, str] = {}
         self._lock = threading.Lock()
+        self._public_url: str | None = None
 
     def table(self, name: str) -> str:
         return name
@@ -211,6 +219,13 @@ class LocalResolver(wiring.Resolver):
 
     def bus(self) -> str:
         return wiring.BUS_NAME
+
+    def public_url(self) -> str:
+        """The gateway's URL once the stack has set it; ``PUBLIC_URL_PENDING`` before."""
+        return self._public_url or PUBLIC_URL_PENDING
+
+    def set_public_url(self, url: str) -> None:
+        self._public_url = url.rstrip("/")
 
 
 def create_table(ddb: DynamoDBClient, table: wiring.Table) -> None:
@@ -280,6 +295,26 @@ def create_event_tap(sqs: SQSClient, events: EventBridgeClient, resolver: LocalR
     return url
 
 
+def email_senders(functions: Iterable[wiring.Function], environment: dict[str, str] | None = None) -> list[str]:
+    """The From addresses the functions send email from: the wiring default, every function's
+    ``KASSA_EMAIL_FROM``, and an override in ``environment`` (e.g. the stack's ``extra_env``)."""
+    senders = [wiring.DEFAULT_EMAIL_FROM]
+    senders += [fn.environment[wiring.EMAIL_FROM_ENV] for fn in functions if wiring.EMAIL_FROM_ENV in fn.environment]
+    if environment and environment.get(wiring.EMAIL_FROM_ENV):
+        senders.append(environment[wiring.EMAIL_FROM_ENV])
+    return list(dict.fromkeys(senders))
+
+
+def verify_senders(ses: Any, senders: Iterable[str]) -> None:
+    """Verify each sender address and its domain on moto's SES (immediately verified there), so
+    ``SendEmail`` from them is accepted as in an account whose identities are set up."""
+    for sender in senders:
+        address = parseaddr(sender)[1] or sender
+        ses.verify_email_identity(EmailAddress=address)
+        if "@" in address:
+            ses.verify_domain_identity(Domain=address.rsplit("@", 1)[1].lower())
+
+
 def provision(
     clients: Clients,
     resolver: LocalResolver,
@@ -287,6 +322,7 @@ def provision(
     secrets: dict[str, dict[str, str]],
     tables: Iterable[wiring.Table] = wiring.TABLES,
     queues: Iterable[wiring.Queue] = wiring.QUEUES,
+    senders: Iterable[str] = (wiring.DEFAULT_EMAIL_FROM,),
 ) -> str:
     """Create every wiring resource on moto. Returns the event tap queue URL."""
     for table in tables:
@@ -296,4 +332,24 @@ def provision(
     clients.events.create_event_bus(Name=wiring.BUS_NAME)
     for name, value in secrets.items():
         clients.secretsmanager.create_secret(Name=name, SecretString=json.dumps(value))
+    verify_senders(clients.ses, senders)
+    queue_names = {q.name for q in queues}
+    for route in wiring.EVENT_ROUTES:
+        if route.queue in queue_names:
+            create_event_route(clients.events, resolver, route)
     return create_event_tap(clients.sqs, clients.events, resolver)
+
+
+def create_event_route(events: EventBridgeClient, resolver: LocalResolver, route: wiring.EventRoute) -> None:
+    """The wiring's rule: these kassa events from the bus to the route's queue (as on AWS)."""
+    events.put_rule(
+        Name=route.name,
+        EventBusName=wiring.BUS_NAME,
+        EventPattern=json.dumps({"source": ["kassa"], "detail-type": list(route.detail_types)}),
+        State="ENABLED",
+    )
+    events.put_targets(
+        Rule=route.name,
+        EventBusName=wiring.BUS_NAME,
+        Targets=[{"Id": route.queue, "Arn": resolver.queue_arn(route.queue)}],
+    )

@@ -31,6 +31,7 @@ PRICE = {
     "sqs_request": 0.40 / 1e6,
     "eventbridge_event": 1.00 / 1e6,
     "scheduler_invocation": 1.00 / 1e6,
+    "ses_email": 0.10 / 1000,  # outbound email (the receipt after each paid renewal)
 }
 
 REPO = Path(__file__).resolve().parents[1]
@@ -141,6 +142,7 @@ def _report(
             "sqs_requests": round(sqs_requests * per, 2),
             "eventbridge_events": round(counts.get("calls.events.entries", 0) * per, 2),
             "stripe_calls": round(stripe_calls * per, 2),
+            "emails_sent": round(counts.get("calls.ses.send_email", 0) * per, 2),
             "lambda_invocations": round(sum(invocations.values()) * per, 3),
             "handler_ms": round(sum(handler_ms.values()) * per, 1),
         },
@@ -163,8 +165,10 @@ def _report(
         "sqs": p["sqs_requests"] * PRICE["sqs_request"],
         "eventbridge": p["eventbridge_events"] * PRICE["eventbridge_event"],
         "scheduler": ticks * per * PRICE["scheduler_invocation"],
+        "ses": p["emails_sent"] * PRICE["ses_email"],
     }
     cost["total"] = sum(cost.values())
+    cost["total_without_email"] = cost["total"] - cost["ses"]
     figures["cost_usd_per_renewal"] = {k: float(f"{v:.3g}") for k, v in cost.items()}
     return figures
 

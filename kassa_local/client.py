@@ -30,8 +30,10 @@ class Api:
     def post(self, path: str, body: Any, expect: int = 200) -> Any:
         return self.request("POST", path, expect, json=body).json()
 
-    def advance(self, by: str | None = None, to: str | None = None) -> dict[str, Any]:
-        body = {"by": by} if by else {"to": to}
+    def advance(self, by: str | None = None, to: str | None = None, deliveries: int = 1) -> dict[str, Any]:
+        body: dict[str, Any] = {"by": by} if by else {"to": to}
+        if deliveries != 1:
+            body["deliveries"] = deliveries
         response = requests.post(self.base + "/_local/clock/advance", json=body, timeout=600)
         assert response.status_code == 200, response.text
         return response.json()
@@ -72,6 +74,7 @@ class Api:
         card: str = "4242424242424242",
         address: dict[str, str] | None = None,
         tax_id: str | None = None,
+        locale: str | None = None,
         **extra: Any,
     ) -> dict[str, Any]:
         customer: dict[str, Any] = {
@@ -79,6 +82,8 @@ class Api:
             "name": email.split("@")[0],
             "address": address or {"country": "NL"},
         }
+        if locale:
+            customer["preferred_locale"] = locale
         if tax_id:
             customer["tax_id"] = tax_id
         started = self.post("/v1/checkout", {"price_id": price_id, "customer": customer, **extra}, expect=201)

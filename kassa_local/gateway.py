@@ -10,6 +10,8 @@ Local-only routes, never deployed:
 - ``GET /_local/health``, ``GET /_local/clock``, ``POST /_local/clock/advance``
   (``{"by": "35d"}`` or ``{"to": "2027-01-01T00:00:00Z"}``), ``POST /_local/drain``,
   ``GET /_local/events[?type=invoice.paid]``;
+- ``GET /_local/outbox`` (an HTML page of the customer emails), ``GET /_local/outbox.json[?customer=…]``,
+  ``GET /_local/outbox/<key>`` (the email's HTML; ``?format=text`` its text, ``?format=json`` all of it);
 - ``GET /`` and ``GET /storefront``: the demo storefront, ``GET /storefront/config.json``;
 - ``/demo/…``: a tiny backend for the storefront that forwards to the API with the secret key,
   so the browser never holds it: ``GET /demo/prices``, ``POST /demo/checkout``,
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import html
 import json
 import logging
 import re
@@ -34,7 +37,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from infra import wiring
 
@@ -249,6 +252,10 @@ class StackControl(Protocol):
 
     def storefront_config(self) -> dict[str, Any]: ...
 
+    def outbox_json(self, customer: str | None) -> list[dict[str, Any]]: ...
+
+    def outbox_email(self, key: str) -> dict[str, Any] | None: ...
+
 
 Invoke = Callable[[wiring.Function, dict[str, Any]], Any]
 
@@ -361,7 +368,32 @@ class Gateway:
             types = parse_qs(query).get("type")
             events = control.events_json(types[-1] if types else None)
             return HttpResponse.json(200, {"object": "list", "data": events, "count": len(events)})
+        if path.startswith("/_local/outbox") and method in ("GET", "HEAD"):
+            return self._outbox(control, path, query)
         return HttpResponse.error(404, "route_not_found", f"No local route for {method} {path}")
+
+    def _outbox(self, control: StackControl, path: str, query: str) -> HttpResponse:
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        if path == "/_local/outbox.json":
+            emails = control.outbox_json(params.get("customer") or None)
+            return HttpResponse.json(200, {"object": "list", "data": emails, "count": len(emails)})
+        if path in ("/_local/outbox", "/_local/outbox/"):
+            page = outbox_page(control.outbox_json(params.get("customer") or None), params.get("customer"))
+            return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], page.encode())
+        key = unquote(path.removeprefix("/_local/outbox/"))
+        email = control.outbox_email(key) if path.startswith("/_local/outbox/") else None
+        if email is None:
+            return HttpResponse.error(404, "resource_missing", f"No email {key!r} in the outbox")
+        fmt = params.get("format", "html")
+        if fmt == "json":
+            return HttpResponse.json(200, email)
+        if fmt == "text":
+            return HttpResponse(200, [("Content-Type", "text/plain; charset=utf-8")], email["text"].encode())
+        if fmt != "html":
+            raise ValueError('format must be "html", "text" or "json"')
+        # the email's own HTML, as a mail client would show it: no scripts, no fetches but images
+        headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", EMAIL_CSP)]
+        return HttpResponse(200, headers, email["html"].encode())
 
     def _demo(self, control: StackControl, method: str, path: str, body: bytes) -> HttpResponse:
         auth = [
@@ -459,6 +491,57 @@ class Gateway:
         if self._thread is not None:
             self._thread.join(timeout=10)
         self._server = None
+
+
+EMAIL_CSP = "default-src 'none'; img-src * data:; style-src 'unsafe-inline'; base-uri 'none'; form-action 'none'"
+
+_OUTBOX_STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em; color: #222; }
+table { border-collapse: collapse; width: 100%; }
+th, td { text-align: left; padding: .35em .6em; border-bottom: 1px solid #ddd; vertical-align: top; }
+th { background: #f4f4f4; }
+.status-sent { color: #17803d; } .status-failed { color: #b42318; } .status-pending { color: #b54708; }
+.muted { color: #777; }
+"""
+
+
+def outbox_page(emails: list[dict[str, Any]], customer: str | None = None) -> str:
+    """The local outbox as an HTML page: one row per email, newest first, every value escaped."""
+
+    def esc(value: Any) -> str:
+        return html.escape("" if value is None else str(value), quote=True)
+
+    rows = []
+    for email in emails:
+        link = "/_local/outbox/" + quote(str(email["key"]), safe="")
+        status = str(email.get("status") or "")
+        error = f'<div class="muted">{esc(email.get("error"))}</div>' if email.get("error") else ""
+        rows.append(
+            "<tr>"
+            f"<td>{esc(email.get('created'))}</td>"
+            f"<td>{esc(email.get('to'))}</td>"
+            f"<td>{esc(email.get('template'))}</td>"
+            f"<td>{esc(email.get('locale'))}</td>"
+            f'<td><a href="{esc(link)}">{esc(email.get("subject"))}</a>'
+            f' <a class="muted" href="{esc(link)}?format=text">text</a></td>'
+            f'<td class="status-{esc(status)}">{esc(status)}{error}</td>'
+            "</tr>"
+        )
+    title = f"Outbox of {customer}" if customer else "Outbox"
+    json_link = "/_local/outbox.json" + (f"?customer={quote(customer, safe='')}" if customer else "")
+    body = (
+        "<table><thead><tr><th>created</th><th>to</th><th>template</th><th>locale</th><th>subject</th>"
+        f"<th>status</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+        if rows
+        else '<p class="muted">No emails yet.</p>'
+    )
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{esc(title)} · kassa local</title><style>{_OUTBOX_STYLE}</style></head>"
+        f"<body><h1>{esc(title)}</h1>"
+        f'<p class="muted">{len(emails)} email(s), newest first · <a href="{esc(json_link)}">JSON</a></p>'
+        f"{body}</body></html>"
+    )
 
 
 def _reason(status: int) -> str:

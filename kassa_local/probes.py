@@ -13,5 +13,11 @@ def renewal_probe(now: datetime) -> datetime | None:
     return container.store().next_due_after(now)  # type: ignore[no-any-return]
 
 
+def dunning_probe(now: datetime) -> datetime | None:
+    from kassa.adapters import container
+
+    return container.store().next_dunning_after(now)  # type: ignore[no-any-return]
+
+
 def default_idle_probes() -> dict[str, Callable[[datetime], datetime | None]]:
-    return {"renewal-sweep": renewal_probe}
+    return {"renewal-sweep": renewal_probe, "dunning-sweep": dunning_probe}

@@ -152,14 +152,18 @@ class Scheduler:
             for s in self.scheduled
         ]
 
-    def advance(self, by: timedelta | None = None, to: datetime | None = None) -> list[FiredTick]:
+    def advance(self, by: timedelta | None = None, to: datetime | None = None, deliveries: int = 1) -> list[FiredTick]:
+        """``deliveries`` > 1 fires every tick that many times with the same event (EventBridge
+        Scheduler delivers at least once): the handlers must do their work once."""
         if (by is None) == (to is None):
             raise ValueError("advance needs exactly one of by= or to=")
+        if not 1 <= deliveries <= 5:
+            raise ValueError("deliveries must be between 1 and 5")
         with self._lock:
             if self._exclusive is not None:
                 with self._exclusive():
-                    return self._advance(by, to)
-            return self._advance(by, to)
+                    return self._advance(by, to, deliveries)
+            return self._advance(by, to, deliveries)
 
     def _probe(self, s: ScheduledFunction) -> tuple[bool, datetime | None]:
         """(skip allowed, earliest due) for a schedule; a failing probe disables skipping."""
@@ -172,7 +176,7 @@ class Scheduler:
             log.exception("idle probe for %s failed; firing every tick", s.schedule.name)
             return False, None
 
-    def _advance(self, by: timedelta | None, to: datetime | None) -> list[FiredTick]:
+    def _advance(self, by: timedelta | None, to: datetime | None, deliveries: int = 1) -> list[FiredTick]:
         start = self.clock.now()
         if to is None:
             assert by is not None
@@ -211,12 +215,14 @@ class Scheduler:
             self.skipped += skipped
             self.clock.set(tick)
             ok = True
-            try:
-                self._invoke(s.function, scheduler_event(s.schedule, tick))
-            except Exception:
-                ok = False
-                log.exception("scheduled handler %s failed at %s", s.function.name, iso(tick))
-            self._drain()
+            event = scheduler_event(s.schedule, tick)
+            for _ in range(deliveries):
+                try:
+                    self._invoke(s.function, event)
+                except Exception:
+                    ok = False
+                    log.exception("scheduled handler %s failed at %s", s.function.name, iso(tick))
+                self._drain()
             fired.append(FiredTick(s.schedule.name, s.function.name, tick, ok))
             pending[s.schedule.name] = tick + s.period
             probes.clear()  # the fired tick may have created or done work: ask again

@@ -41,13 +41,18 @@ from typing import Any
 from infra import wiring
 from kassa.adapters import clock as clock_port
 from kassa.adapters.clock import VirtualClock
+from kassa.adapters.outbox import DynamoOutbox
+from kassa.services.ports import OutboxRecord
 from kassa_local.aws import (
+    ACCOUNT_ID,
     AWS_ENV_REMOVED,
+    REGION,
     Clients,
     LocalResolver,
     MotoServer,
     aws_environment,
     dlq_name,
+    email_senders,
     provision,
 )
 from kassa_local.gateway import Gateway
@@ -260,7 +265,8 @@ class LocalStack:
         self.write_state = write_state
         self.real_stripe = bool(os.environ.get("STRIPE_API_KEY")) if real_stripe is None else real_stripe
         self.replace_running = replace_running
-        self.clock = VirtualClock(start_time or datetime.now(UTC))
+        self.start_time = start_time or datetime.now(UTC)
+        self.clock = VirtualClock(self.start_time)
 
         self._config: LocalConfig | None = None
         self.resolver: LocalResolver | None = None
@@ -344,6 +350,7 @@ class LocalStack:
             secrets=self._secrets.secret_values(),
             tables=self.tables,
             queues=self.queues,
+            senders=email_senders(self.functions, self.extra_env),
         )
         # 4. environment and clock
         self.environment = self._function_environment()
@@ -361,6 +368,12 @@ class LocalStack:
         )
         s.gateway.start()
         api_url = s.gateway.url
+        # the public URL (links in emails) is the gateway's, known only now (handlers read it per
+        # call); one given in extra_env (e.g. a tunnel) is kept
+        public_url = self.extra_env.get(wiring.PUBLIC_URL_ENV) or api_url
+        self.resolver.set_public_url(public_url)
+        self.environment[wiring.PUBLIC_URL_ENV] = public_url
+        self._set_env({wiring.PUBLIC_URL_ENV: public_url})
         if s.stripe is not None:
             s.stripe.register_webhook(WEBHOOK_ID, f"{api_url}/webhooks/stripe", self._secrets.webhook_secret)
         # 7. pollers, event tap, scheduler
@@ -412,7 +425,7 @@ class LocalStack:
             ports=dict(self.ports),
             pid=os.getpid(),
             real_stripe=self.real_stripe,
-            stripe_js_url=REAL_STRIPE_JS if s.stripe is None else f"{stripe_url}/js.stripe.com/v3/",
+            stripe_js_url=self._stripe_js_url(),
         )
         if self.write_state:
             self.state_dir.mkdir(parents=True, exist_ok=True)
@@ -501,8 +514,14 @@ class LocalStack:
             env["POWERTOOLS_METRICS_DISABLED"] = "true"
         if self._started.stripe is not None:
             env["STRIPE_API_BASE"] = self._started.stripe.url
+        env["KASSA_STRIPE_JS_URL"] = self._stripe_js_url()
         env.update(self.extra_env)
         return env
+
+    def _stripe_js_url(self) -> str:
+        """Stripe.js: localstripe's shim when it runs, the real one otherwise."""
+        stripe = self._started.stripe
+        return REAL_STRIPE_JS if stripe is None else f"{stripe.url}/js.stripe.com/v3/"
 
     def _set_env(self, values: Mapping[str, str | None]) -> None:
         """Set (or, with None, remove) variables, remembering the originals for ``stop``."""
@@ -593,13 +612,16 @@ class LocalStack:
 
     # -- time, queues, events -------------------------------------------------------------------
 
-    def advance(self, by: timedelta | str | None = None, to: datetime | str | None = None) -> list[FiredTick]:
-        """Move the virtual clock forward, firing every schedule tick on the way (see scheduler)."""
+    def advance(
+        self, by: timedelta | str | None = None, to: datetime | str | None = None, deliveries: int = 1
+    ) -> list[FiredTick]:
+        """Move the virtual clock forward, firing every schedule tick on the way (see scheduler);
+        ``deliveries=2`` fires each tick twice, as an at-least-once scheduler may."""
         if self.scheduler is None:
             raise RuntimeError("the local stack is not started")
         delta = parse_duration(by) if isinstance(by, str) else by
         target = parse_instant(to) if isinstance(to, str) else to
-        return self.scheduler.advance(by=delta, to=target)
+        return self.scheduler.advance(by=delta, to=target, deliveries=deliveries)
 
     def drain(self, timeout_s: float | None = None) -> int:
         """Deliver every queued message now (pollers paused), waiting for in-flight localstripe
@@ -660,6 +682,49 @@ class LocalStack:
     def dlq_url(self, name: str) -> str:
         return self.queue_url(dlq_name(name))
 
+    # -- emails ---------------------------------------------------------------------------------
+
+    def _outbox(self) -> DynamoOutbox:
+        clients = self._started.clients
+        if clients is None or self.resolver is None:
+            raise RuntimeError("the local stack is not started")
+        return DynamoOutbox(clients.dynamodb, self.resolver.table(wiring.BILLING_TABLE.name))
+
+    def outbox(self, customer: str | None = None, limit: int = 500) -> list[dict[str, Any]]:
+        """The customer emails in the outbox (all, or one customer's), newest first, as JSON-able
+        dicts. Without a customer: every month from the stack's start time to the virtual now."""
+        outbox = self._outbox()
+        records: list[OutboxRecord] = []
+        if customer:
+            records = outbox.list_customer(customer, limit)
+        else:
+            for month in _months(self.start_time, max(self.start_time, self.clock.now())):
+                records.extend(outbox.list_month(month, limit))
+            records.sort(key=lambda r: (r.email.created, r.email.key), reverse=True)
+        return [_outbox_json(r) for r in records[:limit]]
+
+    def outbox_email(self, key: str) -> dict[str, Any] | None:
+        """One outbox entry by its key (None when there is none)."""
+        record = self._outbox().get(key)
+        return _outbox_json(record) if record is not None else None
+
+    def ses_sent_messages(self) -> list[dict[str, Any]]:
+        """What moto's SES accepted (``SendEmail``: id, source, destinations, subject, body — the HTML
+        part when there is one), oldest first. Read from moto's in-process SES backend: its
+        ``/moto-api/data.json`` would serialize every tracked model (every DynamoDB item version)."""
+        if self._started.moto is None:
+            raise RuntimeError("the local stack is not started")
+        from moto.ses.models import ses_backends
+
+        backend = ses_backends[ACCOUNT_ID][REGION]
+        return [
+            {name: value for name, value in vars(message).items() if not name.startswith("_")}
+            for message in list(backend.sent_messages)
+        ]
+
+    def outbox_json(self, customer: str | None) -> list[dict[str, Any]]:
+        return self.outbox(customer)
+
     @property
     def config(self) -> LocalConfig:
         """What ``local.json`` holds (URLs, keys, ports); kept after ``stop`` as a record."""
@@ -708,8 +773,11 @@ class LocalStack:
         if to is not None and not isinstance(to, str):
             raise ValueError('"to" must be an ISO-8601 timestamp')
         t0 = time.monotonic()
+        deliveries = body.get("deliveries", 1)
+        if isinstance(deliveries, bool) or not isinstance(deliveries, int) or not 1 <= deliveries <= 5:
+            raise ValueError('"deliveries" must be an integer from 1 to 5')
         delta = timedelta(seconds=by) if isinstance(by, int | float) else parse_duration(by) if by else None
-        fired = self.advance(by=delta, to=to)
+        fired = self.advance(by=delta, to=to, deliveries=deliveries)
         return {
             "now": iso(self.clock.now()),
             "fired": [f.as_json() for f in fired],
@@ -729,6 +797,37 @@ class LocalStack:
             "api_url": self.config.api_url,
             "real_stripe": self.real_stripe,
         }
+
+
+def _months(start: datetime, end: datetime) -> list[str]:
+    """``YYYY-MM`` of every month from ``start``'s to ``end``'s (UTC), newest first."""
+    first, last = start.astimezone(UTC), end.astimezone(UTC)
+    year, month = last.year, last.month
+    months: list[str] = []
+    while (year, month) >= (first.year, first.month):
+        months.append(f"{year:04d}-{month:02d}")
+        year, month = (year, month - 1) if month > 1 else (year - 1, 12)
+    return months
+
+
+def _outbox_json(record: OutboxRecord) -> dict[str, Any]:
+    email = record.email
+    return {
+        "key": email.key,
+        "template": email.template,
+        "to": email.to,
+        "customer": email.customer,
+        "locale": email.locale,
+        "reply_to": email.reply_to,
+        "subject": email.subject,
+        "text": email.text,
+        "html": email.html,
+        "status": record.status,
+        "created": iso(email.created),
+        "sent_at": iso(record.sent_at) if record.sent_at else None,
+        "message_id": record.message_id,
+        "error": record.error,
+    }
 
 
 def _reset_sdk_caches() -> None:

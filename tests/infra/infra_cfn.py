@@ -67,6 +67,46 @@ def bus_id(cfn: dict[str, Any]) -> str:
     return ids[0]
 
 
+def rest_api_id(cfn: dict[str, Any]) -> str:
+    ids = list(resources(cfn, "AWS::ApiGateway::RestApi"))
+    assert len(ids) == 1, ids
+    return ids[0]
+
+
+def rules_on_bus(cfn: dict[str, Any]) -> Resources:
+    """The AWS::Events::Rule resources of the kassa bus."""
+    bus = bus_id(cfn)
+    return {
+        lid: r
+        for lid, r in resources(cfn, "AWS::Events::Rule").items()
+        if refs(r["Properties"].get("EventBusName")) == {bus}
+    }
+
+
+def join_parts(value: Any, substitute: dict[str, str] | None = None) -> list[Any]:
+    """A string or ``Fn::Join ["", [...]]`` as a list of parts with adjacent literals merged.
+
+    ``substitute`` maps logical ids to literals: ``{"Ref": lid}`` parts are replaced by them.
+    """
+    substitute = substitute or {}
+    if isinstance(value, str):
+        raw: list[Any] = [value]
+    else:
+        separator, items = value["Fn::Join"]
+        assert separator == "", value
+        raw = [
+            substitute.get(item["Ref"], item) if isinstance(item, dict) and set(item) == {"Ref"} else item
+            for item in items
+        ]
+    parts: list[Any] = []
+    for part in raw:
+        if isinstance(part, str) and parts and isinstance(parts[-1], str):
+            parts[-1] += part
+        elif part != "":
+            parts.append(part)
+    return parts
+
+
 def refs(value: Any) -> set[str]:
     """Logical ids referenced (Ref / Fn::GetAtt) anywhere inside a template value (pseudo parameters excluded)."""
     found: set[str] = set()
@@ -182,13 +222,18 @@ class SentinelResolver(wiring.Resolver):
     def bus(self) -> str:
         return "<bus>"
 
+    def public_url(self) -> str:
+        return "<public-url>"
+
 
 def sentinel_target(cfn: dict[str, Any], value: str) -> str | None:
     """The logical id a sentinel stands for, or None when ``value`` is a plain value."""
-    m = re.fullmatch(r"<(table|queue|secret):(.+)>|<bus>", value)
+    m = re.fullmatch(r"<(table|queue|secret):(.+)>|<bus>|<public-url>", value)
     if not m:
         return None
     if value == "<bus>":
         return bus_id(cfn)
+    if value == "<public-url>":
+        return rest_api_id(cfn)
     kind, name = m.group(1), m.group(2)
     return {"table": table_id, "queue": queue_id, "secret": secret_id}[kind](cfn, name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,7 @@ from infra_cfn import (
     actions_with_prefix,
     allowed,
     api_methods,
+    as_list,
     bus_id,
     by_tag,
     dlq_id,
@@ -22,7 +24,8 @@ from infra_cfn import (
 )
 
 from infra import wiring
-from infra.settings import TAG_DEAD_LETTER_OF
+from infra.settings import EMAIL_FROM_CONTEXT, TAG_DEAD_LETTER_OF
+from infra.stack import create_app
 
 # -- data -----------------------------------------------------------------------------------------
 
@@ -99,7 +102,7 @@ def test_every_queue_enforces_ssl(cfn: dict[str, Any]) -> None:
 
 def test_every_dlq_has_an_alarm(cfn: dict[str, Any], template: Template) -> None:
     dlqs = [lid for ids in by_tag(cfn, "AWS::SQS::Queue", TAG_DEAD_LETTER_OF).values() for lid in ids]
-    assert len(dlqs) == len(wiring.QUEUES) + sum(1 for f in wiring.FUNCTIONS if f.schedule)
+    assert len(dlqs) == len(wiring.QUEUES) + sum(1 for f in wiring.FUNCTIONS if f.schedule) + len(wiring.EVENT_ROUTES)
     alarms = resources(cfn, "AWS::CloudWatch::Alarm").values()
     for dlq in dlqs:
         matching = [
@@ -251,6 +254,7 @@ def test_api_stage_logs_traces_and_throttles(template: Template) -> None:
         ("GET", "/openapi.json", "checkout"),
         ("GET", "/docs", "checkout"),
         ("POST", "/webhooks/stripe", "webhook_ingest"),
+        ("ANY", "/portal/{proxy+}", "checkout"),
     ],
 )
 def test_public_routes(cfn: dict[str, Any], method: str, path: str, function: str) -> None:
@@ -300,3 +304,33 @@ def test_only_the_scheduler_and_api_gateway_may_invoke(cfn: dict[str, Any]) -> N
     for permission in resources(cfn, "AWS::Lambda::Permission").values():
         assert permission["Properties"]["Principal"] == "apigateway.amazonaws.com"
         assert permission["Properties"].get("SourceArn"), "invoke permission without a source"
+
+
+# -- the SES sender identity from context ----------------------------------------------------------
+
+
+def test_email_from_context_overrides_the_sender_and_its_grant(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``-c kassa:emailFrom=…`` sets KASSA_EMAIL_FROM of every sends_email function and scopes its SES grant."""
+    sender = "invoices@billing.shop.example"
+    _app, stack = create_app(str(tmp_path), nag=False, context={EMAIL_FROM_CONTEXT: sender})
+    cfn = Template.from_stack(stack).to_json()
+    senders = [f for f in wiring.FUNCTIONS if f.sends_email]
+    assert senders
+    for spec in senders:
+        fid = function_id(cfn, spec.name)
+        env = cfn["Resources"][fid]["Properties"]["Environment"]["Variables"]
+        assert env[wiring.EMAIL_FROM_ENV] == sender
+        ses = [st for st in _statements_of(cfn, fid) if any(str(a).startswith("ses:") for a in as_list(st["Action"]))]
+        assert [st["Condition"] for st in ses] == [{"StringEquals": {"ses:FromAddress": sender}}]
+        identities = json.dumps(ses[0]["Resource"])
+        assert f":identity/{sender}" in identities and ":identity/billing.shop.example" in identities
+        assert wiring.DEFAULT_EMAIL_FROM not in identities
+
+
+def test_email_from_context_must_be_an_address(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(ValueError, match="e-mail address"):
+        create_app(str(tmp_path), nag=False, context={EMAIL_FROM_CONTEXT: "not-an-address"})
+
+
+def _statements_of(cfn: dict[str, Any], function_logical_id: str) -> list[dict[str, Any]]:
+    return role_statements(cfn, role_of_function(cfn, function_logical_id))

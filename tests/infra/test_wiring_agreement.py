@@ -9,27 +9,38 @@ import pytest
 from infra_cfn import (
     SentinelResolver,
     actions_on,
+    actions_with_prefix,
     api_methods,
+    as_list,
     by_tag,
     dlq_id,
     function_id,
+    join_parts,
     queue_id,
     rate_minutes,
     refs,
     resources,
+    rest_api_id,
     role_of_function,
     role_statements,
+    rules_on_bus,
     secret_id,
     sentinel_target,
     table_id,
 )
+from infra_synth import Synth
 
 from infra import wiring
-from infra.settings import TAG_FUNCTION, TAG_QUEUE, TAG_TABLE
+from infra.functions import email_sender
+from infra.settings import API_STAGE_NAME, EMAIL_FROM_CONTEXT, EVENT_SOURCE, TAG_FUNCTION, TAG_QUEUE, TAG_TABLE
 
 FUNCTIONS = {fn.name: fn for fn in wiring.FUNCTIONS}
 fn_names = pytest.mark.parametrize("name", sorted(FUNCTIONS))
 triggered_fn_names = pytest.mark.parametrize("name", sorted(n for n, f in FUNCTIONS.items() if f.queue_trigger))
+scheduled_and_triggered_fn_names = pytest.mark.parametrize(
+    "name", sorted(n for n, f in FUNCTIONS.items() if f.queue_trigger and f.schedule)
+)
+event_routes = pytest.mark.parametrize("route", wiring.EVENT_ROUTES, ids=lambda r: r.name)
 
 
 def _props(cfn: dict[str, Any], logical_id: str) -> dict[str, Any]:
@@ -66,10 +77,17 @@ def test_function_sizing_and_handler(cfn: dict[str, Any], name: str) -> None:
     assert props["Description"] == spec.description
 
 
+def _sender(synth: Synth, spec: wiring.Function) -> str:
+    """The sender address this synthesis gives a ``sends_email`` function (wiring, or the context override)."""
+    return email_sender(spec, synth.app.node.try_get_context(EMAIL_FROM_CONTEXT))
+
+
 @fn_names
-def test_function_environment_is_the_wiring_environment(cfn: dict[str, Any], name: str) -> None:
+def test_function_environment_is_the_wiring_environment(synth: Synth, cfn: dict[str, Any], name: str) -> None:
     spec = FUNCTIONS[name]
     expected = wiring.function_environment(spec, SentinelResolver())
+    if spec.sends_email:
+        expected[wiring.EMAIL_FROM_ENV] = _sender(synth, spec)
     actual = _props(cfn, function_id(cfn, name))["Environment"]["Variables"]
     assert set(actual) == set(expected)
     for key, value in expected.items():
@@ -111,6 +129,28 @@ def test_trigger_queue_visibility_covers_retries(cfn: dict[str, Any], name: str)
     timeout = _props(cfn, function_id(cfn, name))["Timeout"]
     visibility = _props(cfn, queue_id(cfn, trigger.queue))["VisibilityTimeout"]
     assert visibility >= 6 * timeout
+
+
+@scheduled_and_triggered_fn_names
+def test_function_with_both_a_schedule_and_a_queue_trigger(cfn: dict[str, Any], name: str) -> None:
+    """A function may have both: its schedule invokes it and its queue's event source mapping polls for it."""
+    spec = FUNCTIONS[name]
+    assert spec.schedule is not None and spec.queue_trigger is not None
+    fid = function_id(cfn, name)
+    mappings = [
+        m["Properties"]
+        for m in resources(cfn, "AWS::Lambda::EventSourceMapping").values()
+        if refs(m["Properties"]["FunctionName"]) == {fid}
+    ]
+    schedules = [
+        s["Properties"]
+        for s in resources(cfn, "AWS::Scheduler::Schedule").values()
+        if refs(s["Properties"]["Target"]["Arn"]) == {fid}
+    ]
+    assert [refs(m["EventSourceArn"]) for m in mappings] == [{queue_id(cfn, spec.queue_trigger.queue)}]
+    assert [s["Name"] for s in schedules] == [spec.schedule.name]
+    statements = role_statements(cfn, role_of_function(cfn, fid))
+    assert "sqs:ReceiveMessage" in actions_on(statements, queue_id(cfn, spec.queue_trigger.queue))
 
 
 @fn_names
@@ -194,3 +234,142 @@ def test_grants_follow_the_wiring(cfn: dict[str, Any], name: str) -> None:
 def _actions(statement: dict[str, Any]) -> list[str]:
     action = statement.get("Action", [])
     return action if isinstance(action, list) else [action]
+
+
+# -- SES and the public URL ---------------------------------------------------------------------
+
+
+def _ses_statements(cfn: dict[str, Any], name: str) -> list[dict[str, Any]]:
+    statements = role_statements(cfn, role_of_function(cfn, function_id(cfn, name)))
+    return [st for st in statements if any(str(a).startswith("ses:") for a in as_list(st["Action"]))]
+
+
+def _identity_name(arn: Any) -> str:
+    """``arn:<partition>:ses:<region>:<account>:identity/<name>`` (a Fn::Join) -> ``<name>``."""
+    parts = join_parts(arn)
+    assert parts[:3] == ["arn:", {"Ref": "AWS::Partition"}, ":ses:"], arn
+    assert parts[3:6] == [{"Ref": "AWS::Region"}, ":", {"Ref": "AWS::AccountId"}], arn
+    last = parts[6]
+    assert len(parts) == 7 and isinstance(last, str) and last.startswith(":identity/"), arn
+    return last.removeprefix(":identity/")
+
+
+@fn_names
+def test_ses_send_only_where_sends_email_and_only_from_the_sender(synth: Synth, cfn: dict[str, Any], name: str) -> None:
+    spec = FUNCTIONS[name]
+    statements = _ses_statements(cfn, name)
+    if not spec.sends_email:
+        assert statements == [], f"{name} may send email but the wiring does not say sends_email"
+        return
+    sender = _sender(synth, spec)
+    assert len(statements) == 1, statements
+    (st,) = statements
+    assert st["Effect"] == "Allow"
+    assert set(as_list(st["Action"])) == {"ses:SendEmail", "ses:SendRawEmail"}
+    # the identity of the address, or of its domain if the merchant verified the domain; nothing else
+    assert sorted(_identity_name(r) for r in as_list(st["Resource"])) == sorted([sender, sender.split("@")[1]])
+    assert st["Condition"] == {"StringEquals": {"ses:FromAddress": sender}}
+    env = _props(cfn, function_id(cfn, name))["Environment"]["Variables"]
+    assert env[wiring.EMAIL_FROM_ENV] == sender
+
+
+def test_no_ses_permission_beyond_the_functions(cfn: dict[str, Any]) -> None:
+    """Only the roles of sends_email functions hold any ses: action."""
+    senders = {role_of_function(cfn, function_id(cfn, f.name)) for f in wiring.FUNCTIONS if f.sends_email}
+    for policy in resources(cfn, "AWS::IAM::Policy").values():
+        if actions_with_prefix(policy["Properties"]["PolicyDocument"]["Statement"], "ses:"):
+            assert refs(policy["Properties"]["Roles"]) <= senders
+
+
+@fn_names
+def test_public_url_only_where_public_url(cfn: dict[str, Any], name: str) -> None:
+    spec = FUNCTIONS[name]
+    env = _props(cfn, function_id(cfn, name))["Environment"]["Variables"]
+    assert (wiring.PUBLIC_URL_ENV in env) == spec.public_url
+    if not spec.public_url:
+        return
+    # the stage URL without its trailing slash, i.e. the ApiUrl output with the stage reference spelled out,
+    # built from the RestApi alone (no reference to the stage or deployment, which depend on the functions)
+    stages = resources(cfn, "AWS::ApiGateway::Stage")
+    stage_names = {lid: r["Properties"]["StageName"] for lid, r in stages.items()}
+    assert list(stage_names.values()) == [API_STAGE_NAME]
+    api_url = join_parts(cfn["Outputs"]["ApiUrl"]["Value"], stage_names)
+    assert isinstance(api_url[-1], str) and api_url[-1].endswith("/")
+    expected = [*api_url[:-1], api_url[-1].removesuffix("/")]
+    assert join_parts(env[wiring.PUBLIC_URL_ENV]) == expected
+    assert refs(env[wiring.PUBLIC_URL_ENV]) == {rest_api_id(cfn)}
+
+
+# -- event routes: bus -> queue ------------------------------------------------------------------
+
+
+def _rules_to(cfn: dict[str, Any], queue: str) -> list[dict[str, Any]]:
+    qid = queue_id(cfn, queue)
+    return [
+        r["Properties"]
+        for r in rules_on_bus(cfn).values()
+        if any(refs(t["Arn"]) == {qid} for t in r["Properties"].get("Targets", []))
+    ]
+
+
+@event_routes
+def test_event_route_is_a_rule_on_the_bus(cfn: dict[str, Any], route: wiring.EventRoute) -> None:
+    rules = _rules_to(cfn, route.queue)
+    assert len(rules) == 1, rules
+    (rule,) = rules
+    assert rule.get("State", "ENABLED") == "ENABLED"
+    assert rule["EventPattern"] == {"source": [EVENT_SOURCE], "detail-type": list(route.detail_types)}
+    (target,) = rule["Targets"]
+    assert refs(target["Arn"]) == {queue_id(cfn, route.queue)}
+    assert refs(target["DeadLetterConfig"]["Arn"]) == {dlq_id(cfn, f"rule/{route.name}")}
+    assert "Input" not in target and "InputPath" not in target  # the queue gets the whole event
+
+
+def _lid_of_rule(cfn: dict[str, Any], route: wiring.EventRoute) -> str:
+    qid = queue_id(cfn, route.queue)
+    (lid,) = [
+        lid
+        for lid, r in rules_on_bus(cfn).items()
+        if any(refs(t["Arn"]) == {qid} for t in r["Properties"].get("Targets", []))
+    ]
+    return lid
+
+
+def _events_may_send(cfn: dict[str, Any], queue_lid: str, rule_lid: str) -> bool:
+    for policy in resources(cfn, "AWS::SQS::QueuePolicy").values():
+        if queue_lid not in refs(policy["Properties"]["Queues"]):
+            continue
+        for st in policy["Properties"]["PolicyDocument"]["Statement"]:
+            if (
+                st["Effect"] == "Allow"
+                and st.get("Principal") == {"Service": "events.amazonaws.com"}
+                and "sqs:SendMessage" in as_list(st["Action"])
+                and refs(st.get("Condition", {}).get("ArnEquals", {}).get("aws:SourceArn")) == {rule_lid}
+            ):
+                return True
+    return False
+
+
+@event_routes
+def test_event_route_queue_and_dlq_let_only_their_rule_send(cfn: dict[str, Any], route: wiring.EventRoute) -> None:
+    rule = _lid_of_rule(cfn, route)
+    queue = queue_id(cfn, route.queue)
+    dlq = dlq_id(cfn, f"rule/{route.name}")
+    assert _events_may_send(cfn, queue, rule), f"EventBridge may not send to {route.queue}"
+    assert _events_may_send(cfn, dlq, rule), f"EventBridge may not send to the DLQ of rule {route.name}"
+    # EventBridge delivers to SQS-managed SSE queues (not to ones encrypted with the AWS-managed KMS key)
+    for lid in (queue, dlq):
+        props = _props(cfn, lid)
+        assert props.get("SqsManagedSseEnabled") is True and "KmsMasterKeyId" not in props, lid
+
+
+def test_no_rule_beyond_the_wiring(cfn: dict[str, Any]) -> None:
+    assert len(resources(cfn, "AWS::Events::Rule")) == len(wiring.EVENT_ROUTES)
+    assert sorted(_lid_of_rule(cfn, route) for route in wiring.EVENT_ROUTES) == sorted(rules_on_bus(cfn))
+
+
+@event_routes
+def test_event_route_queue_has_a_consumer(route: wiring.EventRoute) -> None:
+    """Routing events into a queue nobody polls would only fill its DLQ."""
+    consumers = [f.name for f in wiring.FUNCTIONS if f.queue_trigger and f.queue_trigger.queue == route.queue]
+    assert consumers, f"no function consumes {route.queue}"

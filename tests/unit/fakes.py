@@ -12,7 +12,7 @@ import itertools
 import json
 import zlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -20,7 +20,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from kassa.domain.catalog import Price, Product, Recurring
-from kassa.domain.customer import Address, CardSummary, Customer
+from kassa.domain.customer import Address, CardSummary, Customer, card_expiry_notice_at
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
@@ -29,7 +29,15 @@ from kassa.domain.periods import Interval
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services.billing import Billing, CheckoutResult
-from kassa.services.ports import ChargeResult, ChargeStatus, Page, SetupIntentInfo, WebhookRecord
+from kassa.services.ports import (
+    ChargeResult,
+    ChargeStatus,
+    OutboxRecord,
+    OutgoingEmail,
+    Page,
+    SetupIntentInfo,
+    WebhookRecord,
+)
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -126,6 +134,7 @@ class FakeStore:
         self.subscriptions: dict[str, Subscription] = {}
         self.invoices: dict[str, Invoice] = {}
         self.webhooks: dict[str, WebhookRecord] = {}
+        self.timers: dict[str, datetime] = {}
         self.settings = settings
         self.invoice_seq = 0
         self.due_shards = due_shards
@@ -308,6 +317,54 @@ class FakeStore:
         index = self._due_index()
         return index[0][0] if index else None
 
+    def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
+        return [
+            _copy(i)
+            for i in self.invoices.values()
+            if i.number is not None and i.tax_date is not None and start <= i.tax_date <= end
+        ]
+
+    # ------------------------------------------------------------------ dunning index
+    def _dunning_index(self) -> list[tuple[datetime, str]]:
+        entries = [
+            (_second(i.next_dunning_at), i.id)
+            for i in self.invoices.values()
+            if i.next_dunning_at is not None and i.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+        ]
+        entries += [
+            (_second(at), c.id) for c in self.customers.values() if (at := card_expiry_notice_at(c)) is not None
+        ]
+        entries += [(_second(at), key) for key, at in self.timers.items()]
+        return sorted(entries)
+
+    def due_dunning(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        cutoff = _second(now)
+        return [
+            (entity, due)
+            for due, entity in self._dunning_index()
+            if shard_of(entity, self.due_shards) == shard and due <= cutoff
+        ][:limit]
+
+    def next_dunning_after(self, now: datetime) -> datetime | None:
+        index = self._dunning_index()
+        return index[0][0] if index else None
+
+    def put_timer(self, key: str, at: datetime) -> None:
+        self.timers[key] = at
+        self.writes += 1
+
+    def delete_timer(self, key: str) -> None:
+        self.timers.pop(key, None)
+        self.writes += 1
+
+    def list_open_invoices(self, customer_id: str) -> list[Invoice]:
+        found = [
+            i
+            for i in self.invoices.values()
+            if i.customer == customer_id and i.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+        ]
+        return [_copy(i) for i in sorted(found, key=lambda i: (i.created, i.id))]
+
     # ------------------------------------------------------------------ settings
     def get_settings(self) -> MerchantSettings:
         return _copy(self.settings) if self.settings is not None else MerchantSettings()
@@ -413,6 +470,11 @@ class FakeGateway:
         customer_id = self._id("cus")
         self.stripe_customers[customer_id] = {"email": email, "name": name, "kassa_id": kassa_id}
         return customer_id
+
+    def kassa_customer_of(self, customer: str) -> str | None:
+        self.calls.append(("kassa_customer_of", {"customer": customer}))
+        found = self.stripe_customers.get(customer)
+        return found["kassa_id"] if found else None
 
     def create_setup_intent(self, *, customer: str, metadata: dict[str, str]) -> SetupIntentInfo:
         self.calls.append(("create_setup_intent", {"customer": customer, "metadata": dict(metadata)}))
@@ -552,3 +614,52 @@ class World:
 def make_world(start: datetime = START) -> World:
     store, gateway, publisher, clock = FakeStore(), FakeGateway(), ListPublisher(), FixedClock(start)
     return World(store, gateway, publisher, clock, Billing(store, gateway, publisher, clock))
+
+
+# ---------------------------------------------------------------------------------------- email
+@dataclass
+class FakeOutbox:
+    """The Outbox port in memory: a key is claimed once."""
+
+    records: dict[str, OutboxRecord] = field(default_factory=dict)
+
+    def claim(self, email: OutgoingEmail) -> OutboxRecord | None:
+        if email.key in self.records:
+            return self.records[email.key]
+        self.records[email.key] = OutboxRecord(email=email, status="pending")
+        return None
+
+    def mark_sent(self, key: str, message_id: str, sent_at: datetime) -> None:
+        self.records[key] = replace(self.records[key], status="sent", message_id=message_id, sent_at=sent_at)
+
+    def mark_failed(self, key: str, error: str) -> None:
+        self.records[key] = replace(self.records[key], status="failed", error=error)
+
+    def get(self, key: str) -> OutboxRecord | None:
+        return self.records.get(key)
+
+    def list_customer(self, customer_id: str, limit: int = 100) -> list[OutboxRecord]:
+        found = [r for r in self.records.values() if r.email.customer == customer_id]
+        return sorted(found, key=lambda r: (r.email.created, r.email.key), reverse=True)[:limit]
+
+    def list_month(self, month: str, limit: int = 100) -> list[OutboxRecord]:
+        found = [r for r in self.records.values() if r.email.created.strftime("%Y-%m") == month]
+        return sorted(found, key=lambda r: (r.email.created, r.email.key), reverse=True)[:limit]
+
+
+@dataclass
+class FakeMailer:
+    """Records what was handed to the mail service; ``fail_with`` makes the next send raise."""
+
+    sent: list[tuple[OutgoingEmail, str]] = field(default_factory=list)
+    fail_with: Exception | None = None
+
+    def send(self, email: OutgoingEmail, sender: str) -> str:
+        if self.fail_with is not None:
+            error, self.fail_with = self.fail_with, None
+            raise error
+        self.sent.append((email, sender))
+        return f"msg-{len(self.sent)}"
+
+    def templates(self, customer: str | None = None) -> list[str]:
+        return [e.template for e, _ in self.sent if customer is None or e.customer == customer]

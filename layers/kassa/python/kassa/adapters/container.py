@@ -14,6 +14,9 @@ from typing import Any
 
 from kassa.adapters import clock as clocks
 
+DEFAULT_EMAIL_FROM = "billing@example.com"  # as infra/wiring.py's DEFAULT_EMAIL_FROM
+DEFAULT_STRIPE_JS_URL = "https://js.stripe.com/v3/"
+
 
 @dataclass(frozen=True)
 class Env:
@@ -34,6 +37,9 @@ class Env:
     aws_endpoint_url: str | None = None
     tax_provider: str | None = None  # "kassa" (default) or "stripe" (Stripe Tax, optional)
     vies_url: str | None = None  # unset: no online VIES check (format and check digit only)
+    email_from: str = DEFAULT_EMAIL_FROM  # the sender of customer emails (a verified SES identity)
+    public_url: str | None = None  # the API's public base URL, no trailing slash (links in emails)
+    stripe_js_url: str = DEFAULT_STRIPE_JS_URL  # Stripe.js, loaded by the pages kassa serves
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -54,6 +60,9 @@ _ALIASES = {
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
     "tax_provider": "KASSA_TAX_PROVIDER",
     "vies_url": "KASSA_VIES_URL",
+    "email_from": "KASSA_EMAIL_FROM",
+    "public_url": "KASSA_PUBLIC_URL",
+    "stripe_js_url": "KASSA_STRIPE_JS_URL",
 }
 
 
@@ -70,6 +79,10 @@ def _env(items: tuple[tuple[str, str | None], ...]) -> Env:
         raise RuntimeError(f"invalid function environment: KASSA_DUE_SHARDS={shards!r} (1–64)")
     if fields["tax_provider"] not in (None, "kassa", "stripe"):
         raise RuntimeError(f"invalid function environment: KASSA_TAX_PROVIDER={fields['tax_provider']!r}")
+    fields["email_from"] = fields["email_from"] or DEFAULT_EMAIL_FROM
+    fields["stripe_js_url"] = fields["stripe_js_url"] or DEFAULT_STRIPE_JS_URL
+    if fields["public_url"]:
+        fields["public_url"] = fields["public_url"].rstrip("/")
     return Env(due_shards=int(shards), **fields)
 
 
@@ -135,6 +148,24 @@ def queue(name: str) -> Any:
     return SqsQueue(client("sqs"), env().require(name))
 
 
+def outbox() -> Any:
+    """The outbox of customer emails, on the billing table."""
+    from kassa.adapters.outbox import DynamoOutbox
+
+    return DynamoOutbox(client("dynamodb"), env().require("billing_table"))
+
+
+def mailer() -> Any:
+    from kassa.adapters.ses import SesMailer
+
+    return SesMailer(client("ses"))
+
+
+def email_sender() -> str:
+    """The From address of customer emails (``KASSA_EMAIL_FROM``)."""
+    return env().email_from
+
+
 def billing(with_gateway: bool = True) -> Any:
     """The Billing service for this function, built from its environment."""
     from kassa.services.billing import Billing
@@ -185,3 +216,24 @@ def webhook_secret() -> str:
 
 def api_secret_key() -> str:
     return str(secret(env().require("api_secret_name"))["secret_key"])
+
+
+def link_secret() -> str:
+    """The key that signs customers' card-update links: the merchant's API secret (rotating it
+    invalidates the links already sent)."""
+    return api_secret_key()
+
+
+def dunning() -> Any:
+    """The Dunning service: retries, overdue ladder and emails, over this function's Billing."""
+    from kassa.services.dunning import Dunning
+
+    e = env()
+    return Dunning(
+        billing(),
+        outbox(),
+        mailer(),
+        sender=email_sender(),
+        link_secret=link_secret(),
+        public_url=e.require("public_url"),
+    )

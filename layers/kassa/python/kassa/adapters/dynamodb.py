@@ -20,7 +20,7 @@ from pydantic import BaseModel
 from kassa.adapters import usage
 from kassa.domain.catalog import Price, Product
 from kassa.domain.credit_notes import CreditNote
-from kassa.domain.customer import Customer
+from kassa.domain.customer import Customer, card_expiry_notice_at
 from kassa.domain.discounts import Coupon, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
@@ -264,9 +264,7 @@ class DynamoStore:
         ]
         if customer is not None:
             moved = customer.model_copy(update={"version": customer.version + 1})
-            actions.append(
-                {"Put": self._versioned_put(self._item(f"CUS#{customer.id}", "CUSTOMER", moved), customer.version)}
-            )
+            actions.append({"Put": self._versioned_put(self._cus_item(moved), customer.version)})
         self._call("transact_write_items", TransactItems=actions)
         return saved
 
@@ -280,7 +278,7 @@ class DynamoStore:
                     {
                         "Put": {
                             "TableName": self._table,
-                            "Item": self._item(f"CUS#{customer.id}", "CUSTOMER", customer),
+                            "Item": self._cus_item(customer),
                             "ConditionExpression": "attribute_not_exists(pk)",
                         }
                     },
@@ -310,10 +308,18 @@ class DynamoStore:
 
     def save_customer(self, customer: Customer) -> Customer:
         saved = customer.model_copy(update={"version": customer.version + 1})
-        self._call(
-            "put_item", **self._versioned_put(self._item(f"CUS#{customer.id}", "CUSTOMER", saved), customer.version)
-        )
+        self._call("put_item", **self._versioned_put(self._cus_item(saved), customer.version))
         return saved
+
+    def _cus_item(self, customer: Customer) -> dict[str, Any]:
+        extra: dict[str, dict[str, str]] = {}
+        notice = card_expiry_notice_at(customer)
+        if notice is not None:  # the dunning index: the card_expiring email falls due then
+            extra.update(self._dunning_keys(customer.id, notice))
+        return self._item(f"CUS#{customer.id}", "CUSTOMER", customer, **extra)
+
+    def _dunning_keys(self, entity_id: str, at: datetime) -> dict[str, dict[str, str]]:
+        return {"gsi1pk": _s(f"DUN#{shard_of(entity_id, self._shards)}"), "gsi1sk": _s(f"{_iso(at)}#{entity_id}")}
 
     # ------------------------------------------------------------------ subscriptions
     def _sub_item(self, sub: Subscription) -> dict[str, Any]:
@@ -330,6 +336,8 @@ class DynamoStore:
 
     def _inv_item(self, inv: Invoice) -> dict[str, Any]:
         extra: dict[str, dict[str, str]] = {}
+        if inv.next_dunning_at is not None and inv.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
+            extra.update(self._dunning_keys(inv.id, inv.next_dunning_at))  # sparse: paid invoices drop out
         if inv.number is not None and inv.tax_date is not None:  # finalized: it counts in tax reports
             extra["gsi3pk"] = _s(f"TAXMONTH#{inv.tax_date:%Y-%m}")
             extra["gsi3sk"] = _s(f"{inv.tax_date.isoformat()}#{inv.id}")
@@ -468,7 +476,7 @@ class DynamoStore:
         extra: list[dict[str, Any]] = []
         if customer is not None:  # its balance moved with this invoice: in the same transaction
             saved_customer = customer.model_copy(update={"version": customer.version + 1})
-            item = self._item(f"CUS#{customer.id}", "CUSTOMER", saved_customer)
+            item = self._cus_item(saved_customer)
             extra.append({"Put": self._versioned_put(item, customer.version)})
         for attempt in range(NUMBER_RETRIES):
             numbered = invoice.status is InvoiceStatus.DRAFT and not invoice.keep_as_draft
@@ -513,26 +521,26 @@ class DynamoStore:
         return list(self._query_page(Subscription, f"CUS#{customer_id}", "SUB#", 100, None).items)
 
     # ------------------------------------------------------------------ due work
-    def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+    def _due_entries(self, prefix: str, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
         found: list[tuple[str, datetime]] = []
         kwargs: dict[str, Any] = {
             "TableName": self._table,
             "IndexName": "gsi1",
             "KeyConditionExpression": "gsi1pk = :p AND gsi1sk <= :t",
-            "ExpressionAttributeValues": {":p": _s(f"DUE#{shard}"), ":t": _s(f"{_iso(now)}#~")},
+            "ExpressionAttributeValues": {":p": _s(f"{prefix}#{shard}"), ":t": _s(f"{_iso(now)}#~")},
             "ProjectionExpression": "gsi1sk",
         }
         while len(found) < limit:
             response = self._call("query", **kwargs)
             for item in response.get("Items", []):
-                due, sub_id = item["gsi1sk"]["S"].split("#", 1)
-                found.append((sub_id, datetime.strptime(due, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)))
+                due, entity_id = item["gsi1sk"]["S"].split("#", 1)
+                found.append((entity_id, datetime.strptime(due, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)))
             if "LastEvaluatedKey" not in response:
                 break
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:limit]
 
-    def next_due_after(self, now: datetime) -> datetime | None:
+    def _earliest_entry(self, prefix: str) -> datetime | None:
         earliest: datetime | None = None
         for shard in range(self._shards):
             response = self._call(
@@ -540,7 +548,7 @@ class DynamoStore:
                 TableName=self._table,
                 IndexName="gsi1",
                 KeyConditionExpression="gsi1pk = :p",
-                ExpressionAttributeValues={":p": _s(f"DUE#{shard}")},
+                ExpressionAttributeValues={":p": _s(f"{prefix}#{shard}")},
                 ProjectionExpression="gsi1sk",
                 Limit=1,
             )
@@ -548,6 +556,51 @@ class DynamoStore:
                 due = datetime.strptime(item["gsi1sk"]["S"].split("#", 1)[0], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
                 earliest = due if earliest is None or due < earliest else earliest
         return earliest
+
+    def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        return self._due_entries("DUE", shard, now, limit)
+
+    def next_due_after(self, now: datetime) -> datetime | None:
+        return self._earliest_entry("DUE")
+
+    def due_dunning(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        """Dunning work due by ``now`` in one shard: invoices (``in_…``), customers whose card
+        expires (``cus_…``) and timers (``timer:…``)."""
+        return self._due_entries("DUN", shard, now, limit)
+
+    def next_dunning_after(self, now: datetime) -> datetime | None:
+        return self._earliest_entry("DUN")
+
+    def put_timer(self, key: str, at: datetime) -> None:
+        """A one-off wake-up in the dunning index (e.g. ``timer:win_back:<subscription>``)."""
+        item = {"pk": _s(f"TIMER#{key}"), "sk": _s("TIMER"), **self._dunning_keys(key, at)}
+        self._call("put_item", TableName=self._table, Item=item)
+
+    def delete_timer(self, key: str) -> None:
+        self._call("delete_item", TableName=self._table, Key={"pk": _s(f"TIMER#{key}"), "sk": _s("TIMER")})
+
+    def list_open_invoices(self, customer_id: str) -> list[Invoice]:
+        """The customer's open (or uncollectible) invoices, oldest first."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi2",
+            "KeyConditionExpression": "gsi2pk = :p AND begins_with(gsi2sk, :s)",
+            "FilterExpression": "#st IN (:o, :u)",
+            "ExpressionAttributeNames": {"#st": "status"},
+            "ExpressionAttributeValues": {
+                ":p": _s(f"CUS#{customer_id}"),
+                ":s": _s("INV#"),
+                ":o": _s(InvoiceStatus.OPEN.value),
+                ":u": _s(InvoiceStatus.UNCOLLECTIBLE.value),
+            },
+        }
+        found: list[Invoice] = []
+        while True:
+            response = self._call("query", **kwargs)
+            found += [self._load(i, Invoice) for i in response.get("Items", [])]
+            if "LastEvaluatedKey" not in response:
+                return found
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
 
     # ------------------------------------------------------------------ settings
     def get_settings(self) -> MerchantSettings:

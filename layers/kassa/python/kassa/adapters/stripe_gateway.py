@@ -96,6 +96,15 @@ class StripeGateway:
             self._do("setup_intents.retrieve", self._client.v1.setup_intents.retrieve, setup_intent_id)
         )
 
+    def kassa_customer_of(self, customer: str) -> str | None:
+        """The kassa customer id kept in a Stripe customer's metadata (None: not one of ours)."""
+        try:
+            found = self._do("customers.retrieve", self._client.v1.customers.retrieve, customer)
+        except NotFound:
+            return None
+        value = (found.get("metadata") or {}).get("kassa_customer")
+        return value if isinstance(value, str) and value else None
+
     def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary:
         try:
             pm = self._do(

@@ -7,13 +7,14 @@ in one place; request validation errors name the field; every /v1 route needs th
 from __future__ import annotations
 
 import json
+from datetime import date, timedelta
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
-from kassa.api.common import new_app, obj, page
+from kassa.api.common import error_response, new_app, obj, page
 from kassa.api.models import (
     CancelIn,
     ChangeIn,
@@ -23,6 +24,8 @@ from kassa.api.models import (
     CustomerIn,
     InvoiceItemIn,
     PauseCollectionIn,
+    PortalConfirmIn,
+    PortalTokenIn,
     PriceIn,
     ProductIn,
     PromotionCodeIn,
@@ -30,7 +33,8 @@ from kassa.api.models import (
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
 from kassa.domain.credit_notes import CreditNoteRequest
-from kassa.domain.errors import InvalidInput
+from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.links import LinkRefused, sign_link, verify_link
 from kassa.domain.settings import MerchantSettings
 
 app = new_app()
@@ -313,3 +317,158 @@ def list_credit_notes(invoice_id: str) -> dict[str, Any]:
 @app.get("/v1/invoices/<invoice_id>", tags=["invoices"])
 def get_invoice(invoice_id: str) -> dict[str, Any] | None:
     return obj("invoice", container.store().get_invoice(invoice_id))
+
+
+# ---------------------------------------------------------------- dunning and customer emails
+def _public_base() -> str:
+    """Where this API is reachable from a browser: KASSA_PUBLIC_URL, else the request's host and stage."""
+    configured = container.env().public_url
+    if configured:
+        return str(configured)
+    event = app.current_event
+    host = event.headers.get("Host") or event.headers.get("host") or ""
+    stage = event.request_context.stage
+    return f"https://{host}" + (f"/{stage}" if stage and stage != "$default" else "")
+
+
+def _parse_day(name: str, default: date) -> date:
+    raw = app.current_event.get_query_string_value(name)
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError as error:
+        raise InvalidInput(f"{name} must be a date like 2026-01-31", param=name) from error
+
+
+@app.post("/v1/customers/<customer_id>/card_update_link", tags=["dunning"])
+def card_update_link(customer_id: str) -> Response[dict[str, Any]]:
+    """A signed, expiring link to the customer's card-update page (what the payment_failed email carries)."""
+    billing = container.billing(with_gateway=False)
+    billing.store.get_customer(customer_id)
+    days = billing.store.get_settings().emails.card_link_days
+    token, expires = sign_link(container.link_secret(), customer_id, "card_update", billing.now(), timedelta(days=days))
+    return created(
+        {
+            "object": "card_update_link",
+            "customer": customer_id,
+            "url": f"{_public_base()}/portal/card?token={token}",
+            "expires_at": expires.isoformat(),
+        }
+    )
+
+
+@app.get("/v1/customers/<customer_id>/emails", tags=["dunning"])
+def list_customer_emails(customer_id: str) -> dict[str, Any]:
+    """The emails sent (or being sent) to a customer, newest first, from the outbox."""
+    container.store().get_customer(customer_id)
+    records = container.outbox().list_customer(customer_id, _limit())
+    return {"object": "list", "data": [email_json(r) for r in records], "has_more": False}
+
+
+def email_json(record: Any) -> dict[str, Any]:
+    email = record.email
+    return {
+        "object": "email",
+        "key": email.key,
+        "template": email.template,
+        "to": email.to,
+        "locale": email.locale,
+        "subject": email.subject,
+        "text": email.text,
+        "status": record.status,
+        "created": email.created.isoformat(),
+        "sent_at": record.sent_at.isoformat() if record.sent_at else None,
+    }
+
+
+@app.get("/v1/dunning/figures", tags=["dunning"])
+def dunning_figures() -> dict[str, Any]:
+    """Recovery figures for invoices with a tax point in [from, to] (default: this year so far):
+    invoices recovered, amounts recovered per currency, recovery rate overall and by decline code."""
+    from kassa.services.dunning import figures_json
+
+    dunning = container.dunning()
+    today = dunning.now().date()
+    start = _parse_day("from", date(today.year, 1, 1))
+    end = _parse_day("to", today)
+    return {"from": start.isoformat(), "to": end.isoformat(), **figures_json(dunning.figures(start, end))}
+
+
+# ---------------------------------------------------------------- the customer's card page (no login)
+def _link_refused(error: LinkRefused) -> Response:
+    return error_response(403, "invalid_request_error", error.code, error.message, error.param)
+
+
+app.exception_handler(LinkRefused)(_link_refused)
+
+
+@app.get("/portal/card", include_in_schema=False)
+def card_page() -> Response[str]:
+    """The card-update page; the token is checked before anything is shown."""
+    token = app.current_event.get_query_string_value("token") or ""
+    billing = container.billing(with_gateway=False)
+    try:
+        verify_link(container.link_secret(), token, billing.now())
+    except LinkRefused as error:
+        page_html = f"<!doctype html><meta charset=utf-8><title>Link refused</title><h1>{error.message}</h1>"
+        return Response(status_code=403, content_type="text/html; charset=utf-8", body=page_html)
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=_card_html())
+
+
+def _card_html() -> str:
+    from importlib.resources import files
+
+    return files("kassa.api").joinpath("static/card.html").read_text(encoding="utf-8")
+
+
+@app.post("/portal/card/session", include_in_schema=False)
+def card_session(body: PortalTokenIn) -> dict[str, Any]:
+    """What the page needs: who, the card on file, the open invoices, and a SetupIntent for Stripe.js."""
+    from kassa.emails.render import format_money
+
+    billing = container.billing()
+    link = verify_link(container.link_secret(), body.token, billing.now())
+    try:
+        customer = billing.store.get_customer(link.customer)
+    except NotFound as error:
+        raise LinkRefused("this link is not valid", param="token") from error
+    intent = billing.card_setup_intent(customer.id, link.purpose)
+    card = customer.default_payment_method
+    invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.number is not None]
+    return {
+        "purpose": link.purpose,
+        "customer": {"name": customer.name, "email": customer.email},
+        "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
+        "open_invoices": [
+            {
+                "number": i.number,
+                "amount_due": i.amount_due,
+                "currency": i.currency,
+                "amount_due_formatted": format_money(i.amount_due, i.currency, customer.preferred_locale),
+            }
+            for i in invoices
+        ],
+        "publishable_key": billing.gateway.publishable_key,
+        "stripe_js_url": container.env().stripe_js_url,
+        "setup_intent_id": intent.id,
+        "client_secret": intent.client_secret,
+        "expires_at": link.expires_at.isoformat(),
+    }
+
+
+@app.post("/portal/card/confirm", include_in_schema=False)
+def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
+    """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried."""
+    billing = container.billing()
+    link = verify_link(container.link_secret(), body.token, billing.now())
+    customer, results = billing.update_card(link.customer, body.setup_intent_id)
+    card = customer.default_payment_method
+    return {
+        "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
+        "invoices": [
+            {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
+            for r in results
+            if r.invoice is not None
+        ],
+    }

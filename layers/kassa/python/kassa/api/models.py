@@ -140,3 +140,11 @@ class InvoiceItemIn(Strict):
 
 class CompleteIn(Strict):
     setup_intent_id: str = Field(min_length=1)
+
+
+class PortalTokenIn(Strict):
+    token: str = Field(min_length=1, max_length=2000, description="the signed link's token")
+
+
+class PortalConfirmIn(PortalTokenIn):
+    setup_intent_id: str = Field(min_length=1, description="the SetupIntent confirmed by Stripe.js")

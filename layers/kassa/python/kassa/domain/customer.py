@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 from pydantic import BaseModel, Field, field_validator
 
@@ -49,5 +49,28 @@ class Customer(BaseModel):
     balance_currency: str | None = None
     stripe_customer_id: str | None = None
     default_payment_method: CardSummary | None = None
+    # "<payment method>:<YYYY-MM>" of the card whose card_expiring email was sent (once per card and expiry)
+    card_expiring_notified: str | None = None
     created: datetime
     version: int = 0
+
+
+def card_expiry_key(card: CardSummary | None) -> str | None:
+    """``<payment method>:<YYYY-MM>``: one card_expiring email per card and expiry date."""
+    if card is None or card.exp_month is None or card.exp_year is None:
+        return None
+    return f"{card.payment_method_id}:{card.exp_year:04d}-{card.exp_month:02d}"
+
+
+def card_expiry_notice_at(customer: Customer) -> datetime | None:
+    """When to tell the customer that their card expires at the end of next month: the first day
+    of the month before the expiry month (None: no card, no expiry, or already told)."""
+    card = customer.default_payment_method
+    key = card_expiry_key(card)
+    if card is None or key is None or key == customer.card_expiring_notified:
+        return None
+    assert card.exp_month is not None and card.exp_year is not None
+    if not 1 <= card.exp_month <= 12:
+        return None
+    year, month = (card.exp_year, card.exp_month - 1) if card.exp_month > 1 else (card.exp_year - 1, 12)
+    return datetime(year, month, 1, tzinfo=UTC)

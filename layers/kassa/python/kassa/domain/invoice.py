@@ -99,6 +99,12 @@ class Invoice(BaseModel):
     voided_at: datetime | None = None
     payment_intent: str | None = None
     last_payment_error: PaymentError | None = None
+    # dunning (kassa.services.dunning): the first failure anchors the retry schedule and the overdue
+    # clock, and its decline code is what the recovery figures are counted by; ``next_dunning_at``
+    # puts the invoice in the dunning index until it is paid, voided or given up
+    first_failed_at: datetime | None = None
+    first_payment_error: PaymentError | None = None
+    next_dunning_at: datetime | None = None
     # tax, filled in before finalization (kassa.services.tax)
     tax_date: date | None = None  # the tax point the rates were taken at
     tax_breakdown: list[dict[str, Any]] = Field(default_factory=list)  # per jurisdiction, tax type, rate
@@ -115,9 +121,9 @@ class Invoice(BaseModel):
             raise IllegalTransition(f"invoice {self.id} cannot go from {self.status.value} to {target.value}")
         changes: dict[str, object] = {"status": target}
         if target is InvoiceStatus.PAID:
-            changes.update(paid_at=now, amount_paid=self.amount_due, last_payment_error=None)
+            changes.update(paid_at=now, amount_paid=self.amount_due, last_payment_error=None, next_dunning_at=None)
         elif target is InvoiceStatus.VOID:
-            changes["voided_at"] = now
+            changes.update(voided_at=now, next_dunning_at=None)
         return self.model_copy(update=changes)
 
     def finalize(self, number: str, now: datetime) -> Invoice:

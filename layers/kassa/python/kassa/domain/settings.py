@@ -3,13 +3,62 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError, field_validator, model_validator
 
 from kassa.domain.customer import Address
+from kassa.domain.dunning import DEFAULT_LADDER, OverdueLadder, RetrySchedule
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
 from kassa.domain.tax.model import TaxSettings
+
+_COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+_TEMPLATE_FILE = re.compile(r"(?:(?:en|nl|de|fr)/)?[a-z][a-z0-9_]{0,39}\.(?:subject|html|txt)\.j2")
+
+
+class EmailSettings(BaseModel):
+    """Which customer emails kassa sends, when, and how they look (docs/emails.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True  # False: nothing is sent (the outbox still records what would have been)
+    receipts: bool = True
+    # days before a renewal to send ``upcoming_renewal`` (Stripe: off unless switched on); None: never
+    upcoming_renewal_days: int | None = Field(default=None, ge=1, le=60)
+    win_back_days: int | None = Field(default=None, ge=1, le=365)  # None: no win-back email
+    win_back_coupon: str | None = None  # a promotion code offered in the win-back email
+    card_link_days: int = Field(default=7, ge=1, le=60)  # how long a card-update link stays valid
+    colour: str = "#1f6feb"
+    logo_url: str | None = None
+    # the merchant's own templates: "<name>.<subject|html|txt>.j2" (optionally "nl/…") → Jinja2 source
+    templates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("colour")
+    @classmethod
+    def _colour(cls, value: str) -> str:
+        if not _COLOUR.fullmatch(value):
+            raise ValueError("colour must be a hex colour like #1f6feb")
+        return value
+
+    @field_validator("logo_url")
+    @classmethod
+    def _logo(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("https://"):
+            raise ValueError("logo_url must be an https URL")
+        return value
+
+    @field_validator("templates")
+    @classmethod
+    def _templates(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _TEMPLATE_FILE.fullmatch(name):
+                raise ValueError(f"template file {name!r} must be named <name>.<subject|html|txt>.j2")
+        return value
+
+    def template_names(self) -> list[str]:
+        """The merchant's own template names (``final_notice`` for ``final_notice.html.j2``)."""
+        return sorted({name.rsplit("/", 1)[-1].split(".", 1)[0] for name in self.templates})
 
 
 class MerchantSettings(BaseModel):
@@ -23,6 +72,36 @@ class MerchantSettings(BaseModel):
     # the seller's tax position (home country, OSS, registrations); when absent: established in the
     # seller address's country and registered for the EU One-Stop Shop
     tax: TaxSettings | None = None
+    # dunning (docs/dunning.md): when failed payments are retried, and what happens while unpaid
+    retry_schedule: RetrySchedule = Field(default_factory=RetrySchedule)
+    # validated by _ladder_emails, which knows the merchant's own templates
+    overdue_ladder: SkipValidation[OverdueLadder] = DEFAULT_LADDER
+    emails: EmailSettings = Field(default_factory=EmailSettings)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ladder_emails(cls, data: Any) -> Any:
+        # the ladder may name the merchant's own templates: validate it knowing them
+        if isinstance(data, dict) and data.get("overdue_ladder") is not None:
+            emails = data.get("emails")
+            emails = EmailSettings.model_validate(emails) if isinstance(emails, dict) else emails
+            names = emails.template_names() if isinstance(emails, EmailSettings) else []
+            raw = data["overdue_ladder"]
+            raw = raw.model_dump(mode="json") if isinstance(raw, OverdueLadder) else raw
+            if not isinstance(raw, dict):
+                raise InvalidInput("overdue_ladder must be an object with states", param="overdue_ladder")
+            try:
+                ladder = OverdueLadder.validated(raw, templates=names)
+            except InvalidInput as error:
+                raise InvalidInput(error.message, param=f"overdue_ladder.{error.param or 'states'}") from error
+            except ValidationError as error:
+                first = error.errors()[0]
+                where = ".".join(str(p) for p in first["loc"])
+                raise InvalidInput(f"{where}: {first['msg']}", param=f"overdue_ladder.{where}") from error
+            data = {**data, "overdue_ladder": ladder}
+            if isinstance(emails, EmailSettings):
+                data["emails"] = emails
+        return data
 
     def tax_settings(self) -> TaxSettings:
         return self.tax or TaxSettings(home_country=self.seller_address.country, oss_registered=True)

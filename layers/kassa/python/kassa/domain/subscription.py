@@ -76,6 +76,12 @@ class Subscription(BaseModel):
     # cancel or pause
     missing_payment_method: str = "create_invoice"
     trial_will_end_notified: bool = False  # customer.subscription.trial_will_end was published
+    # the overdue ladder's state (kassa.domain.dunning), stored after each evaluation: None = not overdue
+    overdue_state: str | None = None
+    entitlements_suspended: bool = False  # the ladder's state disables access (Kill Bill's "disable entitlement")
+    changes_blocked: bool = False  # the ladder's state blocks plan and quantity changes
+    # upcoming renewal reminder (settings.emails.upcoming_renewal_days): when it is due, None once sent
+    renewal_reminder_at: datetime | None = None
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None
@@ -96,6 +102,9 @@ class Subscription(BaseModel):
             notice = self.trial_will_end_at
             return notice if notice is not None and not self.trial_will_end_notified else self.trial_end
         if self.status in (Status.ACTIVE, Status.PAST_DUE, Status.UNPAID):
+            reminder = self.renewal_reminder_at
+            if reminder is not None and reminder < self.current_period_end and not self.cancel_at_period_end:
+                return reminder
             return self.current_period_end
         return None
 
@@ -184,12 +193,22 @@ class DueAction(StrEnum):
     RENEW = "renew"  # invoice the next period, charge it
     CANCEL = "cancel"  # cancel_at_period_end reached: canceled, no invoice
     TRIAL_WILL_END = "trial_will_end"  # three days before the trial ends: tell the customer
+    UPCOMING = "upcoming"  # N days before a renewal (settings.emails.upcoming_renewal_days): remind
 
 
 @dataclass(frozen=True)
 class Due:
     action: DueAction
     period: Period | None = None  # the period to invoice
+
+
+def renewal_reminder(sub: Subscription, days: int | None) -> datetime | None:
+    """When to remind the customer of the renewal at the end of the current period: ``days``
+    before it, if that is still ahead of the period start (None: no reminder)."""
+    if days is None or sub.status in TERMINAL or sub.cancel_at_period_end:
+        return None
+    at = sub.current_period_end - timedelta(days=days)
+    return at if at > sub.current_period_start else None
 
 
 def due_action(sub: Subscription, now: datetime) -> Due:
@@ -203,6 +222,8 @@ def due_action(sub: Subscription, now: datetime) -> Due:
         return Due(DueAction.TRIAL_WILL_END)  # due before the trial end: only the notice is
     if sub.cancel_at_period_end:  # Stripe: a trial or period set to cancel ends without an invoice
         return Due(DueAction.CANCEL)
+    if sub.status is not Status.TRIALING and now < sub.current_period_end:
+        return Due(DueAction.UPCOMING)  # due before the period end: only the reminder is
     if sub.status is Status.TRIALING:
         first = period_at(sub.billing_cycle_anchor, sub.interval, sub.interval_count, sub.billing_cycle_anchor)
         return Due(DueAction.END_TRIAL, first)

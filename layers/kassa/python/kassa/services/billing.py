@@ -57,7 +57,14 @@ from kassa.domain.pausing import PauseBehavior, PauseCollection, pause_collectio
 from kassa.domain.periods import Period, boundary
 from kassa.domain.proration import PlanItem, ProrationBehavior, ScheduledChange, apply_scheduled_change, change_item
 from kassa.domain.settings import MerchantSettings
-from kassa.domain.subscription import DueAction, Status, Subscription, due_action, start_subscription
+from kassa.domain.subscription import (
+    DueAction,
+    Status,
+    Subscription,
+    due_action,
+    renewal_reminder,
+    start_subscription,
+)
 from kassa.domain.trials import MissingPaymentMethod, TrialEndAction, trial_end_outcome
 from kassa.services.ports import (
     BillingStore,
@@ -74,7 +81,15 @@ from kassa.services.tax import TaxQuoter, tax_invoice
 log = logging.getLogger(__name__)
 
 COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
-HANDLED_EVENTS = frozenset({"payment_intent.succeeded", "payment_intent.payment_failed", "setup_intent.succeeded"})
+HANDLED_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "setup_intent.succeeded",
+        "payment_method.updated",
+        "payment_method.automatically_updated",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -352,6 +367,73 @@ class Billing:
                 customer = self.store.get_customer(customer_id)
         raise Conflict("the customer kept changing; retry")
 
+    def update_card(self, customer_id: str, setup_intent_id: str) -> tuple[Customer, list[CollectResult]]:
+        """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
+        first): make it the default and retry the open invoices at once, one attempt per SetupIntent."""
+        customer = self.store.get_customer(customer_id)
+        intent = self.gateway.get_setup_intent(setup_intent_id)
+        if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
+            None,
+            customer_id,
+        ):
+            raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
+        if intent.status != "succeeded" or not intent.payment_method:
+            raise InvalidInput(
+                f"the SetupIntent is {intent.status}; confirm the card with Stripe.js first", param="setup_intent_id"
+            )
+        customer = self.save_payment_method(customer_id, intent.payment_method)
+        results = [
+            self.collect(invoice, customer, trigger=setup_intent_id)
+            for invoice in self.store.list_open_invoices(customer_id)
+            if not invoice.keep_as_draft and invoice.number is not None
+        ]
+        return customer, results
+
+    def card_setup_intent(self, customer_id: str, purpose: str) -> SetupIntentInfo:
+        """A SetupIntent for the customer's card-update page."""
+        customer = self.store.get_customer(customer_id)
+        if customer.stripe_customer_id is None:
+            raise InvalidInput("this customer has no Stripe customer", param="customer")
+        return self.gateway.create_setup_intent(
+            customer=customer.stripe_customer_id, metadata={"kassa_customer": customer_id, "kassa_purpose": purpose}
+        )
+
+    def card_updated(self, payment_method: dict[str, Any], event_id: str) -> str:
+        """payment_method.updated / payment_method.automatically_updated (the card networks' account
+        updater): refresh the stored brand, last4 and expiry of the customer's default card."""
+        pm_id, stripe_customer = payment_method.get("id"), payment_method.get("customer")
+        card = payment_method.get("card")
+        if not isinstance(pm_id, str) or not isinstance(stripe_customer, str) or not isinstance(card, dict):
+            return "ignored:not a card of a customer"
+        customer_id = self.gateway.kassa_customer_of(stripe_customer)
+        if customer_id is None:
+            return "ignored:not a kassa customer"
+        for _ in range(3):
+            try:
+                customer = self.store.get_customer(customer_id)
+            except NotFound:
+                return f"ignored:unknown customer {customer_id}"
+            current = customer.default_payment_method
+            if current is None or current.payment_method_id != pm_id:
+                return "ignored:not the default card"
+            updated = current.model_copy(
+                update={
+                    "brand": card.get("brand") or current.brand,
+                    "last4": card.get("last4") or current.last4,
+                    "exp_month": card.get("exp_month") or current.exp_month,
+                    "exp_year": card.get("exp_year") or current.exp_year,
+                }
+            )
+            if updated == current:
+                return "applied:unchanged"
+            try:
+                saved = self.store.save_customer(customer.model_copy(update={"default_payment_method": updated}))
+            except Conflict:
+                continue
+            self._emit(DomainEvent.of("customer.updated", saved, self.now(), cause=event_id))
+            return "applied"
+        raise Conflict("the customer kept changing; retry")
+
     # ------------------------------------------------------------------ collecting
     def collect(
         self, invoice: Invoice, customer: Customer | None = None, *, trigger: str | None = None
@@ -440,21 +522,29 @@ class Billing:
             new_sub = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
             if sub.status is Status.INCOMPLETE:
                 new_sub = new_sub.with_period(sub.period)
+                reminder = renewal_reminder(new_sub, self.store.get_settings().emails.upcoming_renewal_days)
+                new_sub = new_sub.model_copy(update={"renewal_reminder_at": reminder})
+        if sub is not None and sub.latest_invoice == invoice.id and sub.overdue_state is not None:
+            # paying clears the overdue state and gives access back at once (dunning re-checks older invoices)
+            new_sub = (new_sub or sub).model_copy(
+                update={"overdue_state": None, "entitlements_suspended": False, "changes_blocked": False}
+            )
         saved_inv, saved_sub = self.store.save_invoice_and_subscription(paid, new_sub)
         events = [
             DomainEvent.of("invoice.paid", saved_inv, now, cause="paid"),
             DomainEvent.of("invoice.payment_succeeded", saved_inv, now, cause="paid"),
         ]
         if saved_sub is not None and sub is not None:
+            previous = {"status": sub.status.value}
+            if sub.overdue_state is not None:
+                previous["overdue_state"] = sub.overdue_state
             events.append(
                 DomainEvent.of(
-                    "customer.subscription.updated",
-                    saved_sub,
-                    now,
-                    cause=f"paid:{invoice.id}",
-                    previous={"status": sub.status.value},
+                    "customer.subscription.updated", saved_sub, now, cause=f"paid:{invoice.id}", previous=previous
                 )
             )
+            if sub.entitlements_suspended:
+                events.append(entitlements_event(saved_sub, now, cause=f"paid:{invoice.id}"))
         self._emit(*events)
         return CollectResult(saved_inv, saved_sub or sub, None)
 
@@ -484,7 +574,15 @@ class Billing:
         )
         outcome = "requires_action" if result.status is ChargeStatus.REQUIRES_ACTION else "declined"
         failed = invoice.model_copy(
-            update={"last_payment_error": error, "payment_intent": result.payment_intent, "attempt_outcome": outcome}
+            update={
+                "last_payment_error": error,
+                "payment_intent": result.payment_intent,
+                "attempt_outcome": outcome,
+                # dunning: the first failure anchors the schedule; the invoice enters the dunning index
+                "first_failed_at": invoice.first_failed_at or now,
+                "first_payment_error": invoice.first_payment_error or error,
+                "next_dunning_at": now,
+            }
         )
         sub = self._sub_of(invoice)
         new_sub = None
@@ -539,6 +637,10 @@ class Billing:
             return self._expire(sub, now)
         if due.action is DueAction.CANCEL:
             return self._cancel_now(sub, now, cause="period_end")
+        if due.action is DueAction.UPCOMING:
+            reminded = self.store.save_subscription(sub.model_copy(update={"renewal_reminder_at": None}))
+            self._emit(DomainEvent.of("invoice.upcoming", reminded, now, cause=f"upcoming:{sub.current_period_end}"))
+            return "upcoming"
         if due.action is DueAction.TRIAL_WILL_END:
             noticed = self.store.save_subscription(sub.model_copy(update={"trial_will_end_notified": True}))
             self._emit(DomainEvent.of("customer.subscription.trial_will_end", noticed, now, cause="notice"))
@@ -571,6 +673,9 @@ class Billing:
             sub, due.period, now, customer, settings, use_balance=pause is None
         )
         advanced = advanced.model_copy(update={"pause_collection": pause.model_dump(mode="json") if pause else None})
+        advanced = advanced.model_copy(
+            update={"renewal_reminder_at": renewal_reminder(advanced, settings.emails.upcoming_renewal_days)}
+        )
         if pause is None:
             # the first attempt is claimed in the same transaction that creates the invoice
             invoice = invoice.model_copy(update={"attempt_count": 1, "attempt_trigger": "renewal"})
@@ -761,6 +866,10 @@ class Billing:
         sub = self.store.get_subscription(subscription_id)
         if sub.status not in (Status.ACTIVE, Status.TRIALING, Status.PAST_DUE):
             raise IllegalTransition(f"subscription {sub.id} is {sub.status.value}: its plan cannot change")
+        if sub.changes_blocked and not preview:
+            raise IllegalTransition(
+                f"subscription {sub.id} is overdue ({sub.overdue_state}): pay the open invoice before changing the plan"
+            )
         new_price = self.store.get_price(price_id or sub.price)
         if not new_price.active:
             raise InvalidInput(f"price {new_price.id} is not active", param="price_id")
@@ -1079,7 +1188,8 @@ class Billing:
         self.store.get_customer(customer_id)
         subs = self.store.list_customer_subscriptions(customer_id)
         products = {price_id: self._price(price_id).product for price_id in {s.price for s in subs}}
-        return entitlements(subs, self.now(), products=products)
+        suspended = {s.id for s in subs if s.entitlements_suspended}  # the overdue ladder cut access
+        return entitlements(subs, self.now(), products=products, suspended=suspended)
 
     def _cancel_now(self, sub: Subscription, now: datetime, cause: str) -> str:
         canceled = self.store.save_subscription(sub.transition(Status.CANCELED, now))
@@ -1134,6 +1244,19 @@ class Billing:
                 return "ignored:inconsistent"
             self.apply_charge_result(invoice_id, result)
             return "applied"
+        if etype in ("payment_method.updated", "payment_method.automatically_updated"):
+            return self.card_updated(obj, str(event.get("id")))
+        if etype == "setup_intent.succeeded" and (obj.get("metadata") or {}).get("kassa_purpose"):
+            customer_id = (obj.get("metadata") or {}).get("kassa_customer")
+            if not customer_id:
+                return "ignored:no customer"
+            try:
+                self.update_card(customer_id, obj["id"])
+            except NotFound:
+                return f"ignored:unknown customer {customer_id}"
+            except (InvalidInput, IllegalTransition) as error:
+                return f"ignored:{error.message}"
+            return "applied"
         if etype == "setup_intent.succeeded":
             sub_id = (obj.get("metadata") or {}).get("kassa_subscription")
             if not sub_id:
@@ -1146,6 +1269,12 @@ class Billing:
                 return f"ignored:{error.message}"
             return "applied"
         return "ignored:unhandled type"
+
+
+def entitlements_event(sub: Subscription, now: datetime, cause: str) -> DomainEvent:
+    """Tells the storefront to read the customer's entitlements again (Stripe's
+    ``entitlements.active_entitlement_summary.updated``)."""
+    return DomainEvent.of("entitlements.active_entitlement_summary.updated", sub, now, cause=cause)
 
 
 def with_balance(invoice: Invoice, customer: Customer) -> tuple[Invoice, Customer | None]:

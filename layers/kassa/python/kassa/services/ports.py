@@ -96,6 +96,13 @@ class BillingStore(Protocol):
     def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]: ...
     def next_due_after(self, now: datetime) -> datetime | None: ...
 
+    # dunning: invoices being dunned, customers whose card expires, timers (one index, sharded)
+    def due_dunning(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]: ...
+    def next_dunning_after(self, now: datetime) -> datetime | None: ...
+    def put_timer(self, key: str, at: datetime) -> None: ...
+    def delete_timer(self, key: str) -> None: ...
+    def list_open_invoices(self, customer_id: str) -> list[Invoice]: ...
+
     # settings
     def get_settings(self) -> MerchantSettings: ...
     def put_settings(self, settings: MerchantSettings) -> None: ...
@@ -147,6 +154,7 @@ class PaymentGateway(Protocol):
     def create_setup_intent(self, *, customer: str, metadata: dict[str, str]) -> SetupIntentInfo: ...
     def get_setup_intent(self, setup_intent_id: str) -> SetupIntentInfo: ...
     def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary: ...
+    def kassa_customer_of(self, customer: str) -> str | None: ...
     def charge(
         self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
     ) -> ChargeResult: ...
@@ -155,6 +163,58 @@ class PaymentGateway(Protocol):
 
 class EventPublisher(Protocol):
     def publish(self, events: list[DomainEvent]) -> None: ...
+
+
+@dataclass(frozen=True)
+class OutgoingEmail:
+    """One rendered customer email. ``key`` names what it is about (e.g. ``<invoice>:payment_failed:1``);
+    an email with a key that was already claimed is never sent again."""
+
+    key: str
+    template: str
+    to: str
+    customer: str | None
+    locale: str
+    subject: str
+    html: str
+    text: str
+    created: datetime
+    reply_to: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRecord:
+    email: OutgoingEmail
+    status: str  # pending (claimed, not yet accepted by SES) | sent | failed
+    message_id: str | None = None
+    sent_at: datetime | None = None
+    error: str | None = None
+
+
+class Outbox(Protocol):
+    """Every customer email is recorded here before it is sent, keyed on ``OutgoingEmail.key``."""
+
+    def claim(self, email: OutgoingEmail) -> OutboxRecord | None:
+        """Record ``email`` as pending, once. None when the key is new; the stored record otherwise."""
+        ...
+
+    def mark_sent(self, key: str, message_id: str, sent_at: datetime) -> None: ...
+    def mark_failed(self, key: str, error: str) -> None: ...
+    def get(self, key: str) -> OutboxRecord | None: ...
+    def list_customer(self, customer_id: str, limit: int = 100) -> list[OutboxRecord]:
+        """A customer's emails, newest first."""
+        ...
+
+    def list_month(self, month: str, limit: int = 100) -> list[OutboxRecord]:
+        """Emails created in ``month`` (YYYY-MM), newest first."""
+        ...
+
+
+class Mailer(Protocol):
+    def send(self, email: OutgoingEmail, sender: str) -> str:
+        """Hand the email to the mail service; returns its message id. Raises
+        ``kassa.domain.errors.Unavailable`` when it may be retried, ``InvalidInput`` when it never will."""
+        ...
 
 
 class WorkQueue(Protocol):

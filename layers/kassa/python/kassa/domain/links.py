@@ -1,0 +1,93 @@
+"""Signed, expiring, single-customer links (no login): the card-update page and the authentication page.
+
+A token is ``<payload>.<signature>``: the payload is base64url JSON ``{"c": customer, "p": purpose,
+"e": expiry (Unix seconds), "i": invoice or absent}``, the signature base64url HMAC-SHA256 of the
+payload under a key derived from the merchant's secret. Changing one character of either part, or
+using the token after its expiry, is refused; nothing else is stored. Pure functions: the caller
+passes ``now`` and the secret.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from kassa.domain.errors import DomainError
+
+PURPOSES = ("card_update", "authenticate")
+_CONTEXT = b"kassa link v1"
+
+
+class LinkRefused(DomainError):
+    """The link was tampered with, is malformed, or has expired."""
+
+    code = "link_invalid"
+
+
+class LinkExpired(LinkRefused):
+    code = "link_expired"
+
+
+@dataclass(frozen=True)
+class Link:
+    customer: str
+    purpose: str
+    expires_at: datetime
+    invoice: str | None = None
+
+
+def _key(secret: str) -> bytes:
+    return hmac.new(secret.encode(), _CONTEXT, hashlib.sha256).digest()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def sign_link(
+    secret: str, customer: str, purpose: str, now: datetime, valid_for: timedelta, invoice: str | None = None
+) -> tuple[str, datetime]:
+    """A token for ``customer`` valid for ``valid_for`` from ``now``; returns it with its expiry."""
+    if purpose not in PURPOSES:
+        raise ValueError(f"unknown link purpose {purpose!r}")
+    expires = (now + valid_for).astimezone(UTC).replace(microsecond=0)
+    body: dict[str, object] = {"c": customer, "p": purpose, "e": int(expires.timestamp())}
+    if invoice:
+        body["i"] = invoice
+    payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
+    signature = _b64(hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest())
+    return f"{payload}.{signature}", expires
+
+
+def verify_link(secret: str, token: str, now: datetime) -> Link:
+    """The link a token stands for; ``LinkRefused`` when tampered or malformed, ``LinkExpired`` after
+    its expiry (checked after the signature, so an expired token reveals nothing it was not signed with)."""
+    payload, dot, signature = (token or "").partition(".")
+    if not dot or not payload or not signature:
+        raise LinkRefused("this link is not valid", param="token")
+    expected = _b64(hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest())
+    if not hmac.compare_digest(expected.encode(), signature.encode()):
+        raise LinkRefused("this link is not valid", param="token")
+    try:
+        body = json.loads(_unb64(payload))
+        customer, purpose, expiry = body["c"], body["p"], int(body["e"])
+        invoice = body.get("i")
+    except (ValueError, KeyError, TypeError, binascii.Error) as error:
+        raise LinkRefused("this link is not valid", param="token") from error
+    if not isinstance(customer, str) or purpose not in PURPOSES:
+        raise LinkRefused("this link is not valid", param="token")
+    expires = datetime.fromtimestamp(expiry, UTC)
+    if now >= expires:
+        raise LinkExpired("this link has expired; use the link in the latest email", param="token")
+    return Link(
+        customer=customer, purpose=purpose, expires_at=expires, invoice=invoice if isinstance(invoice, str) else None
+    )

@@ -1,0 +1,603 @@
+"""Dunning and customer communication: retries, the overdue ladder, card links and every customer email.
+
+The policy is pure (``kassa.domain.dunning``); this service reads the state, asks the policy and
+acts: it charges again (through ``Billing.collect``, one PaymentIntent per attempt), stores the
+overdue state with the subscription's version condition before acting on it, and sends each email
+once through the outbox. Everything here is safe to run twice: the dunning sweep (a schedule) and
+the notification queue (EventBridge → SQS) both deliver at least once and in any order.
+
+Work arrives in two ways:
+
+- ``sweep``: the dunning index (``gsi1``, ``DUN#<shard>``) holds what falls due — invoices being
+  dunned (until ``next_dunning_at``), customers whose card expires (the month before), and timers
+  (win-back emails);
+- ``handle_event``: domain events routed from the bus — a payment failed or needs authentication
+  (decide now rather than at the next sweep), an invoice was paid (receipt, overdue state cleared),
+  a trial ends soon, a renewal is upcoming, a subscription was canceled.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+from kassa.domain.cancellation import CancellationDetails, CancellationReason
+from kassa.domain.customer import Customer, card_expiry_key
+from kassa.domain.dunning import (
+    DunningAction,
+    DunningDecision,
+    DunningFigures,
+    DunningOutcome,
+    FinalAction,
+    InvoiceDunningState,
+    dunning_figures,
+    dunning_step,
+    evaluate_overdue,
+)
+from kassa.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
+from kassa.domain.events import DomainEvent
+from kassa.domain.invoice import Invoice, InvoiceStatus
+from kassa.domain.links import sign_link
+from kassa.domain.settings import MerchantSettings
+from kassa.domain.subscription import TERMINAL, Status, Subscription
+from kassa.services.billing import COLLECTABLE, Billing, entitlements_event
+from kassa.services.ports import Mailer, Outbox, OutgoingEmail
+
+log = logging.getLogger(__name__)
+
+IN_FLIGHT_RECHECK = timedelta(hours=1)  # an attempt without an outcome yet is looked at again after this
+MAX_STEPS = 4  # a due retry is followed by the decision on its outcome, within one call
+WIN_BACK_TIMER = "timer:win_back:"
+RATE = Decimal("0.0001")  # recovery rates are shown to four places (the exact fraction is given too)
+
+
+@dataclass(frozen=True)
+class Sent:
+    key: str
+    outcome: str  # sent | duplicate | disabled | rejected
+
+
+class Dunning:
+    def __init__(
+        self,
+        billing: Billing,
+        outbox: Outbox,
+        mailer: Mailer,
+        *,
+        sender: str,
+        link_secret: str,
+        public_url: str,
+    ) -> None:
+        self.billing = billing
+        self.store = billing.store
+        self.outbox = outbox
+        self.mailer = mailer
+        self.sender = sender
+        self.link_secret = link_secret
+        self.public_url = public_url.rstrip("/")
+        self._settings: MerchantSettings | None = None
+
+    def now(self) -> datetime:
+        return self.billing.now()
+
+    @property
+    def settings(self) -> MerchantSettings:
+        if self._settings is None:  # once per invocation
+            self._settings = self.store.get_settings()
+        return self._settings
+
+    # ------------------------------------------------------------------ the sweep
+    def sweep(self, shards: int, limit: int = 500) -> dict[str, int]:
+        """Everything due in the dunning index now. One entity failing does not stop the others: it
+        stays due and is taken again at the next sweep."""
+        now = self.now()
+        outcomes: Counter[str] = Counter()
+        for shard in range(shards):
+            for entity_id, _ in self.store.due_dunning(shard, now, limit):
+                try:
+                    outcomes[self.process(entity_id)] += 1
+                except (Conflict, Unavailable) as error:
+                    log.warning("dunning of %s deferred: %s", entity_id, error)
+                    outcomes["deferred"] += 1
+        return dict(outcomes)
+
+    def process(self, entity_id: str) -> str:
+        if entity_id.startswith(WIN_BACK_TIMER):
+            return self._win_back(entity_id)
+        if entity_id.startswith("cus_"):
+            return self._card_expiring(entity_id)
+        return self.process_invoice(entity_id)
+
+    # ------------------------------------------------------------------ one invoice
+    def process_invoice(self, invoice_id: str) -> str:
+        """Decide and act on one invoice: email, retry when due, the schedule's final action, the
+        subscription's overdue state; then file the invoice under its next wake-up."""
+        invoice = self.store.find_invoice(invoice_id)
+        if invoice is None:
+            return "unknown"
+        settings = self.settings
+        now = self.now()
+        decision: DunningDecision | None = None
+        for _ in range(MAX_STEPS):
+            if invoice.status not in COLLECTABLE or invoice.first_failed_at is None:
+                decision = None
+                break
+            customer = self.store.get_customer(invoice.customer)
+            state = InvoiceDunningState.of(
+                invoice,
+                first_failure_at=invoice.first_failed_at,
+                has_payment_method=customer.default_payment_method is not None,
+            )
+            decision = dunning_step(state, settings.retry_schedule, now)
+            if decision.email:
+                self._dunning_email(decision, invoice, customer)
+            if not decision.due(now):
+                break
+            # one attempt per scheduled retry: the trigger names it, so a redelivery charges nothing
+            result = self.billing.collect(invoice, customer, trigger=f"dunning:{invoice.attempt_count}")
+            invoice = result.invoice or self.store.get_invoice(invoice_id)
+        next_at: datetime | None = None
+        if decision is not None:
+            if decision.action is DunningAction.RETRY:
+                next_at = decision.at
+            elif decision.action in (DunningAction.ASK_FOR_CARD, DunningAction.SEND_AUTH_LINK):
+                next_at = decision.until
+            elif decision.action is DunningAction.WAIT:
+                next_at = now + IN_FLIGHT_RECHECK
+            elif decision.action is DunningAction.EXHAUSTED:
+                self._exhausted(invoice, decision.final_action)
+        overdue_at = self.evaluate_overdue(invoice.subscription) if invoice.subscription else None
+        wake = min((t for t in (next_at, overdue_at) if t is not None), default=None)
+        invoice = self.store.get_invoice(invoice_id)
+        if invoice.status not in COLLECTABLE:
+            wake = None
+        if wake != invoice.next_dunning_at:
+            self.store.save_invoice(invoice.model_copy(update={"next_dunning_at": wake}))
+        return decision.action.value if decision else f"stop:{invoice.status.value}"
+
+    def _exhausted(self, invoice: Invoice, action: FinalAction | None) -> None:
+        """The retry schedule is used up: Stripe's three choices (default: leave it to the ladder)."""
+        if action is None or action is FinalAction.LEAVE_PAST_DUE or invoice.subscription is None:
+            return
+        sub = self.store.get_subscription(invoice.subscription)
+        if sub.status in TERMINAL:
+            return
+        if action is FinalAction.CANCEL:
+            self._cancel(sub, invoice)
+        elif action is FinalAction.MARK_UNPAID and sub.status is Status.PAST_DUE:
+            now = self.now()
+            unpaid = self.store.save_subscription(sub.transition(Status.UNPAID, now))
+            self.billing._emit(
+                DomainEvent.of(
+                    "customer.subscription.updated",
+                    unpaid,
+                    now,
+                    cause="dunning:unpaid",
+                    previous={"status": "past_due"},
+                )
+            )
+
+    def _cancel(self, sub: Subscription, invoice: Invoice | None) -> None:
+        """Cancel for non-payment (Stripe's reason ``payment_failed``); the unpaid invoices are
+        written off as uncollectible, which ends their dunning."""
+        now = self.now()
+        details = CancellationDetails(reason=CancellationReason.PAYMENT_FAILED)
+        canceled = self.store.save_subscription(
+            sub.transition(Status.CANCELED, now).model_copy(
+                update={"cancellation_details": details.model_dump(mode="json", exclude_none=True)}
+            )
+        )
+        events = [DomainEvent.of("customer.subscription.deleted", canceled, now, cause="dunning")]
+        for open_invoice in self.store.list_open_invoices(sub.customer):
+            if open_invoice.subscription == sub.id and open_invoice.status is InvoiceStatus.OPEN:
+                written_off = self.store.save_invoice(
+                    open_invoice.transition(InvoiceStatus.UNCOLLECTIBLE, now).model_copy(
+                        update={"next_dunning_at": None}
+                    )
+                )
+                events.append(DomainEvent.of("invoice.marked_uncollectible", written_off, now, cause="dunning"))
+        self.billing._emit(*events)
+
+    # ------------------------------------------------------------------ the overdue ladder
+    def evaluate_overdue(self, subscription_id: str) -> datetime | None:
+        """Move the subscription along the overdue ladder; returns when the next state falls due.
+
+        The new state is written (version condition) before its actions run, so of two concurrent
+        evaluations only one acts; the email is also deduplicated through the outbox."""
+        try:
+            sub = self.store.get_subscription(subscription_id)
+        except NotFound:
+            return None
+        if sub.status in TERMINAL:
+            return None
+        ladder = self.settings.overdue_ladder
+        now = self.now()
+        unpaid = sorted(
+            (
+                i
+                for i in self.store.list_open_invoices(sub.customer)
+                if i.subscription == sub.id and i.status is InvoiceStatus.OPEN and i.first_failed_at is not None
+            ),
+            key=lambda i: (i.first_failed_at, i.id),
+        )
+        earliest = unpaid[0] if unpaid else None
+        amounts: dict[str, int] = {}
+        for i in unpaid:
+            amounts[i.currency] = amounts.get(i.currency, 0) + i.amount_due
+        since = earliest.first_failed_at if earliest else None
+        transition = evaluate_overdue(
+            ladder, sub.overdue_state, since, now, unpaid_invoices=len(unpaid), unpaid_amounts=amounts
+        )
+        levels = (transition.current, transition.disable_entitlements, transition.block_changes)
+        if levels != (sub.overdue_state, sub.entitlements_suspended, sub.changes_blocked):
+            saved = self.store.save_subscription(
+                sub.model_copy(
+                    update={
+                        "overdue_state": transition.current,
+                        "entitlements_suspended": transition.disable_entitlements,
+                        "changes_blocked": transition.block_changes,
+                    }
+                )
+            )
+            cause = f"overdue:{transition.previous}>{transition.current}:{earliest.id if earliest else '-'}"
+            events = [
+                DomainEvent.of(
+                    "customer.subscription.updated",
+                    saved,
+                    now,
+                    cause=cause,
+                    previous={"overdue_state": sub.overdue_state},
+                )
+            ]
+            if transition.entitlements_changed or saved.entitlements_suspended != sub.entitlements_suspended:
+                events.append(entitlements_event(saved, now, cause=cause))
+            self.billing._emit(*events)
+            sub = saved
+            if transition.email and earliest is not None:
+                self._overdue_email(transition.email, sub, earliest, unpaid, f"{sub.id}:{earliest.id}:{transition.key}")
+            if transition.final_action is FinalAction.CANCEL:
+                self._cancel(sub, earliest)
+                return None
+            if transition.final_action is FinalAction.MARK_UNPAID and earliest is not None:
+                self._exhausted(earliest, FinalAction.MARK_UNPAID)
+        if since is None:
+            return None
+        following = [s for s in ladder.states if ladder.index(s.name) > ladder.index(transition.current)]
+        return since + timedelta(days=following[0].after_days) if following else None
+
+    # ------------------------------------------------------------------ events from the bus
+    def handle_event(self, envelope: dict[str, Any]) -> str:
+        """One EventBridge event (as delivered through SQS): ``detail-type`` and a DomainEvent ``detail``."""
+        detail = envelope.get("detail")
+        kind = envelope.get("detail-type")
+        if not isinstance(detail, dict) or not isinstance(detail.get("data"), dict) or not isinstance(kind, str):
+            raise InvalidInput("an EventBridge event with a kassa domain event as detail is expected", param="detail")
+        data = detail["data"]
+        obj_id = data.get("id")
+        if not isinstance(obj_id, str):
+            raise InvalidInput("the event's object has no id", param="detail.data.id")
+        if kind in ("invoice.payment_failed", "invoice.payment_action_required"):
+            return self.process_invoice(obj_id)
+        if kind == "invoice.paid":
+            return self._paid(obj_id)
+        if kind == "invoice.upcoming":
+            return self._upcoming(obj_id, data)
+        if kind == "customer.subscription.trial_will_end":
+            return self._trial_ending(obj_id)
+        if kind == "customer.subscription.deleted":
+            return self._canceled(obj_id)
+        return f"ignored:{kind}"
+
+    def _paid(self, invoice_id: str) -> str:
+        invoice = self.store.find_invoice(invoice_id)
+        if invoice is None:
+            return "unknown"
+        outcome = "no_receipt"
+        if self.settings.emails.receipts and invoice.amount_paid > 0 and invoice.status is InvoiceStatus.PAID:
+            customer = self.store.get_customer(invoice.customer)
+            sub = self._sub(invoice.subscription)
+            card = customer.default_payment_method
+            context = {
+                **self._customer_context(customer),
+                "invoice_number": invoice.number or invoice.id,
+                "amount_paid": invoice.amount_paid,
+                "currency": invoice.currency,
+                "paid_at": invoice.paid_at or self.now(),
+                "plan_name": self._plan_name(sub) if sub else None,
+                "period_start": invoice.period_start,
+                "period_end": invoice.period_end,
+                "card_brand": card.brand if card else None,
+                "card_last4": card.last4 if card else None,
+            }
+            outcome = self.send("receipt", customer, context, f"{invoice.id}:receipt").outcome
+        if invoice.first_failed_at is not None and invoice.subscription:
+            self.evaluate_overdue(invoice.subscription)  # recovered: the ladder steps back
+        return f"paid:{outcome}"
+
+    def _upcoming(self, sub_id: str, data: dict[str, Any]) -> str:
+        sub = self._sub(sub_id)
+        if sub is None or sub.status in TERMINAL or sub.cancel_at_period_end:
+            return "ignored:not renewing"
+        customer = self.store.get_customer(sub.customer)
+        card = customer.default_payment_method
+        context = {
+            **self._customer_context(customer),
+            "plan_name": self._plan_name(sub),
+            "amount": sub.unit_amount * sub.quantity,
+            "currency": sub.currency,
+            "renews_at": sub.current_period_end,
+            "card_brand": card.brand if card else None,
+            "card_last4": card.last4 if card else None,
+        }
+        key = f"{sub.id}:upcoming:{sub.current_period_end.isoformat()}"
+        return self.send("upcoming_renewal", customer, context, key).outcome
+
+    def _trial_ending(self, sub_id: str) -> str:
+        sub = self._sub(sub_id)
+        if sub is None or sub.status is not Status.TRIALING or sub.trial_end is None:
+            return "ignored:not trialing"
+        customer = self.store.get_customer(sub.customer)
+        has_card = customer.default_payment_method is not None
+        context = {
+            **self._customer_context(customer),
+            "plan_name": self._plan_name(sub),
+            "trial_end": sub.trial_end,
+            "amount": sub.unit_amount * sub.quantity,
+            "currency": sub.currency,
+            "has_payment_method": has_card,
+            "update_card_url": None if has_card else self.card_link(customer, "card_update"),
+        }
+        return self.send("trial_ending", customer, context, f"{sub.id}:trial_ending").outcome
+
+    def _canceled(self, sub_id: str) -> str:
+        sub = self._sub(sub_id)
+        if sub is None or sub.status is not Status.CANCELED:
+            return "ignored:not canceled"
+        customer = self.store.get_customer(sub.customer)
+        details = sub.cancellation_details or {}
+        context = {
+            **self._customer_context(customer),
+            "plan_name": self._plan_name(sub),
+            "canceled_at": sub.canceled_at or sub.ended_at or self.now(),
+            "ends_at": sub.ended_at,
+            "reason": details.get("reason"),
+        }
+        outcome = self.send("subscription_canceled", customer, context, f"{sub.id}:subscription_canceled").outcome
+        days = self.settings.emails.win_back_days
+        if days is not None and sub.ended_at is not None:
+            self.store.put_timer(f"{WIN_BACK_TIMER}{sub.id}", sub.ended_at + timedelta(days=days))
+        return outcome
+
+    def _win_back(self, timer: str) -> str:
+        sub = self._sub(timer.removeprefix(WIN_BACK_TIMER))
+        outcome = "ignored:unknown subscription"
+        if sub is not None and sub.status is Status.CANCELED and sub.ended_at is not None:
+            customer = self.store.get_customer(sub.customer)
+            resubscribed = any(
+                s.status not in TERMINAL and s.id != sub.id for s in self.store.list_customer_subscriptions(customer.id)
+            )
+            if resubscribed:
+                outcome = "ignored:resubscribed"
+            else:
+                context = {
+                    **self._customer_context(customer),
+                    "plan_name": self._plan_name(sub),
+                    "ended_at": sub.ended_at,
+                    "resubscribe_url": f"{self.public_url}/storefront",
+                    "coupon_code": self.settings.emails.win_back_coupon,
+                }
+                outcome = self.send("win_back", customer, context, f"{sub.id}:win_back").outcome
+        self.store.delete_timer(timer)
+        return outcome
+
+    def _card_expiring(self, customer_id: str) -> str:
+        """The month before the card on file expires (and when the account updater reports a card
+        that expires that soon): one email per card and expiry date."""
+        try:
+            customer = self.store.get_customer(customer_id)
+        except NotFound:
+            return "unknown"
+        card = customer.default_payment_method
+        key = card_expiry_key(card)
+        if card is None or key is None or key == customer.card_expiring_notified:
+            return "ignored:no expiring card"
+        assert card.exp_month is not None and card.exp_year is not None
+        today = self.now().date()
+        end_of_expiry_month = date(card.exp_year + (card.exp_month == 12), card.exp_month % 12 + 1, 1)
+        outcome = "ignored:already expired"
+        if today < end_of_expiry_month:
+            context = {
+                **self._customer_context(customer),
+                "card_brand": card.brand,
+                "card_last4": card.last4,
+                "exp_month": card.exp_month,
+                "exp_year": card.exp_year,
+                "update_card_url": self.card_link(customer, "card_update"),
+            }
+            outcome = self.send("card_expiring", customer, context, f"{customer.id}:card_expiring:{key}").outcome
+        # marking it drops the customer out of the index (a version conflict is retried by the caller)
+        self.store.save_customer(customer.model_copy(update={"card_expiring_notified": key}))
+        return outcome
+
+    # ------------------------------------------------------------------ emails
+    def _dunning_email(self, decision: DunningDecision, invoice: Invoice, customer: Customer) -> None:
+        assert decision.email is not None
+        card = customer.default_payment_method
+        context: dict[str, Any] = {
+            **self._customer_context(customer),
+            "invoice_number": invoice.number or invoice.id,
+            "amount_due": invoice.amount_due,
+            "currency": invoice.currency,
+        }
+        if decision.email == "authentication_required":
+            context["authentication_url"] = self.card_link(customer, "authenticate", invoice.id)
+        else:
+            context.update(
+                update_card_url=self.card_link(customer, "card_update", invoice.id),
+                card_brand=card.brand if card else None,
+                card_last4=card.last4 if card else None,
+                next_retry_at=decision.at,
+            )
+        self.send(decision.email, customer, context, f"{decision.key}:{decision.email}")
+
+    def _overdue_email(
+        self, template: str, sub: Subscription, earliest: Invoice, unpaid: list[Invoice], key: str
+    ) -> None:
+        customer = self.store.get_customer(sub.customer)
+        ladder = self.settings.overdue_ladder
+        since = earliest.first_failed_at
+        assert since is not None
+
+        def at(predicate: Any) -> datetime | None:
+            found = [s for s in ladder.states if predicate(s)]
+            return since + timedelta(days=found[0].after_days) if found else None
+
+        current = ladder.index(sub.overdue_state)
+        later = [s for s in ladder.states if ladder.index(s.name) > current]
+        same_currency = [i for i in unpaid if i.currency == earliest.currency]
+        context: dict[str, Any] = {
+            **self._customer_context(customer),
+            "invoice_number": earliest.number or earliest.id,
+            "amount_due": sum(i.amount_due for i in same_currency),
+            "currency": earliest.currency,
+            "unpaid_since": earliest.first_failed_at,
+            "update_card_url": self.card_link(customer, "card_update", earliest.id),
+            "suspend_at": at(lambda s: s.disable_entitlements and s in later),
+            "cancel_at": at(lambda s: s.final_action is FinalAction.CANCEL and s in later),
+            "plan_name": self._plan_name(sub),
+            "canceled_at": self.now(),
+            "reason": CancellationReason.PAYMENT_FAILED.value,
+        }
+        if template == "subscription_canceled":
+            key = f"{sub.id}:subscription_canceled"  # the same email as the cancellation event's
+        self.send(template, customer, context, key)
+
+    def send(self, template: str, customer: Customer, context: dict[str, Any], key: str) -> Sent:
+        """Render and send one email, once per ``key``: claimed in the outbox first, then handed to
+        SES. A claim left pending or failed by an earlier run is sent again; a sent one never is."""
+        from kassa.emails.render import TEMPLATES, Branding, render  # Jinja2 and babel: only when emailing
+
+        emails = self.settings.emails
+        existing = self.outbox.get(key)
+        if existing is not None and existing.status == "sent":
+            return Sent(key, "duplicate")
+        if not emails.enabled:
+            return Sent(key, "disabled")
+        if existing is not None:
+            email = existing.email
+        else:
+            spec = TEMPLATES.get(template)
+            known = set(spec.required + spec.optional) if spec is not None else None
+            values = {k: v for k, v in context.items() if known is None or k in known}
+            branding = Branding.from_settings(self.settings, colour=emails.colour, logo_url=emails.logo_url)
+            rendered = render(template, customer.preferred_locale, values, branding, overrides=emails.templates or None)
+            email = OutgoingEmail(
+                key=key,
+                template=template,
+                to=customer.email,
+                customer=customer.id,
+                locale=rendered.locale,
+                subject=rendered.subject,
+                html=rendered.html,
+                text=rendered.text,
+                created=self.now(),
+                reply_to=self.settings.support_email,
+            )
+            claimed = self.outbox.claim(email)
+            if claimed is not None:
+                if claimed.status == "sent":
+                    return Sent(key, "duplicate")
+                email = claimed.email
+        try:
+            message_id = self.mailer.send(email, self.sender)
+        except InvalidInput as error:  # never deliverable (unverified sender, bad address): recorded, not retried
+            self.outbox.mark_failed(key, error.message)
+            log.warning("email %s rejected: %s", key, error.message)
+            return Sent(key, "rejected")
+        except Unavailable as error:
+            self.outbox.mark_failed(key, error.message)
+            raise  # retried with the message
+        self.outbox.mark_sent(key, message_id, self.now())
+        return Sent(key, "sent")
+
+    # ------------------------------------------------------------------ links and helpers
+    def card_link(self, customer: Customer, purpose: str, invoice: str | None = None) -> str:
+        """The signed, expiring page where the customer enters a new card (or authenticates)."""
+        token, _ = sign_link(
+            self.link_secret,
+            customer.id,
+            purpose,
+            self.now(),
+            timedelta(days=self.settings.emails.card_link_days),
+            invoice,
+        )
+        return f"{self.public_url}/portal/card?token={token}"
+
+    @staticmethod
+    def _customer_context(customer: Customer) -> dict[str, Any]:
+        return {"customer_name": customer.name}
+
+    def _sub(self, sub_id: str | None) -> Subscription | None:
+        if not sub_id:
+            return None
+        try:
+            return self.store.get_subscription(sub_id)
+        except NotFound:
+            return None
+
+    def _plan_name(self, sub: Subscription) -> str:
+        price = self.billing._price(sub.price)
+        product = self.billing._product_of(price)
+        return price.nickname or (product.name if product else price.product)
+
+    # ------------------------------------------------------------------ figures
+    def figures(self, start: date, end: date) -> DunningFigures:
+        """Recovery figures of the invoices that failed at least once, among those with a tax point
+        in [start, end]: recovered, lost, pending, amounts per currency, rates by decline code."""
+        outcomes = [
+            DunningOutcome.of_invoice(
+                invoice,
+                (invoice.first_payment_error.decline_code or invoice.first_payment_error.code)
+                if invoice.first_payment_error
+                else "unknown",
+            )
+            for invoice in self.store.invoices_by_tax_date(start, end)
+            if invoice.first_failed_at is not None
+        ]
+        return dunning_figures(outcomes, self.settings.retry_schedule.decline_overrides)
+
+
+def figures_json(figures: DunningFigures) -> dict[str, Any]:
+    """The API's shape: rates as decimal strings (exact fractions are kept as numerator/denominator)."""
+
+    def rate(r: Any) -> dict[str, Any]:
+        value = r.rate
+        return {
+            "recovered": r.recovered,
+            "lost": r.lost,
+            "pending": r.pending,
+            "rate": None if value is None else str((Decimal(value.numerator) / value.denominator).quantize(RATE)),
+            "rate_fraction": None if value is None else [value.numerator, value.denominator],
+        }
+
+    return {
+        "object": "dunning_figures",
+        "invoices": figures.invoices,
+        "recovered": figures.recovered,
+        "lost": figures.lost,
+        "pending": figures.pending,
+        "amount_recovered": figures.amount_recovered,
+        "amount_lost": figures.amount_lost,
+        "amount_pending": figures.amount_pending,
+        "recovery_rate": rate(figures.overall),
+        "by_decline_code": {code: rate(r) for code, r in figures.by_decline_code.items()},
+        "by_decline_class": {cls.value: rate(r) for cls, r in figures.by_decline_class.items()},
+        "attempts_to_recover": {str(k): v for k, v in figures.attempts_to_recover.items()},
+    }
+
+
+__all__ = ["Dunning", "Sent", "figures_json"]
