@@ -129,7 +129,6 @@ NOTIFICATION_ROUTE = EventRoute(
         "invoice.upcoming",
         "customer.subscription.trial_will_end",
         "customer.subscription.deleted",
-        "customer.card_expiring",
     ),
     queue="notifications",
 )

@@ -3,37 +3,11 @@ Playwright), with the test card typed into localstripe's Stripe.js shim."""
 
 from __future__ import annotations
 
-import os
-import shutil
-
 import pytest
 
 from kassa_local.client import Api
 
 pytestmark = pytest.mark.e2e
-
-CHROMIUM = os.environ.get("KASSA_CHROMIUM", shutil.which("chromium") or "/usr/bin/chromium")
-FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"chromium not found at {CHROMIUM}: `make test` installs Debian's chromium")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
-        yield launched
-        launched.close()
 
 
 def test_a_person_subscribes_on_the_storefront_with_the_test_card(api: Api, stack_config, browser, tmp_path):

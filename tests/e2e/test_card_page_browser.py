@@ -1,0 +1,46 @@
+"""A customer whose renewal declined opens the card-update link in a real browser (Debian's chromium
+driven by Playwright), types 4242… into localstripe's Stripe.js shim, and the open invoice is paid."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from kassa_local.client import Api
+
+pytestmark = pytest.mark.e2e
+
+
+def test_a_customer_saves_a_new_card_on_the_linked_page_and_the_invoice_is_paid(api: Api, stack, browser, tmp_path):
+    price = api.catalog(currency="EUR", amount=2500, trial_days=3)
+    started = api.subscribe(price["id"], "browser-dunning@example.de", card="4000000000000341", locale="de")
+    sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
+    trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
+    api.advance(to=(trial_end + timedelta(hours=1)).isoformat())
+    sub = api.get(f"/v1/subscriptions/{sub_id}")
+    assert sub["status"] == "past_due"
+    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert invoice["status"] == "open"
+
+    # the link from the payment_failed email
+    email = next(e for e in stack.outbox(customer) if e["template"] == "payment_failed")
+    link = next(word for word in email["text"].split() if "/portal/card?token=" in word)
+
+    page = browser.new_page()
+    page.goto(link)
+    page.wait_for_selector("#invoices:not([hidden])")
+    assert invoice["number"] in (page.text_content("#invoices") or "")
+    card_inputs = page.locator("#card input")
+    card_inputs.first.wait_for()
+    for index, value in enumerate(["4242424242424242", "12", "34", "123", "10115"]):
+        card_inputs.nth(index).fill(value)
+    page.click("#save")
+    page.wait_for_function("document.getElementById('message').className !== ''", timeout=30_000)
+    message = page.text_content("#message") or ""
+    page.screenshot(path=str(tmp_path / "card-page.png"), full_page=True)
+    assert "Card saved" in message and invoice["number"] in message, message
+
+    assert api.get(f"/v1/invoices/{invoice['id']}")["status"] == "paid"
+    assert api.get(f"/v1/subscriptions/{sub_id}")["status"] == "active"
+    assert api.get(f"/v1/customers/{customer}")["default_payment_method"]["last4"] == "4242"
