@@ -20,6 +20,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel
 
 from kassa.domain.catalog import Price, Product, Recurring
+from kassa.domain.credit_notes import CreditNote
 from kassa.domain.customer import Address, CardSummary, Customer, card_expiry_notice_at
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.events import DomainEvent
@@ -135,6 +136,7 @@ class FakeStore:
         self.invoices: dict[str, Invoice] = {}
         self.webhooks: dict[str, WebhookRecord] = {}
         self.timers: dict[str, datetime] = {}
+        self.credit_notes: dict[str, CreditNote] = {}
         self.settings = settings
         self.invoice_seq = 0
         self.due_shards = due_shards
@@ -316,6 +318,24 @@ class FakeStore:
         # the adapter answers the earliest entry of the due index (overdue ones included)
         index = self._due_index()
         return index[0][0] if index else None
+
+    # ------------------------------------------------------------------ credit notes
+    def list_credit_notes(self, invoice_id: str) -> list[CreditNote]:
+        return sorted((n for n in self.credit_notes.values() if n.invoice == invoice_id), key=lambda n: n.number)
+
+    def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
+        # one transaction: the note once, the invoice and the customer at their versions
+        if note.id in self.credit_notes:
+            raise Conflict(f"credit note {note.id} exists")
+        self._check_version(self.invoices.get(invoice.id), invoice)
+        if customer is not None:
+            self._check_version(self.customers.get(customer.id), customer)
+            self.customers[customer.id] = customer.model_copy(update={"version": customer.version + 1})
+        saved = invoice.model_copy(update={"version": invoice.version + 1})
+        self.invoices[invoice.id] = saved
+        self.credit_notes[note.id] = note
+        self.writes += 1
+        return _copy(saved)
 
     def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
         return [

@@ -11,6 +11,7 @@ from fakes import FakeMailer, FakeOutbox, Outcome, World, make_world, stripe_eve
 
 from infra.wiring import NOTIFICATION_ROUTE
 from kassa.domain.cancellation import CancellationDetails
+from kassa.domain.credit_notes import CreditNoteLine, CreditNoteLineType, CreditNoteRequest
 from kassa.domain.customer import CardSummary
 from kassa.domain.dunning import RetrySchedule
 from kassa.domain.errors import IllegalTransition, InvalidInput, Unavailable
@@ -18,7 +19,7 @@ from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.links import LinkExpired, LinkRefused, verify_link
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Status
-from kassa.services.dunning import Dunning, figures_json
+from kassa.services.dunning import Dunning, figures_json, recovery_figures
 
 SECRET = "sk_test_links"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -353,3 +354,103 @@ def test_settings_validate_the_ladder_and_email_settings() -> None:
     assert custom.overdue_ladder.states[0].email == "final_notice"
     with pytest.raises(ValueError, match="colour"):
         MerchantSettings.model_validate({"emails": {"colour": "red"}})
+    with pytest.raises(ValueError, match="receipt.subject.j2', line 1"):  # a syntax error is caught when saved
+        MerchantSettings.model_validate({"emails": {"templates": {"receipt.subject.j2": "{{ oops"}}})
+
+
+def test_a_retry_whose_outcome_was_lost_is_sent_again_under_the_same_attempt() -> None:
+    desk = Desk(MerchantSettings(retry_schedule=RetrySchedule.days([1, 3])))
+    sub = desk.subscribe()
+    # renewal declines; the day-1 retry reaches Stripe's outage (nothing charged); then the card works
+    desk.w.gateway.will(
+        "pm_card_visa",
+        Outcome("decline", "card_declined", "insufficient_funds", "declined"),
+        Outcome("error"),
+        Outcome("succeed"),
+    )
+    renewal_at = sub.subscription.current_period_end
+    desk.run_until(renewal_at + timedelta(days=1, hours=2))
+    invoice = desk.invoice(sub.subscription.id)
+    assert invoice.status is InvoiceStatus.PAID and invoice.attempt_count == 2
+    attempts = [c.attempt for c in desk.w.gateway.charge_calls if c.invoice_id == invoice.id]
+    assert attempts == [1, 2, 2]  # the lost attempt 2 re-sent with its own number, not a third attempt
+
+
+def test_a_merchant_template_that_fails_to_render_falls_back_to_kassas_own() -> None:
+    desk = Desk(MerchantSettings(emails={"templates": {"receipt.subject.j2": "{{ no_such_variable }}"}}))
+    desk.subscribe()
+    assert desk.templates() == ["receipt"]
+    receipt = desk.mailer.sent[0][0]
+    assert receipt.subject and "no_such_variable" not in receipt.subject
+
+
+def test_one_failing_entity_does_not_stop_the_sweep(monkeypatch: pytest.MonkeyPatch) -> None:
+    desk = Desk()
+    first, second = desk.subscribe(), desk.subscribe(email="bob@example.com")
+    decline_renewals(desk)
+    desk.w.clock.set(first.subscription.current_period_end)
+    for sub_id in desk.w.store.all_due(desk.w.clock.now()):
+        desk.w.billing.process_due(sub_id)
+    broken = desk.invoice(first.subscription.id).id
+    real = desk.w.store.find_invoice
+
+    def find_invoice(invoice_id: str) -> Invoice | None:
+        if invoice_id == broken:
+            raise RuntimeError("a corrupt item")
+        return real(invoice_id)
+
+    monkeypatch.setattr(desk.w.store, "find_invoice", find_invoice)
+    outcomes = desk.dunning().sweep(4)
+    assert outcomes["failed"] == 1 and outcomes["retry"] == 1
+    assert desk.templates(second.customer.id).count("payment_failed") == 1
+    assert desk.w.store.invoices[broken].next_dunning_at is not None  # still due: taken again next time
+
+
+def test_a_late_upcoming_renewal_event_announces_nothing() -> None:
+    desk = Desk(MerchantSettings(emails={"upcoming_renewal_days": 7}))
+    sub = desk.subscribe()
+    end = sub.subscription.current_period_end
+    desk.run_until(end - timedelta(days=6))
+    late = desk.w.publisher.of_type("invoice.upcoming")[-1]
+    desk.run_until(end + timedelta(hours=1))  # renewed: a new period
+    outcome = desk.dunning().handle_event({"detail-type": late.type, "detail": late.model_dump(mode="json")})
+    assert outcome == "ignored:renewed since"
+    assert desk.templates().count("upcoming_renewal") == 1
+
+
+def test_recovery_figures_need_only_the_store() -> None:
+    desk = Desk(MerchantSettings(retry_schedule=RetrySchedule.days([1])))
+    sub = desk.subscribe()
+    decline_renewals(desk)
+    desk.run_until(sub.subscription.current_period_end + timedelta(days=3))
+    figures = recovery_figures(desk.w.store, START.date(), (START + timedelta(days=60)).date())
+    assert (figures.invoices, figures.recovered, figures.pending) == (1, 0, 1)
+    assert figures.amount_pending == {"EUR": desk.invoice(sub.subscription.id).amount_due}
+
+
+def test_a_credit_note_on_an_invoice_that_dunning_just_rescheduled_goes_through(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    desk = Desk()
+    sub = desk.subscribe()
+    decline_renewals(desk)
+    desk.run_until(sub.subscription.current_period_end + timedelta(hours=1))
+    invoice = desk.invoice(sub.subscription.id)
+    real = desk.w.store.issue_credit_note
+    raced: list[bool] = []
+
+    def issue_after_a_dunning_write(note: Any, updated: Invoice, customer: Any) -> Invoice:
+        if not raced:  # the dunning sweep files the invoice under its next wake-up meanwhile
+            raced.append(True)
+            current = desk.w.store.get_invoice(updated.id)
+            desk.w.store.save_invoice(current.model_copy(update={"next_dunning_at": current.next_dunning_at}))
+        return real(note, updated, customer)
+
+    monkeypatch.setattr(desk.w.store, "issue_credit_note", issue_after_a_dunning_write)
+    request = CreditNoteRequest(
+        lines=[CreditNoteLine(type=CreditNoteLineType.CUSTOM_LINE_ITEM, amount=500, description="goodwill")]
+    )
+    note, credited = desk.w.billing.credit_invoice(invoice.id, request)
+    assert raced == [True]
+    assert credited.amount_due == invoice.amount_due - 500 and credited.status is InvoiceStatus.OPEN
+    assert desk.w.store.list_credit_notes(invoice.id) == [note]  # one note, not two

@@ -166,6 +166,11 @@ def email_sender() -> str:
     return env().email_from
 
 
+def now() -> Any:
+    """The clock port's time, to the second (as the services use it)."""
+    return clocks.current().now().replace(microsecond=0)
+
+
 def billing(with_gateway: bool = True) -> Any:
     """The Billing service for this function, built from its environment."""
     from kassa.services.billing import Billing

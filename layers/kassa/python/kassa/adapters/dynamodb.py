@@ -100,6 +100,13 @@ class DynamoStore:
         item: dict[str, Any] | None = response.get("Item")
         return item
 
+    def _require(self, pk: str, sk: str, cls: type[M], missing: str, param: str, consistent: bool = True) -> M:
+        """The stored model, or NotFound naming the request field it came from."""
+        item = self._get(pk, sk, consistent=consistent)
+        if item is None:
+            raise NotFound(missing, param=param)
+        return self._load(item, cls)
+
     @staticmethod
     def _load(item: dict[str, Any], cls: type[M]) -> M:
         return cls.model_validate_json(item["doc"]["S"])
@@ -167,10 +174,9 @@ class DynamoStore:
         )
 
     def get_product(self, product_id: str) -> Product:
-        item = self._get(f"PRODUCT#{product_id}", "PRODUCT", consistent=False)
-        if item is None:
-            raise NotFound(f"no such product: {product_id}", param="product")
-        return self._load(item, Product)
+        return self._require(
+            f"PRODUCT#{product_id}", "PRODUCT", Product, f"no such product: {product_id}", "product", consistent=False
+        )
 
     def list_products(self, limit: int, starting_after: str | None) -> Page:
         return self._query_page(Product, "CATALOG#PRODUCT", "", limit, starting_after)
@@ -188,10 +194,9 @@ class DynamoStore:
         )
 
     def get_price(self, price_id: str) -> Price:
-        item = self._get(f"PRICE#{price_id}", "PRICE", consistent=False)
-        if item is None:
-            raise NotFound(f"no such price: {price_id}", param="price_id")
-        return self._load(item, Price)
+        return self._require(
+            f"PRICE#{price_id}", "PRICE", Price, f"no such price: {price_id}", "price_id", consistent=False
+        )
 
     def list_prices(self, limit: int, starting_after: str | None) -> Page:
         return self._query_page(Price, "CATALOG#PRICE", "", limit, starting_after)
@@ -202,20 +207,16 @@ class DynamoStore:
         self._put_new(item, f"coupon {coupon.id}")
 
     def get_coupon(self, coupon_id: str) -> Coupon:
-        item = self._get(f"COUPON#{coupon_id}", "COUPON")
-        if item is None:
-            raise NotFound(f"no such coupon: {coupon_id}", param="coupon")
-        return self._load(item, Coupon)
+        return self._require(f"COUPON#{coupon_id}", "COUPON", Coupon, f"no such coupon: {coupon_id}", "coupon")
 
     def put_promotion_code(self, code: PromotionCode) -> None:
         item = self._item(f"PROMO#{code.code.upper()}", "PROMO", code, times_redeemed=_n(code.times_redeemed))
         self._put_new(item, f"promotion code {code.code}")
 
     def get_promotion_code(self, code: str) -> PromotionCode:
-        item = self._get(f"PROMO#{code.upper()}", "PROMO")
-        if item is None:
-            raise NotFound(f"no such promotion code: {code}", param="promotion_code")
-        return self._load(item, PromotionCode)
+        return self._require(
+            f"PROMO#{code.upper()}", "PROMO", PromotionCode, f"no such promotion code: {code}", "promotion_code"
+        )
 
     def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None:
         """Save one more redemption of the coupon (and code): conditional on the count read, so two
@@ -297,10 +298,9 @@ class DynamoStore:
             ) from error
 
     def get_customer(self, customer_id: str) -> Customer:
-        item = self._get(f"CUS#{customer_id}", "CUSTOMER")
-        if item is None:
-            raise NotFound(f"no such customer: {customer_id}", param="customer_id")
-        return self._load(item, Customer)
+        return self._require(
+            f"CUS#{customer_id}", "CUSTOMER", Customer, f"no such customer: {customer_id}", "customer_id"
+        )
 
     def find_customer_by_email(self, email: str) -> Customer | None:
         link = self._get(f"EMAIL#{email.strip().lower()}", "EMAIL")
@@ -426,10 +426,13 @@ class DynamoStore:
         raise Conflict("could not assign an invoice number; retry")
 
     def get_subscription(self, subscription_id: str) -> Subscription:
-        item = self._get(f"SUB#{subscription_id}", "SUBSCRIPTION")
-        if item is None:
-            raise NotFound(f"no such subscription: {subscription_id}", param="subscription")
-        return self._load(item, Subscription)
+        return self._require(
+            f"SUB#{subscription_id}",
+            "SUBSCRIPTION",
+            Subscription,
+            f"no such subscription: {subscription_id}",
+            "subscription",
+        )
 
     def save_subscription(self, sub: Subscription) -> Subscription:
         saved = sub.model_copy(update={"version": sub.version + 1})

@@ -344,10 +344,12 @@ def _parse_day(name: str, default: date) -> date:
 @app.post("/v1/customers/<customer_id>/card_update_link", tags=["dunning"])
 def card_update_link(customer_id: str) -> Response[dict[str, Any]]:
     """A signed, expiring link to the customer's card-update page (what the payment_failed email carries)."""
-    billing = container.billing(with_gateway=False)
-    billing.store.get_customer(customer_id)
-    days = billing.store.get_settings().emails.card_link_days
-    token, expires = sign_link(container.link_secret(), customer_id, "card_update", billing.now(), timedelta(days=days))
+    store = container.store()
+    store.get_customer(customer_id)
+    days = store.get_settings().emails.card_link_days
+    token, expires = sign_link(
+        container.link_secret(), customer_id, "card_update", container.now(), timedelta(days=days)
+    )
     return created(
         {
             "object": "card_update_link",
@@ -386,13 +388,16 @@ def email_json(record: Any) -> dict[str, Any]:
 def dunning_figures() -> dict[str, Any]:
     """Recovery figures for invoices with a tax point in [from, to] (default: this year so far):
     invoices recovered, amounts recovered per currency, recovery rate overall and by decline code."""
-    from kassa.services.dunning import figures_json
+    from kassa.services.dunning import figures_json, recovery_figures
 
-    dunning = container.dunning()
-    today = dunning.now().date()
+    today = container.now().date()
     start = _parse_day("from", date(today.year, 1, 1))
     end = _parse_day("to", today)
-    return {"from": start.isoformat(), "to": end.isoformat(), **figures_json(dunning.figures(start, end))}
+    return {
+        "from": start.isoformat(),
+        "to": end.isoformat(),
+        **figures_json(recovery_figures(container.store(), start, end)),
+    }
 
 
 # ---------------------------------------------------------------- the customer's card page (no login)
@@ -407,9 +412,8 @@ app.exception_handler(LinkRefused)(_link_refused)
 def card_page() -> Response[str]:
     """The card-update page; the token is checked before anything is shown."""
     token = app.current_event.get_query_string_value("token") or ""
-    billing = container.billing(with_gateway=False)
     try:
-        verify_link(container.link_secret(), token, billing.now())
+        verify_link(container.link_secret(), token, container.now())
     except LinkRefused as error:
         page_html = f"<!doctype html><meta charset=utf-8><title>Link refused</title><h1>{error.message}</h1>"
         return Response(status_code=403, content_type="text/html; charset=utf-8", body=page_html)

@@ -51,9 +51,19 @@ class EmailSettings(BaseModel):
     @field_validator("templates")
     @classmethod
     def _templates(cls, value: dict[str, str]) -> dict[str, str]:
-        for name in value:
+        if not value:
+            return value
+        from jinja2 import TemplateSyntaxError  # only when the merchant supplies templates
+        from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+        parser = ImmutableSandboxedEnvironment()
+        for name, source in value.items():
             if not _TEMPLATE_FILE.fullmatch(name):
                 raise ValueError(f"template file {name!r} must be named <name>.<subject|html|txt>.j2")
+            try:
+                parser.parse(source)
+            except TemplateSyntaxError as error:  # caught when saved, not when a customer's email is due
+                raise ValueError(f"template {name!r}, line {error.lineno}: {error.message}") from error
         return value
 
     def template_names(self) -> list[str]:

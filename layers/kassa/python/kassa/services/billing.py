@@ -960,7 +960,21 @@ class Billing:
     # ------------------------------------------------------------------ credit notes
     def credit_invoice(self, invoice_id: str, request: CreditNoteRequest) -> tuple[CreditNote, Invoice]:
         """Issue a credit note: on an open invoice it lowers the amount due; on a paid one its total
-        splits into a refund through Stripe, customer credit and an out-of-band part (Stripe's rule)."""
+        splits into a refund through Stripe, customer credit and an out-of-band part (Stripe's rule).
+
+        The invoice may change under the request (dunning files it under its next retry, a webhook
+        settles it): the note is then computed again from the fresh invoice. Its id derives from its
+        sequence, so a refund already sent is replayed by Stripe under the same key, not repeated."""
+        for _ in range(3):
+            try:
+                return self._credit_invoice_once(invoice_id, request)
+            except AlreadyExists:
+                raise
+            except Conflict:
+                continue
+        raise Conflict(f"invoice {invoice_id} kept changing; retry")
+
+    def _credit_invoice_once(self, invoice_id: str, request: CreditNoteRequest) -> tuple[CreditNote, Invoice]:
         invoice = self.store.get_invoice(invoice_id)
         if invoice.number is None:
             raise IllegalTransition(f"invoice {invoice.id} is not finalized", param="invoice")
@@ -1246,25 +1260,25 @@ class Billing:
             return "applied"
         if etype in ("payment_method.updated", "payment_method.automatically_updated"):
             return self.card_updated(obj, str(event.get("id")))
-        if etype == "setup_intent.succeeded" and (obj.get("metadata") or {}).get("kassa_purpose"):
-            customer_id = (obj.get("metadata") or {}).get("kassa_customer")
-            if not customer_id:
-                return "ignored:no customer"
-            try:
-                self.update_card(customer_id, obj["id"])
-            except NotFound:
-                return f"ignored:unknown customer {customer_id}"
-            except (InvalidInput, IllegalTransition) as error:
-                return f"ignored:{error.message}"
-            return "applied"
         if etype == "setup_intent.succeeded":
-            sub_id = (obj.get("metadata") or {}).get("kassa_subscription")
-            if not sub_id:
+            # a card confirmed on the card-update page (kassa_purpose) or at checkout: the same work as
+            # the page's own call, whichever comes first
+            metadata = obj.get("metadata") or {}
+            kind, key = (
+                ("customer", "kassa_customer")
+                if metadata.get("kassa_purpose")
+                else ("subscription", "kassa_subscription")
+            )
+            target = metadata.get(key)
+            if not isinstance(target, str) or not target:
                 return "ignored:not a kassa setup"
             try:
-                self.complete_checkout(sub_id, obj["id"])
+                if kind == "customer":
+                    self.update_card(target, obj["id"])
+                else:
+                    self.complete_checkout(target, obj["id"])
             except NotFound:
-                return f"ignored:unknown subscription {sub_id}"
+                return f"ignored:unknown {kind} {target}"
             except (InvalidInput, IllegalTransition) as error:
                 return f"ignored:{error.message}"
             return "applied"

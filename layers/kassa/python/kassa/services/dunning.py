@@ -25,6 +25,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from pydantic import ValidationError
+
 from kassa.domain.cancellation import CancellationDetails, CancellationReason
 from kassa.domain.customer import Customer, card_expiry_key
 from kassa.domain.dunning import (
@@ -44,8 +46,8 @@ from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.links import sign_link
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
-from kassa.services.billing import COLLECTABLE, Billing, entitlements_event
-from kassa.services.ports import Mailer, Outbox, OutgoingEmail
+from kassa.services.billing import COLLECTABLE, Billing, attempt_pending, entitlements_event
+from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +105,9 @@ class Dunning:
                 except (Conflict, Unavailable) as error:
                     log.warning("dunning of %s deferred: %s", entity_id, error)
                     outcomes["deferred"] += 1
+                except Exception:  # a bug or bad data in one entity must not stop everyone else's dunning
+                    log.exception("dunning of %s failed; it stays due and is tried again at the next sweep", entity_id)
+                    outcomes["failed"] += 1
         return dict(outcomes)
 
     def process(self, entity_id: str) -> str:
@@ -133,6 +138,12 @@ class Dunning:
                 has_payment_method=customer.default_payment_method is not None,
             )
             decision = dunning_step(state, settings.retry_schedule, now)
+            if decision.action is DunningAction.WAIT and attempt_pending(invoice):
+                # an attempt claimed but without an outcome (a crash, Stripe unreachable): send it
+                # again under the same attempt number; Stripe's idempotency key replays the answer
+                result = self.billing.collect(invoice, customer)
+                invoice = result.invoice or self.store.get_invoice(invoice_id)
+                continue
             if decision.email:
                 self._dunning_email(decision, invoice, customer)
             if not decision.due(now):
@@ -283,7 +294,7 @@ class Dunning:
         if kind in ("invoice.payment_failed", "invoice.payment_action_required"):
             return self.process_invoice(obj_id)
         if kind == "invoice.paid":
-            return self._paid(obj_id)
+            return self._paid(obj_id, data)
         if kind == "invoice.upcoming":
             return self._upcoming(obj_id, data)
         if kind == "customer.subscription.trial_will_end":
@@ -292,8 +303,12 @@ class Dunning:
             return self._canceled(obj_id)
         return f"ignored:{kind}"
 
-    def _paid(self, invoice_id: str) -> str:
-        invoice = self.store.find_invoice(invoice_id)
+    def _paid(self, invoice_id: str, data: dict[str, Any]) -> str:
+        # the event carries the invoice as it was paid (a paid invoice never changes again): no read
+        try:
+            invoice: Invoice | None = Invoice.model_validate(data)
+        except ValidationError:
+            invoice = self.store.find_invoice(invoice_id)
         if invoice is None:
             return "unknown"
         outcome = "no_receipt"
@@ -322,6 +337,9 @@ class Dunning:
         sub = self._sub(sub_id)
         if sub is None or sub.status in TERMINAL or sub.cancel_at_period_end:
             return "ignored:not renewing"
+        announced = data.get("current_period_end")
+        if not isinstance(announced, str) or datetime.fromisoformat(announced) != sub.current_period_end:
+            return "ignored:renewed since"  # a late reminder must not announce the following period
         customer = self.store.get_customer(sub.customer)
         card = customer.default_payment_method
         context = {
@@ -479,39 +497,42 @@ class Dunning:
     def send(self, template: str, customer: Customer, context: dict[str, Any], key: str) -> Sent:
         """Render and send one email, once per ``key``: claimed in the outbox first, then handed to
         SES. A claim left pending or failed by an earlier run is sent again; a sent one never is."""
-        from kassa.emails.render import TEMPLATES, Branding, render  # Jinja2 and babel: only when emailing
+        from jinja2 import TemplateError  # Jinja2 and babel: only when emailing
+
+        from kassa.emails.render import TEMPLATES, Branding, render
 
         emails = self.settings.emails
-        existing = self.outbox.get(key)
-        if existing is not None and existing.status == "sent":
-            return Sent(key, "duplicate")
         if not emails.enabled:
             return Sent(key, "disabled")
-        if existing is not None:
-            email = existing.email
-        else:
-            spec = TEMPLATES.get(template)
-            known = set(spec.required + spec.optional) if spec is not None else None
-            values = {k: v for k, v in context.items() if known is None or k in known}
-            branding = Branding.from_settings(self.settings, colour=emails.colour, logo_url=emails.logo_url)
+        spec = TEMPLATES.get(template)
+        known = set(spec.required + spec.optional) if spec is not None else None
+        values = {k: v for k, v in context.items() if known is None or k in known}
+        branding = Branding.from_settings(self.settings, colour=emails.colour, logo_url=emails.logo_url)
+        try:
             rendered = render(template, customer.preferred_locale, values, branding, overrides=emails.templates or None)
-            email = OutgoingEmail(
-                key=key,
-                template=template,
-                to=customer.email,
-                customer=customer.id,
-                locale=rendered.locale,
-                subject=rendered.subject,
-                html=rendered.html,
-                text=rendered.text,
-                created=self.now(),
-                reply_to=self.settings.support_email,
-            )
-            claimed = self.outbox.claim(email)
-            if claimed is not None:
-                if claimed.status == "sent":
-                    return Sent(key, "duplicate")
-                email = claimed.email
+        except (ValueError, TemplateError) as error:  # EmailTemplateError is a ValueError
+            if not emails.templates or spec is None:
+                raise
+            # the merchant's template does not render: the customer still gets kassa's own one
+            log.error("the merchant's %s template failed (%s); sent kassa's built-in one", template, error)
+            rendered = render(template, customer.preferred_locale, values, branding)
+        email = OutgoingEmail(
+            key=key,
+            template=template,
+            to=customer.email,
+            customer=customer.id,
+            locale=rendered.locale,
+            subject=rendered.subject,
+            html=rendered.html,
+            text=rendered.text,
+            created=self.now(),
+            reply_to=self.settings.support_email,
+        )
+        claimed = self.outbox.claim(email)  # the conditional put answers "already claimed?" too
+        if claimed is not None:
+            if claimed.status == "sent":
+                return Sent(key, "duplicate")
+            email = claimed.email  # left pending or failed by an earlier run: send what was claimed
         try:
             message_id = self.mailer.send(email, self.sender)
         except InvalidInput as error:  # never deliverable (unverified sender, bad address): recorded, not retried
@@ -556,19 +577,24 @@ class Dunning:
 
     # ------------------------------------------------------------------ figures
     def figures(self, start: date, end: date) -> DunningFigures:
-        """Recovery figures of the invoices that failed at least once, among those with a tax point
-        in [start, end]: recovered, lost, pending, amounts per currency, rates by decline code."""
-        outcomes = [
-            DunningOutcome.of_invoice(
-                invoice,
-                (invoice.first_payment_error.decline_code or invoice.first_payment_error.code)
-                if invoice.first_payment_error
-                else "unknown",
-            )
-            for invoice in self.store.invoices_by_tax_date(start, end)
-            if invoice.first_failed_at is not None
-        ]
-        return dunning_figures(outcomes, self.settings.retry_schedule.decline_overrides)
+        return recovery_figures(self.store, start, end)
+
+
+def recovery_figures(store: BillingStore, start: date, end: date) -> DunningFigures:
+    """Recovery figures of the invoices that failed at least once, among those with a tax point in
+    [start, end]: recovered, lost, pending, amounts per currency, rates by decline code. Needs only
+    the store (the REST API serves it without the dunning function's mail and link settings)."""
+    outcomes = [
+        DunningOutcome.of_invoice(
+            invoice,
+            (invoice.first_payment_error.decline_code or invoice.first_payment_error.code)
+            if invoice.first_payment_error
+            else "unknown",
+        )
+        for invoice in store.invoices_by_tax_date(start, end)
+        if invoice.first_failed_at is not None
+    ]
+    return dunning_figures(outcomes, store.get_settings().retry_schedule.decline_overrides)
 
 
 def figures_json(figures: DunningFigures) -> dict[str, Any]:
@@ -600,4 +626,4 @@ def figures_json(figures: DunningFigures) -> dict[str, Any]:
     }
 
 
-__all__ = ["Dunning", "Sent", "figures_json"]
+__all__ = ["Dunning", "Sent", "figures_json", "recovery_figures"]
