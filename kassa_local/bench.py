@@ -76,7 +76,7 @@ def run(n: int, progress: bool = True) -> dict[str, Any]:
     from kassa_local.client import Api
     from kassa_local.stack import fresh_stack
 
-    with fresh_stack(START) as stack:
+    with fresh_stack(START, drain_timeout_s=900) as stack:  # 200 echoes and emails take longer than 120 s here
         assert stack.config is not None
         api = Api(stack.config.as_json())
         product = api.post("/v1/products", {"name": "Bench box"}, expect=201)
