@@ -4,6 +4,7 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
+from kassa.services import renewals
 
 logger = Logger()
 
@@ -14,7 +15,7 @@ def lambda_handler(event: dict, context: LambdaContext) -> dict:
     queue = container.queue("renewal_queue_url")
     enqueued = 0
     for shard in range(container.env().due_shards):
-        messages = billing.due_work(shard)
+        messages = renewals.due_work(billing, shard)
         if messages:
             queue.send(messages)
             enqueued += len(messages)

@@ -7,6 +7,7 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
+from kassa.services import renewals
 
 logger = Logger()
 metrics = Metrics()
@@ -15,7 +16,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 def record_handler(record: SQSRecord) -> str:
     subscription_id = record.json_body["subscription"]
-    outcome = container.billing().process_due(subscription_id)
+    outcome = renewals.process_due(container.billing(), subscription_id)
     metrics.add_metric(name=f"Renewal_{outcome}", unit=MetricUnit.Count, value=1)
     logger.info("due subscription processed", extra={"subscription": subscription_id, "outcome": outcome})
     return outcome

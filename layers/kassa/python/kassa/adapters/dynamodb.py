@@ -422,6 +422,8 @@ class DynamoStore:
             except Conflict:
                 if self._get(f"SUB#{sub.id}", "SUBSCRIPTION") is not None:
                     raise AlreadyExists(f"subscription {sub.id} already exists") from None
+                if invoice is not None and self.find_invoice(invoice.id) is not None:
+                    raise Conflict(f"invoice {invoice.id} already exists") from None  # no retry can succeed
                 _backoff(attempt)  # the counter moved: take the next number
         raise Conflict("could not assign an invoice number; retry")
 
@@ -482,7 +484,7 @@ class DynamoStore:
             item = self._cus_item(saved_customer)
             extra.append({"Put": self._versioned_put(item, customer.version)})
         for attempt in range(NUMBER_RETRIES):
-            numbered = invoice.status is InvoiceStatus.DRAFT and not invoice.keep_as_draft
+            numbered = invoice.gets_number_when_stored
             counter_actions: list[dict[str, Any]] = []
             final = invoice
             if numbered:

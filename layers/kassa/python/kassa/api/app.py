@@ -36,6 +36,18 @@ from kassa.domain.credit_notes import CreditNoteRequest
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.links import LinkRefused, sign_link, verify_link
 from kassa.domain.settings import MerchantSettings
+from kassa.services import (
+    cancellation,
+    catalog,
+    checkout,
+    collection,
+    coupons,
+    credit_notes,
+    customers,
+    invoicing,
+    pausing,
+    plan_changes,
+)
 
 app = new_app()
 app.enable_swagger(
@@ -71,7 +83,7 @@ def openapi() -> dict[str, Any]:
 # ---------------------------------------------------------------- catalog
 @app.post("/v1/products", tags=["catalog"])
 def create_product(body: ProductIn) -> Response[dict[str, Any]]:
-    product = container.billing(with_gateway=False).create_product(body.name, body.description, body.tax_code)
+    product = catalog.create_product(container.billing(with_gateway=False), body.name, body.description, body.tax_code)
     return created(obj("product", product))
 
 
@@ -83,7 +95,8 @@ def list_products() -> dict[str, Any]:
 
 @app.post("/v1/prices", tags=["catalog"])
 def create_price(body: PriceIn) -> Response[dict[str, Any]]:
-    price = container.billing(with_gateway=False).create_price(
+    price = catalog.create_price(
+        container.billing(with_gateway=False),
         body.product,
         body.currency,
         body.unit_amount,
@@ -111,7 +124,7 @@ def create_coupon(body: CouponIn) -> Response[dict[str, Any]]:
     fields = body.model_dump(exclude_none=True)
     if "applies_to" in fields:
         fields["applies_to"] = tuple(fields["applies_to"])
-    return created(obj("coupon", container.billing(with_gateway=False).create_coupon(**fields)))
+    return created(obj("coupon", coupons.create_coupon(container.billing(with_gateway=False), **fields)))
 
 
 @app.get("/v1/coupons/<coupon_id>", tags=["coupons"])
@@ -122,15 +135,15 @@ def get_coupon(coupon_id: str) -> dict[str, Any] | None:
 @app.post("/v1/promotion_codes", tags=["coupons"])
 def create_promotion_code(body: PromotionCodeIn) -> Response[dict[str, Any]]:
     fields = body.model_dump(exclude_none=True, exclude={"code", "coupon"})
-    promo = container.billing(with_gateway=False).create_promotion_code(body.code, body.coupon, **fields)
+    promo = coupons.create_promotion_code(container.billing(with_gateway=False), body.code, body.coupon, **fields)
     return created(obj("promotion_code", promo))
 
 
 # ---------------------------------------------------------------- customers
 @app.post("/v1/customers", tags=["customers"])
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
-    customer = container.billing().create_customer(
-        body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
+    customer = customers.create_customer(
+        container.billing(), body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
     )
     return created(obj("customer", customer))
 
@@ -159,11 +172,12 @@ def list_customer_subscriptions(customer_id: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- checkout
 @app.post("/v1/checkout", tags=["checkout"])
-def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
+def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
     if body.customer_id is None and body.customer is None:
         raise InvalidInput("give customer_id or customer", param="customer")
     c = body.customer
-    result = container.billing().start_checkout(
+    result = checkout.start_checkout(
+        container.billing(),
         price_id=body.price_id,
         quantity=body.quantity,
         customer_id=body.customer_id,
@@ -195,7 +209,7 @@ def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
 
 @app.post("/v1/checkout/<subscription_id>/complete", tags=["checkout"])
 def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
-    result = container.billing().complete_checkout(subscription_id, body.setup_intent_id)
+    result = checkout.complete_checkout(container.billing(), subscription_id, body.setup_intent_id)
     response: dict[str, Any] = {
         "subscription": obj("subscription", result.subscription),
         "invoice": obj("invoice", result.invoice),
@@ -229,14 +243,17 @@ def cancel_subscription(subscription_id: str, body: CancelIn) -> dict[str, Any] 
     billing = container.billing(with_gateway=body.prorate)  # a final invoice may need charging
     return obj(
         "subscription",
-        billing.cancel(subscription_id, at_period_end=body.at_period_end, details=details, prorate=body.prorate),
+        cancellation.cancel(
+            billing, subscription_id, at_period_end=body.at_period_end, details=details, prorate=body.prorate
+        ),
     )
 
 
 def _change(subscription_id: str, body: ChangeIn, preview: bool) -> dict[str, Any]:
     if body.price_id is None and body.quantity is None:
         raise InvalidInput("give price_id and/or quantity", param="price_id")
-    result = container.billing().change_plan(
+    result = plan_changes.change_plan(
+        container.billing(),
         subscription_id,
         price_id=body.price_id,
         quantity=body.quantity,
@@ -265,18 +282,18 @@ def preview_change(subscription_id: str, body: ChangeIn) -> dict[str, Any]:
 @app.post("/v1/subscriptions/<subscription_id>/pause_collection", tags=["subscriptions"])
 def pause_collection(subscription_id: str, body: PauseCollectionIn) -> dict[str, Any] | None:
     billing = container.billing(with_gateway=False)
-    return obj("subscription", billing.pause_collection(subscription_id, body.behavior, body.resumes_at))
+    return obj("subscription", pausing.pause_collection(billing, subscription_id, body.behavior, body.resumes_at))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/resume_collection", tags=["subscriptions"])
 def resume_collection(subscription_id: str) -> dict[str, Any] | None:
-    return obj("subscription", container.billing(with_gateway=False).resume_collection(subscription_id))
+    return obj("subscription", pausing.resume_collection(container.billing(with_gateway=False), subscription_id))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/resume", tags=["subscriptions"])
 def resume_subscription(subscription_id: str) -> dict[str, Any]:
     """Resume a paused subscription: the cycle restarts now and the new period is invoiced at once."""
-    result = container.billing().resume(subscription_id)
+    result = pausing.resume(container.billing(), subscription_id)
     return {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
 
 
@@ -284,26 +301,26 @@ def resume_subscription(subscription_id: str) -> dict[str, Any]:
 def add_invoice_item(subscription_id: str, body: InvoiceItemIn) -> Response[dict[str, Any]]:
     """A one-off item added to the subscription's next invoice."""
     billing = container.billing(with_gateway=False)
-    sub = billing.add_invoice_item(
-        subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
+    sub = invoicing.add_invoice_item(
+        billing, subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
     )
     return created(obj("subscription", sub))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])
 def undo_cancellation(subscription_id: str) -> dict[str, Any] | None:
-    return obj("subscription", container.billing(with_gateway=False).undo_cancel(subscription_id))
+    return obj("subscription", cancellation.undo_cancel(container.billing(with_gateway=False), subscription_id))
 
 
 @app.get("/v1/customers/<customer_id>/entitlements", tags=["customers"])
 def customer_entitlements(customer_id: str) -> dict[str, Any]:
-    found = container.billing(with_gateway=False).entitlements_of(customer_id)
+    found = cancellation.entitlements_of(container.billing(with_gateway=False), customer_id)
     return {"object": "list", "data": [{"object": "entitlement", **e.model_dump(mode="json")} for e in found]}
 
 
 @app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"])
 def create_credit_note(invoice_id: str, body: CreditNoteRequest) -> Response[dict[str, Any]]:
-    note, invoice = container.billing().credit_invoice(invoice_id, body)
+    note, invoice = credit_notes.credit_invoice(container.billing(), invoice_id, body)
     return created({"credit_note": obj("credit_note", note), "invoice": obj("invoice", invoice)})
 
 
@@ -437,7 +454,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
         customer = billing.store.get_customer(link.customer)
     except NotFound as error:
         raise LinkRefused("this link is not valid", param="token") from error
-    intent = billing.card_setup_intent(customer.id, link.purpose)
+    intent = customers.card_setup_intent(billing, customer.id, link.purpose)
     card = customer.default_payment_method
     invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.number is not None]
     return {
@@ -466,7 +483,7 @@ def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
     """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried."""
     billing = container.billing()
     link = verify_link(container.link_secret(), body.token, billing.now())
-    customer, results = billing.update_card(link.customer, body.setup_intent_id)
+    customer, results = collection.update_card(billing, link.customer, body.setup_intent_id)
     card = customer.default_payment_method
     return {
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from typing import Annotated, Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
 
 from kassa.domain.cancellation import CancellationFeedback, CancellationReason
 from kassa.domain.catalog import TaxBehavior
@@ -11,10 +13,44 @@ from kassa.domain.discounts import Duration
 from kassa.domain.money import normalize_currency
 from kassa.domain.pausing import PauseBehavior
 from kassa.domain.periods import Interval
+from kassa.domain.pricing import BillingScheme, PriceTerms, TiersMode
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.trials import MissingPaymentMethod
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+# Tiers and transform_quantity are checked by the domain (PriceTerms.parse) so that an error names
+# tiers[2].up_to; these schemas only document their shape in the OpenAPI document.
+_MINOR_UNITS = {"type": "integer", "minimum": 0}
+TierJson = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "up_to": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["inf"]}]},
+                "unit_amount": _MINOR_UNITS,
+                "flat_amount": _MINOR_UNITS,
+            },
+            "required": ["up_to"],
+            "additionalProperties": False,
+        }
+    ),
+]
+TransformQuantityJson = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "divide_by": {"type": "integer", "minimum": 1},
+                "round": {"type": "string", "enum": ["up", "down"]},
+            },
+            "required": ["divide_by", "round"],
+            "additionalProperties": False,
+        }
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -36,7 +72,40 @@ class RecurringIn(Strict):
 class PriceIn(Strict):
     product: str = Field(min_length=1)
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code")
-    unit_amount: StrictInt = Field(ge=0, description="in the currency's minor unit (cents for EUR, yen for JPY)")
+    unit_amount: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        description="per unit (or per package with transform_quantity), in the currency's minor unit "
+        "(cents for EUR, yen for JPY); required for billing_scheme=per_unit, absent for tiered",
+    )
+    billing_scheme: BillingScheme = Field(
+        default=BillingScheme.PER_UNIT, description="per_unit: unit_amount × quantity; tiered: priced by tiers"
+    )
+    tiers_mode: TiersMode | None = Field(
+        default=None,
+        description="graduated: each tier prices the units within it; volume: the tier the whole quantity "
+        "falls into prices every unit. Required for billing_scheme=tiered",
+    )
+    tiers: list[TierJson] | None = Field(
+        default=None,
+        max_length=250,
+        description="ascending tiers for billing_scheme=tiered: up_to (inclusive upper bound, an integer; "
+        "the last tier's is the string 'inf'), unit_amount and/or flat_amount (integers in minor units; "
+        "flat_amount is charged once per tier that has units)",
+        examples=[
+            [
+                {"up_to": 5, "unit_amount": 700},
+                {"up_to": 10, "unit_amount": 650},
+                {"up_to": "inf", "unit_amount": 600, "flat_amount": 0},
+            ]
+        ],
+    )
+    transform_quantity: TransformQuantityJson | None = Field(
+        default=None,
+        description="package pricing for billing_scheme=per_unit: the quantity is divided by divide_by (>= 1) "
+        "and rounded up or down before unit_amount applies",
+        examples=[{"divide_by": 5, "round": "up"}],
+    )
     recurring: RecurringIn
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = Field(default=None, max_length=250)
@@ -48,6 +117,16 @@ class PriceIn(Strict):
             return normalize_currency(value)
         except Exception as error:
             raise ValueError(f"unsupported currency {value!r}") from error
+
+    def terms(self) -> PriceTerms:
+        """The pricing fields as checked PriceTerms (InvalidInput names the field, e.g. tiers[2].up_to)."""
+        return PriceTerms.parse(
+            billing_scheme=self.billing_scheme,
+            unit_amount=self.unit_amount,
+            tiers_mode=self.tiers_mode,
+            tiers=self.tiers,
+            transform_quantity=self.transform_quantity,
+        )
 
 
 class CustomerIn(Strict):

@@ -33,6 +33,10 @@ INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
 }
 
 
+#: the statuses in which an invoice can still be charged (a written-off invoice can still be paid)
+COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
 class BillingReason(StrEnum):
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_CYCLE = "subscription_cycle"
@@ -125,6 +129,21 @@ class Invoice(BaseModel):
         elif target is InvoiceStatus.VOID:
             changes.update(voided_at=now, next_dunning_at=None)
         return self.model_copy(update=changes)
+
+    @property
+    def collectable(self) -> bool:
+        return self.status in COLLECTABLE
+
+    @property
+    def attempt_pending(self) -> bool:
+        """An attempt was claimed but its outcome never recorded (to be re-sent under the same number)."""
+        return self.attempt_count > 0 and self.attempt_outcome is None
+
+    @property
+    def gets_number_when_stored(self) -> bool:
+        """A draft is finalized (numbered) as it is first stored, unless collection is paused with
+        ``keep_as_draft``; an invoice stored void or uncollectible keeps no number."""
+        return self.status is InvoiceStatus.DRAFT and not self.keep_as_draft
 
     def finalize(self, number: str, now: datetime) -> Invoice:
         """draft → open with its number. Numbers are only handed out here, so there are no gaps."""

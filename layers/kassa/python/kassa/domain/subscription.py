@@ -211,6 +211,58 @@ def renewal_reminder(sub: Subscription, days: int | None) -> datetime | None:
     return at if at > sub.current_period_start else None
 
 
+#: the statuses that paying the latest invoice makes active again
+REACTIVATED_BY_PAYMENT = frozenset({Status.INCOMPLETE, Status.PAST_DUE, Status.UNPAID, Status.PAUSED})
+#: the statuses a failed payment of the latest invoice moves to past_due
+PAST_DUE_ON_FAILURE = frozenset({Status.ACTIVE, Status.TRIALING})
+#: the statuses in which items, prices and quantities can change
+CHANGEABLE = frozenset({Status.ACTIVE, Status.TRIALING, Status.PAST_DUE})
+
+
+def after_invoice_paid(
+    sub: Subscription, invoice_id: str, now: datetime, reminder_days: int | None
+) -> Subscription | None:
+    """The subscription once ``invoice_id`` is paid (None: unchanged). Only the latest invoice moves
+    it: an incomplete, past-due, unpaid or paused subscription becomes active (a first payment starts
+    the renewal reminder), and paying clears the overdue state and gives access back at once."""
+    if sub.latest_invoice != invoice_id:
+        return None
+    changed: Subscription | None = None
+    if sub.status in REACTIVATED_BY_PAYMENT:
+        changed = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
+        if sub.status is Status.INCOMPLETE:
+            changed = changed.model_copy(update={"renewal_reminder_at": renewal_reminder(changed, reminder_days)})
+    if sub.overdue_state is not None:
+        changed = (changed or sub).model_copy(
+            update={"overdue_state": None, "entitlements_suspended": False, "changes_blocked": False}
+        )
+    return changed
+
+
+def after_payment_failed(sub: Subscription, invoice_id: str, now: datetime) -> Subscription | None:
+    """The subscription once a payment of ``invoice_id`` failed (None: unchanged): the latest invoice
+    of an active or trialing subscription makes it past_due."""
+    if sub.latest_invoice == invoice_id and sub.status in PAST_DUE_ON_FAILURE:
+        return sub.transition(Status.PAST_DUE, now)
+    return None
+
+
+def ensure_changeable(sub: Subscription, *, preview: bool = False) -> None:
+    """Whether the items, prices or quantities of ``sub`` may change now (a preview may be asked for
+    while the overdue ladder blocks changes)."""
+    if sub.status not in CHANGEABLE:
+        raise IllegalTransition(f"subscription {sub.id} is {sub.status.value}: its plan cannot change")
+    if sub.changes_blocked and not preview:
+        raise IllegalTransition(
+            f"subscription {sub.id} is overdue ({sub.overdue_state}): pay the open invoice before changing the plan"
+        )
+
+
+def ensure_not_ended(sub: Subscription) -> None:
+    if sub.status in TERMINAL:
+        raise IllegalTransition(f"subscription {sub.id} has ended ({sub.status.value})")
+
+
 def due_action(sub: Subscription, now: datetime) -> Due:
     """What the renewal worker must do for ``sub`` at ``now``: pure, so redeliveries decide the same."""
     due = sub.due_at

@@ -1,7 +1,7 @@
 """Dunning and customer communication: retries, the overdue ladder, card links and every customer email.
 
 The policy is pure (``kassa.domain.dunning``); this service reads the state, asks the policy and
-acts: it charges again (through ``Billing.collect``, one PaymentIntent per attempt), stores the
+acts: it charges again (through ``collection.collect``, one PaymentIntent per attempt), stores the
 overdue state with the subscription's version condition before acting on it, and sends each email
 once through the outbox. Everything here is safe to run twice: the dunning sweep (a schedule) and
 the notification queue (EventBridge → SQS) both deliver at least once and in any order.
@@ -46,7 +46,8 @@ from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.links import sign_link
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
-from kassa.services.billing import COLLECTABLE, Billing, attempt_pending, entitlements_event
+from kassa.services.collection import collect, entitlements_event
+from kassa.services.context import BillingContext
 from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class Sent:
 class Dunning:
     def __init__(
         self,
-        billing: Billing,
+        billing: BillingContext,
         outbox: Outbox,
         mailer: Mailer,
         *,
@@ -128,7 +129,7 @@ class Dunning:
         now = self.now()
         decision: DunningDecision | None = None
         for _ in range(MAX_STEPS):
-            if invoice.status not in COLLECTABLE or invoice.first_failed_at is None:
+            if not invoice.collectable or invoice.first_failed_at is None:
                 decision = None
                 break
             customer = self.store.get_customer(invoice.customer)
@@ -138,10 +139,10 @@ class Dunning:
                 has_payment_method=customer.default_payment_method is not None,
             )
             decision = dunning_step(state, settings.retry_schedule, now)
-            if decision.action is DunningAction.WAIT and attempt_pending(invoice):
+            if decision.action is DunningAction.WAIT and invoice.attempt_pending:
                 # an attempt claimed but without an outcome (a crash, Stripe unreachable): send it
                 # again under the same attempt number; Stripe's idempotency key replays the answer
-                result = self.billing.collect(invoice, customer)
+                result = collect(self.billing, invoice, customer)
                 invoice = result.invoice or self.store.get_invoice(invoice_id)
                 continue
             if decision.email:
@@ -149,7 +150,7 @@ class Dunning:
             if not decision.due(now):
                 break
             # one attempt per scheduled retry: the trigger names it, so a redelivery charges nothing
-            result = self.billing.collect(invoice, customer, trigger=f"dunning:{invoice.attempt_count}")
+            result = collect(self.billing, invoice, customer, trigger=f"dunning:{invoice.attempt_count}")
             invoice = result.invoice or self.store.get_invoice(invoice_id)
         next_at: datetime | None = None
         if decision is not None:
@@ -164,7 +165,7 @@ class Dunning:
         overdue_at = self.evaluate_overdue(invoice.subscription) if invoice.subscription else None
         wake = min((t for t in (next_at, overdue_at) if t is not None), default=None)
         invoice = self.store.get_invoice(invoice_id)
-        if invoice.status not in COLLECTABLE:
+        if not invoice.collectable:
             wake = None
         if wake != invoice.next_dunning_at:
             self.store.save_invoice(invoice.model_copy(update={"next_dunning_at": wake}))
@@ -182,7 +183,7 @@ class Dunning:
         elif action is FinalAction.MARK_UNPAID and sub.status is Status.PAST_DUE:
             now = self.now()
             unpaid = self.store.save_subscription(sub.transition(Status.UNPAID, now))
-            self.billing._emit(
+            self.billing.emit(
                 DomainEvent.of(
                     "customer.subscription.updated",
                     unpaid,
@@ -211,7 +212,7 @@ class Dunning:
                     )
                 )
                 events.append(DomainEvent.of("invoice.marked_uncollectible", written_off, now, cause="dunning"))
-        self.billing._emit(*events)
+        self.billing.emit(*events)
 
     # ------------------------------------------------------------------ the overdue ladder
     def evaluate_overdue(self, subscription_id: str) -> datetime | None:
@@ -266,7 +267,7 @@ class Dunning:
             ]
             if transition.entitlements_changed or saved.entitlements_suspended != sub.entitlements_suspended:
                 events.append(entitlements_event(saved, now, cause=cause))
-            self.billing._emit(*events)
+            self.billing.emit(*events)
             sub = saved
             if transition.email and earliest is not None:
                 self._overdue_email(transition.email, sub, earliest, unpaid, f"{sub.id}:{earliest.id}:{transition.key}")
@@ -571,8 +572,8 @@ class Dunning:
             return None
 
     def _plan_name(self, sub: Subscription) -> str:
-        price = self.billing._price(sub.price)
-        product = self.billing._product_of(price)
+        price = self.billing.price(sub.price)
+        product = self.billing.product_of(price)
         return price.nickname or (product.name if product else price.product)
 
     # ------------------------------------------------------------------ figures

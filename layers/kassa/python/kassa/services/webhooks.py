@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kassa.domain.errors import DomainError, IllegalTransition, InvalidInput
 from kassa.services.ports import BillingStore, Clock, WebhookRecord, WorkQueue
+
+if TYPE_CHECKING:
+    from kassa.services.context import BillingContext
 
 SIGNATURE_TOLERANCE_S = 300  # Stripe's default
 
@@ -111,14 +114,10 @@ def already_settled(store: BillingStore, event: dict[str, Any]) -> str | None:
     return None
 
 
-class Applier(Protocol):
-    store: BillingStore
-
-    def apply_stripe_event(self, event: dict[str, Any]) -> str: ...
-
-
-def process_recorded_event(message: dict[str, Any], billing: Applier) -> str:
+def process_recorded_event(message: dict[str, Any], billing: BillingContext) -> str:
     """Apply one recorded event. Raises only for retryable trouble (the message is then retried)."""
+    from kassa.services.stripe_events import apply_stripe_event  # not needed by the ingest function
+
     event_id = message.get("event_id")
     if not isinstance(event_id, str):
         return "rejected:message without event_id"  # nothing to record it under; logged by the caller
@@ -129,7 +128,7 @@ def process_recorded_event(message: dict[str, Any], billing: Applier) -> str:
         return f"duplicate:{record.status}"
     try:
         event = json.loads(record.payload)
-        outcome = billing.apply_stripe_event(event)
+        outcome = apply_stripe_event(billing, event)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, InvalidInput, IllegalTransition) as error:
         note = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         billing.store.mark_webhook(event_id, "rejected", note)
