@@ -27,7 +27,9 @@ from kassa.api.models import (
     PortalConfirmIn,
     PortalTokenIn,
     PriceIn,
+    PriceUpdateIn,
     ProductIn,
+    ProductUpdateIn,
     PromotionCodeIn,
 )
 from kassa.domain.cancellation import CancellationDetails
@@ -89,33 +91,84 @@ def create_product(body: ProductIn) -> Response[dict[str, Any]]:
 
 @app.get("/v1/products", tags=["catalog"])
 def list_products() -> dict[str, Any]:
-    result = container.store().list_products(_limit(), app.current_event.get_query_string_value("starting_after"))
+    """Products, newest first; ``active=true|false`` lists only the active or only the archived ones."""
+    result = catalog.list_products(
+        container.store(), _limit(), app.current_event.get_query_string_value("starting_after"), _active_filter()
+    )
     return page("product", result.items, result.has_more)
+
+
+@app.get("/v1/products/<product_id>", tags=["catalog"])
+def get_product(product_id: str) -> dict[str, Any] | None:
+    return obj("product", container.store().get_product(product_id))
+
+
+@app.post("/v1/products/<product_id>", tags=["catalog"])
+def update_product(product_id: str, body: ProductUpdateIn) -> dict[str, Any] | None:
+    """Change name, description, tax_code or active (false archives: no new prices); publishes product.updated."""
+    given = _cleared(body, "description", "tax_code")
+    product = catalog.update_product(container.billing(with_gateway=False), product_id, **given)
+    return obj("product", product)
 
 
 @app.post("/v1/prices", tags=["catalog"])
 def create_price(body: PriceIn) -> Response[dict[str, Any]]:
+    """A per-unit, package (transform_quantity) or tiered (graduated or volume) recurring price."""
     price = catalog.create_price(
         container.billing(with_gateway=False),
-        body.product,
-        body.currency,
-        body.unit_amount,
-        Recurring(**body.recurring.model_dump()),
-        body.tax_behavior,
-        body.nickname,
+        product_id=body.product,
+        currency=body.currency,
+        terms=body.terms(),  # InvalidInput names the field, e.g. tiers[2].up_to
+        recurring=Recurring(**body.recurring.model_dump()),
+        tax_behavior=body.tax_behavior,
+        nickname=body.nickname,
     )
     return created(obj("price", price))
 
 
 @app.get("/v1/prices", tags=["catalog"])
 def list_prices() -> dict[str, Any]:
-    result = container.store().list_prices(_limit(), app.current_event.get_query_string_value("starting_after"))
+    """Prices, newest first; ``active=true|false`` lists only the active or only the archived ones."""
+    result = catalog.list_prices(
+        container.store(), _limit(), app.current_event.get_query_string_value("starting_after"), _active_filter()
+    )
     return page("price", result.items, result.has_more)
 
 
 @app.get("/v1/prices/<price_id>", tags=["catalog"])
 def get_price(price_id: str) -> dict[str, Any] | None:
     return obj("price", container.store().get_price(price_id))
+
+
+@app.post("/v1/prices/<price_id>", tags=["catalog"])
+def update_price(price_id: str, body: PriceUpdateIn) -> dict[str, Any] | None:
+    """Archive or unarchive (active) or rename (nickname); amounts and terms are immutable. Publishes price.updated."""
+    given = _cleared(body, "nickname")
+    price = catalog.update_price(
+        container.billing(with_gateway=False), price_id, active=given.get("active"), nickname=given.get("nickname")
+    )
+    return obj("price", price)
+
+
+def _active_filter() -> bool | None:
+    raw = app.current_event.get_query_string_value("active")
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise InvalidInput("active must be true or false", param="active")
+    return raw == "true"
+
+
+def _cleared(body: ProductUpdateIn | PriceUpdateIn, *clearable: str) -> dict[str, Any]:
+    """The fields the body gives; an explicit null removes a clearable text field (as ``""`` does)
+    and is refused on the others."""
+    given: dict[str, Any] = {}
+    for key in body.model_fields_set:
+        value = getattr(body, key)
+        if value is None and key not in clearable:
+            raise InvalidInput(f"{key} cannot be null", param=key)
+        given[key] = "" if value is None else value
+    return given
 
 
 # ---------------------------------------------------------------- coupons
@@ -176,10 +229,13 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
     if body.customer_id is None and body.customer is None:
         raise InvalidInput("give customer_id or customer", param="customer")
     c = body.customer
+    if (body.items is None) == (body.price_id is None):
+        raise InvalidInput("give items, or price_id (and quantity) for one item", param="items")
     result = checkout.start_checkout(
         container.billing(),
         price_id=body.price_id,
         quantity=body.quantity,
+        items=[(item.price, item.quantity) for item in body.items] if body.items is not None else None,
         customer_id=body.customer_id,
         email=c.email if c else None,
         name=c.name if c else None,
@@ -250,13 +306,16 @@ def cancel_subscription(subscription_id: str, body: CancelIn) -> dict[str, Any] 
 
 
 def _change(subscription_id: str, body: ChangeIn, preview: bool) -> dict[str, Any]:
-    if body.price_id is None and body.quantity is None:
-        raise InvalidInput("give price_id and/or quantity", param="price_id")
+    if body.items is None and body.price_id is None and body.quantity is None:
+        raise InvalidInput("give items, or price_id and/or quantity", param="items")
+    if body.items is not None and (body.price_id is not None or body.quantity is not None):
+        raise InvalidInput("give items or the price_id/quantity shorthand, not both", param="items")
     result = plan_changes.change_plan(
         container.billing(),
         subscription_id,
         price_id=body.price_id,
         quantity=body.quantity,
+        items=body.items,
         behavior=body.proration_behavior,
         schedule_downgrade=body.schedule_downgrade_at_period_end,
         preview=preview,

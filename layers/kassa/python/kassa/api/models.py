@@ -4,12 +4,25 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, WithJsonSchema, field_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from kassa.domain.cancellation import CancellationFeedback, CancellationReason
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.discounts import Duration
+from kassa.domain.items import ItemChange
 from kassa.domain.money import normalize_currency
 from kassa.domain.pausing import PauseBehavior
 from kassa.domain.periods import Interval
@@ -129,6 +142,57 @@ class PriceIn(Strict):
         )
 
 
+class ProductUpdateIn(Strict):
+    """``POST /v1/products/{id}``: only the fields given change; ``""`` (or null) removes description or tax_code."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=250)
+    description: str | None = Field(default=None, max_length=1000)
+    tax_code: str | None = None
+    active: StrictBool | None = Field(default=None, description="false archives the product: it gets no new prices")
+
+
+# A price's amounts and terms never change (Stripe: create a new price and archive this one).
+IMMUTABLE_PRICE_FIELDS = (
+    "product",
+    "currency",
+    "unit_amount",
+    "billing_scheme",
+    "tiers_mode",
+    "tiers",
+    "transform_quantity",
+    "recurring",
+    "tax_behavior",
+)
+
+
+class PriceUpdateIn(Strict):
+    """``POST /v1/prices/{id}``: ``active`` and ``nickname`` only; a price's amounts and terms are immutable."""
+
+    active: StrictBool | None = Field(
+        default=None, description="false archives the price: it cannot be bought; subscriptions on it keep renewing"
+    )
+    nickname: str | None = Field(default=None, max_length=250, description='"" (or null) removes it')
+    # Accepted only to be refused naming the field (hidden from the OpenAPI document).
+    product: SkipJsonSchema[Any] = None
+    currency: SkipJsonSchema[Any] = None
+    unit_amount: SkipJsonSchema[Any] = None
+    billing_scheme: SkipJsonSchema[Any] = None
+    tiers_mode: SkipJsonSchema[Any] = None
+    tiers: SkipJsonSchema[Any] = None
+    transform_quantity: SkipJsonSchema[Any] = None
+    recurring: SkipJsonSchema[Any] = None
+    tax_behavior: SkipJsonSchema[Any] = None
+
+    @field_validator(*IMMUTABLE_PRICE_FIELDS)
+    @classmethod
+    def _immutable(cls, value: Any, info: ValidationInfo) -> Any:
+        raise PydanticCustomError(
+            "immutable",
+            "prices are immutable: {field} cannot change; create a new price and archive this one",
+            {"field": info.field_name},
+        )
+
+
 class CustomerIn(Strict):
     email: str = Field(pattern=EMAIL_PATTERN, max_length=254)
     name: str | None = Field(default=None, max_length=250)
@@ -148,8 +212,11 @@ class CustomerIn(Strict):
 
 
 class CheckoutIn(Strict):
-    price_id: str = Field(min_length=1)
-    quantity: StrictInt = Field(default=1, ge=1, le=10000)
+    price_id: str | None = Field(default=None, min_length=1, description="shorthand for one item: its price")
+    quantity: StrictInt = Field(default=1, ge=1, le=10000, description="shorthand: the one item's quantity")
+    items: list[ItemIn] | None = Field(
+        default=None, min_length=1, max_length=20, description="the subscription's items: [{price, quantity}]"
+    )
     customer_id: str | None = None
     customer: CustomerIn | None = None
     trial_days: StrictInt | None = Field(default=None, ge=1, le=730)
@@ -202,9 +269,22 @@ class CancelIn(Strict):
     prorate: bool = Field(default=False, description="credit the unused time (immediate cancellation only)")
 
 
+class ItemIn(Strict):
+    price: str = Field(min_length=1)
+    quantity: StrictInt = Field(default=1, ge=1, le=100000)
+
+
 class ChangeIn(Strict):
-    price_id: str | None = Field(default=None, min_length=1, description="the new price (default: keep)")
-    quantity: StrictInt | None = Field(default=None, ge=1, le=10000)
+    price_id: str | None = Field(
+        default=None, min_length=1, description="shorthand for a one-item subscription: the new price (default: keep)"
+    )
+    quantity: StrictInt | None = Field(default=None, ge=1, le=10000, description="shorthand: the one item's quantity")
+    items: list[ItemChange] | None = Field(
+        default=None,
+        max_length=20,
+        description='Stripe\'s item list: {"price", "quantity"} adds an item; {"id", "quantity"} or {"id", "price"} '
+        'changes one; {"id", "deleted": true} removes one',
+    )
     proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
     schedule_downgrade_at_period_end: bool = Field(
         default=False, description="a cheaper plan takes effect at the period end instead of now"

@@ -130,16 +130,20 @@ def resume_subscription(
     if sub.status is not Status.PAUSED:
         raise IllegalTransition(f"subscription {sub.id} is {sub.status.value}; only a paused one resumes")
     now = to_second(now)
-    item = item or PlanItem.from_subscription(sub)
+    items = [item] if item is not None else list(sub.items)
     if billing_cycle_anchor is ResumeAnchor.NOW:
         anchor = now
         period = Period(now, boundary(now, sub.interval, sub.interval_count, 1))
-        lines: tuple[ProrationLine, ...] = (full_period_charge(item, period),)
+        lines: tuple[ProrationLine, ...] = tuple(full_period_charge(each, period) for each in items)
         pending = False
     else:
         anchor = sub.billing_cycle_anchor
         period = period_at(anchor, sub.interval, sub.interval_count, now)
-        lines = () if proration_behavior is ProrationBehavior.NONE else (remaining_time_charge(item, period, now),)
+        lines = (
+            ()
+            if proration_behavior is ProrationBehavior.NONE
+            else tuple(remaining_time_charge(each, period, now) for each in items)
+        )
         pending = proration_behavior is ProrationBehavior.CREATE_PRORATIONS and bool(lines)
     invoice_now = bool(lines) and not pending and any(line.amount for line in lines)
     if not invoice_now and not pending:

@@ -53,10 +53,11 @@ class BillingContext:
         if events:
             self.publisher.publish(list(events))
 
-    def price(self, price_id: str) -> Price:
+    def price(self, price_id: str, *, fresh: bool = False) -> Price:
         """A price, read once per context (one per invocation): a price's terms never change, and a
-        renewal needs the same one for its line, its tax code and its discount."""
-        if price_id not in self._prices:
+        renewal needs the same one for its line, its tax code and its discount. ``fresh``: read it
+        again (whether it is still active)."""
+        if fresh or price_id not in self._prices:
             self._prices[price_id] = self.store.get_price(price_id)
         return self._prices[price_id]
 

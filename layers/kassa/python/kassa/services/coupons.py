@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from kassa.domain.customer import Customer
@@ -31,7 +32,7 @@ def redeem_for(
     coupon_id: str | None,
     code: str | None,
     customer: Customer,
-    product: str,
+    products: Collection[str],
     currency: str,
     sub: Subscription,
 ) -> Subscription:
@@ -44,7 +45,7 @@ def redeem_for(
     else:
         assert coupon_id is not None
         offer = ctx.store.get_coupon(coupon_id)
-    redeemed = redeem(offer, ctx.now(), customer.id, product, currency=currency)
+    redeemed = redeem(offer, ctx.now(), customer.id, list(products), currency=currency)
     coupon = redeemed.coupon if isinstance(redeemed, PromotionCode) else redeemed
     ctx.store.count_redemption(coupon, redeemed if isinstance(redeemed, PromotionCode) else None)
     discount = start_discount(

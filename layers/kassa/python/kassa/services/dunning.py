@@ -48,6 +48,7 @@ from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
 from kassa.services.context import BillingContext
+from kassa.services.invoicing import upcoming_invoice
 from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
@@ -346,7 +347,8 @@ class Dunning:
         context = {
             **self._customer_context(customer),
             "plan_name": self._plan_name(sub),
-            "amount": sub.unit_amount * sub.quantity,
+            # the next invoice exactly as the renewal will make it (the preview's code)
+            "amount": upcoming_invoice(self.billing, sub).amount_due,
             "currency": sub.currency,
             "renews_at": sub.current_period_end,
             "card_brand": card.brand if card else None,
@@ -365,7 +367,7 @@ class Dunning:
             **self._customer_context(customer),
             "plan_name": self._plan_name(sub),
             "trial_end": sub.trial_end,
-            "amount": sub.unit_amount * sub.quantity,
+            "amount": upcoming_invoice(self.billing, sub).amount_due,
             "currency": sub.currency,
             "has_payment_method": has_card,
             "update_card_url": None if has_card else self.card_link(customer, "card_update"),
@@ -572,9 +574,12 @@ class Dunning:
             return None
 
     def _plan_name(self, sub: Subscription) -> str:
-        price = self.billing.price(sub.price)
-        product = self.billing.product_of(price)
-        return price.nickname or (product.name if product else price.product)
+        names = []
+        for item in sub.items:
+            price = self.billing.price(item.price)
+            product = self.billing.product_of(price)
+            names.append(price.nickname or (product.name if product else price.product))
+        return " + ".join(names)
 
     # ------------------------------------------------------------------ figures
     def figures(self, start: date, end: date) -> DunningFigures:

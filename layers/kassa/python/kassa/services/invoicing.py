@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from kassa.domain.balance import with_balance
@@ -13,34 +14,39 @@ from kassa.domain.invoice import (
     BillingReason,
     Invoice,
     InvoiceLine,
-    build_subscription_invoice,
     from_lines,
     invoice_id_for,
+    period_lines,
 )
+from kassa.domain.items import SubscriptionItem
 from kassa.domain.periods import Period, boundary
-from kassa.domain.proration import PlanItem, ScheduledChange, apply_scheduled_change
+from kassa.domain.proration import ScheduledChange, apply_scheduled_items
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services.context import BillingContext, update_subscription
 from kassa.services.tax import tax_invoice
 
 
-def item_of(sub: Subscription) -> PlanItem:
-    return PlanItem.from_subscription(sub)
-
-
-def with_item(sub: Subscription, item: PlanItem) -> Subscription:
+def with_items(sub: Subscription, items: Sequence[SubscriptionItem]) -> Subscription:
+    """``sub`` billing ``items`` (which share one currency and interval)."""
+    first = items[0]
     return sub.model_copy(
         update={
-            "price": item.price,
-            "quantity": item.quantity,
-            "unit_amount": item.unit_amount,
-            "currency": item.currency,
-            "interval": item.interval,
-            "interval_count": item.interval_count,
-            "tax_behavior": item.tax_behavior,
+            "items": list(items),
+            "currency": first.currency,
+            "interval": first.interval,
+            "interval_count": first.interval_count,
         }
     )
+
+
+def product_names(ctx: BillingContext, sub: Subscription) -> dict[str, str]:
+    """The product name shown on each item's line, by price id."""
+    names = {}
+    for item in sub.items:
+        product = ctx.product_of(ctx.price(item.price))
+        names[item.price] = product.name if product else (item.product or ctx.price(item.price).product)
+    return names
 
 
 def period_invoice(
@@ -56,17 +62,14 @@ def period_invoice(
     proration lines consumed — and the period's invoice: taxed, the customer's balance applied.
     Returns the customer too when its balance moves (to be saved in the same transaction)."""
     scheduled = ScheduledChange.model_validate(sub.scheduled_change) if sub.scheduled_change else None
-    item, anchor, still = apply_scheduled_change(item_of(sub), sub.billing_cycle_anchor, scheduled, period.start)
+    items, anchor, still = apply_scheduled_items(sub.items, sub.billing_cycle_anchor, scheduled, period.start)
     if still is not scheduled:  # the downgrade takes effect with this period
-        sub = with_item(sub, item).model_copy(update={"billing_cycle_anchor": anchor, "scheduled_change": None})
+        sub = with_items(sub, items).model_copy(update={"billing_cycle_anchor": anchor, "scheduled_change": None})
         if anchor == period.start and scheduled is not None and scheduled.resets_anchor:
-            period = Period(anchor, boundary(anchor, item.interval, item.interval_count, 1))
-    price = ctx.price(sub.price)
-    product = ctx.product_of(price)
-    period_line = build_subscription_invoice(
-        sub, period, now, BillingReason.SUBSCRIPTION_CYCLE, product.name if product else price.product
-    ).lines[0]
-    lines = [InvoiceLine.model_validate(line) for line in sub.pending_lines] + [period_line]
+            period = Period(anchor, boundary(anchor, sub.interval, sub.interval_count, 1))
+    lines = [InvoiceLine.model_validate(line) for line in sub.pending_lines] + period_lines(
+        sub, period, product_names(ctx, sub)
+    )
     draft = from_lines(
         invoice_id_for(sub.id, period.start),
         sub.customer,
@@ -138,3 +141,13 @@ def new_invoice(
 ) -> Invoice:
     """A draft of ``lines`` for ``sub`` (a checkout, a change invoiced now, a cancellation, a resume)."""
     return from_lines(invoice_id, sub.customer, sub.id, sub.currency, lines, period, now, reason)
+
+
+def upcoming_invoice(ctx: BillingContext, sub: Subscription) -> Invoice:
+    """The next renewal invoice exactly as it will be made (items, pending prorations, a scheduled
+    change, discount, tax, the customer's balance), computed by the same code as the renewal; for a
+    trialing subscription, the first invoice after the trial. Nothing is written."""
+    customer = ctx.store.get_customer(sub.customer)
+    settings = ctx.store.get_settings()
+    _, invoice, _ = period_invoice(ctx, sub, sub.next_period(), ctx.now(), customer, settings)
+    return invoice

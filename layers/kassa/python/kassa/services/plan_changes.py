@@ -4,19 +4,22 @@ the period end — and previews that compute the same invoice and change nothing
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from kassa.domain.customer import Customer
-from kassa.domain.errors import InvalidInput
+from kassa.domain.errors import CurrencyMismatch, DomainError, InvalidInput
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import derived_id
 from kassa.domain.invoice import BillingReason, Invoice, InvoiceLine
+from kassa.domain.items import ItemChange, apply_item_changes
 from kassa.domain.periods import Period
-from kassa.domain.proration import PlanItem, ProrationBehavior, change_item
+from kassa.domain.proration import ProrationBehavior, change_items
 from kassa.domain.subscription import Status, Subscription, ensure_changeable
 from kassa.services.collection import collect_new
 from kassa.services.context import BillingContext
-from kassa.services.invoicing import finish_invoice, item_of, new_invoice, period_invoice, with_item
+from kassa.services.invoicing import finish_invoice, new_invoice, period_invoice, with_items
 
 
 @dataclass(frozen=True)
@@ -32,36 +35,55 @@ def change_plan(
     *,
     price_id: str | None = None,
     quantity: int | None = None,
+    items: Sequence[ItemChange] | None = None,
     behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
     schedule_downgrade: bool = False,
     preview: bool = False,
 ) -> PlanChange:
-    """Change the price and/or quantity now (prorated to the second), or schedule a downgrade for
-    the period end. ``preview``: compute the invoice it would produce and change nothing — the
-    invoice made now (always_invoice, an interval switch) or else the next renewal invoice."""
+    """Change the items (Stripe's ``items`` list: add, change, delete) — or, as a shorthand for a
+    one-item subscription, its price and/or quantity — now, prorated to the second per item, or
+    schedule a downgrade for the period end. ``preview``: compute the invoice it would produce and
+    change nothing — the invoice made now (always_invoice, an interval switch) or else the next
+    renewal invoice."""
     sub = ctx.store.get_subscription(subscription_id)
     ensure_changeable(sub, preview=preview)
-    new_price = ctx.store.get_price(price_id or sub.price)
-    if not new_price.active:
-        raise InvalidInput(f"price {new_price.id} is not active", param="price_id")
-    new_item = PlanItem.from_price(new_price, quantity or sub.quantity)
+    if items is None:
+        if sub.single_item is None:
+            raise InvalidInput("this subscription has several items: give items", param="items")
+        items = [ItemChange(id=sub.items[0].id, price=price_id, quantity=quantity)]
+        where = {"items[0].price": "price_id", "items[0].quantity": "quantity"}
+    else:
+        where = {}
+    prices = {change.price: ctx.store.get_price(change.price) for change in items if change.price}
+    try:
+        new_items = apply_item_changes(sub.items, items, prices, derived_id("si", sub.id, ctx.now().isoformat()))
+    except DomainError as error:
+        error.param = where.get(error.param or "", error.param)
+        raise
+    if new_items[0].currency != sub.currency:
+        raise CurrencyMismatch(
+            f"a subscription keeps its currency: cannot change from {sub.currency} to {new_items[0].currency}",
+            param="price_id" if where else "items",
+        )
     now = ctx.now()
     settings = ctx.store.get_settings()
     customer = ctx.store.get_customer(sub.customer)
-    previous = {"price": sub.price, "quantity": sub.quantity}
-    if sub.status is Status.TRIALING:  # nothing is billed during a trial: the new plan applies at its end
-        changed = with_item(sub, new_item)
-        if new_item.interval != sub.interval or new_item.interval_count != sub.interval_count:
-            raise InvalidInput("switch the interval after the trial", param="price_id")
+    previous: dict[str, Any] = {"items": [item.model_dump(mode="json", exclude_none=True) for item in sub.items]}
+    if sub.single_item is not None:
+        previous.update(price=sub.price, quantity=sub.quantity)
+    if sub.status is Status.TRIALING:  # nothing is billed during a trial: the new items apply at its end
+        if not new_items[0].same_cycle(sub.items[0]):
+            raise InvalidInput("switch the interval after the trial", param="price_id" if where else "items")
+        changed = with_items(sub, new_items)
         if not preview:
             changed = ctx.store.save_subscription(changed)
             ctx.emit(
                 DomainEvent.of("customer.subscription.updated", changed, now, cause=f"change:{now}", previous=previous)
             )
         return PlanChange(changed, None, upcoming=None)
-    result = change_item(
-        item_of(sub),
-        new_item,
+    result = change_items(
+        sub.items,
+        new_items,
         period=sub.period,
         anchor=sub.billing_cycle_anchor,
         t=now,
@@ -71,7 +93,7 @@ def change_plan(
     if result.scheduled is not None:
         changed = sub.model_copy(update={"scheduled_change": result.scheduled.model_dump(mode="json")})
     else:
-        changed = with_item(sub, result.item).model_copy(
+        changed = with_items(sub, result.items).model_copy(
             update={
                 "billing_cycle_anchor": result.anchor,
                 "current_period_start": result.period.start,
