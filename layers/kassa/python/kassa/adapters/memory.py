@@ -11,7 +11,8 @@ store and ``DynamoStore``, so what the services see here is what they see on Dyn
   invoice exists, Conflict when the subscription (or the customer passed in) changed.
 * lists are ordered like the adapter's index keys (``<created, whole seconds>#<id>``), newest first;
   the due and dunning indexes key on whole seconds and are sparse.
-* products, prices, coupons, promotion codes and webhook records are written once.
+* products, prices, coupons, promotion codes and webhook records are written once (``put_*``);
+  products and prices change only through ``save_product`` / ``save_price`` (versioned).
 
 Not thread-safe: one store per test or per simulated process.
 """
@@ -135,6 +136,20 @@ class MemoryStore:
 
     def list_prices(self, limit: int, starting_after: str | None) -> Page:
         return self._page(list(self.prices.values()), limit, starting_after)
+
+    def save_product(self, product: Product) -> Product:
+        self._check_version(self.products.get(product.id), product)
+        saved = product.model_copy(update={"version": product.version + 1})
+        self.products[product.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def save_price(self, price: Price) -> Price:
+        self._check_version(self.prices.get(price.id), price)
+        saved = price.model_copy(update={"version": price.version + 1})
+        self.prices[price.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
 
     # ------------------------------------------------------------------ coupons and promotion codes
     def put_coupon(self, coupon: Coupon) -> None:

@@ -45,6 +45,7 @@ class Product(BaseModel):
     active: bool = True
     tax_code: str | None = None
     created: datetime
+    version: int = 0  # optimistic lock for updates (name, description, tax_code, active)
 
 
 class Recurring(BaseModel):
@@ -70,6 +71,7 @@ class Price(BaseModel):
     nickname: str | None = None
     active: bool = True
     created: datetime
+    version: int = 0  # optimistic lock for updates (active, nickname); the terms never change
 
     @model_validator(mode="wrap")
     @classmethod
