@@ -26,6 +26,7 @@ from hypothesis import event, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
+from kassa.api.webhook import delivery, response
 from kassa.domain.catalog import Recurring
 from kassa.domain.customer import Address
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError
@@ -924,7 +925,11 @@ def api_event(payload: str, signature: str | None, header_name: str = "Stripe-Si
 
 
 def do_ingest(world: World, queue: ListQueue, event: dict[str, Any]) -> dict[str, Any]:
-    return ingest(event, store=world.store, queue=queue, secret=SECRET, clock=world.clock, verify=fake_verify)
+    payload, signature = delivery(event)
+    outcome = ingest(
+        payload, signature, store=world.store, queue=queue, secret=SECRET, clock=world.clock, verify=fake_verify
+    )
+    return response(outcome)
 
 
 @pytest.fixture
