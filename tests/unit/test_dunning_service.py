@@ -10,6 +10,7 @@ import pytest
 from fakes import FakeMailer, FakeOutbox, Outcome, World, make_world, stripe_event, stripe_object
 
 from infra.wiring import NOTIFICATION_ROUTE
+from kassa.api.shapes import figures_json
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.credit_notes import CreditNoteLine, CreditNoteLineType, CreditNoteRequest
 from kassa.domain.customer import CardSummary
@@ -24,7 +25,7 @@ from kassa.services.checkout import complete_checkout
 from kassa.services.collection import update_card
 from kassa.services.credit_notes import credit_invoice
 from kassa.services.customers import card_setup_intent
-from kassa.services.dunning import Dunning, figures_json, recovery_figures
+from kassa.services.dunning import Dunning, recovery_figures
 from kassa.services.plan_changes import change_plan
 from kassa.services.renewals import process_due
 from kassa.services.stripe_events import apply_stripe_event

@@ -22,7 +22,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -56,7 +55,6 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_RECHECK = timedelta(hours=1)  # an attempt without an outcome yet is looked at again after this
 MAX_STEPS = 4  # a due retry is followed by the decision on its outcome, within one call
 WIN_BACK_TIMER = "timer:win_back:"
-RATE = Decimal("0.0001")  # recovery rates are shown to four places (the exact fraction is given too)
 
 
 @dataclass(frozen=True)
@@ -603,33 +601,4 @@ def recovery_figures(store: BillingStore, start: date, end: date) -> DunningFigu
     return dunning_figures(outcomes, store.get_settings().retry_schedule.decline_overrides)
 
 
-def figures_json(figures: DunningFigures) -> dict[str, Any]:
-    """The API's shape: rates as decimal strings (exact fractions are kept as numerator/denominator)."""
-
-    def rate(r: Any) -> dict[str, Any]:
-        value = r.rate
-        return {
-            "recovered": r.recovered,
-            "lost": r.lost,
-            "pending": r.pending,
-            "rate": None if value is None else str((Decimal(value.numerator) / value.denominator).quantize(RATE)),
-            "rate_fraction": None if value is None else [value.numerator, value.denominator],
-        }
-
-    return {
-        "object": "dunning_figures",
-        "invoices": figures.invoices,
-        "recovered": figures.recovered,
-        "lost": figures.lost,
-        "pending": figures.pending,
-        "amount_recovered": figures.amount_recovered,
-        "amount_lost": figures.amount_lost,
-        "amount_pending": figures.amount_pending,
-        "recovery_rate": rate(figures.overall),
-        "by_decline_code": {code: rate(r) for code, r in figures.by_decline_code.items()},
-        "by_decline_class": {cls.value: rate(r) for cls, r in figures.by_decline_class.items()},
-        "attempts_to_recover": {str(k): v for k, v in figures.attempts_to_recover.items()},
-    }
-
-
-__all__ = ["Dunning", "Sent", "figures_json", "recovery_figures"]
+__all__ = ["Dunning", "Sent", "recovery_figures"]
