@@ -19,6 +19,7 @@ from pydantic import (
 from kassa.domain.money import Money, normalize_currency
 from kassa.domain.periods import Interval, validate_interval
 from kassa.domain.pricing import (
+    TERMS_FIELDS,
     BillingScheme,
     Priced,
     PriceTerms,
@@ -27,10 +28,8 @@ from kassa.domain.pricing import (
     TransformQuantity,
     invalid_from,
     price_total,
+    terms_of,
 )
-
-# The fields that make up a price's PriceTerms (a pydantic error on one of them becomes InvalidInput).
-TERMS_FIELDS = ("billing_scheme", "unit_amount", "tiers_mode", "tiers", "transform_quantity")
 
 
 class TaxBehavior(StrEnum):
@@ -96,13 +95,7 @@ class Price(BaseModel):
 
     @property
     def terms(self) -> PriceTerms:
-        return PriceTerms(
-            billing_scheme=self.billing_scheme,
-            unit_amount=self.unit_amount,
-            tiers_mode=self.tiers_mode,
-            tiers=self.tiers,
-            transform_quantity=self.transform_quantity,
-        )
+        return terms_of(self)
 
     def priced(self, quantity: int) -> Priced:
         """The total for ``quantity`` with its tier breakdown (minor units of ``currency``)."""

@@ -11,16 +11,27 @@ copy of them: a renewal prices its items without reading the catalog.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
 from kassa.domain.catalog import Price, TaxBehavior
-from kassa.domain.errors import CurrencyMismatch, InvalidInput, NotFound
+from kassa.domain.errors import CurrencyMismatch, DomainError, InvalidInput, NotFound
 from kassa.domain.money import Money, normalize_currency
 from kassa.domain.periods import Interval, validate_interval
-from kassa.domain.pricing import BillingScheme, Priced, PriceTerms, Tier, TiersMode, TransformQuantity, price_total
+from kassa.domain.pricing import (
+    TERMS_FIELDS,
+    BillingScheme,
+    Priced,
+    PriceTerms,
+    Tier,
+    TiersMode,
+    TransformQuantity,
+    price_total,
+    terms_of,
+)
 
 MAX_ITEMS = 20
 
@@ -72,11 +83,7 @@ class SubscriptionItem(BaseModel):
             price=price.id,
             product=price.product,
             name=name or price.nickname,
-            unit_amount=price.unit_amount,
-            billing_scheme=price.billing_scheme,
-            tiers_mode=price.tiers_mode,
-            tiers=price.tiers,
-            transform_quantity=price.transform_quantity,
+            **{field: getattr(price, field) for field in TERMS_FIELDS},
             quantity=quantity,
             currency=price.currency,
             interval=price.recurring.interval,
@@ -86,13 +93,7 @@ class SubscriptionItem(BaseModel):
 
     @property
     def terms(self) -> PriceTerms:
-        return PriceTerms(
-            billing_scheme=self.billing_scheme,
-            unit_amount=self.unit_amount,
-            tiers_mode=self.tiers_mode,
-            tiers=self.tiers,
-            transform_quantity=self.transform_quantity,
-        )
+        return terms_of(self)
 
     def priced(self) -> Priced:
         """The charge for one full period, with its tier breakdown."""
@@ -168,6 +169,7 @@ def apply_item_changes(
     """The items after Stripe's ``items`` update list. ``prices`` holds every price the changes name;
     ``new_item_id`` is the id base of added items (``…_<n>``). Raises with the offending entry named."""
     result = list(items)
+    origin: list[int | None] = [None] * len(result)  # the entry of ``changes`` that set each item's price
     added = 0
     for i, change in enumerate(changes):
         where = f"items[{i}]"
@@ -179,6 +181,7 @@ def apply_item_changes(
             price = _active(prices, change.price, f"{where}.price")
             added += 1
             result.append(SubscriptionItem.from_price(price, change.quantity or 1, item_id=f"{new_item_id}{added:02d}"))
+            origin.append(i)
             continue
         at = next((k for k, item in enumerate(result) if item.id == change.id), None)
         if at is None:
@@ -193,15 +196,34 @@ def apply_item_changes(
                     param=f"{where}.deleted",
                 )
             del result[at]
+            del origin[at]
             continue
         if change.price is not None and change.price != current.price:
             price = _active(prices, change.price, f"{where}.price")
             replaced = SubscriptionItem.from_price(price, change.quantity or current.quantity, item_id=current.id)
+            origin[at] = i
         else:
             replaced = current.model_copy(update={"quantity": change.quantity or current.quantity})
         result[at] = replaced
-    ensure_compatible(result)
+    try:
+        ensure_compatible(result)
+    except DomainError as error:  # it names a position in ``result``: name the request's entry instead
+        error.param = _entry_param(error.param, origin)
+        raise
     return result
+
+
+def _entry_param(param: str | None, origin: Sequence[int | None]) -> str | None:
+    """``items[k].price`` of the resulting items as the request entry that caused the conflict: the one
+    that set item ``k``'s price, or else (an untouched item clashing with a new price) the first entry
+    that set a price — the items before the request were compatible with each other."""
+    match = re.fullmatch(r"items\[(\d+)\]\.price", param or "")
+    if match is None:
+        return param
+    source = origin[int(match.group(1))]
+    if source is None:
+        source = next((entry for entry in origin if entry is not None), None)
+    return param if source is None else f"items[{source}].price"
 
 
 def _active(prices: Mapping[str, Price], price_id: str, param: str) -> Price:

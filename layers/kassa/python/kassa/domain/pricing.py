@@ -194,6 +194,15 @@ class PriceTerms(BaseModel):
         return self.billing_scheme is BillingScheme.TIERED
 
 
+#: the fields that make up a price's terms (a Price and a subscription item carry them alike)
+TERMS_FIELDS = ("billing_scheme", "unit_amount", "tiers_mode", "tiers", "transform_quantity")
+
+
+def terms_of(source: Any) -> PriceTerms:
+    """The terms of anything that carries :data:`TERMS_FIELDS` (a price, a subscription item)."""
+    return PriceTerms(**{field: getattr(source, field) for field in TERMS_FIELDS})
+
+
 def check_terms(terms: PriceTerms) -> None:
     """Stripe's rules for a price's amount fields; raises InvalidInput naming the first wrong field."""
     if terms.unit_amount is not None and terms.tiers is not None:

@@ -310,15 +310,15 @@ class ScheduledChange(BaseModel):
 
 
 @dataclass(frozen=True)
-class ChangeResult:
-    """What a price/quantity change does, decided purely.
+class ItemsChange:
+    """What a change of a subscription's items does, decided purely.
 
     ``lines`` exist only when the change applies now. ``invoice_now``: create and collect an invoice
     with ``lines`` now; ``pending``: keep ``lines`` as pending items for the next invoice. With
-    ``scheduled`` set, nothing changes now and ``item``/``anchor``/``period`` are the current ones.
+    ``scheduled`` set, nothing changes now and ``items``/``anchor``/``period`` are the current ones.
     """
 
-    item: PlanItem
+    items: tuple[PlanItem, ...]
     anchor: datetime
     period: Period
     lines: tuple[ProrationLine, ...]
@@ -328,8 +328,17 @@ class ChangeResult:
     scheduled: ScheduledChange | None = None
 
     @property
+    def item(self) -> PlanItem:
+        """The item of a one-item change (:func:`change_item`)."""
+        return self.items[0]
+
+    @property
     def net(self) -> int:
         return sum(line.amount for line in self.lines)
+
+
+#: the result of :func:`change_item` (one item)
+ChangeResult = ItemsChange
 
 
 def change_item(
@@ -342,7 +351,7 @@ def change_item(
     behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
     schedule_downgrade: bool = False,
     basis: Period | ImaginedIntervals | None = None,
-) -> ChangeResult:
+) -> ItemsChange:
     """Change ``old`` to ``new`` at ``t`` within the current ``period`` (billing-cycle ``anchor``).
 
     - same interval: −unused time of ``old`` + remaining time of ``new`` (unless ``none``);
@@ -362,21 +371,21 @@ def change_item(
         )
     basis = basis or proration_basis(period, anchor, old.interval, old.interval_count)
     remaining_fraction(period, t)  # validates t ∈ [start, end)
-    unchanged = ChangeResult(item=old, anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
+    unchanged = ItemsChange(items=(old,), anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
     if new == old:
         return unchanged
     if schedule_downgrade and is_downgrade(old, new):
         scheduled = ScheduledChange(
             item=new, effective_at=period.end, requested_at=t, resets_anchor=not old.same_cycle(new)
         )
-        return ChangeResult(
-            item=old, anchor=anchor, period=period, lines=(), invoice_now=False, pending=False, scheduled=scheduled
+        return ItemsChange(
+            items=(old,), anchor=anchor, period=period, lines=(), invoice_now=False, pending=False, scheduled=scheduled
         )
     credit = [] if behavior is ProrationBehavior.NONE else [unused_time_credit(old, period, t, basis)]
     if not old.same_cycle(new):
         new_period = Period(t, boundary(t, new.interval, new.interval_count, 1))
-        return ChangeResult(
-            item=new,
+        return ItemsChange(
+            items=(new,),
             anchor=t,
             period=new_period,
             lines=(*credit, full_period_charge(new, new_period)),
@@ -385,10 +394,10 @@ def change_item(
             anchor_reset=True,
         )
     if behavior is ProrationBehavior.NONE:
-        return ChangeResult(item=new, anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
+        return ItemsChange(items=(new,), anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
     lines = (*credit, remaining_time_charge(new, period, t, basis))
-    return ChangeResult(
-        item=new,
+    return ItemsChange(
+        items=(new,),
         anchor=anchor,
         period=period,
         lines=lines,
@@ -424,20 +433,6 @@ def apply_scheduled_items(
     return result, (scheduled.effective_at if scheduled.resets_anchor else anchor), None
 
 
-@dataclass(frozen=True)
-class ItemsChange:
-    """What a change of a subscription's items does, decided purely (see :func:`change_items`)."""
-
-    items: tuple[PlanItem, ...]
-    anchor: datetime
-    period: Period
-    lines: tuple[ProrationLine, ...]
-    invoice_now: bool
-    pending: bool
-    anchor_reset: bool = False
-    scheduled: ScheduledChange | None = None
-
-
 def change_items(
     old: Sequence[PlanItem],
     new: Sequence[PlanItem],
@@ -461,17 +456,7 @@ def change_items(
         one = change_item(
             old[0], new[0], period=period, anchor=anchor, t=t, behavior=behavior, schedule_downgrade=schedule_downgrade
         )
-        kept = one.item if one.scheduled is not None else one.item.model_copy(update={"id": old[0].id})
-        return ItemsChange(
-            items=(kept,),
-            anchor=one.anchor,
-            period=one.period,
-            lines=one.lines,
-            invoice_now=one.invoice_now,
-            pending=one.pending,
-            anchor_reset=one.anchor_reset,
-            scheduled=one.scheduled,
-        )
+        return one
     for item in new:
         if item.currency != old[0].currency:
             raise CurrencyMismatch(
