@@ -4,13 +4,14 @@ from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
-from kassa.services import renewals
 
 logger = Logger()
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    from kassa.services import renewals  # imported on first use: the cold start stays light
+
     billing = container.billing(with_gateway=False)
     queue = container.queue("renewal_queue_url")
     enqueued = 0

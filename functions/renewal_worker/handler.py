@@ -7,7 +7,6 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
-from kassa.services import renewals
 
 logger = Logger()
 metrics = Metrics()
@@ -15,6 +14,8 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> str:
+    from kassa.services import renewals  # imported on first use: the cold start stays light
+
     subscription_id = record.json_body["subscription"]
     outcome = renewals.process_due(container.billing(), subscription_id)
     metrics.add_metric(name=f"Renewal_{outcome}", unit=MetricUnit.Count, value=1)

@@ -109,6 +109,7 @@ def entitlements_of(ctx: BillingContext, customer_id: str) -> list[Entitlement]:
     """What the customer may use right now, following statuses, trials and scheduled cancellations."""
     ctx.store.get_customer(customer_id)
     subs = ctx.store.list_customer_subscriptions(customer_id)
-    products = {price_id: ctx.price(price_id).product for price_id in {s.price for s in subs}}
-    suspended = {s.id for s in subs if s.entitlements_suspended}  # the overdue ladder cut access
+    unknown = {item.price for s in subs for item in s.items if not item.product}  # stored before items
+    products = {price_id: ctx.price(price_id).product for price_id in unknown}
+    suspended = {s.id for s in subs if s.entitlements_suspended or s.dispute_holds}  # the ladder or a dispute
     return entitlements(subs, ctx.now(), products=products, suspended=suspended)

@@ -8,7 +8,7 @@ local request, or per unit test; the use-case modules (``checkout``, ``collectio
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -61,13 +61,23 @@ class BillingContext:
             self._prices[price_id] = self.store.get_price(price_id)
         return self._prices[price_id]
 
-    def product_of(self, price: Price) -> Product | None:
-        if price.product not in self._products:
+    def product(self, product_id: str) -> Product | None:
+        """A product, read once per context (None when it is gone)."""
+        if product_id not in self._products:
             try:
-                self._products[price.product] = self.store.get_product(price.product)
+                self._products[product_id] = self.store.get_product(product_id)
             except NotFound:
-                self._products[price.product] = None
-        return self._products[price.product]
+                self._products[product_id] = None
+        return self._products[product_id]
+
+    def product_of(self, price: Price) -> Product | None:
+        return self.product(price.product)
+
+    def product_id(self, price_id: str, known: Mapping[str, str] | None = None) -> str:
+        """The product of a price: from ``known`` (a subscription's items carry it) or the price."""
+        if known and price_id in known:
+            return known[price_id]
+        return self.price(price_id).product
 
     def subscription_of(self, invoice_subscription: str | None) -> Subscription | None:
         return self.store.get_subscription(invoice_subscription) if invoice_subscription else None

@@ -41,12 +41,19 @@ def with_items(sub: Subscription, items: Sequence[SubscriptionItem]) -> Subscrip
 
 
 def product_names(ctx: BillingContext, sub: Subscription) -> dict[str, str]:
-    """The product name shown on each item's line, by price id."""
+    """The product name shown on each item's line, by price id (an item carries its product id, so
+    only items stored before items existed need their price read)."""
     names = {}
     for item in sub.items:
-        product = ctx.product_of(ctx.price(item.price))
-        names[item.price] = product.name if product else (item.product or ctx.price(item.price).product)
+        product_id = item.product or ctx.price(item.price).product
+        product = ctx.product(product_id)
+        names[item.price] = product.name if product else product_id
     return names
+
+
+def known_products(sub: Subscription) -> dict[str, str]:
+    """Price id → product id, as the subscription's items carry them."""
+    return {item.price: item.product for item in sub.items if item.product}
 
 
 def period_invoice(
@@ -97,11 +104,12 @@ def finish_invoice(
     balance: the order Stripe applies them in."""
     codes: dict[str, str | None] = {}
     products: dict[str, str] = {}
+    known = known_products(sub)
     for price_id in {line.price for line in draft.lines if line.price}:
-        price = ctx.price(price_id)
-        product = ctx.product_of(price)
+        product_id = ctx.product_id(price_id, known)
+        product = ctx.product(product_id)
         codes[price_id] = product.tax_code if product else None
-        products[price_id] = price.product
+        products[price_id] = product_id
     discount = Discount.model_validate(sub.discount) if sub.discount is not None else None
     draft, counted = discount_invoice(draft, discount, products=products)
     if counted is not None:
