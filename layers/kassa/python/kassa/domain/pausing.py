@@ -154,3 +154,9 @@ def resume_subscription(
     if not invoice_now:
         updated = updated.transition(Status.ACTIVE, now)
     return ResumePlan(subscription=updated, lines=lines, invoice_now=invoice_now, pending=pending)
+
+
+def awaiting_resumption_payment(sub: Subscription, latest: Invoice | None) -> bool:
+    """A paused subscription whose latest invoice is still collectable was resumed already and waits
+    for that invoice to be paid (it becomes active then): resuming again must not invoice again."""
+    return sub.status is Status.PAUSED and latest is not None and latest.collectable

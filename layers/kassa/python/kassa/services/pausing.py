@@ -8,9 +8,9 @@ from datetime import datetime
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import derived_id
 from kassa.domain.invoice import BillingReason
-from kassa.domain.pausing import PauseBehavior, PauseCollection, resume_subscription
+from kassa.domain.pausing import PauseBehavior, PauseCollection, awaiting_resumption_payment, resume_subscription
 from kassa.domain.subscription import Status, Subscription
-from kassa.services.collection import collect_new
+from kassa.services.collection import collect, collect_new
 from kassa.services.context import BillingContext, update_subscription
 from kassa.services.invoicing import finish_invoice, new_invoice
 from kassa.services.plan_changes import PlanChange
@@ -35,6 +35,13 @@ def resume(ctx: BillingContext, subscription_id: str) -> PlanChange:
     """Resume a paused subscription (Stripe: the billing cycle restarts now and the new period is
     invoiced at once; the subscription stays paused until that invoice is paid)."""
     sub = ctx.store.get_subscription(subscription_id)
+    latest = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+    if awaiting_resumption_payment(sub, latest):
+        # asked again while the resumption invoice is unpaid: that invoice, collected again (a new
+        # card may be on file), never a second invoice for an overlapping period
+        assert latest is not None
+        collected = collect(ctx, latest, trigger=f"resume:{ctx.now().isoformat()}")
+        return PlanChange(collected.subscription or sub, collected.invoice, upcoming=None)
     now = ctx.now()
     plan = resume_subscription(sub, now)
     settings = ctx.store.get_settings()
