@@ -11,7 +11,7 @@ from infra.settings import TAG_TABLE, pascal
 
 
 class Data(Construct):
-    """On-demand tables with point-in-time recovery, AWS-managed encryption, TTL and GSIs (projection ALL).
+    """On-demand tables with point-in-time recovery, AWS-managed encryption, TTL and GSIs (projection per index).
 
     Tables are retained when the stack is deleted and carry deletion protection: billing history is
     never dropped by an infrastructure change.
@@ -43,7 +43,7 @@ class Data(Construct):
                 index_name=index.name,
                 partition_key=dynamodb.Attribute(name=index.partition_key, type=dynamodb.AttributeType.STRING),
                 sort_key=dynamodb.Attribute(name=index.sort_key, type=dynamodb.AttributeType.STRING),
-                projection_type=dynamodb.ProjectionType.ALL,
+                projection_type=dynamodb.ProjectionType(index.projection),
             )
         Tags.of(table).add(TAG_TABLE, spec.name)
         return table

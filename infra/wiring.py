@@ -17,6 +17,8 @@ class Index:
     name: str
     partition_key: str
     sort_key: str
+    # ALL | KEYS_ONLY: a keys-only index is written only when its keys change (a doc change costs it nothing)
+    projection: str = "ALL"
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,9 @@ BILLING_TABLE = Table(
         Index(name="gsi2", partition_key="gsi2pk", sort_key="gsi2sk"),
         # finalized invoices by tax month (tax reports): gsi3pk = TAXMONTH#<YYYY-MM>; emails: OUTBOX#<YYYY-MM>
         Index(name="gsi3", partition_key="gsi3pk", sort_key="gsi3sk"),
+        # merchant-wide listings, keys only (entries are thin; a renewal that keeps the status writes nothing
+        # here): LIST#CUSTOMER, SUBSTATUS#<status>, INVSTATUS#<status>, SUBPRICE#<price> / <created>#<id>
+        Index(name="gsi4", partition_key="gsi4pk", sort_key="gsi4sk", projection="KEYS_ONLY"),
     ),
     ttl_attribute="expires_at",
 )
@@ -129,6 +134,10 @@ NOTIFICATION_ROUTE = EventRoute(
         "invoice.upcoming",
         "customer.subscription.trial_will_end",
         "customer.subscription.deleted",
+        # the merchant is emailed about disputes (docs/payments.md)
+        "charge.dispute.created",
+        "charge.dispute.updated",
+        "charge.dispute.closed",
     ),
     queue="notifications",
 )
@@ -153,7 +162,7 @@ COMMON_ENV = {
 FUNCTIONS = (
     Function(
         name="api",
-        description="The merchant REST API (catalog, customers, checkout, subscriptions, invoices, settings) and the card page",
+        description="The merchant REST API (catalog, customers, checkout, subscriptions, invoices) and card page",
         timeout_s=29,
         memory_mb=512,
         routes=(

@@ -102,13 +102,16 @@ def _subscribe(api: Any, items: list[dict[str, Any]], n: int) -> None:
     from kassa_local.client import confirm_card_setup
 
     # moto's server occasionally fails a transaction under concurrent load (an internal race);
-    # kassa answers 503 and nothing is half-written, so the storefront's retry is safe
+    # kassa answers 503 and nothing is half-written, so a retry is safe — a customer created by a
+    # request that failed later is then found by its email and checked out by id
+    email = f"bench{n}@example.com"
+    body: dict[str, Any] = {"items": items, "customer": {"email": email, "address": {"country": "NL"}}}
     for _ in range(3):
-        response = api.request(
-            "POST",
-            "/v1/checkout",
-            json={"items": items, "customer": {"email": f"bench{n}@example.com", "address": {"country": "NL"}}},
-        )
+        response = api.request("POST", "/v1/checkout", json=body)
+        if response.status_code == 409 and "customer" in body:
+            found = api.get(f"/v1/customers?email={email}")["data"]
+            body = {"items": items, "customer_id": found[0]["id"]}
+            continue
         if response.status_code != 503:
             break
     assert response.status_code == 201, response.text

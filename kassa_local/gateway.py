@@ -37,7 +37,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any, Protocol
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from infra import wiring
 
@@ -404,11 +404,33 @@ class Gateway:
         if path == "/demo/prices" and method == "GET":
             return self.dispatch_api("GET", "/v1/prices", "", auth, b"")
         if path == "/demo/checkout" and method == "POST":
-            return self.dispatch_api("POST", "/v1/checkout", "", auth, body)
+            return self.dispatch_api("POST", "/v1/checkout", "", auth, self._returning_customer(auth, body))
         match = _DEMO_COMPLETE.match(path)
         if match and method == "POST":
             return self.dispatch_api("POST", f"/v1/checkout/{match.group(1)}/complete", "", auth, body)
         return HttpResponse.error(404, "route_not_found", f"No demo route for {method} {path}")
+
+    def _returning_customer(self, auth: list[tuple[str, str]], body: bytes) -> bytes:
+        """The checkout API never finds a customer by an unverified email (409 customer_exists): the
+        merchant's back end passes ``customer_id``. This demo back end is that merchant: it looks the
+        storefront's email up server-side (``GET /v1/customers?email=``, with the secret key) and
+        checks out a returning customer by id; the response shows no more of them than id/email/name."""
+        try:
+            payload = json.loads(body or b"{}")
+        except ValueError:
+            return body  # the API answers the 400
+        customer = payload.get("customer") if isinstance(payload, dict) else None
+        email = customer.get("email") if isinstance(customer, dict) else None
+        if not isinstance(email, str) or not email or payload.get("customer_id"):
+            return body
+        found = self.dispatch_api("GET", "/v1/customers", urlencode({"email": email, "limit": 1}), auth, b"")
+        if found.status != 200:
+            return body
+        data = json.loads(found.body or b"{}").get("data") or []
+        if not data or str(data[0].get("email", "")).lower() != email.strip().lower():
+            return body
+        rest = {key: value for key, value in payload.items() if key != "customer"}
+        return json.dumps({**rest, "customer_id": data[0]["id"]}).encode()
 
     # -- server ---------------------------------------------------------------------------------
 

@@ -29,7 +29,7 @@ from kassa.domain.credit_notes import (
 from kassa.domain.customer import Address, CardSummary, Customer, card_expiry_notice_at
 from kassa.domain.discounts import Coupon, Duration, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
-from kassa.domain.invoice import BillingReason, Invoice, InvoiceStatus, build_subscription_invoice
+from kassa.domain.invoice import BillingReason, Invoice, InvoiceStatus, build_subscription_invoice, checkout_invoice
 from kassa.domain.periods import Interval
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Status, Subscription, start_subscription
@@ -335,6 +335,67 @@ def test_a_new_subscription_whose_first_invoice_exists_is_a_conflict_and_writes_
         store.get_subscription(sub.id)
     assert store.get_invoice(first.id) == first
     assert next_number(store, 2) == f"{PREFIX}-0002"
+
+
+def test_create_subscription_stores_a_checkouts_open_invoice_unnumbered(store):
+    sub, draft = new_subscription(0)
+    opened = checkout_invoice(draft, NOW)
+
+    final = store.create_subscription(sub, opened, PREFIX)
+
+    assert final == opened and final is not None and final.number is None and final.status is InvoiceStatus.OPEN
+    assert store.get_invoice(draft.id) == opened
+    assert next_number(store, 1) == f"{PREFIX}-0001"  # the counter did not move
+
+
+# ----------------------------------------------------------------------------- finalize_invoice
+
+
+def test_finalize_invoice_numbers_and_saves_the_invoice_and_subscription_atomically(store):
+    sub, draft = new_subscription(0)
+    store.create_subscription(sub, checkout_invoice(draft, NOW), PREFIX)
+    stored_sub = store.get_subscription(sub.id)
+    paid = store.get_invoice(draft.id).transition(InvoiceStatus.PAID, NOW)
+    active = stored_sub.transition(Status.ACTIVE, NOW)
+
+    final, saved_sub = store.finalize_invoice(paid, PREFIX, active)
+
+    assert final.number == f"{PREFIX}-0001" and final.status is InvoiceStatus.PAID
+    assert final.version == paid.version + 1 and store.get_invoice(draft.id) == final
+    assert saved_sub is not None and saved_sub.version == active.version + 1
+    assert store.get_subscription(sub.id) == saved_sub
+    assert next_number(store, 1) == f"{PREFIX}-0002"
+
+
+def test_finalize_invoice_of_a_kept_draft_without_a_subscription(store):
+    sub, draft = new_subscription(0)
+    store.create_subscription(sub, None, PREFIX)
+    kept = store.save_invoice(draft.model_copy(update={"keep_as_draft": True}))
+
+    final, saved_sub = store.finalize_invoice(kept.opened(NOW), PREFIX)
+
+    assert saved_sub is None
+    assert (final.number, final.status, final.finalized_at, final.keep_as_draft) == (
+        f"{PREFIX}-0001", InvoiceStatus.OPEN, NOW, False,
+    )  # fmt: skip
+    assert store.get_invoice(draft.id) == final
+
+
+def test_finalize_invoice_with_a_stale_invoice_or_subscription_writes_nothing_and_takes_no_number(store):
+    sub, draft = new_subscription(0)
+    store.create_subscription(sub, checkout_invoice(draft, NOW), PREFIX)
+    stored = store.get_invoice(draft.id)
+    store.save_invoice(stored)  # a concurrent writer: the invoice moved on
+    with pytest.raises(Conflict):
+        store.finalize_invoice(stored.transition(InvoiceStatus.PAID, NOW), PREFIX)
+    current = store.get_invoice(draft.id)
+    stale_sub = store.get_subscription(sub.id)
+    store.save_subscription(stale_sub)
+    with pytest.raises(Conflict):
+        store.finalize_invoice(current.transition(InvoiceStatus.PAID, NOW), PREFIX, stale_sub)
+
+    assert store.get_invoice(draft.id) == current and current.number is None
+    assert next_number(store, 1) == f"{PREFIX}-0001"
 
 
 # ----------------------------------------------------------------------------- renew
@@ -784,3 +845,29 @@ def test_a_webhook_note_is_cut_at_1000_characters(store):
 
     stored = store.get_webhook("evt_c1")
     assert stored is not None and stored.note == "x" * 1000
+
+
+# ----------------------------------------------------------------------------- payments (docs/payments.md)
+
+
+def test_a_paid_invoice_is_found_by_its_payment_intent_with_its_refunds_and_disputes(store, uid):
+    from kassa.domain.payments import InvoiceDispute, InvoiceRefund
+
+    _, invoice = created(store)
+    intent = f"pi_contract_{uid}"
+    assert store.find_invoice_by_payment_intent(intent) is None
+    opened = store.save_invoice(invoice.model_copy(update={"payment_intent": intent}))
+    assert store.find_invoice_by_payment_intent(intent) is None  # only paid invoices are found by their payment
+    paid = store.save_invoice(
+        opened.transition(InvoiceStatus.PAID, NOW).model_copy(
+            update={
+                "refunds": [InvoiceRefund(id="re_1", amount=100, currency=invoice.currency, source="stripe")],
+                "amount_refunded": 100,
+                "disputes": [InvoiceDispute(id="dp_1", amount=50, currency=invoice.currency, status="lost",
+                                            amount_lost=50)],  # fmt: skip
+            }
+        )
+    )
+    found = store.find_invoice_by_payment_intent(intent)
+    assert found == paid and found.refunds[0].id == "re_1" and found.disputes[0].amount_lost == 50
+    assert store.find_invoice_by_payment_intent(f"pi_other_{uid}") is None

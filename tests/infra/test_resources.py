@@ -57,7 +57,7 @@ def test_table(template: Template, spec: wiring.Table) -> None:
                                 {"AttributeName": index.partition_key, "KeyType": "HASH"},
                                 {"AttributeName": index.sort_key, "KeyType": "RANGE"},
                             ],
-                            "Projection": {"ProjectionType": "ALL"},
+                            "Projection": {"ProjectionType": index.projection},
                         }
                         for index in spec.indexes
                     ]

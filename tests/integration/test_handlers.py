@@ -471,14 +471,21 @@ def test_completing_checkout_with_another_subscriptions_setup_intent_is_400(api:
     assert api.get(f"/v1/subscriptions/{mine['subscription']['id']}")["status"] == "incomplete"
 
 
-def test_checkout_for_an_existing_email_reuses_the_customer(api: Api, config, uid):
+def test_checkout_for_an_existing_email_is_409_and_customer_id_reuses_the_customer(api: Api, config, uid):
     price = api.catalog(currency="EUR", amount=1300)
     first = _checkout(api, price["id"], f"again-{uid}@example.com")
-    second = _checkout(api, price["id"], f"Again-{uid}@Example.com")
+    assert set(first["customer"]) == {"object", "id", "email", "name"}  # nothing more of the customer
 
+    refused = api.request("POST", "/v1/checkout", json={
+        "price_id": price["id"], "customer": {"email": f"Again-{uid}@Example.com", "address": {"country": "NL"}},
+    })  # fmt: skip
+    assert refused.status_code == 409, refused.text
+    error = refused.json()["error"]
+    assert (error["code"], error["param"]) == ("customer_exists", "customer.email")
+    assert "customer_id" in error["message"] and first["customer"]["id"] not in refused.text
+
+    second = api.post("/v1/checkout", {"price_id": price["id"], "customer_id": first["customer"]["id"]}, expect=201)
     assert second["customer"]["id"] == first["customer"]["id"]
-    assert second["customer"]["stripe_customer_id"] == first["customer"]["stripe_customer_id"]
-    assert second["subscription"]["id"] != first["subscription"]["id"]
     assert second["subscription"]["customer"] == first["customer"]["id"]
     subs = api.get(f"/v1/customers/{first['customer']['id']}/subscriptions")["data"]
     assert {s["id"] for s in subs} == {first["subscription"]["id"], second["subscription"]["id"]}
@@ -486,6 +493,4 @@ def test_checkout_for_an_existing_email_reuses_the_customer(api: Api, config, ui
         f"{config['stripe_url']}/v1/customers", params={"email": f"again-{uid}@example.com", "limit": 100},
         headers={"Authorization": f"Bearer {config['stripe_secret_key']}"}, timeout=10,
     ).json()["data"]  # fmt: skip
-    assert [c["id"] for c in stripe_customers if c["email"].lower() == f"again-{uid}@example.com"] == [
-        first["customer"]["stripe_customer_id"]
-    ]
+    assert len([c for c in stripe_customers if c["email"].lower() == f"again-{uid}@example.com"]) == 1

@@ -33,6 +33,7 @@ from kassa.services.ports import (
     ChargeStatus,
     OutboxRecord,
     OutgoingEmail,
+    RefundInfo,
     SetupIntentInfo,
 )
 
@@ -137,6 +138,7 @@ class FakeGateway:
     stripe_customers: dict[str, dict[str, Any]] = field(default_factory=dict)
     idempotent: dict[tuple[str, int], ChargeResult] = field(default_factory=dict)
     succeeded_intents: list[tuple[str, str]] = field(default_factory=list)  # (invoice_id, payment_intent)
+    refunds: dict[str, RefundInfo] = field(default_factory=dict)  # by credit note (the idempotency key)
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # --- configuration
@@ -170,6 +172,23 @@ class FakeGateway:
         customer_id = self._id("cus")
         self.stripe_customers[customer_id] = {"email": email, "name": name, "kassa_id": kassa_id}
         return customer_id
+
+    def update_customer(
+        self,
+        *,
+        customer: str,
+        email: str,
+        name: str | None,
+        address: Address,
+        preferred_locale: str,
+        kassa_id: str,
+    ) -> None:
+        self.calls.append(("update_customer", {"customer": customer, "email": email, "kassa_id": kassa_id}))
+        if customer not in self.stripe_customers:
+            raise NotFound(f"No such customer: '{customer}'", param="customer")
+        self.stripe_customers[customer].update(
+            {"email": email, "name": name, "address": address, "preferred_locales": [preferred_locale]}
+        )
 
     def kassa_customer_of(self, customer: str) -> str | None:
         self.calls.append(("kassa_customer_of", {"customer": customer}))
@@ -251,6 +270,22 @@ class FakeGateway:
         call.result = result
         return result
 
+    def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str:
+        return self.create_refund(payment_intent=payment_intent, amount=amount, credit_note_id=credit_note_id).id
+
+    def create_refund(
+        self, *, payment_intent: str, amount: Money, credit_note_id: str, reason: str | None = None
+    ) -> RefundInfo:
+        """Like Stripe: one refund per idempotency key (the credit note), replayed on a retry."""
+        self.calls.append(("refund", {"payment_intent": payment_intent, "amount": amount, "reason": reason}))
+        if credit_note_id not in self.refunds:
+            self.refunds[credit_note_id] = RefundInfo(self._id("re"), "succeeded", amount.amount)
+        return self.refunds[credit_note_id]
+
+    def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
+        self.calls.append(("invoice_of_payment_intent", {"payment_intent": payment_intent}))
+        return next((inv for inv, pi in self.succeeded_intents if pi == payment_intent), None)
+
     # --- inspection
     def charges_for(self, invoice_id: str) -> list[ChargeCall]:
         return [c for c in self.charge_calls if c.invoice_id == invoice_id]
@@ -300,6 +335,9 @@ class World:
         return product, price
 
     def checkout(self, price: Price, email: str = "ada@example.com", **kwargs: Any) -> CheckoutResult:
+        returning = self.store.find_customer_by_email(email)
+        if returning is not None:  # a returning customer: the merchant's back end passes its id
+            return start_checkout(self.billing, price_id=price.id, customer_id=returning.id, **kwargs)
         return start_checkout(
             self.billing,
             price_id=price.id,

@@ -7,10 +7,14 @@ errors here and never leak upward.
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import json
 import random
 import time
 import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, TypeVar
 
@@ -25,8 +29,8 @@ from kassa.domain.discounts import Coupon, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.settings import MerchantSettings
-from kassa.domain.subscription import Subscription
-from kassa.services.ports import Page, WebhookRecord
+from kassa.domain.subscription import Status, Subscription
+from kassa.services.ports import ListQuery, Page, WebhookRecord
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -45,6 +49,61 @@ def _iso(when: datetime) -> str:
 
 def shard_of(entity_id: str, shards: int) -> int:
     return zlib.crc32(entity_id.encode()) % shards
+
+
+LIST_CUSTOMERS = "LIST#CUSTOMER"  # the gsi4 partition of every customer
+
+
+def list_position(model: Any) -> str:
+    """Where an object sits in a listing (the gsi4/gsi2 sort keys): ``<created, whole seconds>#<id>``."""
+    return f"{_iso(model.created)}#{model.id}"
+
+
+def price_hash(sub: Subscription) -> str:
+    """``ph``: a short fingerprint of the subscription's price set (its price entries change with it)."""
+    return format(zlib.crc32(" ".join(sorted({i.price for i in sub.items})).encode()), "08x")
+
+
+@dataclass(frozen=True)
+class _PriceChange:
+    exists: bool  # the subscription is stored
+    old_hash: str | None  # its ph (None: stored before price entries existed)
+    old: frozenset[str]  # the prices it has entries for
+
+
+_NEW = _PriceChange(exists=False, old_hash=None, old=frozenset())  # a new subscription: every price entry
+
+
+def listed_by(model: Any, query: ListQuery) -> bool:
+    """Whether ``model`` belongs in the listing ``query`` asks for (every filter but the cursor)."""
+    if query.created_gte is not None and _second(model.created) < _second(query.created_gte):
+        return False
+    if query.created_lte is not None and _second(model.created) > _second(query.created_lte):
+        return False
+    status = getattr(model, "status", None)
+    if query.statuses is not None and (status is None or status.value not in query.statuses):
+        return False
+    if query.customer is not None and getattr(model, "customer", None) != query.customer:
+        return False
+    if query.price is not None and query.price not in {i.price for i in getattr(model, "items", ())}:
+        return False
+    return query.email is None or getattr(model, "email", "").strip().lower() == query.email.strip().lower()
+
+
+def list_window(models: list[Any], query: ListQuery, cursor: str | None) -> Page:
+    """The page of ``query`` over ``models`` (all candidates): filtered, newest first, after (or, with
+    ending_before, the ``limit`` right before) the cursor position — the index listing's semantics."""
+    ordered = sorted((m for m in models if listed_by(m, query)), key=list_position, reverse=True)
+    if cursor is not None and query.ending_before:
+        newer = [m for m in ordered if list_position(m) > cursor]
+        return Page(newer[-query.limit :], has_more=len(newer) > query.limit)
+    if cursor is not None:
+        ordered = [m for m in ordered if list_position(m) < cursor]
+    return Page(ordered[: query.limit], has_more=len(ordered) > query.limit)
+
+
+def _second(when: datetime) -> datetime:
+    return when.astimezone(UTC).replace(microsecond=0)
 
 
 def _s(value: str) -> dict[str, str]:
@@ -218,41 +277,129 @@ class DynamoStore:
         return self._query_page(Price, "CATALOG#PRICE", "", limit, starting_after)
 
     # ------------------------------------------------------------------ coupons and promotion codes
+    def _coupon_item(self, coupon: Coupon) -> dict[str, Any]:
+        listing = {}
+        if coupon.created is not None:  # listed (gsi2), newest first
+            listing = {"gsi2pk": _s("CATALOG#COUPON"), "gsi2sk": _s(f"{_iso(coupon.created)}#{coupon.id}")}
+        return self._item(f"COUPON#{coupon.id}", "COUPON", coupon, times_redeemed=_n(coupon.times_redeemed), **listing)
+
+    def _promo_item(self, code: PromotionCode) -> dict[str, Any]:
+        listing = {}
+        if code.created is not None:
+            listing = {"gsi2pk": _s("CATALOG#PROMO"), "gsi2sk": _s(f"{_iso(code.created)}#{code.id}")}
+        return self._item(
+            f"PROMO#{code.code.upper()}", "PROMO", code, times_redeemed=_n(code.times_redeemed), **listing
+        )
+
     def put_coupon(self, coupon: Coupon) -> None:
-        item = self._item(f"COUPON#{coupon.id}", "COUPON", coupon, times_redeemed=_n(coupon.times_redeemed))
-        self._put_new(item, f"coupon {coupon.id}")
+        self._put_new(self._coupon_item(coupon), f"coupon {coupon.id}")
 
     def get_coupon(self, coupon_id: str) -> Coupon:
         return self._require(f"COUPON#{coupon_id}", "COUPON", Coupon, f"no such coupon: {coupon_id}", "coupon")
 
     def put_promotion_code(self, code: PromotionCode) -> None:
-        item = self._item(f"PROMO#{code.code.upper()}", "PROMO", code, times_redeemed=_n(code.times_redeemed))
-        self._put_new(item, f"promotion code {code.code}")
+        """The code's item and, for lookups by id, ``PROMOID#<id>`` naming its code — in one write."""
+        new = "attribute_not_exists(pk)"
+        alias = {"pk": _s(f"PROMOID#{code.id}"), "sk": _s("PROMOID"), "code": _s(code.code.upper())}
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": self._promo_item(code), "ConditionExpression": new}},
+                    {"Put": {"TableName": self._table, "Item": alias, "ConditionExpression": new}},
+                ],
+            )
+        except Conflict as error:
+            raise AlreadyExists(f"promotion code {code.code} already exists") from error
 
     def get_promotion_code(self, code: str) -> PromotionCode:
         return self._require(
             f"PROMO#{code.upper()}", "PROMO", PromotionCode, f"no such promotion code: {code}", "promotion_code"
         )
 
+    def _promo_key_of(self, promotion_code_id: str) -> str | None:
+        alias = self._get(f"PROMOID#{promotion_code_id}", "PROMOID")
+        return alias["code"]["S"] if alias else None
+
+    def get_promotion_code_by_id(self, promotion_code_id: str) -> PromotionCode:
+        code = self._promo_key_of(promotion_code_id)
+        if code is None:
+            raise NotFound(f"no such promotion code: {promotion_code_id}", param="promotion_code")
+        return self.get_promotion_code(code)
+
     def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None:
         """Save one more redemption of the coupon (and code): conditional on the count read, so two
-        checkouts racing for the last redemption cannot both get it (Conflict)."""
+        checkouts racing for the last redemption cannot both get it (Conflict), and on the version
+        read, so a coupon deleted or a code deactivated meanwhile is not written back."""
         actions = []
-        for pk, sk, model, before in (
-            (f"COUPON#{coupon.id}", "COUPON", coupon, coupon.times_redeemed - 1),
-            *(((f"PROMO#{code.code.upper()}", "PROMO", code, code.times_redeemed - 1),) if code else ()),
+        for item, before, version in (
+            (self._coupon_item(coupon), coupon.times_redeemed - 1, coupon.version),
+            *(((self._promo_item(code), code.times_redeemed - 1, code.version),) if code else ()),
         ):
+            item["times_redeemed"] = _n(before + 1)
             actions.append(
                 {
                     "Put": {
                         "TableName": self._table,
-                        "Item": self._item(pk, sk, model, times_redeemed=_n(before + 1)),
-                        "ConditionExpression": "times_redeemed = :t",
-                        "ExpressionAttributeValues": {":t": _n(before)},
+                        "Item": item,
+                        "ConditionExpression": "times_redeemed = :t AND "
+                        "(attribute_not_exists(version) OR version = :v)",
+                        "ExpressionAttributeValues": {":t": _n(before), ":v": _n(version)},
                     }
                 }
             )
         self._call("transact_write_items", TransactItems=actions)
+
+    def _merchant_change(self, item: dict[str, Any], before: Coupon | PromotionCode) -> None:
+        condition = "attribute_exists(pk) AND times_redeemed = :t AND "
+        condition += "(version = :v OR attribute_not_exists(version))" if before.version == 0 else "version = :v"
+        self._call(
+            "put_item",
+            TableName=self._table,
+            Item=item,
+            ConditionExpression=condition,
+            ExpressionAttributeValues={":t": _n(before.times_redeemed), ":v": _n(before.version)},
+        )
+
+    def save_coupon(self, coupon: Coupon) -> Coupon:
+        saved = coupon.model_copy(update={"version": coupon.version + 1})
+        self._merchant_change(self._coupon_item(saved), coupon)
+        return saved
+
+    def save_promotion_code(self, code: PromotionCode) -> PromotionCode:
+        saved = code.model_copy(update={"version": code.version + 1})
+        self._merchant_change(self._promo_item(saved), code)
+        return saved
+
+    def _gsi2_listing(self, cls: type[M], pk_value: str, cursor_key: tuple[str, str] | None, limit: int) -> Page:
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": "gsi2",
+            "KeyConditionExpression": "gsi2pk = :p",
+            "ExpressionAttributeValues": {":p": _s(pk_value)},
+            "Limit": limit + 1,
+            "ScanIndexForward": False,
+        }
+        if cursor_key is not None:
+            cursor = self._get(*cursor_key)
+            if cursor is None or cursor.get("gsi2pk", {}).get("S") != pk_value:
+                raise NotFound("no such object in this list", param="starting_after")
+            kwargs["ExclusiveStartKey"] = {k: cursor[k] for k in ("pk", "sk", "gsi2pk", "gsi2sk")}
+        items = self._call("query", **kwargs).get("Items", [])
+        return Page([self._load(i, cls) for i in items[:limit]], has_more=len(items) > limit)
+
+    def list_coupons(self, limit: int, starting_after: str | None) -> Page:
+        cursor = (f"COUPON#{starting_after}", "COUPON") if starting_after else None
+        return self._gsi2_listing(Coupon, "CATALOG#COUPON", cursor, limit)
+
+    def list_promotion_codes(self, limit: int, starting_after: str | None) -> Page:
+        cursor = None
+        if starting_after:
+            code = self._promo_key_of(starting_after)
+            if code is None:
+                raise NotFound(f"no such promotion code: {starting_after}", param="starting_after")
+            cursor = (f"PROMO#{code}", "PROMO")
+        return self._gsi2_listing(PromotionCode, "CATALOG#PROMO", cursor, limit)
 
     # ------------------------------------------------------------------ credit notes
     def list_credit_notes(self, invoice_id: str) -> list[CreditNote]:
@@ -327,11 +474,44 @@ class DynamoStore:
         self._call("put_item", **self._versioned_put(self._cus_item(saved), customer.version))
         return saved
 
+    def change_customer_email(self, customer: Customer, previous_email: str) -> Customer:
+        """The customer (versioned) and its email lookup moved from the previous email, in one transaction."""
+        new_key, old_key = customer.email.strip().lower(), previous_email.strip().lower()
+        saved = customer.model_copy(update={"version": customer.version + 1})
+        actions: list[dict[str, Any]] = [{"Put": self._versioned_put(self._cus_item(saved), customer.version)}]
+        if new_key != old_key:
+            actions += [
+                {
+                    "Put": {
+                        "TableName": self._table,
+                        "Item": {"pk": _s(f"EMAIL#{new_key}"), "sk": _s("EMAIL"), "customer": _s(customer.id)},
+                        "ConditionExpression": "attribute_not_exists(pk)",
+                    }
+                },
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": {"pk": _s(f"EMAIL#{old_key}"), "sk": _s("EMAIL")},
+                        "ConditionExpression": "customer = :c",
+                        "ExpressionAttributeValues": {":c": _s(customer.id)},
+                    }
+                },
+            ]
+        try:
+            self._call("transact_write_items", TransactItems=actions)
+        except Conflict:
+            owner = self._get(f"EMAIL#{new_key}", "EMAIL")
+            if owner is not None and owner["customer"]["S"] != customer.id:
+                raise AlreadyExists(f"a customer with email {customer.email} already exists", param="email") from None
+            raise
+        return saved
+
     def _cus_item(self, customer: Customer) -> dict[str, Any]:
         extra: dict[str, dict[str, str]] = {}
         notice = card_expiry_notice_at(customer)
         if notice is not None:  # the dunning index: the card_expiring email falls due then
             extra.update(self._dunning_keys(customer.id, notice))
+        extra.update(self._list_keys(customer))  # gsi4: the merchant's customer listing
         return self._item(f"CUS#{customer.id}", "CUSTOMER", customer, **extra)
 
     def _dunning_keys(self, entity_id: str, at: datetime) -> dict[str, dict[str, str]]:
@@ -343,6 +523,8 @@ class DynamoStore:
             "status": _s(sub.status.value),
             "gsi2pk": _s(f"CUS#{sub.customer}"),
             "gsi2sk": _s(f"SUB#{_iso(sub.created)}#{sub.id}"),
+            **self._list_keys(sub),  # gsi4: SUBSTATUS#<status>, keys only
+            "ph": _s(price_hash(sub)),  # the price set its price entries were written for (see _sub_put)
         }
         due = sub.due_at
         if due is not None:  # sparse due index: finished subscriptions drop out of it
@@ -354,6 +536,10 @@ class DynamoStore:
         extra: dict[str, dict[str, str]] = {}
         if inv.next_dunning_at is not None and inv.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE):
             extra.update(self._dunning_keys(inv.id, inv.next_dunning_at))  # sparse: paid invoices drop out
+        elif inv.status is InvoiceStatus.PAID and inv.payment_intent:
+            # a paid invoice is out of the dunning index: gsi1 then finds it by its payment
+            # (refunds, disputes and fraud warnings name only the PaymentIntent), at no extra write
+            extra.update(gsi1pk=_s(f"PI#{inv.payment_intent}"), gsi1sk=_s(inv.id))
         if inv.number is not None and inv.tax_date is not None:  # finalized: it counts in tax reports
             extra["gsi3pk"] = _s(f"TAXMONTH#{inv.tax_date:%Y-%m}")
             extra["gsi3sk"] = _s(f"{inv.tax_date.isoformat()}#{inv.id}")
@@ -364,6 +550,7 @@ class DynamoStore:
             status=_s(inv.status.value),
             gsi2pk=_s(f"CUS#{inv.customer}"),
             gsi2sk=_s(f"INV#{_iso(inv.created)}#{inv.id}"),
+            **self._list_keys(inv),  # gsi4: INVSTATUS#<status>, keys only
             **extra,
         )
 
@@ -410,20 +597,17 @@ class DynamoStore:
     def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
         for attempt in range(NUMBER_RETRIES):
             actions: list[dict[str, Any]] = [
-                {
-                    "Put": {
-                        "TableName": self._table,
-                        "Item": self._sub_item(sub),
-                        "ConditionExpression": "attribute_not_exists(pk)",
-                    }
-                }
+                {"Put": self._sub_put(sub, sub.version, _NEW)},
+                *self._price_actions(sub, _NEW),  # one price entry per price (gsi4 SUBPRICE#<price>)
             ]
             final = None
             if invoice is not None:
-                seq, counter = self._next_number()
-                final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
+                final = invoice
+                if invoice.gets_number_when_stored:  # a draft; a checkout's open invoice is numbered when paid
+                    seq, counter = self._next_number()
+                    final = invoice.finalize(format_number(invoice_prefix, seq), invoice.created)
+                    actions.append(counter)
                 actions += [
-                    counter,
                     {
                         "Put": {
                             "TableName": self._table,
@@ -454,7 +638,14 @@ class DynamoStore:
 
     def save_subscription(self, sub: Subscription) -> Subscription:
         saved = sub.model_copy(update={"version": sub.version + 1})
-        self._call("put_item", **self._versioned_put(self._sub_item(saved), sub.version))
+        try:
+            self._call("put_item", **self._sub_put(saved, sub.version))
+        except Conflict:
+            change = self._price_change(saved, sub.version)
+            if change is None:
+                raise
+            actions = [{"Put": self._sub_put(saved, sub.version, change)}, *self._price_actions(saved, change)]
+            self._call("transact_write_items", TransactItems=actions)
         return saved
 
     def get_invoice(self, invoice_id: str) -> Invoice:
@@ -466,6 +657,20 @@ class DynamoStore:
     def find_invoice(self, invoice_id: str) -> Invoice | None:
         item = self._get(f"INV#{invoice_id}", "INVOICE")
         return self._load(item, Invoice) if item else None
+
+    def find_invoice_by_payment_intent(self, payment_intent: str) -> Invoice | None:
+        items = self._call(
+            "query",
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": _s(f"PI#{payment_intent}")},
+            Limit=1,
+        ).get("Items", [])
+        if not items:
+            return None
+        # the index key names the invoice (whatever the projection); read it consistently from the table
+        return self.find_invoice(items[0]["gsi1sk"]["S"])
 
     def save_invoice(self, invoice: Invoice) -> Invoice:
         saved = invoice.model_copy(update={"version": invoice.version + 1})
@@ -479,14 +684,21 @@ class DynamoStore:
             return self.save_invoice(invoice), None
         inv2 = invoice.model_copy(update={"version": invoice.version + 1})
         sub2 = sub.model_copy(update={"version": sub.version + 1})
-        self._call(
-            "transact_write_items",
-            TransactItems=[
-                {"Put": self._versioned_put(self._inv_item(inv2), invoice.version)},
-                {"Put": self._versioned_put(self._sub_item(sub2), sub.version)},
-            ],
-        )
-        return inv2, sub2
+        change: _PriceChange | None = None
+        while True:  # twice at most: again with the price entries when the price set changed
+            try:
+                self._call(
+                    "transact_write_items",
+                    TransactItems=[
+                        {"Put": self._versioned_put(self._inv_item(inv2), invoice.version)},
+                        {"Put": self._sub_put(sub2, sub.version, change)},
+                        *self._price_actions(sub2, change),
+                    ],
+                )
+                return inv2, sub2
+            except Conflict:
+                if change is not None or (change := self._price_change(sub2, sub.version)) is None:
+                    raise
 
     def renew(
         self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
@@ -499,6 +711,7 @@ class DynamoStore:
             saved_customer = customer.model_copy(update={"version": customer.version + 1})
             item = self._cus_item(saved_customer)
             extra.append({"Put": self._versioned_put(item, customer.version)})
+        change: _PriceChange | None = None
         for attempt in range(NUMBER_RETRIES):
             numbered = invoice.gets_number_when_stored
             counter_actions: list[dict[str, Any]] = []
@@ -511,7 +724,8 @@ class DynamoStore:
                 self._call(
                     "transact_write_items",
                     TransactItems=[
-                        {"Put": self._versioned_put(self._sub_item(sub2), sub.version)},
+                        {"Put": self._sub_put(sub2, sub.version, change)},
+                        *self._price_actions(sub2, change),
                         *counter_actions,
                         {
                             "Put": {
@@ -532,7 +746,38 @@ class DynamoStore:
                     raise
                 if customer is not None and self.get_customer(customer.id).version != customer.version:
                     raise
+                if change is None and (change := self._price_change(sub2, sub.version)) is not None:
+                    continue  # the price set changed (a scheduled change): again with the price entries
                 _backoff(attempt)
+        raise Conflict("could not assign an invoice number; retry")
+
+    def finalize_invoice(
+        self, invoice: Invoice, invoice_prefix: str, sub: Subscription | None = None
+    ) -> tuple[Invoice, Subscription | None]:
+        """Store ``invoice`` with the next gapless number (and ``sub``) in one transaction, both under
+        their versions; a transaction lost to a concurrent numbering takes the next number."""
+        saved_sub = sub.model_copy(update={"version": sub.version + 1}) if sub is not None else None
+        for attempt in range(NUMBER_RETRIES):
+            seq, counter = self._next_number()
+            final = invoice.with_number(format_number(invoice_prefix, seq)).model_copy(
+                update={"version": invoice.version + 1}
+            )
+            actions: list[dict[str, Any]] = [
+                {"Put": self._versioned_put(self._inv_item(final), invoice.version)},
+                counter,
+            ]
+            if sub is not None and saved_sub is not None:
+                actions.append({"Put": self._versioned_put(self._sub_item(saved_sub), sub.version)})
+            try:
+                self._call("transact_write_items", TransactItems=actions)
+                return final, saved_sub
+            except Conflict:
+                stored = self.find_invoice(invoice.id)
+                if stored is not None and stored.version != invoice.version:
+                    raise
+                if sub is not None and self.get_subscription(sub.id).version != sub.version:
+                    raise
+                _backoff(attempt)  # the counter moved: take the next number
         raise Conflict("could not assign an invoice number; retry")
 
     def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page:
@@ -540,6 +785,230 @@ class DynamoStore:
 
     def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]:
         return list(self._query_page(Subscription, f"CUS#{customer_id}", "SUB#", 100, None).items)
+
+    # ------------------------------------------------------------------ merchant-wide listings (docs/data-model.md)
+    def list_customers(self, query: ListQuery) -> Page:
+        cursor = self._cursor_position(query, "cus", Customer)
+        if query.email is not None:  # the email lookup item: GetItem ×2, no index
+            found = self.find_customer_by_email(query.email)
+            return list_window([found] if found is not None else [], query, cursor)
+        return self._listing_page(query, cursor, Customer, [("gsi4", LIST_CUSTOMERS, "")])
+
+    def list_subscriptions(self, query: ListQuery) -> Page:
+        cursor = self._cursor_position(query, "sub", Subscription)
+        if query.customer is not None:  # the customer's few subscriptions (gsi2), other filters on the page
+            partitions = [("gsi2", f"CUS#{query.customer}", "SUB#")]
+        elif query.price is not None:  # one price entry per (subscription, price)
+            partitions = [("gsi4", f"SUBPRICE#{query.price}", "")]
+        else:
+            statuses = sorted(query.statuses) if query.statuses is not None else [s.value for s in Status]
+            partitions = [("gsi4", f"SUBSTATUS#{s}", "") for s in statuses]
+        return self._listing_page(query, cursor, Subscription, partitions)
+
+    def list_invoices(self, query: ListQuery) -> Page:
+        cursor = self._cursor_position(query, "in", Invoice)
+        if query.customer is not None:
+            partitions = [("gsi2", f"CUS#{query.customer}", "INV#")]
+        else:
+            statuses = sorted(query.statuses) if query.statuses is not None else [s.value for s in InvoiceStatus]
+            partitions = [("gsi4", f"INVSTATUS#{s}", "") for s in statuses]
+        return self._listing_page(query, cursor, Invoice, partitions)
+
+    def _cursor_position(self, query: ListQuery, kind: str, cls: type[M]) -> str | None:
+        """The list position (``<created>#<id>``) of the starting_after / ending_before object."""
+        cursor, param = (
+            (query.starting_after, "starting_after") if query.starting_after else (query.ending_before, "ending_before")
+        )
+        if not cursor:
+            return None
+        if cursor.split("_", 1)[0] != kind:
+            raise InvalidInput(f"{cursor} is not in this list", param=param)
+        item = self._get(*self._key_for_id(cursor), consistent=False)
+        if item is None:
+            raise NotFound(f"no such object {cursor}", param=param)
+        return list_position(self._load(item, cls))
+
+    def _listing_page(
+        self, query: ListQuery, cursor: str | None, cls: type[M], partitions: list[tuple[str, str, str]]
+    ) -> Page:
+        """Merge the partitions' entries (each in index order, lazily paged) newest first — or, after
+        ending_before, oldest first from the cursor — load them (gsi2 entries carry the document, gsi4
+        entries are keys only: BatchGetItem) and keep those the filters accept until the page is full."""
+        newest_first = query.ending_before is None
+        low = _iso(query.created_gte) if query.created_gte is not None else "0"
+        high = _iso(query.created_lte) + "#~" if query.created_lte is not None else "~"
+        if cursor is not None and newest_first:
+            high = min(high, cursor)
+        elif cursor is not None:
+            low = max(low, cursor)
+        wanted = query.limit + 1
+        streams = [
+            self._index_entries(index, pk, prefix, low, high, newest_first, wanted + 1)
+            for index, pk, prefix in partitions
+        ]
+        merged = heapq.merge(*streams, key=lambda entry: entry[0], reverse=newest_first)
+        entries = (entry for entry in merged if entry[0] != cursor)
+        accepted: list[Any] = []
+        seen: set[str] = set()
+        while len(accepted) < wanted:
+            chunk = list(itertools.islice(entries, wanted - len(accepted)))
+            if not chunk:
+                break
+            for model in self._load_entries(chunk, cls):
+                if model.id not in seen and listed_by(model, query):
+                    seen.add(model.id)
+                    accepted.append(model)
+        page = accepted[: query.limit]
+        return Page(page if newest_first else page[::-1], has_more=len(accepted) > query.limit)
+
+    def _index_entries(
+        self, index: str, pk_value: str, prefix: str, low: str, high: str, newest_first: bool, page_size: int
+    ) -> Iterator[tuple[str, dict[str, Any]]]:
+        """(position, index item) of one index partition between two positions, in index order."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": index,
+            "KeyConditionExpression": f"{index}pk = :p AND {index}sk BETWEEN :a AND :b",
+            "ExpressionAttributeValues": {":p": _s(pk_value), ":a": _s(prefix + low), ":b": _s(prefix + high)},
+            "ScanIndexForward": not newest_first,
+            "Limit": page_size,
+        }
+        while True:
+            response = self._call("query", **kwargs)
+            for item in response.get("Items", []):
+                yield item[f"{index}sk"]["S"][len(prefix) :], item
+            if "LastEvaluatedKey" not in response:
+                return
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _load_entries(self, entries: list[tuple[str, dict[str, Any]]], cls: type[M]) -> list[Any]:
+        """The models of index entries, in their order: from the entry's document, or (keys-only
+        entries) one BatchGetItem of the objects named by the positions; vanished objects are skipped."""
+        ids = [position.split("#", 1)[1] for position, _ in entries]
+        docs = {i: item for i, (_, item) in zip(ids, entries, strict=True) if "doc" in item}
+        missing = [self._key_for_id(i) for i in dict.fromkeys(ids) if i not in docs]
+        while missing:
+            keys = [{"pk": _s(pk), "sk": _s(sk)} for pk, sk in missing[:100]]
+            missing = missing[100:]
+            request: dict[str, Any] = {self._table: {"Keys": keys}}
+            while request:
+                response = self._call("batch_get_item", RequestItems=request)
+                for item in response.get("Responses", {}).get(self._table, []):
+                    docs[item["pk"]["S"].split("#", 1)[1]] = item
+                request = response.get("UnprocessedKeys") or {}
+        return [self._load(docs[i], cls) for i in ids if i in docs]
+
+    def backfill_list_index(self) -> int:
+        """One-time, offline: give customers, subscriptions and invoices stored before the listing index
+        their gsi4 entries (and subscriptions their price entries). A Scan — never called by a function;
+        ``python -m kassa_local.backfill``. Items written meanwhile are skipped (they have them). Returns
+        how many items were updated."""
+        kinds: dict[str, type[Customer] | type[Subscription] | type[Invoice]] = {
+            "CUSTOMER": Customer,
+            "SUBSCRIPTION": Subscription,
+            "INVOICE": Invoice,
+        }
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "sk IN (:c, :s, :i) AND attribute_not_exists(gsi4pk)",
+            "ExpressionAttributeValues": {":c": _s("CUSTOMER"), ":s": _s("SUBSCRIPTION"), ":i": _s("INVOICE")},
+        }
+        updated = 0
+        while True:
+            # the one Scan in kassa: offline maintenance, outside the usage counters (which assert none happens)
+            response: dict[str, Any] = self._db.scan(**kwargs)
+            for item in response.get("Items", []):
+                model: Customer | Subscription | Invoice = kinds[item["sk"]["S"]].model_validate_json(item["doc"]["S"])
+                keys = self._list_keys(model)
+                names = ", ".join(f"{name} = :{name}" for name in keys)
+                update: dict[str, Any] = {
+                    "TableName": self._table,
+                    "Key": {"pk": item["pk"], "sk": item["sk"]},
+                    "UpdateExpression": f"SET {names}",
+                    "ConditionExpression": "attribute_not_exists(gsi4pk)",
+                    "ExpressionAttributeValues": {f":{name}": value for name, value in keys.items()},
+                }
+                actions = [{"Update": update}]
+                if isinstance(model, Subscription):
+                    actions += self._price_actions(model, _NEW)
+                try:
+                    self._call("transact_write_items", TransactItems=actions)
+                    updated += 1
+                except Conflict:
+                    pass  # written meanwhile: it has its entries
+            if "LastEvaluatedKey" not in response:
+                return updated
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+
+    def _list_keys(self, model: Customer | Subscription | Invoice) -> dict[str, dict[str, str]]:
+        """The gsi4 (listing) attributes of an item: its partition and its position."""
+        if isinstance(model, Customer):
+            partition = LIST_CUSTOMERS
+        elif isinstance(model, Subscription):
+            partition = f"SUBSTATUS#{model.status.value}"
+        else:
+            partition = f"INVSTATUS#{model.status.value}"
+        return {"gsi4pk": _s(partition), "gsi4sk": _s(list_position(model))}
+
+    # -- a subscription's price entries: written only when its price set changes
+    def _sub_put(self, sub: Subscription, expected: int, change: _PriceChange | None = None) -> dict[str, Any]:
+        """The versioned put of a subscription, carrying ``ph`` (a hash of its price set). Without
+        ``change`` it is conditional on the stored ``ph`` being the same, so the common write (a renewal)
+        writes no price entry; when that fails, ``_price_change`` says what changed and the write is
+        made again with the price entries (``_price_actions``) under the stored state."""
+        item = self._sub_item(sub)
+        request: dict[str, Any] = {"TableName": self._table, "Item": item}
+        if change is None:
+            request["ConditionExpression"] = "version = :v AND ph = :h"
+            request["ExpressionAttributeValues"] = {":v": _n(expected), ":h": item["ph"]}
+        elif not change.exists:
+            request["ConditionExpression"] = "attribute_not_exists(pk)"
+        elif change.old_hash is None:  # stored before price entries existed: they are all written now
+            request["ConditionExpression"] = "version = :v AND attribute_not_exists(ph)"
+            request["ExpressionAttributeValues"] = {":v": _n(expected)}
+        else:
+            request["ConditionExpression"] = "version = :v AND ph = :h"
+            request["ExpressionAttributeValues"] = {":v": _n(expected), ":h": _s(change.old_hash)}
+        return request
+
+    def _price_change(self, sub: Subscription, expected: int) -> _PriceChange | None:
+        """After a conditional write of ``sub`` failed: the stored price set when that is what differs
+        (same version, other ``ph``), None when the failure was a real conflict."""
+        item = self._get(f"SUB#{sub.id}", "SUBSCRIPTION")
+        if item is None:
+            return _NEW
+        if int(item["version"]["N"]) != expected:
+            return None
+        old_hash = item.get("ph", {}).get("S")
+        if old_hash == price_hash(sub):
+            return None
+        old = frozenset(i.price for i in self._load(item, Subscription).items) if old_hash else frozenset()
+        return _PriceChange(exists=True, old_hash=old_hash, old=old)
+
+    def _price_actions(self, sub: Subscription, change: _PriceChange | None) -> list[dict[str, Any]]:
+        if change is None:
+            return []
+        prices = {i.price for i in sub.items}
+        position = list_position(sub)
+        actions: list[dict[str, Any]] = [
+            {
+                "Put": {
+                    "TableName": self._table,
+                    "Item": {
+                        "pk": _s(f"SUB#{sub.id}"),
+                        "sk": _s(f"PRICE#{price}"),
+                        "gsi4pk": _s(f"SUBPRICE#{price}"),
+                        "gsi4sk": _s(position),
+                    },
+                }
+            }
+            for price in sorted(prices - change.old)
+        ]
+        actions += [
+            {"Delete": {"TableName": self._table, "Key": {"pk": _s(f"SUB#{sub.id}"), "sk": _s(f"PRICE#{price}")}}}
+            for price in sorted(change.old - prices)
+        ]
+        return actions
 
     # ------------------------------------------------------------------ due work
     def _due_entries(self, prefix: str, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
@@ -716,6 +1185,9 @@ def capacity_units(op: str, request: dict[str, Any], response: dict[str, Any]) -
         size = item_size(response["Item"]) if "Item" in response else 0
         units = max(1, _ceil_div(size, 4096))
         return "read", units if request.get("ConsistentRead") else units / 2
+    if op == "batch_get_item":  # each item rounded up to 4 KB, eventually consistent
+        found = [i for items in response.get("Responses", {}).values() for i in items]
+        return "read", sum(max(1, _ceil_div(item_size(i), 4096)) for i in found) / 2
     if op == "query":
         size = sum(item_size(i) for i in response.get("Items", []))
         return "read", max(1, _ceil_div(size, 4096)) / 2  # index queries are eventually consistent

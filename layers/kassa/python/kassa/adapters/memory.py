@@ -27,7 +27,7 @@ from pydantic import BaseModel
 
 # the due index's shard function; importing the adapter module loads botocore.exceptions (no boto3,
 # no client or session is created)
-from kassa.adapters.dynamodb import shard_of
+from kassa.adapters.dynamodb import list_position, list_window, shard_of
 from kassa.domain.catalog import Price, Product
 from kassa.domain.credit_notes import CreditNote
 from kassa.domain.customer import Customer, card_expiry_notice_at
@@ -36,7 +36,7 @@ from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
-from kassa.services.ports import Page, WebhookRecord
+from kassa.services.ports import ListQuery, Page, WebhookRecord
 
 __all__ = ["MemoryStore", "shard_of"]
 
@@ -179,15 +179,62 @@ class MemoryStore:
         """Store the coupon (and code) with one more redemption: Conflict unless the stored count is
         the one before (two checkouts racing for the last redemption cannot both get it)."""
         stored_coupon = self.coupons.get(coupon.id)
-        if stored_coupon is None or stored_coupon.times_redeemed != coupon.times_redeemed - 1:
+        if (
+            stored_coupon is None
+            or stored_coupon.times_redeemed != coupon.times_redeemed - 1
+            or stored_coupon.version != coupon.version  # deleted meanwhile
+        ):
             raise Conflict(f"coupon {coupon.id} was redeemed concurrently")
         if code is not None:
             stored_code = self.promotion_codes.get(code.code.upper())
-            if stored_code is None or stored_code.times_redeemed != code.times_redeemed - 1:
+            if (
+                stored_code is None
+                or stored_code.times_redeemed != code.times_redeemed - 1
+                or stored_code.version != code.version  # deactivated meanwhile
+            ):
                 raise Conflict(f"promotion code {code.code} was redeemed concurrently")
             self.promotion_codes[code.code.upper()] = _copy(code)
         self.coupons[coupon.id] = _copy(coupon)
         self.writes += 1
+
+    @staticmethod
+    def _check_merchant_change(stored: Coupon | PromotionCode | None, given: Coupon | PromotionCode) -> None:
+        # DynamoDB condition: attribute_exists(pk) AND version = :v AND times_redeemed = :t
+        if stored is None:
+            raise NotFound(f"no such {type(given).__name__}: {given.id}")
+        if stored.version != given.version or stored.times_redeemed != given.times_redeemed:
+            raise Conflict(f"{type(given).__name__} {given.id} changed; read it again")
+
+    def save_coupon(self, coupon: Coupon) -> Coupon:
+        self._check_merchant_change(self.coupons.get(coupon.id), coupon)
+        saved = coupon.model_copy(update={"version": coupon.version + 1})
+        self.coupons[coupon.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def get_promotion_code_by_id(self, promotion_code_id: str) -> PromotionCode:
+        for code in self.promotion_codes.values():
+            if code.id == promotion_code_id:
+                return _copy(code)
+        raise NotFound(f"no such promotion code: {promotion_code_id}", param="promotion_code")
+
+    def save_promotion_code(self, code: PromotionCode) -> PromotionCode:
+        key = code.code.upper()
+        self._check_merchant_change(self.promotion_codes.get(key), code)
+        saved = code.model_copy(update={"version": code.version + 1})
+        self.promotion_codes[key] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def _created_listing(self, items: list[Any], limit: int, starting_after: str | None) -> Page:
+        # like the adapter's gsi2 listing: only objects with a creation time are listed, newest first
+        return self._page([m for m in items if m.created is not None], limit, starting_after)
+
+    def list_coupons(self, limit: int, starting_after: str | None) -> Page:
+        return self._created_listing(list(self.coupons.values()), limit, starting_after)
+
+    def list_promotion_codes(self, limit: int, starting_after: str | None) -> Page:
+        return self._created_listing(list(self.promotion_codes.values()), limit, starting_after)
 
     # ------------------------------------------------------------------ customers
     def create_customer(self, customer: Customer) -> None:
@@ -214,6 +261,21 @@ class MemoryStore:
         self.writes += 1
         return _copy(saved)
 
+    def change_customer_email(self, customer: Customer, previous_email: str) -> Customer:
+        new_key, old_key = customer.email.strip().lower(), previous_email.strip().lower()
+        owner = self.emails.get(new_key)
+        if owner is not None and owner != customer.id:
+            raise AlreadyExists(f"a customer with email {customer.email} already exists", param="email")
+        self._check_version(self.customers.get(customer.id), customer)
+        if self.emails.get(old_key) != customer.id:
+            raise Conflict(f"customer {customer.id} changed its email meanwhile")
+        saved = customer.model_copy(update={"version": customer.version + 1})
+        self.customers[customer.id] = _copy(saved)
+        del self.emails[old_key]
+        self.emails[new_key] = customer.id
+        self.writes += 1
+        return _copy(saved)
+
     # ------------------------------------------------------------------ subscriptions and invoices
     def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
         if sub.id in self.subscriptions:
@@ -222,7 +284,8 @@ class MemoryStore:
             raise Conflict(f"invoice {invoice.id} already exists")
         final = None
         if invoice is not None:
-            final = invoice.finalize(self._next_number(invoice_prefix), invoice.created)
+            numbered = invoice.gets_number_when_stored
+            final = invoice.finalize(self._next_number(invoice_prefix), invoice.created) if numbered else invoice
             self.invoices[final.id] = _copy(final)
         self.subscriptions[sub.id] = _copy(sub)
         self.writes += 1
@@ -249,6 +312,13 @@ class MemoryStore:
     def find_invoice(self, invoice_id: str) -> Invoice | None:
         found = self.invoices.get(invoice_id)
         return _copy(found) if found is not None else None
+
+    def find_invoice_by_payment_intent(self, payment_intent: str) -> Invoice | None:
+        # like the adapter's index: only paid invoices are found by their payment
+        for invoice in self.invoices.values():
+            if invoice.status is InvoiceStatus.PAID and invoice.payment_intent == payment_intent:
+                return _copy(invoice)
+        return None
 
     def save_invoice(self, invoice: Invoice) -> Invoice:
         self._check_version(self.invoices.get(invoice.id), invoice)
@@ -290,11 +360,55 @@ class MemoryStore:
         self.writes += 1
         return _copy(sub2), _copy(final)
 
+    def finalize_invoice(
+        self, invoice: Invoice, invoice_prefix: str, sub: Subscription | None = None
+    ) -> tuple[Invoice, Subscription | None]:
+        # one transaction: both versions are checked, then the number is taken and both are written
+        self._check_version(self.invoices.get(invoice.id), invoice)
+        if sub is not None:
+            self._check_version(self.subscriptions.get(sub.id), sub)
+        numbered = invoice.with_number(format_number(invoice_prefix, self.invoice_seq + 1))
+        self.invoice_seq += 1
+        final = numbered.model_copy(update={"version": invoice.version + 1})
+        self.invoices[final.id] = _copy(final)
+        saved_sub = None
+        if sub is not None:
+            saved_sub = sub.model_copy(update={"version": sub.version + 1})
+            self.subscriptions[sub.id] = _copy(saved_sub)
+        self.writes += 1
+        return _copy(final), _copy(saved_sub) if saved_sub is not None else None
+
     def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page:
         return self._page([i for i in self.invoices.values() if i.customer == customer_id], limit, starting_after)
 
     def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]:
         return list(self._page([s for s in self.subscriptions.values() if s.customer == customer_id], 100, None).items)
+
+    # ------------------------------------------------------------------ merchant-wide listings
+    def _merchant_listing(self, query: ListQuery, kind: str, objects: dict[str, Any]) -> Page:
+        """The adapter's listing semantics (``kassa.adapters.dynamodb.list_window``): positions
+        ``<created, whole seconds>#<id>``, newest first; the cursor must be an object of this kind."""
+        cursor_id, param = (
+            (query.starting_after, "starting_after") if query.starting_after else (query.ending_before, "ending_before")
+        )
+        cursor = None
+        if cursor_id:
+            if cursor_id.split("_", 1)[0] != kind:
+                raise InvalidInput(f"{cursor_id} is not in this list", param=param)
+            if cursor_id not in objects:
+                raise NotFound(f"no such object {cursor_id}", param=param)
+            cursor = list_position(objects[cursor_id])
+        page = list_window(list(objects.values()), query, cursor)
+        return Page([_copy(m) for m in page.items], page.has_more)
+
+    def list_customers(self, query: ListQuery) -> Page:
+        return self._merchant_listing(query, "cus", self.customers)
+
+    def list_subscriptions(self, query: ListQuery) -> Page:
+        return self._merchant_listing(query, "sub", self.subscriptions)
+
+    def list_invoices(self, query: ListQuery) -> Page:
+        return self._merchant_listing(query, "in", self.invoices)
 
     def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
         """Finalized invoices whose tax point is in [start, end], by tax date (then id), like gsi3."""

@@ -18,7 +18,7 @@ from kassa.adapters import usage
 from kassa.domain.customer import Address, CardSummary
 from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.money import Money
-from kassa.services.ports import ChargeResult, ChargeStatus, SetupIntentInfo, charge_result_from_intent
+from kassa.services.ports import ChargeResult, ChargeStatus, RefundInfo, SetupIntentInfo, charge_result_from_intent
 
 # Off-session authentication failures Stripe reports as card errors with these codes.
 _AUTH_CODES = {"authentication_required", "payment_intent_authentication_failure"}
@@ -36,6 +36,7 @@ class StripeGateway:
             kwargs["base_addresses"] = {"api": api_base}
         self._client = StripeClient(secret_key, **kwargs)
         self._publishable_key = publishable_key
+        self._local = api_base is not None  # localstripe (or another Stripe double)
 
     @property
     def publishable_key(self) -> str:
@@ -105,6 +106,27 @@ class StripeGateway:
         value = (found.get("metadata") or {}).get("kassa_customer")
         return value if isinstance(value, str) and value else None
 
+    def update_customer(
+        self,
+        *,
+        customer: str,
+        email: str,
+        name: str | None,
+        address: Address,
+        preferred_locale: str,
+        kassa_id: str,
+    ) -> None:
+        """Bring the Stripe customer in line with kassa's (the whole state, so a retry repairs it);
+        ``""`` unsets the name, as Stripe's API does."""
+        params: dict[str, Any] = {
+            "email": email,
+            "name": name or "",
+            "address": address.model_dump(exclude_none=True),
+            "preferred_locales": [preferred_locale],
+            "metadata": {"kassa_customer": kassa_id},
+        }
+        self._do("customers.update", self._client.v1.customers.update, customer, params)
+
     def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary:
         try:
             pm = self._do(
@@ -161,14 +183,36 @@ class StripeGateway:
 
     def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str:
         """Refund part or all of a payment; keyed on the credit note so a retry refunds once."""
+        return self.create_refund(payment_intent=payment_intent, amount=amount, credit_note_id=credit_note_id).id
+
+    def create_refund(
+        self, *, payment_intent: str, amount: Money, credit_note_id: str, reason: str | None = None
+    ) -> RefundInfo:
+        """Refund part or all of a payment; keyed on the credit note so a retry refunds once. The
+        metadata names the note, so the refund's webhooks are recognised as kassa's own."""
+        params: dict[str, Any] = {
+            "payment_intent": payment_intent,
+            "amount": amount.amount,
+            "metadata": {"kassa_credit_note": credit_note_id, **({"kassa_reason": reason} if reason else {})},
+        }
+        if reason and not self._local:  # localstripe refuses ``reason``; Stripe keeps it on the refund
+            params["reason"] = reason
         refund = self._do(
             "refunds.create",
             self._client.v1.refunds.create,
-            {
-                "payment_intent": payment_intent,
-                "amount": amount.amount,
-                "metadata": {"kassa_credit_note": credit_note_id},
-            },
+            params,
             {"idempotency_key": f"kassa-refund-{credit_note_id}"},
         )
-        return str(refund["id"])
+        return RefundInfo(
+            id=str(refund["id"]),
+            status=str(refund.get("status") or "succeeded"),
+            amount=int(refund.get("amount") or amount.amount),
+        )
+
+    def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
+        try:
+            intent = self._do("payment_intents.retrieve", self._client.v1.payment_intents.retrieve, payment_intent)
+        except NotFound:
+            return None
+        value = (intent.get("metadata") or {}).get("kassa_invoice")
+        return value if isinstance(value, str) and value else None

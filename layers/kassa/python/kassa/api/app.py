@@ -22,8 +22,11 @@ from kassa.api.models import (
     CompleteIn,
     CouponIn,
     CustomerIn,
+    CustomerUpdateIn,
+    DiscountIn,
     InvoiceItemIn,
     PauseCollectionIn,
+    PayIn,
     PortalConfirmIn,
     PortalTokenIn,
     PriceIn,
@@ -31,11 +34,14 @@ from kassa.api.models import (
     ProductIn,
     ProductUpdateIn,
     PromotionCodeIn,
+    PromotionCodeUpdateIn,
+    RefundIn,
 )
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
 from kassa.domain.credit_notes import CreditNoteRequest
 from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.links import LinkRefused, sign_link, verify_link
 from kassa.domain.settings import MerchantSettings
 from kassa.services import (
@@ -46,10 +52,14 @@ from kassa.services import (
     coupons,
     credit_notes,
     customers,
+    invoice_actions,
     invoicing,
+    listing,
     pausing,
+    payments,
     plan_changes,
 )
+from kassa.services.ports import ChargeStatus
 
 app = new_app()
 app.enable_swagger(
@@ -192,6 +202,71 @@ def create_promotion_code(body: PromotionCodeIn) -> Response[dict[str, Any]]:
     return created(obj("promotion_code", promo))
 
 
+@app.get("/v1/coupons", tags=["coupons"])
+def list_coupons() -> dict[str, Any]:
+    """Coupons, newest first; ``active=true|false``: only those that can (cannot) be redeemed now."""
+    result = coupons.list_coupons(
+        container.billing(with_gateway=False),
+        _limit(),
+        app.current_event.get_query_string_value("starting_after"),
+        _active_filter(),
+    )
+    return page("coupon", result.items, result.has_more)
+
+
+@app.delete("/v1/coupons/<coupon_id>", tags=["coupons"])
+def delete_coupon(coupon_id: str) -> dict[str, Any]:
+    """Delete a coupon: it can no longer be redeemed (nor its codes); discounts made from it go on."""
+    coupon = coupons.delete_coupon(container.billing(with_gateway=False), coupon_id)
+    return {"id": coupon.id, "object": "coupon", "deleted": True}
+
+
+@app.get("/v1/promotion_codes", tags=["coupons"])
+def list_promotion_codes() -> dict[str, Any]:
+    """Promotion codes, newest first; ``active=true|false``, ``code=`` (case-insensitive), ``coupon=``."""
+    query = app.current_event.get_query_string_value
+    result = coupons.list_promotion_codes(
+        container.billing(with_gateway=False),
+        _limit(),
+        query("starting_after"),
+        _active_filter(),
+        code=query("code"),
+        coupon=query("coupon"),
+    )
+    return page("promotion_code", result.items, result.has_more)
+
+
+@app.get("/v1/promotion_codes/<promotion_code_id>", tags=["coupons"])
+def get_promotion_code(promotion_code_id: str) -> dict[str, Any] | None:
+    return obj("promotion_code", container.store().get_promotion_code_by_id(promotion_code_id))
+
+
+@app.post("/v1/promotion_codes/<promotion_code_id>", tags=["coupons"])
+def update_promotion_code(promotion_code_id: str, body: PromotionCodeUpdateIn) -> dict[str, Any] | None:
+    """Deactivate (``active: false``) or reactivate a code; publishes promotion_code.updated."""
+    promo = coupons.update_promotion_code(container.billing(with_gateway=False), promotion_code_id, body.active)
+    return obj("promotion_code", promo)
+
+
+@app.post("/v1/subscriptions/<subscription_id>/discount", tags=["coupons"])
+def apply_subscription_discount(subscription_id: str, body: DiscountIn) -> dict[str, Any] | None:
+    """Redeem a coupon or promotion code for a running subscription (the checkout's rules), replacing
+    its discount; the first invoice it covers is the next one."""
+    if (body.coupon is None) == (body.promotion_code is None):
+        raise InvalidInput("give a coupon or a promotion_code (one of them)", param="coupon")
+    sub = coupons.apply_subscription_discount(
+        container.billing(with_gateway=False), subscription_id, body.coupon, body.promotion_code
+    )
+    return obj("subscription", sub)
+
+
+@app.delete("/v1/subscriptions/<subscription_id>/discount", tags=["coupons"])
+def remove_subscription_discount(subscription_id: str) -> dict[str, Any] | None:
+    """Remove the subscription's discount: the next invoices are not discounted."""
+    billing = container.billing(with_gateway=False)
+    return obj("subscription", coupons.remove_subscription_discount(billing, subscription_id))
+
+
 # ---------------------------------------------------------------- customers
 @app.post("/v1/customers", tags=["customers"])
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
@@ -204,6 +279,19 @@ def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
 @app.get("/v1/customers/<customer_id>", tags=["customers"])
 def get_customer(customer_id: str) -> dict[str, Any] | None:
     return obj("customer", container.store().get_customer(customer_id))
+
+
+@app.post("/v1/customers/<customer_id>", tags=["customers"])
+def update_customer(customer_id: str, body: CustomerUpdateIn) -> dict[str, Any] | None:
+    """Change email (unique: 409 naming email), name, address, preferred_locale, tax_id or tax_exempt;
+    the Stripe customer follows; publishes customer.updated with the previous values."""
+    changes: dict[str, Any] = {}
+    for key in body.model_fields_set:
+        value = getattr(body, key)
+        if value is None and key not in ("name", "tax_id"):
+            raise InvalidInput(f"{key} cannot be null", param=key)
+        changes[key] = None if value == "" and key in ("name", "tax_id") else value
+    return obj("customer", customers.update_customer(container.billing(), customer_id, changes))
 
 
 @app.get("/v1/customers/<customer_id>/invoices", tags=["invoices"])
@@ -255,7 +343,13 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
         {
             "subscription": obj("subscription", result.subscription),
             "invoice": obj("invoice", result.invoice),
-            "customer": obj("customer", result.customer),
+            # never more of the customer than who it is: whoever calls checkout learns nothing else
+            "customer": {
+                "object": "customer",
+                "id": result.customer.id,
+                "email": result.customer.email,
+                "name": result.customer.name,
+            },
             "client_secret": result.setup_intent.client_secret,
             "setup_intent_id": result.setup_intent.id,
             "publishable_key": result.publishable_key,
@@ -395,6 +489,72 @@ def get_invoice(invoice_id: str) -> dict[str, Any] | None:
     return obj("invoice", container.store().get_invoice(invoice_id))
 
 
+@app.post("/v1/invoices/<invoice_id>/finalize", tags=["invoices"])
+def finalize_invoice(invoice_id: str) -> dict[str, Any] | None:
+    """draft → open with the next invoice number (e.g. a draft kept while collection was paused)."""
+    return obj("invoice", invoice_actions.finalize(container.billing(with_gateway=False), invoice_id))
+
+
+@app.post("/v1/invoices/<invoice_id>/pay", tags=["invoices"])
+def pay_invoice(invoice_id: str, body: PayIn) -> Response[dict[str, Any]]:
+    """Charge an open or uncollectible invoice now with the customer's default card, or mark it paid
+    without charging (``paid_out_of_band``). A declined charge is a 402 ``card_error``."""
+    billing = container.billing(with_gateway=not body.paid_out_of_band)
+    result = invoice_actions.pay(billing, invoice_id, paid_out_of_band=body.paid_out_of_band)
+    charge = result.charge
+    unpaid = result.invoice is not None and result.invoice.status is not InvoiceStatus.PAID
+    if unpaid and charge is not None and charge.status in (ChargeStatus.DECLINED, ChargeStatus.REQUIRES_ACTION):
+        code = charge.decline_code or charge.code or "card_declined"
+        message = f"invoice {invoice_id} was not paid: {charge.message or code}"
+        return error_response(402, "card_error", code, message, "payment_method")
+    return Response(status_code=200, content_type="application/json", body=obj("invoice", result.invoice))
+
+
+@app.post("/v1/invoices/<invoice_id>/void", tags=["invoices"])
+def void_invoice(invoice_id: str) -> dict[str, Any] | None:
+    """open or uncollectible → void; a paid invoice cannot be voided (409)."""
+    return obj("invoice", invoice_actions.void(container.billing(with_gateway=False), invoice_id))
+
+
+@app.post("/v1/invoices/<invoice_id>/mark_uncollectible", tags=["invoices"])
+def mark_invoice_uncollectible(invoice_id: str) -> dict[str, Any] | None:
+    """open → uncollectible: written off, no more retries (it can still be paid)."""
+    return obj("invoice", invoice_actions.mark_uncollectible(container.billing(with_gateway=False), invoice_id))
+
+
+# ---------------------------------------------------------------- lists and search (merchant-wide)
+def _list_params() -> dict[str, str | None]:
+    return dict(app.current_event.query_string_parameters or {})
+
+
+def _list(kind: str, path: str, result: Any) -> dict[str, Any]:
+    return {**page(kind, result.items, result.has_more), "url": path}
+
+
+@app.get("/v1/customers", tags=["customers"])
+def list_customers() -> dict[str, Any]:
+    """Customers, newest first; ``email`` (exact, case-insensitive), ``created[gte|gt|lte|lt]`` (unix
+    seconds or ISO 8601), ``limit``, ``starting_after`` / ``ending_before``."""
+    result = listing.list_customers(container.store(), _list_params(), _limit())
+    return _list("customer", "/v1/customers", result)
+
+
+@app.get("/v1/subscriptions", tags=["subscriptions"])
+def list_subscriptions() -> dict[str, Any]:
+    """Subscriptions, newest first; ``status`` (a status, ``all``, ``ended``; default: all but canceled),
+    ``price``, ``customer``, ``created[gte|gt|lte|lt]``, ``limit``, ``starting_after`` / ``ending_before``."""
+    result = listing.list_subscriptions(container.store(), _list_params(), _limit())
+    return _list("subscription", "/v1/subscriptions", result)
+
+
+@app.get("/v1/invoices", tags=["invoices"])
+def list_invoices() -> dict[str, Any]:
+    """Invoices, newest first; ``status``, ``customer``, ``created[gte|gt|lte|lt]`` (unix seconds or ISO
+    8601), ``limit``, ``starting_after`` / ``ending_before``."""
+    result = listing.list_invoices(container.store(), _list_params(), _limit())
+    return _list("invoice", "/v1/invoices", result)
+
+
 # ---------------------------------------------------------------- dunning and customer emails
 def _public_base() -> str:
     """Where this API is reachable from a browser: KASSA_PUBLIC_URL, else the request's host and stage."""
@@ -464,7 +624,8 @@ def email_json(record: Any) -> dict[str, Any]:
 def dunning_figures() -> dict[str, Any]:
     """Recovery figures for invoices with a tax point in [from, to] (default: this year so far):
     invoices recovered, amounts recovered per currency, recovery rate overall and by decline code."""
-    from kassa.services.dunning import figures_json, recovery_figures
+    from kassa.api.shapes import figures_json
+    from kassa.services.dunning import recovery_figures
 
     today = container.now().date()
     start = _parse_day("from", date(today.year, 1, 1))
@@ -515,7 +676,9 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
         raise LinkRefused("this link is not valid", param="token") from error
     intent = customers.card_setup_intent(billing, customer.id, link.purpose)
     card = customer.default_payment_method
-    invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.number is not None]
+    # what a new card pays: the open invoices (a pending checkout's first one has no number until it
+    # is paid); written-off (uncollectible) invoices are not due from the customer
+    invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.retried_on_new_card]
     return {
         "purpose": link.purpose,
         "customer": {"name": customer.name, "email": customer.email},
@@ -552,3 +715,34 @@ def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
             if r.invoice is not None
         ],
     }
+
+
+# ------------------------------------------------------------------ refunds, disputes, fraud warnings
+# (docs/payments.md)
+@app.post("/v1/refunds", tags=["payments"])
+def create_refund(body: RefundIn) -> Response[dict[str, Any]]:
+    """Refund part or all of a paid invoice's payment through Stripe (a post-payment credit note).
+    An ``Idempotency-Key`` header makes a retried request answer with the first refund."""
+    key = app.current_event.headers.get("Idempotency-Key") or None
+    invoice, refund = payments.refund_invoice(container.billing(), body.invoice, body.amount, body.reason, key)
+    return created({"object": "refund", **refund.model_dump(mode="json"), "invoice": obj("invoice", invoice)})
+
+
+@app.get("/v1/refunds", tags=["payments"])
+def list_refunds() -> dict[str, Any]:
+    invoice_id = app.current_event.get_query_string_value("invoice", "") or ""
+    if not invoice_id:
+        raise InvalidInput("invoice is required", param="invoice")
+    invoice = container.store().get_invoice(invoice_id)
+    data = [{"object": "refund", "invoice": invoice.id, **r.model_dump(mode="json")} for r in invoice.refunds]
+    return {"object": "list", "data": data, "has_more": False}
+
+
+@app.get("/v1/payments/figures", tags=["payments"])
+def payment_figures() -> dict[str, Any]:
+    """Refunds, disputes (by status, amount lost) and fraud warnings over invoices with a tax point
+    in [from, to]."""
+    today = container.now().date()
+    start = _parse_day("from", today.replace(day=1))
+    end = _parse_day("to", today)
+    return payments.figures(container.store(), start, end)

@@ -25,6 +25,7 @@ from kassa.domain.discounts import Duration
 from kassa.domain.items import ItemChange
 from kassa.domain.money import normalize_currency
 from kassa.domain.pausing import PauseBehavior
+from kassa.domain.payments import RefundReason
 from kassa.domain.periods import Interval
 from kassa.domain.pricing import BillingScheme, PriceTerms, TiersMode
 from kassa.domain.proration import ProrationBehavior
@@ -307,3 +308,50 @@ class PortalTokenIn(Strict):
 
 class PortalConfirmIn(PortalTokenIn):
     setup_intent_id: str = Field(min_length=1, description="the SetupIntent confirmed by Stripe.js")
+
+
+class PayIn(Strict):
+    paid_out_of_band: bool = Field(
+        default=False, description="mark the invoice paid without charging (the money came another way)"
+    )
+
+
+class RefundIn(Strict):
+    invoice: str = Field(min_length=1, description="the paid invoice whose payment is refunded")
+    amount: StrictInt | None = Field(
+        default=None, ge=1, le=99_999_999, description="minor units; default: all that is left refundable"
+    )
+    reason: RefundReason | None = None
+
+
+class CustomerUpdateIn(Strict):
+    """``POST /v1/customers/{id}``: only the fields given change; null (or ``""``) removes name or tax_id."""
+
+    email: str | None = Field(
+        default=None, pattern=EMAIL_PATTERN, max_length=254, description="unique (case-insensitive)"
+    )
+    name: str | None = Field(default=None, max_length=250)
+    address: Address | None = Field(default=None, description="invoices finalized from now on are taxed from it")
+    preferred_locale: str | None = None
+    tax_id: str | None = Field(
+        default=None, max_length=40, description="EU VAT number with its country prefix, or a national business number"
+    )
+    tax_exempt: StrictBool | None = None
+
+    @field_validator("preferred_locale")
+    @classmethod
+    def _locale(cls, value: str | None) -> str | None:
+        if value is not None and value not in SUPPORTED_LOCALES:
+            raise ValueError(f"preferred_locale must be one of {', '.join(SUPPORTED_LOCALES)}")
+        return value
+
+
+class DiscountIn(Strict):
+    """``POST /v1/subscriptions/{id}/discount``: a coupon or a customer-entered promotion code."""
+
+    coupon: str | None = Field(default=None, min_length=1)
+    promotion_code: str | None = Field(default=None, min_length=1, description="the code, as the customer typed it")
+
+
+class PromotionCodeUpdateIn(Strict):
+    active: StrictBool = Field(description="false: the code can no longer be redeemed (true reactivates it)")

@@ -28,6 +28,7 @@ from kassa.domain.errors import CurrencyMismatch, IllegalTransition, InvalidInpu
 from kassa.domain.ids import derived_id
 from kassa.domain.invoice import Invoice, InvoiceLine, InvoiceStatus
 from kassa.domain.money import normalize_currency
+from kassa.domain.payments import refunded_before_note
 
 
 class CreditNoteReason(StrEnum):
@@ -243,9 +244,11 @@ def issue_credit_note(
                 f"but the credit note total is {total}",
                 param="refund_amount",
             )
-        if refund > invoice.amount_paid - state.refunded:
+        # refunds made outside kassa (the Stripe dashboard) count too: one limit for every refund
+        already = refunded_before_note(invoice.refunds, invoice.charge_amount_refunded, state.refunded, credit_note_id)
+        if refund > invoice.amount_paid - already:
             raise InvalidInput(
-                f"refund_amount {refund} exceeds the {invoice.amount_paid - state.refunded} paid and not yet refunded",
+                f"refund_amount {refund} exceeds the {max(0, invoice.amount_paid - already)} paid and not yet refunded",
                 param="refund_amount",
             )
         amount_due = invoice.amount_due

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
+
+from kassa.domain.errors import InvalidInput
 
 SUPPORTED_LOCALES = ("en", "nl", "de", "fr")
 
@@ -51,6 +54,8 @@ class Customer(BaseModel):
     default_payment_method: CardSummary | None = None
     # "<payment method>:<YYYY-MM>" of the card whose card_expiring email was sent (once per card and expiry)
     card_expiring_notified: str | None = None
+    # Radar early fraud warnings on this customer's charges (settings.fraud.early_warning = flag)
+    fraud_warnings: list[str] = Field(default_factory=list)
     created: datetime
     version: int = 0
 
@@ -74,3 +79,35 @@ def card_expiry_notice_at(customer: Customer) -> datetime | None:
         return None
     year, month = (card.exp_year, card.exp_month - 1) if card.exp_month > 1 else (card.exp_year - 1, 12)
     return datetime(year, month, 1, tzinfo=UTC)
+
+
+#: what ``POST /v1/customers/{id}`` may change (Stripe's customer update, the fields kassa keeps)
+UPDATABLE_FIELDS = ("email", "name", "address", "preferred_locale", "tax_id", "tax_exempt")
+_CLEARABLE = ("name", "tax_id")
+
+
+def email_key(email: str) -> str:
+    """Emails are unique case-insensitively: the stores' lookup index keys on this."""
+    return email.strip().lower()
+
+
+def update_customer(customer: Customer, changes: dict[str, Any]) -> tuple[Customer, dict[str, Any]]:
+    """The customer with ``changes`` applied and the previous values of what changed (Stripe's
+    ``previous_attributes``). Only :data:`UPDATABLE_FIELDS`; ``name`` and ``tax_id`` may be cleared
+    (None). A changed address or tax id only affects invoices taxed from now on: finalized invoices
+    keep the tax they were issued with."""
+    for key, value in changes.items():
+        if key not in UPDATABLE_FIELDS:
+            raise InvalidInput(f"{key} cannot be changed", param=key)
+        if value is None and key not in _CLEARABLE:
+            raise InvalidInput(f"{key} cannot be null", param=key)
+    if "preferred_locale" in changes and changes["preferred_locale"] not in SUPPORTED_LOCALES:
+        raise InvalidInput(f"preferred_locale must be one of {', '.join(SUPPORTED_LOCALES)}", param="preferred_locale")
+    if "tax_id" in changes and isinstance(changes["tax_id"], str) and not changes["tax_id"].strip():
+        changes = {**changes, "tax_id": None}
+    changed = {key: value for key, value in changes.items() if getattr(customer, key) != value}
+    previous = {
+        key: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+        for key, value in ((key, getattr(customer, key)) for key in changed)
+    }
+    return customer.model_copy(update=changed), previous

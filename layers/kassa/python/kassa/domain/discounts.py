@@ -23,9 +23,9 @@ A line is eligible when the coupon has no ``applies_to`` or the line's product i
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
 from typing import Protocol
@@ -34,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kassa.domain.errors import CurrencyMismatch, InvalidInput
 from kassa.domain.ids import derived_id
-from kassa.domain.invoice import Invoice
+from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.money import Money, Rounding, normalize_currency, round_fraction
 from kassa.domain.periods import Interval, boundary, ensure_utc
 
@@ -97,6 +97,7 @@ class Coupon(BaseModel):
     times_redeemed: StrictInt = 0
     valid: bool = True  # false once deleted by the merchant
     created: datetime | None = None
+    version: StrictInt = 0  # the merchant's changes (deletion); redemptions are counted by times_redeemed
 
     @field_validator("percent_off", mode="before")
     @classmethod
@@ -159,6 +160,8 @@ class PromotionCode(BaseModel):
     expires_at: datetime | None = None
     customer: str | None = None  # only this customer may redeem it
     first_time_transaction: bool = False  # only customers who never paid before
+    created: datetime | None = None
+    version: StrictInt = 0  # the merchant's changes (active); redemptions are counted by times_redeemed
 
     @field_validator("code")
     @classmethod
@@ -473,3 +476,33 @@ def discount_invoice(
         }
     )
     return discounted, record_discounted_invoice(discount)
+
+
+# ---------------------------------------------------------------- the merchant's changes (Stripe's rules)
+def delete_coupon(coupon: Coupon) -> Coupon:
+    """Stripe: a deleted coupon can no longer be redeemed (``valid`` false); discounts already made
+    from it carry their own copy of the coupon and go on applying."""
+    return coupon if not coupon.valid else coupon.model_copy(update={"valid": False})
+
+
+def set_code_active(code: PromotionCode, active: bool, coupon: Coupon) -> PromotionCode:
+    """Deactivate or reactivate a promotion code; a code of a deleted coupon cannot be reactivated."""
+    if active and not code.active and not coupon.valid:
+        raise InvalidInput(f"the coupon {coupon.id} of this code was deleted; it cannot be reactivated", param="active")
+    return code.model_copy(update={"active": active, "coupon": coupon})
+
+
+def has_prior_transactions(invoices: Iterable[Invoice]) -> bool:
+    """Stripe's ``first_time_transaction``: a customer with any successful payment — a paid invoice,
+    or an invoice with money paid towards it — is not a first-time customer. Open, void or draft
+    invoices with nothing paid do not count."""
+    return any(invoice.status is InvoiceStatus.PAID or invoice.amount_paid > 0 for invoice in invoices)
+
+
+def running_discount_start(now: datetime, current_period_start: datetime) -> datetime:
+    """When a discount attached to a running subscription starts: now, so the first invoice it covers
+    is the next period's (``discount_applies`` wants the period to start at or after it). Attached
+    at the very second a period started (after that period's invoice was made) it starts one second
+    later, so that period is not counted as covered."""
+    now = ensure_utc(now).replace(microsecond=0)
+    return now + timedelta(seconds=1) if now <= ensure_utc(current_period_start) else now

@@ -38,6 +38,7 @@ from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import Invoice, InvoiceStatus, PaymentError
 from kassa.domain.money import Money, normalize_currency
 from kassa.domain.periods import ensure_utc
+from kassa.domain.subscription import Status, Subscription
 
 # The email templates kassa ships (kassa.emails renders them; a test keeps both lists equal). A
 # ladder may name another template only when the merchant supplies it (see OverdueLadder.validated).
@@ -321,6 +322,9 @@ class DunningAction(StrEnum):
     ASK_FOR_CARD = "ask_for_card"  # hard decline or no card: no retry, email a card-update link
     SEND_AUTH_LINK = "send_auth_link"  # authentication required: email a link, no blind retry
     STOP = "stop"  # paid (or void / uncollectible): nothing more to collect
+    # a checkout's first payment failed: not dunned (no retry: the checkout expires after 23 h);
+    # the customer is asked once to complete the payment before ``until``
+    COMPLETE_CHECKOUT = "complete_checkout"
     EXHAUSTED = "exhausted"  # the schedule is used up: apply ``final_action``
 
 
@@ -335,10 +339,17 @@ class InvoiceDunningState:
     last_error: PaymentError | None
     first_failure_at: datetime | None  # when attempt 1 (or the first failed attempt) failed
     has_payment_method: bool = True
+    # the invoice is the first one of a checkout still incomplete: when the checkout expires
+    checkout_expires_at: datetime | None = None
 
     @classmethod
     def of(
-        cls, invoice: Invoice, *, first_failure_at: datetime | None, has_payment_method: bool
+        cls,
+        invoice: Invoice,
+        *,
+        first_failure_at: datetime | None,
+        has_payment_method: bool,
+        checkout_expires_at: datetime | None = None,
     ) -> InvoiceDunningState:
         return cls(
             invoice_id=invoice.id,
@@ -348,7 +359,19 @@ class InvoiceDunningState:
             last_error=invoice.last_payment_error,
             first_failure_at=first_failure_at,
             has_payment_method=has_payment_method,
+            checkout_expires_at=checkout_expires_at,
         )
+
+
+def checkout_deadline(sub: Subscription | None, invoice_id: str) -> datetime | None:
+    """When the checkout that ``invoice_id`` belongs to expires, if it is that checkout's first
+    invoice and the subscription is still ``incomplete`` (None otherwise: the invoice is dunned).
+
+    Such an invoice is not dunned: Stripe does not retry an incomplete subscription's first payment,
+    and the checkout expires (→ ``incomplete_expired``, the invoice voided) long before any retry."""
+    if sub is None or sub.status is not Status.INCOMPLETE or sub.latest_invoice != invoice_id:
+        return None
+    return sub.incomplete_expires_at
 
 
 @dataclass(frozen=True)
@@ -376,6 +399,9 @@ def dunning_step(state: InvoiceDunningState, schedule: RetrySchedule, now: datet
 
     * paid / void / uncollectible → STOP;
     * never charged, attempt in flight or processing → WAIT;
+    * the first invoice of a checkout still incomplete → COMPLETE_CHECKOUT: no retry, and while the
+      checkout has not expired, one ``payment_failed`` email asking to complete the payment before
+      ``until`` (the expiry; there is no retry date to promise);
     * no payment method or a hard decline → ASK_FOR_CARD (email ``payment_failed`` once per failed
       attempt) until the window has passed, then EXHAUSTED;
     * authentication required → SEND_AUTH_LINK (email ``authentication_required`` once per attempt)
@@ -394,6 +420,16 @@ def dunning_step(state: InvoiceDunningState, schedule: RetrySchedule, now: datet
     if state.attempt_outcome in (None, "processing", "succeeded"):
         reason = state.attempt_outcome or "in_flight"
         return DunningDecision(DunningAction.WAIT, reason, key=f"{invoice}:wait:{attempt}")
+    if state.checkout_expires_at is not None:
+        expires = ensure_utc(state.checkout_expires_at)
+        error = state.last_error
+        return DunningDecision(
+            DunningAction.COMPLETE_CHECKOUT,
+            (error.decline_code or error.code) if error else "unknown",
+            until=expires,
+            email="payment_failed" if now < expires else None,
+            key=f"{invoice}:checkout",
+        )
     if state.first_failure_at is None:
         raise InvalidInput("a failed invoice needs the time of its first failure", param="first_failure_at")
     first = ensure_utc(state.first_failure_at)

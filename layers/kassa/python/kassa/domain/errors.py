@@ -50,3 +50,9 @@ class PaymentProviderError(Unavailable):
     """The payment processor could not be reached or answered an unexpected error; retryable."""
 
     code = "payment_provider_error"
+
+
+class CustomerExists(AlreadyExists):
+    """A checkout gave the email of an existing customer: the merchant's back end passes customer_id."""
+
+    code = "customer_exists"

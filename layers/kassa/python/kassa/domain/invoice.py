@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.errors import IllegalTransition
 from kassa.domain.ids import derived_id
+from kassa.domain.payments import FraudWarning, InvoiceDispute, InvoiceRefund
 from kassa.domain.periods import Period
 from kassa.domain.subscription import Subscription
 
@@ -35,6 +36,42 @@ INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
 
 #: the statuses in which an invoice can still be charged (a written-off invoice can still be paid)
 COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
+class InvoiceAction(StrEnum):
+    """What a merchant can do to an invoice (Stripe's invoice actions)."""
+
+    FINALIZE = "finalize"
+    PAY = "pay"
+    VOID = "void"
+    MARK_UNCOLLECTIBLE = "mark_uncollectible"
+
+
+#: each action's target status and the statuses it may start from (Stripe: a draft is finalized,
+#: an open or uncollectible invoice is paid or voided, an open one is marked uncollectible; a paid
+#: or void invoice never changes again)
+INVOICE_ACTIONS: dict[InvoiceAction, tuple[InvoiceStatus, frozenset[InvoiceStatus]]] = {
+    InvoiceAction.FINALIZE: (InvoiceStatus.OPEN, frozenset({InvoiceStatus.DRAFT})),
+    InvoiceAction.PAY: (InvoiceStatus.PAID, frozenset(COLLECTABLE)),
+    InvoiceAction.VOID: (InvoiceStatus.VOID, frozenset(COLLECTABLE)),
+    InvoiceAction.MARK_UNCOLLECTIBLE: (InvoiceStatus.UNCOLLECTIBLE, frozenset({InvoiceStatus.OPEN})),
+}
+
+
+def action_needed(invoice: Invoice, action: InvoiceAction) -> bool:
+    """Whether ``action`` changes ``invoice``: False when it is already done (asking again answers the
+    same invoice); an action the status does not allow is an IllegalTransition naming both statuses."""
+    target, sources = INVOICE_ACTIONS[action]
+    if invoice.status is target:
+        return False
+    if invoice.status not in sources:
+        allowed = " or ".join(sorted(s.value for s in sources))
+        raise IllegalTransition(
+            f"invoice {invoice.id} cannot go from {invoice.status.value} to {target.value}: "
+            f"{action.value} needs an invoice that is {allowed}",
+            param="status",
+        )
+    return True
 
 
 class BillingReason(StrEnum):
@@ -87,6 +124,7 @@ class Invoice(BaseModel):
     amount_due: int
     amount_paid: int = 0
     keep_as_draft: bool = False  # generated while collection was paused with keep_as_draft: not finalized
+    paid_out_of_band: bool = False  # marked paid by the merchant (POST /v1/invoices/{id}/pay), nothing charged
     total_discount: int = 0  # the coupon's part, already taken off the lines
     discount: str | None = None  # the coupon and how its amounts were computed and rounded
     pre_payment_credit_notes_amount: int = 0
@@ -120,6 +158,15 @@ class Invoice(BaseModel):
     tax_note: str | None = None  # legal mention (reverse charge)
     customer_tax_id: str | None = None
     customer_country: str | None = None
+    # after payment (kassa.domain.payments, docs/payments.md): refunds by whoever made them, disputes,
+    # early fraud warnings; ``charge`` is the Stripe charge of ``payment_intent`` once an event named it
+    charge: str | None = None
+    amount_refunded: int = 0
+    charge_amount_refunded: int = 0  # the charge's own figure (charge.refunded), when Stripe reported one
+    refunds: list[InvoiceRefund] = Field(default_factory=list)
+    disputes: list[InvoiceDispute] = Field(default_factory=list)
+    amount_disputed_lost: int = 0  # what lost disputes took back
+    fraud_warnings: list[FraudWarning] = Field(default_factory=list)
     version: int = 0
 
     def transition(self, target: InvoiceStatus, now: datetime) -> Invoice:
@@ -132,6 +179,8 @@ class Invoice(BaseModel):
             changes.update(paid_at=now, amount_paid=self.amount_due, last_payment_error=None, next_dunning_at=None)
         elif target is InvoiceStatus.VOID:
             changes.update(voided_at=now, next_dunning_at=None)
+        elif target is InvoiceStatus.UNCOLLECTIBLE:  # written off: its dunning ends
+            changes.update(next_dunning_at=None)
         return self.model_copy(update=changes)
 
     @property
@@ -149,12 +198,56 @@ class Invoice(BaseModel):
         ``keep_as_draft``; an invoice stored void or uncollectible keeps no number."""
         return self.status is InvoiceStatus.DRAFT and not self.keep_as_draft
 
-    def finalize(self, number: str, now: datetime) -> Invoice:
-        """draft → open with its number. Numbers are only handed out here, so there are no gaps."""
+    @property
+    def retried_on_new_card(self) -> bool:
+        """A card the customer saves (card page, ``setup_intent.succeeded``) pays the open invoices
+        only: a written-off (uncollectible) invoice stays written off (the merchant can still
+        ``/pay`` it), drafts and void invoices are not due."""
+        return self.status is InvoiceStatus.OPEN
+
+    @property
+    def dunned_on_failure(self) -> bool:
+        """Whether a failed charge puts the invoice into dunning: an open one; a written-off invoice
+        charged by the merchant (``/pay``) that declines stays written off, without retries."""
+        return self.status is InvoiceStatus.OPEN
+
+    @property
+    def charge_description(self) -> str:
+        """The PaymentIntent's description (a checkout's first invoice has no number before it is paid)."""
+        return f"Invoice {self.number}" if self.number else "Subscription creation"
+
+    def opened(self, now: datetime) -> Invoice:
+        """draft → open without a number yet: the store numbers it (``finalize_invoice``), or it is
+        a checkout's first invoice, numbered when it is paid (see :func:`checkout_invoice`)."""
         if self.status is not InvoiceStatus.DRAFT:
             raise IllegalTransition(f"invoice {self.id} is {self.status.value}; only a draft is finalized")
         opened = self.transition(InvoiceStatus.OPEN, now)
-        return opened.model_copy(update={"number": number, "finalized_at": now})
+        return opened.model_copy(update={"finalized_at": now, "keep_as_draft": False})
+
+    def with_number(self, number: str) -> Invoice:
+        """The invoice with its number (handed out by the store's gapless counter, once)."""
+        if self.number is not None:
+            raise IllegalTransition(f"invoice {self.id} is already numbered {self.number}")
+        if self.status is InvoiceStatus.DRAFT:
+            raise IllegalTransition(f"invoice {self.id} is a draft; it is numbered as it is finalized")
+        return self.model_copy(update={"number": number})
+
+    @property
+    def gets_number_when_paid(self) -> bool:
+        """An invoice paid without a number (a checkout's first invoice) takes the next number in the
+        write that marks it paid: a number is only ever used by an invoice that is kept."""
+        return self.number is None and self.status is InvoiceStatus.PAID
+
+    def finalize(self, number: str, now: datetime) -> Invoice:
+        """draft → open with its number. Numbers are only handed out here, so there are no gaps."""
+        return self.opened(now).with_number(number)
+
+
+def checkout_invoice(draft: Invoice, now: datetime) -> Invoice:
+    """A checkout's first invoice: open at once (it can be charged) but numbered only when it is paid.
+    A checkout whose payment fails and expires (incomplete → incomplete_expired) voids it unnumbered,
+    so a failed attempt uses up no number and the sequence has no gap."""
+    return draft.opened(now)
 
 
 def invoice_id_for(subscription_id: str, period_start: datetime) -> str:

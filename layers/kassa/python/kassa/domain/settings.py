@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError, field_validator, model_validator
 
@@ -71,6 +71,33 @@ class EmailSettings(BaseModel):
         return sorted({name.rsplit("/", 1)[-1].split(".", 1)[0] for name in self.templates})
 
 
+class DisputeSettings(BaseModel):
+    """What a chargeback does (docs/payments.md): the merchant is emailed; access is kept or suspended
+    while the dispute is open (and after it is lost); a won dispute gives access back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    access: Literal["keep", "suspend"] = "keep"
+    notify_email: str | None = Field(default=None, max_length=254)  # None: the support_email
+
+    @field_validator("notify_email")
+    @classmethod
+    def _email(cls, value: str | None) -> str | None:
+        if value is not None and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", value):
+            raise ValueError("notify_email must be an email address")
+        return value
+
+
+class FraudSettings(BaseModel):
+    """What a Radar early fraud warning does: ``flag`` the customer and invoice (default), or
+    ``refund_and_cancel`` — refund the charge in full and cancel the subscription now (Stripe's advice
+    to avoid the dispute that usually follows)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    early_warning: Literal["flag", "refund_and_cancel"] = "flag"
+
+
 class MerchantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -87,6 +114,9 @@ class MerchantSettings(BaseModel):
     # validated by _ladder_emails, which knows the merchant's own templates
     overdue_ladder: SkipValidation[OverdueLadder] = DEFAULT_LADDER
     emails: EmailSettings = Field(default_factory=EmailSettings)
+    # after payment (docs/payments.md): chargebacks and Radar early fraud warnings
+    disputes: DisputeSettings = Field(default_factory=DisputeSettings)
+    fraud: FraudSettings = Field(default_factory=FraudSettings)
 
     @model_validator(mode="before")
     @classmethod

@@ -79,6 +79,9 @@ class Subscription(BaseModel):
     overdue_state: str | None = None
     entitlements_suspended: bool = False  # the ladder's state disables access (Kill Bill's "disable entitlement")
     changes_blocked: bool = False  # the ladder's state blocks plan and quantity changes
+    # open disputes that suspend access (settings.disputes.access = suspend, docs/payments.md); kept apart
+    # from the ladder's ``entitlements_suspended``, which a paid invoice or the ladder clears
+    dispute_holds: list[str] = Field(default_factory=list)
     # upcoming renewal reminder (settings.emails.upcoming_renewal_days): when it is due, None once sent
     renewal_reminder_at: datetime | None = None
     canceled_at: datetime | None = None

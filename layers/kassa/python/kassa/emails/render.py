@@ -36,6 +36,7 @@ from zoneinfo import ZoneInfo
 from babel import Locale, UnknownLocaleError
 from babel.dates import format_date as babel_format_date
 from babel.dates import format_skeleton
+from babel.dates import format_time as babel_format_time
 from babel.numbers import NumberPattern
 from jinja2 import (
     BaseLoader,
@@ -89,8 +90,9 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_failed": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "update_card_url"),
-        optional=(*_CUSTOMER, *_CARD, "next_retry_at"),
-        description="a payment failed (soft: a retry follows; hard or no card: the customer must act)",
+        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name"),
+        description="a payment failed (soft: a retry follows; hard or no card: the customer must act; "
+        "a checkout's first payment: complete it before ``complete_by``, when the checkout expires)",
     ),
     "authentication_required": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "authentication_url"),
@@ -262,6 +264,14 @@ def format_day(value: date | datetime, locale: str = DEFAULT_LANGUAGE, fmt: str 
     return babel_format_date(value, format=fmt, locale=locale)
 
 
+def format_clock_time(value: datetime, locale: str = DEFAULT_LANGUAGE, tz: str | None = None) -> str:
+    """The time of day of an aware datetime for the locale, with its zone (9:00 AM UTC / 09:00 UTC)."""
+    if not isinstance(value, datetime) or value.tzinfo is None:
+        raise EmailTemplateError("expected a timezone-aware datetime")
+    zone = ZoneInfo(tz) if tz else UTC
+    return f"{babel_format_time(value.astimezone(zone), format='short', locale=locale)} {tz or 'UTC'}"
+
+
 def format_month(month: int, year: int, locale: str = DEFAULT_LANGUAGE) -> str:
     """A month and year (a card's expiry): March 2025 / maart 2025 / März 2025 / mars 2025."""
     if not 1 <= int(month) <= 12:
@@ -361,6 +371,9 @@ def _helpers(language: str, locale: str, tz: str | None) -> dict[str, Callable[.
     def month_year(month: int, year: int) -> str:
         return format_month(month, year, locale)
 
+    def clock_time(value: datetime) -> str:
+        return format_clock_time(value, locale, tz)
+
     def card(brand: str | None, last4: str | None) -> str | None:
         if not last4:
             return None
@@ -368,7 +381,7 @@ def _helpers(language: str, locale: str, tz: str | None) -> dict[str, Callable[.
             return t("card", brand=CARD_BRANDS[brand.lower()], last4=last4)
         return t("card_unbranded", last4=last4)
 
-    return {"t": t, "money": money, "date": day, "month_year": month_year, "card": card}
+    return {"t": t, "money": money, "date": day, "month_year": month_year, "card": card, "time": clock_time}
 
 
 _BLANK_LINES = re.compile(r"\n{3,}")

@@ -11,15 +11,20 @@ from kassa.domain.anchors import plan_start
 from kassa.domain.customer import Address, Customer
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
-from kassa.domain.invoice import BillingReason, Invoice, build_subscription_invoice, invoice_id_for
+from kassa.domain.invoice import BillingReason, Invoice, build_subscription_invoice, checkout_invoice, invoice_id_for
 from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.subscription import Status, Subscription, start_subscription
 from kassa.domain.trials import MissingPaymentMethod
 from kassa.services.collection import CollectResult, collect
 from kassa.services.context import BillingContext
-from kassa.services.coupons import redeem_for
-from kassa.services.customers import confirmed_payment_method, customer_for_checkout, save_payment_method
+from kassa.services.coupons import check_redeemable, redeem_for
+from kassa.services.customers import (
+    confirmed_payment_method,
+    customer_for_checkout,
+    ensure_new_customer_email,
+    save_payment_method,
+)
 from kassa.services.invoicing import finish_invoice, new_invoice, product_names
 from kassa.services.ports import SetupIntentInfo
 
@@ -91,7 +96,15 @@ def start_checkout(
         raise InvalidInput(
             "a billing_cycle_anchor or backdated start cannot be combined with a trial", param="trial_days"
         )
-    customer = customer_for_checkout(ctx, customer_id, email, name, address, locale, tax_id, tax_exempt)
+    # who: read (never created) before the coupon is checked; a new customer's email must be new
+    known = ctx.store.get_customer(customer_id) if customer_id else None
+    if known is None:
+        if not email or address is None:
+            raise InvalidInput("give customer_id or customer.email and customer.address", param="customer")
+        ensure_new_customer_email(ctx, email)
+    if coupon is not None or promotion_code is not None:  # checked here, counted once below (redeem_for)
+        check_redeemable(ctx, coupon, promotion_code, known, [p.product for p in prices], probe.currency)
+    customer = known or customer_for_checkout(ctx, None, email, name, address, locale, tax_id, tax_exempt)
     sub = probe.model_copy(update={"customer": customer.id, "missing_payment_method": missing_payment_method.value})
     invoice = None
     settings = ctx.store.get_settings()
@@ -126,6 +139,7 @@ def start_checkout(
             sub = redeem_for(ctx, coupon, promotion_code, customer, products, currency, sub)
             coupon = promotion_code = None
         sub, invoice, _ = finish_invoice(ctx, sub, draft, customer, settings, use_balance=False)
+        invoice = checkout_invoice(invoice, now)  # open, numbered only once it is paid
         sub = sub.model_copy(update={"latest_invoice": invoice.id})
     if coupon is not None or promotion_code is not None:  # a trial: the discount waits for its end
         sub = redeem_for(ctx, coupon, promotion_code, customer, products, currency, sub)

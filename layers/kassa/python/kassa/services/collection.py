@@ -79,7 +79,7 @@ def charge(ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: i
         amount=Money(invoice.amount_due, invoice.currency),
         invoice_id=invoice.id,
         attempt=attempt,
-        description=f"Invoice {invoice.number}",
+        description=invoice.charge_description,
     )
     return apply_charge_result(ctx, invoice.id, result)
 
@@ -123,12 +123,15 @@ def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None
         update={"payment_intent": payment_intent, "attempt_outcome": "succeeded"}
     )
     new_sub = None
+    first_payment = sub is not None and sub.status is Status.INCOMPLETE
+    settings = ctx.store.get_settings() if paid.gets_number_when_paid or first_payment else None
     if sub is not None:
-        reminder_days = (
-            ctx.store.get_settings().emails.upcoming_renewal_days if sub.status is Status.INCOMPLETE else None
-        )
+        reminder_days = settings.emails.upcoming_renewal_days if settings is not None and first_payment else None
         new_sub = after_invoice_paid(sub, invoice.id, now, reminder_days)
-    saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(paid, new_sub)
+    if paid.gets_number_when_paid and settings is not None:  # a checkout's first invoice: numbered as it is paid
+        saved_inv, saved_sub = ctx.store.finalize_invoice(paid, settings.invoice_prefix, new_sub)
+    else:
+        saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(paid, new_sub)
     events = [
         DomainEvent.of("invoice.paid", saved_inv, now, cause="paid"),
         DomainEvent.of("invoice.payment_succeeded", saved_inv, now, cause="paid"),
@@ -181,7 +184,7 @@ def apply_failure(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -
             # dunning: the first failure anchors the schedule; the invoice enters the dunning index
             "first_failed_at": invoice.first_failed_at or now,
             "first_payment_error": invoice.first_payment_error or error,
-            "next_dunning_at": now,
+            "next_dunning_at": now if invoice.dunned_on_failure else None,
         }
     )
     new_sub = after_payment_failed(sub, invoice.id, now) if sub is not None else None
@@ -206,7 +209,8 @@ def apply_failure(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -
 
 def update_card(ctx: BillingContext, customer_id: str, setup_intent_id: str) -> tuple[Customer, list[CollectResult]]:
     """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
-    first): make it the default and retry the open invoices at once, one attempt per SetupIntent."""
+    first): make it the default and retry the open invoices at once, one attempt per SetupIntent
+    (uncollectible ones stay written off; a pending checkout's unnumbered first invoice is paid too)."""
     customer = ctx.store.get_customer(customer_id)
     intent = ctx.gateway.get_setup_intent(setup_intent_id)
     if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
@@ -218,6 +222,6 @@ def update_card(ctx: BillingContext, customer_id: str, setup_intent_id: str) -> 
     results = [
         collect(ctx, invoice, customer, trigger=setup_intent_id)
         for invoice in ctx.store.list_open_invoices(customer_id)
-        if not invoice.keep_as_draft and invoice.number is not None
+        if invoice.retried_on_new_card  # open only: a written-off invoice stays written off
     ]
     return customer, results

@@ -2,15 +2,29 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from typing import Any
 
 from kassa.domain.customer import Customer
-from kassa.domain.discounts import Coupon, PromotionCode, redeem, start_discount
+from kassa.domain.discounts import (
+    Coupon,
+    Discount,
+    PromotionCode,
+    Redeemability,
+    has_prior_transactions,
+    is_redeemable,
+    redeem,
+    running_discount_start,
+    set_code_active,
+    start_discount,
+)
+from kassa.domain.discounts import delete_coupon as mark_coupon_deleted
+from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
-from kassa.domain.subscription import Subscription
-from kassa.services.context import BillingContext
+from kassa.domain.subscription import Subscription, ensure_not_ended
+from kassa.services.context import RETRIES, BillingContext, update_subscription
+from kassa.services.ports import Page
 
 
 def create_coupon(ctx: BillingContext, **fields: Any) -> Coupon:
@@ -21,10 +35,107 @@ def create_coupon(ctx: BillingContext, **fields: Any) -> Coupon:
 
 
 def create_promotion_code(ctx: BillingContext, code: str, coupon_id: str, **fields: Any) -> PromotionCode:
+    fields.setdefault("created", ctx.now())
     promo = PromotionCode(id=new_id("promo", 14), code=code, coupon=ctx.store.get_coupon(coupon_id), **fields)
     ctx.store.put_promotion_code(promo)
     ctx.emit(DomainEvent.of("promotion_code.created", promo, ctx.now(), cause="create"))
     return promo
+
+
+def load_offer(ctx: BillingContext, coupon_id: str | None, code: str | None) -> Coupon | PromotionCode:
+    """The coupon, or the entered promotion code with its coupon as stored now (NotFound naming the field)."""
+    if code is not None:
+        promo = ctx.store.get_promotion_code(code)
+        return promo.model_copy(update={"coupon": ctx.store.get_coupon(promo.coupon.id)})
+    if coupon_id is None:
+        raise InvalidInput("give a coupon or a promotion_code", param="coupon")
+    return ctx.store.get_coupon(coupon_id)
+
+
+def prior_transactions(ctx: BillingContext, customer_id: str | None) -> bool:
+    """Whether the customer ever paid (Stripe's test for ``first_time_transaction`` codes): a paid
+    invoice or one with money paid towards it, read from the store. A customer not created yet has none."""
+    if customer_id is None:
+        return False
+    cursor = None
+    while True:
+        page = ctx.store.list_customer_invoices(customer_id, 100, cursor)
+        if has_prior_transactions(page.items):
+            return True
+        if not page.has_more or not page.items:
+            return False
+        cursor = page.items[-1].id
+
+
+def _redeemability(
+    ctx: BillingContext,
+    offer: Coupon | PromotionCode,
+    customer: Customer | None,
+    products: Collection[str],
+    currency: str,
+) -> Redeemability:
+    customer_id = customer.id if customer is not None else None
+    return is_redeemable(
+        offer,
+        ctx.now(),
+        customer_id,
+        list(products),
+        currency=currency,
+        has_prior_transactions=_has_prior(ctx, offer, customer_id),
+    )
+
+
+def _has_prior(ctx: BillingContext, offer: Coupon | PromotionCode, customer_id: str | None) -> bool:
+    """Only a ``first_time_transaction`` code needs the customer's invoices read."""
+    first_time_only = isinstance(offer, PromotionCode) and offer.first_time_transaction
+    return first_time_only and prior_transactions(ctx, customer_id)
+
+
+def check_redeemable(
+    ctx: BillingContext,
+    coupon_id: str | None,
+    code: str | None,
+    customer: Customer | None,
+    products: Collection[str],
+    currency: str,
+) -> None:
+    """Refuse (InvalidInput naming coupon or promotion_code; NotFound when unknown) an offer that
+    could not be redeemed — before anything is written. ``customer`` None: a customer not created
+    yet (no transactions; a customer-restricted code is not theirs). Counts nothing."""
+    offer = load_offer(ctx, coupon_id, code)
+    _redeemability(ctx, offer, customer, products, currency).raise_if_not(_param(offer))
+
+
+def _param(offer: Coupon | PromotionCode) -> str:
+    return "promotion_code" if isinstance(offer, PromotionCode) else "coupon"
+
+
+def _count(
+    ctx: BillingContext,
+    coupon_id: str | None,
+    code: str | None,
+    customer: Customer,
+    products: Collection[str],
+    currency: str,
+    *,
+    retries: int = 1,
+) -> Coupon:
+    """Check and count one redemption (under a condition); returns the coupon as redeemed."""
+    for attempt in range(retries):
+        offer = load_offer(ctx, coupon_id, code)
+        prior = _has_prior(ctx, offer, customer.id)
+        redeemed = redeem(
+            offer, ctx.now(), customer.id, list(products), currency=currency, has_prior_transactions=prior
+        )
+        coupon = redeemed.coupon if isinstance(redeemed, PromotionCode) else redeemed
+        try:
+            ctx.store.count_redemption(coupon, redeemed if isinstance(redeemed, PromotionCode) else None)
+        except Conflict:
+            if attempt + 1 == retries:
+                raise
+            continue
+        return coupon
+    raise Conflict("the coupon kept changing; retry")  # pragma: no cover - retries >= 1
 
 
 def redeem_for(
@@ -37,19 +148,151 @@ def redeem_for(
     sub: Subscription,
 ) -> Subscription:
     """Redeem a coupon or a customer-entered promotion code for a new subscription: the redemption is
-    counted under a condition and the subscription carries the discount from its current period."""
-    offer: Coupon | PromotionCode
-    if code is not None:
-        promo = ctx.store.get_promotion_code(code)
-        offer = promo.model_copy(update={"coupon": ctx.store.get_coupon(promo.coupon.id)})
-    else:
-        assert coupon_id is not None
-        offer = ctx.store.get_coupon(coupon_id)
-    redeemed = redeem(offer, ctx.now(), customer.id, list(products), currency=currency)
-    coupon = redeemed.coupon if isinstance(redeemed, PromotionCode) else redeemed
-    ctx.store.count_redemption(coupon, redeemed if isinstance(redeemed, PromotionCode) else None)
+    counted under a condition and the subscription carries the discount from its current period.
+    A ``first_time_transaction`` code is refused to a customer who paid before (the store's invoices)."""
+    coupon = _count(ctx, coupon_id, code, customer, products, currency)
     discount = start_discount(
         coupon, sub.current_period_start, customer=customer.id, subscription=sub.id, promotion_code=code
     )
     ctx.emit(DomainEvent.of("customer.discount.created", discount, ctx.now(), cause="create"))
     return sub.model_copy(update={"discount": discount.model_dump(mode="json")})
+
+
+# ---------------------------------------------------------------- discounts on existing subscriptions
+def apply_subscription_discount(
+    ctx: BillingContext, subscription_id: str, coupon_id: str | None = None, code: str | None = None
+) -> Subscription:
+    """``POST /v1/subscriptions/{id}/discount``: redeem a coupon or promotion code under the checkout's
+    rules and put its discount on the subscription, replacing any current one. The first invoice it
+    covers is the next one (the next period's, or the trial's end); the current one is left as it is."""
+    if (coupon_id is None) == (code is None):
+        raise InvalidInput("give a coupon or a promotion_code (one of them)", param="coupon")
+    sub = ctx.store.get_subscription(subscription_id)
+    ensure_not_ended(sub)
+    customer = ctx.store.get_customer(sub.customer)
+    products = [item.product or ctx.price(item.price).product for item in sub.items]
+    coupon = _count(ctx, coupon_id, code, customer, products, sub.currency, retries=RETRIES)
+    now = ctx.now()
+    made: list[tuple[Discount, dict[str, Any] | None]] = []
+
+    def attach(current: Subscription) -> dict[str, Any]:
+        start = running_discount_start(now, current.current_period_start)
+        discount = start_discount(coupon, start, customer=customer.id, subscription=current.id, promotion_code=code)
+        made[:] = [(discount, current.discount)]
+        return {"discount": discount.model_dump(mode="json")}
+
+    saved = update_subscription(ctx, subscription_id, attach, cause=f"discount:{coupon.id}:{now.isoformat()}")
+    discount, replaced = made[-1]
+    if replaced is None:
+        ctx.emit(DomainEvent.of("customer.discount.created", discount, now, cause="create"))
+    else:  # Stripe: switching from one coupon to another
+        ctx.emit(
+            DomainEvent.of("customer.discount.updated", discount, now, cause="replace", previous={"coupon": replaced})
+        )
+    return saved
+
+
+def remove_subscription_discount(ctx: BillingContext, subscription_id: str) -> Subscription:
+    """``DELETE /v1/subscriptions/{id}/discount``: the next invoices are not discounted (NotFound when
+    there is none); invoices already made keep their discount."""
+    sub = ctx.store.get_subscription(subscription_id)
+    if sub.discount is None:
+        raise NotFound(f"subscription {subscription_id} has no discount", param="discount")
+    removed = Discount.model_validate(sub.discount)
+    saved = update_subscription(ctx, subscription_id, {"discount": None}, cause=f"discount_deleted:{removed.id}")
+    ctx.emit(DomainEvent.of("customer.discount.deleted", removed, ctx.now(), cause="delete"))
+    return saved
+
+
+# ---------------------------------------------------------------- the merchant's coupons and codes
+FILTER_BATCH = 100
+
+
+def _filtered(
+    fetch: Callable[[int, str | None], Page], limit: int, starting_after: str | None, keep: Callable[[Any], bool]
+) -> Page:
+    """Filter over the store's pages, reading on until ``limit`` + 1 matches (``has_more`` exact; the
+    cursor stays an object of the unfiltered listing), as the catalog listings do."""
+    matching: list[Any] = []
+    cursor = starting_after
+    while True:
+        batch = fetch(max(FILTER_BATCH, limit + 1), cursor)
+        matching.extend(item for item in batch.items if keep(item))
+        if len(matching) > limit:
+            return Page(matching[:limit], has_more=True)
+        if not batch.has_more or not batch.items:
+            return Page(matching, has_more=False)
+        cursor = batch.items[-1].id
+
+
+def list_coupons(ctx: BillingContext, limit: int, starting_after: str | None, active: bool | None = None) -> Page:
+    """Coupons, newest first; ``active``: only those that can (or only those that cannot) be redeemed
+    now — not deleted, not past ``redeem_by``, redemptions left (Stripe's ``valid``)."""
+    if active is None:
+        return ctx.store.list_coupons(limit, starting_after)
+    now = ctx.now()
+    return _filtered(ctx.store.list_coupons, limit, starting_after, lambda c: is_redeemable(c, now).ok is active)
+
+
+def list_promotion_codes(
+    ctx: BillingContext,
+    limit: int,
+    starting_after: str | None,
+    active: bool | None = None,
+    code: str | None = None,
+    coupon: str | None = None,
+) -> Page:
+    """Promotion codes, newest first; ``active`` filters on the code's flag, ``code`` finds one
+    (case-insensitively), ``coupon`` those of one coupon."""
+
+    def keep(promo: PromotionCode) -> bool:
+        return (active is None or promo.active is active) and (coupon is None or promo.coupon.id == coupon)
+
+    if code is not None:
+        try:
+            found = ctx.store.get_promotion_code(code)
+        except NotFound:
+            return Page([], has_more=False)
+        return Page([found] if keep(found) else [], has_more=False)
+    if active is None and coupon is None:
+        return ctx.store.list_promotion_codes(limit, starting_after)
+    return _filtered(ctx.store.list_promotion_codes, limit, starting_after, keep)
+
+
+def update_promotion_code(ctx: BillingContext, promotion_code_id: str, active: bool) -> PromotionCode:
+    """``POST /v1/promotion_codes/{id}`` {active}: deactivate (no more redemptions) or reactivate;
+    publishes ``promotion_code.updated`` with the previous value."""
+    for _ in range(RETRIES):
+        promo = ctx.store.get_promotion_code_by_id(promotion_code_id)
+        updated = set_code_active(promo, active, ctx.store.get_coupon(promo.coupon.id))
+        if updated.active == promo.active:
+            return updated
+        try:
+            saved = ctx.store.save_promotion_code(updated)
+        except Conflict:
+            continue
+        now = ctx.now()
+        ctx.emit(
+            DomainEvent.of(
+                "promotion_code.updated", saved, now, cause=f"active:{saved.version}", previous={"active": promo.active}
+            )
+        )
+        return saved
+    raise Conflict("the promotion code kept changing; retry")
+
+
+def delete_coupon(ctx: BillingContext, coupon_id: str) -> Coupon:
+    """``DELETE /v1/coupons/{id}``: the coupon can no longer be redeemed (also through its codes);
+    discounts already made from it go on (they hold their own copy). Deleting twice changes nothing."""
+    for _ in range(RETRIES):
+        coupon = ctx.store.get_coupon(coupon_id)
+        deleted = mark_coupon_deleted(coupon)
+        if deleted is coupon:
+            return coupon
+        try:
+            saved = ctx.store.save_coupon(deleted)
+        except Conflict:
+            continue
+        ctx.emit(DomainEvent.of("coupon.deleted", saved, ctx.now(), cause="delete"))
+        return saved
+    raise Conflict("the coupon kept changing; retry")

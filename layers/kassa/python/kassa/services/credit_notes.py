@@ -14,19 +14,30 @@ from kassa.domain.errors import AlreadyExists, Conflict, CurrencyMismatch, Illeg
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice
 from kassa.domain.money import Money
+from kassa.domain.payments import InvoiceRefund, with_refund
 from kassa.services.context import RETRIES, BillingContext
 
 
-def credit_invoice(ctx: BillingContext, invoice_id: str, request: CreditNoteRequest) -> tuple[CreditNote, Invoice]:
+def credit_invoice(
+    ctx: BillingContext,
+    invoice_id: str,
+    request: CreditNoteRequest,
+    *,
+    note_id: str | None = None,
+    refund_reason: str | None = None,
+    request_key: str | None = None,
+) -> tuple[CreditNote, Invoice]:
     """Issue a credit note: on an open invoice it lowers the amount due; on a paid one its total
     splits into a refund through Stripe, customer credit and an out-of-band part (Stripe's rule).
 
     The invoice may change under the request (dunning files it under its next retry, a webhook
     settles it): the note is then computed again from the fresh invoice. Its id derives from its
-    sequence, so a refund already sent is replayed by Stripe under the same key, not repeated."""
+    sequence (or ``note_id``: a refund request's idempotency key), so a refund already sent is
+    replayed by Stripe under the same key, not repeated. The refund is recorded on the invoice
+    (``refunds``, ``amount_refunded``; kassa.services.payments)."""
     for _ in range(RETRIES):
         try:
-            return _credit_invoice_once(ctx, invoice_id, request)
+            return _credit_invoice_once(ctx, invoice_id, request, note_id, refund_reason, request_key)
         except AlreadyExists:
             raise
         except Conflict:
@@ -35,7 +46,12 @@ def credit_invoice(ctx: BillingContext, invoice_id: str, request: CreditNoteRequ
 
 
 def _credit_invoice_once(
-    ctx: BillingContext, invoice_id: str, request: CreditNoteRequest
+    ctx: BillingContext,
+    invoice_id: str,
+    request: CreditNoteRequest,
+    note_id: str | None = None,
+    refund_reason: str | None = None,
+    request_key: str | None = None,
 ) -> tuple[CreditNote, Invoice]:
     invoice = ctx.store.get_invoice(invoice_id)
     if invoice.number is None:
@@ -47,7 +63,7 @@ def _credit_invoice_once(
         invoice,
         request,
         previous=previous,
-        credit_note_id=credit_note_id(invoice.id, sequence),
+        credit_note_id=note_id or credit_note_id(invoice.id, sequence),
         number=credit_note_number(invoice.number, sequence),
         now=now,
     )
@@ -55,10 +71,25 @@ def _credit_invoice_once(
     if outcome.refund_amount:  # before writing: a retry reuses the note id, so Stripe refunds once
         if not invoice.payment_intent:
             raise InvalidInput("this invoice was not paid through Stripe: nothing to refund", param="refund_amount")
-        ctx.gateway.refund(
+        made = ctx.gateway.create_refund(
             payment_intent=invoice.payment_intent,
             amount=Money(outcome.refund_amount, invoice.currency),
             credit_note_id=note.id,
+            reason=refund_reason,
+        )
+        invoice = with_refund(
+            invoice,
+            InvoiceRefund(
+                id=made.id,
+                amount=made.amount,
+                currency=invoice.currency,
+                reason=refund_reason,
+                status=made.status,
+                source="kassa",
+                credit_note=note.id,
+                request_key=request_key,
+                created=now,
+            ),
         )
     updated = invoice.model_copy(
         update={

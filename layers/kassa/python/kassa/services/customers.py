@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from kassa.domain.customer import Address, Customer
-from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from kassa.domain.customer import Address, Customer, email_key
+from kassa.domain.customer import update_customer as apply_customer_update
+from kassa.domain.errors import AlreadyExists, Conflict, CustomerExists, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
 from kassa.services.context import RETRIES, BillingContext
@@ -59,16 +60,70 @@ def customer_for_checkout(
         return ctx.store.get_customer(customer_id)
     if not email or address is None:
         raise InvalidInput("give customer_id or customer.email and customer.address", param="customer")
-    existing = ctx.store.find_customer_by_email(email)
-    if existing is not None:
-        return existing
+    ensure_new_customer_email(ctx, email)
     try:
         return create_customer(ctx, email, name, address, locale, tax_id, tax_exempt)
     except AlreadyExists:  # a concurrent checkout created it
-        found = ctx.store.find_customer_by_email(email)
-        if found is None:
+        raise _customer_exists() from None
+
+
+def _customer_exists() -> CustomerExists:
+    return CustomerExists(
+        "a customer with this email already exists; a checkout for an existing customer passes customer_id "
+        "(from the merchant's back end, which knows who is signed in), never the email alone",
+        param="customer.email",
+    )
+
+
+def ensure_new_customer_email(ctx: BillingContext, email: str) -> None:
+    """A checkout with ``customer: {email…}`` makes a new customer: an email is no proof of identity,
+    so an existing customer is never found (and shown, or charged on a new card) by it."""
+    if ctx.store.find_customer_by_email(email) is not None:
+        raise _customer_exists()
+
+
+#: the fields the Stripe customer mirrors
+_STRIPE_FIELDS = frozenset({"email", "name", "address", "preferred_locale"})
+
+
+def update_customer(ctx: BillingContext, customer_id: str, changes: dict[str, Any]) -> Customer:
+    """``POST /v1/customers/{id}``: change email (unique, case-insensitively: the email lookup moves
+    with it), name, address, preferred_locale, tax_id or tax_exempt; the Stripe customer is updated
+    too and ``customer.updated`` carries the previous values. Invoices finalized from now on are taxed
+    from the new address and tax id; finalized ones keep theirs."""
+    for _ in range(RETRIES):
+        customer = ctx.store.get_customer(customer_id)
+        updated, previous = apply_customer_update(customer, changes)
+        if "email" in previous and email_key(updated.email) != email_key(customer.email):
+            owner = ctx.store.find_customer_by_email(updated.email)
+            if owner is not None and owner.id != customer.id:
+                raise AlreadyExists(f"another customer has the email {updated.email}", param="email")
+        try:
+            if not previous:
+                saved = customer
+            elif "email" in previous:
+                saved = ctx.store.change_customer_email(updated, customer.email)
+            else:
+                saved = ctx.store.save_customer(updated)
+        except AlreadyExists:
             raise
-        return found
+        except Conflict:
+            continue
+        if saved.stripe_customer_id is not None and _STRIPE_FIELDS & set(changes):
+            # the whole state, also when nothing changed here: a retry after a Stripe outage repairs it
+            ctx.gateway.update_customer(
+                customer=saved.stripe_customer_id,
+                email=saved.email,
+                name=saved.name,
+                address=saved.address,
+                preferred_locale=saved.preferred_locale,
+                kassa_id=saved.id,
+            )
+        if previous:
+            cause = f"update:{saved.version}"
+            ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=cause, previous=previous))
+        return saved
+    raise Conflict("the customer kept changing; retry")
 
 
 def save_payment_method(ctx: BillingContext, customer_id: str, payment_method: str) -> Customer:

@@ -35,6 +35,7 @@ from kassa.domain.dunning import (
     DunningOutcome,
     FinalAction,
     InvoiceDunningState,
+    checkout_deadline,
     dunning_figures,
     dunning_step,
     evaluate_overdue,
@@ -47,7 +48,7 @@ from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
 from kassa.services.context import BillingContext
-from kassa.services.invoicing import upcoming_invoice
+from kassa.services.invoicing import known_products, upcoming_invoice
 from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
@@ -136,6 +137,7 @@ class Dunning:
                 invoice,
                 first_failure_at=invoice.first_failed_at,
                 has_payment_method=customer.default_payment_method is not None,
+                checkout_expires_at=checkout_deadline(self._sub(invoice.subscription), invoice.id),
             )
             decision = dunning_step(state, settings.retry_schedule, now)
             if decision.action is DunningAction.WAIT and invoice.attempt_pending:
@@ -161,7 +163,9 @@ class Dunning:
                 next_at = now + IN_FLIGHT_RECHECK
             elif decision.action is DunningAction.EXHAUSTED:
                 self._exhausted(invoice, decision.final_action)
-        overdue_at = self.evaluate_overdue(invoice.subscription) if invoice.subscription else None
+        # a checkout's first invoice is not dunned: no retry, no overdue ladder (the checkout expires)
+        checkout = decision is not None and decision.action is DunningAction.COMPLETE_CHECKOUT
+        overdue_at = self.evaluate_overdue(invoice.subscription) if invoice.subscription and not checkout else None
         wake = min((t for t in (next_at, overdue_at) if t is not None), default=None)
         invoice = self.store.get_invoice(invoice_id)
         if not invoice.collectable:
@@ -301,7 +305,62 @@ class Dunning:
             return self._trial_ending(obj_id)
         if kind == "customer.subscription.deleted":
             return self._canceled(obj_id)
+        if kind.startswith("charge.dispute."):
+            return self.dispute_email(kind, data).outcome
         return f"ignored:{kind}"
+
+    def dispute_email(self, kind: str, data: dict[str, Any]) -> Sent:
+        """Tell the merchant about a dispute (``settings.disputes.notify_email``, else the support
+        address): once per dispute and status, through the outbox like every email."""
+        from html import escape
+
+        from kassa.domain.money import Money
+
+        settings = self.settings
+        key = f"{data['id']}:{kind}:{data.get('status')}"
+        if not settings.emails.enabled:
+            return Sent(key, "disabled")
+        to = settings.disputes.notify_email or settings.support_email
+        amount = Money(int(data.get("amount") or 0), str(data.get("currency") or settings.default_currency))
+        what = {"charge.dispute.created": "opened", "charge.dispute.closed": "closed"}.get(kind, "updated")
+        subject = f"Dispute {what}: {amount.format()} on invoice {data.get('invoice_number') or data.get('invoice')}"
+        lines = [
+            f"A customer's bank {'opened' if what == 'opened' else 'updated'} a dispute on a payment.",
+            f"Dispute: {data['id']} ({data.get('status')}, reason {data.get('reason') or 'unknown'})",
+            f"Invoice: {data.get('invoice_number') or ''} {data.get('invoice')}; customer {data.get('customer')}",
+            f"Amount: {amount.format()}",
+        ]
+        if data.get("evidence_due_by") and what != "closed":
+            lines.append(f"Evidence due by: {data['evidence_due_by']} (respond in the Stripe dashboard)")
+        if data.get("amount_lost"):
+            lines.append(f"Lost: {Money(int(data['amount_lost']), amount.currency).format()}")
+        lines.append(f"Access: {'suspended' if data.get('access') == 'suspend' else 'kept'} (settings.disputes.access)")
+        text = "\n".join(lines) + "\n"
+        html = "".join(f"<p>{escape(line)}</p>" for line in lines)
+        email = OutgoingEmail(
+            key=key,
+            template="dispute_notice",
+            to=to,
+            customer=None,
+            locale="en",
+            subject=subject,
+            html=html,
+            text=text,
+            created=self.now(),
+        )
+        claimed = self.outbox.claim(email)
+        if claimed is not None and claimed.status == "sent":
+            return Sent(key, "duplicate")
+        try:
+            message_id = self.mailer.send(email, self.sender)
+        except InvalidInput as error:
+            self.outbox.mark_failed(key, error.message)
+            return Sent(key, "rejected")
+        except Unavailable as error:
+            self.outbox.mark_failed(key, error.message)
+            raise
+        self.outbox.mark_sent(key, message_id, self.now())
+        return Sent(key, "sent")
 
     def _paid(self, invoice_id: str, data: dict[str, Any]) -> str:
         # the event carries the invoice as it was paid (a paid invoice never changes again): no read
@@ -454,6 +513,14 @@ class Dunning:
         }
         if decision.email == "authentication_required":
             context["authentication_url"] = self.card_link(customer, "authenticate", invoice.id)
+        elif decision.action is DunningAction.COMPLETE_CHECKOUT:  # no retry date: complete it before it expires
+            context.update(
+                update_card_url=self.card_link(customer, "card_update", invoice.id),
+                card_brand=card.brand if card else None,
+                card_last4=card.last4 if card else None,
+                complete_by=decision.until,
+                plan_name=self._plan_name(sub) if (sub := self._sub(invoice.subscription)) else None,
+            )
         else:
             context.update(
                 update_card_url=self.card_link(customer, "card_update", invoice.id),
@@ -574,9 +641,12 @@ class Dunning:
     def _plan_name(self, sub: Subscription) -> str:
         names = []
         for item in sub.items:
-            price = self.billing.price(item.price)
-            product = self.billing.product_of(price)
-            names.append(price.nickname or (product.name if product else price.product))
+            if item.name:  # the price's nickname, copied onto the item
+                names.append(item.name)
+                continue
+            product_id = self.billing.product_id(item.price, known_products(sub))
+            product = self.billing.product(product_id)
+            names.append(product.name if product else product_id)
         return " + ".join(names)
 
     # ------------------------------------------------------------------ figures

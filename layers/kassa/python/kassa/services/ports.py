@@ -30,6 +30,24 @@ class Page:
 
 
 @dataclass(frozen=True)
+class ListQuery:
+    """A merchant-wide listing (``GET /v1/customers|subscriptions|invoices``), checked by
+    ``kassa.services.listing``: newest first by ``<created, whole seconds>#<id>``; ``starting_after``
+    pages to older objects, ``ending_before`` to newer ones (positions: the cursor object need not match
+    the filters). ``statuses`` None means every status; ``created_gte``/``created_lte`` are inclusive."""
+
+    limit: int = 10
+    starting_after: str | None = None
+    ending_before: str | None = None
+    statuses: frozenset[str] | None = None
+    customer: str | None = None
+    price: str | None = None  # subscriptions with an item on this price
+    email: str | None = None  # customers: exact, case-insensitive
+    created_gte: datetime | None = None
+    created_lte: datetime | None = None
+
+
+@dataclass(frozen=True)
 class WebhookRecord:
     id: str
     type: str
@@ -58,6 +76,17 @@ class BillingStore(Protocol):
     def put_promotion_code(self, code: PromotionCode) -> None: ...
     def get_promotion_code(self, code: str) -> PromotionCode: ...
     def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None: ...
+    def save_coupon(self, coupon: Coupon) -> Coupon:
+        """A merchant's change (deletion): Conflict when its version or times_redeemed changed."""
+        ...
+
+    def get_promotion_code_by_id(self, promotion_code_id: str) -> PromotionCode: ...
+    def save_promotion_code(self, code: PromotionCode) -> PromotionCode:
+        """A merchant's change (active): Conflict when its version or times_redeemed changed."""
+        ...
+
+    def list_coupons(self, limit: int, starting_after: str | None) -> Page: ...
+    def list_promotion_codes(self, limit: int, starting_after: str | None) -> Page: ...
 
     # credit notes
     def list_credit_notes(self, invoice_id: str) -> list[CreditNote]: ...
@@ -68,16 +97,25 @@ class BillingStore(Protocol):
     def get_customer(self, customer_id: str) -> Customer: ...
     def find_customer_by_email(self, email: str) -> Customer | None: ...
     def save_customer(self, customer: Customer) -> Customer: ...
+    def change_customer_email(self, customer: Customer, previous_email: str) -> Customer:
+        """Save the customer (optimistic lock) with its new email and move the email lookup to it, in
+        one write: AlreadyExists (param ``email``) when another customer has the new email."""
+        ...
 
     # subscriptions and invoices
     def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
-        """Atomically store a new subscription and finalize (number) its first invoice."""
+        """Atomically store a new subscription and its first invoice: a draft is finalized (numbered);
+        an invoice already open (a checkout's, numbered when paid) is stored as it is."""
         ...
 
     def get_subscription(self, subscription_id: str) -> Subscription: ...
     def save_subscription(self, sub: Subscription) -> Subscription: ...
     def get_invoice(self, invoice_id: str) -> Invoice: ...
     def find_invoice(self, invoice_id: str) -> Invoice | None: ...
+    def find_invoice_by_payment_intent(self, payment_intent: str) -> Invoice | None:
+        """The paid invoice whose payment is ``payment_intent`` (refunds, disputes, fraud warnings)."""
+        ...
+
     def save_invoice(self, invoice: Invoice) -> Invoice: ...
     def save_invoice_and_subscription(
         self, invoice: Invoice, sub: Subscription | None
@@ -90,9 +128,23 @@ class BillingStore(Protocol):
         (once — AlreadyExists if it is there) and finalize it with the next gapless number."""
         ...
 
+    def finalize_invoice(
+        self, invoice: Invoice, invoice_prefix: str, sub: Subscription | None = None
+    ) -> tuple[Invoice, Subscription | None]:
+        """Atomically: store ``invoice`` (a new state of a stored, unnumbered, non-draft invoice —
+        just finalized, or a checkout's first invoice just paid) under its version with the next
+        gapless number, and ``sub`` under its version. Conflict when either changed; then the counter
+        has not moved."""
+        ...
+
     def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page: ...
     def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]: ...
     def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]: ...
+
+    # merchant-wide listings and search (from indexes, never a Scan; see docs/data-model.md)
+    def list_customers(self, query: ListQuery) -> Page: ...
+    def list_subscriptions(self, query: ListQuery) -> Page: ...
+    def list_invoices(self, query: ListQuery) -> Page: ...
 
     # due work
     def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]: ...
@@ -148,6 +200,15 @@ class SetupIntentInfo:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class RefundInfo:
+    """A refund as Stripe answered it."""
+
+    id: str
+    status: str  # pending | requires_action | succeeded | failed | canceled
+    amount: int
+
+
 class PaymentGateway(Protocol):
     @property
     def publishable_key(self) -> str: ...
@@ -157,10 +218,29 @@ class PaymentGateway(Protocol):
     def get_setup_intent(self, setup_intent_id: str) -> SetupIntentInfo: ...
     def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary: ...
     def kassa_customer_of(self, customer: str) -> str | None: ...
+    def update_customer(
+        self,
+        *,
+        customer: str,
+        email: str,
+        name: str | None,
+        address: Address,
+        preferred_locale: str,
+        kassa_id: str,
+    ) -> None: ...
     def charge(
         self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
     ) -> ChargeResult: ...
     def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str: ...
+    def create_refund(
+        self, *, payment_intent: str, amount: Money, credit_note_id: str, reason: str | None = None
+    ) -> RefundInfo:
+        """Refund part or all of a payment, keyed on the credit note (a retry refunds once)."""
+        ...
+
+    def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
+        """The kassa invoice a PaymentIntent pays (its ``kassa_invoice`` metadata); None: not kassa's."""
+        ...
 
 
 class EventPublisher(Protocol):

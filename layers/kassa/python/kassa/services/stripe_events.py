@@ -10,6 +10,8 @@ from kassa.services.checkout import complete_checkout
 from kassa.services.collection import apply_charge_result, update_card
 from kassa.services.context import BillingContext
 from kassa.services.customers import card_updated
+from kassa.services.payments import HANDLED as PAYMENT_EVENTS
+from kassa.services.payments import apply_payment_event
 from kassa.services.ports import ChargeStatus, charge_result_from_intent
 
 HANDLED_EVENTS = frozenset(
@@ -20,6 +22,7 @@ HANDLED_EVENTS = frozenset(
         "payment_method.updated",
         "payment_method.automatically_updated",
     }
+    | PAYMENT_EVENTS  # refunds, disputes, early fraud warnings (kassa.services.payments)
 )
 
 
@@ -34,6 +37,8 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
     obj = data.get("object") if isinstance(data, dict) else None
     if not isinstance(obj, dict) or not isinstance(obj.get("metadata") or {}, dict):
         raise InvalidInput("data.object and its metadata must be objects", param="data.object")
+    if etype in PAYMENT_EVENTS:
+        return apply_payment_event(ctx, event, obj)
     if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
         invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
         if not invoice_id:
