@@ -152,8 +152,8 @@ COMMON_ENV = {
 
 FUNCTIONS = (
     Function(
-        name="checkout",
-        description="REST API: checkout, catalog, customers, subscriptions, invoices",
+        name="api",
+        description="The merchant REST API (catalog, customers, checkout, subscriptions, invoices, settings) and the card page",
         timeout_s=29,
         memory_mb=512,
         routes=(

@@ -37,6 +37,52 @@ PRICE = {
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
 
+#: ``--scenario``: what each bench subscription holds
+SCENARIOS = ("one-item", "three-items", "both")
+
+
+def _catalog(api: Any, scenario: str) -> list[dict[str, Any]]:
+    """The checkout ``items`` of one bench subscription, after creating their products and prices.
+
+    one-item: a 19.99 EUR monthly box. three-items: a 19.99 EUR monthly base (per unit), 12 seats
+    priced in graduated tiers (1–5 at 7.00, 6–10 at 6.50, 11+ at 6.00: 7950) and a 5.00 add-on,
+    each of its own product (so each line carries its product's name and tax code)."""
+    month = {"interval": "month"}
+    box = api.post("/v1/products", {"name": "Bench box"}, expect=201)
+    base = api.post(
+        "/v1/prices", {"product": box["id"], "currency": "EUR", "unit_amount": 1999, "recurring": month}, expect=201
+    )
+    if scenario == "one-item":
+        return [{"price": base["id"], "quantity": 1}]
+    seats_product = api.post("/v1/products", {"name": "Bench seats"}, expect=201)
+    seats = api.post(
+        "/v1/prices",
+        {
+            "product": seats_product["id"],
+            "currency": "EUR",
+            "recurring": month,
+            "billing_scheme": "tiered",
+            "tiers_mode": "graduated",
+            "tiers": [
+                {"up_to": 5, "unit_amount": 700},
+                {"up_to": 10, "unit_amount": 650},
+                {"up_to": "inf", "unit_amount": 600},
+            ],
+        },
+        expect=201,
+    )
+    addon_product = api.post("/v1/products", {"name": "Bench add-on"}, expect=201)
+    addon = api.post(
+        "/v1/prices",
+        {"product": addon_product["id"], "currency": "EUR", "unit_amount": 500, "recurring": month},
+        expect=201,
+    )
+    return [
+        {"price": base["id"], "quantity": 1},
+        {"price": seats["id"], "quantity": 12},
+        {"price": addon["id"], "quantity": 1},
+    ]
+
 
 def import_time_ms(function: str | None, runs: int = 5) -> float:
     """Median wall time of a fresh interpreter importing a handler (None: a bare interpreter)."""
@@ -52,7 +98,7 @@ def import_time_ms(function: str | None, runs: int = 5) -> float:
     return statistics.median(samples)
 
 
-def _subscribe(api: Any, price_id: str, n: int) -> None:
+def _subscribe(api: Any, items: list[dict[str, Any]], n: int) -> None:
     from kassa_local.client import confirm_card_setup
 
     # moto's server occasionally fails a transaction under concurrent load (an internal race);
@@ -61,7 +107,7 @@ def _subscribe(api: Any, price_id: str, n: int) -> None:
         response = api.request(
             "POST",
             "/v1/checkout",
-            json={"price_id": price_id, "customer": {"email": f"bench{n}@example.com", "address": {"country": "NL"}}},
+            json={"items": items, "customer": {"email": f"bench{n}@example.com", "address": {"country": "NL"}}},
         )
         if response.status_code != 503:
             break
@@ -71,7 +117,7 @@ def _subscribe(api: Any, price_id: str, n: int) -> None:
     api.post(f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]})
 
 
-def run(n: int, progress: bool = True) -> dict[str, Any]:
+def run(n: int, progress: bool = True, scenario: str = "one-item") -> dict[str, Any]:
     from kassa.adapters import usage
     from kassa_local.client import Api
     from kassa_local.stack import fresh_stack
@@ -79,15 +125,10 @@ def run(n: int, progress: bool = True) -> dict[str, Any]:
     with fresh_stack(START, drain_timeout_s=900) as stack:  # 200 echoes and emails take longer than 120 s here
         assert stack.config is not None
         api = Api(stack.config.as_json())
-        product = api.post("/v1/products", {"name": "Bench box"}, expect=201)
-        price = api.post(
-            "/v1/prices",
-            {"product": product["id"], "currency": "EUR", "unit_amount": 1999, "recurring": {"interval": "month"}},
-            expect=201,
-        )
+        items = _catalog(api, scenario)
         t0 = time.perf_counter()
         with ThreadPoolExecutor(max_workers=3) as pool:
-            for done, _ in enumerate(pool.map(lambda i: _subscribe(api, price["id"], i), range(n)), 1):
+            for done, _ in enumerate(pool.map(lambda i: _subscribe(api, items, i), range(n)), 1):
                 if progress and (done % max(1, n // 20) == 0 or done == n):
                     print(f"\r  subscribing {done}/{n}", end="", flush=True)
         if progress:
@@ -101,10 +142,16 @@ def run(n: int, progress: bool = True) -> dict[str, Any]:
         wall = time.perf_counter() - t1
         after = stack.stats()
         counts = usage.snapshot()
-        paid = sum(
-            1 for e in stack.events("invoice.paid") if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
-        )
-    return _report(n, paid, counts, before, after, len(fired), wall)
+        renewals = [
+            e["detail"]["data"]
+            for e in stack.events("invoice.paid")
+            if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
+        ]
+    figures = _report(n, len(renewals), counts, before, after, len(fired), wall)
+    figures["scenario"] = scenario
+    figures["invoice_lines"] = round(sum(len(i.get("lines", [])) for i in renewals) / max(len(renewals), 1), 2)
+    figures["invoice_total"] = renewals[0].get("total") if renewals else None
+    return figures
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any], fn: str, key: str) -> float:
@@ -182,8 +229,15 @@ def cold_starts() -> dict[str, float]:
 
 
 def main(args: argparse.Namespace) -> int:
-    print(f"kassa bench: {args.subscriptions} subscriptions renewing once on a fresh local stack")
-    figures = run(args.subscriptions)
+    scenarios = ["one-item", "three-items"] if args.scenario == "both" else [args.scenario]
+    figures: dict[str, Any] = {}
+    for scenario in scenarios:
+        print(f"kassa bench ({scenario}): {args.subscriptions} subscriptions renewing once on a fresh local stack")
+        figures[scenario] = run(args.subscriptions, scenario=scenario)
+    if len(scenarios) > 1:
+        figures["side_by_side"] = _side_by_side(figures, scenarios)
+    else:
+        figures = figures[scenarios[0]]
     print("measuring cold-start imports (fresh process, median of 5) …")
     figures["import_ms_over_bare_interpreter"] = cold_starts()
     print(json.dumps(figures, indent=2))
@@ -192,8 +246,35 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
+#: the figures shown next to each other for the scenarios of one run
+SIDE_BY_SIDE = (
+    "stripe_calls",
+    "dynamodb_write_requests",
+    "dynamodb_write_units",
+    "dynamodb_read_units",
+    "sqs_requests",
+    "eventbridge_events",
+)
+
+
+def _side_by_side(figures: dict[str, Any], scenarios: list[str]) -> dict[str, dict[str, Any]]:
+    table: dict[str, dict[str, Any]] = {
+        key: {s: figures[s]["per_renewal"][key] for s in scenarios} for key in SIDE_BY_SIDE
+    }
+    for key in ("total", "total_without_email"):
+        table[f"aws_cost_usd_{key}"] = {s: figures[s]["cost_usd_per_renewal"][key] for s in scenarios}
+    return table
+
+
 def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("bench", help="renew N subscriptions on a fresh local stack and print per-renewal costs")
     p.add_argument("--subscriptions", "-n", type=int, default=200)
+    p.add_argument(
+        "--scenario",
+        choices=SCENARIOS,
+        default="both",
+        help="one-item (a 19.99 EUR box), three-items (base + seats in graduated tiers + add-on), "
+        "or both, each on its own fresh stack, reported side by side (default)",
+    )
     p.add_argument("--json", help="also write the figures to this file")
     p.set_defaults(func=main)

@@ -69,11 +69,42 @@ def demo_catalog(api: Api) -> dict[str, Any]:
     }
 
 
+# graduated seats: 1–5 at 10.00, 6–10 at 8.00, 11 and more at 5.00, plus a 5.00 flat fee in the first tier
+SEAT_TIERS = [
+    {"up_to": 5, "unit_amount": 1000, "flat_amount": 500},
+    {"up_to": 10, "unit_amount": 800},
+    {"up_to": "inf", "unit_amount": 500},
+]
+
+
+def seats_price(api: Api) -> dict[str, Any]:
+    """A tiered (graduated) per-seat price, so the storefront shows its quantity input and quote."""
+    team = api.post("/v1/products", {"name": "Team workspace"}, expect=201)
+    return dict(
+        api.post(
+            "/v1/prices",
+            {
+                "product": team["id"],
+                "currency": "EUR",
+                "billing_scheme": "tiered",
+                "tiers_mode": "graduated",
+                "tiers": SEAT_TIERS,
+                "recurring": {"interval": "month"},
+                "nickname": "Team workspace, per seat, monthly",
+            },
+            expect=201,
+        )
+    )
+
+
 def seed_catalog(api: Api) -> int:
-    """Give a fresh local stack's storefront something to sell; returns the number of prices made."""
+    """Give a fresh local stack's storefront something to sell — the demo catalog and a tiered seats
+    price; returns the number of prices made."""
     if api.get("/v1/prices", params={"limit": 1})["data"]:
         return 0
-    return len(demo_catalog(api))
+    made = len(demo_catalog(api))
+    seats_price(api)
+    return made + 1
 
 
 def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> dict[str, Any]:

@@ -10,11 +10,13 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    from kassa.services import renewals  # imported on first use: the cold start stays light
+
     billing = container.billing(with_gateway=False)
     queue = container.queue("renewal_queue_url")
     enqueued = 0
     for shard in range(container.env().due_shards):
-        messages = billing.due_work(shard)
+        messages = renewals.due_work(billing, shard)
         if messages:
             queue.send(messages)
             enqueued += len(messages)

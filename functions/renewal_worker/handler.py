@@ -14,8 +14,10 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> str:
+    from kassa.services import renewals  # imported on first use: the cold start stays light
+
     subscription_id = record.json_body["subscription"]
-    outcome = container.billing().process_due(subscription_id)
+    outcome = renewals.process_due(container.billing(), subscription_id)
     metrics.add_metric(name=f"Renewal_{outcome}", unit=MetricUnit.Count, value=1)
     logger.info("due subscription processed", extra={"subscription": subscription_id, "outcome": outcome})
     return outcome

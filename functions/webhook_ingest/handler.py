@@ -5,6 +5,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
 from kassa.adapters.stripe_webhooks import stripe_verifier
+from kassa.api.webhook import delivery, response
 from kassa.services.webhooks import ingest
 
 logger = Logger()
@@ -12,11 +13,16 @@ logger = Logger()
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return ingest(
-        event,
+    payload, signature = delivery(event)
+    outcome = ingest(
+        payload,
+        signature,
         store=container.store(),
         queue=container.queue("webhook_queue_url"),
         secret=container.webhook_secret(),
         clock=container.clocks.current(),
         verify=stripe_verifier,
     )
+    if outcome.error is not None:
+        logger.info("webhook refused", extra={"code": outcome.error_code, "reason": outcome.error.message})
+    return response(outcome)

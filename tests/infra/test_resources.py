@@ -250,11 +250,11 @@ def test_api_stage_logs_traces_and_throttles(template: Template) -> None:
 @pytest.mark.parametrize(
     ("method", "path", "function"),
     [
-        ("ANY", "/v1/{proxy+}", "checkout"),
-        ("GET", "/openapi.json", "checkout"),
-        ("GET", "/docs", "checkout"),
+        ("ANY", "/v1/{proxy+}", "api"),
+        ("GET", "/openapi.json", "api"),
+        ("GET", "/docs", "api"),
         ("POST", "/webhooks/stripe", "webhook_ingest"),
-        ("ANY", "/portal/{proxy+}", "checkout"),
+        ("ANY", "/portal/{proxy+}", "api"),
     ],
 )
 def test_public_routes(cfn: dict[str, Any], method: str, path: str, function: str) -> None:

@@ -100,7 +100,7 @@ def test_a_missing_field_is_still_named(config):
     [
         ("DELETE", "/v1/products", "GET, POST"),  # checkout's resolver
         ("GET", "/v1/tax/quote", "POST"),  # the tax function's resolver
-        ("POST", "/v1/prices/price_x", "GET"),
+        ("DELETE", "/v1/prices/price_x", "GET, POST"),
         ("POST", "/openapi.json", "GET"),  # a GET-only route of the gateway
         ("GET", "/webhooks/stripe", "POST"),
     ],

@@ -148,8 +148,8 @@ def test_kassa_run_over_the_real_wiring_until_sigint(tmp_path: Path) -> None:
         assert sorted(health["pollers"]) == sorted(fn.name for fn in wiring.FUNCTIONS if fn.queue_trigger)
         # routes of the real wiring
         auth = {"Authorization": f"Bearer {cfg['api_secret_key']}"}
-        assert requests.get(f"{cfg['api_url']}/v1/prices", headers=auth).json()["fn"] == "checkout"
-        assert requests.get(f"{cfg['api_url']}/openapi.json").json()["fn"] == "checkout"
+        assert requests.get(f"{cfg['api_url']}/v1/prices", headers=auth).json()["fn"] == "api"
+        assert requests.get(f"{cfg['api_url']}/openapi.json").json()["fn"] == "api"
         assert requests.post(f"{cfg['api_url']}/webhooks/stripe", data="{}").json()["fn"] == "webhook_ingest"
         # resources of the real wiring
         aws = {"endpoint_url": cfg["aws_endpoint_url"], "region_name": "us-east-1"}

@@ -1,8 +1,9 @@
 """In-memory test doubles for kassa's ports: no network, no AWS, no Stripe.
 
-``FakeStore`` follows the contract of ``kassa.services.ports.BillingStore`` and mirrors the DynamoDB
-adapter's observable behaviour (optimistic versions, gapless numbering, the sparse due index,
-write-once webhook records), so service tests exercise the same rules the real store enforces.
+``FakeStore`` is ``kassa.adapters.memory.MemoryStore``: the BillingStore contract suite
+(tests/contract) runs against it and the DynamoDB adapter alike (optimistic versions, gapless
+numbering, the sparse due index, write-once webhook records), so service tests exercise the same
+rules the real store enforces.
 """
 
 from __future__ import annotations
@@ -10,52 +11,30 @@ from __future__ import annotations
 import copy
 import itertools
 import json
-import zlib
 from dataclasses import dataclass, field, replace
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-from pydantic import BaseModel
-
+from kassa.adapters.memory import MemoryStore as FakeStore
+from kassa.adapters.memory import shard_of as shard_of  # re-exported for the unit tests
 from kassa.domain.catalog import Price, Product, Recurring
-from kassa.domain.credit_notes import CreditNote
-from kassa.domain.customer import Address, CardSummary, Customer, card_expiry_notice_at
-from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, PaymentProviderError
+from kassa.domain.customer import Address, CardSummary
+from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.events import DomainEvent
-from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.money import Money
 from kassa.domain.periods import Interval
-from kassa.domain.settings import MerchantSettings
-from kassa.domain.subscription import Subscription
-from kassa.services.billing import Billing, CheckoutResult
+from kassa.services.catalog import create_price, create_product
+from kassa.services.checkout import CheckoutResult, complete_checkout, start_checkout
+from kassa.services.context import BillingContext
 from kassa.services.ports import (
     ChargeResult,
     ChargeStatus,
     OutboxRecord,
     OutgoingEmail,
-    Page,
     SetupIntentInfo,
-    WebhookRecord,
 )
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def _copy(model: M) -> M:
-    """Stored objects never alias the caller's (pydantic models are mutable)."""
-    return model.model_copy(deep=True)
-
-
-def shard_of(entity_id: str, shards: int) -> int:
-    """The same shard function as the DynamoDB adapter's due index."""
-    return zlib.crc32(entity_id.encode()) % shards
-
-
-def _second(when: datetime) -> datetime:
-    """The due index keys on whole seconds (ISO strings without fractions), like DynamoDB's."""
-    return when.astimezone(UTC).replace(microsecond=0)
 
 
 # ---------------------------------------------------------------------------------------- clock
@@ -112,305 +91,6 @@ class ListQueue:
 
     def send(self, messages: list[dict[str, Any]]) -> None:
         self.messages.extend(messages)
-
-
-# ---------------------------------------------------------------------------------------- store
-class FakeStore:
-    """An in-memory BillingStore with the DynamoDB adapter's semantics.
-
-    * ``save_*``: optimistic lock — Conflict when a stored object's version differs from the given
-      object's; stores (and returns) the object with version + 1.
-    * ``create_subscription`` / ``renew``: atomic; the invoice is finalized with the next gapless
-      number (the counter only moves when the write happens); ``renew`` raises AlreadyExists when
-      the period's invoice exists, Conflict when the subscription changed.
-    * the due index is derived from ``Subscription.due_at`` (sparse: None drops out).
-    * webhook records are written once; only ``processed`` is final for ``mark_webhook``.
-    """
-
-    def __init__(self, settings: MerchantSettings | None = None, due_shards: int = 4) -> None:
-        self.products: dict[str, Product] = {}
-        self.prices: dict[str, Price] = {}
-        self.customers: dict[str, Customer] = {}
-        self.emails: dict[str, str] = {}
-        self.subscriptions: dict[str, Subscription] = {}
-        self.invoices: dict[str, Invoice] = {}
-        self.webhooks: dict[str, WebhookRecord] = {}
-        self.timers: dict[str, datetime] = {}
-        self.credit_notes: dict[str, CreditNote] = {}
-        self.settings = settings
-        self.invoice_seq = 0
-        self.due_shards = due_shards
-        self.writes = 0  # successful writes, to assert that nothing was written
-
-    # ------------------------------------------------------------------ helpers
-    @staticmethod
-    def _check_version(stored: Any, given: Any) -> None:
-        # DynamoDB condition: attribute_not_exists(pk) OR version = :expected
-        if stored is not None and stored.version != given.version:
-            kind = type(given).__name__
-            raise Conflict(f"{kind} {given.id} changed (stored v{stored.version}, given v{given.version})")
-
-    def _next_number(self, prefix: str) -> str:
-        self.invoice_seq += 1
-        return format_number(prefix, self.invoice_seq)
-
-    @staticmethod
-    def _page(items: list[Any], limit: int, starting_after: str | None) -> Page:
-        # newest first, like the adapter's ScanIndexForward=False on (created, id)
-        ordered = sorted(items, key=lambda m: (m.created, m.id), reverse=True)
-        if starting_after is not None:
-            ids = [m.id for m in ordered]
-            if starting_after not in ids:
-                raise NotFound(f"no such object {starting_after}", param="starting_after")
-            ordered = ordered[ids.index(starting_after) + 1 :]
-        return Page([_copy(m) for m in ordered[:limit]], has_more=len(ordered) > limit)
-
-    # ------------------------------------------------------------------ catalog
-    def put_product(self, product: Product) -> None:
-        self.products[product.id] = _copy(product)
-        self.writes += 1
-
-    def get_product(self, product_id: str) -> Product:
-        if product_id not in self.products:
-            raise NotFound(f"no such product: {product_id}", param="product")
-        return _copy(self.products[product_id])
-
-    def list_products(self, limit: int, starting_after: str | None) -> Page:
-        return self._page(list(self.products.values()), limit, starting_after)
-
-    def put_price(self, price: Price) -> None:
-        self.prices[price.id] = _copy(price)
-        self.writes += 1
-
-    def get_price(self, price_id: str) -> Price:
-        if price_id not in self.prices:
-            raise NotFound(f"no such price: {price_id}", param="price_id")
-        return _copy(self.prices[price_id])
-
-    def list_prices(self, limit: int, starting_after: str | None) -> Page:
-        return self._page(list(self.prices.values()), limit, starting_after)
-
-    # ------------------------------------------------------------------ customers
-    def create_customer(self, customer: Customer) -> None:
-        key = customer.email.strip().lower()
-        if customer.id in self.customers or key in self.emails:
-            raise AlreadyExists(f"a customer with email {customer.email} already exists", param="customer.email")
-        self.customers[customer.id] = _copy(customer)
-        self.emails[key] = customer.id
-        self.writes += 1
-
-    def get_customer(self, customer_id: str) -> Customer:
-        if customer_id not in self.customers:
-            raise NotFound(f"no such customer: {customer_id}", param="customer_id")
-        return _copy(self.customers[customer_id])
-
-    def find_customer_by_email(self, email: str) -> Customer | None:
-        customer_id = self.emails.get(email.strip().lower())
-        return self.get_customer(customer_id) if customer_id else None
-
-    def save_customer(self, customer: Customer) -> Customer:
-        self._check_version(self.customers.get(customer.id), customer)
-        saved = customer.model_copy(update={"version": customer.version + 1})
-        self.customers[customer.id] = _copy(saved)
-        self.writes += 1
-        return _copy(saved)
-
-    # ------------------------------------------------------------------ subscriptions and invoices
-    def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
-        if sub.id in self.subscriptions:
-            raise AlreadyExists(f"subscription {sub.id} already exists")
-        if invoice is not None and invoice.id in self.invoices:
-            raise Conflict(f"invoice {invoice.id} already exists")
-        final = None
-        if invoice is not None:
-            final = invoice.finalize(self._next_number(invoice_prefix), invoice.created)
-            self.invoices[final.id] = _copy(final)
-        self.subscriptions[sub.id] = _copy(sub)
-        self.writes += 1
-        return _copy(final) if final is not None else None
-
-    def get_subscription(self, subscription_id: str) -> Subscription:
-        if subscription_id not in self.subscriptions:
-            raise NotFound(f"no such subscription: {subscription_id}", param="subscription")
-        return _copy(self.subscriptions[subscription_id])
-
-    def save_subscription(self, sub: Subscription) -> Subscription:
-        self._check_version(self.subscriptions.get(sub.id), sub)
-        saved = sub.model_copy(update={"version": sub.version + 1})
-        self.subscriptions[sub.id] = _copy(saved)
-        self.writes += 1
-        return _copy(saved)
-
-    def get_invoice(self, invoice_id: str) -> Invoice:
-        found = self.find_invoice(invoice_id)
-        if found is None:
-            raise NotFound(f"no such invoice: {invoice_id}", param="invoice")
-        return found
-
-    def find_invoice(self, invoice_id: str) -> Invoice | None:
-        found = self.invoices.get(invoice_id)
-        return _copy(found) if found is not None else None
-
-    def save_invoice(self, invoice: Invoice) -> Invoice:
-        self._check_version(self.invoices.get(invoice.id), invoice)
-        saved = invoice.model_copy(update={"version": invoice.version + 1})
-        self.invoices[invoice.id] = _copy(saved)
-        self.writes += 1
-        return _copy(saved)
-
-    def save_invoice_and_subscription(
-        self, invoice: Invoice, sub: Subscription | None
-    ) -> tuple[Invoice, Subscription | None]:
-        if sub is None:
-            return self.save_invoice(invoice), None
-        # one transaction: both conditions are checked before anything is written
-        self._check_version(self.invoices.get(invoice.id), invoice)
-        self._check_version(self.subscriptions.get(sub.id), sub)
-        inv2 = invoice.model_copy(update={"version": invoice.version + 1})
-        sub2 = sub.model_copy(update={"version": sub.version + 1})
-        self.invoices[inv2.id] = _copy(inv2)
-        self.subscriptions[sub2.id] = _copy(sub2)
-        self.writes += 1
-        return _copy(inv2), _copy(sub2)
-
-    def renew(
-        self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
-    ) -> tuple[Subscription, Invoice]:
-        if invoice.id in self.invoices:  # checked first, as the adapter does after a cancelled transaction
-            raise AlreadyExists(f"invoice {invoice.id} already exists")
-        self._check_version(self.subscriptions.get(sub.id), sub)
-        if customer is not None:
-            self._check_version(self.customers.get(customer.id), customer)
-        sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
-        numbered = invoice.status is InvoiceStatus.DRAFT and not invoice.keep_as_draft
-        final = invoice.finalize(self._next_number(invoice_prefix), invoice.created) if numbered else invoice
-        self.subscriptions[sub2.id] = _copy(sub2)
-        self.invoices[final.id] = _copy(final)
-        if customer is not None:
-            self.customers[customer.id] = _copy(customer.model_copy(update={"version": customer.version + 1}))
-        self.writes += 1
-        return _copy(sub2), _copy(final)
-
-    def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page:
-        return self._page([i for i in self.invoices.values() if i.customer == customer_id], limit, starting_after)
-
-    def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]:
-        return list(self._page([s for s in self.subscriptions.values() if s.customer == customer_id], 100, None).items)
-
-    # ------------------------------------------------------------------ due work
-    def _due_index(self) -> list[tuple[datetime, str]]:
-        entries = [(_second(s.due_at), s.id) for s in self.subscriptions.values() if s.due_at is not None]
-        return sorted(entries)
-
-    def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
-        cutoff = _second(now)
-        return [
-            (sub_id, due)
-            for due, sub_id in self._due_index()
-            if shard_of(sub_id, self.due_shards) == shard and due <= cutoff
-        ][:limit]
-
-    def all_due(self, now: datetime) -> list[str]:
-        """Test helper: what every shard's sweep would return."""
-        return [sub_id for shard in range(self.due_shards) for sub_id, _ in self.due_subscriptions(shard, now, 1000)]
-
-    def next_due_after(self, now: datetime) -> datetime | None:
-        # the adapter answers the earliest entry of the due index (overdue ones included)
-        index = self._due_index()
-        return index[0][0] if index else None
-
-    # ------------------------------------------------------------------ credit notes
-    def list_credit_notes(self, invoice_id: str) -> list[CreditNote]:
-        return sorted((n for n in self.credit_notes.values() if n.invoice == invoice_id), key=lambda n: n.number)
-
-    def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
-        # one transaction: the note once, the invoice and the customer at their versions
-        if note.id in self.credit_notes:
-            raise Conflict(f"credit note {note.id} exists")
-        self._check_version(self.invoices.get(invoice.id), invoice)
-        if customer is not None:
-            self._check_version(self.customers.get(customer.id), customer)
-            self.customers[customer.id] = customer.model_copy(update={"version": customer.version + 1})
-        saved = invoice.model_copy(update={"version": invoice.version + 1})
-        self.invoices[invoice.id] = saved
-        self.credit_notes[note.id] = note
-        self.writes += 1
-        return _copy(saved)
-
-    def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
-        return [
-            _copy(i)
-            for i in self.invoices.values()
-            if i.number is not None and i.tax_date is not None and start <= i.tax_date <= end
-        ]
-
-    # ------------------------------------------------------------------ dunning index
-    def _dunning_index(self) -> list[tuple[datetime, str]]:
-        entries = [
-            (_second(i.next_dunning_at), i.id)
-            for i in self.invoices.values()
-            if i.next_dunning_at is not None and i.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
-        ]
-        entries += [
-            (_second(at), c.id) for c in self.customers.values() if (at := card_expiry_notice_at(c)) is not None
-        ]
-        entries += [(_second(at), key) for key, at in self.timers.items()]
-        return sorted(entries)
-
-    def due_dunning(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
-        cutoff = _second(now)
-        return [
-            (entity, due)
-            for due, entity in self._dunning_index()
-            if shard_of(entity, self.due_shards) == shard and due <= cutoff
-        ][:limit]
-
-    def next_dunning_after(self, now: datetime) -> datetime | None:
-        index = self._dunning_index()
-        return index[0][0] if index else None
-
-    def put_timer(self, key: str, at: datetime) -> None:
-        self.timers[key] = at
-        self.writes += 1
-
-    def delete_timer(self, key: str) -> None:
-        self.timers.pop(key, None)
-        self.writes += 1
-
-    def list_open_invoices(self, customer_id: str) -> list[Invoice]:
-        found = [
-            i
-            for i in self.invoices.values()
-            if i.customer == customer_id and i.status in (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
-        ]
-        return [_copy(i) for i in sorted(found, key=lambda i: (i.created, i.id))]
-
-    # ------------------------------------------------------------------ settings
-    def get_settings(self) -> MerchantSettings:
-        return _copy(self.settings) if self.settings is not None else MerchantSettings()
-
-    def put_settings(self, settings: MerchantSettings) -> None:
-        self.settings = _copy(settings)
-        self.writes += 1
-
-    # ------------------------------------------------------------------ webhook events
-    def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:
-        if record.id in self.webhooks:
-            return self.webhooks[record.id]
-        self.webhooks[record.id] = record
-        self.writes += 1
-        return None
-
-    def get_webhook(self, event_id: str) -> WebhookRecord | None:
-        return self.webhooks.get(event_id)
-
-    def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:
-        current = self.webhooks.get(event_id)
-        if current is None or current.status == "processed":
-            return False
-        self.webhooks[event_id] = replace(current, status=status, note=note[:1000] if note else current.note)
-        self.writes += 1
-        return True
 
 
 # ---------------------------------------------------------------------------------------- gateway
@@ -611,29 +291,34 @@ class World:
     gateway: FakeGateway
     publisher: ListPublisher
     clock: FixedClock
-    billing: Billing
+    billing: BillingContext
 
     def catalog(self, unit_amount: int = 1000, currency: str = "eur", **recurring: Any) -> tuple[Product, Price]:
-        product = self.billing.create_product("Pro plan")
+        product = create_product(self.billing, "Pro plan")
         rec = Recurring(**({"interval": Interval.MONTH} | recurring))
-        price = self.billing.create_price(product.id, currency, unit_amount, rec)
+        price = create_price(self.billing, product.id, currency, unit_amount, rec)
         return product, price
 
     def checkout(self, price: Price, email: str = "ada@example.com", **kwargs: Any) -> CheckoutResult:
-        return self.billing.start_checkout(
-            price_id=price.id, email=email, name="Ada", address=Address(country="US", state="OR"), **kwargs
+        return start_checkout(
+            self.billing,
+            price_id=price.id,
+            email=email,
+            name="Ada",
+            address=Address(country="US", state="OR"),
+            **kwargs,
         )
 
     def active_subscription(self, price: Price, **kwargs: Any) -> CheckoutResult:
         """Checkout and pay the first invoice with the default (succeeding) card."""
         result = self.checkout(price, **kwargs)
-        self.billing.complete_checkout(result.subscription.id, result.setup_intent.id)
+        complete_checkout(self.billing, result.subscription.id, result.setup_intent.id)
         return result
 
 
 def make_world(start: datetime = START) -> World:
     store, gateway, publisher, clock = FakeStore(), FakeGateway(), ListPublisher(), FixedClock(start)
-    return World(store, gateway, publisher, clock, Billing(store, gateway, publisher, clock))
+    return World(store, gateway, publisher, clock, BillingContext(store, gateway, publisher, clock))
 
 
 # ---------------------------------------------------------------------------------------- email

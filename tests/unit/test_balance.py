@@ -14,7 +14,6 @@ from kassa.domain.balance import (
     CustomerBalanceTransaction,
     adjustment,
     apply_balance,
-    invoice_balance_transaction,
     ledger_balance,
     running_balances,
     unique_transactions,
@@ -57,21 +56,6 @@ def test_apply_balance(total: int, balance: int, due: int, after: int, applied: 
 def test_apply_balance_refuses_mixed_currencies() -> None:
     with pytest.raises(CurrencyMismatch):
         apply_balance(eur(100), Money(-100, "USD"))
-
-
-def test_invoice_entries_are_typed_and_idempotent() -> None:
-    negative = apply_balance(eur(-500), eur(0))
-    txn = invoice_balance_transaction(negative, customer="cus_1", invoice="in_1", total=eur(-500), now=NOW)
-    assert txn is not None
-    assert (txn.type, txn.amount, txn.invoice) == (T.PRORATION_CREDIT, -500, "in_1")
-    again = invoice_balance_transaction(negative, customer="cus_1", invoice="in_1", total=eur(-500), now=NOW)
-    assert again == txn  # same invoice, same id: a redelivery records it once
-    used = apply_balance(eur(1000), eur(-500))
-    txn2 = invoice_balance_transaction(used, customer="cus_1", invoice="in_2", total=eur(1000), now=NOW)
-    assert txn2 is not None and (txn2.type, txn2.amount) == (T.APPLIED_TO_INVOICE, 500)
-    assert ledger_balance([txn, txn2, txn]) == eur(0)
-    untouched = apply_balance(eur(1000), eur(0))
-    assert invoice_balance_transaction(untouched, customer="cus_1", invoice="in_3", total=eur(1000), now=NOW) is None
 
 
 def test_ledger_refuses_mixed_currencies_and_customers() -> None:
@@ -137,8 +121,10 @@ def test_credits_are_never_lost_or_double_spent(events: list[tuple[str, int]], c
             assert application.balance_after.amount <= 0
             # never more credit used than there was
             assert application.applied.amount <= max(0, -balance.amount)
-            txn_or_none = invoice_balance_transaction(
-                application, customer="cus_1", invoice=f"in_{i}", total=total, now=now
+            txn_or_none = (
+                adjustment(customer="cus_1", amount=application.applied, now=now, reference=f"in_{i}")
+                if application.applied.amount
+                else None
             )
             balance = application.balance_after
             totals, due = totals + amount, due + application.amount_due.amount

@@ -10,6 +10,7 @@ import pytest
 from fakes import FakeMailer, FakeOutbox, Outcome, World, make_world, stripe_event, stripe_object
 
 from infra.wiring import NOTIFICATION_ROUTE
+from kassa.api.shapes import figures_json
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.credit_notes import CreditNoteLine, CreditNoteLineType, CreditNoteRequest
 from kassa.domain.customer import CardSummary
@@ -19,7 +20,15 @@ from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.links import LinkExpired, LinkRefused, verify_link
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Status
-from kassa.services.dunning import Dunning, figures_json, recovery_figures
+from kassa.services.cancellation import cancel, entitlements_of
+from kassa.services.checkout import complete_checkout
+from kassa.services.collection import update_card
+from kassa.services.credit_notes import credit_invoice
+from kassa.services.customers import card_setup_intent
+from kassa.services.dunning import Dunning, recovery_figures
+from kassa.services.plan_changes import change_plan
+from kassa.services.renewals import process_due
+from kassa.services.stripe_events import apply_stripe_event
 
 SECRET = "sk_test_links"
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -64,7 +73,7 @@ class Desk:
             t = min(t + timedelta(hours=1), when)
             self.w.clock.set(t)
             for sub_id in self.w.store.all_due(t):
-                self.w.billing.process_due(sub_id)
+                process_due(self.w.billing, sub_id)
             self.deliver(twice)
             for _ in range(2 if twice else 1):
                 self.dunning().sweep(4)
@@ -74,7 +83,7 @@ class Desk:
         _, price = self.w.catalog(1500, "eur")
         self.w.gateway.setup_payment_method = pm
         result = self.w.checkout(price, email=email, locale=locale)
-        self.w.billing.complete_checkout(result.subscription.id, result.setup_intent.id)
+        complete_checkout(self.w.billing, result.subscription.id, result.setup_intent.id)
         self.deliver()
         return result
 
@@ -139,9 +148,9 @@ def test_a_new_card_pays_the_open_invoice_at_once_and_the_retries_stop() -> None
     invoice = desk.invoice(sub.subscription.id)
     assert invoice.status is InvoiceStatus.OPEN
     # the customer follows the link and saves a new card (Stripe.js confirms the SetupIntent)
-    intent = desk.w.billing.card_setup_intent(sub.customer.id, "card_update")
+    intent = card_setup_intent(desk.w.billing, sub.customer.id, "card_update")
     desk.w.gateway.confirm_setup_intent(intent.id, "pm_card_mastercard")
-    customer, results = desk.w.billing.update_card(sub.customer.id, intent.id)
+    customer, results = update_card(desk.w.billing, sub.customer.id, intent.id)
     assert customer.default_payment_method is not None
     assert customer.default_payment_method.payment_method_id == "pm_card_mastercard"
     assert [r.invoice.status for r in results if r.invoice] == [InvoiceStatus.PAID]
@@ -154,7 +163,7 @@ def test_a_new_card_pays_the_open_invoice_at_once_and_the_retries_stop() -> None
     assert len(desk.w.gateway.charge_calls) == charges  # no retry after the payment
     assert desk.templates() == ["receipt", "payment_failed", "receipt"]
     # the same SetupIntent again (the webhook after the page): nothing charged twice
-    desk.w.billing.update_card(sub.customer.id, intent.id)
+    update_card(desk.w.billing, sub.customer.id, intent.id)
     assert len(desk.w.gateway.charge_calls) == charges
 
 
@@ -192,13 +201,13 @@ def test_the_overdue_ladder_warns_suspends_and_cancels_once_each() -> None:
     desk.run_until(renewal_at + timedelta(days=3, hours=1), twice=True)
     state = desk.w.store.get_subscription(sub.subscription.id)
     assert state.overdue_state == "warning" and not state.entitlements_suspended
-    assert desk.w.billing.entitlements_of(sub.customer.id)  # still has access while warned
+    assert entitlements_of(desk.w.billing, sub.customer.id)  # still has access while warned
     desk.run_until(renewal_at + timedelta(days=10, hours=1), twice=True)
     state = desk.w.store.get_subscription(sub.subscription.id)
     assert state.overdue_state == "suspended" and state.entitlements_suspended and state.changes_blocked
-    assert desk.w.billing.entitlements_of(sub.customer.id) == []
+    assert entitlements_of(desk.w.billing, sub.customer.id) == []
     with pytest.raises(IllegalTransition):
-        desk.w.billing.change_plan(sub.subscription.id, quantity=2)
+        change_plan(desk.w.billing, sub.subscription.id, quantity=2)
     desk.run_until(renewal_at + timedelta(days=22), twice=True)
     state = desk.w.store.get_subscription(sub.subscription.id)
     assert state.status is Status.CANCELED and state.overdue_state == "canceled"
@@ -222,13 +231,13 @@ def test_paying_while_suspended_restores_access_at_once() -> None:
     sub = desk.subscribe()
     decline_renewals(desk)
     desk.run_until(sub.subscription.current_period_end + timedelta(days=11))
-    assert desk.w.billing.entitlements_of(sub.customer.id) == []
-    intent = desk.w.billing.card_setup_intent(sub.customer.id, "card_update")
+    assert entitlements_of(desk.w.billing, sub.customer.id) == []
+    intent = card_setup_intent(desk.w.billing, sub.customer.id, "card_update")
     desk.w.gateway.confirm_setup_intent(intent.id, "pm_card_mastercard")
-    desk.w.billing.update_card(sub.customer.id, intent.id)
+    update_card(desk.w.billing, sub.customer.id, intent.id)
     state = desk.w.store.get_subscription(sub.subscription.id)
     assert state.status is Status.ACTIVE and state.overdue_state is None and not state.entitlements_suspended
-    assert len(desk.w.billing.entitlements_of(sub.customer.id)) == 1
+    assert len(entitlements_of(desk.w.billing, sub.customer.id)) == 1
     assert desk.w.publisher.types().count("entitlements.active_entitlement_summary.updated") == 2
     desk.deliver()
     desk.run_until(sub.subscription.current_period_end + timedelta(days=25))
@@ -241,7 +250,7 @@ def test_a_mail_service_outage_is_retried_and_sends_once() -> None:
     decline_renewals(desk)
     desk.mailer.fail_with = Unavailable("SES throttled")
     desk.w.clock.set(sub.subscription.current_period_end)
-    desk.w.billing.process_due(sub.subscription.id)
+    process_due(desk.w.billing, sub.subscription.id)
     failed_event = desk.w.publisher.of_type("invoice.payment_failed")[-1]
     envelope = {"detail-type": failed_event.type, "detail": failed_event.model_dump(mode="json")}
     with pytest.raises(Unavailable):
@@ -269,7 +278,7 @@ def test_the_account_updater_refreshes_the_card_and_an_expiring_one_is_announced
             "exp_year": 2026,
         },
     )
-    outcome = desk.w.billing.apply_stripe_event(stripe_event("payment_method.automatically_updated", obj))
+    outcome = apply_stripe_event(desk.w.billing, stripe_event("payment_method.automatically_updated", obj))
     assert outcome == "applied"
     card = desk.w.store.get_customer(sub.customer.id).default_payment_method
     assert card == CardSummary(payment_method_id=pm, brand="visa", last4="1881", exp_month=4, exp_year=2026)
@@ -279,7 +288,7 @@ def test_the_account_updater_refreshes_the_card_and_an_expiring_one_is_announced
     assert "1881" in email.text
     # a card that is not the default is left alone
     other = {**obj, "id": "pm_other"}
-    assert desk.w.billing.apply_stripe_event(stripe_event("payment_method.updated", other, "evt_2")).startswith(
+    assert apply_stripe_event(desk.w.billing, stripe_event("payment_method.updated", other, "evt_2")).startswith(
         "ignored"
     )
 
@@ -287,7 +296,7 @@ def test_the_account_updater_refreshes_the_card_and_an_expiring_one_is_announced
 def test_receipts_trial_and_cancellation_emails_and_win_back() -> None:
     desk = Desk(MerchantSettings(emails={"win_back_days": 14, "win_back_coupon": "COMEBACK"}))
     sub = desk.subscribe()
-    desk.w.billing.cancel(sub.subscription.id, at_period_end=False, details=CancellationDetails())
+    cancel(desk.w.billing, sub.subscription.id, at_period_end=False, details=CancellationDetails())
     desk.deliver(twice=True)
     desk.run_until(START + timedelta(days=15), twice=True)
     assert desk.templates() == ["receipt", "subscription_canceled", "win_back"]
@@ -312,9 +321,9 @@ def test_figures_count_recovered_and_lost_by_decline_code() -> None:
     sub = desk.subscribe()
     decline_renewals(desk)
     desk.run_until(sub.subscription.current_period_end + timedelta(hours=2))
-    intent = desk.w.billing.card_setup_intent(sub.customer.id, "card_update")
+    intent = card_setup_intent(desk.w.billing, sub.customer.id, "card_update")
     desk.w.gateway.confirm_setup_intent(intent.id, "pm_card_mastercard")
-    desk.w.billing.update_card(sub.customer.id, intent.id)
+    update_card(desk.w.billing, sub.customer.id, intent.id)
     figures = figures_json(desk.dunning().figures(START.date(), (START + timedelta(days=60)).date()))
     assert figures["invoices"] == 1 and figures["recovered"] == 1
     assert figures["amount_recovered"] == {"EUR": desk.invoice(sub.subscription.id).amount_paid}
@@ -390,7 +399,7 @@ def test_one_failing_entity_does_not_stop_the_sweep(monkeypatch: pytest.MonkeyPa
     decline_renewals(desk)
     desk.w.clock.set(first.subscription.current_period_end)
     for sub_id in desk.w.store.all_due(desk.w.clock.now()):
-        desk.w.billing.process_due(sub_id)
+        process_due(desk.w.billing, sub_id)
     broken = desk.invoice(first.subscription.id).id
     real = desk.w.store.find_invoice
 
@@ -450,7 +459,7 @@ def test_a_credit_note_on_an_invoice_that_dunning_just_rescheduled_goes_through(
     request = CreditNoteRequest(
         lines=[CreditNoteLine(type=CreditNoteLineType.CUSTOM_LINE_ITEM, amount=500, description="goodwill")]
     )
-    note, credited = desk.w.billing.credit_invoice(invoice.id, request)
+    note, credited = credit_invoice(desk.w.billing, invoice.id, request)
     assert raced == [True]
     assert credited.amount_due == invoice.amount_due - 500 and credited.status is InvoiceStatus.OPEN
     assert desk.w.store.list_credit_notes(invoice.id) == [note]  # one note, not two

@@ -238,6 +238,7 @@ def test_a_line_converts_to_an_invoice_line() -> None:
         quantity=1,
         unit_amount=2000,
         price="price_2000_month",
+        proration=True,
         period_start=HALFWAY,
         period_end=APRIL.end,
     )

@@ -9,10 +9,22 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass
+from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from kassa.adapters import clock as clocks
+
+if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for what it uses
+    from kassa.adapters.dynamodb import DynamoStore
+    from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
+    from kassa.adapters.outbox import DynamoOutbox
+    from kassa.adapters.ses import SesMailer
+    from kassa.adapters.sqs import SqsQueue
+    from kassa.adapters.stripe_gateway import StripeGateway
+    from kassa.services.context import BillingContext
+    from kassa.services.dunning import Dunning
+    from kassa.services.tax import TaxQuoter
 
 DEFAULT_EMAIL_FROM = "billing@example.com"  # as infra/wiring.py's DEFAULT_EMAIL_FROM
 DEFAULT_STRIPE_JS_URL = "https://js.stripe.com/v3/"
@@ -114,14 +126,14 @@ def _secrets_provider(endpoint: str | None) -> Any:
     return SecretsProvider(boto3_client=_client("secretsmanager", endpoint))
 
 
-def store() -> Any:
+def store() -> DynamoStore:
     from kassa.adapters.dynamodb import DynamoStore
 
     e = env()
     return DynamoStore(client("dynamodb"), e.require("billing_table"), e.due_shards)
 
 
-def gateway() -> Any:
+def gateway() -> StripeGateway:
 
     e = env()
     keys = secret(e.require("stripe_secret_name"))
@@ -129,33 +141,33 @@ def gateway() -> Any:
 
 
 @lru_cache(maxsize=8)
-def _gateway(secret_key: str, publishable_key: str, api_base: str | None) -> Any:
+def _gateway(secret_key: str, publishable_key: str, api_base: str | None) -> StripeGateway:
     from kassa.adapters.stripe_gateway import StripeGateway
 
     return StripeGateway(secret_key, publishable_key, api_base)
 
 
-def publisher() -> Any:
+def publisher() -> EventBridgePublisher | NullPublisher:
     from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
 
     bus = env().event_bus_name
     return EventBridgePublisher(client("events"), bus) if bus else NullPublisher()
 
 
-def queue(name: str) -> Any:
+def queue(name: str) -> SqsQueue:
     from kassa.adapters.sqs import SqsQueue
 
     return SqsQueue(client("sqs"), env().require(name))
 
 
-def outbox() -> Any:
+def outbox() -> DynamoOutbox:
     """The outbox of customer emails, on the billing table."""
     from kassa.adapters.outbox import DynamoOutbox
 
     return DynamoOutbox(client("dynamodb"), env().require("billing_table"))
 
 
-def mailer() -> Any:
+def mailer() -> SesMailer:
     from kassa.adapters.ses import SesMailer
 
     return SesMailer(client("ses"))
@@ -166,19 +178,19 @@ def email_sender() -> str:
     return env().email_from
 
 
-def now() -> Any:
+def now() -> datetime:
     """The clock port's time, to the second (as the services use it)."""
     return clocks.current().now().replace(microsecond=0)
 
 
-def billing(with_gateway: bool = True) -> Any:
-    """The Billing service for this function, built from its environment."""
-    from kassa.services.billing import Billing
+def billing(with_gateway: bool = True) -> BillingContext:
+    """The billing use cases' shared context for this invocation, built from the function's environment."""
+    from kassa.services.context import BillingContext
 
-    return Billing(store(), gateway() if with_gateway else None, publisher(), clocks.current(), tax_quoter())
+    return BillingContext(store(), gateway() if with_gateway else None, publisher(), clocks.current(), tax_quoter())
 
 
-def tax_quoter() -> Any:
+def tax_quoter() -> TaxQuoter:
     """kassa's tax engine (with the VIES checker when KASSA_VIES_URL is set), or Stripe Tax when
     KASSA_TAX_PROVIDER=stripe — falling back to the engine when Stripe Tax is unavailable."""
     e = env()
@@ -229,7 +241,7 @@ def link_secret() -> str:
     return api_secret_key()
 
 
-def dunning() -> Any:
+def dunning() -> Dunning:
     """The Dunning service: retries, overdue ladder and emails, over this function's Billing."""
     from kassa.services.dunning import Dunning
 

@@ -161,17 +161,37 @@ class DynamoStore:
         }.get(prefix, ("?", "?"))
 
     # ------------------------------------------------------------------ catalog
-    def put_product(self, product: Product) -> None:
-        self._put_new(
-            self._item(
-                f"PRODUCT#{product.id}",
-                "PRODUCT",
-                product,
-                gsi2pk=_s("CATALOG#PRODUCT"),
-                gsi2sk=_s(f"{_iso(product.created)}#{product.id}"),
-            ),
-            f"product {product.id}",
+    def _product_item(self, product: Product) -> dict[str, Any]:
+        return self._item(
+            f"PRODUCT#{product.id}",
+            "PRODUCT",
+            product,
+            gsi2pk=_s("CATALOG#PRODUCT"),
+            gsi2sk=_s(f"{_iso(product.created)}#{product.id}"),
         )
+
+    def _price_item(self, price: Price) -> dict[str, Any]:
+        return self._item(
+            f"PRICE#{price.id}",
+            "PRICE",
+            price,
+            gsi2pk=_s("CATALOG#PRICE"),
+            gsi2sk=_s(f"{_iso(price.created)}#{price.id}"),
+        )
+
+    def _catalog_save(self, item: dict[str, Any], expected: int) -> None:
+        request = self._versioned_put(item, expected)
+        if expected == 0:  # products and prices written before they had versions carry no version attribute
+            request["ConditionExpression"] += " OR attribute_not_exists(version)"
+        self._call("put_item", **request)
+
+    def put_product(self, product: Product) -> None:
+        self._put_new(self._product_item(product), f"product {product.id}")
+
+    def save_product(self, product: Product) -> Product:
+        saved = product.model_copy(update={"version": product.version + 1})
+        self._catalog_save(self._product_item(saved), product.version)
+        return saved
 
     def get_product(self, product_id: str) -> Product:
         return self._require(
@@ -182,16 +202,12 @@ class DynamoStore:
         return self._query_page(Product, "CATALOG#PRODUCT", "", limit, starting_after)
 
     def put_price(self, price: Price) -> None:
-        self._put_new(
-            self._item(
-                f"PRICE#{price.id}",
-                "PRICE",
-                price,
-                gsi2pk=_s("CATALOG#PRICE"),
-                gsi2sk=_s(f"{_iso(price.created)}#{price.id}"),
-            ),
-            f"price {price.id}",
-        )
+        self._put_new(self._price_item(price), f"price {price.id}")
+
+    def save_price(self, price: Price) -> Price:
+        saved = price.model_copy(update={"version": price.version + 1})
+        self._catalog_save(self._price_item(saved), price.version)
+        return saved
 
     def get_price(self, price_id: str) -> Price:
         return self._require(
@@ -422,6 +438,8 @@ class DynamoStore:
             except Conflict:
                 if self._get(f"SUB#{sub.id}", "SUBSCRIPTION") is not None:
                     raise AlreadyExists(f"subscription {sub.id} already exists") from None
+                if invoice is not None and self.find_invoice(invoice.id) is not None:
+                    raise Conflict(f"invoice {invoice.id} already exists") from None  # no retry can succeed
                 _backoff(attempt)  # the counter moved: take the next number
         raise Conflict("could not assign an invoice number; retry")
 
@@ -482,7 +500,7 @@ class DynamoStore:
             item = self._cus_item(saved_customer)
             extra.append({"Put": self._versioned_put(item, customer.version)})
         for attempt in range(NUMBER_RETRIES):
-            numbered = invoice.status is InvoiceStatus.DRAFT and not invoice.keep_as_draft
+            numbered = invoice.gets_number_when_stored
             counter_actions: list[dict[str, Any]] = []
             final = invoice
             if numbered:

@@ -27,7 +27,9 @@ from kassa.api.models import (
     PortalConfirmIn,
     PortalTokenIn,
     PriceIn,
+    PriceUpdateIn,
     ProductIn,
+    ProductUpdateIn,
     PromotionCodeIn,
 )
 from kassa.domain.cancellation import CancellationDetails
@@ -36,6 +38,18 @@ from kassa.domain.credit_notes import CreditNoteRequest
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.links import LinkRefused, sign_link, verify_link
 from kassa.domain.settings import MerchantSettings
+from kassa.services import (
+    cancellation,
+    catalog,
+    checkout,
+    collection,
+    coupons,
+    credit_notes,
+    customers,
+    invoicing,
+    pausing,
+    plan_changes,
+)
 
 app = new_app()
 TITLE, VERSION = "kassa API", "1"
@@ -90,32 +104,53 @@ def docs() -> Any:
 # ---------------------------------------------------------------- catalog
 @app.post("/v1/products", tags=["catalog"], status_code=201)
 def create_product(body: ProductIn) -> Response[dict[str, Any]]:
-    product = container.billing(with_gateway=False).create_product(body.name, body.description, body.tax_code)
+    product = catalog.create_product(container.billing(with_gateway=False), body.name, body.description, body.tax_code)
     return created(obj("product", product))
 
 
 @app.get("/v1/products", tags=["catalog"])
 def list_products() -> dict[str, Any]:
-    result = container.store().list_products(_limit(), app.current_event.get_query_string_value("starting_after"))
+    """Products, newest first; ``active=true|false`` lists only the active or only the archived ones."""
+    result = catalog.list_products(
+        container.store(), _limit(), app.current_event.get_query_string_value("starting_after"), _active_filter()
+    )
     return page("product", result.items, result.has_more)
+
+
+@app.get("/v1/products/<product_id>", tags=["catalog"])
+def get_product(product_id: str) -> dict[str, Any] | None:
+    return obj("product", container.store().get_product(product_id))
+
+
+@app.post("/v1/products/<product_id>", tags=["catalog"])
+def update_product(product_id: str, body: ProductUpdateIn) -> dict[str, Any] | None:
+    """Change name, description, tax_code or active (false archives: no new prices); publishes product.updated."""
+    given = _cleared(body, "description", "tax_code")
+    product = catalog.update_product(container.billing(with_gateway=False), product_id, **given)
+    return obj("product", product)
 
 
 @app.post("/v1/prices", tags=["catalog"], status_code=201)
 def create_price(body: PriceIn) -> Response[dict[str, Any]]:
-    price = container.billing(with_gateway=False).create_price(
-        body.product,
-        body.currency,
-        body.unit_amount,
-        Recurring(**body.recurring.model_dump()),
-        body.tax_behavior,
-        body.nickname,
+    """A per-unit, package (transform_quantity) or tiered (graduated or volume) recurring price."""
+    price = catalog.create_price(
+        container.billing(with_gateway=False),
+        product_id=body.product,
+        currency=body.currency,
+        terms=body.terms(),  # InvalidInput names the field, e.g. tiers[2].up_to
+        recurring=Recurring(**body.recurring.model_dump()),
+        tax_behavior=body.tax_behavior,
+        nickname=body.nickname,
     )
     return created(obj("price", price))
 
 
 @app.get("/v1/prices", tags=["catalog"])
 def list_prices() -> dict[str, Any]:
-    result = container.store().list_prices(_limit(), app.current_event.get_query_string_value("starting_after"))
+    """Prices, newest first; ``active=true|false`` lists only the active or only the archived ones."""
+    result = catalog.list_prices(
+        container.store(), _limit(), app.current_event.get_query_string_value("starting_after"), _active_filter()
+    )
     return page("price", result.items, result.has_more)
 
 
@@ -124,13 +159,44 @@ def get_price(price_id: str) -> dict[str, Any] | None:
     return obj("price", container.store().get_price(price_id))
 
 
+@app.post("/v1/prices/<price_id>", tags=["catalog"])
+def update_price(price_id: str, body: PriceUpdateIn) -> dict[str, Any] | None:
+    """Archive or unarchive (active) or rename (nickname); amounts and terms are immutable. Publishes price.updated."""
+    given = _cleared(body, "nickname")
+    price = catalog.update_price(
+        container.billing(with_gateway=False), price_id, active=given.get("active"), nickname=given.get("nickname")
+    )
+    return obj("price", price)
+
+
+def _active_filter() -> bool | None:
+    raw = app.current_event.get_query_string_value("active")
+    if raw is None:
+        return None
+    if raw not in ("true", "false"):
+        raise InvalidInput("active must be true or false", param="active")
+    return raw == "true"
+
+
+def _cleared(body: ProductUpdateIn | PriceUpdateIn, *clearable: str) -> dict[str, Any]:
+    """The fields the body gives; an explicit null removes a clearable text field (as ``""`` does)
+    and is refused on the others."""
+    given: dict[str, Any] = {}
+    for key in body.model_fields_set:
+        value = getattr(body, key)
+        if value is None and key not in clearable:
+            raise InvalidInput(f"{key} cannot be null", param=key)
+        given[key] = "" if value is None else value
+    return given
+
+
 # ---------------------------------------------------------------- coupons
 @app.post("/v1/coupons", tags=["coupons"], status_code=201)
 def create_coupon(body: CouponIn) -> Response[dict[str, Any]]:
     fields = body.model_dump(exclude_none=True)
     if "applies_to" in fields:
         fields["applies_to"] = tuple(fields["applies_to"])
-    return created(obj("coupon", container.billing(with_gateway=False).create_coupon(**fields)))
+    return created(obj("coupon", coupons.create_coupon(container.billing(with_gateway=False), **fields)))
 
 
 @app.get("/v1/coupons/<coupon_id>", tags=["coupons"])
@@ -141,15 +207,15 @@ def get_coupon(coupon_id: str) -> dict[str, Any] | None:
 @app.post("/v1/promotion_codes", tags=["coupons"], status_code=201)
 def create_promotion_code(body: PromotionCodeIn) -> Response[dict[str, Any]]:
     fields = body.model_dump(exclude_none=True, exclude={"code", "coupon"})
-    promo = container.billing(with_gateway=False).create_promotion_code(body.code, body.coupon, **fields)
+    promo = coupons.create_promotion_code(container.billing(with_gateway=False), body.code, body.coupon, **fields)
     return created(obj("promotion_code", promo))
 
 
 # ---------------------------------------------------------------- customers
 @app.post("/v1/customers", tags=["customers"], status_code=201)
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
-    customer = container.billing().create_customer(
-        body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
+    customer = customers.create_customer(
+        container.billing(), body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
     )
     return created(obj("customer", customer))
 
@@ -178,14 +244,18 @@ def list_customer_subscriptions(customer_id: str) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- checkout
 @app.post("/v1/checkout", tags=["checkout"], status_code=201)
-def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
+def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
     """Start a checkout: the customer, the subscription and the SetupIntent for Stripe.js."""
     if body.customer_id is None and body.customer is None:
         raise InvalidInput("give customer_id or customer", param="customer")
     c = body.customer
-    result = container.billing().start_checkout(
+    if (body.items is None) == (body.price_id is None):
+        raise InvalidInput("give items, or price_id (and quantity) for one item", param="items")
+    result = checkout.start_checkout(
+        container.billing(),
         price_id=body.price_id,
         quantity=body.quantity,
+        items=[(item.price, item.quantity) for item in body.items] if body.items is not None else None,
         customer_id=body.customer_id,
         email=c.email if c else None,
         name=c.name if c else None,
@@ -215,7 +285,7 @@ def checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
 
 @app.post("/v1/checkout/<subscription_id>/complete", tags=["checkout"])
 def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
-    result = container.billing().complete_checkout(subscription_id, body.setup_intent_id)
+    result = checkout.complete_checkout(container.billing(), subscription_id, body.setup_intent_id)
     response: dict[str, Any] = {
         "subscription": obj("subscription", result.subscription),
         "invoice": obj("invoice", result.invoice),
@@ -251,17 +321,23 @@ def cancel_subscription(subscription_id: str, body: CancelIn) -> dict[str, Any] 
     billing = container.billing(with_gateway=body.prorate)  # a final invoice may need charging
     return obj(
         "subscription",
-        billing.cancel(subscription_id, at_period_end=body.at_period_end, details=details, prorate=body.prorate),
+        cancellation.cancel(
+            billing, subscription_id, at_period_end=body.at_period_end, details=details, prorate=body.prorate
+        ),
     )
 
 
 def _change(subscription_id: str, body: ChangeIn, preview: bool) -> dict[str, Any]:
-    if body.price_id is None and body.quantity is None:
-        raise InvalidInput("give price_id and/or quantity", param="price_id")
-    result = container.billing().change_plan(
+    if body.items is None and body.price_id is None and body.quantity is None:
+        raise InvalidInput("give items, or price_id and/or quantity", param="items")
+    if body.items is not None and (body.price_id is not None or body.quantity is not None):
+        raise InvalidInput("give items or the price_id/quantity shorthand, not both", param="items")
+    result = plan_changes.change_plan(
+        container.billing(),
         subscription_id,
         price_id=body.price_id,
         quantity=body.quantity,
+        items=body.items,
         behavior=body.proration_behavior,
         schedule_downgrade=body.schedule_downgrade_at_period_end,
         preview=preview,
@@ -287,18 +363,18 @@ def preview_change(subscription_id: str, body: ChangeIn) -> dict[str, Any]:
 @app.post("/v1/subscriptions/<subscription_id>/pause_collection", tags=["subscriptions"])
 def pause_collection(subscription_id: str, body: PauseCollectionIn) -> dict[str, Any] | None:
     billing = container.billing(with_gateway=False)
-    return obj("subscription", billing.pause_collection(subscription_id, body.behavior, body.resumes_at))
+    return obj("subscription", pausing.pause_collection(billing, subscription_id, body.behavior, body.resumes_at))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/resume_collection", tags=["subscriptions"])
 def resume_collection(subscription_id: str) -> dict[str, Any] | None:
-    return obj("subscription", container.billing(with_gateway=False).resume_collection(subscription_id))
+    return obj("subscription", pausing.resume_collection(container.billing(with_gateway=False), subscription_id))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/resume", tags=["subscriptions"])
 def resume_subscription(subscription_id: str) -> dict[str, Any]:
     """Resume a paused subscription: the cycle restarts now and the new period is invoiced at once."""
-    result = container.billing().resume(subscription_id)
+    result = pausing.resume(container.billing(), subscription_id)
     return {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
 
 
@@ -306,26 +382,26 @@ def resume_subscription(subscription_id: str) -> dict[str, Any]:
 def add_invoice_item(subscription_id: str, body: InvoiceItemIn) -> Response[dict[str, Any]]:
     """A one-off item added to the subscription's next invoice."""
     billing = container.billing(with_gateway=False)
-    sub = billing.add_invoice_item(
-        subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
+    sub = invoicing.add_invoice_item(
+        billing, subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
     )
     return created(obj("subscription", sub))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])
 def undo_cancellation(subscription_id: str) -> dict[str, Any] | None:
-    return obj("subscription", container.billing(with_gateway=False).undo_cancel(subscription_id))
+    return obj("subscription", cancellation.undo_cancel(container.billing(with_gateway=False), subscription_id))
 
 
 @app.get("/v1/customers/<customer_id>/entitlements", tags=["customers"])
 def customer_entitlements(customer_id: str) -> dict[str, Any]:
-    found = container.billing(with_gateway=False).entitlements_of(customer_id)
+    found = cancellation.entitlements_of(container.billing(with_gateway=False), customer_id)
     return {"object": "list", "data": [{"object": "entitlement", **e.model_dump(mode="json")} for e in found]}
 
 
 @app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"], status_code=201)
 def create_credit_note(invoice_id: str, body: CreditNoteRequest) -> Response[dict[str, Any]]:
-    note, invoice = container.billing().credit_invoice(invoice_id, body)
+    note, invoice = credit_notes.credit_invoice(container.billing(), invoice_id, body)
     return created({"credit_note": obj("credit_note", note), "invoice": obj("invoice", invoice)})
 
 
@@ -459,7 +535,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
         customer = billing.store.get_customer(link.customer)
     except NotFound as error:
         raise LinkRefused("this link is not valid", param="token") from error
-    intent = billing.card_setup_intent(customer.id, link.purpose)
+    intent = customers.card_setup_intent(billing, customer.id, link.purpose)
     card = customer.default_payment_method
     invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.number is not None]
     return {
@@ -488,7 +564,7 @@ def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
     """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried."""
     billing = container.billing()
     link = verify_link(container.link_secret(), body.token, billing.now())
-    customer, results = billing.update_card(link.customer, body.setup_intent_id)
+    customer, results = collection.update_card(billing, link.customer, body.setup_intent_id)
     card = customer.default_payment_method
     return {
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,

@@ -188,7 +188,23 @@ def new_app() -> APIGatewayRestResolver:
 def obj(kind: str, model: BaseModel | None) -> dict[str, Any] | None:
     if model is None:
         return None
-    return {"object": kind, **model.model_dump(mode="json", exclude={"version"})}
+    body = {"object": kind, **model.model_dump(mode="json", exclude={"version"})}
+    if kind == "subscription":
+        return _subscription(body)
+    return body
+
+
+def _subscription(body: dict[str, Any]) -> dict[str, Any]:
+    """Stripe's subscription shape: ``items`` is a list object of ``subscription_item``s; ``price``
+    and ``quantity`` are the one item's (null when there are several, as Stripe's ``plan``)."""
+    items = [{"object": "subscription_item", "subscription": body["id"], **item} for item in body["items"]]
+    single = items[0] if len(items) == 1 else None
+    return {
+        **body,
+        "price": single["price"] if single else None,
+        "quantity": single["quantity"] if single else None,
+        "items": {"object": "list", "data": items, "has_more": False, "total_count": len(items)},
+    }
 
 
 def page(kind: str, items: list[Any], has_more: bool) -> dict[str, Any]:

@@ -2,19 +2,68 @@
 
 from __future__ import annotations
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StrictInt, field_validator
+from typing import Annotated, Any
+
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+from pydantic.json_schema import SkipJsonSchema
+from pydantic_core import PydanticCustomError
 
 from kassa.domain.cancellation import CancellationFeedback, CancellationReason
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.discounts import Duration
+from kassa.domain.items import ItemChange
 from kassa.domain.money import normalize_currency
 from kassa.domain.pausing import PauseBehavior
 from kassa.domain.periods import Interval
+from kassa.domain.pricing import BillingScheme, PriceTerms, TiersMode
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.trials import MissingPaymentMethod
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
+
+# Tiers and transform_quantity are checked by the domain (PriceTerms.parse) so that an error names
+# tiers[2].up_to; these schemas only document their shape in the OpenAPI document.
+_MINOR_UNITS = {"type": "integer", "minimum": 0}
+TierJson = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "up_to": {"anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "enum": ["inf"]}]},
+                "unit_amount": _MINOR_UNITS,
+                "flat_amount": _MINOR_UNITS,
+            },
+            "required": ["up_to"],
+            "additionalProperties": False,
+        }
+    ),
+]
+TransformQuantityJson = Annotated[
+    dict[str, Any],
+    WithJsonSchema(
+        {
+            "type": "object",
+            "properties": {
+                "divide_by": {"type": "integer", "minimum": 1},
+                "round": {"type": "string", "enum": ["up", "down"]},
+            },
+            "required": ["divide_by", "round"],
+            "additionalProperties": False,
+        }
+    ),
+]
 
 
 class Strict(BaseModel):
@@ -36,7 +85,40 @@ class RecurringIn(Strict):
 class PriceIn(Strict):
     product: str = Field(min_length=1)
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217 code")
-    unit_amount: StrictInt = Field(ge=0, description="in the currency's minor unit (cents for EUR, yen for JPY)")
+    unit_amount: StrictInt | None = Field(
+        default=None,
+        ge=0,
+        description="per unit (or per package with transform_quantity), in the currency's minor unit "
+        "(cents for EUR, yen for JPY); required for billing_scheme=per_unit, absent for tiered",
+    )
+    billing_scheme: BillingScheme = Field(
+        default=BillingScheme.PER_UNIT, description="per_unit: unit_amount × quantity; tiered: priced by tiers"
+    )
+    tiers_mode: TiersMode | None = Field(
+        default=None,
+        description="graduated: each tier prices the units within it; volume: the tier the whole quantity "
+        "falls into prices every unit. Required for billing_scheme=tiered",
+    )
+    tiers: list[TierJson] | None = Field(
+        default=None,
+        max_length=250,
+        description="ascending tiers for billing_scheme=tiered: up_to (inclusive upper bound, an integer; "
+        "the last tier's is the string 'inf'), unit_amount and/or flat_amount (integers in minor units; "
+        "flat_amount is charged once per tier that has units)",
+        examples=[
+            [
+                {"up_to": 5, "unit_amount": 700},
+                {"up_to": 10, "unit_amount": 650},
+                {"up_to": "inf", "unit_amount": 600, "flat_amount": 0},
+            ]
+        ],
+    )
+    transform_quantity: TransformQuantityJson | None = Field(
+        default=None,
+        description="package pricing for billing_scheme=per_unit: the quantity is divided by divide_by (>= 1) "
+        "and rounded up or down before unit_amount applies",
+        examples=[{"divide_by": 5, "round": "up"}],
+    )
     recurring: RecurringIn
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = Field(default=None, max_length=250)
@@ -48,6 +130,67 @@ class PriceIn(Strict):
             return normalize_currency(value)
         except Exception as error:
             raise ValueError(f"unsupported currency {value!r}") from error
+
+    def terms(self) -> PriceTerms:
+        """The pricing fields as checked PriceTerms (InvalidInput names the field, e.g. tiers[2].up_to)."""
+        return PriceTerms.parse(
+            billing_scheme=self.billing_scheme,
+            unit_amount=self.unit_amount,
+            tiers_mode=self.tiers_mode,
+            tiers=self.tiers,
+            transform_quantity=self.transform_quantity,
+        )
+
+
+class ProductUpdateIn(Strict):
+    """``POST /v1/products/{id}``: only the fields given change; ``""`` (or null) removes description or tax_code."""
+
+    name: str | None = Field(default=None, min_length=1, max_length=250)
+    description: str | None = Field(default=None, max_length=1000)
+    tax_code: str | None = None
+    active: StrictBool | None = Field(default=None, description="false archives the product: it gets no new prices")
+
+
+# A price's amounts and terms never change (Stripe: create a new price and archive this one).
+IMMUTABLE_PRICE_FIELDS = (
+    "product",
+    "currency",
+    "unit_amount",
+    "billing_scheme",
+    "tiers_mode",
+    "tiers",
+    "transform_quantity",
+    "recurring",
+    "tax_behavior",
+)
+
+
+class PriceUpdateIn(Strict):
+    """``POST /v1/prices/{id}``: ``active`` and ``nickname`` only; a price's amounts and terms are immutable."""
+
+    active: StrictBool | None = Field(
+        default=None, description="false archives the price: it cannot be bought; subscriptions on it keep renewing"
+    )
+    nickname: str | None = Field(default=None, max_length=250, description='"" (or null) removes it')
+    # Accepted only to be refused naming the field (hidden from the OpenAPI document).
+    product: SkipJsonSchema[Any] = None
+    currency: SkipJsonSchema[Any] = None
+    unit_amount: SkipJsonSchema[Any] = None
+    billing_scheme: SkipJsonSchema[Any] = None
+    tiers_mode: SkipJsonSchema[Any] = None
+    tiers: SkipJsonSchema[Any] = None
+    transform_quantity: SkipJsonSchema[Any] = None
+    recurring: SkipJsonSchema[Any] = None
+    tax_behavior: SkipJsonSchema[Any] = None
+
+    @field_validator(*IMMUTABLE_PRICE_FIELDS)
+    @classmethod
+    def _immutable(cls, value: Any, info: ValidationInfo) -> Any:
+        raise PydanticCustomError(
+            "immutable",
+            "prices are immutable: {field} cannot change; create a new price and archive this one",
+            {"field": info.field_name},
+        )
 
 
 class CustomerIn(Strict):
@@ -69,8 +212,11 @@ class CustomerIn(Strict):
 
 
 class CheckoutIn(Strict):
-    price_id: str = Field(min_length=1)
-    quantity: StrictInt = Field(default=1, ge=1, le=10000)
+    price_id: str | None = Field(default=None, min_length=1, description="shorthand for one item: its price")
+    quantity: StrictInt = Field(default=1, ge=1, le=10000, description="shorthand: the one item's quantity")
+    items: list[ItemIn] | None = Field(
+        default=None, min_length=1, max_length=20, description="the subscription's items: [{price, quantity}]"
+    )
     customer_id: str | None = None
     customer: CustomerIn | None = None
     trial_days: StrictInt | None = Field(default=None, ge=1, le=730)
@@ -123,9 +269,22 @@ class CancelIn(Strict):
     prorate: bool = Field(default=False, description="credit the unused time (immediate cancellation only)")
 
 
+class ItemIn(Strict):
+    price: str = Field(min_length=1)
+    quantity: StrictInt = Field(default=1, ge=1, le=100000)
+
+
 class ChangeIn(Strict):
-    price_id: str | None = Field(default=None, min_length=1, description="the new price (default: keep)")
-    quantity: StrictInt | None = Field(default=None, ge=1, le=10000)
+    price_id: str | None = Field(
+        default=None, min_length=1, description="shorthand for a one-item subscription: the new price (default: keep)"
+    )
+    quantity: StrictInt | None = Field(default=None, ge=1, le=10000, description="shorthand: the one item's quantity")
+    items: list[ItemChange] | None = Field(
+        default=None,
+        max_length=20,
+        description='Stripe\'s item list: {"price", "quantity"} adds an item; {"id", "quantity"} or {"id", "price"} '
+        'changes one; {"id", "deleted": true} removes one',
+    )
     proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS
     schedule_downgrade_at_period_end: bool = Field(
         default=False, description="a cheaper plan takes effect at the period end instead of now"

@@ -26,8 +26,10 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
+from kassa.domain.customer import Customer
 from kassa.domain.errors import Conflict, CurrencyMismatch, InvalidInput
 from kassa.domain.ids import derived_id
+from kassa.domain.invoice import Invoice
 from kassa.domain.money import Money, normalize_currency
 
 
@@ -79,35 +81,19 @@ def apply_balance(total: Money, balance: Money) -> BalanceApplication:
     return BalanceApplication(amount_due, balance_after, balance_after - balance)
 
 
-def invoice_balance_transaction(
-    application: BalanceApplication,
-    *,
-    customer: str,
-    invoice: str,
-    total: Money,
-    now: datetime,
-) -> CustomerBalanceTransaction | None:
-    """The ledger entry recording ``application`` for ``invoice`` (None when the balance did not move).
-
-    Its id is derived from the invoice, so recording it twice records it once.
-    """
-    if application.applied.amount == 0:
-        return None
-    kind = BalanceTransactionType.PRORATION_CREDIT if total.amount < 0 else BalanceTransactionType.APPLIED_TO_INVOICE
-    return CustomerBalanceTransaction(
-        id=derived_id("cbtxn", invoice, "invoice_balance"),
-        customer=customer,
-        amount=application.applied.amount,
-        currency=application.applied.currency,
-        type=kind,
-        invoice=invoice,
-        description=(
-            "Credit from the negative invoice total"
-            if kind is BalanceTransactionType.PRORATION_CREDIT
-            else "Balance applied to the invoice"
-        ),
-        created=now,
+def with_balance(invoice: Invoice, customer: Customer) -> tuple[Invoice, Customer | None]:
+    """Apply the customer's balance to the invoice (the last step: after discount and tax); a negative
+    total becomes credit. Returns the customer with its new balance when it moved (to be saved with
+    the invoice in one write); a balance in another currency is left alone."""
+    currency = invoice.currency
+    if customer.balance_currency not in (None, currency) or (customer.balance == 0 and invoice.total >= 0):
+        return invoice, None
+    applied = apply_balance(Money(invoice.total, currency), Money(customer.balance, currency))
+    after = applied.balance_after.amount
+    updated = invoice.model_copy(
+        update={"amount_due": applied.amount_due.amount, "starting_balance": customer.balance, "ending_balance": after}
     )
+    return updated, customer.model_copy(update={"balance": after, "balance_currency": currency if after else None})
 
 
 def adjustment(

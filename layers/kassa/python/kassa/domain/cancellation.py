@@ -94,6 +94,7 @@ def cancel_immediately(
     lines: tuple[ProrationLine, ...] = ()
     if prorate and sub.status in CREDITABLE and sub.current_period_start <= now < sub.current_period_end:
         basis = proration_basis(sub.period, sub.billing_cycle_anchor, sub.interval, sub.interval_count)
-        lines = (unused_time_credit(item or PlanItem.from_subscription(sub), sub.period, now, basis),)
+        items = [item] if item is not None else sub.items
+        lines = tuple(unused_time_credit(each, sub.period, now, basis) for each in items)
     canceled = sub.transition(Status.CANCELED, now)
     return ImmediateCancellation(canceled, lines, invoice_now)

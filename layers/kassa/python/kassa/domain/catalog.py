@@ -4,11 +4,32 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from pydantic import BaseModel, Field, field_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    StrictInt,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    field_validator,
+    model_validator,
+)
 
 from kassa.domain.money import Money, normalize_currency
 from kassa.domain.periods import Interval, validate_interval
+from kassa.domain.pricing import (
+    TERMS_FIELDS,
+    BillingScheme,
+    Priced,
+    PriceTerms,
+    Tier,
+    TiersMode,
+    TransformQuantity,
+    invalid_from,
+    price_total,
+    terms_of,
+)
 
 
 class TaxBehavior(StrEnum):
@@ -23,6 +44,7 @@ class Product(BaseModel):
     active: bool = True
     tax_code: str | None = None
     created: datetime
+    version: int = 0  # optimistic lock for updates (name, description, tax_code, active)
 
 
 class Recurring(BaseModel):
@@ -32,15 +54,35 @@ class Recurring(BaseModel):
 
 
 class Price(BaseModel):
+    """A recurring price. ``unit_amount`` is set for ``billing_scheme=per_unit`` (None for tiered);
+    a document stored before tiers existed (only ``unit_amount``) reads back as per_unit."""
+
     id: str
     product: str
     currency: str
-    unit_amount: int = Field(ge=0)
+    unit_amount: StrictInt | None = None
+    billing_scheme: BillingScheme = BillingScheme.PER_UNIT
+    tiers_mode: TiersMode | None = None
+    tiers: tuple[Tier, ...] | None = None
+    transform_quantity: TransformQuantity | None = None
     recurring: Recurring
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = None
     active: bool = True
     created: datetime
+    version: int = 0  # optimistic lock for updates (active, nickname); the terms never change
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _terms_errors(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Price:
+        try:
+            result: Price = handler(data)
+        except ValidationError as error:
+            loc = error.errors(include_url=False)[0]["loc"]
+            if loc and loc[0] in TERMS_FIELDS:
+                raise invalid_from(error) from None
+            raise
+        return result
 
     @field_validator("currency")
     @classmethod
@@ -49,6 +91,15 @@ class Price(BaseModel):
 
     def model_post_init(self, __context: object) -> None:
         validate_interval(self.recurring.interval, self.recurring.interval_count)
+        _ = self.terms  # builds PriceTerms: an invalid combination raises InvalidInput naming the field
+
+    @property
+    def terms(self) -> PriceTerms:
+        return terms_of(self)
+
+    def priced(self, quantity: int) -> Priced:
+        """The total for ``quantity`` with its tier breakdown (minor units of ``currency``)."""
+        return price_total(self.terms, quantity)
 
     def amount_for(self, quantity: int) -> Money:
-        return Money(self.unit_amount, self.currency).times(quantity)
+        return Money(self.priced(quantity).amount, self.currency)

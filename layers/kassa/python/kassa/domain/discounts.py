@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kassa.domain.errors import CurrencyMismatch, InvalidInput
 from kassa.domain.ids import derived_id
+from kassa.domain.invoice import Invoice
 from kassa.domain.money import Money, Rounding, normalize_currency, round_fraction
 from kassa.domain.periods import Interval, boundary, ensure_utc
 
@@ -176,10 +177,6 @@ class PromotionCode(BaseModel):
     def matches(self, entered: str) -> bool:
         """Customer-entered codes are matched case-insensitively (as Stripe does)."""
         return self.code.casefold() == entered.strip().casefold()
-
-
-def find_promotion_code(codes: Sequence[PromotionCode], entered: str) -> PromotionCode | None:
-    return next((code for code in codes if code.matches(entered)), None)
 
 
 class Unredeemable(StrEnum):
@@ -453,3 +450,26 @@ def ensure_discount_currency(discount: Discount, currency: str) -> None:
     coupon = discount.coupon
     if coupon.currency is not None and coupon.currency != normalize_currency(currency):
         raise CurrencyMismatch(f"coupon {coupon.id} is {coupon.currency}, not {currency}", param="coupon")
+
+
+def discount_invoice(
+    draft: Invoice, discount: Discount | None, *, products: Mapping[str, str]
+) -> tuple[Invoice, Discount | None]:
+    """The first step of finishing an invoice (discount, then tax, then the customer's balance —
+    Stripe's order): the subscription's coupon, if it covers the invoice's period, taken off each
+    eligible line before tax. Returns the discount with this invoice counted (None: not applied)."""
+    if discount is None or not discount_applies(discount, draft.period_start):
+        return draft, None
+    applied = apply_discount(draft.lines, discount, draft.currency, products=products)
+    lines = [
+        line.model_copy(update={"amount": amount, "discount_amount": off})
+        for line, amount, off in zip(draft.lines, applied.discounted_amounts(draft.lines), applied.amounts, strict=True)
+    ]
+    discounted = draft.model_copy(
+        update={
+            "lines": lines,
+            "total_discount": applied.total,
+            "discount": f"{discount.coupon.describe()}: {applied.rule}",
+        }
+    )
+    return discounted, record_discounted_invoice(discount)

@@ -64,32 +64,34 @@ def entitlements(
     past_due_access: bool = True,
     suspended: Collection[str] = (),
 ) -> list[Entitlement]:
-    """One entitlement per subscription that gives access at ``now``, ordered by product then subscription.
+    """One entitlement per product of each item of a subscription that gives access at ``now``,
+    ordered by product then subscription.
 
-    ``products`` maps price ids to product ids (a subscription stores its price only).
+    ``products`` maps price ids to product ids (used for items stored without their product).
     """
     result = []
     for sub in subscriptions:
         if not grants_access(sub, now, past_due_access=past_due_access, suspended=suspended):
             continue
-        product = products.get(sub.price)
-        if product is None:
-            raise InvalidInput(f"no product known for price {sub.price}", param="products")
         valid_until = sub.current_period_end
         if sub.status is Status.TRIALING and sub.trial_end is not None:
             valid_until = sub.trial_end
-        result.append(
-            Entitlement(
-                customer=sub.customer,
-                product=product,
-                price=sub.price,
-                subscription=sub.id,
-                quantity=sub.quantity,
-                status=sub.status,
-                valid_until=valid_until,
-                renews=not sub.cancel_at_period_end,
+        for item in sub.items:
+            product = item.product or products.get(item.price)
+            if product is None:
+                raise InvalidInput(f"no product known for price {item.price}", param="products")
+            result.append(
+                Entitlement(
+                    customer=sub.customer,
+                    product=product,
+                    price=item.price,
+                    subscription=sub.id,
+                    quantity=item.quantity,
+                    status=sub.status,
+                    valid_until=valid_until,
+                    renews=not sub.cancel_at_period_end,
+                )
             )
-        )
     return sorted(result, key=lambda e: (e.product, e.subscription))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
 from typing import Any
@@ -11,7 +12,6 @@ from pydantic import BaseModel, Field
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.errors import IllegalTransition
 from kassa.domain.ids import derived_id
-from kassa.domain.money import Money
 from kassa.domain.periods import Period
 from kassa.domain.subscription import Subscription
 
@@ -33,6 +33,10 @@ INVOICE_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
 }
 
 
+#: the statuses in which an invoice can still be charged (a written-off invoice can still be paid)
+COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
 class BillingReason(StrEnum):
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_CYCLE = "subscription_cycle"
@@ -52,8 +56,12 @@ class InvoiceLine(BaseModel):
     description: str
     amount: int  # minor units, before tax for exclusive prices, tax included for inclusive ones
     quantity: int
-    unit_amount: int
+    unit_amount: int | None = None  # per unit; None for a tiered price (see ``tiers``)
     price: str | None = None
+    subscription_item: str | None = None  # si_…: the item this line bills
+    proration: bool = False  # a prorated part of a period (a change, a partial first period)
+    # a tiered price's breakdown (kassa.domain.pricing.TierLine): tier, up_to, quantity, unit and flat amounts
+    tiers: list[dict[str, Any]] | None = None
     period_start: datetime
     period_end: datetime
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
@@ -126,6 +134,21 @@ class Invoice(BaseModel):
             changes.update(voided_at=now, next_dunning_at=None)
         return self.model_copy(update=changes)
 
+    @property
+    def collectable(self) -> bool:
+        return self.status in COLLECTABLE
+
+    @property
+    def attempt_pending(self) -> bool:
+        """An attempt was claimed but its outcome never recorded (to be re-sent under the same number)."""
+        return self.attempt_count > 0 and self.attempt_outcome is None
+
+    @property
+    def gets_number_when_stored(self) -> bool:
+        """A draft is finalized (numbered) as it is first stored, unless collection is paused with
+        ``keep_as_draft``; an invoice stored void or uncollectible keeps no number."""
+        return self.status is InvoiceStatus.DRAFT and not self.keep_as_draft
+
     def finalize(self, number: str, now: datetime) -> Invoice:
         """draft → open with its number. Numbers are only handed out here, so there are no gaps."""
         if self.status is not InvoiceStatus.DRAFT:
@@ -143,28 +166,49 @@ def format_number(prefix: str, sequence: int) -> str:
     return f"{prefix}-{sequence:04d}"
 
 
+def period_lines(sub: Subscription, period: Period, names: Mapping[str, str] | str | None = None) -> list[InvoiceLine]:
+    """One line per item for a whole ``period``: its price's charge for the item's quantity, with a
+    tiered price's breakdown. ``names``: the product name per price id (or one name for all)."""
+    lines = []
+    for item in sub.items:
+        priced = item.priced()
+        label = (names if isinstance(names, str) else (names or {}).get(item.price)) or item.name or item.price
+        lines.append(
+            InvoiceLine(
+                description=(
+                    f"{item.quantity} × {label} ({period.start.date().isoformat()} – {period.end.date().isoformat()})"
+                ),
+                amount=priced.amount,
+                quantity=item.quantity,
+                unit_amount=item.unit_amount,
+                price=item.price,
+                subscription_item=item.id,
+                tiers=[tier.model_dump(mode="json") for tier in priced.tiers] or None,
+                period_start=period.start,
+                period_end=period.end,
+                tax_behavior=item.tax_behavior,
+            )
+        )
+    return lines
+
+
 def build_subscription_invoice(
     sub: Subscription,
     period: Period,
     now: datetime,
     reason: BillingReason,
-    product_name: str | None = None,
+    product_name: Mapping[str, str] | str | None = None,
 ) -> Invoice:
     """A draft invoice for one period of a subscription (tax is added by the tax capability)."""
-    amount = Money(sub.unit_amount, sub.currency).times(sub.quantity)
-    label = product_name or sub.price
-    line = InvoiceLine(
-        description=f"{sub.quantity} × {label} ({period.start.date().isoformat()} – {period.end.date().isoformat()})",
-        amount=amount.amount,
-        quantity=sub.quantity,
-        unit_amount=sub.unit_amount,
-        price=sub.price,
-        period_start=period.start,
-        period_end=period.end,
-        tax_behavior=sub.tax_behavior,
-    )
     return from_lines(
-        invoice_id_for(sub.id, period.start), sub.customer, sub.id, sub.currency, [line], period, now, reason
+        invoice_id_for(sub.id, period.start),
+        sub.customer,
+        sub.id,
+        sub.currency,
+        period_lines(sub, period, product_name),
+        period,
+        now,
+        reason,
     )
 
 

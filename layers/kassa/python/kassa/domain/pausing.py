@@ -6,9 +6,7 @@ and what happens to each one depends on ``behavior``:
 - ``keep_as_draft``: the invoice stays a draft, nobody is charged; it can be finalized after resuming.
 - ``mark_uncollectible``: the invoice is finalized (numbered) and marked uncollectible at once.
 - ``void``: the draft is voided (no number is used up, since kassa numbers only at finalization).
-  What it charged is forgiven; if it was a net credit (a negative total, e.g. unused time from a
-  downgrade), that credit is **kept** for the customer (moved to the balance) instead of vanishing
-  with the invoice: a credit is never lost.
+  What it charged is forgiven; the customer's balance is neither used nor credited while paused.
 
 ``resumes_at`` ends the pause by itself; until then the invoice machinery asks :func:`collection_paused`.
 
@@ -17,7 +15,7 @@ Full pause: the only way into ``paused`` is a trial that ends without a payment 
 
 - ``billing_cycle_anchor=now`` (default): the anchor resets to the resume time and a new full period
   starting then is invoiced at once; the subscription stays ``paused`` until that invoice is paid
-  (then :func:`resumption_paid` makes it active). No resumption invoice (a free price) → active at once.
+  (paying it makes the subscription active). No resumption invoice (a free price) → active at once.
 - ``billing_cycle_anchor=unchanged``: the subscription joins the period of its old anchor surrounding
   now; the rest of that period is prorated per ``proration_behavior`` (``create_prorations``: pending
   for the next invoice, active at once; ``always_invoice``: invoiced now, paused until paid;
@@ -32,7 +30,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict
 
-from kassa.domain.errors import IllegalTransition, InvalidInput
+from kassa.domain.errors import IllegalTransition
 from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.periods import Period, boundary, ensure_utc, period_at
 from kassa.domain.proration import (
@@ -71,34 +69,29 @@ def pause_collection_after(pause: PauseCollection | None, now: datetime) -> Paus
 
 @dataclass(frozen=True)
 class PausedInvoice:
-    """``invoice`` after the pause rule; ``collect``: charge it as usual; ``kept_credit``: a credit
-    (≥ 0) to move to the customer balance: the negative total of a voided invoice."""
+    """A freshly generated draft after the pause rule: ``invoice`` as it is to be stored;
+    ``collect``: charge it as usual; ``then``: the status it takes once stored and numbered
+    (``mark_uncollectible`` finalizes the invoice before it writes it off)."""
 
     invoice: Invoice
     collect: bool
-    kept_credit: int = 0
+    then: InvoiceStatus | None = None
 
 
-def invoice_while_paused(
-    invoice: Invoice, pause: PauseCollection | None, now: datetime, *, number: str | None = None
-) -> PausedInvoice:
-    """What becomes of a freshly generated draft ``invoice`` at ``now`` under ``pause``.
-
-    ``number`` is needed for ``mark_uncollectible`` (the invoice is finalized before it is marked).
-    """
+def invoice_while_paused(invoice: Invoice, pause: PauseCollection | None, now: datetime) -> PausedInvoice:
+    """What becomes of a freshly generated draft ``invoice`` at ``now`` under ``pause`` (Stripe's
+    ``pause_collection.behavior``): kept as an unnumbered draft, finalized and marked uncollectible,
+    or voided; without a pause in force it is collected."""
     if invoice.status is not InvoiceStatus.DRAFT:
         raise IllegalTransition(f"invoice {invoice.id} is {invoice.status.value}; the pause rule applies to drafts")
     if not collection_paused(pause, now):
         return PausedInvoice(invoice, collect=True)
     assert pause is not None
     if pause.behavior is PauseBehavior.KEEP_AS_DRAFT:
-        return PausedInvoice(invoice, collect=False)
+        return PausedInvoice(invoice.model_copy(update={"keep_as_draft": True}), collect=False)
     if pause.behavior is PauseBehavior.MARK_UNCOLLECTIBLE:
-        if number is None:
-            raise InvalidInput("mark_uncollectible finalizes the invoice: give it a number", param="number")
-        opened = invoice.finalize(number, now)
-        return PausedInvoice(opened.transition(InvoiceStatus.UNCOLLECTIBLE, now), collect=False)
-    return PausedInvoice(invoice.transition(InvoiceStatus.VOID, now), collect=False, kept_credit=max(0, -invoice.total))
+        return PausedInvoice(invoice, collect=False, then=InvoiceStatus.UNCOLLECTIBLE)
+    return PausedInvoice(invoice.transition(InvoiceStatus.VOID, now), collect=False)
 
 
 def pause_subscription(sub: Subscription, now: datetime) -> Subscription:
@@ -137,16 +130,20 @@ def resume_subscription(
     if sub.status is not Status.PAUSED:
         raise IllegalTransition(f"subscription {sub.id} is {sub.status.value}; only a paused one resumes")
     now = to_second(now)
-    item = item or PlanItem.from_subscription(sub)
+    items = [item] if item is not None else list(sub.items)
     if billing_cycle_anchor is ResumeAnchor.NOW:
         anchor = now
         period = Period(now, boundary(now, sub.interval, sub.interval_count, 1))
-        lines: tuple[ProrationLine, ...] = (full_period_charge(item, period),)
+        lines: tuple[ProrationLine, ...] = tuple(full_period_charge(each, period) for each in items)
         pending = False
     else:
         anchor = sub.billing_cycle_anchor
         period = period_at(anchor, sub.interval, sub.interval_count, now)
-        lines = () if proration_behavior is ProrationBehavior.NONE else (remaining_time_charge(item, period, now),)
+        lines = (
+            ()
+            if proration_behavior is ProrationBehavior.NONE
+            else tuple(remaining_time_charge(each, period, now) for each in items)
+        )
         pending = proration_behavior is ProrationBehavior.CREATE_PRORATIONS and bool(lines)
     invoice_now = bool(lines) and not pending and any(line.amount for line in lines)
     if not invoice_now and not pending:
@@ -157,8 +154,3 @@ def resume_subscription(
     if not invoice_now:
         updated = updated.transition(Status.ACTIVE, now)
     return ResumePlan(subscription=updated, lines=lines, invoice_now=invoice_now, pending=pending)
-
-
-def resumption_paid(sub: Subscription, now: datetime) -> Subscription:
-    """The resumption invoice was paid (or marked uncollectible): ``paused`` → ``active``."""
-    return sub.transition(Status.ACTIVE, now)

@@ -21,31 +21,23 @@ Times are truncated to the whole second before anything is computed ("to the sec
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from fractions import Fraction
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from kassa.domain.catalog import Price, TaxBehavior
+from kassa.domain.catalog import TaxBehavior
 from kassa.domain.errors import CurrencyMismatch, InvalidInput
 from kassa.domain.invoice import InvoiceLine
-from kassa.domain.money import Money, Rounding, normalize_currency, round_fraction
-from kassa.domain.periods import Interval, Period, boundary, ensure_utc, period_index, validate_interval
-from kassa.domain.subscription import Subscription
+from kassa.domain.items import SubscriptionItem
+from kassa.domain.money import Money, Rounding, round_fraction
+from kassa.domain.periods import Interval, Period, boundary, ensure_utc, period_index
 
 #: The rounding of every proration line (Stripe rounds each line to the currency's minor unit).
 PRORATION_ROUNDING = Rounding.HALF_UP
-
-# Average Gregorian lengths in days, used only to compare rates of items with different intervals
-# (is a change a downgrade?). Never used to compute an amount.
-_NOMINAL_DAYS: dict[Interval, Fraction] = {
-    Interval.DAY: Fraction(1),
-    Interval.WEEK: Fraction(7),
-    Interval.MONTH: Fraction(146097, 4800),
-    Interval.YEAR: Fraction(146097, 400),
-}
 
 
 class ProrationBehavior(StrEnum):
@@ -65,72 +57,8 @@ def whole_seconds(start: datetime, end: datetime) -> int:
     return delta.days * 86400 + delta.seconds
 
 
-class PlanItem(BaseModel):
-    """What a subscription bills each period: a price, its amount and quantity. Proration compares two."""
-
-    model_config = ConfigDict(frozen=True)
-
-    price: str = Field(min_length=1)
-    product: str | None = None
-    name: str | None = None  # shown on lines; the product or price id when absent
-    unit_amount: StrictInt = Field(ge=0)
-    quantity: StrictInt = Field(ge=1)
-    currency: str
-    interval: Interval
-    interval_count: StrictInt = 1
-    tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
-
-    @field_validator("currency")
-    @classmethod
-    def _currency(cls, value: str) -> str:
-        return normalize_currency(value)
-
-    def model_post_init(self, __context: object) -> None:
-        validate_interval(self.interval, self.interval_count)
-
-    @classmethod
-    def from_price(cls, price: Price, quantity: int, name: str | None = None) -> PlanItem:
-        return cls(
-            price=price.id,
-            product=price.product,
-            name=name or price.nickname,
-            unit_amount=price.unit_amount,
-            quantity=quantity,
-            currency=price.currency,
-            interval=price.recurring.interval,
-            interval_count=price.recurring.interval_count,
-            tax_behavior=price.tax_behavior,
-        )
-
-    @classmethod
-    def from_subscription(cls, sub: Subscription, product: str | None = None, name: str | None = None) -> PlanItem:
-        return cls(
-            price=sub.price,
-            product=product,
-            name=name,
-            unit_amount=sub.unit_amount,
-            quantity=sub.quantity,
-            currency=sub.currency,
-            interval=sub.interval,
-            interval_count=sub.interval_count,
-            tax_behavior=sub.tax_behavior,
-        )
-
-    @property
-    def amount(self) -> Money:
-        """The charge for one full period."""
-        return Money(self.unit_amount, self.currency).times(self.quantity)
-
-    @property
-    def label(self) -> str:
-        return self.name or self.product or self.price
-
-    def same_cycle(self, other: PlanItem) -> bool:
-        return self.interval == other.interval and self.interval_count == other.interval_count
-
-    def daily_rate(self) -> Fraction:
-        """Amount per nominal day: only for comparing items (see :func:`is_downgrade`)."""
-        return Fraction(self.unit_amount * self.quantity) / (_NOMINAL_DAYS[self.interval] * self.interval_count)
+#: the item a subscription bills (kassa.domain.items); proration compares two
+PlanItem = SubscriptionItem
 
 
 class LineKind(StrEnum):
@@ -156,8 +84,10 @@ class ProrationLine(BaseModel):
     currency: str
     price: str
     product: str | None = None
+    subscription_item: str | None = None
     quantity: StrictInt
-    unit_amount: StrictInt
+    unit_amount: StrictInt | None = None  # per unit: the price's unit amount; None for tiered prices
+    full_amount: StrictInt  # the item's charge for a whole period (what the fraction is taken of)
     period_start: datetime
     period_end: datetime
     cycle_start: datetime
@@ -174,20 +104,21 @@ class ProrationLine(BaseModel):
     def exact_amount(self) -> Fraction:
         """The amount before rounding (what ``amount`` rounds, half-up)."""
         sign = -1 if self.kind is LineKind.UNUSED_TIME else 1
-        return sign * Fraction(self.unit_amount * self.quantity) * self.fraction
+        return sign * Fraction(self.full_amount) * self.fraction
 
     @property
     def money(self) -> Money:
         return Money(self.amount, self.currency)
 
     def to_invoice_line(self) -> InvoiceLine:
-        """As an invoice line. ``InvoiceLine`` has no ``proration`` flag yet: it is lost here (see the report)."""
         return InvoiceLine(
             description=self.description,
             amount=self.amount,
             quantity=self.quantity,
             unit_amount=self.unit_amount,
             price=self.price,
+            subscription_item=self.subscription_item,
+            proration=self.proration,
             period_start=self.period_start,
             period_end=self.period_end,
             tax_behavior=self.tax_behavior,
@@ -212,7 +143,8 @@ def make_line(
     if fraction < 0:
         raise InvalidInput("a proration fraction is never negative", param="proration_date")
     sign = -1 if kind is LineKind.UNUSED_TIME else 1
-    exact = sign * Fraction(item.unit_amount * item.quantity) * fraction
+    full = item.priced().amount
+    exact = sign * Fraction(full) * fraction
     return ProrationLine(
         kind=kind,
         description=description,
@@ -220,8 +152,10 @@ def make_line(
         currency=item.currency,
         price=item.price,
         product=item.product,
+        subscription_item=item.id,
         quantity=item.quantity,
         unit_amount=item.unit_amount,
+        full_amount=full,
         period_start=to_second(period_start),
         period_end=to_second(period_end),
         cycle_start=to_second(cycle_start),
@@ -376,15 +310,15 @@ class ScheduledChange(BaseModel):
 
 
 @dataclass(frozen=True)
-class ChangeResult:
-    """What a price/quantity change does, decided purely.
+class ItemsChange:
+    """What a change of a subscription's items does, decided purely.
 
     ``lines`` exist only when the change applies now. ``invoice_now``: create and collect an invoice
     with ``lines`` now; ``pending``: keep ``lines`` as pending items for the next invoice. With
-    ``scheduled`` set, nothing changes now and ``item``/``anchor``/``period`` are the current ones.
+    ``scheduled`` set, nothing changes now and ``items``/``anchor``/``period`` are the current ones.
     """
 
-    item: PlanItem
+    items: tuple[PlanItem, ...]
     anchor: datetime
     period: Period
     lines: tuple[ProrationLine, ...]
@@ -394,8 +328,17 @@ class ChangeResult:
     scheduled: ScheduledChange | None = None
 
     @property
+    def item(self) -> PlanItem:
+        """The item of a one-item change (:func:`change_item`)."""
+        return self.items[0]
+
+    @property
     def net(self) -> int:
         return sum(line.amount for line in self.lines)
+
+
+#: the result of :func:`change_item` (one item)
+ChangeResult = ItemsChange
 
 
 def change_item(
@@ -408,7 +351,7 @@ def change_item(
     behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
     schedule_downgrade: bool = False,
     basis: Period | ImaginedIntervals | None = None,
-) -> ChangeResult:
+) -> ItemsChange:
     """Change ``old`` to ``new`` at ``t`` within the current ``period`` (billing-cycle ``anchor``).
 
     - same interval: −unused time of ``old`` + remaining time of ``new`` (unless ``none``);
@@ -428,21 +371,21 @@ def change_item(
         )
     basis = basis or proration_basis(period, anchor, old.interval, old.interval_count)
     remaining_fraction(period, t)  # validates t ∈ [start, end)
-    unchanged = ChangeResult(item=old, anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
+    unchanged = ItemsChange(items=(old,), anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
     if new == old:
         return unchanged
     if schedule_downgrade and is_downgrade(old, new):
         scheduled = ScheduledChange(
             item=new, effective_at=period.end, requested_at=t, resets_anchor=not old.same_cycle(new)
         )
-        return ChangeResult(
-            item=old, anchor=anchor, period=period, lines=(), invoice_now=False, pending=False, scheduled=scheduled
+        return ItemsChange(
+            items=(old,), anchor=anchor, period=period, lines=(), invoice_now=False, pending=False, scheduled=scheduled
         )
     credit = [] if behavior is ProrationBehavior.NONE else [unused_time_credit(old, period, t, basis)]
     if not old.same_cycle(new):
         new_period = Period(t, boundary(t, new.interval, new.interval_count, 1))
-        return ChangeResult(
-            item=new,
+        return ItemsChange(
+            items=(new,),
             anchor=t,
             period=new_period,
             lines=(*credit, full_period_charge(new, new_period)),
@@ -451,10 +394,10 @@ def change_item(
             anchor_reset=True,
         )
     if behavior is ProrationBehavior.NONE:
-        return ChangeResult(item=new, anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
+        return ItemsChange(items=(new,), anchor=anchor, period=period, lines=(), invoice_now=False, pending=False)
     lines = (*credit, remaining_time_charge(new, period, t, basis))
-    return ChangeResult(
-        item=new,
+    return ItemsChange(
+        items=(new,),
         anchor=anchor,
         period=period,
         lines=lines,
@@ -473,3 +416,84 @@ def apply_scheduled_change(
     if scheduled is None or not scheduled.due(now):
         return item, anchor, scheduled
     return scheduled.item, (scheduled.effective_at if scheduled.resets_anchor else anchor), None
+
+
+def apply_scheduled_items(
+    items: Sequence[PlanItem], anchor: datetime, scheduled: ScheduledChange | None, now: datetime
+) -> tuple[list[PlanItem], datetime, ScheduledChange | None]:
+    """:func:`apply_scheduled_change` over a subscription's items: a due change replaces the item it
+    names (the only item of a subscription scheduled before items had ids)."""
+    if scheduled is None or not scheduled.due(now):
+        return list(items), anchor, scheduled
+    target = scheduled.item.id
+    at = next((i for i, item in enumerate(items) if item.id == target), 0 if len(items) == 1 else None)
+    result = list(items)
+    if at is not None:
+        result[at] = scheduled.item.model_copy(update={"id": items[at].id})
+    return result, (scheduled.effective_at if scheduled.resets_anchor else anchor), None
+
+
+def change_items(
+    old: Sequence[PlanItem],
+    new: Sequence[PlanItem],
+    *,
+    period: Period,
+    anchor: datetime,
+    t: datetime,
+    behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
+    schedule_downgrade: bool = False,
+) -> ItemsChange:
+    """Change a subscription's items from ``old`` to ``new`` at ``t``, each item prorated on its own
+    (items are matched by id): a removed item is credited its unused time, an added one charged its
+    remaining time, a changed one both; an unchanged item makes no line. One changed item keeps
+    :func:`change_item`'s rules (a scheduled downgrade, an interval switch). When the interval of
+    every item switches, the anchor resets to ``t``: every old item's unused time is credited and
+    every new item's full period charged, invoiced now."""
+    t = to_second(t)
+    old_by_id = {item.id: item for item in old}
+    new_by_id = {item.id: item for item in new}
+    if len(old) == 1 and len(new) == 1 and old[0].id == new[0].id:
+        one = change_item(
+            old[0], new[0], period=period, anchor=anchor, t=t, behavior=behavior, schedule_downgrade=schedule_downgrade
+        )
+        return one
+    for item in new:
+        if item.currency != old[0].currency:
+            raise CurrencyMismatch(
+                f"a subscription keeps its currency: cannot change from {old[0].currency} to {item.currency}",
+                param="items",
+            )
+    remaining_fraction(period, t)  # validates t ∈ [start, end)
+    basis = proration_basis(period, anchor, old[0].interval, old[0].interval_count)
+    prorate = behavior is not ProrationBehavior.NONE
+    if not old[0].same_cycle(new[0]):  # every item switches (they share one interval)
+        new_period = Period(t, boundary(t, new[0].interval, new[0].interval_count, 1))
+        credits = [unused_time_credit(item, period, t, basis) for item in old] if prorate else []
+        charges = [full_period_charge(item, new_period) for item in new]
+        return ItemsChange(
+            items=tuple(new),
+            anchor=t,
+            period=new_period,
+            lines=(*credits, *charges),
+            invoice_now=True,
+            pending=False,
+            anchor_reset=True,
+        )
+    lines: list[ProrationLine] = []
+    if prorate:
+        for item in old:
+            after = new_by_id.get(item.id)
+            if after is None or not after.same_terms(item):
+                lines.append(unused_time_credit(item, period, t, basis))
+        for item in new:
+            before = old_by_id.get(item.id)
+            if before is None or not before.same_terms(item):
+                lines.append(remaining_time_charge(item, period, t, basis))
+    return ItemsChange(
+        items=tuple(new),
+        anchor=anchor,
+        period=period,
+        lines=tuple(lines),
+        invoice_now=bool(lines) and behavior is ProrationBehavior.ALWAYS_INVOICE,
+        pending=bool(lines) and behavior is ProrationBehavior.CREATE_PRORATIONS,
+    )

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from kassa.domain.catalog import Price, TaxBehavior
-from kassa.domain.errors import IllegalTransition, InvalidInput
-from kassa.domain.ids import new_id
+from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.domain.ids import derived_id, new_id
+from kassa.domain.items import MAX_ITEMS, SubscriptionItem, ensure_compatible, legacy_item_id
 from kassa.domain.periods import Interval, Period, boundary, ensure_utc, period_at
 
 # Stripe: an incomplete subscription whose first invoice is not paid within 23 hours expires.
@@ -51,11 +53,8 @@ def can_transition(current: Status, target: Status) -> bool:
 class Subscription(BaseModel):
     id: str
     customer: str
-    price: str
-    quantity: int = Field(ge=1)
+    items: list[SubscriptionItem] = Field(min_length=1, max_length=MAX_ITEMS)
     currency: str
-    unit_amount: int
-    tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     interval: Interval
     interval_count: int
     status: Status
@@ -88,7 +87,50 @@ class Subscription(BaseModel):
     created: datetime
     version: int = 0
 
+    @model_validator(mode="before")
+    @classmethod
+    def _one_price_shape(cls, data: Any) -> Any:
+        """A subscription stored before items existed (``price``, ``quantity``, ``unit_amount``,
+        ``tax_behavior`` at the top) reads as one item: no migration step."""
+        if isinstance(data, dict) and "items" not in data and "price" in data:
+            data = dict(data)
+            item = {
+                "id": legacy_item_id(str(data.get("id"))),
+                "price": data.pop("price"),
+                "quantity": data.pop("quantity", 1),
+                "unit_amount": data.pop("unit_amount", None),
+                "tax_behavior": data.pop("tax_behavior", TaxBehavior.EXCLUSIVE.value),
+                "currency": data.get("currency"),
+                "interval": data.get("interval"),
+                "interval_count": data.get("interval_count", 1),
+            }
+            data["items"] = [item]
+        return data
+
     # ---- derived ----
+    @property
+    def price(self) -> str:
+        """The price of the first item (the only one of a one-item subscription)."""
+        return self.items[0].price
+
+    @property
+    def quantity(self) -> int:
+        return self.items[0].quantity
+
+    @property
+    def unit_amount(self) -> int | None:
+        return self.items[0].unit_amount
+
+    @property
+    def single_item(self) -> SubscriptionItem | None:
+        return self.items[0] if len(self.items) == 1 else None
+
+    def item(self, item_id: str) -> SubscriptionItem:
+        for item in self.items:
+            if item.id == item_id:
+                return item
+        raise NotFound(f"no item {item_id} on subscription {self.id}", param="items")
+
     @property
     def period(self) -> Period:
         return Period(self.current_period_start, self.current_period_end)
@@ -139,26 +181,37 @@ class Subscription(BaseModel):
 def start_subscription(
     *,
     customer: str,
-    price: Price,
-    quantity: int,
+    price: Price | None = None,
+    quantity: int = 1,
     now: datetime,
     trial_days: int | None = None,
     subscription_id: str | None = None,
+    items: Sequence[tuple[Price, int]] | None = None,
 ) -> Subscription:
-    """A new subscription: trialing when it has a trial, else incomplete until its first invoice is paid."""
+    """A new subscription of ``items`` (price, quantity) — or of one ``price`` × ``quantity`` —
+    trialing when it has a trial (asked for, or the first price's own), else incomplete until its
+    first invoice is paid."""
     now = ensure_utc(now).replace(microsecond=0)
-    if quantity < 1:
-        raise InvalidInput("quantity must be at least 1", param="quantity")
-    trial_days = trial_days if trial_days is not None else price.recurring.trial_period_days
-    interval, count = price.recurring.interval, price.recurring.interval_count
+    if items is None:
+        if price is None:
+            raise InvalidInput("give a price or items", param="items")
+        items = [(price, quantity)]
+    sub_id = subscription_id or new_id("sub")
+    built = []
+    for i, (item_price, item_quantity) in enumerate(items):
+        if item_quantity < 1:
+            raise InvalidInput("quantity must be at least 1", param="quantity" if price else f"items[{i}].quantity")
+        built.append(SubscriptionItem.from_price(item_price, item_quantity, item_id=derived_id("si", sub_id, str(i))))
+    ensure_compatible(built)
+    first = items[0][0]
+    if trial_days is None:
+        trial_days = next((p.recurring.trial_period_days for p, _ in items if p.recurring.trial_period_days), None)
+    interval, count = first.recurring.interval, first.recurring.interval_count
     common = dict(
-        id=subscription_id or new_id("sub"),
+        id=sub_id,
         customer=customer,
-        price=price.id,
-        quantity=quantity,
-        currency=price.currency,
-        unit_amount=price.unit_amount,
-        tax_behavior=price.tax_behavior,
+        items=built,
+        currency=first.currency,
         interval=interval,
         interval_count=count,
         created=now,
@@ -209,6 +262,58 @@ def renewal_reminder(sub: Subscription, days: int | None) -> datetime | None:
         return None
     at = sub.current_period_end - timedelta(days=days)
     return at if at > sub.current_period_start else None
+
+
+#: the statuses that paying the latest invoice makes active again
+REACTIVATED_BY_PAYMENT = frozenset({Status.INCOMPLETE, Status.PAST_DUE, Status.UNPAID, Status.PAUSED})
+#: the statuses a failed payment of the latest invoice moves to past_due
+PAST_DUE_ON_FAILURE = frozenset({Status.ACTIVE, Status.TRIALING})
+#: the statuses in which items, prices and quantities can change
+CHANGEABLE = frozenset({Status.ACTIVE, Status.TRIALING, Status.PAST_DUE})
+
+
+def after_invoice_paid(
+    sub: Subscription, invoice_id: str, now: datetime, reminder_days: int | None
+) -> Subscription | None:
+    """The subscription once ``invoice_id`` is paid (None: unchanged). Only the latest invoice moves
+    it: an incomplete, past-due, unpaid or paused subscription becomes active (a first payment starts
+    the renewal reminder), and paying clears the overdue state and gives access back at once."""
+    if sub.latest_invoice != invoice_id:
+        return None
+    changed: Subscription | None = None
+    if sub.status in REACTIVATED_BY_PAYMENT:
+        changed = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
+        if sub.status is Status.INCOMPLETE:
+            changed = changed.model_copy(update={"renewal_reminder_at": renewal_reminder(changed, reminder_days)})
+    if sub.overdue_state is not None:
+        changed = (changed or sub).model_copy(
+            update={"overdue_state": None, "entitlements_suspended": False, "changes_blocked": False}
+        )
+    return changed
+
+
+def after_payment_failed(sub: Subscription, invoice_id: str, now: datetime) -> Subscription | None:
+    """The subscription once a payment of ``invoice_id`` failed (None: unchanged): the latest invoice
+    of an active or trialing subscription makes it past_due."""
+    if sub.latest_invoice == invoice_id and sub.status in PAST_DUE_ON_FAILURE:
+        return sub.transition(Status.PAST_DUE, now)
+    return None
+
+
+def ensure_changeable(sub: Subscription, *, preview: bool = False) -> None:
+    """Whether the items, prices or quantities of ``sub`` may change now (a preview may be asked for
+    while the overdue ladder blocks changes)."""
+    if sub.status not in CHANGEABLE:
+        raise IllegalTransition(f"subscription {sub.id} is {sub.status.value}: its plan cannot change")
+    if sub.changes_blocked and not preview:
+        raise IllegalTransition(
+            f"subscription {sub.id} is overdue ({sub.overdue_state}): pay the open invoice before changing the plan"
+        )
+
+
+def ensure_not_ended(sub: Subscription) -> None:
+    if sub.status in TERMINAL:
+        raise IllegalTransition(f"subscription {sub.id} has ended ({sub.status.value})")
 
 
 def due_action(sub: Subscription, now: datetime) -> Due:

@@ -1,7 +1,7 @@
 """Dunning and customer communication: retries, the overdue ladder, card links and every customer email.
 
 The policy is pure (``kassa.domain.dunning``); this service reads the state, asks the policy and
-acts: it charges again (through ``Billing.collect``, one PaymentIntent per attempt), stores the
+acts: it charges again (through ``collection.collect``, one PaymentIntent per attempt), stores the
 overdue state with the subscription's version condition before acting on it, and sends each email
 once through the outbox. Everything here is safe to run twice: the dunning sweep (a schedule) and
 the notification queue (EventBridge → SQS) both deliver at least once and in any order.
@@ -22,7 +22,6 @@ import logging
 from collections import Counter
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -46,7 +45,9 @@ from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.links import sign_link
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
-from kassa.services.billing import COLLECTABLE, Billing, attempt_pending, entitlements_event
+from kassa.services.collection import collect, entitlements_event
+from kassa.services.context import BillingContext
+from kassa.services.invoicing import upcoming_invoice
 from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,6 @@ log = logging.getLogger(__name__)
 IN_FLIGHT_RECHECK = timedelta(hours=1)  # an attempt without an outcome yet is looked at again after this
 MAX_STEPS = 4  # a due retry is followed by the decision on its outcome, within one call
 WIN_BACK_TIMER = "timer:win_back:"
-RATE = Decimal("0.0001")  # recovery rates are shown to four places (the exact fraction is given too)
 
 
 @dataclass(frozen=True)
@@ -66,7 +66,7 @@ class Sent:
 class Dunning:
     def __init__(
         self,
-        billing: Billing,
+        billing: BillingContext,
         outbox: Outbox,
         mailer: Mailer,
         *,
@@ -128,7 +128,7 @@ class Dunning:
         now = self.now()
         decision: DunningDecision | None = None
         for _ in range(MAX_STEPS):
-            if invoice.status not in COLLECTABLE or invoice.first_failed_at is None:
+            if not invoice.collectable or invoice.first_failed_at is None:
                 decision = None
                 break
             customer = self.store.get_customer(invoice.customer)
@@ -138,10 +138,10 @@ class Dunning:
                 has_payment_method=customer.default_payment_method is not None,
             )
             decision = dunning_step(state, settings.retry_schedule, now)
-            if decision.action is DunningAction.WAIT and attempt_pending(invoice):
+            if decision.action is DunningAction.WAIT and invoice.attempt_pending:
                 # an attempt claimed but without an outcome (a crash, Stripe unreachable): send it
                 # again under the same attempt number; Stripe's idempotency key replays the answer
-                result = self.billing.collect(invoice, customer)
+                result = collect(self.billing, invoice, customer)
                 invoice = result.invoice or self.store.get_invoice(invoice_id)
                 continue
             if decision.email:
@@ -149,7 +149,7 @@ class Dunning:
             if not decision.due(now):
                 break
             # one attempt per scheduled retry: the trigger names it, so a redelivery charges nothing
-            result = self.billing.collect(invoice, customer, trigger=f"dunning:{invoice.attempt_count}")
+            result = collect(self.billing, invoice, customer, trigger=f"dunning:{invoice.attempt_count}")
             invoice = result.invoice or self.store.get_invoice(invoice_id)
         next_at: datetime | None = None
         if decision is not None:
@@ -164,7 +164,7 @@ class Dunning:
         overdue_at = self.evaluate_overdue(invoice.subscription) if invoice.subscription else None
         wake = min((t for t in (next_at, overdue_at) if t is not None), default=None)
         invoice = self.store.get_invoice(invoice_id)
-        if invoice.status not in COLLECTABLE:
+        if not invoice.collectable:
             wake = None
         if wake != invoice.next_dunning_at:
             self.store.save_invoice(invoice.model_copy(update={"next_dunning_at": wake}))
@@ -182,7 +182,7 @@ class Dunning:
         elif action is FinalAction.MARK_UNPAID and sub.status is Status.PAST_DUE:
             now = self.now()
             unpaid = self.store.save_subscription(sub.transition(Status.UNPAID, now))
-            self.billing._emit(
+            self.billing.emit(
                 DomainEvent.of(
                     "customer.subscription.updated",
                     unpaid,
@@ -211,7 +211,7 @@ class Dunning:
                     )
                 )
                 events.append(DomainEvent.of("invoice.marked_uncollectible", written_off, now, cause="dunning"))
-        self.billing._emit(*events)
+        self.billing.emit(*events)
 
     # ------------------------------------------------------------------ the overdue ladder
     def evaluate_overdue(self, subscription_id: str) -> datetime | None:
@@ -266,7 +266,7 @@ class Dunning:
             ]
             if transition.entitlements_changed or saved.entitlements_suspended != sub.entitlements_suspended:
                 events.append(entitlements_event(saved, now, cause=cause))
-            self.billing._emit(*events)
+            self.billing.emit(*events)
             sub = saved
             if transition.email and earliest is not None:
                 self._overdue_email(transition.email, sub, earliest, unpaid, f"{sub.id}:{earliest.id}:{transition.key}")
@@ -345,7 +345,8 @@ class Dunning:
         context = {
             **self._customer_context(customer),
             "plan_name": self._plan_name(sub),
-            "amount": sub.unit_amount * sub.quantity,
+            # the next invoice exactly as the renewal will make it (the preview's code)
+            "amount": upcoming_invoice(self.billing, sub).amount_due,
             "currency": sub.currency,
             "renews_at": sub.current_period_end,
             "card_brand": card.brand if card else None,
@@ -364,7 +365,7 @@ class Dunning:
             **self._customer_context(customer),
             "plan_name": self._plan_name(sub),
             "trial_end": sub.trial_end,
-            "amount": sub.unit_amount * sub.quantity,
+            "amount": upcoming_invoice(self.billing, sub).amount_due,
             "currency": sub.currency,
             "has_payment_method": has_card,
             "update_card_url": None if has_card else self.card_link(customer, "card_update"),
@@ -571,9 +572,12 @@ class Dunning:
             return None
 
     def _plan_name(self, sub: Subscription) -> str:
-        price = self.billing._price(sub.price)
-        product = self.billing._product_of(price)
-        return price.nickname or (product.name if product else price.product)
+        names = []
+        for item in sub.items:
+            price = self.billing.price(item.price)
+            product = self.billing.product_of(price)
+            names.append(price.nickname or (product.name if product else price.product))
+        return " + ".join(names)
 
     # ------------------------------------------------------------------ figures
     def figures(self, start: date, end: date) -> DunningFigures:
@@ -597,33 +601,4 @@ def recovery_figures(store: BillingStore, start: date, end: date) -> DunningFigu
     return dunning_figures(outcomes, store.get_settings().retry_schedule.decline_overrides)
 
 
-def figures_json(figures: DunningFigures) -> dict[str, Any]:
-    """The API's shape: rates as decimal strings (exact fractions are kept as numerator/denominator)."""
-
-    def rate(r: Any) -> dict[str, Any]:
-        value = r.rate
-        return {
-            "recovered": r.recovered,
-            "lost": r.lost,
-            "pending": r.pending,
-            "rate": None if value is None else str((Decimal(value.numerator) / value.denominator).quantize(RATE)),
-            "rate_fraction": None if value is None else [value.numerator, value.denominator],
-        }
-
-    return {
-        "object": "dunning_figures",
-        "invoices": figures.invoices,
-        "recovered": figures.recovered,
-        "lost": figures.lost,
-        "pending": figures.pending,
-        "amount_recovered": figures.amount_recovered,
-        "amount_lost": figures.amount_lost,
-        "amount_pending": figures.amount_pending,
-        "recovery_rate": rate(figures.overall),
-        "by_decline_code": {code: rate(r) for code, r in figures.by_decline_code.items()},
-        "by_decline_class": {cls.value: rate(r) for cls, r in figures.by_decline_class.items()},
-        "attempts_to_recover": {str(k): v for k, v in figures.attempts_to_recover.items()},
-    }
-
-
-__all__ = ["Dunning", "Sent", "figures_json", "recovery_figures"]
+__all__ = ["Dunning", "Sent", "recovery_figures"]

@@ -8,12 +8,15 @@ it processed / ignored / rejected — never dropping it silently.
 
 from __future__ import annotations
 
-import base64
 import json
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
 
 from kassa.domain.errors import DomainError, IllegalTransition, InvalidInput
 from kassa.services.ports import BillingStore, Clock, WebhookRecord, WorkQueue
+
+if TYPE_CHECKING:
+    from kassa.services.context import BillingContext
 
 SIGNATURE_TOLERANCE_S = 300  # Stripe's default
 
@@ -22,63 +25,48 @@ class Verifier(Protocol):
     def __call__(self, payload: str, header: str | None, secret: str) -> dict[str, Any]: ...
 
 
-def _response(status: int, body: dict[str, Any]) -> dict[str, Any]:
-    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}
+@dataclass(frozen=True)
+class IngestOutcome:
+    """What ingesting one delivery did: ``error`` (the delivery is refused, nothing recorded), or
+    recorded — ``duplicate`` when the event was known already, ``enqueued`` when it waits for the
+    processor (an echo of a charge already applied is recorded as processed and not enqueued)."""
 
+    error: InvalidInput | None = None
+    error_code: str | None = None
+    duplicate: bool = False
+    enqueued: bool = False
 
-def _header(event: dict[str, Any], name: str) -> str | None:
-    for key, value in (event.get("headers") or {}).items():
-        if key.lower() == name.lower():
-            return str(value)
-    return None
+    @property
+    def accepted(self) -> bool:
+        return self.error is None
 
 
 def ingest(
-    event: dict[str, Any],
+    payload: str,
+    signature: str | None,
     *,
     store: BillingStore,
     queue: WorkQueue,
     secret: str,
     clock: Clock,
     verify: Verifier,
-) -> dict[str, Any]:
-    """An API Gateway proxy event in, a proxy response out."""
-    body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8")
+) -> IngestOutcome:
+    """Verify one delivery's signature, record the raw event once and enqueue its id."""
     try:
-        stripe_event = verify(body, _header(event, "Stripe-Signature"), secret)
+        stripe_event = verify(payload, signature, secret)
     except InvalidInput as error:
-        return _response(
-            400,
-            {
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "signature_invalid",
-                    "message": error.message,
-                    "param": error.param,
-                }
-            },
-        )
+        return IngestOutcome(error=error, error_code="signature_invalid")
     event_id, event_type = stripe_event.get("id"), stripe_event.get("type")
     if not isinstance(event_id, str) or not isinstance(event_type, str):
-        return _response(
-            400,
-            {
-                "error": {
-                    "type": "invalid_request_error",
-                    "code": "parameter_missing",
-                    "message": "a Stripe event has an id and a type",
-                    "param": "id",
-                }
-            },
+        return IngestOutcome(
+            error=InvalidInput("a Stripe event has an id and a type", param="id"), error_code="parameter_missing"
         )
     settled = already_settled(store, stripe_event)
     record = WebhookRecord(
         id=event_id,
         type=event_type,
         status="processed" if settled else "received",
-        payload=body,
+        payload=payload,
         received_at=clock.now().replace(microsecond=0),
         note=settled,
     )
@@ -86,12 +74,12 @@ def ingest(
     if settled and existing is None:
         # the echo of a charge kassa already applied from Stripe's synchronous answer (every
         # successful renewal): recorded as processed, nothing to enqueue
-        return _response(200, {"received": True, "duplicate": False})
+        return IngestOutcome()
     if existing is not None and existing.status != "received":
-        return _response(200, {"received": True, "duplicate": True})
+        return IngestOutcome(duplicate=True)
     # new, or recorded earlier but maybe never enqueued: (re-)enqueue; processing is idempotent
     queue.send([{"event_id": event_id}])
-    return _response(200, {"received": True, "duplicate": existing is not None})
+    return IngestOutcome(duplicate=existing is not None, enqueued=True)
 
 
 def already_settled(store: BillingStore, event: dict[str, Any]) -> str | None:
@@ -111,14 +99,10 @@ def already_settled(store: BillingStore, event: dict[str, Any]) -> str | None:
     return None
 
 
-class Applier(Protocol):
-    store: BillingStore
-
-    def apply_stripe_event(self, event: dict[str, Any]) -> str: ...
-
-
-def process_recorded_event(message: dict[str, Any], billing: Applier) -> str:
+def process_recorded_event(message: dict[str, Any], billing: BillingContext) -> str:
     """Apply one recorded event. Raises only for retryable trouble (the message is then retried)."""
+    from kassa.services.stripe_events import apply_stripe_event  # not needed by the ingest function
+
     event_id = message.get("event_id")
     if not isinstance(event_id, str):
         return "rejected:message without event_id"  # nothing to record it under; logged by the caller
@@ -129,7 +113,7 @@ def process_recorded_event(message: dict[str, Any], billing: Applier) -> str:
         return f"duplicate:{record.status}"
     try:
         event = json.loads(record.payload)
-        outcome = billing.apply_stripe_event(event)
+        outcome = apply_stripe_event(billing, event)
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError, InvalidInput, IllegalTransition) as error:
         note = error.message if isinstance(error, DomainError) else f"{type(error).__name__}: {error}"
         billing.store.mark_webhook(event_id, "rejected", note)

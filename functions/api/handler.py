@@ -1,4 +1,4 @@
-"""checkout: the REST API (checkout, catalog, customers, subscriptions, invoices)."""
+"""api: the merchant REST API (catalog, customers, checkout, subscriptions, invoices, settings) and the card page."""
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths

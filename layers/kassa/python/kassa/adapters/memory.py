@@ -1,0 +1,415 @@
+"""In-memory implementation of the BillingStore port, with the DynamoDB adapter's semantics.
+
+For the unit tests (``tests/unit/fakes.py`` exports it as ``FakeStore``) and for running billing
+in-process without AWS. ``tests/contract`` runs one suite of the BillingStore contract against this
+store and ``DynamoStore``, so what the services see here is what they see on DynamoDB:
+
+* ``save_*``: optimistic lock — Conflict when a stored object's version differs from the given
+  object's; stores (and returns) the object with version + 1.
+* ``create_subscription`` / ``renew``: atomic; a draft is finalized with the next gapless number
+  (the counter only moves when the write happens); ``renew`` raises AlreadyExists when the period's
+  invoice exists, Conflict when the subscription (or the customer passed in) changed.
+* lists are ordered like the adapter's index keys (``<created, whole seconds>#<id>``), newest first;
+  the due and dunning indexes key on whole seconds and are sparse.
+* products, prices, coupons, promotion codes and webhook records are written once (``put_*``);
+  products and prices change only through ``save_product`` / ``save_price`` (versioned).
+
+Not thread-safe: one store per test or per simulated process.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, date, datetime
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+
+# the due index's shard function; importing the adapter module loads botocore.exceptions (no boto3,
+# no client or session is created)
+from kassa.adapters.dynamodb import shard_of
+from kassa.domain.catalog import Price, Product
+from kassa.domain.credit_notes import CreditNote
+from kassa.domain.customer import Customer, card_expiry_notice_at
+from kassa.domain.discounts import Coupon, PromotionCode
+from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
+from kassa.domain.settings import MerchantSettings
+from kassa.domain.subscription import Subscription
+from kassa.services.ports import Page, WebhookRecord
+
+__all__ = ["MemoryStore", "shard_of"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_COLLECTABLE = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
+def _copy(model: M) -> M:
+    """Stored objects never alias the caller's (pydantic models are mutable)."""
+    return model.model_copy(deep=True)
+
+
+def _second(when: datetime) -> datetime:
+    """The adapter's index keys hold whole seconds (ISO strings without fractions)."""
+    return when.astimezone(UTC).replace(microsecond=0)
+
+
+def _index_order(model: Any) -> tuple[datetime, str]:
+    """The order of the adapter's gsi2 sort keys: ``<created>#<id>`` with ``created`` in whole seconds."""
+    return _second(model.created), model.id
+
+
+class MemoryStore:
+    """An in-memory BillingStore with the DynamoDB adapter's observable behaviour (see the module)."""
+
+    def __init__(self, settings: MerchantSettings | None = None, due_shards: int = 4) -> None:
+        self.products: dict[str, Product] = {}
+        self.prices: dict[str, Price] = {}
+        self.coupons: dict[str, Coupon] = {}
+        self.promotion_codes: dict[str, PromotionCode] = {}  # by upper-case code
+        self.customers: dict[str, Customer] = {}
+        self.emails: dict[str, str] = {}  # lower-case email -> customer id
+        self.subscriptions: dict[str, Subscription] = {}
+        self.invoices: dict[str, Invoice] = {}
+        self.webhooks: dict[str, WebhookRecord] = {}
+        self.timers: dict[str, datetime] = {}
+        self.credit_notes: dict[str, CreditNote] = {}
+        self.settings = settings
+        self.invoice_seq = 0
+        self.due_shards = due_shards
+        self.writes = 0  # successful writes, to assert that nothing was written
+
+    # ------------------------------------------------------------------ helpers
+    @staticmethod
+    def _check_version(stored: Any, given: Any) -> None:
+        # DynamoDB condition: attribute_not_exists(pk) OR version = :expected
+        if stored is not None and stored.version != given.version:
+            kind = type(given).__name__
+            raise Conflict(f"{kind} {given.id} changed (stored v{stored.version}, given v{given.version})")
+
+    def _next_number(self, prefix: str) -> str:
+        self.invoice_seq += 1
+        return format_number(prefix, self.invoice_seq)
+
+    def _listed(self, object_id: str) -> bool:
+        """Whether ``object_id`` is in some list (the adapter: the item has a gsi2 sort key)."""
+        return any(object_id in kind for kind in (self.products, self.prices, self.subscriptions, self.invoices))
+
+    def _page(self, items: list[Any], limit: int, starting_after: str | None) -> Page:
+        # newest first, like the adapter's ScanIndexForward=False on <created>#<id>
+        ordered = sorted(items, key=_index_order, reverse=True)
+        if starting_after:
+            ids = [m.id for m in ordered]
+            if starting_after not in ids:
+                if self._listed(starting_after):
+                    raise InvalidInput(f"{starting_after} is not in this list", param="starting_after")
+                raise NotFound(f"no such object {starting_after}", param="starting_after")
+            ordered = ordered[ids.index(starting_after) + 1 :]
+        return Page([_copy(m) for m in ordered[:limit]], has_more=len(ordered) > limit)
+
+    # ------------------------------------------------------------------ catalog
+    def put_product(self, product: Product) -> None:
+        if product.id in self.products:
+            raise AlreadyExists(f"product {product.id} already exists")
+        self.products[product.id] = _copy(product)
+        self.writes += 1
+
+    def get_product(self, product_id: str) -> Product:
+        if product_id not in self.products:
+            raise NotFound(f"no such product: {product_id}", param="product")
+        return _copy(self.products[product_id])
+
+    def list_products(self, limit: int, starting_after: str | None) -> Page:
+        return self._page(list(self.products.values()), limit, starting_after)
+
+    def put_price(self, price: Price) -> None:
+        if price.id in self.prices:
+            raise AlreadyExists(f"price {price.id} already exists")
+        self.prices[price.id] = _copy(price)
+        self.writes += 1
+
+    def get_price(self, price_id: str) -> Price:
+        if price_id not in self.prices:
+            raise NotFound(f"no such price: {price_id}", param="price_id")
+        return _copy(self.prices[price_id])
+
+    def list_prices(self, limit: int, starting_after: str | None) -> Page:
+        return self._page(list(self.prices.values()), limit, starting_after)
+
+    def save_product(self, product: Product) -> Product:
+        self._check_version(self.products.get(product.id), product)
+        saved = product.model_copy(update={"version": product.version + 1})
+        self.products[product.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def save_price(self, price: Price) -> Price:
+        self._check_version(self.prices.get(price.id), price)
+        saved = price.model_copy(update={"version": price.version + 1})
+        self.prices[price.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    # ------------------------------------------------------------------ coupons and promotion codes
+    def put_coupon(self, coupon: Coupon) -> None:
+        if coupon.id in self.coupons:
+            raise AlreadyExists(f"coupon {coupon.id} already exists")
+        self.coupons[coupon.id] = _copy(coupon)
+        self.writes += 1
+
+    def get_coupon(self, coupon_id: str) -> Coupon:
+        if coupon_id not in self.coupons:
+            raise NotFound(f"no such coupon: {coupon_id}", param="coupon")
+        return _copy(self.coupons[coupon_id])
+
+    def put_promotion_code(self, code: PromotionCode) -> None:
+        key = code.code.upper()
+        if key in self.promotion_codes:
+            raise AlreadyExists(f"promotion code {code.code} already exists")
+        self.promotion_codes[key] = _copy(code)
+        self.writes += 1
+
+    def get_promotion_code(self, code: str) -> PromotionCode:
+        if code.upper() not in self.promotion_codes:
+            raise NotFound(f"no such promotion code: {code}", param="promotion_code")
+        return _copy(self.promotion_codes[code.upper()])
+
+    def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None:
+        """Store the coupon (and code) with one more redemption: Conflict unless the stored count is
+        the one before (two checkouts racing for the last redemption cannot both get it)."""
+        stored_coupon = self.coupons.get(coupon.id)
+        if stored_coupon is None or stored_coupon.times_redeemed != coupon.times_redeemed - 1:
+            raise Conflict(f"coupon {coupon.id} was redeemed concurrently")
+        if code is not None:
+            stored_code = self.promotion_codes.get(code.code.upper())
+            if stored_code is None or stored_code.times_redeemed != code.times_redeemed - 1:
+                raise Conflict(f"promotion code {code.code} was redeemed concurrently")
+            self.promotion_codes[code.code.upper()] = _copy(code)
+        self.coupons[coupon.id] = _copy(coupon)
+        self.writes += 1
+
+    # ------------------------------------------------------------------ customers
+    def create_customer(self, customer: Customer) -> None:
+        key = customer.email.strip().lower()
+        if customer.id in self.customers or key in self.emails:
+            raise AlreadyExists(f"a customer with email {customer.email} already exists", param="customer.email")
+        self.customers[customer.id] = _copy(customer)
+        self.emails[key] = customer.id
+        self.writes += 1
+
+    def get_customer(self, customer_id: str) -> Customer:
+        if customer_id not in self.customers:
+            raise NotFound(f"no such customer: {customer_id}", param="customer_id")
+        return _copy(self.customers[customer_id])
+
+    def find_customer_by_email(self, email: str) -> Customer | None:
+        customer_id = self.emails.get(email.strip().lower())
+        return self.get_customer(customer_id) if customer_id else None
+
+    def save_customer(self, customer: Customer) -> Customer:
+        self._check_version(self.customers.get(customer.id), customer)
+        saved = customer.model_copy(update={"version": customer.version + 1})
+        self.customers[customer.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    # ------------------------------------------------------------------ subscriptions and invoices
+    def create_subscription(self, sub: Subscription, invoice: Invoice | None, invoice_prefix: str) -> Invoice | None:
+        if sub.id in self.subscriptions:
+            raise AlreadyExists(f"subscription {sub.id} already exists")
+        if invoice is not None and invoice.id in self.invoices:
+            raise Conflict(f"invoice {invoice.id} already exists")
+        final = None
+        if invoice is not None:
+            final = invoice.finalize(self._next_number(invoice_prefix), invoice.created)
+            self.invoices[final.id] = _copy(final)
+        self.subscriptions[sub.id] = _copy(sub)
+        self.writes += 1
+        return _copy(final) if final is not None else None
+
+    def get_subscription(self, subscription_id: str) -> Subscription:
+        if subscription_id not in self.subscriptions:
+            raise NotFound(f"no such subscription: {subscription_id}", param="subscription")
+        return _copy(self.subscriptions[subscription_id])
+
+    def save_subscription(self, sub: Subscription) -> Subscription:
+        self._check_version(self.subscriptions.get(sub.id), sub)
+        saved = sub.model_copy(update={"version": sub.version + 1})
+        self.subscriptions[sub.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def get_invoice(self, invoice_id: str) -> Invoice:
+        found = self.find_invoice(invoice_id)
+        if found is None:
+            raise NotFound(f"no such invoice: {invoice_id}", param="invoice")
+        return found
+
+    def find_invoice(self, invoice_id: str) -> Invoice | None:
+        found = self.invoices.get(invoice_id)
+        return _copy(found) if found is not None else None
+
+    def save_invoice(self, invoice: Invoice) -> Invoice:
+        self._check_version(self.invoices.get(invoice.id), invoice)
+        saved = invoice.model_copy(update={"version": invoice.version + 1})
+        self.invoices[invoice.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def save_invoice_and_subscription(
+        self, invoice: Invoice, sub: Subscription | None
+    ) -> tuple[Invoice, Subscription | None]:
+        if sub is None:
+            return self.save_invoice(invoice), None
+        # one transaction: both conditions are checked before anything is written
+        self._check_version(self.invoices.get(invoice.id), invoice)
+        self._check_version(self.subscriptions.get(sub.id), sub)
+        inv2 = invoice.model_copy(update={"version": invoice.version + 1})
+        sub2 = sub.model_copy(update={"version": sub.version + 1})
+        self.invoices[inv2.id] = _copy(inv2)
+        self.subscriptions[sub2.id] = _copy(sub2)
+        self.writes += 1
+        return _copy(inv2), _copy(sub2)
+
+    def renew(
+        self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
+    ) -> tuple[Subscription, Invoice]:
+        if invoice.id in self.invoices:  # checked first, as the adapter does after a cancelled transaction
+            raise AlreadyExists(f"invoice {invoice.id} already exists")
+        self._check_version(self.subscriptions.get(sub.id), sub)
+        if customer is not None:
+            self._check_version(self.customers.get(customer.id), customer)
+        sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
+        numbered = invoice.gets_number_when_stored
+        final = invoice.finalize(self._next_number(invoice_prefix), invoice.created) if numbered else invoice
+        self.subscriptions[sub2.id] = _copy(sub2)
+        self.invoices[final.id] = _copy(final)
+        if customer is not None:
+            self.customers[customer.id] = _copy(customer.model_copy(update={"version": customer.version + 1}))
+        self.writes += 1
+        return _copy(sub2), _copy(final)
+
+    def list_customer_invoices(self, customer_id: str, limit: int, starting_after: str | None) -> Page:
+        return self._page([i for i in self.invoices.values() if i.customer == customer_id], limit, starting_after)
+
+    def list_customer_subscriptions(self, customer_id: str) -> list[Subscription]:
+        return list(self._page([s for s in self.subscriptions.values() if s.customer == customer_id], 100, None).items)
+
+    def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
+        """Finalized invoices whose tax point is in [start, end], by tax date (then id), like gsi3."""
+        if end < start:
+            raise InvalidInput("the period ends before it starts", param="to")
+        found = [
+            i
+            for i in self.invoices.values()
+            if i.number is not None and i.tax_date is not None and start <= i.tax_date <= end
+        ]
+        return [_copy(i) for i in sorted(found, key=lambda i: (i.tax_date, i.id))]
+
+    # ------------------------------------------------------------------ due work
+    def _due_index(self) -> list[tuple[datetime, str]]:
+        entries = [(_second(s.due_at), s.id) for s in self.subscriptions.values() if s.due_at is not None]
+        return sorted(entries)
+
+    def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        cutoff = _second(now)
+        return [
+            (sub_id, due)
+            for due, sub_id in self._due_index()
+            if shard_of(sub_id, self.due_shards) == shard and due <= cutoff
+        ][:limit]
+
+    def all_due(self, now: datetime) -> list[str]:
+        """What every shard's sweep would return (a test helper)."""
+        return [sub_id for shard in range(self.due_shards) for sub_id, _ in self.due_subscriptions(shard, now, 1000)]
+
+    def next_due_after(self, now: datetime) -> datetime | None:
+        # the adapter answers the earliest entry of the due index (overdue ones included)
+        index = self._due_index()
+        return index[0][0] if index else None
+
+    # ------------------------------------------------------------------ credit notes
+    def list_credit_notes(self, invoice_id: str) -> list[CreditNote]:
+        notes = (n for n in self.credit_notes.values() if n.invoice == invoice_id)
+        return [_copy(n) for n in sorted(notes, key=lambda n: n.number)]
+
+    def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
+        # one transaction: the note once, the invoice and the customer at their versions
+        if note.id in self.credit_notes:
+            raise Conflict(f"credit note {note.id} exists")
+        self._check_version(self.invoices.get(invoice.id), invoice)
+        if customer is not None:
+            self._check_version(self.customers.get(customer.id), customer)
+            self.customers[customer.id] = _copy(customer.model_copy(update={"version": customer.version + 1}))
+        saved = invoice.model_copy(update={"version": invoice.version + 1})
+        self.invoices[invoice.id] = _copy(saved)
+        self.credit_notes[note.id] = _copy(note)
+        self.writes += 1
+        return _copy(saved)
+
+    # ------------------------------------------------------------------ dunning index
+    def _dunning_index(self) -> list[tuple[datetime, str]]:
+        entries = [
+            (_second(i.next_dunning_at), i.id)
+            for i in self.invoices.values()
+            if i.next_dunning_at is not None and i.status in _COLLECTABLE
+        ]
+        entries += [
+            (_second(at), c.id) for c in self.customers.values() if (at := card_expiry_notice_at(c)) is not None
+        ]
+        entries += [(_second(at), key) for key, at in self.timers.items()]
+        return sorted(entries)
+
+    def due_dunning(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
+        cutoff = _second(now)
+        return [
+            (entity, due)
+            for due, entity in self._dunning_index()
+            if shard_of(entity, self.due_shards) == shard and due <= cutoff
+        ][:limit]
+
+    def next_dunning_after(self, now: datetime) -> datetime | None:
+        index = self._dunning_index()
+        return index[0][0] if index else None
+
+    def put_timer(self, key: str, at: datetime) -> None:
+        self.timers[key] = at
+        self.writes += 1
+
+    def delete_timer(self, key: str) -> None:
+        self.timers.pop(key, None)
+        self.writes += 1
+
+    def list_open_invoices(self, customer_id: str) -> list[Invoice]:
+        """The customer's open (or uncollectible) invoices, oldest first."""
+        found = [i for i in self.invoices.values() if i.customer == customer_id and i.status in _COLLECTABLE]
+        return [_copy(i) for i in sorted(found, key=_index_order)]
+
+    # ------------------------------------------------------------------ settings
+    def get_settings(self) -> MerchantSettings:
+        return _copy(self.settings) if self.settings is not None else MerchantSettings()
+
+    def put_settings(self, settings: MerchantSettings) -> None:
+        self.settings = _copy(settings)
+        self.writes += 1
+
+    # ------------------------------------------------------------------ webhook events
+    def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:
+        if record.id in self.webhooks:
+            return self.webhooks[record.id]
+        # as the adapter stores it: the time in whole seconds, an empty note as none
+        self.webhooks[record.id] = replace(record, received_at=_second(record.received_at), note=record.note or None)
+        self.writes += 1
+        return None
+
+    def get_webhook(self, event_id: str) -> WebhookRecord | None:
+        return self.webhooks.get(event_id)
+
+    def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:
+        current = self.webhooks.get(event_id)
+        if current is None or current.status == "processed":
+            return False
+        self.webhooks[event_id] = replace(current, status=status, note=note[:1000] if note else current.note)
+        self.writes += 1
+        return True

@@ -1,0 +1,36 @@
+"""The Stripe webhook route's HTTP side: the API Gateway proxy event in, a proxy response out
+(kept apart from the REST resolver: the ingest function imports only this and the service)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+from kassa.services.webhooks import IngestOutcome
+
+
+def delivery(event: dict[str, Any]) -> tuple[str, str | None]:
+    """The raw body (decoded when base64) and the ``Stripe-Signature`` header of a proxy event."""
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        body = base64.b64decode(body).decode("utf-8")
+    signature = next((str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "stripe-signature"), None)
+    return body, signature
+
+
+def response(outcome: IngestOutcome) -> dict[str, Any]:
+    """200 once the event is recorded (Stripe stops redelivering); 400 naming why it was refused."""
+    if outcome.error is not None:
+        error = {
+            "type": "invalid_request_error",
+            "code": outcome.error_code or outcome.error.code,
+            "message": outcome.error.message,
+            "param": outcome.error.param,
+        }
+        return _proxy(400, {"error": error})
+    return _proxy(200, {"received": True, "duplicate": outcome.duplicate})
+
+
+def _proxy(status: int, body: dict[str, Any]) -> dict[str, Any]:
+    return {"statusCode": status, "headers": {"Content-Type": "application/json"}, "body": json.dumps(body)}

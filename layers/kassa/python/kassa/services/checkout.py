@@ -1,0 +1,160 @@
+"""Use case: checkout — a new subscription with its first invoice (or its trial), the SetupIntent the
+storefront confirms with Stripe.js, and completing it once the card is confirmed."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from kassa.domain.anchors import plan_start
+from kassa.domain.customer import Address, Customer
+from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.events import DomainEvent
+from kassa.domain.invoice import BillingReason, Invoice, build_subscription_invoice, invoice_id_for
+from kassa.domain.periods import Period
+from kassa.domain.proration import ProrationBehavior
+from kassa.domain.subscription import Status, Subscription, start_subscription
+from kassa.domain.trials import MissingPaymentMethod
+from kassa.services.collection import CollectResult, collect
+from kassa.services.context import BillingContext
+from kassa.services.coupons import redeem_for
+from kassa.services.customers import confirmed_payment_method, customer_for_checkout, save_payment_method
+from kassa.services.invoicing import finish_invoice, new_invoice, product_names
+from kassa.services.ports import SetupIntentInfo
+
+
+@dataclass(frozen=True)
+class CheckoutResult:
+    subscription: Subscription
+    invoice: Invoice | None
+    setup_intent: SetupIntentInfo
+    publishable_key: str
+    customer: Customer
+
+
+def start_checkout(
+    ctx: BillingContext,
+    *,
+    price_id: str | None = None,
+    quantity: int = 1,
+    items: Sequence[tuple[str, int]] | None = None,
+    customer_id: str | None = None,
+    email: str | None = None,
+    name: str | None = None,
+    address: Address | None = None,
+    locale: str = "en",
+    trial_days: int | None = None,
+    tax_id: str | None = None,
+    tax_exempt: bool = False,
+    billing_cycle_anchor: datetime | None = None,
+    backdate_start_date: datetime | None = None,
+    proration_behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
+    coupon: str | None = None,
+    promotion_code: str | None = None,
+    missing_payment_method: MissingPaymentMethod = MissingPaymentMethod.CREATE_INVOICE,
+) -> CheckoutResult:
+    """A new subscription of ``items`` (price id, quantity) — or of ``price_id`` × ``quantity`` —
+    with its first invoice finalized (or its trial), and the SetupIntent to confirm the card with.
+    Everything is validated before the customer is looked up or created."""
+    if items is None:
+        if price_id is None:
+            raise InvalidInput("give items or price_id", param="items")
+        items, param = [(price_id, quantity)], (lambda i, field: "price_id" if field == "price" else field)
+    else:
+        param = lambda i, field: f"items[{i}].{field}"  # noqa: E731
+    if not items:
+        raise InvalidInput("a subscription has at least one item", param="items")
+    prices = []
+    for i, (item_price, count) in enumerate(items):
+        if count < 1:
+            raise InvalidInput("quantity must be at least 1", param=param(i, "quantity"))
+        try:
+            price = ctx.price(item_price, fresh=True)
+        except NotFound as error:
+            raise NotFound(error.message, param=param(i, "price")) from None
+        if not price.active:
+            raise InvalidInput(f"price {item_price} is not active", param=param(i, "price"))
+        prices.append(price)
+    custom_start = billing_cycle_anchor is not None or backdate_start_date is not None
+    if coupon is not None and promotion_code is not None:
+        raise InvalidInput("give a coupon or a promotion_code, not both", param="coupon")
+    now = ctx.now()
+    # validates quantities, currencies and intervals before anything is written
+    probe = start_subscription(
+        customer="cus_pending",
+        items=[(p, q) for p, (_, q) in zip(prices, items, strict=True)],
+        now=now,
+        trial_days=trial_days,
+    )
+    if custom_start and probe.status is not Status.INCOMPLETE:
+        raise InvalidInput(
+            "a billing_cycle_anchor or backdated start cannot be combined with a trial", param="trial_days"
+        )
+    customer = customer_for_checkout(ctx, customer_id, email, name, address, locale, tax_id, tax_exempt)
+    sub = probe.model_copy(update={"customer": customer.id, "missing_payment_method": missing_payment_method.value})
+    invoice = None
+    settings = ctx.store.get_settings()
+    products = [p.product for p in prices]
+    currency = sub.currency
+    if sub.status is Status.INCOMPLETE:
+        names = product_names(ctx, sub)
+        if custom_start:
+            plans = [
+                plan_start(
+                    item.model_copy(update={"name": names[item.price]}),
+                    now,
+                    billing_cycle_anchor=billing_cycle_anchor,
+                    backdate_start_date=backdate_start_date,
+                    proration_behavior=proration_behavior,
+                )
+                for item in sub.items
+            ]
+            plan = plans[0]
+            sub = sub.model_copy(update={"billing_cycle_anchor": plan.anchor}).with_period(plan.current_period)
+            draft = new_invoice(
+                sub,
+                invoice_id_for(sub.id, plan.current_period.start),
+                [line.to_invoice_line() for each in plans for line in each.lines],
+                Period(plan.start, plan.current_period.end),
+                now,
+                BillingReason.SUBSCRIPTION_CREATE,
+            )
+        else:
+            draft = build_subscription_invoice(sub, sub.period, now, BillingReason.SUBSCRIPTION_CREATE, names)
+        if coupon is not None or promotion_code is not None:
+            sub = redeem_for(ctx, coupon, promotion_code, customer, products, currency, sub)
+            coupon = promotion_code = None
+        sub, invoice, _ = finish_invoice(ctx, sub, draft, customer, settings, use_balance=False)
+        sub = sub.model_copy(update={"latest_invoice": invoice.id})
+    if coupon is not None or promotion_code is not None:  # a trial: the discount waits for its end
+        sub = redeem_for(ctx, coupon, promotion_code, customer, products, currency, sub)
+    assert customer.stripe_customer_id is not None
+    intent = ctx.gateway.create_setup_intent(
+        customer=customer.stripe_customer_id,
+        metadata={"kassa_subscription": sub.id, "kassa_customer": customer.id},
+    )
+    invoice = ctx.store.create_subscription(sub, invoice, settings.invoice_prefix)
+    events = [DomainEvent.of("customer.subscription.created", sub, now, cause="create")]
+    if invoice is not None:
+        events.append(DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"))
+    ctx.emit(*events)
+    return CheckoutResult(sub, invoice, intent, ctx.gateway.publishable_key, customer)
+
+
+def complete_checkout(ctx: BillingContext, subscription_id: str, setup_intent_id: str) -> CollectResult:
+    """Attach the confirmed card, charge the first invoice if one is due, activate.
+
+    Called by the storefront after Stripe.js confirmed the SetupIntent, and by the
+    setup_intent.succeeded webhook — whichever comes first; the second finds the work done.
+    """
+    sub = ctx.store.get_subscription(subscription_id)
+    intent = ctx.gateway.get_setup_intent(setup_intent_id)
+    if intent.metadata.get("kassa_subscription") not in (None, subscription_id):
+        raise InvalidInput("this SetupIntent belongs to another subscription", param="setup_intent_id")
+    customer = save_payment_method(ctx, sub.customer, confirmed_payment_method(intent))
+    invoice = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+    if sub.status is Status.INCOMPLETE and invoice is not None and invoice.collectable:
+        # one attempt per confirmed SetupIntent: the storefront call and the webhook share it
+        return collect(ctx, invoice, customer, trigger=setup_intent_id)
+    return CollectResult(invoice, ctx.store.get_subscription(subscription_id), None)

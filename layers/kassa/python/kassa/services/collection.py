@@ -1,0 +1,223 @@
+"""Use case: collecting an invoice — one PaymentIntent per attempt — and applying its outcome,
+whether it comes as Stripe's synchronous answer or as a webhook, exactly once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+
+from kassa.domain.customer import Customer
+from kassa.domain.errors import Conflict, InvalidInput
+from kassa.domain.events import DomainEvent
+from kassa.domain.invoice import Invoice, InvoiceStatus, PaymentError
+from kassa.domain.money import Money
+from kassa.domain.subscription import Status, Subscription, after_invoice_paid, after_payment_failed
+from kassa.services.context import BillingContext
+from kassa.services.customers import confirmed_payment_method, save_payment_method
+from kassa.services.ports import ChargeResult, ChargeStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class CollectResult:
+    invoice: Invoice | None
+    subscription: Subscription | None
+    charge: ChargeResult | None
+
+    @property
+    def status(self) -> str:
+        return self.invoice.status.value if self.invoice else "no_invoice"
+
+
+def collect(
+    ctx: BillingContext, invoice: Invoice, customer: Customer | None = None, *, trigger: str | None = None
+) -> CollectResult:
+    """Charge an open invoice and apply the result, never charging one attempt twice.
+
+    An attempt whose outcome never arrived (Stripe unreachable, a crash between the call and
+    the write) is sent again under the same attempt number, so Stripe's idempotency key
+    replays the first answer. A new attempt is made only for a first charge or when the
+    caller brings a new trigger (a newly confirmed card; retries belong to dunning).
+    """
+    if not invoice.collectable:
+        return CollectResult(invoice, ctx.subscription_of(invoice.subscription), None)
+    customer = customer or ctx.store.get_customer(invoice.customer)
+    if invoice.amount_due == 0:
+        return apply_paid(ctx, invoice, payment_intent=None)
+    if customer.default_payment_method is None or customer.stripe_customer_id is None:
+        result = ChargeResult(ChargeStatus.DECLINED, None, code="no_payment_method", message="no card on file")
+        return apply_failure(ctx, invoice, result)
+    if invoice.attempt_pending:
+        return charge(ctx, invoice, customer, invoice.attempt_count)
+    if invoice.attempt_count > 0 and (trigger is None or trigger == invoice.attempt_trigger):
+        return CollectResult(invoice, ctx.subscription_of(invoice.subscription), None)  # this attempt has its outcome
+    # claim the attempt first: two concurrent collectors cannot both charge
+    attempt = invoice.attempt_count + 1
+    claim = {"attempt_count": attempt, "attempt_outcome": None, "attempt_trigger": trigger}
+    try:
+        invoice = ctx.store.save_invoice(invoice.model_copy(update=claim))
+    except Conflict:
+        current = ctx.store.get_invoice(invoice.id)
+        return CollectResult(current, ctx.subscription_of(current.subscription), None)
+    return charge(ctx, invoice, customer, attempt)
+
+
+def collect_new(ctx: BillingContext, invoice: Invoice, payer: Customer) -> CollectResult:
+    """Collect an invoice just written with its first attempt claimed in the same write."""
+    if invoice.amount_due == 0 or payer.default_payment_method is None or payer.stripe_customer_id is None:
+        return collect(ctx, invoice, payer)
+    return charge(ctx, invoice, payer, invoice.attempt_count)
+
+
+def charge(ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: int) -> CollectResult:
+    assert customer.default_payment_method is not None and customer.stripe_customer_id is not None
+    result = ctx.gateway.charge(
+        customer=customer.stripe_customer_id,
+        payment_method=customer.default_payment_method.payment_method_id,
+        amount=Money(invoice.amount_due, invoice.currency),
+        invoice_id=invoice.id,
+        attempt=attempt,
+        description=f"Invoice {invoice.number}",
+    )
+    return apply_charge_result(ctx, invoice.id, result)
+
+
+def apply_charge_result(ctx: BillingContext, invoice_id: str, result: ChargeResult) -> CollectResult:
+    """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once."""
+    for _ in range(4):
+        invoice = ctx.store.get_invoice(invoice_id)
+        try:
+            if result.status is ChargeStatus.SUCCEEDED:
+                return apply_paid(ctx, invoice, result.payment_intent)
+            if result.status is ChargeStatus.PROCESSING:
+                if invoice.collectable and invoice.attempt_outcome is None:
+                    invoice = ctx.store.save_invoice(
+                        invoice.model_copy(
+                            update={"attempt_outcome": "processing", "payment_intent": result.payment_intent}
+                        )
+                    )
+                return CollectResult(invoice, ctx.subscription_of(invoice.subscription), result)
+            return apply_failure(ctx, invoice, result)
+        except Conflict:
+            continue
+    raise Conflict(f"invoice {invoice_id} kept changing; retry")
+
+
+def entitlements_event(sub: Subscription, now: datetime, cause: str) -> DomainEvent:
+    """Tells the storefront to read the customer's entitlements again (Stripe's
+    ``entitlements.active_entitlement_summary.updated``)."""
+    return DomainEvent.of("entitlements.active_entitlement_summary.updated", sub, now, cause=cause)
+
+
+def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None) -> CollectResult:
+    sub = ctx.subscription_of(invoice.subscription)
+    if invoice.status is InvoiceStatus.PAID:
+        return CollectResult(invoice, sub, None)  # duplicate: one effect
+    if invoice.status is InvoiceStatus.VOID:
+        log.warning("payment for void invoice %s (intent %s): needs a refund", invoice.id, payment_intent)
+        return CollectResult(invoice, sub, None)
+    now = ctx.now()
+    paid = invoice.transition(InvoiceStatus.PAID, now).model_copy(
+        update={"payment_intent": payment_intent, "attempt_outcome": "succeeded"}
+    )
+    new_sub = None
+    if sub is not None:
+        reminder_days = (
+            ctx.store.get_settings().emails.upcoming_renewal_days if sub.status is Status.INCOMPLETE else None
+        )
+        new_sub = after_invoice_paid(sub, invoice.id, now, reminder_days)
+    saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(paid, new_sub)
+    events = [
+        DomainEvent.of("invoice.paid", saved_inv, now, cause="paid"),
+        DomainEvent.of("invoice.payment_succeeded", saved_inv, now, cause="paid"),
+    ]
+    if saved_sub is not None and sub is not None:
+        previous = {"status": sub.status.value}
+        if sub.overdue_state is not None:
+            previous["overdue_state"] = sub.overdue_state
+        events.append(
+            DomainEvent.of(
+                "customer.subscription.updated", saved_sub, now, cause=f"paid:{invoice.id}", previous=previous
+            )
+        )
+        if sub.entitlements_suspended:
+            events.append(entitlements_event(saved_sub, now, cause=f"paid:{invoice.id}"))
+    ctx.emit(*events)
+    return CollectResult(saved_inv, saved_sub or sub, None)
+
+
+def apply_failure(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -> CollectResult:
+    sub = ctx.subscription_of(invoice.subscription)
+    if not invoice.collectable:
+        return CollectResult(invoice, sub, result)  # paid or void already: a late failure changes nothing
+    now = ctx.now()
+    previous = invoice.last_payment_error
+    if result.attempt is not None and result.attempt < invoice.attempt_count:
+        return CollectResult(invoice, sub, result)  # a stale attempt's news
+    if previous is not None and result.attempt is not None and previous.attempt == result.attempt:
+        # the same attempt reported twice (synchronous answer and webhook): one effect; only
+        # complete what the first report lacked
+        if previous.payment_intent is None and result.payment_intent:
+            filled = previous.model_copy(update={"payment_intent": result.payment_intent})
+            invoice = ctx.store.save_invoice(
+                invoice.model_copy(update={"last_payment_error": filled, "payment_intent": result.payment_intent})
+            )
+        return CollectResult(invoice, sub, result)
+    error = PaymentError(
+        code=result.code or "card_declined",
+        decline_code=result.decline_code,
+        message=result.message,
+        attempt=result.attempt,
+        payment_intent=result.payment_intent,
+    )
+    outcome = "requires_action" if result.status is ChargeStatus.REQUIRES_ACTION else "declined"
+    failed = invoice.model_copy(
+        update={
+            "last_payment_error": error,
+            "payment_intent": result.payment_intent,
+            "attempt_outcome": outcome,
+            # dunning: the first failure anchors the schedule; the invoice enters the dunning index
+            "first_failed_at": invoice.first_failed_at or now,
+            "first_payment_error": invoice.first_payment_error or error,
+            "next_dunning_at": now,
+        }
+    )
+    new_sub = after_payment_failed(sub, invoice.id, now) if sub is not None else None
+    saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(failed, new_sub)
+    kind = (
+        "invoice.payment_action_required" if result.status is ChargeStatus.REQUIRES_ACTION else "invoice.payment_failed"
+    )
+    events = [DomainEvent.of(kind, saved_inv, now, cause=f"attempt:{saved_inv.attempt_count}:{result.payment_intent}")]
+    if saved_sub is not None and sub is not None:
+        events.append(
+            DomainEvent.of(
+                "customer.subscription.updated",
+                saved_sub,
+                now,
+                cause=f"failed:{invoice.id}",
+                previous={"status": sub.status.value},
+            )
+        )
+    ctx.emit(*events)
+    return CollectResult(saved_inv, saved_sub or sub, result)
+
+
+def update_card(ctx: BillingContext, customer_id: str, setup_intent_id: str) -> tuple[Customer, list[CollectResult]]:
+    """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
+    first): make it the default and retry the open invoices at once, one attempt per SetupIntent."""
+    customer = ctx.store.get_customer(customer_id)
+    intent = ctx.gateway.get_setup_intent(setup_intent_id)
+    if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
+        None,
+        customer_id,
+    ):
+        raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
+    customer = save_payment_method(ctx, customer_id, confirmed_payment_method(intent))
+    results = [
+        collect(ctx, invoice, customer, trigger=setup_intent_id)
+        for invoice in ctx.store.list_open_invoices(customer_id)
+        if not invoice.keep_as_draft and invoice.number is not None
+    ]
+    return customer, results

@@ -1,0 +1,143 @@
+"""Use case: customers and their cards (the card itself lives in Stripe; kassa keeps its summary)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kassa.domain.customer import Address, Customer
+from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
+from kassa.domain.events import DomainEvent
+from kassa.domain.ids import new_id
+from kassa.services.context import RETRIES, BillingContext
+from kassa.services.ports import SetupIntentInfo
+
+
+def create_customer(
+    ctx: BillingContext,
+    email: str,
+    name: str | None,
+    address: Address,
+    locale: str = "en",
+    tax_id: str | None = None,
+    tax_exempt: bool = False,
+) -> Customer:
+    if ctx.store.find_customer_by_email(email) is not None:
+        raise AlreadyExists(f"a customer with email {email} already exists", param="email")
+    customer = Customer(
+        id=new_id("cus", 14),
+        email=email,
+        name=name,
+        address=address,
+        preferred_locale=locale,
+        tax_id=tax_id,
+        tax_exempt=tax_exempt,
+        created=ctx.now(),
+    )
+    customer = customer.model_copy(
+        update={
+            "stripe_customer_id": ctx.gateway.create_customer(
+                email=email, name=name, address=address, kassa_id=customer.id
+            )
+        }
+    )
+    ctx.store.create_customer(customer)
+    ctx.emit(DomainEvent.of("customer.created", customer, customer.created, cause="create"))
+    return customer
+
+
+def customer_for_checkout(
+    ctx: BillingContext,
+    customer_id: str | None,
+    email: str | None,
+    name: str | None,
+    address: Address | None,
+    locale: str,
+    tax_id: str | None = None,
+    tax_exempt: bool = False,
+) -> Customer:
+    if customer_id:
+        return ctx.store.get_customer(customer_id)
+    if not email or address is None:
+        raise InvalidInput("give customer_id or customer.email and customer.address", param="customer")
+    existing = ctx.store.find_customer_by_email(email)
+    if existing is not None:
+        return existing
+    try:
+        return create_customer(ctx, email, name, address, locale, tax_id, tax_exempt)
+    except AlreadyExists:  # a concurrent checkout created it
+        found = ctx.store.find_customer_by_email(email)
+        if found is None:
+            raise
+        return found
+
+
+def save_payment_method(ctx: BillingContext, customer_id: str, payment_method: str) -> Customer:
+    customer = ctx.store.get_customer(customer_id)
+    if customer.default_payment_method and customer.default_payment_method.payment_method_id == payment_method:
+        return customer
+    assert customer.stripe_customer_id is not None
+    card = ctx.gateway.attach_payment_method(payment_method=payment_method, customer=customer.stripe_customer_id)
+    for _ in range(RETRIES):
+        try:
+            saved = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": card}))
+            ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=f"pm:{payment_method}"))
+            return saved
+        except Conflict:
+            customer = ctx.store.get_customer(customer_id)
+    raise Conflict("the customer kept changing; retry")
+
+
+def confirmed_payment_method(intent: SetupIntentInfo) -> str:
+    """The card of a SetupIntent the customer confirmed with Stripe.js."""
+    if intent.status != "succeeded" or not intent.payment_method:
+        raise InvalidInput(
+            f"the SetupIntent is {intent.status}; confirm the card with Stripe.js first", param="setup_intent_id"
+        )
+    return intent.payment_method
+
+
+def card_setup_intent(ctx: BillingContext, customer_id: str, purpose: str) -> SetupIntentInfo:
+    """A SetupIntent for the customer's card-update page."""
+    customer = ctx.store.get_customer(customer_id)
+    if customer.stripe_customer_id is None:
+        raise InvalidInput("this customer has no Stripe customer", param="customer")
+    return ctx.gateway.create_setup_intent(
+        customer=customer.stripe_customer_id, metadata={"kassa_customer": customer_id, "kassa_purpose": purpose}
+    )
+
+
+def card_updated(ctx: BillingContext, payment_method: dict[str, Any], event_id: str) -> str:
+    """payment_method.updated / payment_method.automatically_updated (the card networks' account
+    updater): refresh the stored brand, last4 and expiry of the customer's default card."""
+    pm_id, stripe_customer = payment_method.get("id"), payment_method.get("customer")
+    card = payment_method.get("card")
+    if not isinstance(pm_id, str) or not isinstance(stripe_customer, str) or not isinstance(card, dict):
+        return "ignored:not a card of a customer"
+    customer_id = ctx.gateway.kassa_customer_of(stripe_customer)
+    if customer_id is None:
+        return "ignored:not a kassa customer"
+    for _ in range(RETRIES):
+        try:
+            customer = ctx.store.get_customer(customer_id)
+        except NotFound:
+            return f"ignored:unknown customer {customer_id}"
+        current = customer.default_payment_method
+        if current is None or current.payment_method_id != pm_id:
+            return "ignored:not the default card"
+        updated = current.model_copy(
+            update={
+                "brand": card.get("brand") or current.brand,
+                "last4": card.get("last4") or current.last4,
+                "exp_month": card.get("exp_month") or current.exp_month,
+                "exp_year": card.get("exp_year") or current.exp_year,
+            }
+        )
+        if updated == current:
+            return "applied:unchanged"
+        try:
+            saved = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": updated}))
+        except Conflict:
+            continue
+        ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=event_id))
+        return "applied"
+    raise Conflict("the customer kept changing; retry")

@@ -1,0 +1,70 @@
+"""Use case: applying one verified Stripe event (delivered by the webhook processor) — payments,
+confirmed cards, account-updater changes. Duplicates and out-of-order deliveries have one effect."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.services.checkout import complete_checkout
+from kassa.services.collection import apply_charge_result, update_card
+from kassa.services.context import BillingContext
+from kassa.services.customers import card_updated
+from kassa.services.ports import ChargeStatus, charge_result_from_intent
+
+HANDLED_EVENTS = frozenset(
+    {
+        "payment_intent.succeeded",
+        "payment_intent.payment_failed",
+        "setup_intent.succeeded",
+        "payment_method.updated",
+        "payment_method.automatically_updated",
+    }
+)
+
+
+def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
+    """Apply one verified Stripe event. Returns what happened: applied / ignored:<why>."""
+    if not isinstance(event, dict):
+        raise InvalidInput("a Stripe event is a JSON object", param="body")
+    etype = event.get("type", "")
+    if etype not in HANDLED_EVENTS:
+        return "ignored:unhandled type"
+    data = event.get("data")
+    obj = data.get("object") if isinstance(data, dict) else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("metadata") or {}, dict):
+        raise InvalidInput("data.object and its metadata must be objects", param="data.object")
+    if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+        invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
+        if not invoice_id:
+            return "ignored:not a kassa payment"
+        if ctx.store.find_invoice(invoice_id) is None:
+            return f"ignored:unknown invoice {invoice_id}"
+        result = charge_result_from_intent(obj)
+        if etype == "payment_intent.payment_failed" and result.status is ChargeStatus.SUCCEEDED:
+            return "ignored:inconsistent"
+        apply_charge_result(ctx, invoice_id, result)
+        return "applied"
+    if etype in ("payment_method.updated", "payment_method.automatically_updated"):
+        return card_updated(ctx, obj, str(event.get("id")))
+    if etype == "setup_intent.succeeded":
+        # a card confirmed on the card-update page (kassa_purpose) or at checkout: the same work as
+        # the page's own call, whichever comes first
+        metadata = obj.get("metadata") or {}
+        kind, key = (
+            ("customer", "kassa_customer") if metadata.get("kassa_purpose") else ("subscription", "kassa_subscription")
+        )
+        target = metadata.get(key)
+        if not isinstance(target, str) or not target:
+            return "ignored:not a kassa setup"
+        try:
+            if kind == "customer":
+                update_card(ctx, target, obj["id"])
+            else:
+                complete_checkout(ctx, target, obj["id"])
+        except NotFound:
+            return f"ignored:unknown {kind} {target}"
+        except (InvalidInput, IllegalTransition) as error:
+            return f"ignored:{error.message}"
+        return "applied"
+    return "ignored:unhandled type"
