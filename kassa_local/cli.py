@@ -13,6 +13,7 @@ that talk to a running stack find it through ``<state dir>/local.json`` (``runni
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -97,7 +98,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     for noisy in ("botocore", "boto3", "urllib3", "werkzeug"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    from kassa_local.stack import STATE_FILE, LocalStack
+    from kassa_local.stack import STATE_FILE, LocalStack, PortInUse
 
     probes: dict[str, Any] = {}
     if not args.every_tick:
@@ -123,7 +124,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        stack.start()
+        try:
+            stack.start()
+        except PortInUse as error:  # one line naming the port and how to change it, no traceback
+            print(f"kassa run: {error}", file=sys.stderr)
+            return 1
         cfg = stack.config
         if not args.no_seed:
             from kassa_local.client import Api
@@ -254,7 +259,17 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        code = int(args.func(args) or 0)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (`kassa tax quote … | head -1`): no traceback. stdout goes to devnull
+        # so that the interpreter's own flush at exit does not fail again (Python's documented recipe)
+        with contextlib.suppress(OSError, ValueError):
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        return 1
+    return code
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -99,6 +99,12 @@ def routes_from(functions: tuple[wiring.Function, ...] | list[wiring.Function]) 
     return [ApiRoute(r.method.upper(), r.path, fn) for fn in functions for r in fn.routes]
 
 
+def allowed_methods(routes: list[ApiRoute], path: str) -> list[str]:
+    """The methods routed on ``path`` whatever the request's method (empty: no route has the path)."""
+    methods = {r.method for r in routes if match_resource(r.segments, _split(path)) is not None}
+    return sorted(methods)
+
+
 def find_route(routes: list[ApiRoute], method: str, path: str) -> tuple[ApiRoute, dict[str, str]] | None:
     best: tuple[ApiRoute, dict[str, str]] | None = None
     for route in routes:
@@ -122,8 +128,18 @@ class HttpResponse:
         return cls(status, [("Content-Type", "application/json"), *(headers or [])], body)
 
     @classmethod
-    def error(cls, status: int, code: str, message: str) -> HttpResponse:
-        return cls.json(status, {"error": {"type": "invalid_request_error", "code": code, "message": message}})
+    def error(cls, status: int, code: str, message: str, headers: list[tuple[str, str]] | None = None) -> HttpResponse:
+        return cls.json(status, {"error": {"type": "invalid_request_error", "code": code, "message": message}}, headers)
+
+    @classmethod
+    def not_routed(cls, method: str, path: str, allowed: list[str] | tuple[str, ...] = ()) -> HttpResponse:
+        """404 ``route_not_found`` for an unknown path, 405 ``method_not_allowed`` with ``Allow`` for a
+        known path asked with another method."""
+        if allowed:
+            methods = ", ".join(allowed)
+            message = f"{method} is not allowed on {path}; allowed: {methods}"
+            return cls.error(405, "method_not_allowed", message, [("Allow", methods)])
+        return cls.error(404, "route_not_found", f"No route for {method} {path}")
 
 
 def proxy_event(
@@ -178,7 +194,9 @@ def proxy_event(
             "resourceId": route.path,
             "resourcePath": route.path,
             "httpMethod": method,
-            "path": f"/{STAGE}{path}",
+            # the path as the client asked for it: the local gateway serves the stage at its root (as a
+            # custom domain does), so it carries no /local prefix and the API's base path is ""
+            "path": path,
             "stage": STAGE,
             "protocol": "HTTP/1.1",
             "domainName": host,
@@ -259,6 +277,14 @@ class StackControl(Protocol):
 
 Invoke = Callable[[wiring.Function, dict[str, Any]], Any]
 
+_LOCAL_ROUTES: dict[str, tuple[str, ...]] = {
+    "/_local/health": ("GET",),
+    "/_local/clock": ("GET",),
+    "/_local/clock/advance": ("POST",),
+    "/_local/drain": ("POST",),
+    "/_local/events": ("GET",),
+}
+
 _DEMO_COMPLETE = re.compile(r"^/demo/checkout/([^/]+)/complete$")
 
 
@@ -310,7 +336,7 @@ class Gateway:
     ) -> HttpResponse:
         found = find_route(self.routes, method, path)
         if found is None:
-            return HttpResponse.error(404, "route_not_found", f"No route for {method} {path}")
+            return HttpResponse.not_routed(method, path, allowed_methods(self.routes, path))
         route, params = found
         event = proxy_event(
             route,
@@ -334,10 +360,14 @@ class Gateway:
         control = self.control
         assert control is not None
         try:
-            if path in ("/", "/storefront", "/storefront/") and method in ("GET", "HEAD"):
+            if path in ("/", "/storefront", "/storefront/"):
+                if method not in ("GET", "HEAD"):
+                    return HttpResponse.not_routed(method, path, ("GET", "HEAD"))
                 html = (STATIC_DIR / "storefront.html").read_bytes()
                 return HttpResponse(200, [("Content-Type", "text/html; charset=utf-8")], html)
-            if path == "/storefront/config.json" and method == "GET":
+            if path == "/storefront/config.json":
+                if method != "GET":
+                    return HttpResponse.not_routed(method, path, ("GET",))
                 return HttpResponse.json(200, control.storefront_config())
             if path == "/favicon.ico":
                 return HttpResponse(204)
@@ -370,7 +400,9 @@ class Gateway:
             return HttpResponse.json(200, {"object": "list", "data": events, "count": len(events)})
         if path.startswith("/_local/outbox") and method in ("GET", "HEAD"):
             return self._outbox(control, path, query)
-        return HttpResponse.error(404, "route_not_found", f"No local route for {method} {path}")
+        if path.startswith("/_local/outbox"):
+            return HttpResponse.not_routed(method, path, ("GET", "HEAD"))
+        return HttpResponse.not_routed(method, path, _LOCAL_ROUTES.get(path, ()))
 
     def _outbox(self, control: StackControl, path: str, query: str) -> HttpResponse:
         params = {k: v[-1] for k, v in parse_qs(query).items()}
@@ -408,7 +440,8 @@ class Gateway:
         match = _DEMO_COMPLETE.match(path)
         if match and method == "POST":
             return self.dispatch_api("POST", f"/v1/checkout/{match.group(1)}/complete", "", auth, body)
-        return HttpResponse.error(404, "route_not_found", f"No demo route for {method} {path}")
+        allowed = ("GET",) if path == "/demo/prices" else ("POST",) if path == "/demo/checkout" or match else ()
+        return HttpResponse.not_routed(method, path, allowed)
 
     def _returning_customer(self, auth: list[tuple[str, str]], body: bytes) -> bytes:
         """The checkout API never finds a customer by an unverified email (409 customer_exists): the

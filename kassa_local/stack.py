@@ -21,11 +21,13 @@ restores the environment variables and the clock it replaced.
 from __future__ import annotations
 
 import contextlib
+import errno
 import importlib.util
 import json
 import logging
 import os
 import secrets
+import socket
 import sys
 import tempfile
 import threading
@@ -84,6 +86,56 @@ def read_state(state_dir: Path | str | None = None) -> dict[str, Any]:
     """The running stack's ``local.json`` (raises FileNotFoundError when no stack runs)."""
     path = Path(state_dir or default_state_dir()) / STATE_FILE
     return dict(json.loads(path.read_text()))
+
+
+class PortInUse(OSError):
+    """A port the stack was asked to listen on is taken; the message names it and how to change it."""
+
+    def __init__(self, which: str, port: int) -> None:
+        env, _ = DEFAULT_PORTS[which]
+        super().__init__(errno.EADDRINUSE, f"port {port} is in use: set {env} or pass --{which}-port")
+        self.which, self.port = which, port
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
+def _address_in_use(error: BaseException | None) -> bool:
+    seen = 0
+    while error is not None and seen < 10:
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            return True
+        if "address in use" in str(error).lower() or "address already in use" in str(error).lower():
+            return True
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return False
+
+
+def check_port_free(which: str, port: int) -> None:
+    """Raise ``PortInUse`` when something listens on 127.0.0.1:``port`` (0: any free port, never taken).
+
+    Bound with SO_REUSEADDR, as the servers are, so a port only in TIME_WAIT counts as free."""
+    if not port:
+        return
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise PortInUse(which, port) from None
+            raise
+
+
+@contextlib.contextmanager
+def _listening(which: str, port: int) -> Iterator[None]:
+    """Turns a component's failure to bind ``port`` into ``PortInUse``."""
+    try:
+        yield
+    except (OSError, RuntimeError) as error:
+        if port and not isinstance(error, PortInUse) and _address_in_use(error):
+            raise PortInUse(which, port) from error
+        raise
 
 
 def _port(value: int | None, which: str) -> int:
@@ -329,9 +381,14 @@ class LocalStack:
     def _start(self) -> None:
         s = self._started
         t0 = time.monotonic()
+        # 0. every requested port is free (before anything starts: the first error names the port)
+        for which, port in self.requested_ports.items():
+            if which != "stripe" or not self.real_stripe:
+                check_port_free(which, port)
         # 1. moto
         s.moto = MotoServer(self.requested_ports["aws"])
-        s.moto.start()
+        with _listening("aws", self.requested_ports["aws"]):
+            s.moto.start()
         s.moto.reset()
         aws_url = s.moto.url
         self._set_env(aws_environment(aws_url))
@@ -340,7 +397,8 @@ class LocalStack:
         # 2. localstripe
         if not self.real_stripe:
             s.stripe = LocalStripe(self.requested_ports["stripe"])
-            s.stripe.start()
+            with _listening("stripe", self.requested_ports["stripe"]):
+                s.stripe.start()
         # 3. provisioning
         s.clients = Clients(aws_url)
         self.resolver = LocalResolver(s.clients.sqs)
@@ -366,7 +424,8 @@ class LocalStack:
         s.gateway = self.gateway = Gateway(
             self.functions, self.invoke_function, self.clock.now, self, port=self.requested_ports["api"]
         )
-        s.gateway.start()
+        with _listening("api", self.requested_ports["api"]):
+            s.gateway.start()
         api_url = s.gateway.url
         # the public URL (links in emails) is the gateway's, known only now (handlers read it per
         # call); one given in extra_env (e.g. a tunnel) is kept

@@ -1,5 +1,7 @@
 """A person subscribing on the demo storefront in a real browser (Debian's chromium driven by
-Playwright), with the test card typed into localstripe's Stripe.js shim."""
+Playwright), typing the test card into localstripe's Stripe.js shim as people do: the number in
+groups of four, a four-digit year or MM/YY; an expired card is refused on the page, a declined first
+payment is shown as an error."""
 
 from __future__ import annotations
 
@@ -10,36 +12,72 @@ from kassa_local.demo import seats_price
 
 pytestmark = pytest.mark.e2e
 
+STATUS_SETTLED = (
+    "[' is ', 'rror', 'declined', 'expired'].some(t => document.getElementById('status').textContent.includes(t))"
+)
 
-def test_a_person_subscribes_on_the_storefront_with_the_test_card(api: Api, stack_config, browser, tmp_path):
-    product = api.post("/v1/products", {"name": "Storefront coffee"}, expect=201)
-    price = api.post(
-        "/v1/prices",
-        {
-            "product": product["id"],
-            "currency": "EUR",
-            "unit_amount": 1250,
-            "recurring": {"interval": "month"},
-            "nickname": "Browser plan",
-        },
-        expect=201,
+
+@pytest.fixture(scope="module")
+def price(api_module: Api) -> dict:
+    product = api_module.post("/v1/products", {"name": "Storefront coffee"}, expect=201)
+    return dict(
+        api_module.post(
+            "/v1/prices",
+            {
+                "product": product["id"],
+                "currency": "EUR",
+                "unit_amount": 1250,
+                "recurring": {"interval": "month"},
+                "nickname": "Browser plan",
+            },
+            expect=201,
+        )
     )
+
+
+@pytest.fixture(scope="module")
+def api_module(stack_config) -> Api:
+    return Api(stack_config)
+
+
+def _open(browser, stack_config, price, email: str):
     page = browser.new_page()
     page.goto(stack_config["storefront_url"])
     page.locator(f"input[name=price][value={price['id']}]").check()
-    page.fill("#email", "browser@example.com")
+    page.fill("#email", email)
     page.fill("#name", "Browsing Person")
-    card_inputs = page.locator("#card input")
-    card_inputs.first.wait_for()
-    for index, value in enumerate(["4242424242424242", "12", "34", "123", "75001"]):
-        card_inputs.nth(index).fill(value)
+    page.locator("#card input").first.wait_for()
+    return page
+
+
+def _type_card(page, keys: list[str]) -> None:
+    """Click the number box and type, one key at a time; the shim moves the focus from box to box."""
+    page.locator("#card input").first.click()
+    for text in keys:
+        page.keyboard.type(text, delay=15)
+
+
+def _card_boxes(page) -> list[str]:
+    return [page.locator("#card input").nth(i).input_value() for i in range(5)]
+
+
+def _submit(page, shot) -> str:
     page.click("#subscribe")
-    page.wait_for_function(
-        "[' is ', 'rror'].some(t => document.getElementById('status').textContent.includes(t))", timeout=30_000
-    )
-    status = page.text_content("#status") or ""
-    page.screenshot(path=str(tmp_path / "storefront.png"), full_page=True)
+    page.wait_for_function(STATUS_SETTLED, timeout=30_000)
+    page.screenshot(path=str(shot), full_page=True)
+    return page.text_content("#status") or ""
+
+
+def test_a_person_subscribes_typing_the_card_with_spaces_and_a_four_digit_year(
+    api: Api, stack_config, browser, price, tmp_path
+):
+    page = _open(browser, stack_config, price, "browser@example.com")
+    _type_card(page, ["4242 4242 4242 4242", "12", "2034", "123", "75001"])
+    # each part landed in its own box: the focus moved on only once the part was complete
+    assert _card_boxes(page) == ["4242 4242 4242 4242", "12", "2034", "123", "75001"]
+    status = _submit(page, tmp_path / "storefront.png")
     assert "is active" in status, status
+    assert "ok" in (page.get_attribute("#status", "class") or "")
 
     sub_id = status.split("Subscription ", 1)[1].split(" ", 1)[0]
     sub = api.get(f"/v1/subscriptions/{sub_id}")
@@ -49,6 +87,35 @@ def test_a_person_subscribes_on_the_storefront_with_the_test_card(api: Api, stac
     assert invoice["status"] == "paid"
     # the storefront's default country is the Netherlands: 21% Dutch VAT on the exclusive price
     assert (invoice["subtotal"], invoice["tax"], invoice["amount_paid"]) == (1250, 263, 1513)
+
+
+def test_an_expired_card_is_refused_on_the_page(api: Api, stack_config, browser, price, tmp_path):
+    page = _open(browser, stack_config, price, "expired@example.com")
+    posted: list[str] = []
+    page.on("request", lambda request: posted.append(request.url) if request.method == "POST" else None)
+    _type_card(page, ["4242 4242 4242 4242", "01", "2021", "123", "75001"])
+    assert _card_boxes(page)[1:3] == ["01", "2021"]
+    status = _submit(page, tmp_path / "storefront-expired.png")
+    assert "The card has expired (01/2021)" in status, status
+    assert "error" in (page.get_attribute("#status", "class") or "")
+    assert posted == []  # checked on the page, before any checkout is created
+
+
+def test_a_declined_first_payment_is_an_error_that_says_so(api: Api, stack_config, browser, price, tmp_path):
+    page = _open(browser, stack_config, price, "declined@example.com")
+    # MM/YY as one sequence: the month box moves on after "12", the slash is dropped from the year
+    _type_card(page, ["4000 0000 0000 0341", "12/34", "123", "75001"])
+    assert _card_boxes(page) == ["4000 0000 0000 0341", "12", "34", "123", "75001"]
+    status = _submit(page, tmp_path / "storefront-declined.png")
+    assert "Your card was declined" in status, status
+    assert "is incomplete" not in status
+    assert "error" in (page.get_attribute("#status", "class") or "")
+    sub_id = status.split("Subscription ", 1)[1].split(" ", 1)[0]
+    sub = api.get(f"/v1/subscriptions/{sub_id}")
+    assert sub["status"] == "incomplete"
+    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert invoice["status"] == "open"
+    assert invoice["last_payment_error"]["code"] == "card_declined"
 
 
 def test_a_team_buys_seven_seats_of_the_tiered_price(api: Api, stack_config, browser, tmp_path):

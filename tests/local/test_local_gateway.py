@@ -88,6 +88,8 @@ def test_request_becomes_a_rest_proxy_event(fresh: LocalStack) -> None:
     assert ctx["resourcePath"] == "/v1/things/{id}"
     assert ctx["httpMethod"] == "GET"
     assert ctx["stage"] == "local"
+    # served at the gateway's root (like a custom domain): the path carries no /local stage prefix
+    assert ctx["path"] == "/v1/things/a b"
     assert ctx["identity"]["sourceIp"] == "127.0.0.1"
     assert ctx["requestId"]
     # request time and the handler's clock are the virtual clock
@@ -120,7 +122,29 @@ def test_unknown_route_is_a_404_json_error(fresh: LocalStack) -> None:
     resp = requests.get(f"{fresh.api_url}/nowhere")
     assert resp.status_code == 404
     assert resp.json()["error"]["code"] == "route_not_found"
-    assert requests.get(f"{fresh.api_url}/webhooks/stripe").status_code == 404
+    assert requests.get(f"{fresh.api_url}/_local/nowhere").json()["error"]["code"] == "route_not_found"
+    assert requests.post(f"{fresh.api_url}/demo/nowhere").json()["error"]["code"] == "route_not_found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/webhooks/stripe", "POST"),
+        ("GET", "/_local/clock/advance", "POST"),
+        ("POST", "/_local/health", "GET"),
+        ("DELETE", "/_local/outbox.json", "GET, HEAD"),
+        ("POST", "/storefront", "GET, HEAD"),
+        ("POST", "/demo/prices", "GET"),
+        ("GET", "/demo/checkout/sub_1/complete", "POST"),
+    ],
+)
+def test_a_wrong_method_on_a_known_path_is_a_405_with_allow(
+    fresh: LocalStack, method: str, path: str, allow: str
+) -> None:
+    resp = requests.request(method, fresh.api_url + path)
+    assert resp.status_code == 405, resp.text
+    assert resp.headers["Allow"] == allow
+    assert resp.json()["error"]["code"] == "method_not_allowed"
 
 
 def test_handler_exception_is_a_502(fresh: LocalStack) -> None:

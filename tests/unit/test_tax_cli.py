@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
+import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -268,3 +272,37 @@ def test_vies_is_asked_only_when_requested(
     online = quote_json(capsys, "--country", "DE", "--vat-id", DE_VAT, "--amount", "10000", "--vies-url", url)
     assert online["vies_verified"] is True and online["inputs"]["vies"] is True
     assert paths == ["/rest-api/ms/DE/vat/136695976"]
+
+
+# ----------------------------------------------------------------------------- the real process
+
+
+def _kassa_tax_quote(stdout: Any) -> subprocess.Popen[bytes]:
+    argv = [sys.executable, "-m", "kassa_local.cli", "tax", "quote", "--country", "NL", "--amount", "10000"]
+    return subprocess.Popen([*argv, "--currency", "EUR"], stdout=stdout, stderr=subprocess.PIPE)
+
+
+def test_a_reader_that_goes_away_gets_no_broken_pipe_traceback() -> None:
+    """`kassa tax quote … | head -1`: the reader closes the pipe before the quote is written."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # nobody reads: every write gets EPIPE
+    try:
+        proc = _kassa_tax_quote(write_end)
+    finally:
+        os.close(write_end)
+    _, err = proc.communicate(timeout=60)
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+    assert err == b""
+
+
+def test_piped_into_head_prints_the_first_line_only() -> None:
+    result = subprocess.run(
+        f"{shlex.quote(sys.executable)} -m kassa_local.cli tax quote --country NL --amount 10000 --currency EUR"
+        " | head -1",
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.stdout.startswith("Tax quote ") and result.stdout.count("\n") == 1, result.stdout
+    assert "Traceback" not in result.stderr, result.stderr

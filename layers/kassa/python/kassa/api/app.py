@@ -6,7 +6,6 @@ in one place; request validation errors name the field; every /v1 route needs th
 
 from __future__ import annotations
 
-import json
 from datetime import date, timedelta
 from typing import Any
 
@@ -14,6 +13,7 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
+from kassa.api import openapi
 from kassa.api.common import error_response, new_app, obj, page
 from kassa.api.models import (
     CancelIn,
@@ -62,14 +62,10 @@ from kassa.services import (
 from kassa.services.ports import ChargeStatus
 
 app = new_app()
-app.enable_swagger(
-    path="/docs",
-    title="kassa API",
-    version="1",
-    description="Subscription billing: catalog, checkout, subscriptions, invoices. Amounts are integers in the "
-    "currency's minor unit.",
-    security_schemes={"secretKey": HTTPBearer(description="the merchant's kassa secret key")},
-    security=[{"secretKey": []}],
+TITLE, VERSION = "kassa API", "1"
+DESCRIPTION = (
+    "Subscription billing: catalog, checkout, subscriptions, invoices, dunning, tax. Amounts are integers in the "
+    'currency\'s minor unit. Errors are {"error": {"type", "code", "message", "param"}} with a 4xx status.'
 )
 
 MAX_LIMIT = 100
@@ -86,14 +82,37 @@ def created(body: dict[str, Any] | None) -> Response[dict[str, Any]]:
     return Response(status_code=201, content_type="application/json", body=body)
 
 
+def openapi_document() -> dict[str, Any]:
+    """The document of every route (this function's and the tax function's), served from here."""
+    from kassa.api import tax_app  # the tax function's resolver; imported only when the document is asked for
+
+    return openapi.openapi_document(
+        [app, tax_app.app],
+        server=openapi.server_url(app),
+        title=TITLE,
+        version=VERSION,
+        description=DESCRIPTION,
+        security_schemes={"secretKey": HTTPBearer(description="the merchant's kassa secret key")},
+        security=[{"secretKey": []}],
+    )
+
+
 @app.get("/openapi.json", include_in_schema=False)
-def openapi() -> dict[str, Any]:
-    schema: dict[str, Any] = json.loads(app.get_openapi_json_schema(title="kassa API", version="1"))
-    return schema
+def openapi_json() -> dict[str, Any]:
+    return openapi_document()
+
+
+@app.get("/docs", include_in_schema=False)
+def docs() -> Any:
+    """Swagger UI over the same document as /openapi.json (``?format=json``: the document itself)."""
+    document = openapi_document()
+    if app.current_event.get_query_string_value("format") == "json":
+        return document
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=openapi.swagger_page(document))
 
 
 # ---------------------------------------------------------------- catalog
-@app.post("/v1/products", tags=["catalog"])
+@app.post("/v1/products", tags=["catalog"], status_code=201)
 def create_product(body: ProductIn) -> Response[dict[str, Any]]:
     product = catalog.create_product(container.billing(with_gateway=False), body.name, body.description, body.tax_code)
     return created(obj("product", product))
@@ -121,7 +140,7 @@ def update_product(product_id: str, body: ProductUpdateIn) -> dict[str, Any] | N
     return obj("product", product)
 
 
-@app.post("/v1/prices", tags=["catalog"])
+@app.post("/v1/prices", tags=["catalog"], status_code=201)
 def create_price(body: PriceIn) -> Response[dict[str, Any]]:
     """A per-unit, package (transform_quantity) or tiered (graduated or volume) recurring price."""
     price = catalog.create_price(
@@ -182,7 +201,7 @@ def _cleared(body: ProductUpdateIn | PriceUpdateIn, *clearable: str) -> dict[str
 
 
 # ---------------------------------------------------------------- coupons
-@app.post("/v1/coupons", tags=["coupons"])
+@app.post("/v1/coupons", tags=["coupons"], status_code=201)
 def create_coupon(body: CouponIn) -> Response[dict[str, Any]]:
     fields = body.model_dump(exclude_none=True)
     if "applies_to" in fields:
@@ -195,7 +214,7 @@ def get_coupon(coupon_id: str) -> dict[str, Any] | None:
     return obj("coupon", container.store().get_coupon(coupon_id))
 
 
-@app.post("/v1/promotion_codes", tags=["coupons"])
+@app.post("/v1/promotion_codes", tags=["coupons"], status_code=201)
 def create_promotion_code(body: PromotionCodeIn) -> Response[dict[str, Any]]:
     fields = body.model_dump(exclude_none=True, exclude={"code", "coupon"})
     promo = coupons.create_promotion_code(container.billing(with_gateway=False), body.code, body.coupon, **fields)
@@ -268,7 +287,7 @@ def remove_subscription_discount(subscription_id: str) -> dict[str, Any] | None:
 
 
 # ---------------------------------------------------------------- customers
-@app.post("/v1/customers", tags=["customers"])
+@app.post("/v1/customers", tags=["customers"], status_code=201)
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
     customer = customers.create_customer(
         container.billing(), body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
@@ -312,8 +331,9 @@ def list_customer_subscriptions(customer_id: str) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------- checkout
-@app.post("/v1/checkout", tags=["checkout"])
+@app.post("/v1/checkout", tags=["checkout"], status_code=201)
 def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
+    """Start a checkout: the customer, the subscription and the SetupIntent for Stripe.js."""
     if body.customer_id is None and body.customer is None:
         raise InvalidInput("give customer_id or customer", param="customer")
     c = body.customer
@@ -372,11 +392,13 @@ def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
 # ---------------------------------------------------------------- merchant settings
 @app.get("/v1/settings", tags=["settings"])
 def get_settings() -> dict[str, Any] | None:
+    """Get the merchant settings."""
     return obj("settings", container.store().get_settings())
 
 
 @app.put("/v1/settings", tags=["settings"])
 def put_settings(body: MerchantSettings) -> dict[str, Any] | None:
+    """Replace the merchant settings (seller, tax, dunning, emails)."""
     container.store().put_settings(body)
     return obj("settings", body)
 
@@ -450,7 +472,7 @@ def resume_subscription(subscription_id: str) -> dict[str, Any]:
     return {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
 
 
-@app.post("/v1/subscriptions/<subscription_id>/invoice_items", tags=["subscriptions"])
+@app.post("/v1/subscriptions/<subscription_id>/invoice_items", tags=["subscriptions"], status_code=201)
 def add_invoice_item(subscription_id: str, body: InvoiceItemIn) -> Response[dict[str, Any]]:
     """A one-off item added to the subscription's next invoice."""
     billing = container.billing(with_gateway=False)
@@ -471,7 +493,7 @@ def customer_entitlements(customer_id: str) -> dict[str, Any]:
     return {"object": "list", "data": [{"object": "entitlement", **e.model_dump(mode="json")} for e in found]}
 
 
-@app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"])
+@app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"], status_code=201)
 def create_credit_note(invoice_id: str, body: CreditNoteRequest) -> Response[dict[str, Any]]:
     note, invoice = credit_notes.credit_invoice(container.billing(), invoice_id, body)
     return created({"credit_note": obj("credit_note", note), "invoice": obj("invoice", invoice)})
@@ -577,7 +599,7 @@ def _parse_day(name: str, default: date) -> date:
         raise InvalidInput(f"{name} must be a date like 2026-01-31", param=name) from error
 
 
-@app.post("/v1/customers/<customer_id>/card_update_link", tags=["dunning"])
+@app.post("/v1/customers/<customer_id>/card_update_link", tags=["dunning"], status_code=201)
 def card_update_link(customer_id: str) -> Response[dict[str, Any]]:
     """A signed, expiring link to the customer's card-update page (what the payment_failed email carries)."""
     store = container.store()

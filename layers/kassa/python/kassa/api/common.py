@@ -6,11 +6,13 @@ from __future__ import annotations
 import hmac
 import json
 import logging
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from kassa.adapters import container
@@ -48,17 +50,36 @@ def _auth(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Respo
     return next_middleware(app)
 
 
-def _invalid(error: RequestValidationError) -> Response:
-    errors = error.errors()
-    first = errors[0] if errors else {}
-    loc = [str(p) for p in first.get("loc", ()) if p not in ("body", "query")]
-    param = ".".join(loc) or None
-    message = first.get("msg", "invalid request")
-    if first.get("type") == "missing":
-        message = f"missing required field {param}"
-    elif param:
-        message = f"{param}: {message}"
-    return error_response(400, "invalid_request_error", "parameter_invalid", message, param)
+def _json_decode_reason(body: str | None, fallback: str) -> str:
+    try:
+        json.loads(body or "")
+    except json.JSONDecodeError as exc:
+        return f"{exc.msg} at line {exc.lineno} column {exc.colno}"
+    return fallback
+
+
+def _invalid_handler(app: APIGatewayRestResolver) -> Callable[[RequestValidationError], Response]:
+    def _invalid(error: RequestValidationError) -> Response:
+        errors = error.errors()
+        first = errors[0] if errors else {}
+        raw_loc = tuple(first.get("loc", ()))
+        kind = first.get("type")
+        if kind == "json_invalid":
+            reason = _json_decode_reason(app.current_event.body, str(first.get("ctx", {}).get("error", "")))
+            message = f"the body is not valid JSON: {reason}"
+            return error_response(400, "invalid_request_error", "parameter_invalid", message, "body")
+        if kind == "missing" and raw_loc == ("body",):
+            return error_response(400, "invalid_request_error", "parameter_invalid", "a JSON body is required", "body")
+        loc = [str(p) for p in raw_loc if p not in ("body", "query")]
+        param = ".".join(loc) or ("body" if raw_loc[:1] == ("body",) else None)
+        message = first.get("msg", "invalid request")
+        if kind == "missing":
+            message = f"missing required field {param}"
+        elif param:
+            message = f"{param}: {message}"
+        return error_response(400, "invalid_request_error", "parameter_invalid", message, param)
+
+    return _invalid
 
 
 def _domain(error: DomainError) -> Response:
@@ -80,18 +101,87 @@ def _unexpected(error: Exception) -> Response:
     return error_response(500, "api_error", "internal_error", "an unexpected error occurred; it has been logged")
 
 
-def _not_found(_: Exception) -> Response:
-    return error_response(404, "invalid_request_error", "route_missing", "no such route")
+def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
+    """The methods of the routes registered for ``path`` (empty: no such path)."""
+    routes = app._static_routes + app._dynamic_routes  # noqa: SLF001 - Powertools keeps them there
+    return sorted({route.method.upper() for route in routes if route.rule.match(path)})
+
+
+def _not_found_handler(app: APIGatewayRestResolver) -> Callable[[Exception], Response]:
+    def _not_found(_: Exception) -> Response:
+        method, path = app.current_event.http_method.upper(), app.current_event.path
+        allowed = allowed_methods(app, path)
+        if allowed:
+            response = error_response(
+                405,
+                "invalid_request_error",
+                "method_not_allowed",
+                f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}",
+            )
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
+        return error_response(404, "invalid_request_error", "route_not_found", f"No route for {method} {path}")
+
+    return _not_found
+
+
+def _is_json_type(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+def _looks_like_json(body: str) -> bool:
+    if body.lstrip()[:1] in ("{", "["):
+        return True
+    try:
+        json.loads(body)
+    except ValueError:
+        return False
+    return True
+
+
+def json_body_event(event: Mapping[str, Any]) -> Mapping[str, Any]:
+    """The event with ``Content-Type: application/json`` when its body is meant as JSON.
+
+    A JSON body is read as JSON whatever the Content-Type says (``curl -d`` sends
+    ``application/x-www-form-urlencoded``). Only real form data (a form-urlencoded body that is not
+    JSON) and multipart bodies keep their type; any other body (text/plain, none given, …) is JSON,
+    so a malformed one is reported as such, and no body at all is "a JSON body is required".
+    """
+    body = event.get("body") or ""
+    if event.get("isBase64Encoded"):
+        return event
+    headers = dict(event.get("headers") or {})
+    names = [name for name in headers if name.lower() == "content-type"]
+    content_type = str(headers[names[0]]) if names else ""
+    media = content_type.split(";", 1)[0].strip().lower()
+    if not names or _is_json_type(content_type) or media == "multipart/form-data":  # none: Powertools reads JSON
+        return event
+    if media == "application/x-www-form-urlencoded" and body and not _looks_like_json(body):
+        return event
+    for name in names:
+        del headers[name]
+    headers["Content-Type"] = "application/json"
+    multi = {k: v for k, v in (event.get("multiValueHeaders") or {}).items() if k.lower() != "content-type"}
+    multi["Content-Type"] = ["application/json"]
+    return {**event, "headers": headers, "multiValueHeaders": multi}
+
+
+class KassaResolver(APIGatewayRestResolver):
+    """Powertools' REST resolver, reading any JSON body as JSON (see ``json_body_event``)."""
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        return super().resolve(json_body_event(event), context)
 
 
 def new_app() -> APIGatewayRestResolver:
     """A resolver with validation, auth on /v1 and kassa's error shapes."""
-    app = APIGatewayRestResolver(enable_validation=True)
+    app = KassaResolver(enable_validation=True)
     app.use(middlewares=[_auth])
-    app.exception_handler(RequestValidationError)(_invalid)
+    app.exception_handler(RequestValidationError)(_invalid_handler(app))
     app.exception_handler(DomainError)(_domain)
     app.exception_handler(Exception)(_unexpected)
-    app.not_found(_not_found)
+    app.not_found(_not_found_handler(app))
     return app
 
 

@@ -50,6 +50,7 @@ class QuoteIn(BaseModel):
 
 @app.post("/v1/tax/quote", tags=["tax"])
 def quote(body: QuoteIn) -> dict[str, Any]:
+    """The tax a sale would carry: jurisdiction, rate, rule and legal mention."""
     if body.customer_type == "business" and not body.vat_id:
         raise InvalidInput("a business customer needs its vat_id (tax id)", param="vat_id")
     settings = container.store().get_settings()
@@ -102,6 +103,7 @@ def _wants_csv() -> bool:
 
 @app.get("/v1/tax/reports/jurisdictions", tags=["tax"])
 def jurisdictions() -> Any:
+    """Tax collected per jurisdiction over finalized invoices (JSON, or format=csv)."""
     start, end = _date("from"), _date("to")
     lines = taxed_lines_of(container.store().invoices_by_tax_date(start, end))
     report = jurisdiction_report(
@@ -114,6 +116,7 @@ def jurisdictions() -> Any:
 
 @app.get("/v1/tax/reports/oss", tags=["tax"])
 def oss() -> Any:
+    """The EU OSS quarterly return over finalized invoices (JSON, or format=csv)."""
     year, quarter = _int("year", 2015, 2100), _int("quarter", 1, 4)
     start, end = quarter_bounds(year, quarter)
     invoices = container.store().invoices_by_tax_date(start, end)
