@@ -72,6 +72,15 @@ def email_sender(spec: wiring.Function, context_value: object | None) -> str:
     return sender
 
 
+ITEM_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
+ITEM_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+
+
+def leading_key_patterns(prefixes: tuple[str, ...]) -> list[str]:
+    """``StringLike`` patterns of partition-key prefixes: ``WHEVT#`` → ``WHEVT#*``; a whole key stays as is."""
+    return [p + "*" if p.endswith("#") else p for p in dict.fromkeys(prefixes)]
+
+
 def _schedule_max_event_age(every_minutes: int) -> Duration:
     # A tick older than the next tick is useless; Scheduler accepts 1 minute .. 24 hours.
     return Duration.minutes(min(max(every_minutes, 1), 24 * 60))
@@ -164,7 +173,10 @@ class Functions(Construct):
     def _grant(self, spec: wiring.Function, fn: lambda_.Function) -> None:
         for name in sorted(set(spec.tables_read) | set(spec.tables_write)):
             table = self._data.tables[name]
-            if name in spec.tables_write:
+            prefixes = spec.table_key_prefixes.get(name)
+            if prefixes is not None:
+                self._grant_items(fn, table, prefixes, write=name in spec.tables_write)
+            elif name in spec.tables_write:
                 table.grant_read_write_data(fn)
             else:
                 table.grant_read_data(fn)
@@ -184,6 +196,29 @@ class Functions(Construct):
             self._secrets.secrets[name].grant_read(fn)
         if spec.sends_email:
             self._grant_send_email(spec, fn)
+
+    @staticmethod
+    def _grant_items(fn: lambda_.Function, table: dynamodb.Table, prefixes: wiring.KeyPrefixes, *, write: bool) -> None:
+        """Item access limited by partition key (``dynamodb:LeadingKeys``), on the table and its indexes.
+
+        ``ForAllValues`` is true of a request without leading keys (a Scan, DescribeTable), so
+        ``Null: false`` requires them: such requests are denied.
+        """
+        resources = [table.table_arn, f"{table.table_arn}/index/*"]
+
+        def statement(actions: list[str], keys: tuple[str, ...]) -> iam.PolicyStatement:
+            return iam.PolicyStatement(
+                actions=actions,
+                resources=resources,
+                conditions={
+                    "ForAllValues:StringLike": {"dynamodb:LeadingKeys": leading_key_patterns(keys)},
+                    "Null": {"dynamodb:LeadingKeys": "false"},
+                },
+            )
+
+        fn.add_to_role_policy(statement(list(ITEM_READ_ACTIONS), prefixes.read))
+        if write and prefixes.write:
+            fn.add_to_role_policy(statement(list(ITEM_WRITE_ACTIONS), prefixes.write))
 
     def _email_sender(self, spec: wiring.Function) -> str:
         return email_sender(spec, self.node.try_get_context(EMAIL_FROM_CONTEXT))

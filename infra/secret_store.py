@@ -27,13 +27,17 @@ _PLACEHOLDERS: dict[str, tuple[dict[str, str], str]] = {
         "webhook_secret",
     ),
     wiring.API_SECRET: ({}, "secret_key"),
+    wiring.LINKS_SECRET: ({}, "secret_key"),
 }
 _DEFAULT_PLACEHOLDER: tuple[dict[str, str], str] = ({}, "secret_key")
 
 _DESCRIPTIONS = {
     wiring.STRIPE_SECRET: 'kassa Stripe keys: {"secret_key", "publishable_key", "webhook_secret"} '
     "(placeholders until the merchant puts the real keys in)",
-    wiring.API_SECRET: 'kassa API Bearer key: {"secret_key"}',
+    wiring.API_SECRET: 'kassa API Bearer keys: {"keys": [{"id", "secret", "role", "expires_at"?}]} '
+    '(generated as one full key, {"secret_key"}); rolled by hand (docs/operations.md)',
+    wiring.LINKS_SECRET: 'kassa customer-link signing keys: {"keys": [{"id", "secret"}]}, the first signs '
+    '(generated as {"secret_key"}); rolled by hand, the previous key kept (docs/operations.md)',
 }
 
 # Why Secrets Manager rotation is off, per secret (cdk-nag AwsSolutions-SMG4).
@@ -41,7 +45,11 @@ _NO_ROTATION = {
     wiring.STRIPE_SECRET: f"{wiring.STRIPE_SECRET} holds keys that Stripe issues: they are rolled in the Stripe "
     "dashboard and then put in with put-secret-value; a Secrets Manager rotation Lambda cannot create Stripe keys.",
     wiring.API_SECRET: f"{wiring.API_SECRET} is the Bearer key the merchant's own API clients hold; rotating it "
-    "on a timer would lock them out, so it is rotated by hand (put-secret-value, then update the clients).",
+    "on a timer would lock them out, so it is rolled by hand: a new key is added and the old one given an "
+    "expires_at (docs/operations.md), while both are valid the clients move to the new one.",
+    wiring.LINKS_SECRET: f"{wiring.LINKS_SECRET} signs links already in customers' inboxes: a roll must keep the "
+    "previous key until the links it signed have expired (card_link_days), which a Secrets Manager rotation "
+    "Lambda's single previous version cannot express; it is rolled by hand (docs/operations.md).",
 }
 _NO_ROTATION_DEFAULT = "{name} is put in by hand from a system outside AWS, which is where it is rotated."
 

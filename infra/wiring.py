@@ -68,6 +68,17 @@ class EventRoute:
 
 
 @dataclass(frozen=True)
+class KeyPrefixes:
+    """The items of a table a function may touch, by the leading (partition) key: IAM
+    ``dynamodb:LeadingKeys`` conditions. A prefix ends in ``#`` (``WHEVT#`` = every ``WHEVT#<id>``) or
+    is a whole key (``COUNTER``). Index queries are matched on the index's partition key, so the
+    index partitions a function queries (``DUE#``, ``CUS#`` …) are listed too."""
+
+    read: tuple[str, ...]
+    write: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
 class Function:
     name: str  # folder under functions/
     description: str
@@ -85,6 +96,8 @@ class Function:
     public_url: bool = False  # given the API's public URL (KASSA_PUBLIC_URL), for links in emails
     secrets: tuple[str, ...] = ()
     environment: dict[str, str] = field(default_factory=dict)
+    # table -> the partition keys it may read / write (least privilege, rendered as IAM conditions)
+    table_key_prefixes: dict[str, KeyPrefixes] = field(default_factory=dict)
 
     @property
     def handler(self) -> str:
@@ -96,8 +109,9 @@ BUS_NAME = "kassa-events"
 
 # Secrets (names in Secrets Manager, JSON values); read with Powertools Parameters.
 STRIPE_SECRET = "kassa/stripe"  # {"secret_key", "publishable_key", "webhook_secret"}
-API_SECRET = "kassa/api"  # {"secret_key"}
-SECRETS = (STRIPE_SECRET, API_SECRET)
+API_SECRET = "kassa/api"  # {"keys": [{"id", "secret", "role", "expires_at"?}]} (or the old {"secret_key"})
+LINKS_SECRET = "kassa/links"  # {"keys": [{"id", "secret"}]}: signs customers' links, the first key signs
+SECRETS = (STRIPE_SECRET, API_SECRET, LINKS_SECRET)
 
 BILLING_TABLE = Table(
     name="billing",
@@ -148,6 +162,19 @@ EMAIL_FROM_ENV = "KASSA_EMAIL_FROM"
 DEFAULT_EMAIL_FROM = "billing@example.com"
 PUBLIC_URL_ENV = "KASSA_PUBLIC_URL"
 
+# Partition keys of the billing table (kassa.adapters.dynamodb, outbox, vies) and of its indexes.
+WEBHOOK_KEYS = ("WHEVT#",)  # raw Stripe events, written once
+ENTITY_KEYS = (
+    "PRODUCT#", "PRICE#", "COUPON#", "PROMO#", "PROMOID#", "CUS#", "EMAIL#", "SUB#", "INV#",
+    "COUNTER", "SETTINGS", "TIMER#", "MAIL#", "VIES#",
+)  # fmt: skip
+INDEX_KEYS = (
+    "DUE#", "DUN#", "PI#", "CATALOG#", "TAXMONTH#", "OUTBOX#",
+    "LIST#", "SUBSTATUS#", "INVSTATUS#", "SUBPRICE#",
+)  # fmt: skip
+BILLING_KEYS = ENTITY_KEYS + INDEX_KEYS  # what the billing use cases touch: everything but webhook records
+BILLING_ACCESS = KeyPrefixes(read=BILLING_KEYS, write=ENTITY_KEYS)
+
 DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
 
 COMMON_ENV = {
@@ -175,7 +202,8 @@ FUNCTIONS = (
         tables_read=("billing",),
         tables_write=("billing",),
         publishes_events=True,
-        secrets=(STRIPE_SECRET, API_SECRET),
+        secrets=(STRIPE_SECRET, API_SECRET, LINKS_SECRET),
+        table_key_prefixes={"billing": BILLING_ACCESS},
     ),
     Function(
         name="webhook_ingest",
@@ -186,6 +214,8 @@ FUNCTIONS = (
         tables_write=("billing",),
         queues_send=("webhook-events",),
         secrets=(STRIPE_SECRET,),
+        # internet-facing: its webhook records, and the invoice already_settled reads (INV#<id>)
+        table_key_prefixes={"billing": KeyPrefixes(read=(*WEBHOOK_KEYS, "INV#"), write=WEBHOOK_KEYS)},
     ),
     Function(
         name="webhook_processor",
@@ -196,6 +226,9 @@ FUNCTIONS = (
         tables_write=("billing",),
         publishes_events=True,
         secrets=(STRIPE_SECRET,),
+        table_key_prefixes={
+            "billing": KeyPrefixes(read=(*WEBHOOK_KEYS, *BILLING_KEYS), write=(*WEBHOOK_KEYS, *ENTITY_KEYS))
+        },
     ),
     Function(
         name="tax",
@@ -205,6 +238,7 @@ FUNCTIONS = (
         routes=(Route("ANY", "/v1/tax/{proxy+}"),),
         tables_read=("billing",),
         secrets=(API_SECRET,),
+        table_key_prefixes={"billing": KeyPrefixes(read=BILLING_KEYS)},
     ),
     Function(
         name="renewal_sweep",
@@ -213,6 +247,7 @@ FUNCTIONS = (
         schedule=Schedule(name="renewal-sweep", every_minutes=60),
         tables_read=("billing",),
         queues_send=("renewals",),
+        table_key_prefixes={"billing": KeyPrefixes(read=("DUE#",))},
     ),
     Function(
         name="renewal_worker",
@@ -223,6 +258,7 @@ FUNCTIONS = (
         tables_write=("billing",),
         publishes_events=True,
         secrets=(STRIPE_SECRET,),
+        table_key_prefixes={"billing": BILLING_ACCESS},
     ),
     Function(
         name="dunning",
@@ -235,8 +271,9 @@ FUNCTIONS = (
         publishes_events=True,
         sends_email=True,
         public_url=True,
-        secrets=(STRIPE_SECRET, API_SECRET),
+        secrets=(STRIPE_SECRET, LINKS_SECRET),  # signs links with the link key; holds no API key
         environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
+        table_key_prefixes={"billing": BILLING_ACCESS},
     ),
 )
 

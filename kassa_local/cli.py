@@ -4,6 +4,8 @@
     kassa clock show
     kassa clock advance 35d
     kassa clock advance --to 2027-01-01T00:00:00Z
+    kassa keys roll [--expires-in 24h] [--key ID] [--links]
+    kassa keys add [--role read_only]
 
 Subcommands register themselves in ``SUBCOMMANDS``: a function that receives the argparse
 sub-parsers object, adds its parser and sets ``func`` (``args.func(args) -> int``). The commands
@@ -241,7 +243,56 @@ def add_tax(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add(sub)
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax]
+# -- kassa keys ---------------------------------------------------------------------------------
+
+
+def add_keys(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("keys", help="roll the running stack's API key or link key, or add a restricted key")
+    keys_sub = p.add_subparsers(dest="keys_command", required=True)
+    roll = keys_sub.add_parser("roll", help="a new API key; the old one stays valid for --expires-in")
+    roll.add_argument("--key", default=None, help="the id of the key to roll (default: the first full key)")
+    roll.add_argument(
+        "--expires-in", default="24h", help="how long the old key stays valid, virtual time (24h; 0: at once)"
+    )
+    roll.add_argument(
+        "--links", action="store_true", help="roll the link-signing key instead (links already sent stay valid)"
+    )
+    roll.set_defaults(func=cmd_keys_roll)
+    add = keys_sub.add_parser("add", help="add a key (default: a read_only key, which may only GET)")
+    add.add_argument("--role", choices=("read_only", "full"), default="read_only")
+    add.set_defaults(func=cmd_keys_add)
+
+
+def _print_keys(result: dict[str, Any]) -> None:
+    for key in result.get("keys", []):
+        expiry = f"  expires {key['expires_at']}" if key.get("expires_at") else ""
+        print(f"{key['id']}  {key.get('role', 'link')}{expiry}")
+
+
+def cmd_keys_roll(args: argparse.Namespace) -> int:
+    if args.links:
+        result = local_api(args, "POST", "/_local/keys", {"action": "roll_links"})
+        print("link key rolled; links signed with the previous key stay valid until they expire")
+        _print_keys(result)
+        return 0
+    body: dict[str, Any] = {"action": "roll", "expires_in": args.expires_in}
+    if args.key:
+        body["key"] = args.key
+    result = local_api(args, "POST", "/_local/keys", body)
+    print(f"new key {result['new_key']['id']} ({result['new_key']['role']}): {result['new_key']['secret']}")
+    print("(local.json's api_secret_key is the new key)")
+    _print_keys(result)
+    return 0
+
+
+def cmd_keys_add(args: argparse.Namespace) -> int:
+    result = local_api(args, "POST", "/_local/keys", {"action": "add", "role": args.role})
+    print(f"new key {result['new_key']['id']} ({result['new_key']['role']}): {result['new_key']['secret']}")
+    _print_keys(result)
+    return 0
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax, add_keys]
 
 
 def build_parser() -> argparse.ArgumentParser:

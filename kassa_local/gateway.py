@@ -274,6 +274,8 @@ class StackControl(Protocol):
 
     def outbox_email(self, key: str) -> dict[str, Any] | None: ...
 
+    def keys_json(self, body: dict[str, Any]) -> dict[str, Any]: ...
+
 
 Invoke = Callable[[wiring.Function, dict[str, Any]], Any]
 
@@ -282,6 +284,7 @@ _LOCAL_ROUTES: dict[str, tuple[str, ...]] = {
     "/_local/clock": ("GET",),
     "/_local/clock/advance": ("POST",),
     "/_local/drain": ("POST",),
+    "/_local/keys": ("POST",),
     "/_local/events": ("GET",),
 }
 
@@ -326,10 +329,28 @@ class Gateway:
         parts = urlsplit(target)
         path = parts.path or "/"
         if self.control is not None:
+            if path.startswith("/_local/") and self.cross_origin(headers):
+                return HttpResponse.error(
+                    403, "cross_origin_refused", "the /_local routes answer the CLI and this gateway's own pages only"
+                )
             local = self._local(method, path, parts.query, body)
             if local is not None:
                 return local
         return self.dispatch_api(method, path, parts.query, headers, body)
+
+    def own_origins(self) -> tuple[str, ...]:
+        return (f"http://127.0.0.1:{self.port}", f"http://localhost:{self.port}")
+
+    def cross_origin(self, headers: list[tuple[str, str]]) -> bool:
+        """A browser request from another site: an ``Origin`` that is not this gateway's, or
+        ``Sec-Fetch-Site`` cross-site / same-site (another port of localhost). A web page can send a
+        text/plain POST without a preflight; this keeps it from moving the clock or rolling keys. The
+        CLI and curl send neither header."""
+        values = {name.lower(): value.strip() for name, value in headers}
+        origin = values.get("origin")
+        if origin is not None and origin.rstrip("/").lower() not in self.own_origins():
+            return True
+        return values.get("sec-fetch-site", "").lower() in ("cross-site", "same-site")
 
     def dispatch_api(
         self, method: str, path: str, query: str, headers: list[tuple[str, str]], body: bytes
@@ -392,6 +413,8 @@ class Gateway:
             if not isinstance(payload, dict):
                 raise ValueError('expected {"by": "35d"} or {"to": "<ISO-8601>"}')
             return HttpResponse.json(200, control.advance_json(payload))
+        if path == "/_local/keys" and method == "POST":
+            return HttpResponse.json(200, control.keys_json(_json_object(body)))
         if path == "/_local/drain" and method == "POST":
             return HttpResponse.json(200, control.drain_json())
         if path == "/_local/events" and method == "GET":
@@ -599,6 +622,16 @@ def outbox_page(emails: list[dict[str, Any]], customer: str | None = None) -> st
     )
 
 
+def _json_object(body: bytes) -> dict[str, Any]:
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError as exc:
+        raise ValueError(f"body is not JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("expected a JSON object")
+    return payload
+
+
 def _reason(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -610,6 +643,9 @@ class _QuietServer(ThreadingHTTPServer):
     """Clients that hang up (localstripe's webhook sender, a closed browser tab) are not errors."""
 
     daemon_threads = True
+    # the listen backlog: a burst of 100+ concurrent connections (bench, a test's thread pool) waits to
+    # be accepted instead of overflowing socketserver's default of 5
+    request_queue_size = 256
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         error = sys.exc_info()[1]

@@ -5,14 +5,22 @@ localstripe's own CLI binds every interface and pickles its whole store to
 dedicated thread with its own event loop, bound to 127.0.0.1, with the disk persistence disabled.
 Its state (``localstripe.resources.store`` and the registered webhooks) is process-wide: one
 local stack per process at a time.
+
+localstripe ignores ``Idempotency-Key``; ``StripeIdempotency``, the outermost middleware, applies
+Stripe's rules in front of it, so a retried call that would charge or refund twice on Stripe is
+caught here too (a replay, or a 400 ``idempotency_error`` for other parameters).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import threading
+import time
 import warnings
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
@@ -38,6 +46,143 @@ def _patch_localstripe() -> None:
     _patched = True
 
 
+IDEMPOTENCY_TTL_S = 24 * 3600  # Stripe keeps an idempotency key's result for 24 hours
+# Stripe saves the result of a request that started executing; these answers may change on a retry
+_NOT_SAVED = frozenset({401, 403, 409, 429})
+
+
+@dataclass
+class _Saved:
+    method: str
+    path: str
+    fingerprint: str
+    at: float
+    status: int = 0  # 0: still running
+    body: bytes = b""
+    content_type: str = "application/json"
+
+
+@dataclass
+class StripeIdempotency:
+    """Stripe's ``Idempotency-Key`` rules in front of localstripe, which ignores the header.
+
+    On ``POST /v1/…`` with an ``Idempotency-Key`` (per API key, kept ``IDEMPOTENCY_TTL_S``):
+
+    - the same key with the same parameters (and endpoint) replays the first response, status and
+      body, with ``Idempotent-Replayed: true`` — nothing is created again;
+    - the same key with other parameters or another endpoint is ``400`` ``idempotency_error``;
+    - a request while one with the same key is still running is ``409`` ``idempotency_key_in_use``
+      (stripe-python retries it);
+    - a 5xx, 401, 403, 409 or 429 is not saved: a retry executes again.
+
+    GET and DELETE are idempotent by nature and pass through, as on Stripe.
+    """
+
+    saved: dict[tuple[str, str], _Saved] = field(default_factory=dict)
+    replayed: int = 0
+    rejected: int = 0
+
+    def stats(self) -> dict[str, int]:
+        return {"keys": len(self.saved), "replayed": self.replayed, "rejected": self.rejected}
+
+    @web.middleware
+    async def middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        key = request.headers.get("Idempotency-Key")
+        if key is None or request.method != "POST" or not request.path.startswith("/v1/"):
+            return await handler(request)
+        if not key.strip() or len(key) > 255:
+            return _stripe_error(
+                400, "invalid_request_error", f"Invalid idempotency key {key[:300]!r}: 1 to 255 characters"
+            )
+        from localstripe.server import get_api_key
+
+        account = get_api_key(request) or ""
+        fingerprint = await _fingerprint(request)
+        now = time.time()
+        for stale in [k for k, v in self.saved.items() if v.status and now - v.at > IDEMPOTENCY_TTL_S]:
+            del self.saved[stale]
+        known = self.saved.get((account, key))
+        if known is not None:
+            if (known.method, known.path) != (request.method, request.path):
+                self.rejected += 1
+                return _stripe_error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used for the same endpoint they were first used for "
+                    f"({known.method} {known.path} vs {request.method} {request.path}). Try using a key other than "
+                    f"'{key}' if you meant to execute a different request.",
+                )
+            if known.fingerprint != fingerprint:
+                self.rejected += 1
+                return _stripe_error(
+                    400,
+                    "idempotency_error",
+                    "Keys for idempotent requests can only be used with the same parameters they were first used "
+                    f"with. Try using a key other than '{key}' if you meant to execute a different request.",
+                )
+            if not known.status:
+                return _stripe_error(
+                    409,
+                    "idempotency_error",
+                    "There is currently another in-progress request using this Idempotent Key (probably means you "
+                    f"submitted twice, and the other request is still going through): {key}. Please try again later.",
+                    code="idempotency_key_in_use",
+                )
+            self.replayed += 1
+            replay = web.Response(status=known.status, body=known.body, content_type=known.content_type)
+            replay.headers["Idempotency-Key"] = key
+            replay.headers["Idempotent-Replayed"] = "true"
+            return replay
+        entry = _Saved(method=request.method, path=request.path, fingerprint=fingerprint, at=now)
+        self.saved[(account, key)] = entry
+        saved = False
+        try:
+            try:
+                response = await handler(request)
+            except web.HTTPException as exc:  # e.g. a route localstripe does not have
+                response = exc
+            if (
+                isinstance(response, web.Response)
+                and response.status < 500
+                and response.status not in _NOT_SAVED
+                and response.body is not None
+                and isinstance(response.body, bytes)
+            ):
+                entry.status, entry.body = response.status, response.body
+                entry.content_type = response.content_type or "application/json"
+                entry.at = time.time()
+                saved = True
+            response.headers["Idempotency-Key"] = key
+            if isinstance(response, web.HTTPException):
+                raise response
+            return response
+        finally:
+            if not saved:
+                self.saved.pop((account, key), None)
+
+
+IDEMPOTENCY_APP_KEY = web.AppKey("kassa_idempotency", StripeIdempotency)
+
+
+async def _fingerprint(request: web.Request) -> str:
+    """The request's parameters, canonical: form-encoded (as stripe-python sends them) or JSON."""
+    from localstripe.server import get_post_data
+
+    try:
+        data = await get_post_data(request, remove_auth=False)
+        text = json.dumps(data, sort_keys=True, default=str)
+    except Exception:  # not parseable: the raw body
+        text = (await request.read()).decode("utf-8", "replace")
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _stripe_error(status: int, type_: str, message: str, code: str | None = None) -> web.Response:
+    error: dict[str, Any] = {"type": type_, "message": message}
+    if code:
+        error["code"] = code
+    return web.json_response({"error": error}, status=status)
+
+
 def _fresh_app() -> web.Application:
     """A new Application with localstripe's routes, middlewares and CORS hook.
 
@@ -50,7 +195,9 @@ def _fresh_app() -> web.Application:
         from localstripe import server
 
         src: web.Application = server.app
-        app = web.Application(middlewares=list(src.middlewares))
+        idempotency = StripeIdempotency()
+        app = web.Application(middlewares=[idempotency.middleware, *src.middlewares])
+        app[IDEMPOTENCY_APP_KEY] = idempotency
         for callback in src.on_response_prepare:
             app.on_response_prepare.append(callback)
         for route in src.router.routes():
@@ -71,6 +218,7 @@ class LocalStripe:
         self._thread: threading.Thread | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self.idempotency = StripeIdempotency()  # replaced by the running app's (replays, rejections)
 
     @property
     def url(self) -> str:
@@ -95,7 +243,9 @@ class LocalStripe:
         self._loop = loop
         try:
             logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-            runner = web.AppRunner(_fresh_app(), access_log=None)
+            app = _fresh_app()
+            self.idempotency = app[IDEMPOTENCY_APP_KEY]
+            runner = web.AppRunner(app, access_log=None)
             loop.run_until_complete(runner.setup())
             site = web.TCPSite(runner, "127.0.0.1", self._requested_port)
             loop.run_until_complete(site.start())

@@ -34,7 +34,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -44,6 +44,14 @@ from infra import wiring
 from kassa.adapters import clock as clock_port
 from kassa.adapters.clock import VirtualClock
 from kassa.adapters.outbox import DynamoOutbox
+from kassa.domain.api_keys import (
+    KeyFormatError,
+    add_api_key,
+    api_secret_value,
+    parse_api_keys,
+    roll_api_key,
+    roll_link_keys,
+)
 from kassa.services.ports import OutboxRecord
 from kassa_local.aws import (
     ACCOUNT_ID,
@@ -163,6 +171,10 @@ class LocalConfig:
     pid: int
     real_stripe: bool = False
     stripe_js_url: str = ""
+    # the API keys of kassa/api (id, role, expires_at, secret): api_secret_key is the first full one
+    api_keys: list[dict[str, Any]] = field(default_factory=list)
+    # which secrets each function holds (the wiring's): dunning signs links with kassa/links only
+    function_secrets: dict[str, list[str]] = field(default_factory=dict)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -204,6 +216,7 @@ class _Secrets:
     webhook_secret: str
     api_secret_key: str
     real_stripe: bool
+    link_secret_key: str = ""
 
     @classmethod
     def generate(cls, real_stripe: bool) -> _Secrets:
@@ -226,9 +239,10 @@ class _Secrets:
             webhook_secret=webhook,
             api_secret_key=f"ksk_local_{secrets.token_hex(16)}",
             real_stripe=real_stripe,
+            link_secret_key=f"klk_local_{secrets.token_hex(16)}",
         )
 
-    def secret_values(self) -> dict[str, dict[str, str]]:
+    def secret_values(self) -> dict[str, dict[str, Any]]:
         return {
             wiring.STRIPE_SECRET: {
                 "secret_key": self.stripe_secret_key,
@@ -236,6 +250,7 @@ class _Secrets:
                 "webhook_secret": self.webhook_secret,
             },
             wiring.API_SECRET: {"secret_key": self.api_secret_key},
+            wiring.LINKS_SECRET: {"keys": [{"id": "link_local", "secret": self.link_secret_key}]},
         }
 
 
@@ -486,15 +501,101 @@ class LocalStack:
             pid=os.getpid(),
             real_stripe=self.real_stripe,
             stripe_js_url=self._stripe_js_url(),
+            api_keys=[key.as_json() for key in parse_api_keys({"secret_key": self._secrets.api_secret_key})],
+            function_secrets={fn.name: list(fn.secrets) for fn in self.functions},
         )
         if self.write_state:
-            self.state_dir.mkdir(parents=True, exist_ok=True)
-            path = self.state_dir / STATE_FILE
-            tmp = path.with_suffix(".json.tmp")
-            tmp.write_text(json.dumps(self._config.as_json(), indent=2) + "\n")
-            tmp.replace(path)
-            s.state_file = path
+            s.state_file = self._write_state()
         log.info("local stack started in %.2f s: %s", time.monotonic() - t0, api_url)
+
+    def _write_state(self) -> Path:
+        """``local.json``, readable by its owner only (it holds the keys): mode 0600, written whole."""
+        assert self._config is not None
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        path = self.state_dir / STATE_FILE
+        tmp = path.with_suffix(".json.tmp")
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as out:
+            out.write(json.dumps(self._config.as_json(), indent=2) + "\n")
+        os.chmod(tmp, 0o600)  # whatever the umask
+        tmp.replace(path)
+        return path
+
+    # -- keys: kassa keys roll / add (POST /_local/keys) -----------------------------------------
+
+    def _read_secret(self, name: str) -> dict[str, Any]:
+        sm = self.client("secretsmanager")
+        value = json.loads(sm.get_secret_value(SecretId=name)["SecretString"])
+        assert isinstance(value, dict)
+        return value
+
+    def _put_secret(self, name: str, value: dict[str, Any]) -> None:
+        self.client("secretsmanager").put_secret_value(SecretId=name, SecretString=json.dumps(value))
+        from kassa.adapters import container
+
+        container._secrets_provider.cache_clear()  # noqa: SLF001 - AWS picks the new value up within 5 minutes
+
+    def roll_keys(
+        self,
+        *,
+        key: str | None = None,
+        expires_in: timedelta = timedelta(hours=24),
+        links: bool = False,
+        add_role: str | None = None,
+    ) -> dict[str, Any]:
+        """Roll an API key (the old one valid ``expires_in`` more, virtual time), add a key of ``add_role``
+        (``read_only``), or roll the link-signing key (``links``: the previous key still verifies).
+        Updates the secret, ``api_secret_key`` (when the first full key changed) and ``local.json``."""
+        now = self.clock.now()
+        if links:
+            value = roll_link_keys(self._read_secret(wiring.LINKS_SECRET))
+            self._put_secret(wiring.LINKS_SECRET, value)
+            self._secrets.link_secret_key = value["keys"][0]["secret"]
+            return {"object": "link_keys", "keys": [{"id": k["id"]} for k in value["keys"]]}
+        keys = parse_api_keys(self._read_secret(wiring.API_SECRET))
+        if add_role is not None:
+            kept, fresh = add_api_key(keys, now, add_role)
+        else:
+            kept, fresh = roll_api_key(keys, now, key_id=key, expires_in=expires_in)
+        self._put_secret(wiring.API_SECRET, api_secret_value(kept))
+        current = next(k for k in kept if k.role == "full")
+        self._secrets.api_secret_key = current.secret
+        if self._config is not None:
+            self._config = replace(self._config, api_secret_key=current.secret, api_keys=[k.as_json() for k in kept])
+            if self.write_state and self._started.state_file is not None:
+                self._write_state()
+        return {
+            "object": "api_keys",
+            "new_key": fresh.as_json(),
+            "keys": [{k: v for k, v in entry.as_json().items() if k != "secret"} for entry in kept],
+        }
+
+    def keys_json(self, body: dict[str, Any]) -> dict[str, Any]:
+        action = body.get("action", "roll")
+        if action not in ("roll", "add", "roll_links"):
+            raise ValueError('"action" must be roll, add or roll_links')
+        if action == "roll_links":
+            return self.roll_keys(links=True)
+        if action == "add":
+            role = body.get("role", "read_only")
+            if role not in ("full", "read_only"):
+                raise ValueError('"role" must be full or read_only')
+            return self.roll_keys(add_role=role)
+        raw = body.get("expires_in", "24h")
+        if isinstance(raw, bool) or not isinstance(raw, str | int):
+            raise ValueError('"expires_in" must be a duration like "24h" or a number of seconds ("0": at once)')
+        expires_in = (
+            timedelta(seconds=raw) if isinstance(raw, int) else parse_duration(raw) if raw != "0" else timedelta(0)
+        )
+        key_id = body.get("key")
+        if key_id is not None and not isinstance(key_id, str):
+            raise ValueError('"key" must be a key id')
+        try:
+            return self.roll_keys(key=key_id, expires_in=expires_in)
+        except KeyFormatError as error:
+            raise ValueError(str(error)) from error
 
     def _stop(self) -> None:
         try:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for w
     from kassa.adapters.ses import SesMailer
     from kassa.adapters.sqs import SqsQueue
     from kassa.adapters.stripe_gateway import StripeGateway
+    from kassa.domain.api_keys import ApiKey
     from kassa.services.context import BillingContext
     from kassa.services.dunning import Dunning
     from kassa.services.tax import TaxQuoter
@@ -42,6 +43,7 @@ class Env:
     event_bus_name: str | None = None
     stripe_secret_name: str | None = None
     api_secret_name: str | None = None
+    links_secret_name: str | None = None  # kassa/links: the keys that sign customers' links
     webhook_queue_url: str | None = None
     renewal_queue_url: str | None = None
     due_shards: int = 4
@@ -65,6 +67,7 @@ _ALIASES = {
     "event_bus_name": "EVENT_BUS_NAME",
     "stripe_secret_name": "STRIPE_SECRET_NAME",
     "api_secret_name": "API_SECRET_NAME",
+    "links_secret_name": "LINKS_SECRET_NAME",
     "webhook_queue_url": "WEBHOOK_EVENTS_QUEUE_URL",
     "renewal_queue_url": "RENEWALS_QUEUE_URL",
     "due_shards": "KASSA_DUE_SHARDS",
@@ -231,14 +234,29 @@ def webhook_secret() -> str:
     return str(secret(env().require("stripe_secret_name"))["webhook_secret"])
 
 
+def api_keys() -> tuple[ApiKey, ...]:
+    """The valid and rolling API keys of ``kassa/api`` (``{"keys": [...]}`` or the old ``{"secret_key"}``)."""
+    from kassa.domain.api_keys import parse_api_keys
+
+    return parse_api_keys(secret(env().require("api_secret_name")))
+
+
 def api_secret_key() -> str:
-    return str(secret(env().require("api_secret_name"))["secret_key"])
+    """The first API key's secret (the current full key of a rotation)."""
+    return api_keys()[0].secret
+
+
+def link_keys() -> tuple[str, ...]:
+    """The keys of customers' card-update links (``kassa/links``), the signing one first; the previous
+    one still verifies the links it signed. Separate from the API keys: rolling those kills no link."""
+    from kassa.domain.api_keys import parse_link_keys
+
+    return parse_link_keys(secret(env().require("links_secret_name")))
 
 
 def link_secret() -> str:
-    """The key that signs customers' card-update links: the merchant's API secret (rotating it
-    invalidates the links already sent)."""
-    return api_secret_key()
+    """The key that signs new customer links (the first of ``link_keys()``)."""
+    return link_keys()[0]
 
 
 def dunning() -> Dunning:

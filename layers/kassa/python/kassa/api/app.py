@@ -6,15 +6,22 @@ in one place; request validation errors name the field; every /v1 route needs th
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import re
 from datetime import date, timedelta
+from functools import lru_cache
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
+from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
 from kassa.api import openapi
 from kassa.api.common import error_response, new_app, obj, page
+from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
     CancelIn,
     ChangeIn,
@@ -62,6 +69,7 @@ from kassa.services import (
 from kassa.services.ports import ChargeStatus
 
 app = new_app()
+app.use(middlewares=[idempotency_middleware])  # after auth: Idempotency-Key on every POST /v1 (api/idempotency.py)
 TITLE, VERSION = "kassa API", "1"
 DESCRIPTION = (
     "Subscription billing: catalog, checkout, subscriptions, invoices, dunning, tax. Amounts are integers in the "
@@ -661,7 +669,67 @@ def dunning_figures() -> dict[str, Any]:
 
 # ---------------------------------------------------------------- the customer's card page (no login)
 def _link_refused(error: LinkRefused) -> Response:
-    return error_response(403, "invalid_request_error", error.code, error.message, error.param)
+    response = error_response(403, "invalid_request_error", error.code, error.message, error.param)
+    if app.current_event.path.startswith("/portal/"):
+        response.headers.update(portal_headers())
+    return response
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
+
+
+def _inline_hashes(html: str, tag: str) -> list[str]:
+    """CSP hashes of the page's own inline ``<script>`` / ``<style>`` blocks (no 'unsafe-inline')."""
+    found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
+    return [f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'" for body in found]
+
+
+def portal_headers() -> dict[str, str]:
+    """What every customer-facing /portal response carries: a CSP allowing only this page's own script
+    and Stripe.js (``KASSA_STRIPE_JS_URL``'s origin), no framing (clickjacking), no referrer (the link's
+    token is in the URL), no caching, no MIME sniffing."""
+    stripe = _origin(container.env().stripe_js_url or DEFAULT_STRIPE_JS_URL)
+    html = _card_html()
+    scripts = " ".join(["'self'", stripe, *_inline_hashes(html, "script")])
+    styles = " ".join(["'self'", "'unsafe-inline'"])  # Stripe.js and the shim style their elements inline
+    csp = "; ".join(
+        [
+            "default-src 'none'",
+            f"script-src {scripts}",
+            f"style-src {styles}",
+            f"connect-src 'self' {stripe} https://api.stripe.com",
+            f"frame-src {stripe} https://hooks.stripe.com",
+            "img-src 'self' data:",
+            "base-uri 'none'",
+            "form-action 'self'",
+            "frame-ancestors 'none'",
+        ]
+    )
+    return {
+        "Content-Security-Policy": csp,
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+
+
+def _portal(response: Response) -> Response:
+    response.headers.update(portal_headers())
+    return response
+
+
+def _portal_headers(app_: Any, next_middleware: Any) -> Response:
+    """The portal headers on every /portal response the routes answer (the card page adds its own)."""
+    response: Response = next_middleware(app_)
+    if app_.current_event.path.startswith("/portal/"):
+        response.headers.update(portal_headers())
+    return response
+
+
+app.use(middlewares=[_portal_headers])
 
 
 app.exception_handler(LinkRefused)(_link_refused)
@@ -672,13 +740,14 @@ def card_page() -> Response[str]:
     """The card-update page; the token is checked before anything is shown."""
     token = app.current_event.get_query_string_value("token") or ""
     try:
-        verify_link(container.link_secret(), token, container.now())
+        verify_link(container.link_keys(), token, container.now())
     except LinkRefused as error:
         page_html = f"<!doctype html><meta charset=utf-8><title>Link refused</title><h1>{error.message}</h1>"
-        return Response(status_code=403, content_type="text/html; charset=utf-8", body=page_html)
-    return Response(status_code=200, content_type="text/html; charset=utf-8", body=_card_html())
+        return _portal(Response(status_code=403, content_type="text/html; charset=utf-8", body=page_html))
+    return _portal(Response(status_code=200, content_type="text/html; charset=utf-8", body=_card_html()))
 
 
+@lru_cache(maxsize=1)
 def _card_html() -> str:
     from importlib.resources import files
 
@@ -691,7 +760,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
     from kassa.emails.render import format_money
 
     billing = container.billing()
-    link = verify_link(container.link_secret(), body.token, billing.now())
+    link = verify_link(container.link_keys(), body.token, billing.now())
     try:
         customer = billing.store.get_customer(link.customer)
     except NotFound as error:
@@ -726,7 +795,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
 def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
     """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried."""
     billing = container.billing()
-    link = verify_link(container.link_secret(), body.token, billing.now())
+    link = verify_link(container.link_keys(), body.token, billing.now())
     customer, results = collection.update_card(billing, link.customer, body.setup_intent_id)
     card = customer.default_payment_method
     return {
@@ -744,7 +813,9 @@ def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
 @app.post("/v1/refunds", tags=["payments"])
 def create_refund(body: RefundIn) -> Response[dict[str, Any]]:
     """Refund part or all of a paid invoice's payment through Stripe (a post-payment credit note).
-    An ``Idempotency-Key`` header makes a retried request answer with the first refund."""
+    An ``Idempotency-Key`` header, as on every POST, replays the first response for 24 h
+    (api/idempotency.py); the refund also keeps the key, so the same key answers the first refund
+    (and another amount or reason is 400 ``idempotency_key_in_use``) for as long as the invoice exists."""
     key = app.current_event.headers.get("Idempotency-Key") or None
     invoice, refund = payments.refund_invoice(container.billing(), body.invoice, body.amount, body.reason, key)
     return created({"object": "refund", **refund.model_dump(mode="json"), "invoice": obj("invoice", invoice)})

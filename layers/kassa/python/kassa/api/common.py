@@ -3,7 +3,8 @@ the field, Stripe-like object and list shapes."""
 
 from __future__ import annotations
 
-import hmac
+import base64
+import binascii
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -11,11 +12,13 @@ from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import BaseModel
 
 from kassa.adapters import container
+from kassa.domain.api_keys import authenticate
 from kassa.domain.errors import (
     AlreadyExists,
     Conflict,
@@ -36,18 +39,64 @@ def error_response(status: int, type_: str, code: str, message: str, param: str 
     return Response(status_code=status, content_type="application/json", body=json.dumps({"error": body}))
 
 
-def _auth(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+def _unauthenticated(app: APIGatewayRestResolver) -> Response | None:
+    """The 401 for a /v1 request without a valid secret key (None: authenticated, or not /v1)."""
     if app.current_event.path.startswith("/v1/"):
         header = app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
         scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), container.api_secret_key().encode()):
+        key = authenticate(container.api_keys(), token, container.now()) if scheme.lower() == "bearer" else None
+        if key is None:  # unknown, or a rolled key past its expires_at
             return error_response(
                 401,
                 "authentication_error",
                 "invalid_api_key",
                 "a valid secret key is required (Authorization: Bearer …)",
             )
-    return next_middleware(app)
+        method = app.current_event.http_method.upper()
+        if not key.permits(method):  # a restricted (read_only) key
+            return error_response(
+                403,
+                "invalid_request_error",
+                "permission_denied",
+                f"the API key {key.id} is {key.role}: it may not {method} {app.current_event.path}",
+            )
+    return None
+
+
+def _auth(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    return _unauthenticated(app) or next_middleware(app)
+
+
+def _body_error(kind: str, message: str) -> RequestValidationError:
+    return RequestValidationError([{"type": kind, "loc": ("body",), "msg": message, "input": {}, "ctx": {}}])
+
+
+class _AuthThenValidate(OpenAPIRequestValidationMiddleware):  # type: ignore[misc]
+    """Powertools' request validation, run after the secret key is checked: without a valid key a
+    /v1 route answers 401 before its body is read (Powertools runs validation before any middleware
+    given to ``use``). A body Powertools cannot decode is a 400 naming ``body``, never a 500."""
+
+    def handler(self, app: Any, next_middleware: NextMiddleware) -> Response:
+        denied = _unauthenticated(app)
+        if denied is not None:
+            return denied
+        return super().handler(app, next_middleware)
+
+    def _get_body(self, app: Any) -> dict[str, Any]:
+        try:
+            return super()._get_body(app)
+        except RequestUnsupportedContentType as error:
+            media = app.current_event.headers.get("content-type", "")
+            raise _body_error(
+                "unsupported_content_type", f"Content-Type {media} is not supported: send JSON"
+            ) from error
+        except UnicodeDecodeError as error:
+            raise _body_error(
+                "body_not_utf8", f"the body is not UTF-8 text ({error.reason} at byte {error.start})"
+            ) from error
+        except ValueError as error:  # multipart without a boundary, an integer of more than 4,300 digits …
+            reason = "a number has too many digits" if "digits" in str(error) else str(error)
+            raise _body_error("body_unreadable", f"the body cannot be read: {reason}") from error
 
 
 def _json_decode_reason(body: str | None, fallback: str) -> str:
@@ -149,16 +198,32 @@ def json_body_event(event: Mapping[str, Any]) -> Mapping[str, Any]:
     so a malformed one is reported as such, and no body at all is "a JSON body is required".
     """
     body = event.get("body") or ""
-    if event.get("isBase64Encoded"):
-        return event
     headers = dict(event.get("headers") or {})
     names = [name for name in headers if name.lower() == "content-type"]
     content_type = str(headers[names[0]]) if names else ""
     media = content_type.split(";", 1)[0].strip().lower()
+    if event.get("isBase64Encoded"):  # binary as API Gateway sent it: text if it is UTF-8
+        if media == "multipart/form-data":
+            return event
+        text = _utf8_text(body)
+        if text is None:  # read as JSON, so Powertools' decoding error is reported as "not UTF-8"
+            return _with_json_type(event, headers, names)
+        event, body = {**event, "body": text, "isBase64Encoded": False}, text
     if not names or _is_json_type(content_type) or media == "multipart/form-data":  # none: Powertools reads JSON
         return event
     if media == "application/x-www-form-urlencoded" and body and not _looks_like_json(body):
         return event
+    return _with_json_type(event, headers, names)
+
+
+def _utf8_text(base64_body: str) -> str | None:
+    try:
+        return base64.b64decode(base64_body, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+
+
+def _with_json_type(event: Mapping[str, Any], headers: dict[str, Any], names: list[str]) -> Mapping[str, Any]:
     for name in names:
         del headers[name]
     headers["Content-Type"] = "application/json"
@@ -169,6 +234,11 @@ def json_body_event(event: Mapping[str, Any]) -> Mapping[str, Any]:
 
 class KassaResolver(APIGatewayRestResolver):
     """Powertools' REST resolver, reading any JSON body as JSON (see ``json_body_event``)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        if self._enable_validation:
+            self._request_validation_middleware = _AuthThenValidate()
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         return super().resolve(json_body_event(event), context)

@@ -23,7 +23,7 @@ from kassa.domain.catalog import TaxBehavior
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.discounts import Duration
 from kassa.domain.items import ItemChange
-from kassa.domain.money import normalize_currency
+from kassa.domain.money import MAX_AMOUNT, normalize_currency
 from kassa.domain.pausing import PauseBehavior
 from kassa.domain.payments import RefundReason
 from kassa.domain.periods import Interval
@@ -35,7 +35,7 @@ EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 # Tiers and transform_quantity are checked by the domain (PriceTerms.parse) so that an error names
 # tiers[2].up_to; these schemas only document their shape in the OpenAPI document.
-_MINOR_UNITS = {"type": "integer", "minimum": 0}
+_MINOR_UNITS = {"type": "integer", "minimum": 0, "maximum": MAX_AMOUNT}
 TierJson = Annotated[
     dict[str, Any],
     WithJsonSchema(
@@ -89,6 +89,7 @@ class PriceIn(Strict):
     unit_amount: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=MAX_AMOUNT,
         description="per unit (or per package with transform_quantity), in the currency's minor unit "
         "(cents for EUR, yen for JPY); required for billing_scheme=per_unit, absent for tiered",
     )
@@ -239,7 +240,7 @@ class CouponIn(Strict):
     percent_off: str | StrictInt | None = Field(
         default=None, description="a decimal string ('12.5') or an integer percentage, never a float"
     )
-    amount_off: StrictInt | None = Field(default=None, ge=1)
+    amount_off: StrictInt | None = Field(default=None, ge=1, le=MAX_AMOUNT)
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     duration: Duration
     duration_in_months: StrictInt | None = Field(default=None, ge=1, le=120)
@@ -293,7 +294,11 @@ class ChangeIn(Strict):
 
 
 class InvoiceItemIn(Strict):
-    amount: StrictInt = Field(description="per unit, in the subscription currency's minor unit; negative: a credit")
+    amount: StrictInt = Field(
+        ge=-MAX_AMOUNT,
+        le=MAX_AMOUNT,
+        description="per unit, in the subscription currency's minor unit; negative: a credit",
+    )
     description: str = Field(min_length=1, max_length=250)
     quantity: StrictInt = Field(default=1, ge=1, le=10000)
 
@@ -319,7 +324,7 @@ class PayIn(Strict):
 class RefundIn(Strict):
     invoice: str = Field(min_length=1, description="the paid invoice whose payment is refunded")
     amount: StrictInt | None = Field(
-        default=None, ge=1, le=99_999_999, description="minor units; default: all that is left refundable"
+        default=None, ge=1, le=MAX_AMOUNT, description="minor units; default: all that is left refundable"
     )
     reason: RefundReason | None = None
 

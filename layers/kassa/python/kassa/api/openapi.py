@@ -62,6 +62,7 @@ _ERRORS = {
     "400": "Invalid request: the message names the field (param)",
     "401": "No valid secret key (Authorization: Bearer …)",
     "404": "No such object (resource_missing) or route (route_not_found)",
+    "405": "The path exists but not with this method (the Allow header lists the methods it has)",
     "409": "Conflict with the object's state",
 }
 
@@ -147,9 +148,10 @@ def _shape_responses(document: dict[str, Any]) -> None:
                 content = response.setdefault("content", {})
                 content.setdefault("application/json", {})["schema"] = body
             codes = ["400", "401"] if path.startswith("/v1/") else ["400"]
-            if "{" in path:
+            if "{" in path or path.startswith("/v1/"):  # a path id, or an id in the body or query
                 codes.append("404")
-            if method in ("post", "put"):
+            codes.append("405")
+            if method in ("post", "put", "delete"):
                 codes.append("409")
             for code in codes:
                 responses.setdefault(code, {"description": _ERRORS[code], "content": error})

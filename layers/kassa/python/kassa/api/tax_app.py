@@ -12,13 +12,15 @@ from datetime import date as Date  # noqa: N812 - the request field is called `d
 from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import Response
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kassa.adapters import container
 from kassa.api.common import new_app
 from kassa.domain.catalog import TaxBehavior
+from kassa.domain.countries import is_country_code
 from kassa.domain.customer import Address
 from kassa.domain.errors import InvalidInput
+from kassa.domain.money import MAX_AMOUNT
 from kassa.domain.tax import TaxCustomer, TaxLineInput
 from kassa.domain.tax.report import (
     jurisdiction_report,
@@ -36,7 +38,7 @@ class QuoteIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     country: str = Field(min_length=2, max_length=2, description="the customer's country, ISO 3166-1 alpha-2")
-    amount: StrictInt = Field(description="minor units of the currency")
+    amount: StrictInt = Field(ge=-MAX_AMOUNT, le=MAX_AMOUNT, description="minor units of the currency")
     currency: str = Field(min_length=3, max_length=3)
     postal_code: str | None = Field(default=None, max_length=20)
     state: str | None = Field(default=None, max_length=3, description="US state or Canadian province code")
@@ -46,6 +48,13 @@ class QuoteIn(BaseModel):
     customer_type: Literal["business", "individual"] = "individual"
     tax_exempt: bool = False
     tax_code: str | None = None
+
+    @field_validator("country")
+    @classmethod
+    def _country(cls, value: str) -> str:
+        if not is_country_code(value):
+            raise ValueError(f"country must be an ISO 3166-1 alpha-2 code, got {value!r}")
+        return value.upper()
 
 
 @app.post("/v1/tax/quote", tags=["tax"])

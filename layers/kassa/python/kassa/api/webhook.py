@@ -14,7 +14,8 @@ def delivery(event: dict[str, Any]) -> tuple[str, str | None]:
     """The raw body (decoded when base64) and the ``Stripe-Signature`` header of a proxy event."""
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
-        body = base64.b64decode(body).decode("utf-8")
+        # a body that is not UTF-8 keeps its bytes as surrogate escapes: ingest refuses and records it
+        body = base64.b64decode(body).decode("utf-8", "surrogateescape")
     signature = next((str(v) for k, v in (event.get("headers") or {}).items() if k.lower() == "stripe-signature"), None)
     return body, signature
 
@@ -28,7 +29,7 @@ def response(outcome: IngestOutcome) -> dict[str, Any]:
             "message": outcome.error.message,
             "param": outcome.error.param,
         }
-        return _proxy(400, {"error": error})
+        return _proxy(outcome.http_status, {"error": error})
     return _proxy(200, {"received": True, "duplicate": outcome.duplicate})
 
 

@@ -27,7 +27,7 @@ from kassa.domain.catalog import TaxBehavior
 from kassa.domain.errors import CurrencyMismatch, IllegalTransition, InvalidInput
 from kassa.domain.ids import derived_id
 from kassa.domain.invoice import Invoice, InvoiceLine, InvoiceStatus
-from kassa.domain.money import normalize_currency
+from kassa.domain.money import MAX_AMOUNT, normalize_currency
 from kassa.domain.payments import refunded_before_note
 
 
@@ -59,7 +59,7 @@ class CreditNoteLine(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     type: CreditNoteLineType
-    amount: StrictInt = Field(gt=0)
+    amount: StrictInt = Field(gt=0, le=MAX_AMOUNT)
     invoice_line: StrictInt | None = Field(default=None, ge=0)
     description: str | None = None
 
@@ -82,9 +82,9 @@ class CreditNoteRequest(BaseModel):
     reason: CreditNoteReason | None = None
     memo: str | None = Field(default=None, max_length=5000)
     currency: str | None = None
-    refund_amount: StrictInt | None = Field(default=None, ge=0)
-    credit_amount: StrictInt | None = Field(default=None, ge=0)
-    out_of_band_amount: StrictInt | None = Field(default=None, ge=0)
+    refund_amount: StrictInt | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    credit_amount: StrictInt | None = Field(default=None, ge=0, le=MAX_AMOUNT)
+    out_of_band_amount: StrictInt | None = Field(default=None, ge=0, le=MAX_AMOUNT)
 
     @property
     def total(self) -> int:

@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field, field_validator
 
+from kassa.domain.countries import is_country_code
 from kassa.domain.errors import InvalidInput
 
 SUPPORTED_LOCALES = ("en", "nl", "de", "fr")
@@ -23,8 +24,8 @@ class Address(BaseModel):
     @field_validator("country")
     @classmethod
     def _country(cls, value: str) -> str:
-        if not value.isalpha():
-            raise ValueError("country must be an ISO 3166-1 alpha-2 code")
+        if not value.isalpha() or not is_country_code(value):
+            raise ValueError(f"country must be an ISO 3166-1 alpha-2 code, got {value!r}")
         return value.upper()
 
 
@@ -105,9 +106,26 @@ def update_customer(customer: Customer, changes: dict[str, Any]) -> tuple[Custom
         raise InvalidInput(f"preferred_locale must be one of {', '.join(SUPPORTED_LOCALES)}", param="preferred_locale")
     if "tax_id" in changes and isinstance(changes["tax_id"], str) and not changes["tax_id"].strip():
         changes = {**changes, "tax_id": None}
+    if changes.get("tax_id") is not None:
+        address = changes.get("address") or customer.address
+        country = address.country if isinstance(address, Address) else Address.model_validate(address).country
+        ensure_valid_tax_id(str(changes["tax_id"]), country)
     changed = {key: value for key, value in changes.items() if getattr(customer, key) != value}
     previous = {
         key: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
         for key, value in ((key, getattr(customer, key)) for key in changed)
     }
     return customer.model_copy(update=changed), previous
+
+
+def ensure_valid_tax_id(tax_id: str, country: str, param: str = "tax_id") -> None:
+    """Refuse a tax id that fails its scheme's format or check digit (python-stdnum) for ``country``
+    (an EU VAT number must also carry that country's prefix). Countries whose numbers kassa cannot
+    validate accept any tax id; VIES is never asked here."""
+    from kassa.domain.tax.vat_numbers import check_tax_id  # kassa.domain.tax imports this module
+
+    check = check_tax_id(tax_id, country)
+    if check.scheme != "unknown" and not check.valid:
+        raise InvalidInput(
+            f"tax_id {tax_id!r} is not a valid {check.scheme} number for {check.country}: {check.reason}", param=param
+        )

@@ -18,6 +18,12 @@ class InvalidInput(DomainError):
     code = "invalid_input"
 
 
+class IdempotencyKeyReused(InvalidInput):
+    """An ``Idempotency-Key`` already used with other parameters (400 ``idempotency_error``)."""
+
+    code = "idempotency_key_in_use"
+
+
 class NotFound(DomainError):
     code = "resource_missing"
 

@@ -136,6 +136,7 @@ class Invoice(BaseModel):
     # processing / declined / requires_action
     attempt_outcome: str | None = None
     attempt_trigger: str | None = None  # what started the last attempt (a SetupIntent id, "renewal", …)
+    attempted_at: datetime | None = None  # when the last claimed attempt started (None: at finalization)
     billing_reason: BillingReason
     period_start: datetime
     period_end: datetime

@@ -14,6 +14,7 @@ import binascii
 import hashlib
 import hmac
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -54,11 +55,18 @@ def _unb64(text: str) -> bytes:
 
 
 def sign_link(
-    secret: str, customer: str, purpose: str, now: datetime, valid_for: timedelta, invoice: str | None = None
+    secret: str | Sequence[str],
+    customer: str,
+    purpose: str,
+    now: datetime,
+    valid_for: timedelta,
+    invoice: str | None = None,
 ) -> tuple[str, datetime]:
     """A token for ``customer`` valid for ``valid_for`` from ``now``; returns it with its expiry."""
     if purpose not in PURPOSES:
         raise ValueError(f"unknown link purpose {purpose!r}")
+    if not isinstance(secret, str):
+        secret = next(iter(secret))  # the signing key comes first
     expires = (now + valid_for).astimezone(UTC).replace(microsecond=0)
     body: dict[str, object] = {"c": customer, "p": purpose, "e": int(expires.timestamp())}
     if invoice:
@@ -68,14 +76,20 @@ def sign_link(
     return f"{payload}.{signature}", expires
 
 
-def verify_link(secret: str, token: str, now: datetime) -> Link:
+def verify_link(secret: str | Sequence[str], token: str, now: datetime) -> Link:
     """The link a token stands for; ``LinkRefused`` when tampered or malformed, ``LinkExpired`` after
-    its expiry (checked after the signature, so an expired token reveals nothing it was not signed with)."""
+    its expiry (checked after the signature, so an expired token reveals nothing it was not signed with).
+    ``secret`` may be several link keys (the signing one and the previous one, during a rotation): a
+    signature by any of them is accepted."""
     payload, dot, signature = (token or "").partition(".")
     if not dot or not payload or not signature:
         raise LinkRefused("this link is not valid", param="token")
-    expected = _b64(hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest())
-    if not hmac.compare_digest(expected.encode(), signature.encode()):
+    candidates = (secret,) if isinstance(secret, str) else tuple(secret)
+    matched = False
+    for candidate in candidates:
+        expected = _b64(hmac.new(_key(candidate), payload.encode(), hashlib.sha256).digest())
+        matched = hmac.compare_digest(expected.encode(), signature.encode()) or matched
+    if not matched:
         raise LinkRefused("this link is not valid", param="token")
     try:
         body = json.loads(_unb64(payload))

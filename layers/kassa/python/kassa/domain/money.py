@@ -70,6 +70,11 @@ _TWO = {
 
 EXPONENTS: dict[str, int] = {**{c: 0 for c in _ZERO}, **{c: 2 for c in _TWO}, **{c: 3 for c in _THREE}}
 
+#: The largest amount kassa accepts in a request, in minor units: Stripe's limit of eight digits
+#: (99,999,999: EUR 999,999.99, JPY 99,999,999). Bigger integers are refused, naming the field,
+#: before any arithmetic is done with them.
+MAX_AMOUNT = 99_999_999
+
 
 def exponent(currency: str) -> int:
     try:

@@ -57,6 +57,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from kassa.domain.errors import InvalidInput
+from kassa.domain.money import MAX_AMOUNT
 
 MAX_TIERS = 250
 INF = "inf"
@@ -106,6 +107,10 @@ def invalid_from(error: ValidationError, prefix: Sequence[int | str] = ()) -> In
 def _non_negative(value: int) -> int:
     if value < 0:
         raise PydanticCustomError("negative_amount", "amounts are minor units and must not be negative")
+    if value > MAX_AMOUNT:
+        raise PydanticCustomError(
+            "amount_too_large", "amounts are at most {max} minor units", {"max": f"{MAX_AMOUNT:,}"}
+        )
     return value
 
 
@@ -209,6 +214,8 @@ def check_terms(terms: PriceTerms) -> None:
         raise InvalidInput("a price has either a unit_amount or tiers, not both", param="unit_amount")
     if terms.unit_amount is not None and terms.unit_amount < 0:
         raise InvalidInput("unit_amount must not be negative", param="unit_amount")
+    if terms.unit_amount is not None and terms.unit_amount > MAX_AMOUNT:
+        raise InvalidInput(f"unit_amount must be at most {MAX_AMOUNT:,} minor units", param="unit_amount")
     if terms.billing_scheme is BillingScheme.PER_UNIT:
         if terms.tiers is not None:
             raise InvalidInput("tiers require billing_scheme=tiered", param="tiers")

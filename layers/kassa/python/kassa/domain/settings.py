@@ -14,6 +14,10 @@ from kassa.domain.money import normalize_currency
 from kassa.domain.tax.model import TaxSettings
 
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
+#: A merchant template's source is at most 64 KB (UTF-8), and all of them together 256 KB: the
+#: settings are one DynamoDB item, and an item is at most 400 KB.
+MAX_TEMPLATE_BYTES = 64 * 1024
+MAX_TEMPLATES_BYTES = 256 * 1024
 _TEMPLATE_FILE = re.compile(r"(?:(?:en|nl|de|fr)/)?[a-z][a-z0-9_]{0,39}\.(?:subject|html|txt)\.j2")
 
 
@@ -57,13 +61,22 @@ class EmailSettings(BaseModel):
         from jinja2.sandbox import ImmutableSandboxedEnvironment
 
         parser = ImmutableSandboxedEnvironment()
+        total = 0
         for name, source in value.items():
             if not _TEMPLATE_FILE.fullmatch(name):
                 raise ValueError(f"template file {name!r} must be named <name>.<subject|html|txt>.j2")
+            size = len(source.encode("utf-8", "surrogatepass"))
+            total += size
+            if size > MAX_TEMPLATE_BYTES:
+                raise ValueError(f"template {name!r} is {size:,} bytes; a template is at most {MAX_TEMPLATE_BYTES:,}")
+            if total > MAX_TEMPLATES_BYTES:
+                raise ValueError(f"the templates are more than {MAX_TEMPLATES_BYTES:,} bytes together")
             try:
                 parser.parse(source)
             except TemplateSyntaxError as error:  # caught when saved, not when a customer's email is due
                 raise ValueError(f"template {name!r}, line {error.lineno}: {error.message}") from error
+            except RecursionError as error:  # nesting too deep for Jinja's parser
+                raise ValueError(f"template {name!r} is nested too deeply to be parsed") from error
         return value
 
     def template_names(self) -> list[str]:

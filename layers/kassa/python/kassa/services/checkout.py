@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from kassa.domain.anchors import plan_start
-from kassa.domain.customer import Address, Customer
+from kassa.domain.customer import Address, Customer, ensure_valid_tax_id
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import BillingReason, Invoice, build_subscription_invoice, checkout_invoice, invoice_id_for
@@ -102,6 +102,8 @@ def start_checkout(
         if not email or address is None:
             raise InvalidInput("give customer_id or customer.email and customer.address", param="customer")
         ensure_new_customer_email(ctx, email)
+        if tax_id:
+            ensure_valid_tax_id(tax_id, address.country, param="customer.tax_id")
     if coupon is not None or promotion_code is not None:  # checked here, counted once below (redeem_for)
         check_redeemable(ctx, coupon, promotion_code, known, [p.product for p in prices], probe.currency)
     customer = known or customer_for_checkout(ctx, None, email, name, address, locale, tax_id, tax_exempt)

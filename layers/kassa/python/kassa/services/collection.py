@@ -55,7 +55,7 @@ def collect(
         return CollectResult(invoice, ctx.subscription_of(invoice.subscription), None)  # this attempt has its outcome
     # claim the attempt first: two concurrent collectors cannot both charge
     attempt = invoice.attempt_count + 1
-    claim = {"attempt_count": attempt, "attempt_outcome": None, "attempt_trigger": trigger}
+    claim = {"attempt_count": attempt, "attempt_outcome": None, "attempt_trigger": trigger, "attempted_at": ctx.now()}
     try:
         invoice = ctx.store.save_invoice(invoice.model_copy(update=claim))
     except Conflict:
@@ -205,6 +205,22 @@ def apply_failure(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -
         )
     ctx.emit(*events)
     return CollectResult(saved_inv, saved_sub or sub, result)
+
+
+def stale_setup_intent(invoices: list[Invoice], setup_intent_id: str, created: datetime | None) -> bool:
+    """A late ``setup_intent.succeeded`` (a new event id for a SetupIntent used long before): the
+    SetupIntent already started an attempt of an open invoice, or was created before its last attempt
+    (a card confirmed before that attempt was already tried by it). It neither charges nor moves a
+    retry schedule."""
+    for invoice in invoices:
+        if not invoice.retried_on_new_card or invoice.attempt_count == 0:
+            continue
+        if invoice.attempt_trigger == setup_intent_id:
+            return True
+        last = invoice.attempted_at or invoice.finalized_at or invoice.created
+        if created is not None and created <= last:
+            return True
+    return False
 
 
 def update_card(ctx: BillingContext, customer_id: str, setup_intent_id: str) -> tuple[Customer, list[CollectResult]]:

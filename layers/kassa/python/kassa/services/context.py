@@ -8,6 +8,8 @@ local request, or per unit test; the use-case modules (``checkout``, ``collectio
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
@@ -21,6 +23,14 @@ from kassa.services.tax import TaxQuoter
 
 #: how often a use case reads again and retries when an optimistic write loses to a concurrent one
 RETRIES = 3
+#: ``update_subscription``'s attempts: a hot subscription (20 one-off items posted at once) has as many
+#: concurrent writers, and each round only one of them wins
+CONTENDED_RETRIES = 30
+
+
+def retry_pause(attempt: int) -> None:
+    """Jittered exponential backoff (capped at ~0.2 s) after a write lost to a concurrent one."""
+    time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
 
 
 class BillingContext:
@@ -90,8 +100,11 @@ def update_subscription(
     cause: str,
 ) -> Subscription:
     """Write a change to a live subscription under its version, retrying when a concurrent write wins;
-    publishes ``customer.subscription.updated`` with the previous values. Asking twice changes nothing."""
-    for _ in range(RETRIES):
+    publishes ``customer.subscription.updated`` with the previous values. Asking twice changes nothing.
+    ``change`` is computed from each fresh read, so a concurrent write is never lost."""
+    for attempt in range(CONTENDED_RETRIES):
+        if attempt:
+            retry_pause(attempt)
         sub = ctx.store.get_subscription(subscription_id)
         ensure_not_ended(sub)
         changes = change(sub) if callable(change) else change

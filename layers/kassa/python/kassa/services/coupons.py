@@ -195,11 +195,17 @@ def apply_subscription_discount(
 def remove_subscription_discount(ctx: BillingContext, subscription_id: str) -> Subscription:
     """``DELETE /v1/subscriptions/{id}/discount``: the next invoices are not discounted (NotFound when
     there is none); invoices already made keep their discount."""
-    sub = ctx.store.get_subscription(subscription_id)
-    if sub.discount is None:
-        raise NotFound(f"subscription {subscription_id} has no discount", param="discount")
-    removed = Discount.model_validate(sub.discount)
-    saved = update_subscription(ctx, subscription_id, {"discount": None}, cause=f"discount_deleted:{removed.id}")
+    found: list[Discount] = []
+
+    def remove(current: Subscription) -> dict[str, Any]:
+        # the discount removed is the one on the fresh read (it may have been replaced meanwhile)
+        if current.discount is None:
+            raise NotFound(f"subscription {subscription_id} has no discount", param="discount")
+        found[:] = [Discount.model_validate(current.discount)]
+        return {"discount": None}
+
+    saved = update_subscription(ctx, subscription_id, remove, cause="discount_deleted")
+    removed = found[-1]
     ctx.emit(DomainEvent.of("customer.discount.deleted", removed, ctx.now(), cause="delete"))
     return saved
 

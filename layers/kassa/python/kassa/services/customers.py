@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kassa.domain.customer import Address, Customer, email_key
+from kassa.domain.customer import Address, Customer, email_key, ensure_valid_tax_id
 from kassa.domain.customer import update_customer as apply_customer_update
 from kassa.domain.errors import AlreadyExists, Conflict, CustomerExists, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
@@ -22,6 +22,8 @@ def create_customer(
     tax_id: str | None = None,
     tax_exempt: bool = False,
 ) -> Customer:
+    if tax_id:
+        ensure_valid_tax_id(tax_id, address.country)
     if ctx.store.find_customer_by_email(email) is not None:
         raise AlreadyExists(f"a customer with email {email} already exists", param="email")
     customer = Customer(
@@ -127,18 +129,24 @@ def update_customer(ctx: BillingContext, customer_id: str, changes: dict[str, An
 
 
 def save_payment_method(ctx: BillingContext, customer_id: str, payment_method: str) -> Customer:
-    customer = ctx.store.get_customer(customer_id)
-    if customer.default_payment_method and customer.default_payment_method.payment_method_id == payment_method:
-        return customer
-    assert customer.stripe_customer_id is not None
-    card = ctx.gateway.attach_payment_method(payment_method=payment_method, customer=customer.stripe_customer_id)
+    """Make the card the customer's default: attached once, then written under the version of a read
+    taken inside the retry loop (a concurrent change of the customer is kept)."""
+    card = None
     for _ in range(RETRIES):
+        customer = ctx.store.get_customer(customer_id)
+        if customer.default_payment_method and customer.default_payment_method.payment_method_id == payment_method:
+            return customer
+        assert customer.stripe_customer_id is not None
+        if card is None:
+            card = ctx.gateway.attach_payment_method(
+                payment_method=payment_method, customer=customer.stripe_customer_id
+            )
         try:
             saved = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": card}))
-            ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=f"pm:{payment_method}"))
-            return saved
         except Conflict:
-            customer = ctx.store.get_customer(customer_id)
+            continue
+        ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=f"pm:{payment_method}"))
+        return saved
     raise Conflict("the customer kept changing; retry")
 
 

@@ -26,7 +26,7 @@ from kassa.domain.credit_notes import (
     CreditNoteRequest,
     credit_state,
 )
-from kassa.domain.errors import Conflict, IllegalTransition, InvalidInput, NotFound, Unavailable
+from kassa.domain.errors import Conflict, IdempotencyKeyReused, IllegalTransition, InvalidInput, NotFound, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.payments import (
@@ -105,7 +105,9 @@ def refund_invoice(
         for known in invoice.refunds:
             if known.request_key == key:
                 if (amount is not None and amount != known.amount) or (reason and reason.value != known.reason):
-                    raise InvalidInput("this Idempotency-Key was used with other parameters", param="Idempotency-Key")
+                    raise IdempotencyKeyReused(
+                        "this Idempotency-Key was used with other parameters", param="Idempotency-Key"
+                    )
                 return invoice, known
     if invoice.status is not InvoiceStatus.PAID:
         raise InvalidInput(
@@ -402,6 +404,8 @@ def _fraud_warning(ctx: BillingContext, invoice: Invoice, obj: dict[str, Any]) -
             break
         except Conflict:
             continue
+    else:  # never lost silently: the event is retried (the invoice's part is recorded once)
+        raise Conflict(f"customer {invoice.customer} kept changing; retry")
     if saved is None:
         return "ignored:fraud warning already recorded"
     notice = FraudNotice(

@@ -3,11 +3,12 @@ confirmed cards, account-updater changes. Duplicates and out-of-order deliveries
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
 from kassa.services.checkout import complete_checkout
-from kassa.services.collection import apply_charge_result, update_card
+from kassa.services.collection import apply_charge_result, stale_setup_intent, update_card
 from kassa.services.context import BillingContext
 from kassa.services.customers import card_updated
 from kassa.services.payments import HANDLED as PAYMENT_EVENTS
@@ -24,6 +25,14 @@ HANDLED_EVENTS = frozenset(
     }
     | PAYMENT_EVENTS  # refunds, disputes, early fraud warnings (kassa.services.payments)
 )
+
+
+def _created(obj: dict[str, Any]) -> datetime | None:
+    """When Stripe created the object (``created``, epoch seconds)."""
+    created = obj.get("created")
+    if isinstance(created, int) and not isinstance(created, bool):
+        return datetime.fromtimestamp(created, UTC)
+    return None
 
 
 def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
@@ -64,6 +73,8 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
             return "ignored:not a kassa setup"
         try:
             if kind == "customer":
+                if stale_setup_intent(ctx.store.list_open_invoices(target), obj["id"], _created(obj)):
+                    return "ignored:stale setup intent"
                 update_card(ctx, target, obj["id"])
             else:
                 complete_checkout(ctx, target, obj["id"])

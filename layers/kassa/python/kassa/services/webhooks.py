@@ -8,7 +8,10 @@ it processed / ignored / rejected — never dropping it silently.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import zlib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -19,6 +22,30 @@ if TYPE_CHECKING:
     from kassa.services.context import BillingContext
 
 SIGNATURE_TOLERANCE_S = 300  # Stripe's default
+#: deepest JSON nesting accepted (Stripe's events nest a handful of levels); checked before parsing
+MAX_JSON_DEPTH = 64
+#: the largest compressed payload a record keeps (DynamoDB's item limit is 400 KB, the rest is margin)
+MAX_RECORDED_PAYLOAD = 350_000
+#: how much of a refused body is kept on its rejected record, for inspection
+REJECTED_COPY_CHARS = 4_096
+_STRINGS = re.compile(r'"(?:[^"\\]|\\.)*"')
+_BRACKETS = re.compile(r"[\[\]{}]")
+_SURROGATES = re.compile("[\ud800-\udfff]")
+
+
+def too_deep(payload: str, limit: int = MAX_JSON_DEPTH) -> bool:
+    """Whether the JSON nests deeper than ``limit`` (strings skipped), without parsing it."""
+    depth = 0
+    for match in _BRACKETS.finditer(_STRINGS.sub("", payload)):
+        depth += 1 if match.group() in "[{" else -1
+        if depth > limit:
+            return True
+    return False
+
+
+def _printable(payload: str) -> str:
+    """A storable copy of a body (a non-UTF-8 body arrives with surrogate escapes)."""
+    return payload.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class Verifier(Protocol):
@@ -35,6 +62,8 @@ class IngestOutcome:
     error_code: str | None = None
     duplicate: bool = False
     enqueued: bool = False
+    http_status: int = 400  # of a refusal: 400, or 413 for an event too large to record
+    rejected_record: str | None = None  # the webhook record a refused delivery is kept under
 
     @property
     def accepted(self) -> bool:
@@ -51,16 +80,28 @@ def ingest(
     clock: Clock,
     verify: Verifier,
 ) -> IngestOutcome:
-    """Verify one delivery's signature, record the raw event once and enqueue its id."""
+    """Verify one delivery's signature, record the raw event once and enqueue its id. A body that can
+    never be processed (not UTF-8, nested too deep, too large to record) is refused and kept as a
+    ``rejected`` record (a truncated copy and the reason), never dropped silently."""
+    if _SURROGATES.search(payload):
+        return _refuse(store, clock, payload, None, "the body is not UTF-8", "body_not_utf8")
+    if too_deep(payload):
+        return _refuse(store, clock, payload, None, f"JSON nested deeper than {MAX_JSON_DEPTH}", "body_too_deep")
     try:
         stripe_event = verify(payload, signature, secret)
     except InvalidInput as error:
         return IngestOutcome(error=error, error_code="signature_invalid")
+    except (ValueError, RecursionError) as error:  # JSON the parser refuses
+        return _refuse(store, clock, payload, None, f"unparsable JSON: {type(error).__name__}", "body_invalid")
     event_id, event_type = stripe_event.get("id"), stripe_event.get("type")
     if not isinstance(event_id, str) or not isinstance(event_type, str):
         return IngestOutcome(
             error=InvalidInput("a Stripe event has an id and a type", param="id"), error_code="parameter_missing"
         )
+    size = len(zlib.compress(payload.encode(), 6))
+    if size > MAX_RECORDED_PAYLOAD:
+        reason = f"payload too large to record ({len(payload.encode())} bytes, {size} compressed)"
+        return _refuse(store, clock, payload, (event_id, event_type), reason, "payload_too_large", 413)
     settled = already_settled(store, stripe_event)
     record = WebhookRecord(
         id=event_id,
@@ -80,6 +121,38 @@ def ingest(
     # new, or recorded earlier but maybe never enqueued: (re-)enqueue; processing is idempotent
     queue.send([{"event_id": event_id}])
     return IngestOutcome(duplicate=existing is not None, enqueued=True)
+
+
+def _refuse(
+    store: BillingStore,
+    clock: Clock,
+    payload: str,
+    event: tuple[str, str] | None,
+    reason: str,
+    code: str,
+    status: int = 400,
+) -> IngestOutcome:
+    """Keep a refused delivery as a ``rejected`` record: under its event id when it was verified,
+    else under ``rejected_<sha256 of the body>`` (the same body twice is one record)."""
+    raw = payload.encode("utf-8", "surrogateescape")
+    record_id, record_type = event or (f"rejected_{hashlib.sha256(raw).hexdigest()[:32]}", "unknown")
+    copy = _printable(payload)
+    truncated = len(copy) > REJECTED_COPY_CHARS
+    record = WebhookRecord(
+        id=record_id,
+        type=record_type,
+        status="rejected",
+        payload=copy[:REJECTED_COPY_CHARS],
+        received_at=clock.now().replace(microsecond=0),
+        note=f"{reason}; {len(raw)} bytes{' (truncated copy)' if truncated else ''}",
+    )
+    store.record_webhook(record)
+    return IngestOutcome(
+        error=InvalidInput(f"{reason}; kept as webhook record {record_id}", param="body"),
+        error_code=code,
+        http_status=status,
+        rejected_record=record_id,
+    )
 
 
 def already_settled(store: BillingStore, event: dict[str, Any]) -> str | None:
