@@ -334,6 +334,7 @@ class LocalStack:
         self._saved_clock: Any = None
         self._stats: dict[str, FunctionStats] = {fn.name: FunctionStats() for fn in self.functions}
         self._stats_lock = threading.Lock()
+        self._invoke_locks: dict[str, threading.Lock] = {}
         self._lifecycle = threading.Lock()
         self.running = False
 
@@ -650,6 +651,13 @@ class LocalStack:
         if module is None:
             raise RuntimeError(f"{fn.name} is not loaded (is the stack started?)")
         context = FakeLambdaContext(fn)
+        # one execution environment per function, which (as on Lambda) runs one invocation at a
+        # time: the handlers' module-level state (Powertools' resolver and its current event) is
+        # never shared between two concurrent requests
+        with self._invoke_locks.setdefault(fn.name, threading.Lock()):
+            return self._invoke_locked(fn, module, event, context)
+
+    def _invoke_locked(self, fn: wiring.Function, module: Any, event: dict[str, Any], context: Any) -> Any:
         t0 = time.perf_counter()
         error = False
         try:

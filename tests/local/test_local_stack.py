@@ -42,8 +42,10 @@ def test_resources_are_provisioned_from_wiring(stack: LocalStack) -> None:
     assert table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"
     assert {k["AttributeName"]: k["KeyType"] for k in table["KeySchema"]} == {"pk": "HASH", "sk": "RANGE"}
     gsis = {g["IndexName"]: g for g in table["GlobalSecondaryIndexes"]}
-    assert set(gsis) == {index.name for index in wiring.BILLING_TABLE.indexes} == {"gsi1", "gsi2", "gsi3"}
-    assert all(g["Projection"]["ProjectionType"] == "ALL" for g in gsis.values())
+    assert set(gsis) == {index.name for index in wiring.BILLING_TABLE.indexes} == {"gsi1", "gsi2", "gsi3", "gsi4"}
+    projections = {index.name: index.projection for index in wiring.BILLING_TABLE.indexes}
+    assert {name: g["Projection"]["ProjectionType"] for name, g in gsis.items()} == projections
+    assert projections["gsi4"] == "KEYS_ONLY"  # the merchant-wide listings fetch the objects by key
     assert [k["AttributeName"] for k in gsis["gsi1"]["KeySchema"]] == ["gsi1pk", "gsi1sk"]
     ttl = ddb.describe_time_to_live(TableName="billing")["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at"

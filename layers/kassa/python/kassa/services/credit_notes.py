@@ -54,6 +54,10 @@ def _credit_invoice_once(
     request_key: str | None = None,
 ) -> tuple[CreditNote, Invoice]:
     invoice = ctx.store.get_invoice(invoice_id)
+    if invoice.number is None and invoice.collectable:
+        # a checkout's first invoice is numbered when paid; a credit note needs the invoice's number,
+        # so crediting it takes its number now (gapless: the store's counter, in one write)
+        invoice, _ = ctx.store.finalize_invoice(invoice, ctx.store.get_settings().invoice_prefix)
     if invoice.number is None:
         raise IllegalTransition(f"invoice {invoice.id} is not finalized", param="invoice")
     previous = ctx.store.list_credit_notes(invoice.id)
