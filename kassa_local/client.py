@@ -118,6 +118,31 @@ def confirm_card_setup(config: dict[str, Any], setup_intent: str, client_secret:
     response = confirm_card_setup_request(config, setup_intent, client_secret, card)
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
+    if body.get("status") == "requires_action":
+        # a card that asks for 3-D Secure (4000 0027 6000 3184): what the shim sends once the person
+        # clicks "Complete authentication" in its dialog
+        response = requests.post(
+            f"{config['stripe_url']}/v1/setup_intents/{setup_intent}/confirm",
+            data={"key": config["stripe_publishable_key"], "client_secret": client_secret},
+            timeout=30,
+        )
+        assert response.status_code == 200, response.text
+        body = response.json()
+    return body
+
+
+def authenticate_payment(config: dict[str, Any], client_secret: str, success: bool = True) -> dict[str, Any]:
+    """What the shim's ``confirmCardPayment`` sends once the person completes (or fails) 3-D Secure
+    in its dialog: only the publishable key and the PaymentIntent's client secret."""
+    payment_intent = client_secret.split("_secret_", 1)[0]
+    response = requests.post(
+        f"{config['stripe_url']}/v1/payment_intents/{payment_intent}/_authenticate",
+        params={"success": "true" if success else "false"},
+        data={"key": config["stripe_publishable_key"], "client_secret": client_secret},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
     return body
 
 

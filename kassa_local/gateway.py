@@ -15,7 +15,7 @@ Local-only routes, never deployed:
 - ``GET /`` and ``GET /storefront``: the demo storefront, ``GET /storefront/config.json``;
 - ``/demo/…``: a tiny backend for the storefront that forwards to the API with the secret key,
   so the browser never holds it: ``GET /demo/prices``, ``POST /demo/checkout``,
-  ``POST /demo/checkout/{id}/complete``.
+  ``POST /demo/checkout/{id}/complete``, ``POST /demo/checkout/{id}/confirm_payment`` (3-D Secure).
 """
 
 from __future__ import annotations
@@ -288,7 +288,7 @@ _LOCAL_ROUTES: dict[str, tuple[str, ...]] = {
     "/_local/events": ("GET",),
 }
 
-_DEMO_COMPLETE = re.compile(r"^/demo/checkout/([^/]+)/complete$")
+_DEMO_COMPLETE = re.compile(r"^/demo/checkout/([^/]+)/(complete|confirm_payment)$")
 
 
 class Gateway:
@@ -462,7 +462,7 @@ class Gateway:
             return self.dispatch_api("POST", "/v1/checkout", "", auth, self._returning_customer(auth, body))
         match = _DEMO_COMPLETE.match(path)
         if match and method == "POST":
-            return self.dispatch_api("POST", f"/v1/checkout/{match.group(1)}/complete", "", auth, body)
+            return self.dispatch_api("POST", f"/v1/checkout/{match.group(1)}/{match.group(2)}", "", auth, body)
         allowed = ("GET",) if path == "/demo/prices" else ("POST",) if path == "/demo/checkout" or match else ()
         return HttpResponse.not_routed(method, path, allowed)
 

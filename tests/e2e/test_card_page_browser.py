@@ -51,3 +51,41 @@ def test_a_customer_saves_a_new_card_on_the_linked_page_and_the_invoice_is_paid(
     assert api.get(f"/v1/invoices/{invoice['id']}")["status"] == "paid"
     assert api.get(f"/v1/subscriptions/{sub_id}")["status"] == "active"
     assert api.get(f"/v1/customers/{customer}")["default_payment_method"]["last4"] == "4242"
+
+
+def test_the_authentication_email_confirms_the_open_payment_intent_on_the_page(api: Api, stack, browser, tmp_path):
+    """A card that always asks for 3-D Secure: the renewal (off-session) needs authentication; the
+    email's link opens the page in authentication mode, which confirms the renewal's own
+    PaymentIntent — no new card, no new SetupIntent, no second charge."""
+    price = api.catalog(currency="EUR", amount=2500, trial_days=3)
+    started = api.subscribe(price["id"], "browser-3ds@example.de", card="4000002760003184")
+    sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
+    trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
+    api.advance(to=(trial_end + timedelta(hours=1)).isoformat())
+    sub = api.get(f"/v1/subscriptions/{sub_id}")
+    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert (sub["status"], invoice["status"]) == ("past_due", "open")
+    payment_intent = invoice["payment_intent"]
+    assert payment_intent
+
+    email = next(e for e in stack.outbox(customer) if e["template"] == "authentication_required")
+    link = next(word for word in email["text"].split() if "/portal/card?token=" in word)
+    page = browser.new_page()
+    posted: list[str] = []
+    page.on("request", lambda r: posted.append(r.url.split("?", 1)[0]) if r.method == "POST" else None)
+    page.goto(link)
+    page.wait_for_selector("#form:not([hidden])")
+    assert "Confirm your payment" in (page.text_content("#title") or "")
+    assert page.locator("#card").is_hidden()  # no card to type
+    page.click("#save")
+    page.get_by_role("button", name="Complete authentication").click(timeout=30_000)
+    page.wait_for_function("document.getElementById('message').className !== ''", timeout=30_000)
+    message = page.text_content("#message") or ""
+    page.screenshot(path=str(tmp_path / "card-page-3ds.png"), full_page=True)
+    assert "Payment confirmed" in message and invoice["number"] in message, message
+
+    paid = api.get(f"/v1/invoices/{invoice['id']}")
+    assert (paid["status"], paid["payment_intent"]) == ("paid", payment_intent)  # the open intent, confirmed
+    assert api.get(f"/v1/subscriptions/{sub_id}")["status"] == "active"
+    assert not any("setup_intents" in url for url in posted)  # no new SetupIntent confirmed
+    assert [url.rsplit("/", 1)[-1] for url in posted if "/portal/" in url] == ["session", "confirm_payment"]

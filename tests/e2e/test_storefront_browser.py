@@ -162,3 +162,51 @@ def test_a_team_buys_seven_seats_of_the_tiered_price(api: Api, stack_config, bro
     # the amount the page showed, plus 21% Dutch VAT (the storefront's default country): 14.91
     assert (invoice["subtotal"], invoice["tax"], invoice["amount_paid"]) == (7100, 1491, 8591)
     assert invoice["status"] == "paid"
+
+
+def _complete_3ds(page, *, success: bool = True) -> None:
+    """localstripe's shim asks in a dialog, as the bank's 3-D Secure page would."""
+    label = "Complete authentication" if success else "Fail authentication"
+    page.get_by_role("button", name=label).click(timeout=30_000)
+
+
+def test_a_card_that_asks_for_3ds_is_authenticated_at_checkout_and_the_first_payment_made(
+    api: Api, stack_config, browser, price, tmp_path
+):
+    page = _open(browser, stack_config, price, "three-ds@example.com")
+    completions: list[str] = []
+    page.on("request", lambda r: completions.append(r.url.rsplit("/", 1)[-1]) if "/demo/checkout/" in r.url else None)
+    _type_card(page, ["4000 0027 6000 3184", "12", "2034", "123", "75001"])
+    page.click("#subscribe")
+    _complete_3ds(page)  # saving the card (the SetupIntent asks too)
+    _complete_3ds(page)  # the first payment, confirmed on-session with confirmCardPayment
+    page.wait_for_function(STATUS_SETTLED, timeout=30_000)
+    page.screenshot(path=str(tmp_path / "storefront-3ds.png"), full_page=True)
+    status = page.text_content("#status") or ""
+    assert "is active" in status, status
+    assert completions == ["complete", "confirm_payment"]
+
+    sub_id = status.split("Subscription ", 1)[1].split(" ", 1)[0]
+    sub = api.get(f"/v1/subscriptions/{sub_id}")
+    assert sub["status"] == "active"
+    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert invoice["status"] == "paid" and invoice["amount_paid"] == 1513
+    assert invoice["number"]  # numbered as it was paid
+
+
+def test_a_failed_3ds_authentication_leaves_the_checkout_incomplete(api: Api, stack_config, browser, price, tmp_path):
+    page = _open(browser, stack_config, price, "three-ds-fails@example.com")
+    _type_card(page, ["4000 0027 6000 3184", "12", "2034", "123", "75001"])
+    page.click("#subscribe")
+    _complete_3ds(page)
+    _complete_3ds(page, success=False)
+    page.wait_for_function(STATUS_SETTLED, timeout=30_000)
+    page.screenshot(path=str(tmp_path / "storefront-3ds-failed.png"), full_page=True)
+    status = page.text_content("#status") or ""
+    assert "not confirmed" in status and "error" in (page.get_attribute("#status", "class") or ""), status
+    sub_id = status.split("Subscription ", 1)[1].split(" ", 1)[0]
+    sub = api.get(f"/v1/subscriptions/{sub_id}")
+    assert sub["status"] == "incomplete"
+    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+    assert invoice["status"] == "open"
+    assert invoice["last_payment_error"]["code"] == "payment_intent_authentication_failure"

@@ -296,3 +296,35 @@ def test_a_retried_charge_reuses_the_idempotency_key_of_its_attempt(flaky_stripe
     for _, form in _FlakyStripe.seen:
         assert form["off_session"] == ["true"] and form["confirm"] == ["true"]
         assert form["amount"] == ["1500"] and form["currency"] == ["eur"]
+
+
+# ----------------------------------------------------------------------------- 3-D Secure
+ASKS_FOR_3DS = "4000002760003184"  # localstripe: every confirmation asks for authentication
+
+
+def test_an_on_session_charge_of_a_3ds_card_is_left_for_stripe_js_and_read_back_once_confirmed(gateway, config, uid):
+    customer, card = card_on_file(gateway, config, uid, ASKS_FOR_3DS)
+
+    result = gateway.charge(
+        customer=customer, payment_method=card.payment_method_id, amount=Money(1500, "EUR"),
+        invoice_id=f"in_{uid}", attempt=1, description="Invoice KASSA-3DS", off_session=False,
+    )  # fmt: skip
+
+    assert result.status is ChargeStatus.REQUIRES_ACTION
+    assert result.code == "authentication_required" and result.attempt == 1
+    assert result.client_secret and result.client_secret.startswith(f"{result.payment_intent}_secret_")
+    assert result.payment_intent is not None
+    waiting = gateway.get_payment_intent(result.payment_intent)
+    assert (waiting.status, waiting.invoice, waiting.awaiting_customer) == ("requires_action", f"in_{uid}", True)
+
+    # what localstripe's shim sends for confirmCardPayment once the person completes authentication
+    done = requests.post(
+        f"{config['stripe_url']}/v1/payment_intents/{result.payment_intent}/_authenticate",
+        params={"success": "true"},
+        data={"key": config["stripe_publishable_key"], "client_secret": result.client_secret},
+        timeout=30,
+    )
+    assert done.status_code == 200, done.text
+    confirmed = gateway.get_payment_intent(result.payment_intent)
+    assert confirmed.status == "succeeded" and confirmed.result.status is ChargeStatus.SUCCEEDED
+    assert confirmed.result.attempt == 1 and not confirmed.awaiting_customer

@@ -33,6 +33,7 @@ from kassa.services.ports import (
     ChargeStatus,
     OutboxRecord,
     OutgoingEmail,
+    PaymentIntentInfo,
     RefundInfo,
     SetupIntentInfo,
 )
@@ -117,6 +118,7 @@ class ChargeCall:
     attempt: int
     description: str
     result: ChargeResult | None = None
+    off_session: bool = True
 
 
 @dataclass
@@ -139,6 +141,7 @@ class FakeGateway:
     idempotent: dict[tuple[str, int], ChargeResult] = field(default_factory=dict)
     succeeded_intents: list[tuple[str, str]] = field(default_factory=list)  # (invoice_id, payment_intent)
     refunds: dict[str, RefundInfo] = field(default_factory=dict)  # by credit note (the idempotency key)
+    payment_intents: dict[str, PaymentIntentInfo] = field(default_factory=dict)  # every PaymentIntent made
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # --- configuration
@@ -229,11 +232,21 @@ class FakeGateway:
         return CardSummary(payment_method_id=payment_method, brand="visa", last4="4242", exp_month=12, exp_year=2034)
 
     def charge(
-        self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount: Money,
+        invoice_id: str,
+        attempt: int,
+        description: str,
+        off_session: bool = True,
     ) -> ChargeResult:
-        call = ChargeCall(customer, payment_method, amount, invoice_id, attempt, description)
+        call = ChargeCall(customer, payment_method, amount, invoice_id, attempt, description, off_session=off_session)
         self.charge_calls.append(call)
-        self.calls.append(("charge", {"invoice_id": invoice_id, "attempt": attempt, "amount": amount}))
+        self.calls.append(
+            ("charge", {"invoice_id": invoice_id, "attempt": attempt, "amount": amount, "off_session": off_session})
+        )
         key = (invoice_id, attempt)
         if key in self.idempotent:  # Stripe replays the first answer for a reused idempotency key
             call.result = self.idempotent[key]
@@ -265,6 +278,23 @@ class FakeGateway:
         if _CHARGE_RESULT_HAS_ATTEMPT:  # the real gateway reports kassa's attempt number (PaymentIntent metadata)
             result = replace(result, attempt=attempt)  # type: ignore[call-arg]
         self.idempotent[key] = result
+        status = {
+            ChargeStatus.SUCCEEDED: "succeeded",
+            ChargeStatus.PROCESSING: "processing",
+            # like Stripe: on-session the intent waits for 3-D Secure; off-session the confirmation
+            # failed with authentication_required and the intent waits for a payment method
+            ChargeStatus.REQUIRES_ACTION: "requires_action" if not off_session else "requires_payment_method",
+            ChargeStatus.DECLINED: "requires_payment_method",
+        }[result.status]
+        self.payment_intents[intent] = PaymentIntentInfo(
+            id=intent,
+            status=status,
+            client_secret=f"{intent}_secret_x",
+            invoice=invoice_id,
+            customer=customer,
+            payment_method=payment_method,
+            result=replace(result, client_secret=f"{intent}_secret_x"),
+        )
         if outcome.kind == "lost_success":
             raise PaymentProviderError("Stripe unavailable: read timeout")
         call.result = result
@@ -281,6 +311,50 @@ class FakeGateway:
         if credit_note_id not in self.refunds:
             self.refunds[credit_note_id] = RefundInfo(self._id("re"), "succeeded", amount.amount)
         return self.refunds[credit_note_id]
+
+    def get_payment_intent(self, payment_intent: str) -> PaymentIntentInfo:
+        self.calls.append(("get_payment_intent", {"payment_intent": payment_intent}))
+        if payment_intent not in self.payment_intents:
+            raise NotFound(f"No such payment_intent: '{payment_intent}'", param="intent")
+        return self.payment_intents[payment_intent]
+
+    def authenticate(self, payment_intent: str, *, success: bool = True) -> PaymentIntentInfo:
+        """What Stripe.js's ``confirmCardPayment`` does in the browser: the customer passes (or fails)
+        3-D Secure and the PaymentIntent is charged (or fails authentication)."""
+        intent = self.payment_intents[payment_intent]
+        assert intent.awaiting_customer, f"{payment_intent} is {intent.status}"
+        if success:
+            result = replace(intent.result, status=ChargeStatus.SUCCEEDED, code=None, decline_code=None, message=None)
+            self.succeeded_intents.append((intent.invoice or "", payment_intent))
+            status = "succeeded"
+        else:
+            result = replace(
+                intent.result,
+                status=ChargeStatus.DECLINED,
+                code="payment_intent_authentication_failure",
+                message="The provided PaymentMethod has failed authentication.",
+            )
+            status = "requires_payment_method"
+        self.payment_intents[payment_intent] = replace(intent, status=status, result=result)
+        return self.payment_intents[payment_intent]
+
+    def intent_event(self, payment_intent: str) -> dict[str, Any]:
+        """The ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` event Stripe sends for it."""
+        intent = self.payment_intents[payment_intent]
+        result = intent.result
+        kind = "succeeded" if result.status is ChargeStatus.SUCCEEDED else "payment_failed"
+        obj: dict[str, Any] = {
+            "id": intent.id,
+            "object": "payment_intent",
+            "status": intent.status,
+            "client_secret": intent.client_secret,
+            "customer": intent.customer,
+            "payment_method": intent.payment_method,
+            "metadata": {"kassa_invoice": intent.invoice, "kassa_attempt": str(result.attempt or "")},
+        }
+        if result.code:
+            obj["last_payment_error"] = {"code": result.code, "message": result.message}
+        return {"id": f"evt_{intent.id}_{kind}", "type": f"payment_intent.{kind}", "data": {"object": obj}}
 
     def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
         self.calls.append(("invoice_of_payment_intent", {"payment_intent": payment_intent}))

@@ -1,7 +1,9 @@
 """The PaymentGateway port on the stripe SDK.
 
 Uses only what both real Stripe (test mode) and localstripe support for the core flows: customers,
-SetupIntents, attaching a payment method, off-session PaymentIntents created with confirm=true.
+SetupIntents, attaching a payment method, PaymentIntents created with confirm=true (off-session for
+renewals and dunning, on-session at checkout and on the card page) and read back after Stripe.js
+confirmed them (3-D Secure).
 Stripe errors are translated into domain results (a decline is a ChargeResult, not an exception) or
 domain errors (bad ids → NotFound, outages → PaymentProviderError).
 """
@@ -18,7 +20,15 @@ from kassa.adapters import usage
 from kassa.domain.customer import Address, CardSummary
 from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.money import Money
-from kassa.services.ports import ChargeResult, ChargeStatus, RefundInfo, SetupIntentInfo, charge_result_from_intent
+from kassa.services.ports import (
+    ChargeResult,
+    ChargeStatus,
+    PaymentIntentInfo,
+    RefundInfo,
+    SetupIntentInfo,
+    charge_result_from_intent,
+    payment_intent_info,
+)
 
 # Off-session authentication failures Stripe reports as card errors with these codes.
 _AUTH_CODES = {"authentication_required", "payment_intent_authentication_failure"}
@@ -150,17 +160,33 @@ class StripeGateway:
         )
 
     def charge(
-        self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount: Money,
+        invoice_id: str,
+        attempt: int,
+        description: str,
+        off_session: bool = True,
     ) -> ChargeResult:
-        params = {
+        """Off-session (the customer is away): Stripe answers a card that needs 3-D Secure with an
+        ``authentication_required`` card error. On-session (checkout, the card page): the PaymentIntent
+        is left ``requires_action`` and its client secret goes back to Stripe.js's ``confirmCardPayment``."""
+        params: dict[str, Any] = {
             "amount": amount.amount,
             "currency": amount.currency.lower(),
             "customer": customer,
             "payment_method": payment_method,
-            "off_session": True,
             "confirm": True,
             "metadata": {"kassa_invoice": invoice_id, "kassa_attempt": str(attempt)},
         }
+        if off_session:
+            params["off_session"] = True
+        else:
+            # cards only: a server-side confirmation needs no return_url, and the next action is
+            # Stripe.js's (use_stripe_sdk)
+            params["payment_method_types"] = ["card"]
         options = {"idempotency_key": payment_idempotency_key(invoice_id, attempt)}
         try:
             intent = self._do("payment_intents.create", self._client.v1.payment_intents.create, params, options)
@@ -208,6 +234,10 @@ class StripeGateway:
             status=str(refund.get("status") or "succeeded"),
             amount=int(refund.get("amount") or amount.amount),
         )
+
+    def get_payment_intent(self, payment_intent: str) -> PaymentIntentInfo:
+        intent = self._do("payment_intents.retrieve", self._client.v1.payment_intents.retrieve, payment_intent)
+        return payment_intent_info(intent)
 
     def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
         try:

@@ -27,6 +27,7 @@ from kassa.api.models import (
     ChangeIn,
     CheckoutIn,
     CompleteIn,
+    ConfirmPaymentIn,
     CouponIn,
     CustomerIn,
     CustomerUpdateIn,
@@ -35,6 +36,7 @@ from kassa.api.models import (
     PauseCollectionIn,
     PayIn,
     PortalConfirmIn,
+    PortalConfirmPaymentIn,
     PortalTokenIn,
     PriceIn,
     PriceUpdateIn,
@@ -387,13 +389,37 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
 
 @app.post("/v1/checkout/<subscription_id>/complete", tags=["checkout"])
 def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
-    result = checkout.complete_checkout(container.billing(), subscription_id, body.setup_intent_id)
+    """After Stripe.js confirmed the card: attach it and charge the first invoice on-session. A card
+    that asks for 3-D Secure answers ``requires_action: true`` with ``payment_intent_client_secret``
+    for Stripe.js's ``confirmCardPayment``; then call ``/confirm_payment`` (or ``/complete`` again)."""
+    billing = container.billing()
+    result = checkout.complete_checkout(billing, subscription_id, body.setup_intent_id)
+    return _checkout_answer(billing, result)
+
+
+@app.post("/v1/checkout/<subscription_id>/confirm_payment", tags=["checkout"])
+def confirm_checkout_payment(subscription_id: str, body: ConfirmPaymentIn) -> dict[str, Any]:
+    """After Stripe.js confirmed the first invoice's PaymentIntent (3-D Secure): read it from Stripe and
+    apply its outcome (the payment_intent.succeeded webhook does the same, whichever comes first)."""
+    billing = container.billing()
+    result = checkout.confirm_checkout_payment(billing, subscription_id, body.payment_intent)
+    return _checkout_answer(billing, result)
+
+
+def _checkout_answer(billing: Any, result: collection.CollectResult) -> dict[str, Any]:
     response: dict[str, Any] = {
         "subscription": obj("subscription", result.subscription),
         "invoice": obj("invoice", result.invoice),
+        "requires_action": False,
     }
-    if result.charge is not None and result.charge.client_secret and result.charge.status.value == "requires_action":
-        response["payment_intent_client_secret"] = result.charge.client_secret
+    charge = result.charge
+    if charge is not None and charge.status is ChargeStatus.REQUIRES_ACTION and charge.client_secret:
+        response.update(requires_action=True, payment_intent_client_secret=charge.client_secret)
+        response["payment_intent"] = charge.payment_intent
+    elif (intent := collection.open_payment_intent(billing, result.invoice)) is not None:
+        # charged before (the webhook came first, or /complete is called again): the same intent
+        response.update(requires_action=True, payment_intent_client_secret=intent.client_secret)
+        response["payment_intent"] = intent.id
     return response
 
 
@@ -756,7 +782,9 @@ def _card_html() -> str:
 
 @app.post("/portal/card/session", include_in_schema=False)
 def card_session(body: PortalTokenIn) -> dict[str, Any]:
-    """What the page needs: who, the card on file, the open invoices, and a SetupIntent for Stripe.js."""
+    """What the page needs: who, the card on file, the open invoices, and either the open
+    PaymentIntent to authenticate (an ``authenticate`` link whose invoice waits for 3-D Secure:
+    ``mode: authenticate``, no SetupIntent) or a SetupIntent for a new card (``mode: card``)."""
     from kassa.emails.render import format_money
 
     billing = container.billing()
@@ -765,12 +793,11 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
         customer = billing.store.get_customer(link.customer)
     except NotFound as error:
         raise LinkRefused("this link is not valid", param="token") from error
-    intent = customers.card_setup_intent(billing, customer.id, link.purpose)
     card = customer.default_payment_method
     # what a new card pays: the open invoices (a pending checkout's first one has no number until it
     # is paid); written-off (uncollectible) invoices are not due from the customer
     invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.retried_on_new_card]
-    return {
+    answer: dict[str, Any] = {
         "purpose": link.purpose,
         "customer": {"name": customer.name, "email": customer.email},
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
@@ -785,27 +812,70 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
         ],
         "publishable_key": billing.gateway.publishable_key,
         "stripe_js_url": container.env().stripe_js_url,
-        "setup_intent_id": intent.id,
-        "client_secret": intent.client_secret,
         "expires_at": link.expires_at.isoformat(),
     }
+    if link.purpose == "authenticate" and link.invoice:
+        invoice = billing.store.find_invoice(link.invoice)
+        if invoice is not None and invoice.customer == customer.id:
+            intent = collection.open_payment_intent(billing, invoice)
+            if intent is not None:
+                # confirm the open PaymentIntent (3-D Secure): no new card, no new charge
+                return {
+                    **answer,
+                    "mode": "authenticate",
+                    "invoice": {"id": invoice.id, "number": invoice.number},
+                    "payment_intent": intent.id,
+                    "payment_intent_client_secret": intent.client_secret,
+                    "payment_method": intent.payment_method,
+                }
+            if invoice.status is InvoiceStatus.PAID:
+                return {**answer, "mode": "paid", "invoice": {"id": invoice.id, "number": invoice.number}}
+    intent_setup = customers.card_setup_intent(billing, customer.id, link.purpose)
+    return {**answer, "mode": "card", "setup_intent_id": intent_setup.id, "client_secret": intent_setup.client_secret}
+
+
+def _invoice_answers(billing: Any, results: list[collection.CollectResult]) -> list[dict[str, Any]]:
+    """Each retried invoice's status; one that asks for 3-D Secure carries the PaymentIntent to confirm."""
+    answers = []
+    for r in results:
+        if r.invoice is None:
+            continue
+        row: dict[str, Any] = {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
+        intent = collection.open_payment_intent(billing, r.invoice)
+        if intent is not None:
+            row.update(
+                requires_action=True, payment_intent=intent.id, payment_intent_client_secret=intent.client_secret
+            )
+        answers.append(row)
+    return answers
 
 
 @app.post("/portal/card/confirm", include_in_schema=False)
 def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
-    """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried."""
+    """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried
+    on-session (the customer is on the page: a card that asks for 3-D Secure is confirmed there)."""
     billing = container.billing()
     link = verify_link(container.link_keys(), body.token, billing.now())
-    customer, results = collection.update_card(billing, link.customer, body.setup_intent_id)
+    customer, results = collection.update_card(billing, link.customer, body.setup_intent_id, off_session=False)
     card = customer.default_payment_method
     return {
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
-        "invoices": [
-            {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
-            for r in results
-            if r.invoice is not None
-        ],
+        "invoices": _invoice_answers(billing, results),
     }
+
+
+@app.post("/portal/card/confirm_payment", include_in_schema=False)
+def card_confirm_payment(body: PortalConfirmPaymentIn) -> dict[str, Any]:
+    """After Stripe.js confirmed an open invoice's PaymentIntent on the page (3-D Secure): apply its
+    outcome — idempotent with the payment_intent.succeeded webhook; nothing new is charged."""
+    billing = container.billing()
+    link = verify_link(container.link_keys(), body.token, billing.now())
+    intent = billing.gateway.get_payment_intent(body.payment_intent)
+    invoice = billing.store.find_invoice(intent.invoice) if intent.invoice else None
+    if invoice is None or invoice.customer != link.customer:
+        raise InvalidInput("this payment is not one of this customer's invoices", param="payment_intent")
+    result = collection.confirm_payment(billing, invoice.id, intent.id)
+    return {"invoices": _invoice_answers(billing, [result])}
 
 
 # ------------------------------------------------------------------ refunds, disputes, fraud warnings

@@ -307,12 +307,22 @@ class CompleteIn(Strict):
     setup_intent_id: str = Field(min_length=1)
 
 
+class ConfirmPaymentIn(Strict):
+    payment_intent: str = Field(
+        min_length=1, max_length=255, description="the PaymentIntent Stripe.js confirmed (confirmCardPayment)"
+    )
+
+
 class PortalTokenIn(Strict):
     token: str = Field(min_length=1, max_length=2000, description="the signed link's token")
 
 
 class PortalConfirmIn(PortalTokenIn):
     setup_intent_id: str = Field(min_length=1, description="the SetupIntent confirmed by Stripe.js")
+
+
+class PortalConfirmPaymentIn(PortalTokenIn):
+    payment_intent: str = Field(min_length=1, max_length=255, description="the PaymentIntent Stripe.js confirmed")
 
 
 class PayIn(Strict):

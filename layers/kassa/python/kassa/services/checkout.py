@@ -16,7 +16,7 @@ from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.subscription import Status, Subscription, start_subscription
 from kassa.domain.trials import MissingPaymentMethod
-from kassa.services.collection import CollectResult, collect
+from kassa.services.collection import CollectResult, collect, confirm_payment
 from kassa.services.context import BillingContext
 from kassa.services.coupons import check_redeemable, redeem_for
 from kassa.services.customers import (
@@ -163,6 +163,9 @@ def complete_checkout(ctx: BillingContext, subscription_id: str, setup_intent_id
 
     Called by the storefront after Stripe.js confirmed the SetupIntent, and by the
     setup_intent.succeeded webhook — whichever comes first; the second finds the work done.
+    The charge is on-session (the customer is at the checkout): a card that asks for 3-D Secure
+    leaves the invoice ``requires_action`` and the storefront confirms the PaymentIntent
+    (``confirm_checkout_payment``).
     """
     sub = ctx.store.get_subscription(subscription_id)
     intent = ctx.gateway.get_setup_intent(setup_intent_id)
@@ -172,5 +175,14 @@ def complete_checkout(ctx: BillingContext, subscription_id: str, setup_intent_id
     invoice = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
     if sub.status is Status.INCOMPLETE and invoice is not None and invoice.collectable:
         # one attempt per confirmed SetupIntent: the storefront call and the webhook share it
-        return collect(ctx, invoice, customer, trigger=setup_intent_id)
+        return collect(ctx, invoice, customer, trigger=setup_intent_id, off_session=False)
     return CollectResult(invoice, ctx.store.get_subscription(subscription_id), None)
+
+
+def confirm_checkout_payment(ctx: BillingContext, subscription_id: str, payment_intent_id: str) -> CollectResult:
+    """After Stripe.js confirmed the first invoice's PaymentIntent (3-D Secure): apply its outcome
+    (idempotent with the payment_intent.succeeded webhook)."""
+    sub = ctx.store.get_subscription(subscription_id)
+    if not sub.latest_invoice:
+        raise InvalidInput("this subscription has no invoice to pay", param="payment_intent")
+    return confirm_payment(ctx, sub.latest_invoice, payment_intent_id)

@@ -15,7 +15,7 @@ from kassa.domain.money import Money
 from kassa.domain.subscription import Status, Subscription, after_invoice_paid, after_payment_failed
 from kassa.services.context import BillingContext
 from kassa.services.customers import confirmed_payment_method, save_payment_method
-from kassa.services.ports import ChargeResult, ChargeStatus
+from kassa.services.ports import ChargeResult, ChargeStatus, PaymentIntentInfo
 
 log = logging.getLogger(__name__)
 
@@ -32,9 +32,18 @@ class CollectResult:
 
 
 def collect(
-    ctx: BillingContext, invoice: Invoice, customer: Customer | None = None, *, trigger: str | None = None
+    ctx: BillingContext,
+    invoice: Invoice,
+    customer: Customer | None = None,
+    *,
+    trigger: str | None = None,
+    off_session: bool = True,
 ) -> CollectResult:
     """Charge an open invoice and apply the result, never charging one attempt twice.
+
+    ``off_session=False`` when the customer is present (checkout completion, the card page): a
+    card that asks for 3-D Secure then answers ``requires_action`` with the client secret
+    Stripe.js confirms; renewals, dunning and merchant actions charge off-session.
 
     An attempt whose outcome never arrived (Stripe unreachable, a crash between the call and
     the write) is sent again under the same attempt number, so Stripe's idempotency key
@@ -50,7 +59,7 @@ def collect(
         result = ChargeResult(ChargeStatus.DECLINED, None, code="no_payment_method", message="no card on file")
         return apply_failure(ctx, invoice, result)
     if invoice.attempt_pending:
-        return charge(ctx, invoice, customer, invoice.attempt_count)
+        return charge(ctx, invoice, customer, invoice.attempt_count, off_session=off_session)
     if invoice.attempt_count > 0 and (trigger is None or trigger == invoice.attempt_trigger):
         return CollectResult(invoice, ctx.subscription_of(invoice.subscription), None)  # this attempt has its outcome
     # claim the attempt first: two concurrent collectors cannot both charge
@@ -61,7 +70,7 @@ def collect(
     except Conflict:
         current = ctx.store.get_invoice(invoice.id)
         return CollectResult(current, ctx.subscription_of(current.subscription), None)
-    return charge(ctx, invoice, customer, attempt)
+    return charge(ctx, invoice, customer, attempt, off_session=off_session)
 
 
 def collect_new(ctx: BillingContext, invoice: Invoice, payer: Customer) -> CollectResult:
@@ -71,7 +80,9 @@ def collect_new(ctx: BillingContext, invoice: Invoice, payer: Customer) -> Colle
     return charge(ctx, invoice, payer, invoice.attempt_count)
 
 
-def charge(ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: int) -> CollectResult:
+def charge(
+    ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: int, *, off_session: bool = True
+) -> CollectResult:
     assert customer.default_payment_method is not None and customer.stripe_customer_id is not None
     result = ctx.gateway.charge(
         customer=customer.stripe_customer_id,
@@ -80,8 +91,36 @@ def charge(ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: i
         invoice_id=invoice.id,
         attempt=attempt,
         description=invoice.charge_description,
+        off_session=off_session,
     )
     return apply_charge_result(ctx, invoice.id, result)
+
+
+def open_payment_intent(ctx: BillingContext, invoice: Invoice | None) -> PaymentIntentInfo | None:
+    """The invoice's PaymentIntent while it waits for the customer to authenticate (3-D Secure):
+    what Stripe.js's ``confirmCardPayment`` confirms. None when there is nothing to confirm."""
+    if invoice is None or not invoice.collectable or invoice.attempt_outcome != "requires_action":
+        return None
+    if not invoice.payment_intent:
+        return None
+    intent = ctx.gateway.get_payment_intent(invoice.payment_intent)
+    if intent.invoice not in (None, invoice.id) or not intent.awaiting_customer or not intent.client_secret:
+        return None
+    return intent
+
+
+def confirm_payment(ctx: BillingContext, invoice_id: str, payment_intent_id: str) -> CollectResult:
+    """After Stripe.js confirmed an invoice's PaymentIntent (3-D Secure at checkout or on the card
+    page): read it from Stripe and apply its outcome — once, whether this call or the
+    ``payment_intent.succeeded`` webhook comes first. Nothing is charged here."""
+    intent = ctx.gateway.get_payment_intent(payment_intent_id)
+    if intent.invoice != invoice_id:
+        raise InvalidInput("this PaymentIntent pays another invoice", param="payment_intent")
+    invoice = ctx.store.get_invoice(invoice_id)
+    if invoice.payment_intent not in (None, payment_intent_id) and intent.result.status is not ChargeStatus.SUCCEEDED:
+        # news of an older attempt's PaymentIntent that did not pay: the invoice has moved on
+        return CollectResult(invoice, ctx.subscription_of(invoice.subscription), intent.result)
+    return apply_charge_result(ctx, invoice_id, intent.result)
 
 
 def apply_charge_result(ctx: BillingContext, invoice_id: str, result: ChargeResult) -> CollectResult:
@@ -162,7 +201,26 @@ def apply_failure(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -
     if previous is not None and result.attempt is not None and previous.attempt == result.attempt:
         # the same attempt reported twice (synchronous answer and webhook): one effect; only
         # complete what the first report lacked
-        if previous.payment_intent is None and result.payment_intent:
+        if (
+            invoice.attempt_outcome == "requires_action"
+            and result.status is ChargeStatus.DECLINED
+            and result.code != "authentication_required"  # Stripe's off-session report of the same ask
+            and result.payment_intent in (None, invoice.payment_intent, previous.payment_intent)
+        ):
+            # the customer was asked for 3-D Secure and it failed: the attempt's outcome is now a
+            # decline (no new email: the authentication request already went out for this attempt)
+            failed_auth = previous.model_copy(
+                update={
+                    "code": result.code or "payment_intent_authentication_failure",
+                    "decline_code": result.decline_code,
+                    "message": result.message,
+                    "payment_intent": result.payment_intent or previous.payment_intent,
+                }
+            )
+            invoice = ctx.store.save_invoice(
+                invoice.model_copy(update={"last_payment_error": failed_auth, "attempt_outcome": "declined"})
+            )
+        elif previous.payment_intent is None and result.payment_intent:
             filled = previous.model_copy(update={"payment_intent": result.payment_intent})
             invoice = ctx.store.save_invoice(
                 invoice.model_copy(update={"last_payment_error": filled, "payment_intent": result.payment_intent})
@@ -223,10 +281,14 @@ def stale_setup_intent(invoices: list[Invoice], setup_intent_id: str, created: d
     return False
 
 
-def update_card(ctx: BillingContext, customer_id: str, setup_intent_id: str) -> tuple[Customer, list[CollectResult]]:
+def update_card(
+    ctx: BillingContext, customer_id: str, setup_intent_id: str, *, off_session: bool = True
+) -> tuple[Customer, list[CollectResult]]:
     """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
     first): make it the default and retry the open invoices at once, one attempt per SetupIntent
-    (uncollectible ones stay written off; a pending checkout's unnumbered first invoice is paid too)."""
+    (uncollectible ones stay written off; a pending checkout's unnumbered first invoice is paid too).
+    The page retries on-session (``off_session=False``: a card that asks for 3-D Secure is
+    confirmed on the page); the webhook, with nobody there, off-session."""
     customer = ctx.store.get_customer(customer_id)
     intent = ctx.gateway.get_setup_intent(setup_intent_id)
     if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
@@ -236,7 +298,7 @@ def update_card(ctx: BillingContext, customer_id: str, setup_intent_id: str) -> 
         raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
     customer = save_payment_method(ctx, customer_id, confirmed_payment_method(intent))
     results = [
-        collect(ctx, invoice, customer, trigger=setup_intent_id)
+        collect(ctx, invoice, customer, trigger=setup_intent_id, off_session=off_session)
         for invoice in ctx.store.list_open_invoices(customer_id)
         if invoice.retried_on_new_card  # open only: a written-off invoice stays written off
     ]

@@ -201,6 +201,29 @@ class SetupIntentInfo:
 
 
 @dataclass(frozen=True)
+class PaymentIntentInfo:
+    """A PaymentIntent as the gateway reads it back (``get_payment_intent``): its outcome as a
+    ChargeResult, the kassa invoice it pays and the client secret Stripe.js confirms it with."""
+
+    id: str
+    status: str  # Stripe's: requires_action | requires_payment_method | processing | succeeded | …
+    client_secret: str | None
+    invoice: str | None  # the ``kassa_invoice`` metadata; None: not kassa's
+    customer: str | None
+    payment_method: str | None
+    result: ChargeResult
+
+    @property
+    def awaiting_customer(self) -> bool:
+        """Stripe waits for the customer to authenticate (3-D Secure) before it charges: an
+        on-session ``requires_action``, or an off-session ``authentication_required`` that left the
+        PaymentIntent ``requires_payment_method`` with its card still named."""
+        if self.status in ("requires_action", "requires_confirmation"):
+            return True
+        return self.status == "requires_payment_method" and self.result.code == "authentication_required"
+
+
+@dataclass(frozen=True)
 class RefundInfo:
     """A refund as Stripe answered it."""
 
@@ -229,8 +252,26 @@ class PaymentGateway(Protocol):
         kassa_id: str,
     ) -> None: ...
     def charge(
-        self, *, customer: str, payment_method: str, amount: Money, invoice_id: str, attempt: int, description: str
-    ) -> ChargeResult: ...
+        self,
+        *,
+        customer: str,
+        payment_method: str,
+        amount: Money,
+        invoice_id: str,
+        attempt: int,
+        description: str,
+        off_session: bool = True,
+    ) -> ChargeResult:
+        """One PaymentIntent per (invoice, attempt), confirmed at once. ``off_session`` (renewals,
+        dunning, merchant actions): the customer is away, a card that needs 3-D Secure fails with
+        ``authentication_required``. On-session (checkout, the card page): the customer is there, a
+        card that needs 3-D Secure answers ``requires_action`` with the client secret to confirm."""
+        ...
+
+    def get_payment_intent(self, payment_intent: str) -> PaymentIntentInfo:
+        """Read a PaymentIntent back (after Stripe.js confirmed it); NotFound for an unknown id."""
+        ...
+
     def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str: ...
     def create_refund(
         self, *, payment_intent: str, amount: Money, credit_note_id: str, reason: str | None = None
@@ -315,14 +356,38 @@ def charge_result_from_intent(intent: Any) -> ChargeResult:
         result = ChargeStatus.REQUIRES_ACTION
     else:
         result = ChargeStatus.DECLINED
+    code = error.get("code")
+    if result is ChargeStatus.REQUIRES_ACTION and not code:
+        code = "authentication_required"  # waiting for 3-D Secure: no error yet, but that is why
     return ChargeResult(
         status=result,
         payment_intent=intent.get("id"),
-        code=error.get("code"),
+        code=code,
         decline_code=error.get("decline_code") or (error.get("code") if error.get("code") == "card_declined" else None),
         message=error.get("message"),
         client_secret=intent.get("client_secret"),
         attempt=_attempt_of(intent),
+    )
+
+
+def payment_intent_info(intent: Any) -> PaymentIntentInfo:
+    """Map a PaymentIntent (object or dict) to what ``get_payment_intent`` answers."""
+    metadata = intent.get("metadata") or {}
+    invoice = metadata.get("kassa_invoice")
+    pm = intent.get("payment_method")
+    if pm is not None and not isinstance(pm, str):
+        pm = pm.get("id")
+    if pm is None:  # an off-session authentication failure names the card on the error
+        error_pm = (intent.get("last_payment_error") or {}).get("payment_method")
+        pm = error_pm if isinstance(error_pm, str) or error_pm is None else error_pm.get("id")
+    return PaymentIntentInfo(
+        id=str(intent.get("id")),
+        status=str(intent.get("status")),
+        client_secret=intent.get("client_secret"),
+        invoice=invoice if isinstance(invoice, str) and invoice else None,
+        customer=intent.get("customer"),
+        payment_method=pm,
+        result=charge_result_from_intent(intent),
     )
 
 
