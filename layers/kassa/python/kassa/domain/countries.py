@@ -1,7 +1,7 @@
 """ISO 3166-1 alpha-2 country codes (the 249 officially assigned ones; no user-assigned codes such as
 XK, no exceptional reservations such as EU, UK, IC or EA).
 
-A constant rather than a lookup so that the domain stays pure; ``tests/unit/test_countries.py`` holds
+A constant rather than a lookup so that the domain stays pure; ``tests/unit/test_input_limits.py`` holds
 it against babel's territory list (CLDR) less CLDR's non-ISO regions.
 """
 
