@@ -537,3 +537,14 @@ def test_the_upcoming_renewal_email_announces_the_next_invoices_true_amount() ->
     invoice = latest(world, sub_id)
     assert invoice.tax > 0 and invoice.total_discount > 0 and any(line.proration for line in invoice.lines)
     assert captured[0]["amount"] == invoice.amount_due
+
+
+def test_switching_the_only_item_to_another_currency_names_the_entry() -> None:
+    world = make_world()
+    _, eur = world.catalog(1000, "eur")
+    _, usd = world.catalog(1000, "usd")
+    sub = world.active_subscription(eur).subscription
+    with pytest.raises(CurrencyMismatch) as error:
+        change_plan(world.billing, sub.id, items=[ItemChange(id=sub.items[0].id, price=usd.id)])
+    assert error.value.param == "items[0].price"
+    assert world.store.get_subscription(sub.id).items == sub.items  # nothing changed

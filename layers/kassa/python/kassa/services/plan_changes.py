@@ -61,9 +61,13 @@ def change_plan(
         error.param = where.get(error.param or "", error.param)
         raise
     if new_items[0].currency != sub.currency:
+        # name the request entry that brought the other currency (every item switched with it)
+        entry = next(
+            (i for i, change in enumerate(items) if change.price and prices[change.price].currency != sub.currency), 0
+        )
         raise CurrencyMismatch(
             f"a subscription keeps its currency: cannot change from {sub.currency} to {new_items[0].currency}",
-            param="price_id" if where else "items",
+            param="price_id" if where else f"items[{entry}].price",
         )
     now = ctx.now()
     settings = ctx.store.get_settings()
