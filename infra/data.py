@@ -1,13 +1,14 @@
-"""Data: one DynamoDB table per ``wiring.TABLES`` entry."""
+"""Data: one DynamoDB table per ``wiring.TABLES`` entry, one S3 bucket per ``wiring.BUCKETS`` entry."""
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Tags
+from aws_cdk import Duration, RemovalPolicy, Tags
 from aws_cdk import aws_dynamodb as dynamodb
+from aws_cdk import aws_s3 as s3
 from constructs import Construct
 
 from infra import wiring
-from infra.settings import TAG_TABLE, pascal
+from infra.settings import TAG_BUCKET, TAG_TABLE, pascal
 
 
 class Data(Construct):
@@ -22,6 +23,38 @@ class Data(Construct):
         self.tables: dict[str, dynamodb.Table] = {}
         for spec in wiring.TABLES:
             self.tables[spec.name] = self._table(spec)
+        self.buckets: dict[str, s3.Bucket] = {}
+        if wiring.BUCKETS:
+            # S3 server access logs (cdk-nag AwsSolutions-S1) go to a bucket of their own
+            self.access_logs = s3.Bucket(
+                self,
+                "AccessLogs",
+                block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+                encryption=s3.BucketEncryption.S3_MANAGED,
+                enforce_ssl=True,
+                object_ownership=s3.ObjectOwnership.BUCKET_OWNER_PREFERRED,
+                lifecycle_rules=[s3.LifecycleRule(expiration=Duration.days(365))],
+                removal_policy=RemovalPolicy.RETAIN,
+            )
+        for bucket in wiring.BUCKETS:
+            self.buckets[bucket.name] = self._bucket(bucket)
+
+    def _bucket(self, spec: wiring.Bucket) -> s3.Bucket:
+        """Private (every public access blocked), encrypted at rest, TLS only, versioned, retained:
+        issued invoices are records a merchant must keep for years (ten in some EU countries)."""
+        bucket = s3.Bucket(
+            self,
+            f"{pascal(spec.name)}Bucket",
+            block_public_access=s3.BlockPublicAccess.BLOCK_ALL,
+            encryption=s3.BucketEncryption.S3_MANAGED,
+            enforce_ssl=True,
+            versioned=True,
+            server_access_logs_bucket=self.access_logs,
+            server_access_logs_prefix=f"{spec.name}/",
+            removal_policy=RemovalPolicy.RETAIN,
+        )
+        Tags.of(bucket).add(TAG_BUCKET, spec.name)
+        return bucket
 
     def _table(self, spec: wiring.Table) -> dynamodb.Table:
         table = dynamodb.Table(

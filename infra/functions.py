@@ -11,6 +11,7 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_lambda_event_sources as event_sources
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_s3 as s3
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_scheduler_targets as scheduler_targets
 from constructs import Construct
@@ -57,6 +58,9 @@ class CdkResolver(wiring.Resolver):
 
     def public_url(self) -> str:
         return self._public_url
+
+    def bucket(self, name: str) -> str:
+        return self._data.buckets[name].bucket_name
 
 
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -196,6 +200,31 @@ class Functions(Construct):
             self._secrets.secrets[name].grant_read(fn)
         if spec.sends_email:
             self._grant_send_email(spec, fn)
+        for name, prefixes in sorted(spec.buckets.items()):
+            self._grant_objects(spec, fn, name, prefixes)
+
+    def _grant_objects(
+        self, spec: wiring.Function, fn: lambda_.Function, name: str, prefixes: wiring.KeyPrefixes
+    ) -> None:
+        """GetObject / PutObject on the objects under the function's key prefixes only (no listing,
+        no delete, nothing else in the bucket)."""
+        bucket = self._data.buckets[name]
+        cfn = bucket.node.default_child
+        assert isinstance(cfn, s3.CfnBucket)
+        logical = Stack.of(self).get_logical_id(cfn)
+        for actions, keys in ((["s3:GetObject"], prefixes.read), (["s3:PutObject"], prefixes.write)):
+            if not keys:
+                continue
+            fn.add_to_role_policy(
+                iam.PolicyStatement(actions=actions, resources=[bucket.arn_for_objects(f"{key}*") for key in keys])
+            )
+        for key in sorted({*prefixes.read, *prefixes.write}):
+            acknowledge(
+                self.roles[spec.name],
+                f"AwsSolutions-IAM5[Resource::<{logical}.Arn>/{key}*]",
+                f"Objects under '{key}' in the {name} bucket (one object per document or event, named by "
+                "its id; declared in infra/wiring.py): the prefix is the narrowest resource that covers them.",
+            )
 
     @staticmethod
     def _grant_items(fn: lambda_.Function, table: dynamodb.Table, prefixes: wiring.KeyPrefixes, *, write: bool) -> None:

@@ -63,6 +63,7 @@ TAG_TABLE = "kassa:table"
 TAG_QUEUE = "kassa:queue"
 TAG_DEAD_LETTER_OF = "kassa:dead-letter-of"
 TAG_SECRET = "kassa:secret"
+TAG_BUCKET = "kassa:bucket"
 
 
 def pascal(name: str) -> str:

@@ -79,6 +79,13 @@ class KeyPrefixes:
 
 
 @dataclass(frozen=True)
+class Bucket:
+    """A private, encrypted S3 bucket; what lives in it is kept under the key prefixes below."""
+
+    name: str  # logical name; the physical name is derived (CDK) or the logical one (local)
+
+
+@dataclass(frozen=True)
 class Function:
     name: str  # folder under functions/
     description: str
@@ -98,6 +105,8 @@ class Function:
     environment: dict[str, str] = field(default_factory=dict)
     # table -> the partition keys it may read / write (least privilege, rendered as IAM conditions)
     table_key_prefixes: dict[str, KeyPrefixes] = field(default_factory=dict)
+    # bucket -> the object key prefixes it may read / write (``documents/``): IAM resources per prefix
+    buckets: dict[str, KeyPrefixes] = field(default_factory=dict)
 
     @property
     def handler(self) -> str:
@@ -132,6 +141,14 @@ BILLING_TABLE = Table(
     ttl_attribute="expires_at",
 )
 TABLES = (BILLING_TABLE,)
+
+# Files: invoice and credit-note documents (PDF, UBL) and the payloads of Stripe events too large
+# for a DynamoDB item; private, encrypted (kassa.adapters.s3, infra/data.py)
+FILES_BUCKET = Bucket(name="files")
+BUCKETS = (FILES_BUCKET,)
+DOCUMENTS_PREFIX = "documents/"  # documents/<invoice or credit note id>/<file>
+WEBHOOK_PAYLOADS_PREFIX = "webhooks/"  # webhooks/<event id>.json
+DOCUMENTS_ACCESS = KeyPrefixes(read=(DOCUMENTS_PREFIX,), write=(DOCUMENTS_PREFIX,))
 
 WEBHOOK_QUEUE = Queue(name="webhook-events", visibility_timeout_s=180, max_receive_count=5)
 RENEWAL_QUEUE = Queue(name="renewals", visibility_timeout_s=360, max_receive_count=5)
@@ -204,6 +221,7 @@ FUNCTIONS = (
         publishes_events=True,
         secrets=(STRIPE_SECRET, API_SECRET, LINKS_SECRET),
         table_key_prefixes={"billing": BILLING_ACCESS},
+        buckets={"files": DOCUMENTS_ACCESS},
     ),
     Function(
         name="webhook_ingest",
@@ -274,6 +292,7 @@ FUNCTIONS = (
         secrets=(STRIPE_SECRET, LINKS_SECRET),  # signs links with the link key; holds no API key
         environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
         table_key_prefixes={"billing": BILLING_ACCESS},
+        buckets={"files": DOCUMENTS_ACCESS},  # the receipt's invoice PDF is made when it is sent
     ),
 )
 
@@ -284,6 +303,10 @@ def env_name_for_table(table: str) -> str:
 
 def env_name_for_queue(queue: str) -> str:
     return f"{queue.upper().replace('-', '_')}_QUEUE_URL"
+
+
+def env_name_for_bucket(bucket: str) -> str:
+    return f"{bucket.upper()}_BUCKET"
 
 
 def env_name_for_secret(secret: str) -> str:
@@ -315,6 +338,8 @@ def function_environment(fn: Function, resolve: Resolver) -> dict[str, str]:
         env[env_name_for_table(t)] = resolve.table(t)
     for q in fn.queues_send:
         env[env_name_for_queue(q)] = resolve.queue_url(q)
+    for b in sorted(fn.buckets):
+        env[env_name_for_bucket(b)] = resolve.bucket(b)
     for s in fn.secrets:
         env[env_name_for_secret(s)] = resolve.secret(s)
     if fn.publishes_events:
@@ -338,6 +363,9 @@ class Resolver:
         raise NotImplementedError
 
     def bus(self) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def bucket(self, name: str) -> str:  # pragma: no cover - interface
         raise NotImplementedError
 
     def public_url(self) -> str:  # pragma: no cover - interface

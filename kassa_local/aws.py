@@ -177,6 +177,7 @@ class Clients:
     events: EventBridgeClient = field(init=False)
     secretsmanager: SecretsManagerClient = field(init=False)
     ses: Any = field(init=False)  # SES v1 (no mypy_boto3_ses stubs installed)
+    s3: Any = field(init=False)
 
     def __post_init__(self) -> None:
         session = boto3.session.Session(
@@ -187,9 +188,10 @@ class Clients:
         self.events = session.client("events", endpoint_url=self.endpoint_url)
         self.secretsmanager = session.client("secretsmanager", endpoint_url=self.endpoint_url)
         self.ses = session.client("ses", endpoint_url=self.endpoint_url)
+        self.s3 = session.client("s3", endpoint_url=self.endpoint_url)
 
     def close(self) -> None:
-        for client in (self.sqs, self.dynamodb, self.events, self.secretsmanager, self.ses):
+        for client in (self.sqs, self.dynamodb, self.events, self.secretsmanager, self.ses, self.s3):
             client.close()
 
 
@@ -226,6 +228,9 @@ class LocalResolver(wiring.Resolver):
 
     def set_public_url(self, url: str) -> None:
         self._public_url = url.rstrip("/")
+
+    def bucket(self, name: str) -> str:
+        return name
 
 
 def create_table(ddb: DynamoDBClient, table: wiring.Table) -> None:
@@ -323,10 +328,19 @@ def provision(
     tables: Iterable[wiring.Table] = wiring.TABLES,
     queues: Iterable[wiring.Queue] = wiring.QUEUES,
     senders: Iterable[str] = (wiring.DEFAULT_EMAIL_FROM,),
+    buckets: Iterable[wiring.Bucket] = wiring.BUCKETS,
 ) -> str:
     """Create every wiring resource on moto. Returns the event tap queue URL."""
     for table in tables:
         create_table(clients.dynamodb, table)
+    for bucket in buckets:  # private and encrypted, as on AWS
+        clients.s3.create_bucket(Bucket=resolver.bucket(bucket.name))
+        clients.s3.put_bucket_encryption(
+            Bucket=resolver.bucket(bucket.name),
+            ServerSideEncryptionConfiguration={
+                "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]
+            },
+        )
     for queue in queues:
         create_queue(clients.sqs, resolver, queue)
     clients.events.create_event_bus(Name=wiring.BUS_NAME)

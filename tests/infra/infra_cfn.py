@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from infra import wiring
-from infra.settings import TAG_DEAD_LETTER_OF, TAG_FUNCTION, TAG_QUEUE, TAG_SECRET, TAG_TABLE
+from infra.settings import TAG_BUCKET, TAG_DEAD_LETTER_OF, TAG_FUNCTION, TAG_QUEUE, TAG_SECRET, TAG_TABLE
 
 Resources = dict[str, dict[str, Any]]
 
@@ -53,6 +53,10 @@ def queue_id(cfn: dict[str, Any], name: str) -> str:
 
 def dlq_id(cfn: dict[str, Any], dead_letter_of: str) -> str:
     return one(cfn, "AWS::SQS::Queue", TAG_DEAD_LETTER_OF, dead_letter_of)
+
+
+def bucket_id(cfn: dict[str, Any], name: str) -> str:
+    return one(cfn, "AWS::S3::Bucket", TAG_BUCKET, name)
 
 
 def secret_id(cfn: dict[str, Any], name: str) -> str:
@@ -225,10 +229,13 @@ class SentinelResolver(wiring.Resolver):
     def public_url(self) -> str:
         return "<public-url>"
 
+    def bucket(self, name: str) -> str:
+        return f"<bucket:{name}>"
+
 
 def sentinel_target(cfn: dict[str, Any], value: str) -> str | None:
     """The logical id a sentinel stands for, or None when ``value`` is a plain value."""
-    m = re.fullmatch(r"<(table|queue|secret):(.+)>|<bus>|<public-url>", value)
+    m = re.fullmatch(r"<(table|queue|secret|bucket):(.+)>|<bus>|<public-url>", value)
     if not m:
         return None
     if value == "<bus>":
@@ -236,4 +243,4 @@ def sentinel_target(cfn: dict[str, Any], value: str) -> str | None:
     if value == "<public-url>":
         return rest_api_id(cfn)
     kind, name = m.group(1), m.group(2)
-    return {"table": table_id, "queue": queue_id, "secret": secret_id}[kind](cfn, name)
+    return {"table": table_id, "queue": queue_id, "secret": secret_id, "bucket": bucket_id}[kind](cfn, name)

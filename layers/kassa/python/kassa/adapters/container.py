@@ -19,6 +19,7 @@ if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for w
     from kassa.adapters.dynamodb import DynamoStore
     from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
     from kassa.adapters.outbox import DynamoOutbox
+    from kassa.adapters.s3 import S3FileStore
     from kassa.adapters.ses import SesMailer
     from kassa.adapters.sqs import SqsQueue
     from kassa.adapters.stripe_gateway import StripeGateway
@@ -45,6 +46,7 @@ class Env:
     api_secret_name: str | None = None
     links_secret_name: str | None = None  # kassa/links: the keys that sign customers' links
     webhook_queue_url: str | None = None
+    files_bucket: str | None = None  # documents and large event payloads (kassa.adapters.s3)
     renewal_queue_url: str | None = None
     due_shards: int = 4
     stripe_api_base: str | None = None
@@ -69,6 +71,7 @@ _ALIASES = {
     "api_secret_name": "API_SECRET_NAME",
     "links_secret_name": "LINKS_SECRET_NAME",
     "webhook_queue_url": "WEBHOOK_EVENTS_QUEUE_URL",
+    "files_bucket": "FILES_BUCKET",
     "renewal_queue_url": "RENEWALS_QUEUE_URL",
     "due_shards": "KASSA_DUE_SHARDS",
     "stripe_api_base": "STRIPE_API_BASE",
@@ -161,6 +164,13 @@ def queue(name: str) -> SqsQueue:
     from kassa.adapters.sqs import SqsQueue
 
     return SqsQueue(client("sqs"), env().require(name))
+
+
+def files() -> S3FileStore:
+    """The private bucket of documents and large event payloads (``FILES_BUCKET``)."""
+    from kassa.adapters.s3 import S3FileStore
+
+    return S3FileStore(client("s3"), env().require("files_bucket"))
 
 
 def outbox() -> DynamoOutbox:

@@ -527,3 +527,20 @@ class MemoryStore:
         self.webhooks[event_id] = replace(current, status=status, note=note[:1000] if note else current.note)
         self.writes += 1
         return True
+
+
+class MemoryFileStore:
+    """The ``FileStore`` port in memory, with S3's conditional write (the first writer of a key wins)."""
+
+    def __init__(self) -> None:
+        self.objects: dict[str, tuple[bytes, str]] = {}
+
+    def put(self, key: str, data: bytes, content_type: str, *, only_if_absent: bool = False) -> bool:
+        if only_if_absent and key in self.objects:
+            return False
+        self.objects[key] = (bytes(data), content_type)
+        return True
+
+    def get(self, key: str) -> bytes | None:
+        found = self.objects.get(key)
+        return found[0] if found else None

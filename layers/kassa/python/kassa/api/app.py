@@ -49,6 +49,7 @@ from kassa.api.models import (
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
 from kassa.domain.credit_notes import CreditNoteRequest
+from kassa.domain.customer import CLEARABLE_FIELDS
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.links import LinkRefused, sign_link, verify_link
@@ -300,7 +301,14 @@ def remove_subscription_discount(subscription_id: str) -> dict[str, Any] | None:
 @app.post("/v1/customers", tags=["customers"], status_code=201)
 def create_customer(body: CustomerIn) -> Response[dict[str, Any]]:
     customer = customers.create_customer(
-        container.billing(), body.email, body.name, body.address, body.preferred_locale, body.tax_id, body.tax_exempt
+        container.billing(),
+        body.email,
+        body.name,
+        body.address,
+        body.preferred_locale,
+        body.tax_id,
+        body.tax_exempt,
+        body.peppol_id,
     )
     return created(obj("customer", customer))
 
@@ -312,14 +320,14 @@ def get_customer(customer_id: str) -> dict[str, Any] | None:
 
 @app.post("/v1/customers/<customer_id>", tags=["customers"])
 def update_customer(customer_id: str, body: CustomerUpdateIn) -> dict[str, Any] | None:
-    """Change email (unique: 409 naming email), name, address, preferred_locale, tax_id or tax_exempt;
+    """Change email (unique: 409 naming email), name, address, preferred_locale, tax_id, tax_exempt or peppol_id;
     the Stripe customer follows; publishes customer.updated with the previous values."""
     changes: dict[str, Any] = {}
     for key in body.model_fields_set:
         value = getattr(body, key)
-        if value is None and key not in ("name", "tax_id"):
+        if value is None and key not in CLEARABLE_FIELDS:
             raise InvalidInput(f"{key} cannot be null", param=key)
-        changes[key] = None if value == "" and key in ("name", "tax_id") else value
+        changes[key] = None if value == "" and key in CLEARABLE_FIELDS else value
     return obj("customer", customers.update_customer(container.billing(), customer_id, changes))
 
 

@@ -204,6 +204,9 @@ class CustomerIn(Strict):
         default=None, max_length=40, description="EU VAT number with its country prefix, or a national business number"
     )
     tax_exempt: bool = False
+    peppol_id: str | None = Field(
+        default=None, max_length=60, description="Peppol participant id '<scheme>:<id>' where e-invoices go"
+    )
 
     @field_validator("preferred_locale")
     @classmethod
@@ -352,6 +355,9 @@ class CustomerUpdateIn(Strict):
         default=None, max_length=40, description="EU VAT number with its country prefix, or a national business number"
     )
     tax_exempt: StrictBool | None = None
+    peppol_id: str | None = Field(
+        default=None, max_length=60, description="Peppol participant id '<scheme>:<id>'; null removes it"
+    )
 
     @field_validator("preferred_locale")
     @classmethod

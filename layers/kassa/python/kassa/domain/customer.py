@@ -47,6 +47,9 @@ class Customer(BaseModel):
     # makes the customer a business (reverse charge across EU borders); exempt customers pay no tax
     tax_id: str | None = None
     tax_exempt: bool = False
+    # a Peppol participant id "<scheme>:<id>" (kassa.domain.parties): where e-invoices are delivered;
+    # without one an e-invoice addresses the customer by email
+    peppol_id: str | None = None
     # credit balance in minor units: negative = owed to the customer (Stripe's sign), consumed by
     # later invoices; in ``balance_currency``
     balance: int = 0
@@ -83,8 +86,8 @@ def card_expiry_notice_at(customer: Customer) -> datetime | None:
 
 
 #: what ``POST /v1/customers/{id}`` may change (Stripe's customer update, the fields kassa keeps)
-UPDATABLE_FIELDS = ("email", "name", "address", "preferred_locale", "tax_id", "tax_exempt")
-_CLEARABLE = ("name", "tax_id")
+UPDATABLE_FIELDS = ("email", "name", "address", "preferred_locale", "tax_id", "tax_exempt", "peppol_id")
+CLEARABLE_FIELDS = ("name", "tax_id", "peppol_id")  # null (or "") removes them
 
 
 def email_key(email: str) -> str:
@@ -100,7 +103,7 @@ def update_customer(customer: Customer, changes: dict[str, Any]) -> tuple[Custom
     for key, value in changes.items():
         if key not in UPDATABLE_FIELDS:
             raise InvalidInput(f"{key} cannot be changed", param=key)
-        if value is None and key not in _CLEARABLE:
+        if value is None and key not in CLEARABLE_FIELDS:
             raise InvalidInput(f"{key} cannot be null", param=key)
     if "preferred_locale" in changes and changes["preferred_locale"] not in SUPPORTED_LOCALES:
         raise InvalidInput(f"preferred_locale must be one of {', '.join(SUPPORTED_LOCALES)}", param="preferred_locale")
@@ -110,12 +113,26 @@ def update_customer(customer: Customer, changes: dict[str, Any]) -> tuple[Custom
         address = changes.get("address") or customer.address
         country = address.country if isinstance(address, Address) else Address.model_validate(address).country
         ensure_valid_tax_id(str(changes["tax_id"]), country)
+    if "peppol_id" in changes and isinstance(changes["peppol_id"], str):
+        if not changes["peppol_id"].strip():
+            changes = {**changes, "peppol_id": None}
+        else:
+            ensure_valid_peppol_id(changes["peppol_id"])
     changed = {key: value for key, value in changes.items() if getattr(customer, key) != value}
     previous = {
         key: value.model_dump(mode="json") if isinstance(value, BaseModel) else value
         for key, value in ((key, getattr(customer, key)) for key in changed)
     }
     return customer.model_copy(update=changed), previous
+
+
+def ensure_valid_peppol_id(peppol_id: str, param: str = "peppol_id") -> None:
+    """Refuse what is not a Peppol participant id (``<4-digit scheme>:<identifier>``)."""
+    from kassa.domain.parties import peppol_id_error  # kassa.domain.parties imports this module
+
+    reason = peppol_id_error(peppol_id)
+    if reason is not None:
+        raise InvalidInput(f"{param} {peppol_id!r}: {reason}", param=param)
 
 
 def ensure_valid_tax_id(tax_id: str, country: str, param: str = "tax_id") -> None:
@@ -127,5 +144,5 @@ def ensure_valid_tax_id(tax_id: str, country: str, param: str = "tax_id") -> Non
     check = check_tax_id(tax_id, country)
     if check.scheme != "unknown" and not check.valid:
         raise InvalidInput(
-            f"tax_id {tax_id!r} is not a valid {check.scheme} number for {check.country}: {check.reason}", param=param
+            f"{param} {tax_id!r} is not a valid {check.scheme} number for {check.country}: {check.reason}", param=param
         )

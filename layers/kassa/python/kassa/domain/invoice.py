@@ -12,6 +12,7 @@ from pydantic import BaseModel, Field
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.errors import IllegalTransition
 from kassa.domain.ids import derived_id
+from kassa.domain.parties import Party
 from kassa.domain.payments import FraudWarning, InvoiceDispute, InvoiceRefund
 from kassa.domain.periods import Period
 from kassa.domain.subscription import Subscription
@@ -159,6 +160,11 @@ class Invoice(BaseModel):
     tax_note: str | None = None  # legal mention (reverse charge)
     customer_tax_id: str | None = None
     customer_country: str | None = None
+    # who sold and who bought, frozen when the invoice was made (kassa.domain.parties); None on an
+    # invoice stored before parties were recorded. ``locale``: the customer's language for its documents
+    seller: Party | None = None
+    buyer: Party | None = None
+    locale: str | None = None
     # after payment (kassa.domain.payments, docs/payments.md): refunds by whoever made them, disputes,
     # early fraud warnings; ``charge`` is the Stripe charge of ``payment_intent`` once an event named it
     charge: str | None = None

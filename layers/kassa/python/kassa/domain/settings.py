@@ -5,12 +5,22 @@ from __future__ import annotations
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SkipValidation, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SkipValidation,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
-from kassa.domain.customer import Address
+from kassa.domain.customer import Address, ensure_valid_tax_id
 from kassa.domain.dunning import DEFAULT_LADDER, OverdueLadder, RetrySchedule
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
+from kassa.domain.parties import Party, peppol_id_error
 from kassa.domain.tax.model import TaxSettings
 
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
@@ -116,6 +126,13 @@ class MerchantSettings(BaseModel):
 
     seller_name: str = Field(default="kassa demo shop", min_length=1, max_length=200)
     seller_address: Address = Field(default_factory=lambda: Address(country="NL"))
+    # what an invoice shows of the seller (kassa.domain.parties): VAT number, Peppol id
+    # "<scheme>:<id>", company registration (KvK, HRB, SIREN …) and bank details for transfers
+    seller_tax_id: str | None = Field(default=None, max_length=40)
+    seller_peppol_id: str | None = Field(default=None, max_length=60)
+    seller_registration: str | None = Field(default=None, max_length=100)
+    seller_iban: str | None = Field(default=None, max_length=42)
+    seller_bic: str | None = Field(default=None, max_length=11)
     invoice_prefix: str = Field(default="KASSA", description="3–12 upper-case letters or digits")
     default_currency: str = "EUR"
     support_email: str = "billing@example.com"
@@ -155,6 +172,62 @@ class MerchantSettings(BaseModel):
             if isinstance(emails, EmailSettings):
                 data["emails"] = emails
         return data
+
+    @field_validator("seller_peppol_id")
+    @classmethod
+    def _peppol(cls, value: str | None) -> str | None:
+        reason = peppol_id_error(value) if value else None
+        if reason is not None:
+            raise ValueError(reason)
+        return value or None
+
+    @field_validator("seller_iban")
+    @classmethod
+    def _iban(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from stdnum import iban
+        from stdnum.exceptions import ValidationError as StdnumError
+
+        try:
+            return str(iban.validate(value))
+        except StdnumError as error:
+            raise ValueError(f"seller_iban is not a valid IBAN: {error}") from error
+
+    @field_validator("seller_bic")
+    @classmethod
+    def _bic(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        from stdnum import bic
+
+        if not bic.is_valid(value):
+            raise ValueError("seller_bic is not a valid BIC (8 or 11 characters)")
+        return str(bic.compact(value))
+
+    @field_validator("seller_tax_id")
+    @classmethod
+    def _seller_tax_id(cls, value: str | None, info: ValidationInfo) -> str | None:
+        address = info.data.get("seller_address")
+        if value and isinstance(address, Address):  # declared after seller_address, so it is known
+            try:
+                ensure_valid_tax_id(value, address.country, param="seller_tax_id")
+            except InvalidInput as error:  # a ValueError, so the API names the field
+                raise ValueError(error.message) from error
+        return value or None
+
+    def seller_party(self) -> Party:
+        """The seller as an invoice made now records it."""
+        return Party(
+            name=self.seller_name,
+            address=self.seller_address,
+            tax_id=self.seller_tax_id,
+            peppol_id=self.seller_peppol_id,
+            email=self.support_email,
+            registration=self.seller_registration,
+            iban=self.seller_iban,
+            bic=self.seller_bic,
+        )
 
     def tax_settings(self) -> TaxSettings:
         return self.tax or TaxSettings(home_country=self.seller_address.country, oss_registered=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kassa.domain.customer import Address, Customer, email_key, ensure_valid_tax_id
+from kassa.domain.customer import Address, Customer, email_key, ensure_valid_peppol_id, ensure_valid_tax_id
 from kassa.domain.customer import update_customer as apply_customer_update
 from kassa.domain.errors import AlreadyExists, Conflict, CustomerExists, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
@@ -21,9 +21,12 @@ def create_customer(
     locale: str = "en",
     tax_id: str | None = None,
     tax_exempt: bool = False,
+    peppol_id: str | None = None,
 ) -> Customer:
     if tax_id:
         ensure_valid_tax_id(tax_id, address.country)
+    if peppol_id:
+        ensure_valid_peppol_id(peppol_id)
     if ctx.store.find_customer_by_email(email) is not None:
         raise AlreadyExists(f"a customer with email {email} already exists", param="email")
     customer = Customer(
@@ -34,6 +37,7 @@ def create_customer(
         preferred_locale=locale,
         tax_id=tax_id,
         tax_exempt=tax_exempt,
+        peppol_id=peppol_id or None,
         created=ctx.now(),
     )
     customer = customer.model_copy(

@@ -19,6 +19,7 @@ from kassa.domain.invoice import (
     period_lines,
 )
 from kassa.domain.items import SubscriptionItem
+from kassa.domain.parties import buyer_party
 from kassa.domain.periods import Period, boundary
 from kassa.domain.proration import ScheduledChange, apply_scheduled_items
 from kassa.domain.settings import MerchantSettings
@@ -115,6 +116,11 @@ def finish_invoice(
     if counted is not None:
         sub = sub.model_copy(update={"discount": counted.model_dump(mode="json")})
     invoice, _ = tax_invoice(draft, customer, settings, codes, ctx.tax)
+    # the parties are frozen with the tax: later changes to the settings or the customer never
+    # change this invoice's documents
+    invoice = invoice.model_copy(
+        update={"seller": settings.seller_party(), "buyer": buyer_party(customer), "locale": customer.preferred_locale}
+    )
     if not use_balance:
         return sub, invoice, None
     invoice, moved = with_balance(invoice, customer)

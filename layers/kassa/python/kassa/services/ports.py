@@ -340,6 +340,19 @@ class Mailer(Protocol):
         ...
 
 
+class FileStore(Protocol):
+    """Objects by key in a private, encrypted store (invoice documents, large event payloads).
+
+    ``put`` with ``only_if_absent`` writes nothing when the key exists and returns False: the first
+    writer wins, so a document made twice is stored once."""
+
+    def put(self, key: str, data: bytes, content_type: str, *, only_if_absent: bool = False) -> bool: ...
+
+    def get(self, key: str) -> bytes | None:
+        """The object's bytes, or None when there is none."""
+        ...
+
+
 class WorkQueue(Protocol):
     def send(self, messages: list[dict[str, Any]]) -> None: ...
 
