@@ -396,8 +396,23 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("tier without an amount", {**TIERED, "tiers": [{"up_to": 5}, {"up_to": "inf", "unit_amount": 1}]}, "tiers[0]"),
     (
         "tier with an unsupported field",
-        {**TIERED, "tiers": [{"up_to": 5, "unit_amount_decimal": "1.5"}, {"up_to": "inf", "unit_amount": 1}]},
+        {**TIERED, "tiers": [{"up_to": 5, "flat_amount_decimal": "1.5"}, {"up_to": "inf", "unit_amount": 1}]},
+        "tiers[0].flat_amount_decimal",
+    ),
+    (
+        "tier unit_amount_decimal as a float",
+        {**TIERED, "tiers": [{"up_to": 5, "unit_amount_decimal": 1.5}, {"up_to": "inf", "unit_amount": 1}]},
         "tiers[0].unit_amount_decimal",
+    ),
+    (
+        "unit_amount_decimal with 13 decimal places",
+        {"unit_amount_decimal": "0.0000000000001"},
+        "unit_amount_decimal",
+    ),
+    (
+        "unit_amount and unit_amount_decimal",
+        {"unit_amount": 1, "unit_amount_decimal": "0.5"},
+        "unit_amount_decimal",
     ),
     ("tier not an object", {**TIERED, "tiers": [5, {"up_to": "inf", "unit_amount": 1}]}, "tiers[0]"),
     # transform_quantity

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from kassa.domain.errors import InvalidInput
 from kassa.domain.money import Money, normalize_currency
 from kassa.domain.periods import Interval, validate_interval
 from kassa.domain.pricing import (
@@ -47,10 +48,28 @@ class Product(BaseModel):
     version: int = 0  # optimistic lock for updates (name, description, tax_code, active)
 
 
+class UsageType(StrEnum):
+    """Stripe's ``recurring.usage_type``: licensed prices bill a quantity in advance; metered prices
+    bill a meter's usage over the period, in arrears."""
+
+    LICENSED = "licensed"
+    METERED = "metered"
+
+
 class Recurring(BaseModel):
     interval: Interval
     interval_count: int = Field(default=1, ge=1)
     trial_period_days: int | None = Field(default=None, ge=1, le=730)
+    usage_type: UsageType = UsageType.LICENSED
+    meter: str | None = None  # mtr_…: the meter a metered price bills
+
+    def model_post_init(self, __context: object) -> None:
+        if self.usage_type is UsageType.METERED and not self.meter:
+            raise InvalidInput("a metered price needs recurring.meter (a meter id)", param="recurring.meter")
+        if self.usage_type is UsageType.LICENSED and self.meter:
+            raise InvalidInput("recurring.meter is for usage_type=metered", param="recurring.meter")
+        if self.usage_type is UsageType.METERED and self.trial_period_days:
+            raise InvalidInput("metered prices have no trial period", param="recurring.trial_period_days")
 
 
 class Price(BaseModel):
@@ -65,6 +84,7 @@ class Price(BaseModel):
     tiers_mode: TiersMode | None = None
     tiers: tuple[Tier, ...] | None = None
     transform_quantity: TransformQuantity | None = None
+    unit_amount_decimal: str | None = None
     recurring: Recurring
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = None
@@ -96,6 +116,10 @@ class Price(BaseModel):
     @property
     def terms(self) -> PriceTerms:
         return terms_of(self)
+
+    @property
+    def metered(self) -> bool:
+        return self.recurring.usage_type is UsageType.METERED
 
     def priced(self, quantity: int) -> Priced:
         """The total for ``quantity`` with its tier breakdown (minor units of ``currency``)."""

@@ -95,6 +95,7 @@ class InvoiceLine(BaseModel):
     amount: int  # minor units, before tax for exclusive prices, tax included for inclusive ones
     quantity: int
     unit_amount: int | None = None  # per unit; None for a tiered price (see ``tiers``)
+    unit_amount_decimal: str | None = None  # a sub-unit price per unit (metered prices); the amount is rounded once
     price: str | None = None
     subscription_item: str | None = None  # si_…: the item this line bills
     proration: bool = False  # a prorated part of a period (a change, a partial first period)
@@ -109,6 +110,9 @@ class InvoiceLine(BaseModel):
     tax_code: str | None = None
     tax_details: dict[str, Any] | None = None  # the tax engine's LineTax: components, rule, sources (reports)
     discount_amount: int = 0  # already taken off ``amount`` (tax applies to the discounted amount)
+    # a metered item's usage billed in arrears (kassa.domain.usage.UsageRef: meter, period_start, quantity,
+    # seq, close, late): the store records it with the invoice, atomically
+    usage: dict[str, Any] | None = None
 
 
 class Invoice(BaseModel):
@@ -269,8 +273,12 @@ def format_number(prefix: str, sequence: int) -> str:
 def period_lines(sub: Subscription, period: Period, names: Mapping[str, str] | str | None = None) -> list[InvoiceLine]:
     """One line per item for a whole ``period``: its price's charge for the item's quantity, with a
     tiered price's breakdown. ``names``: the product name per price id (or one name for all)."""
+    from kassa.domain.pricing import tier_dicts
+
     lines = []
     for item in sub.items:
+        if item.metered:  # billed in arrears from its usage (kassa.domain.usage)
+            continue
         priced = item.priced()
         label = (names if isinstance(names, str) else (names or {}).get(item.price)) or item.name or item.price
         lines.append(
@@ -283,7 +291,7 @@ def period_lines(sub: Subscription, period: Period, names: Mapping[str, str] | s
                 unit_amount=item.unit_amount,
                 price=item.price,
                 subscription_item=item.id,
-                tiers=[tier.model_dump(mode="json") for tier in priced.tiers] or None,
+                tiers=tier_dicts(priced),
                 period_start=period.start,
                 period_end=period.end,
                 tax_behavior=item.tax_behavior,

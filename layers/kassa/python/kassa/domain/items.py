@@ -17,7 +17,7 @@ from fractions import Fraction
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, field_validator
 
-from kassa.domain.catalog import Price, TaxBehavior
+from kassa.domain.catalog import Price, TaxBehavior, UsageType
 from kassa.domain.errors import CurrencyMismatch, DomainError, InvalidInput, NotFound
 from kassa.domain.money import Money, normalize_currency
 from kassa.domain.periods import Interval, validate_interval
@@ -59,6 +59,10 @@ class SubscriptionItem(BaseModel):
     tiers_mode: TiersMode | None = None
     tiers: tuple[Tier, ...] | None = None
     transform_quantity: TransformQuantity | None = None
+    unit_amount_decimal: str | None = None
+    # metered: billed in arrears from ``meter``'s usage (``quantity`` stays 1 and bills nothing in advance)
+    usage_type: UsageType = UsageType.LICENSED
+    meter: str | None = None
     quantity: StrictInt = Field(ge=1)
     currency: str
     interval: Interval
@@ -84,7 +88,9 @@ class SubscriptionItem(BaseModel):
             product=price.product,
             name=name or price.nickname,
             **{field: getattr(price, field) for field in TERMS_FIELDS},
-            quantity=quantity,
+            quantity=1 if price.metered else quantity,
+            usage_type=price.recurring.usage_type,
+            meter=price.recurring.meter,
             currency=price.currency,
             interval=price.recurring.interval,
             interval_count=price.recurring.interval_count,
@@ -95,9 +101,20 @@ class SubscriptionItem(BaseModel):
     def terms(self) -> PriceTerms:
         return terms_of(self)
 
+    @property
+    def metered(self) -> bool:
+        return self.usage_type is UsageType.METERED
+
     def priced(self) -> Priced:
-        """The charge for one full period, with its tier breakdown."""
+        """The charge for one full period in advance, with its tier breakdown (a metered item charges
+        nothing in advance: its usage is billed in arrears, ``kassa.domain.usage``)."""
+        if self.metered:
+            return Priced(amount=0, quantity=0, billed_quantity=0)
         return price_total(self.terms, self.quantity)
+
+    def priced_usage(self, quantity: int) -> Priced:
+        """What ``quantity`` units of usage cost at this item's price."""
+        return price_total(self.terms, quantity)
 
     @property
     def amount(self) -> Money:

@@ -40,27 +40,59 @@ what a flat fee does at zero units, and kassa's subscriptions always have a quan
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
+from decimal import Decimal
 from enum import StrEnum
+from fractions import Fraction
 from typing import Any
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     StrictInt,
     ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
+    model_serializer,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 from kassa.domain.errors import InvalidInput
-from kassa.domain.money import MAX_AMOUNT
+from kassa.domain.money import MAX_AMOUNT, Rounding, round_fraction
 
 MAX_TIERS = 250
 INF = "inf"
+#: Stripe: ``unit_amount_decimal`` has "at most 12 decimal places", in the currency's minor unit
+DECIMAL_PLACES = 12
+_DECIMAL = re.compile(r"^\d{1,9}(\.\d{1,12})?$")
+#: a line with sub-unit prices is rounded once, half up, to the currency's minor unit
+LINE_ROUNDING = Rounding.HALF_UP
+
+
+def parse_unit_amount_decimal(value: object) -> str:
+    """A minor-unit decimal string such as ``"0.05"`` (cents): digits, at most 12 decimal places, never a
+    float. Returns it normalized (``"0.050"`` → ``"0.05"``)."""
+    if not isinstance(value, str) or not _DECIMAL.match(value):
+        raise PydanticCustomError(
+            "unit_amount_decimal",
+            "unit_amount_decimal is a decimal string of minor units with at most 12 decimal places, e.g. '0.05'",
+        )
+    exact = Decimal(value)
+    if exact > MAX_AMOUNT:
+        raise PydanticCustomError(
+            "amount_too_large", "amounts are at most {max} minor units", {"max": f"{MAX_AMOUNT:,}"}
+        )
+    text = format(exact.normalize(), "f")
+    return text
+
+
+def exact(value: str) -> Fraction:
+    """A decimal string as an exact fraction (never a float)."""
+    return Fraction(Decimal(value))
 
 
 class BillingScheme(StrEnum):
@@ -114,6 +146,13 @@ def _non_negative(value: int) -> int:
     return value
 
 
+def _without_unset_decimal(self: BaseModel, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+    data: dict[str, Any] = handler(self)
+    if data.get("unit_amount_decimal", 0) is None:
+        del data["unit_amount_decimal"]
+    return data
+
+
 class Tier(BaseModel):
     """One tier. ``up_to`` None is the fallback tier (``"inf"`` on input, ``null`` when serialized)."""
 
@@ -122,6 +161,21 @@ class Tier(BaseModel):
     up_to: StrictInt | None
     unit_amount: StrictInt = 0
     flat_amount: StrictInt = 0
+    unit_amount_decimal: str | None = None  # sub-unit price per unit (minor units, e.g. "0.05"); replaces unit_amount
+
+    @field_validator("unit_amount_decimal", mode="before")
+    @classmethod
+    def _decimal(cls, value: object) -> object:
+        return None if value is None else parse_unit_amount_decimal(value)
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_decimal(self, handler)
+
+    @property
+    def unit_price(self) -> Fraction:
+        """The exact price of one unit in this tier (minor units)."""
+        return exact(self.unit_amount_decimal) if self.unit_amount_decimal is not None else Fraction(self.unit_amount)
 
     @field_validator("up_to", mode="before")
     @classmethod
@@ -162,6 +216,13 @@ class PriceTerms(BaseModel):
     tiers_mode: TiersMode | None = None
     tiers: tuple[Tier, ...] | None = None
     transform_quantity: TransformQuantity | None = None
+    # sub-unit price per unit, exact (Stripe's unit_amount_decimal: "0.05" cents); instead of unit_amount
+    unit_amount_decimal: str | None = None
+
+    @field_validator("unit_amount_decimal", mode="before")
+    @classmethod
+    def _decimal(cls, value: object) -> object:
+        return None if value is None else parse_unit_amount_decimal(value)
 
     @model_validator(mode="wrap")
     @classmethod
@@ -198,9 +259,17 @@ class PriceTerms(BaseModel):
     def is_tiered(self) -> bool:
         return self.billing_scheme is BillingScheme.TIERED
 
+    @property
+    def unit_price(self) -> Fraction:
+        """The exact per-unit price of a per_unit price (minor units)."""
+        if self.unit_amount_decimal is not None:
+            return exact(self.unit_amount_decimal)
+        assert self.unit_amount is not None  # check_terms guarantees it
+        return Fraction(self.unit_amount)
+
 
 #: the fields that make up a price's terms (a Price and a subscription item carry them alike)
-TERMS_FIELDS = ("billing_scheme", "unit_amount", "tiers_mode", "tiers", "transform_quantity")
+TERMS_FIELDS = ("billing_scheme", "unit_amount", "tiers_mode", "tiers", "transform_quantity", "unit_amount_decimal")
 
 
 def terms_of(source: Any) -> PriceTerms:
@@ -212,6 +281,14 @@ def check_terms(terms: PriceTerms) -> None:
     """Stripe's rules for a price's amount fields; raises InvalidInput naming the first wrong field."""
     if terms.unit_amount is not None and terms.tiers is not None:
         raise InvalidInput("a price has either a unit_amount or tiers, not both", param="unit_amount")
+    if terms.unit_amount_decimal is not None:
+        if terms.unit_amount is not None:
+            raise InvalidInput("give unit_amount or unit_amount_decimal, not both", param="unit_amount_decimal")
+        if terms.tiers is not None or terms.billing_scheme is BillingScheme.TIERED:
+            raise InvalidInput(
+                "unit_amount_decimal is for billing_scheme=per_unit; give it on each tier instead",
+                param="unit_amount_decimal",
+            )
     if terms.unit_amount is not None and terms.unit_amount < 0:
         raise InvalidInput("unit_amount must not be negative", param="unit_amount")
     if terms.unit_amount is not None and terms.unit_amount > MAX_AMOUNT:
@@ -221,7 +298,7 @@ def check_terms(terms: PriceTerms) -> None:
             raise InvalidInput("tiers require billing_scheme=tiered", param="tiers")
         if terms.tiers_mode is not None:
             raise InvalidInput("tiers_mode requires billing_scheme=tiered", param="tiers_mode")
-        if terms.unit_amount is None:
+        if terms.unit_amount is None and terms.unit_amount_decimal is None:
             raise InvalidInput("unit_amount is required for billing_scheme=per_unit", param="unit_amount")
         return
     if terms.transform_quantity is not None:
@@ -242,6 +319,10 @@ def check_terms(terms: PriceTerms) -> None:
             raise InvalidInput("amounts must not be negative", param=f"tiers[{i}].unit_amount")
         if tier.flat_amount < 0:
             raise InvalidInput("amounts must not be negative", param=f"tiers[{i}].flat_amount")
+        if tier.unit_amount_decimal is not None and tier.unit_amount:
+            raise InvalidInput(
+                "give unit_amount or unit_amount_decimal, not both", param=f"tiers[{i}].unit_amount_decimal"
+            )
         if tier.up_to is None:
             if i != last:
                 raise InvalidInput(f"only the last tier may have up_to 'inf' (tiers[{last}])", param=at)
@@ -267,7 +348,12 @@ class TierLine(BaseModel):
     quantity: int
     unit_amount: int
     flat_amount: int
-    amount: int
+    amount: int  # this tier's share, rounded for display (the line's total is rounded once, over all tiers)
+    unit_amount_decimal: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return _without_unset_decimal(self, handler)
 
 
 class Priced(BaseModel):
@@ -282,6 +368,11 @@ class Priced(BaseModel):
     tiers: tuple[TierLine, ...] = ()
 
 
+def tier_dicts(priced: Priced) -> list[dict[str, Any]] | None:
+    """A priced total's tier breakdown as an invoice line stores it (``unit_amount_decimal`` only when set)."""
+    return [tier.model_dump(mode="json") for tier in priced.tiers] or None
+
+
 def _line(number: int, tier: Tier, units: int) -> TierLine:
     return TierLine(
         tier=number,
@@ -289,8 +380,14 @@ def _line(number: int, tier: Tier, units: int) -> TierLine:
         quantity=units,
         unit_amount=tier.unit_amount,
         flat_amount=tier.flat_amount,
-        amount=units * tier.unit_amount + tier.flat_amount,
+        amount=round_fraction(units * tier.unit_price + tier.flat_amount, LINE_ROUNDING),
+        unit_amount_decimal=tier.unit_amount_decimal,
     )
+
+
+def _tier_exact(tiers: Sequence[Tier], line: TierLine) -> Fraction:
+    tier = tiers[line.tier - 1]
+    return line.quantity * tier.unit_price + tier.flat_amount
 
 
 def _graduated(tiers: Sequence[Tier], quantity: int) -> list[TierLine]:
@@ -326,12 +423,22 @@ def price_total(terms: PriceTerms, quantity: int) -> Priced:
         raise InvalidInput("quantity must be an integer", param="quantity")
     if quantity < 0:
         raise InvalidInput("quantity must not be negative", param="quantity")
+    return Priced(
+        amount=round_fraction(exact_total(terms, quantity), LINE_ROUNDING),
+        quantity=quantity,
+        billed_quantity=terms.transform_quantity.apply(quantity) if terms.transform_quantity else quantity,
+        tiers=tuple(_TIERED[terms.tiers_mode](terms.tiers, quantity))
+        if terms.tiers and terms.tiers_mode and quantity
+        else (),
+    )
+
+
+def exact_total(terms: PriceTerms, quantity: int) -> Fraction:
+    """The exact (unrounded) amount in minor units: only sub-unit prices (``unit_amount_decimal``) make
+    it a fraction. :func:`price_total` rounds it once (half up) for the whole line."""
     if terms.billing_scheme is BillingScheme.PER_UNIT:
-        assert terms.unit_amount is not None  # check_terms guarantees it
         billed = terms.transform_quantity.apply(quantity) if terms.transform_quantity else quantity
-        return Priced(amount=terms.unit_amount * billed, quantity=quantity, billed_quantity=billed)
+        return terms.unit_price * billed
     assert terms.tiers is not None and terms.tiers_mode is not None  # check_terms guarantees it
     lines = _TIERED[terms.tiers_mode](terms.tiers, quantity) if quantity else []
-    return Priced(
-        amount=sum(line.amount for line in lines), quantity=quantity, billed_quantity=quantity, tiers=tuple(lines)
-    )
+    return sum((_tier_exact(terms.tiers, line) for line in lines), Fraction(0))
