@@ -183,8 +183,10 @@ PUBLIC_URL_ENV = "KASSA_PUBLIC_URL"
 WEBHOOK_KEYS = ("WHEVT#",)  # raw Stripe events, written once
 ENTITY_KEYS = (
     "PRODUCT#", "PRICE#", "COUPON#", "PROMO#", "PROMOID#", "CUS#", "EMAIL#", "SUB#", "INV#",
-    "COUNTER", "SETTINGS", "TIMER#", "MAIL#", "VIES#",
+    "COUNTER", "SETTINGS", "TIMER#", "MAIL#", "VIES#", "METER#", "METERNAME#", "USAGE#",
 )  # fmt: skip
+# usage ingestion: meter events' dedupe records (MEVT#<customer>#<identifier>, TTL past their period)
+USAGE_EVENT_KEYS = ("MEVT#",)
 INDEX_KEYS = (
     "DUE#", "DUN#", "PI#", "CATALOG#", "TAXMONTH#", "OUTBOX#",
     "LIST#", "SUBSTATUS#", "INVSTATUS#", "SUBPRICE#",

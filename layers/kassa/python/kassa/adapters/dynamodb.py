@@ -30,7 +30,8 @@ from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound,
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Status, Subscription
-from kassa.services.ports import ListQuery, Page, WebhookRecord
+from kassa.domain.usage import Aggregation, Meter, UsageState, usage_refs
+from kassa.services.ports import ListQuery, Page, UsageKey, UsageOutcome, UsageWrite, WebhookRecord
 
 M = TypeVar("M", bound=BaseModel)
 
@@ -217,6 +218,7 @@ class DynamoStore:
             "cus": ("CUS#" + object_id, "CUSTOMER"),
             "sub": ("SUB#" + object_id, "SUBSCRIPTION"),
             "in": ("INV#" + object_id, "INVOICE"),
+            "mtr": ("METER#" + object_id, "METER"),
         }.get(prefix, ("?", "?"))
 
     # ------------------------------------------------------------------ catalog
@@ -706,7 +708,7 @@ class DynamoStore:
         """Advance ``sub`` and store its period's invoice once; a draft is finalized with the next
         gapless number, any other status (a draft kept or voided under a pause) is stored as it is."""
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
-        extra: list[dict[str, Any]] = []
+        extra: list[dict[str, Any]] = self._billed_usage_actions(sub.id, invoice)
         if customer is not None:  # its balance moved with this invoice: in the same transaction
             saved_customer = customer.model_copy(update={"version": customer.version + 1})
             item = self._cus_item(saved_customer)
@@ -746,6 +748,9 @@ class DynamoStore:
                     raise
                 if customer is not None and self.get_customer(customer.id).version != customer.version:
                     raise
+                for ref in usage_refs(invoice.lines):  # usage recorded since it was read: decide again
+                    if self.get_usage(UsageKey(sub.id, ref.meter, ref.period_start)).seq != ref.seq:
+                        raise
                 if change is None and (change := self._price_change(sub2, sub.version)) is not None:
                     continue  # the price set changed (a scheduled change): again with the price entries
                 _backoff(attempt)
@@ -1100,6 +1105,310 @@ class DynamoStore:
     def put_settings(self, settings: MerchantSettings) -> None:
         self._call("put_item", TableName=self._table, Item=self._item("SETTINGS", "MERCHANT", settings))
 
+    # ------------------------------------------------------------------ usage (docs/usage.md)
+    def _meter_item(self, meter: Meter) -> dict[str, Any]:
+        return self._item(
+            f"METER#{meter.id}",
+            "METER",
+            meter,
+            gsi2pk=_s("CATALOG#METER"),
+            gsi2sk=_s(f"{_iso(meter.created)}#{meter.id}"),
+        )
+
+    def put_meter(self, meter: Meter) -> None:
+        """The meter and its event-name lookup (``METERNAME#<event_name>``), in one write."""
+        new = "attribute_not_exists(pk)"
+        lookup = {"pk": _s(f"METERNAME#{meter.event_name}"), "sk": _s("METERNAME"), "meter": _s(meter.id)}
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": self._meter_item(meter), "ConditionExpression": new}},
+                    {"Put": {"TableName": self._table, "Item": lookup, "ConditionExpression": new}},
+                ],
+            )
+        except Conflict as error:
+            raise AlreadyExists(
+                f"a meter for event_name {meter.event_name} already exists", param="event_name"
+            ) from error
+
+    def get_meter(self, meter_id: str) -> Meter:
+        return self._require(f"METER#{meter_id}", "METER", Meter, f"no such meter: {meter_id}", "meter")
+
+    def find_meter(self, event_name: str) -> Meter | None:
+        lookup = self._get(f"METERNAME#{event_name}", "METERNAME", consistent=False)
+        return self.get_meter(lookup["meter"]["S"]) if lookup else None
+
+    def save_meter(self, meter: Meter) -> Meter:
+        saved = meter.model_copy(update={"version": meter.version + 1})
+        self._call("put_item", **self._versioned_put(self._meter_item(saved), meter.version))
+        return saved
+
+    def list_meters(self, limit: int, starting_after: str | None) -> Page:
+        return self._query_page(Meter, "CATALOG#METER", "", limit, starting_after)
+
+    @staticmethod
+    def _usage_pk(subscription: str, meter: str) -> str:
+        return f"USAGE#{subscription}#{meter}"
+
+    @staticmethod
+    def _period_sk(period_start: datetime) -> str:
+        return f"P#{_iso(period_start)}"
+
+    def get_usage(self, key: UsageKey) -> UsageState:
+        item = self._get(self._usage_pk(key.subscription, key.meter), self._period_sk(key.period_start))
+        return _usage_state(item) if item else UsageState()
+
+    def late_usage(self, subscription_id: str, meter_id: str) -> list[datetime]:
+        item = self._get(self._usage_pk(subscription_id, meter_id), "LATE")
+        periods = item.get("periods", {}).get("SS", []) if item else []
+        return sorted(datetime.fromisoformat(p.replace("Z", "+00:00")) for p in periods)
+
+    def _billed_usage_actions(self, subscription: str, invoice: Invoice) -> list[dict[str, Any]]:
+        """The usage an invoice bills, recorded in its transaction: each aggregate's billed quantity
+        (and ``closed`` at the period end), only if its ``seq`` is the one read; late periods billed
+        leave the late list."""
+        actions: list[dict[str, Any]] = []
+        late: dict[str, list[str]] = {}
+        for ref in usage_refs(invoice.lines):
+            sets = "SET bq = :q" + (", closed = :t" if ref.close else "")
+            values: dict[str, Any] = {":q": _n(ref.quantity)}
+            if ref.close:
+                values[":t"] = {"BOOL": True}
+            condition = "attribute_not_exists(seq)" if ref.seq == 0 else "seq = :seq"
+            if ref.seq:
+                values[":seq"] = _n(ref.seq)
+            pk = self._usage_pk(subscription, ref.meter)
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": _s(pk), "sk": _s(self._period_sk(ref.period_start))},
+                        "UpdateExpression": sets,
+                        "ConditionExpression": condition,
+                        "ExpressionAttributeValues": values,
+                    }
+                }
+            )
+            if ref.late:
+                late.setdefault(pk, []).append(_iso(ref.period_start))
+        for pk, periods in late.items():
+            actions.append(
+                {
+                    "Update": {
+                        "TableName": self._table,
+                        "Key": {"pk": _s(pk), "sk": _s("LATE")},
+                        "UpdateExpression": "DELETE periods :p",
+                        "ExpressionAttributeValues": {":p": {"SS": sorted(set(periods))}},
+                    }
+                }
+            )
+        return actions
+
+    def _transact_reasons(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+        """A transaction whose cancellation reasons the caller decides on: None when it was written,
+        the reasons (one per action) when it was cancelled. Counted as the other calls are."""
+        request = {"TransactItems": actions, "ReturnConsumedCapacity": "TOTAL"}
+        try:
+            self._db.transact_write_items(**request)
+        except ClientError as error:
+            code = error.response.get("Error", {}).get("Code", "")
+            usage.count("dynamodb.transact_write_items")
+            kind, units = capacity_units("transact_write_items", request, {})
+            usage.units(f"dynamodb.{kind}", units)
+            usage.units(f"dynamodb.{kind}.transact_write_items", units)
+            if code == "TransactionCanceledException":
+                reasons: list[dict[str, Any]] = list(error.response.get("CancellationReasons", []))  # type: ignore[arg-type]
+                return reasons or [{"Code": "TransactionConflict"}] * len(actions)
+            if code in ("ProvisionedThroughputExceededException", "ThrottlingException", "RequestLimitExceeded"):
+                raise Unavailable("storage is throttling; retry") from error
+            raise Unavailable(f"storage failed ({code}); retry") from error
+        usage.count("dynamodb.transact_write_items")
+        kind, units = capacity_units("transact_write_items", request, {})
+        usage.units(f"dynamodb.{kind}", units)
+        usage.units(f"dynamodb.{kind}.transact_write_items", units)
+        return None
+
+    def record_usage(self, writes: list[UsageWrite]) -> list[UsageOutcome]:
+        """Each event once, atomically with its aggregate: per transaction (≤ 100 actions) one dedupe
+        put per event (``MEVT#<customer>#<identifier>``, condition: new), one put per distinct value
+        new to a unique_count aggregate, and one update per aggregate — ADD for count, sum, distinct
+        values and ``seq``; SET under a condition for max and latest; ``attribute_not_exists(closed)``
+        unless the period is known to be closed (then its period is added to the ``LATE`` list). A
+        cancelled transaction says which condition failed: a known identifier is a duplicate (left
+        out), a known value is not counted again, a closed period is written as late, a max or latest
+        not beaten is left out; then it is written again without them."""
+        outcomes: list[UsageOutcome | None] = [None] * len(writes)
+        firsts: dict[tuple[str, str], int] = {}
+        for i, write in enumerate(writes):  # the same identifier twice in one call: the first counts
+            seen = (write.event.customer, write.event.identifier)
+            if seen in firsts:
+                outcomes[i] = UsageOutcome.DUPLICATE
+            else:
+                firsts[seen] = i
+        pending = [i for i in range(len(writes)) if outcomes[i] is None]
+        while pending:
+            chunk: list[int] = []
+            keys: set[UsageKey] = set()
+            actions = 0  # per event its dedupe put (+ a distinct value); per aggregate its update (+ late list)
+            for i in pending:
+                key = writes[i].key
+                more = 1 + (writes[i].aggregation is Aggregation.UNIQUE_COUNT) + (key not in keys) * 2
+                if actions + more > 100:
+                    break
+                chunk.append(i)
+                keys.add(key)
+                actions += more
+            pending = pending[len(chunk) :]
+            self._record_chunk(writes, chunk, outcomes)
+        return [outcome or UsageOutcome.DUPLICATE for outcome in outcomes]
+
+    def _record_chunk(self, writes: list[UsageWrite], chunk: list[int], outcomes: list[UsageOutcome | None]) -> None:
+        live = list(chunk)
+        closed: set[UsageKey] = set()
+        known_values: set[tuple[UsageKey, str]] = set()
+        beaten: set[tuple[UsageKey, str]] = set()  # (key, "max" | "latest") the stored value already beats
+        for attempt in range(12):
+            if not live:
+                return
+            actions, meaning = self._usage_actions(writes, live, closed, known_values, beaten)
+            reasons = self._transact_reasons(actions)
+            if reasons is None:
+                for i in live:
+                    outcomes[i] = UsageOutcome.LATE if writes[i].key in closed else UsageOutcome.ACCEPTED
+                return
+            conflict = False
+            for reason, (kind, what) in zip(reasons, meaning, strict=False):
+                code = reason.get("Code")
+                if code in (None, "None"):
+                    continue
+                if code != "ConditionalCheckFailed":
+                    conflict = True  # a concurrent transaction on one of the items: again
+                    continue
+                if kind == "dedupe":
+                    assert isinstance(what, int)
+                    outcomes[what] = UsageOutcome.DUPLICATE
+                    live.remove(what)
+                elif kind == "unique":
+                    assert isinstance(what, tuple)
+                    known_values.add(what)
+                elif kind == "aggregate":
+                    assert isinstance(what, UsageKey)
+                    old = reason.get("Item") or {}
+                    if old.get("closed", {}).get("BOOL"):
+                        closed.add(what)
+                    state = _usage_state(old) if old else UsageState()
+                    batch = [writes[i].event for i in live if writes[i].key == what]
+                    top = max((e.value for e in batch), default=0)
+                    if state.max is not None and state.max >= top:
+                        beaten.add((what, "max"))
+                    newest = max(batch, key=lambda e: (e.timestamp, e.identifier), default=None)
+                    if newest is not None and state.latest_at is not None and not _later(newest, state):
+                        beaten.add((what, "latest"))
+            if conflict:
+                _backoff(attempt)
+        raise Unavailable("usage could not be recorded (contended); retry")
+
+    def _usage_actions(
+        self,
+        writes: list[UsageWrite],
+        live: list[int],
+        closed: set[UsageKey],
+        known_values: set[tuple[UsageKey, str]],
+        beaten: set[tuple[UsageKey, str]],
+    ) -> tuple[list[dict[str, Any]], list[tuple[str, object]]]:
+        actions: list[dict[str, Any]] = []
+        meaning: list[tuple[str, object]] = []
+        by_key: dict[UsageKey, list[int]] = {}
+        for i in live:
+            write = writes[i]
+            event = write.event
+            by_key.setdefault(write.key, []).append(i)
+            expires = _n(int(write.expires_at.timestamp()))
+            record = {
+                "pk": _s(f"MEVT#{event.customer}#{event.identifier}"),
+                "sk": _s("MEVT"),
+                "meter": _s(event.meter),
+                "ts": _s(_iso_us(event.timestamp)),
+                "v": _n(event.value),
+                "expires_at": expires,
+            }
+            actions.append(
+                {"Put": {"TableName": self._table, "Item": record, "ConditionExpression": "attribute_not_exists(pk)"}}
+            )
+            meaning.append(("dedupe", i))
+        for key, indexes in by_key.items():
+            pk = self._usage_pk(key.subscription, key.meter)
+            sk = self._period_sk(key.period_start)
+            events = [writes[i].event for i in indexes]
+            aggregation = writes[indexes[0]].aggregation
+            new_values = []
+            if aggregation is Aggregation.UNIQUE_COUNT:
+                for value in dict.fromkeys(e.unique for e in events if e.unique is not None):
+                    assert value is not None
+                    if (key, value) in known_values:
+                        continue
+                    new_values.append(value)
+                    item = {
+                        "pk": _s(pk),
+                        "sk": _s(f"{sk}#U#{value}"),
+                        "expires_at": _n(int(writes[indexes[0]].expires_at.timestamp())),
+                    }
+                    actions.append(
+                        {
+                            "Put": {
+                                "TableName": self._table,
+                                "Item": item,
+                                "ConditionExpression": "attribute_not_exists(pk)",
+                            }
+                        }
+                    )
+                    meaning.append(("unique", (key, value)))
+            values: dict[str, Any] = {
+                ":c": _n(len(events)),
+                ":s": _n(sum(e.value for e in events)),
+                ":u": _n(len(new_values)),
+                ":q": _n(len(events)),
+            }
+            sets: list[str] = []
+            conditions: list[str] = [] if key in closed else ["attribute_not_exists(closed)"]
+            if aggregation is Aggregation.MAX and (key, "max") not in beaten:
+                values[":mx"] = _n(max(e.value for e in events))
+                sets.append("mx = :mx")
+                conditions.append("(attribute_not_exists(mx) OR mx < :mx)")
+            if aggregation is Aggregation.LATEST and (key, "latest") not in beaten:
+                newest = max(events, key=lambda e: (e.timestamp, e.identifier))
+                values.update(
+                    {":lv": _n(newest.value), ":lt": _s(_iso_us(newest.timestamp)), ":li": _s(newest.identifier)}
+                )
+                sets.append("lt = :lv, lt_at = :lt, lt_id = :li")
+                conditions.append("(attribute_not_exists(lt_at) OR lt_at < :lt OR (lt_at = :lt AND lt_id < :li))")
+            expression = "ADD cnt :c, sm :s, uq :u, seq :q" + (" SET " + ", ".join(sets) if sets else "")
+            update: dict[str, Any] = {
+                "TableName": self._table,
+                "Key": {"pk": _s(pk), "sk": _s(sk)},
+                "UpdateExpression": expression,
+                "ExpressionAttributeValues": values,
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }
+            if conditions:
+                update["ConditionExpression"] = " AND ".join(conditions)
+            actions.append({"Update": update})
+            meaning.append(("aggregate", key))
+            if key in closed:  # late: the next invoice adjusts this period
+                actions.append(
+                    {
+                        "Update": {
+                            "TableName": self._table,
+                            "Key": {"pk": _s(pk), "sk": _s("LATE")},
+                            "UpdateExpression": "ADD periods :p",
+                            "ExpressionAttributeValues": {":p": {"SS": [_iso(key.period_start)]}},
+                        }
+                    }
+                )
+                meaning.append(("late", key))
+        return actions, meaning
+
     # ------------------------------------------------------------------ webhook events
     def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:
         item = {
@@ -1154,6 +1463,36 @@ class DynamoStore:
             return True
         except Conflict:
             return False
+
+
+def _iso_us(when: datetime) -> str:
+    """A fixed-width UTC time with microseconds: string order is time order (``latest``'s condition)."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _usage_state(item: dict[str, Any]) -> UsageState:
+    def number(name: str) -> int | None:
+        return int(item[name]["N"]) if name in item else None
+
+    latest_at = item.get("lt_at", {}).get("S")
+    return UsageState(
+        count=number("cnt") or 0,
+        sum=number("sm") or 0,
+        max=number("mx"),
+        latest=number("lt"),
+        latest_at=datetime.fromisoformat(latest_at.replace("Z", "+00:00")) if latest_at else None,
+        latest_id=item.get("lt_id", {}).get("S"),
+        unique=number("uq") or 0,
+        seq=number("seq") or 0,
+        closed=bool(item.get("closed", {}).get("BOOL")),
+        billed_quantity=number("bq") or 0,
+    )
+
+
+def _later(event: Any, state: UsageState) -> bool:
+    from kassa.domain.usage import later
+
+    return later(event.timestamp, event.identifier, state.latest_at, state.latest_id)
 
 
 def item_size(item: dict[str, Any]) -> int:

@@ -36,7 +36,8 @@ from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
-from kassa.services.ports import ListQuery, Page, WebhookRecord
+from kassa.domain.usage import Meter, UsageState, fold, usage_refs
+from kassa.services.ports import ListQuery, Page, UsageKey, UsageOutcome, UsageWrite, WebhookRecord
 
 __all__ = ["MemoryStore", "shard_of"]
 
@@ -75,6 +76,12 @@ class MemoryStore:
         self.webhooks: dict[str, WebhookRecord] = {}
         self.timers: dict[str, datetime] = {}
         self.credit_notes: dict[str, CreditNote] = {}
+        self.meters: dict[str, Meter] = {}
+        self.meter_names: dict[str, str] = {}  # event name -> meter id
+        self.usage: dict[UsageKey, UsageState] = {}
+        self.usage_values: dict[UsageKey, set[str]] = {}  # distinct values counted (unique_count)
+        self.usage_seen: dict[tuple[str, str], datetime] = {}  # (customer, identifier) -> expires_at
+        self.usage_late: dict[tuple[str, str], set[datetime]] = {}  # (subscription, meter) -> closed periods
         self.settings = settings
         self.invoice_seq = 0
         self.due_shards = due_shards
@@ -350,6 +357,19 @@ class MemoryStore:
         self._check_version(self.subscriptions.get(sub.id), sub)
         if customer is not None:
             self._check_version(self.customers.get(customer.id), customer)
+        refs = usage_refs(invoice.lines)
+        for ref in refs:  # the adapter: each aggregate's update is conditional on the seq that was read
+            key = UsageKey(sub.id, ref.meter, ref.period_start)
+            if self.usage.get(key, UsageState()).seq != ref.seq:
+                raise Conflict(f"the usage of {ref.meter} changed since it was read")
+        for ref in refs:
+            key = UsageKey(sub.id, ref.meter, ref.period_start)
+            state = self.usage.get(key, UsageState())
+            self.usage[key] = state.model_copy(
+                update={"billed_quantity": ref.quantity, "closed": state.closed or ref.close}
+            )
+            if ref.late:
+                self.usage_late.get((sub.id, ref.meter), set()).discard(_second(ref.period_start))
         sub2 = sub.model_copy(update={"version": sub.version + 1, "latest_invoice": invoice.id})
         numbered = invoice.gets_number_when_stored
         final = invoice.finalize(self._next_number(invoice_prefix), invoice.created) if numbered else invoice
@@ -507,6 +527,62 @@ class MemoryStore:
     def put_settings(self, settings: MerchantSettings) -> None:
         self.settings = _copy(settings)
         self.writes += 1
+
+    # ------------------------------------------------------------------ usage
+    def put_meter(self, meter: Meter) -> None:
+        if meter.event_name in self.meter_names:
+            raise AlreadyExists(f"a meter for event_name {meter.event_name} already exists", param="event_name")
+        if meter.id in self.meters:
+            raise AlreadyExists(f"meter {meter.id} already exists")
+        self.meters[meter.id] = _copy(meter)
+        self.meter_names[meter.event_name] = meter.id
+        self.writes += 1
+
+    def get_meter(self, meter_id: str) -> Meter:
+        if meter_id not in self.meters:
+            raise NotFound(f"no such meter: {meter_id}", param="meter")
+        return _copy(self.meters[meter_id])
+
+    def find_meter(self, event_name: str) -> Meter | None:
+        meter_id = self.meter_names.get(event_name)
+        return self.get_meter(meter_id) if meter_id else None
+
+    def save_meter(self, meter: Meter) -> Meter:
+        self._check_version(self.meters.get(meter.id), meter)
+        saved = meter.model_copy(update={"version": meter.version + 1})
+        self.meters[meter.id] = _copy(saved)
+        self.writes += 1
+        return _copy(saved)
+
+    def list_meters(self, limit: int, starting_after: str | None) -> Page:
+        return self._page(list(self.meters.values()), limit, starting_after)
+
+    def record_usage(self, writes: list[UsageWrite]) -> list[UsageOutcome]:
+        outcomes = []
+        for write in writes:
+            event = write.event
+            seen = (event.customer, event.identifier)
+            if seen in self.usage_seen:
+                outcomes.append(UsageOutcome.DUPLICATE)
+                continue
+            key = UsageKey(write.key.subscription, write.key.meter, _second(write.key.period_start))
+            state = self.usage.get(key, UsageState())
+            self.usage[key] = fold(state, [event], self.usage_values.setdefault(key, set()))
+            self.usage_seen[seen] = write.expires_at
+            if state.closed:
+                self.usage_late.setdefault((key.subscription, key.meter), set()).add(key.period_start)
+                outcomes.append(UsageOutcome.LATE)
+            else:
+                outcomes.append(UsageOutcome.ACCEPTED)
+            self.writes += 1
+        return outcomes
+
+    def get_usage(self, key: UsageKey) -> UsageState:
+        found = self.usage.get(UsageKey(key.subscription, key.meter, _second(key.period_start)))
+        return _copy(found) if found is not None else UsageState()
+
+    def late_usage(self, subscription_id: str, meter_id: str) -> list[datetime]:
+        return sorted(self.usage_late.get((subscription_id, meter_id), set()))
 
     # ------------------------------------------------------------------ webhook events
     def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:

@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # the ports only name these types; importing the models here 
     from kassa.domain.money import Money
     from kassa.domain.settings import MerchantSettings
     from kassa.domain.subscription import Subscription
+    from kassa.domain.usage import Aggregation, Meter, MeterEvent, UsageState
 
 
 class Clock(Protocol):
@@ -55,6 +56,32 @@ class WebhookRecord:
     payload: str
     received_at: datetime
     note: str | None = None
+
+
+@dataclass(frozen=True)
+class UsageKey:
+    """One aggregate: a subscription's usage of one meter in the period starting at ``period_start``."""
+
+    subscription: str
+    meter: str
+    period_start: datetime
+
+
+@dataclass(frozen=True)
+class UsageWrite:
+    """One validated event to record once (by customer and identifier) into its aggregate.
+    ``expires_at``: until when its identifier is remembered (past the end of its period)."""
+
+    event: MeterEvent
+    key: UsageKey
+    aggregation: Aggregation
+    expires_at: datetime
+
+
+class UsageOutcome(StrEnum):
+    ACCEPTED = "accepted"  # counted in its period's aggregate
+    DUPLICATE = "duplicate"  # its identifier was recorded before: counted once already
+    LATE = "late"  # counted, but its period was invoiced: the next invoice adjusts it
 
 
 class BillingStore(Protocol):
@@ -125,7 +152,9 @@ class BillingStore(Protocol):
         self, sub: Subscription, invoice: Invoice, invoice_prefix: str, customer: Customer | None = None
     ) -> tuple[Subscription, Invoice]:
         """Atomically: advance the subscription (optimistic lock), create its period's invoice
-        (once — AlreadyExists if it is there) and finalize it with the next gapless number."""
+        (once — AlreadyExists if it is there) and finalize it with the next gapless number. The usage
+        its lines bill (``InvoiceLine.usage``) is recorded as billed in the same write, each aggregate
+        only if it did not change since it was read (its ``seq``): Conflict otherwise."""
         ...
 
     def finalize_invoice(
@@ -160,6 +189,26 @@ class BillingStore(Protocol):
     # settings
     def get_settings(self) -> MerchantSettings: ...
     def put_settings(self, settings: MerchantSettings) -> None: ...
+
+    # usage: meters, aggregates (docs/usage.md)
+    def put_meter(self, meter: Meter) -> None:
+        """Store a new meter; AlreadyExists (param ``event_name``) when its event name has one."""
+        ...
+
+    def get_meter(self, meter_id: str) -> Meter: ...
+    def find_meter(self, event_name: str) -> Meter | None: ...
+    def save_meter(self, meter: Meter) -> Meter: ...
+    def list_meters(self, limit: int, starting_after: str | None) -> Page: ...
+    def record_usage(self, writes: list[UsageWrite]) -> list[UsageOutcome]:
+        """Record each event once (its customer and identifier, kept until ``expires_at``) into its
+        aggregate, atomically with its dedupe record: one outcome per write, in order. An event whose
+        period was closed (invoiced) is recorded there and its period listed as late."""
+        ...
+
+    def get_usage(self, key: UsageKey) -> UsageState: ...
+    def late_usage(self, subscription_id: str, meter_id: str) -> list[datetime]:
+        """The closed periods that received late events not invoiced yet (period starts, oldest first)."""
+        ...
 
     # webhook events
     def record_webhook(self, record: WebhookRecord) -> WebhookRecord | None:
