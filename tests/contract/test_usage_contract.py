@@ -13,9 +13,9 @@ import random
 from datetime import timedelta
 
 import pytest
-from contract.test_store_contract import PREFIX, created, cycle
 from integration.conftest import START
 
+from contract.test_store_contract import PREFIX, created, cycle
 from kassa.domain.errors import AlreadyExists, Conflict
 from kassa.domain.invoice import InvoiceLine
 from kassa.domain.items import SubscriptionItem
@@ -127,8 +127,9 @@ def _metered_item() -> SubscriptionItem:
     from kassa.domain.catalog import Price, Recurring, UsageType
     from kassa.domain.periods import Interval
 
+    recurring = Recurring(interval=Interval.MONTH, usage_type=UsageType.METERED, meter="mtr_c0")
     price = Price(id="price_m", product="prod_c0", currency="EUR", unit_amount_decimal="0.2", created=NOW,
-                  recurring=Recurring(interval=Interval.MONTH, usage_type=UsageType.METERED, meter="mtr_c0"))  # fmt: skip
+                  recurring=recurring)  # fmt: skip
     return SubscriptionItem.from_price(price, 1, item_id="si_m")
 
 
