@@ -261,6 +261,27 @@ FUNCTIONS = (
         table_key_prefixes={"billing": KeyPrefixes(read=BILLING_KEYS)},
     ),
     Function(
+        name="meter_ingest",
+        description="Usage events (one or a batch of 100): validated, each recorded once into its aggregate",
+        timeout_s=15,
+        memory_mb=512,
+        # more specific than the api function's /v1/{proxy+}: API Gateway routes these here
+        routes=(Route("POST", "/v1/meter_events"), Route("POST", "/v1/meter_events/batch")),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        queues_send=("renewals",),  # a subscription past its usage threshold is invoiced by the worker
+        publishes_events=True,
+        secrets=(API_SECRET,),
+        # meters, customers and their subscriptions (the CUS# partition of gsi2) to validate and place an
+        # event; it writes only usage aggregates and dedupe records
+        table_key_prefixes={
+            "billing": KeyPrefixes(
+                read=("METERNAME#", "METER#", "CUS#", "SUB#", "USAGE#", *USAGE_EVENT_KEYS),
+                write=("USAGE#", *USAGE_EVENT_KEYS),
+            )
+        },
+    ),
+    Function(
         name="renewal_sweep",
         description="Finds due subscriptions through the due index and enqueues them",
         timeout_s=60,

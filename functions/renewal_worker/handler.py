@@ -16,8 +16,14 @@ processor = BatchProcessor(event_type=EventType.SQS)
 def record_handler(record: SQSRecord) -> str:
     from kassa.services import renewals  # imported on first use: the cold start stays light
 
-    subscription_id = record.json_body["subscription"]
-    outcome = renewals.process_due(container.billing(), subscription_id)
+    body = record.json_body
+    subscription_id = body["subscription"]
+    if body.get("threshold"):  # usage passed billing_thresholds.amount_gte (sent by meter_ingest)
+        from kassa.services import usage
+
+        outcome = usage.bill_threshold(container.billing(), subscription_id)
+    else:
+        outcome = renewals.process_due(container.billing(), subscription_id)
     metrics.add_metric(name=f"Renewal_{outcome}", unit=MetricUnit.Count, value=1)
     logger.info("due subscription processed", extra={"subscription": subscription_id, "outcome": outcome})
     return outcome

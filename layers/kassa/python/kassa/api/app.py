@@ -23,6 +23,7 @@ from kassa.api import openapi
 from kassa.api.common import error_response, new_app, obj, page
 from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
+    BillingThresholdsIn,
     CancelIn,
     ChangeIn,
     CheckoutIn,
@@ -33,6 +34,7 @@ from kassa.api.models import (
     CustomerUpdateIn,
     DiscountIn,
     InvoiceItemIn,
+    MeterIn,
     PauseCollectionIn,
     PayIn,
     PortalConfirmIn,
@@ -68,6 +70,7 @@ from kassa.services import (
     pausing,
     payments,
     plan_changes,
+    usage,
 )
 from kassa.services.ports import ChargeStatus
 
@@ -95,10 +98,10 @@ def created(body: dict[str, Any] | None) -> Response[dict[str, Any]]:
 
 def openapi_document() -> dict[str, Any]:
     """The document of every route (this function's and the tax function's), served from here."""
-    from kassa.api import tax_app  # the tax function's resolver; imported only when the document is asked for
+    from kassa.api import meter_events_app, tax_app  # the other functions' resolvers, only for the document
 
     return openapi.openapi_document(
-        [app, tax_app.app],
+        [app, tax_app.app, meter_events_app.app],
         server=openapi.server_url(app),
         title=TITLE,
         version=VERSION,
@@ -362,6 +365,7 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
         price_id=body.price_id,
         quantity=body.quantity,
         items=[(item.price, item.quantity) for item in body.items] if body.items is not None else None,
+        billing_thresholds=body.billing_thresholds.model_dump() if body.billing_thresholds else None,
         customer_id=body.customer_id,
         email=c.email if c else None,
         name=c.name if c else None,
@@ -522,6 +526,65 @@ def add_invoice_item(subscription_id: str, body: InvoiceItemIn) -> Response[dict
         billing, subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
     )
     return created(obj("subscription", sub))
+
+
+# ---------------------------------------------------------------- usage (meters; events go to meter_ingest)
+@app.post("/v1/meters", tags=["usage"], status_code=201)
+def create_meter(body: MeterIn) -> Response[dict[str, Any]]:
+    """A meter: which events (event_name) it aggregates, and how (count, sum, max, unique_count, latest)."""
+    meter = usage.create_meter(
+        container.billing(with_gateway=False),
+        event_name=body.event_name,
+        display_name=body.display_name,
+        aggregation=body.aggregation,
+        value_property=body.value_property,
+    )
+    return created(obj("billing.meter", meter))
+
+
+@app.get("/v1/meters", tags=["usage"])
+def list_meters() -> dict[str, Any]:
+    """Meters, newest first."""
+    result = usage.list_meters(container.store(), _limit(), app.current_event.get_query_string_value("starting_after"))
+    return page("billing.meter", result.items, result.has_more)
+
+
+@app.get("/v1/meters/<meter_id>", tags=["usage"])
+def get_meter(meter_id: str) -> dict[str, Any] | None:
+    return obj("billing.meter", container.store().get_meter(meter_id))
+
+
+@app.post("/v1/meters/<meter_id>/deactivate", tags=["usage"])
+def deactivate_meter(meter_id: str) -> dict[str, Any] | None:
+    """Archive a meter: new events for it are refused; the usage it recorded is still billed."""
+    return obj("billing.meter", usage.archive_meter(container.billing(with_gateway=False), meter_id))
+
+
+@app.get("/v1/subscriptions/<subscription_id>/usage", tags=["usage"])
+def subscription_usage(subscription_id: str) -> dict[str, Any]:
+    """Per metered item: the usage so far in the current period and what it costs so far."""
+    return usage.subscription_usage(container.billing(with_gateway=False), subscription_id)
+
+
+@app.get("/v1/subscriptions/<subscription_id>/upcoming_invoice", tags=["usage"])
+def upcoming_invoice(subscription_id: str) -> dict[str, Any] | None:
+    """The next renewal invoice as it would be made now: the fixed fees in advance and the usage to date."""
+    billing = container.billing(with_gateway=False)
+    return obj("invoice", invoicing.upcoming_invoice(billing, billing.store.get_subscription(subscription_id)))
+
+
+@app.post("/v1/subscriptions/<subscription_id>/billing_thresholds", tags=["usage"])
+def set_billing_thresholds(subscription_id: str, body: BillingThresholdsIn) -> dict[str, Any] | None:
+    """Progressive billing: usage accrued in a period that reaches amount_gte is invoiced and charged at once."""
+    billing = container.billing(with_gateway=False)
+    sub = billing.store.get_subscription(subscription_id)
+    if not usage.metered_items(sub):
+        raise InvalidInput("billing_thresholds need a metered item", param="amount_gte")
+    thresholds = body.model_dump()
+    return obj(
+        "subscription",
+        invoicing.update_subscription(billing, subscription_id, {"billing_thresholds": thresholds}, "thresholds"),
+    )
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])

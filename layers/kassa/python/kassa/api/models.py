@@ -19,7 +19,7 @@ from pydantic.json_schema import SkipJsonSchema
 from pydantic_core import PydanticCustomError
 
 from kassa.domain.cancellation import CancellationFeedback, CancellationReason
-from kassa.domain.catalog import TaxBehavior
+from kassa.domain.catalog import TaxBehavior, UsageType
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
 from kassa.domain.discounts import Duration
 from kassa.domain.items import ItemChange
@@ -30,6 +30,7 @@ from kassa.domain.periods import Interval
 from kassa.domain.pricing import BillingScheme, PriceTerms, TiersMode
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.trials import MissingPaymentMethod
+from kassa.domain.usage import Aggregation
 
 EMAIL_PATTERN = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
@@ -81,6 +82,11 @@ class RecurringIn(Strict):
     interval: Interval
     interval_count: StrictInt = Field(default=1, ge=1)
     trial_period_days: StrictInt | None = Field(default=None, ge=1, le=730)
+    usage_type: UsageType = Field(
+        default=UsageType.LICENSED,
+        description="licensed: a quantity billed in advance; metered: a meter's usage in arrears",
+    )
+    meter: str | None = Field(default=None, min_length=1, description="the meter a metered price bills (mtr_…)")
 
 
 class PriceIn(Strict):
@@ -121,6 +127,12 @@ class PriceIn(Strict):
         "and rounded up or down before unit_amount applies",
         examples=[{"divide_by": 5, "round": "up"}],
     )
+    unit_amount_decimal: str | None = Field(
+        default=None,
+        description="instead of unit_amount: a sub-unit price per unit as a decimal string of minor units "
+        "(at most 12 decimal places, e.g. '0.05' cents per API call); a line is rounded once, half up",
+        examples=["0.05"],
+    )
     recurring: RecurringIn
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = Field(default=None, max_length=250)
@@ -141,6 +153,7 @@ class PriceIn(Strict):
             tiers_mode=self.tiers_mode,
             tiers=self.tiers,
             transform_quantity=self.transform_quantity,
+            unit_amount_decimal=self.unit_amount_decimal,
         )
 
 
@@ -235,6 +248,9 @@ class CheckoutIn(Strict):
     trial_end_behavior: MissingPaymentMethod = Field(
         default=MissingPaymentMethod.CREATE_INVOICE, description="when a trial ends without a card on file"
     )
+    billing_thresholds: BillingThresholdsIn | None = Field(
+        default=None, description="progressive billing: usage reaching amount_gte is invoiced at once"
+    )
 
 
 class CouponIn(Strict):
@@ -276,7 +292,15 @@ class CancelIn(Strict):
 
 class ItemIn(Strict):
     price: str = Field(min_length=1)
-    quantity: StrictInt = Field(default=1, ge=1, le=100000)
+    quantity: StrictInt | None = Field(
+        default=None, ge=1, le=100000, description="default 1; a metered price takes none (its meter counts)"
+    )
+
+
+class BillingThresholdsIn(Strict):
+    amount_gte: StrictInt = Field(
+        ge=1, le=MAX_AMOUNT, description="invoice the usage so far when it reaches this amount (minor units)"
+    )
 
 
 class ChangeIn(Strict):
@@ -376,3 +400,14 @@ class DiscountIn(Strict):
 
 class PromotionCodeUpdateIn(Strict):
     active: StrictBool = Field(description="false: the code can no longer be redeemed (true reactivates it)")
+
+
+class MeterIn(Strict):
+    event_name: str = Field(
+        min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.:-]+$", description="the event_name events carry"
+    )
+    display_name: str = Field(min_length=1, max_length=250)
+    aggregation: Aggregation = Field(description="count, sum, max, unique_count (of value_property) or latest")
+    value_property: str | None = Field(
+        default=None, min_length=1, max_length=100, description="the payload key aggregated (default: value)"
+    )

@@ -79,6 +79,7 @@ class BillingReason(StrEnum):
     SUBSCRIPTION_CREATE = "subscription_create"
     SUBSCRIPTION_CYCLE = "subscription_cycle"
     SUBSCRIPTION_UPDATE = "subscription_update"
+    SUBSCRIPTION_THRESHOLD = "subscription_threshold"  # usage passed billing_thresholds.amount_gte
     MANUAL = "manual"
 
 

@@ -71,6 +71,8 @@ class Subscription(BaseModel):
     scheduled_change: dict[str, Any] | None = None  # a downgrade taking effect at the period end
     discount: dict[str, Any] | None = None  # a coupon in force (domain.discounts.Discount)
     pause_collection: dict[str, Any] | None = None  # domain.pausing.PauseCollection: behavior, resumes_at
+    # Stripe's billing_thresholds: {"amount_gte": minor units}: usage accrued past it is invoiced at once
+    billing_thresholds: dict[str, Any] | None = None
     # what a trial ending without a card does (Stripe's trial_settings.end_behavior): create_invoice,
     # cancel or pause
     missing_payment_method: str = "create_invoice"

@@ -229,6 +229,14 @@ class Rejection(BaseModel):
         return cls(index=index, code=error.code, message=error.message, param=error.param)
 
 
+class ErrorReport(BaseModel):
+    """What ``billing.meter.error_report_triggered`` carries: the refused events' indexes and errors."""
+
+    id: str
+    errors: list[Rejection]
+    created: datetime
+
+
 # ---------------------------------------------------------------- aggregation
 
 

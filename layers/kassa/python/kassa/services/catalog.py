@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 from pydantic import ValidationError
 
 from kassa.domain.catalog import Price, Product, Recurring, TaxBehavior
-from kassa.domain.errors import Conflict, InvalidInput
+from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
 from kassa.domain.pricing import PriceTerms, invalid_from
@@ -54,6 +54,11 @@ def create_price(
     if not isinstance(terms, PriceTerms):
         raise InvalidInput("terms must be PriceTerms or a unit_amount", param="unit_amount")
     product = ctx.store.get_product(product_id)  # NotFound names the field
+    if recurring.meter is not None:
+        try:
+            ctx.store.get_meter(recurring.meter)
+        except NotFound:
+            raise NotFound(f"no such meter: {recurring.meter}", param="recurring.meter") from None
     if not product.active:
         raise InvalidInput(f"product {product_id} is archived: it cannot get new prices", param="product")
     price = Price(
@@ -65,6 +70,7 @@ def create_price(
         tiers_mode=terms.tiers_mode,
         tiers=terms.tiers,
         transform_quantity=terms.transform_quantity,
+        unit_amount_decimal=terms.unit_amount_decimal,
         recurring=recurring,
         tax_behavior=tax_behavior,
         nickname=nickname,

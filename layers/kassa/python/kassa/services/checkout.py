@@ -43,7 +43,7 @@ def start_checkout(
     *,
     price_id: str | None = None,
     quantity: int = 1,
-    items: Sequence[tuple[str, int]] | None = None,
+    items: Sequence[tuple[str, int | None]] | None = None,
     customer_id: str | None = None,
     email: str | None = None,
     name: str | None = None,
@@ -58,6 +58,7 @@ def start_checkout(
     coupon: str | None = None,
     promotion_code: str | None = None,
     missing_payment_method: MissingPaymentMethod = MissingPaymentMethod.CREATE_INVOICE,
+    billing_thresholds: dict[str, int] | None = None,
 ) -> CheckoutResult:
     """A new subscription of ``items`` (price id, quantity) — or of ``price_id`` × ``quantity`` —
     with its first invoice finalized (or its trial), and the SetupIntent to confirm the card with.
@@ -71,8 +72,9 @@ def start_checkout(
     if not items:
         raise InvalidInput("a subscription has at least one item", param="items")
     prices = []
+    counts: list[int] = []
     for i, (item_price, count) in enumerate(items):
-        if count < 1:
+        if count is not None and count < 1:
             raise InvalidInput("quantity must be at least 1", param=param(i, "quantity"))
         try:
             price = ctx.price(item_price, fresh=True)
@@ -80,7 +82,13 @@ def start_checkout(
             raise NotFound(error.message, param=param(i, "price")) from None
         if not price.active:
             raise InvalidInput(f"price {item_price} is not active", param=param(i, "price"))
+        if price.metered and count is not None and count != 1:
+            # Stripe: a metered price takes no quantity; its usage is reported through its meter
+            raise InvalidInput(f"price {item_price} is metered: it takes no quantity", param=param(i, "quantity"))
         prices.append(price)
+        counts.append(1 if count is None else count)
+    if billing_thresholds is not None and not any(p.metered for p in prices):
+        raise InvalidInput("billing_thresholds need a metered item", param="billing_thresholds")
     custom_start = billing_cycle_anchor is not None or backdate_start_date is not None
     if coupon is not None and promotion_code is not None:
         raise InvalidInput("give a coupon or a promotion_code, not both", param="coupon")
@@ -88,7 +96,7 @@ def start_checkout(
     # validates quantities, currencies and intervals before anything is written
     probe = start_subscription(
         customer="cus_pending",
-        items=[(p, q) for p, (_, q) in zip(prices, items, strict=True)],
+        items=list(zip(prices, counts, strict=True)),
         now=now,
         trial_days=trial_days,
     )
@@ -107,7 +115,13 @@ def start_checkout(
     if coupon is not None or promotion_code is not None:  # checked here, counted once below (redeem_for)
         check_redeemable(ctx, coupon, promotion_code, known, [p.product for p in prices], probe.currency)
     customer = known or customer_for_checkout(ctx, None, email, name, address, locale, tax_id, tax_exempt)
-    sub = probe.model_copy(update={"customer": customer.id, "missing_payment_method": missing_payment_method.value})
+    sub = probe.model_copy(
+        update={
+            "customer": customer.id,
+            "missing_payment_method": missing_payment_method.value,
+            "billing_thresholds": billing_thresholds,
+        }
+    )
     invoice = None
     settings = ctx.store.get_settings()
     products = [p.product for p in prices]

@@ -23,7 +23,7 @@ from kassa.domain.parties import buyer_party
 from kassa.domain.periods import Period, boundary
 from kassa.domain.proration import ScheduledChange, apply_scheduled_items
 from kassa.domain.settings import MerchantSettings
-from kassa.domain.subscription import Subscription
+from kassa.domain.subscription import Status, Subscription
 from kassa.services.context import BillingContext, update_subscription
 from kassa.services.tax import tax_invoice
 
@@ -69,14 +69,23 @@ def period_invoice(
     """The subscription as it will be for ``period`` — a due scheduled change applied, its pending
     proration lines consumed — and the period's invoice: taxed, the customer's balance applied.
     Returns the customer too when its balance moves (to be saved in the same transaction)."""
+    usage: list[InvoiceLine] = []
+    if period.start == sub.current_period_end and sub.status is not Status.TRIALING:
+        # metered items are billed in arrears: the period that ends now, with its late adjustments
+        from kassa.services.usage import metered_items, usage_lines
+
+        if metered_items(sub):
+            usage = usage_lines(ctx, sub, sub.period, product_names(ctx, sub))
     scheduled = ScheduledChange.model_validate(sub.scheduled_change) if sub.scheduled_change else None
     items, anchor, still = apply_scheduled_items(sub.items, sub.billing_cycle_anchor, scheduled, period.start)
     if still is not scheduled:  # the downgrade takes effect with this period
         sub = with_items(sub, items).model_copy(update={"billing_cycle_anchor": anchor, "scheduled_change": None})
         if anchor == period.start and scheduled is not None and scheduled.resets_anchor:
             period = Period(anchor, boundary(anchor, sub.interval, sub.interval_count, 1))
-    lines = [InvoiceLine.model_validate(line) for line in sub.pending_lines] + period_lines(
-        sub, period, product_names(ctx, sub)
+    lines = (
+        [InvoiceLine.model_validate(line) for line in sub.pending_lines]
+        + usage
+        + period_lines(sub, period, product_names(ctx, sub))
     )
     draft = from_lines(
         invoice_id_for(sub.id, period.start),

@@ -105,7 +105,9 @@ def change_plan(
                 "scheduled_change": None,
             }
         )
-    lines = [line.to_invoice_line() for line in result.lines]
+    metered = {item.price for item in [*sub.items, *new_items] if item.metered}
+    # a metered item charges nothing in advance (its usage is billed in arrears): no proration lines
+    lines = [line.to_invoice_line() for line in result.lines if not (line.price in metered and line.full_amount == 0)]
     if result.pending:
         changed = changed.model_copy(
             update={"pending_lines": [*sub.pending_lines, *(line.model_dump(mode="json") for line in lines)]}

@@ -1,0 +1,14 @@
+"""meter_ingest: usage events (POST /v1/meter_events and /v1/meter_events/batch), each counted once."""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kassa.api.meter_events_app import app
+
+logger = Logger()
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    return app.resolve(event, context)
