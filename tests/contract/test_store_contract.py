@@ -863,8 +863,9 @@ def test_a_paid_invoice_is_found_by_its_payment_intent_with_its_refunds_and_disp
             update={
                 "refunds": [InvoiceRefund(id="re_1", amount=100, currency=invoice.currency, source="stripe")],
                 "amount_refunded": 100,
-                "disputes": [InvoiceDispute(id="dp_1", amount=50, currency=invoice.currency, status="lost",
-                                            amount_lost=50)],  # fmt: skip
+                "disputes": [
+                    InvoiceDispute(id="dp_1", amount=50, currency=invoice.currency, status="lost", amount_lost=50)
+                ],  # fmt: skip
             }
         )
     )

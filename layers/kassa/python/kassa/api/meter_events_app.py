@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from kassa.adapters import container
-from kassa.api.common import error_response, new_app
+from kassa.api.common import new_app
 from kassa.services import usage
 
 app = new_app()
@@ -85,11 +85,7 @@ def create_meter_event_batch(body: MeterEventBatchIn) -> Response[dict[str, Any]
     }
     if not results:  # nothing could be recorded: the first refusal names its field, the list has them all
         first = out.rejected[0]
-        response = error_response(400, "invalid_request_error", first.code, first.message, first.param)
-        import json
-
-        error = json.loads(str(response.body))
-        error["error"]["rejected"] = summary["rejected"]
-        response.body = json.dumps(error)
-        return response
+        error = {"type": "invalid_request_error", "code": first.code, "message": first.message,
+                 "param": first.param, "rejected": summary["rejected"]}  # fmt: skip
+        return Response(status_code=400, content_type="application/json", body={"error": error})
     return Response(status_code=200, content_type="application/json", body=summary)
