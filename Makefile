@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test browser lint unit integration e2e infra-test demo bench synth deploy layer clean
+.PHONY: run test browser lint unit integration e2e infra-test demo bench bench-usage synth deploy layer clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -57,6 +57,10 @@ demo: $(STAMP)
 ## make bench: renew N subscriptions on the local stack and print per-renewal cost figures
 bench: $(STAMP)
 	$(BIN)/kassa bench --subscriptions $${N:-200}
+
+## make bench-usage: N hybrid subscriptions ingest events (batches of 100 and 1), then renew: cost per million events
+bench-usage: $(STAMP)
+	$(BIN)/kassa bench --scenario usage --subscriptions $${N:-10}
 
 ## make synth / deploy: the CDK app (deploy needs AWS credentials; see docs/infrastructure.md)
 synth: $(STAMP) node_modules/.installed

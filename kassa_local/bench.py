@@ -32,13 +32,16 @@ PRICE = {
     "eventbridge_event": 1.00 / 1e6,
     "scheduler_invocation": 1.00 / 1e6,
     "ses_email": 0.10 / 1000,  # outbound email (the receipt after each paid renewal)
+    # API Gateway REST APIs, first 333 million requests a month (AWS's us-east-1 list price; not in
+    # facts.md): what every HTTP call to kassa costs before a function runs
+    "apigw_rest_request": 3.50 / 1e6,
 }
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
 
 #: ``--scenario``: what each bench subscription holds
-SCENARIOS = ("one-item", "three-items", "both")
+SCENARIOS = ("one-item", "three-items", "both", "usage")
 
 
 def _catalog(api: Any, scenario: str) -> list[dict[str, Any]]:
@@ -231,7 +234,152 @@ def cold_starts() -> dict[str, float]:
     return out
 
 
+def _hybrid_catalog(api: Any) -> list[dict[str, Any]]:
+    """A hybrid plan: a fixed 29.00 EUR a month and API calls at 0.2 cents (€0.002) for the first
+    10,000, 0.1 cents beyond (graduated, unit_amount_decimal), billed in arrears from a count meter."""
+    meter = api.post(
+        "/v1/meters", {"event_name": "bench_call", "display_name": "API calls", "aggregation": "count"}, expect=201
+    )
+    base_product = api.post("/v1/products", {"name": "Bench platform"}, expect=201)
+    calls_product = api.post("/v1/products", {"name": "Bench API calls"}, expect=201)
+    month = {"interval": "month"}
+    base = api.post(
+        "/v1/prices",
+        {"product": base_product["id"], "currency": "EUR", "unit_amount": 2900, "recurring": month},
+        expect=201,
+    )
+    tiers = [{"up_to": 10_000, "unit_amount_decimal": "0.2"}, {"up_to": "inf", "unit_amount_decimal": "0.1"}]
+    metered = api.post(
+        "/v1/prices",
+        {
+            "product": calls_product["id"],
+            "currency": "EUR",
+            "billing_scheme": "tiered",
+            "tiers_mode": "graduated",
+            "tiers": tiers,
+            "recurring": {**month, "usage_type": "metered", "meter": meter["id"]},
+        },
+        expect=201,
+    )
+    return [{"price": base["id"]}, {"price": metered["id"]}]
+
+
+def _ingestion_figures(
+    events: int, calls: int, counts: dict[str, float], before: dict[str, Any], after: dict[str, Any], wall: float
+) -> dict[str, Any]:
+    """Per event and per million events, from the counts of one ingestion run."""
+    per = 1.0 / max(events, 1)
+    fn = wiring.function("meter_ingest")
+    invocations = _delta(before, after, fn.name, "invocations")
+    handler_ms = _delta(before, after, fn.name, "total_ms")
+    wru = counts.get("units.dynamodb.write", 0) * per
+    rru = counts.get("units.dynamodb.read", 0) * per
+    gb_s = handler_ms / 1000 * fn.memory_mb / 1024 * per
+    million = {
+        "api_gateway": calls * per * PRICE["apigw_rest_request"] * 1e6,
+        "lambda_requests": invocations * per * PRICE["lambda_request"] * 1e6,
+        "lambda_compute_measured_on_moto": gb_s * PRICE["lambda_gb_s_arm64"] * 1e6,
+        "dynamodb": (wru * PRICE["dynamodb_wru"] + rru * PRICE["dynamodb_rru"]) * 1e6,
+        "eventbridge": counts.get("calls.events.entries", 0) * per * PRICE["eventbridge_event"] * 1e6,
+        "sqs": counts.get("calls.sqs.send_message_batch", 0) * per * PRICE["sqs_request"] * 1e6,
+    }
+    million["total"] = sum(million.values())
+    million["total_with_lambda_compute_at_50ms_per_call"] = (
+        million["total"]
+        - million["lambda_compute_measured_on_moto"]
+        + calls * per * 0.05 * fn.memory_mb / 1024 * PRICE["lambda_gb_s_arm64"] * 1e6
+    )
+    return {
+        "events": events,
+        "http_calls": calls,
+        "events_per_s_local": round(events / wall, 1) if wall else None,
+        "per_event": {
+            "dynamodb_write_units": round(wru, 3),
+            "dynamodb_read_units": round(rru, 3),
+            "dynamodb_requests": round(sum(v for k, v in counts.items() if k.startswith("calls.dynamodb.")) * per, 3),
+            "lambda_invocations": round(invocations * per, 3),
+            "handler_ms": round(handler_ms * per, 2),
+        },
+        "dynamodb_units_by_operation_per_event": {
+            k[len("units.dynamodb.") :]: round(v * per, 3)
+            for k, v in counts.items()
+            if k.startswith("units.dynamodb.") and k.count(".") == 3
+        },
+        "usd_per_million_events": {k: round(v, 3) for k, v in million.items()},
+    }
+
+
+def run_usage(n: int, events_per_customer: int = 1000, singles: int = 200, progress: bool = True) -> dict[str, Any]:
+    """The usage scenario: N hybrid subscriptions, ``events_per_customer`` events each through the
+    batch endpoint (100 a call), ``singles`` more one per call, then every subscription renews once
+    (the fixed fee in advance, the usage in arrears)."""
+    from kassa.adapters import usage
+    from kassa_local.client import Api
+    from kassa_local.stack import fresh_stack
+
+    with fresh_stack(START, drain_timeout_s=900) as stack:
+        assert stack.config is not None
+        api = Api(stack.config.as_json())
+        items = _hybrid_catalog(api)
+        for i in range(n):
+            _subscribe(api, items, i)
+        stack.drain()
+        customers = [s["customer"] for s in api.get("/v1/subscriptions?limit=100")["data"]][:n]
+        out: dict[str, Any] = {"scenario": "usage", "subscriptions": n}
+        for label, size, total in (("batch_100", 100, events_per_customer), ("batch_1", 1, singles)):
+            usage.reset()
+            before = stack.stats()
+            calls, sent = 0, 0
+            t0 = time.perf_counter()
+            for c, customer in enumerate(customers):
+                count = total if size == 100 else max(1, total // len(customers))
+                batch = [
+                    {"event_name": "bench_call", "customer": customer, "identifier": f"{label}-{c}-{k}", "payload": {}}
+                    for k in range(count)
+                ]
+                for start in range(0, len(batch), size):
+                    chunk = batch[start : start + size]
+                    if size == 1:
+                        api.post("/v1/meter_events", chunk[0], expect=201)
+                    else:
+                        api.post("/v1/meter_events/batch", {"events": chunk})
+                    calls += 1
+                    sent += len(chunk)
+                if progress:
+                    print(f"\r  {label}: {sent} events", end="", flush=True)
+            wall = time.perf_counter() - t0
+            if progress:
+                print(f" ({wall:.1f} s)")
+            out[label] = _ingestion_figures(sent, calls, usage.snapshot(), before, stack.stats(), wall)
+        stack.drain()
+        usage.reset()
+        before = stack.stats()
+        t1 = time.perf_counter()
+        fired = stack.advance(by="32d")
+        stack.drain()
+        wall = time.perf_counter() - t1
+        after = stack.stats()
+        counts = usage.snapshot()
+        renewals = [
+            e["detail"]["data"]
+            for e in stack.events("invoice.paid")
+            if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
+        ]
+    renewal = _report(n, len(renewals), counts, before, after, len(fired), wall)
+    renewal["invoice_lines"] = round(sum(len(i.get("lines", [])) for i in renewals) / max(len(renewals), 1), 2)
+    renewal["invoice_total"] = renewals[0].get("total") if renewals else None
+    out["metered_renewal"] = renewal
+    return out
+
+
 def main(args: argparse.Namespace) -> int:
+    if args.scenario == "usage":
+        print(f"kassa bench (usage): {args.subscriptions} hybrid subscriptions, events in batches of 100 and 1")
+        measured = run_usage(args.subscriptions)
+        print(json.dumps(measured, indent=2))
+        if args.json:
+            Path(args.json).write_text(json.dumps(measured, indent=2) + "\n")
+        return 0
     scenarios = ["one-item", "three-items"] if args.scenario == "both" else [args.scenario]
     figures: dict[str, Any] = {}
     for scenario in scenarios:
@@ -277,7 +425,8 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         choices=SCENARIOS,
         default="both",
         help="one-item (a 19.99 EUR box), three-items (base + seats in graduated tiers + add-on), "
-        "or both, each on its own fresh stack, reported side by side (default)",
+        "or both, each on its own fresh stack, reported side by side (default); usage: hybrid subscriptions "
+        "(a fixed fee + a metered price) ingesting events in batches of 100 and 1, then renewing",
     )
     p.add_argument("--json", help="also write the figures to this file")
     p.set_defaults(func=main)

@@ -248,3 +248,47 @@ def test_any_shuffle_and_duplication_of_the_same_events_gives_the_same_invoice(r
     shuffled = distinct + rng.choices(distinct, k=15)
     rng.shuffle(shuffled)
     assert invoice_of(shuffled) == invoice_of(distinct)
+
+
+def test_removing_a_metered_item_mid_period_bills_the_usage_so_far():
+    from kassa.domain.items import ItemChange
+    from kassa.services.plan_changes import change_plan
+
+    world = make_world()
+    base, calls = hybrid(world, terms=PriceTerms(unit_amount=2))
+    sub_id = subscribe(world, base, calls)
+    sub = world.store.get_subscription(sub_id)
+    send(world, events(sub.customer, 40))
+    world.clock.advance(timedelta(days=10))
+    metered = next(item for item in sub.items if item.metered)
+
+    changed = change_plan(world.billing, sub_id, items=[ItemChange(id=metered.id, deleted=True)])
+
+    assert changed.invoice is not None
+    assert [(line.amount, line.quantity) for line in changed.invoice.lines if line.usage] == [(80, 40)]
+    assert changed.invoice.total == 80
+    with pytest.raises(InvalidInput) as raised:  # the meter no longer bills this customer
+        ingest(world.billing, events(sub.customer, 1, 500)[0], batch=False)
+    assert raised.value.param == "customer"
+    assert [line.usage for line in renew(world, sub_id).lines] == [None]  # the fixed fee only
+
+
+def test_switching_a_metered_item_to_another_price_bills_the_usage_so_far_at_the_old_price():
+    from kassa.domain.items import ItemChange
+    from kassa.services.plan_changes import change_plan
+
+    world = make_world()
+    base, calls = hybrid(world, terms=PriceTerms(unit_amount=2))
+    cheaper = create_price(world.billing, calls.product, "eur", 1, calls.recurring)
+    sub_id = subscribe(world, base, calls)
+    sub = world.store.get_subscription(sub_id)
+    send(world, events(sub.customer, 40))
+    world.clock.advance(timedelta(days=10))
+    metered = next(item for item in sub.items if item.metered)
+
+    changed = change_plan(world.billing, sub_id, items=[ItemChange(id=metered.id, price=cheaper.id)])
+
+    assert [line.amount for line in changed.invoice.lines if line.usage] == [80]  # 40 × 2, the old price
+    send(world, events(sub.customer, 10, 40))
+    final = renew(world, sub_id)
+    assert [(line.quantity, line.amount) for line in final.lines if line.usage] == [(50, 10)]  # 10 more × 1

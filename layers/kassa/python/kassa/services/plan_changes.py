@@ -17,6 +17,7 @@ from kassa.domain.items import ItemChange, apply_item_changes
 from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior, change_items
 from kassa.domain.subscription import Status, Subscription, ensure_changeable
+from kassa.services import usage
 from kassa.services.collection import collect_new
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import finish_invoice, new_invoice, period_invoice, with_items
@@ -114,19 +115,23 @@ def change_plan(
         )
     invoice: Invoice | None = None
     moved: Customer | None = None
-    if result.invoice_now:
-        pending = [InvoiceLine.model_validate(line) for line in sub.pending_lines]
+    # a metered item removed or switched to another price: the usage so far is invoiced now
+    usage_so_far = usage.changed_usage_lines(ctx, sub, new_items, now)
+    if result.invoice_now or usage_so_far:
+        invoiced = changed
+        billed: list[InvoiceLine] = list(usage_so_far)
+        if result.invoice_now:
+            billed = [*(InvoiceLine.model_validate(line) for line in sub.pending_lines), *usage_so_far, *lines]
+            invoiced = changed.model_copy(update={"pending_lines": []})
         draft = new_invoice(
             sub,
             derived_id("in", sub.id, "update", now.isoformat()),
-            [*pending, *lines],
-            Period(now, changed.current_period_end),
+            billed,
+            Period(sub.current_period_start if usage_so_far else now, changed.current_period_end),
             now,
             BillingReason.SUBSCRIPTION_UPDATE,
         )
-        changed, invoice, moved = finish_invoice(
-            ctx, changed.model_copy(update={"pending_lines": []}), draft, customer, settings
-        )
+        changed, invoice, moved = finish_invoice(ctx, invoiced, draft, customer, settings)
     if preview:
         upcoming = None
         if invoice is None:

@@ -240,6 +240,32 @@ def usage_lines(ctx: BillingContext, sub: Subscription, period: Period, names: d
     return lines
 
 
+def changed_usage_lines(
+    ctx: BillingContext, sub: Subscription, new_items: Sequence[SubscriptionItem], now: datetime
+) -> list[InvoiceLine]:
+    """A change that removes a metered item or switches it to another price bills the usage so far
+    in the period at the old price (the aggregate remembers it as invoiced: a price on the same meter
+    then bills only what comes after)."""
+    from kassa.services.invoicing import product_names
+
+    after = {item.id: item for item in new_items}
+    lines = []
+    names: dict[str, str] | None = None
+    for item in metered_items(sub):
+        kept = after.get(item.id)
+        if kept is not None and kept.price == item.price:
+            continue
+        assert item.meter is not None
+        meter = _meter_of(ctx, item.meter)
+        state = ctx.store.get_usage(UsageKey(sub.id, meter.id, sub.current_period_start))
+        names = names if names is not None else product_names(ctx, sub)
+        so_far = Period(sub.current_period_start, max(now, sub.current_period_start + timedelta(seconds=1)))
+        lines.append(
+            usage_line(item, names.get(item.price) or item.label, so_far, state, meter.aggregation, close=False)
+        )
+    return lines
+
+
 def subscription_usage(ctx: BillingContext, subscription_id: str) -> dict[str, Any]:
     """Per metered item: the usage so far in the current period, what it costs so far, what was invoiced."""
     sub = ctx.store.get_subscription(subscription_id)
