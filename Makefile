@@ -60,7 +60,7 @@ bench: $(STAMP)
 
 ## make bench-usage: N hybrid subscriptions ingest events (batches of 100 and 1), then renew: cost per million events
 bench-usage: $(STAMP)
-	$(BIN)/kassa bench --scenario usage --subscriptions $${N:-10}
+	$(BIN)/kassa bench --scenario usage --subscriptions $${N:-4}
 
 ## make synth / deploy: the CDK app (deploy needs AWS credentials; see docs/infrastructure.md)
 synth: $(STAMP) node_modules/.installed

@@ -309,7 +309,7 @@ def _ingestion_figures(
     }
 
 
-def run_usage(n: int, events_per_customer: int = 1000, singles: int = 200, progress: bool = True) -> dict[str, Any]:
+def run_usage(n: int, events_per_customer: int = 500, singles: int = 100, progress: bool = True) -> dict[str, Any]:
     """The usage scenario: N hybrid subscriptions, ``events_per_customer`` events each through the
     batch endpoint (100 a call), ``singles`` more one per call, then every subscription renews once
     (the fixed fee in advance, the usage in arrears)."""
