@@ -211,7 +211,6 @@ def test_usage_thresholds_invoice_the_usage_so_far_and_the_period_end_only_the_r
     assert out.thresholds == []  # 998 calls: 299.4 → 299 cents, below 300
     out = send(world, events(customer, 3, 998))  # 1,001 calls: 300.3 → 300
     assert out.thresholds == [sub_id]
-    assert "usage.threshold_reached" in world.publisher.types()
 
     assert bill_threshold(world.billing, sub_id) == "paid"
     assert bill_threshold(world.billing, sub_id) == "below_threshold"  # asked again: nothing more
@@ -292,3 +291,19 @@ def test_switching_a_metered_item_to_another_price_bills_the_usage_so_far_at_the
     send(world, events(sub.customer, 10, 40))
     final = renew(world, sub_id)
     assert [(line.quantity, line.amount) for line in final.lines if line.usage] == [(50, 10)]  # 10 more × 1
+
+
+def test_a_customer_usage_alert_publishes_usage_threshold_reached_once_per_period():
+    from kassa.services.usage import set_usage_alert
+
+    world = make_world()
+    base, calls = hybrid(world, terms=PriceTerms(unit_amount=2))
+    sub_id = subscribe(world, base, calls)
+    customer = world.store.get_subscription(sub_id).customer
+    set_usage_alert(world.billing, customer, 100)
+    send(world, events(customer, 49))
+    assert "usage.threshold_reached" not in world.publisher.types()
+    send(world, events(customer, 1, 49))  # 50 calls × 2 = 100
+    send(world, events(customer, 5, 50))
+    alerts = [e for e in world.publisher.events if e.type == "usage.threshold_reached"]
+    assert len({e.id for e in alerts}) == 1 and alerts[0].data["amount"] == 100

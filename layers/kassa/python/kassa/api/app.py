@@ -47,6 +47,7 @@ from kassa.api.models import (
     PromotionCodeIn,
     PromotionCodeUpdateIn,
     RefundIn,
+    UsageAlertIn,
 )
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
@@ -585,6 +586,12 @@ def set_billing_thresholds(subscription_id: str, body: BillingThresholdsIn) -> d
         "subscription",
         invoicing.update_subscription(billing, subscription_id, {"billing_thresholds": thresholds}, "thresholds"),
     )
+
+
+@app.post("/v1/customers/<customer_id>/usage_alert", tags=["usage"])
+def set_usage_alert(customer_id: str, body: UsageAlertIn) -> dict[str, Any] | None:
+    """An optional usage alert: usage.threshold_reached once the usage accrued in a period reaches amount_gte."""
+    return obj("customer", usage.set_usage_alert(container.billing(with_gateway=False), customer_id, body.amount_gte))
 
 
 @app.post("/v1/subscriptions/<subscription_id>/uncancel", tags=["subscriptions"])

@@ -411,3 +411,9 @@ class MeterIn(Strict):
     value_property: str | None = Field(
         default=None, min_length=1, max_length=100, description="the payload key aggregated (default: value)"
     )
+
+
+class UsageAlertIn(Strict):
+    amount_gte: StrictInt | None = Field(
+        ge=1, le=MAX_AMOUNT, description="minor units of usage accrued in a period (null removes the alert)"
+    )

@@ -54,6 +54,9 @@ class Customer(BaseModel):
     # later invoices; in ``balance_currency``
     balance: int = 0
     balance_currency: str | None = None
+    # an optional usage alert (kassa.domain.usage): usage.threshold_reached is published once the usage
+    # accrued in a period, over the customer's metered subscriptions, reaches this many minor units
+    usage_alert_amount_gte: int | None = None
     stripe_customer_id: str | None = None
     default_payment_method: CardSummary | None = None
     # "<payment method>:<YYYY-MM>" of the card whose card_expiring email was sent (once per card and expiry)

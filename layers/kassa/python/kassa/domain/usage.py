@@ -387,6 +387,17 @@ def accrued(items: Mapping[str, tuple[SubscriptionItem, UsageState, Aggregation]
     )
 
 
+class UsageAlert(BaseModel):
+    """What ``usage.threshold_reached`` carries: a customer's usage accrued in a period reached its alert."""
+
+    id: str  # the customer
+    customer: str
+    period_start: datetime
+    amount: int  # accrued and not invoiced, minor units of ``currency``
+    amount_gte: int
+    currency: str
+
+
 def threshold_reached(accrued_amount: int, amount_gte: int | None) -> bool:
     """Stripe's ``billing_thresholds.amount_gte``: an invoice for the usage so far is due."""
     return amount_gte is not None and accrued_amount >= amount_gte > 0

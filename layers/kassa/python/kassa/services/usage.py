@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from kassa.domain.customer import Customer
 from kassa.domain.errors import DomainError, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import derived_id, new_id
@@ -25,6 +26,7 @@ from kassa.domain.usage import (
     MeterEvent,
     MeterStatus,
     Rejection,
+    UsageAlert,
     UsageState,
     parse_event,
     threshold_reached,
@@ -89,6 +91,7 @@ class _Lookups:
         self.store = store
         self.meters: dict[str, Meter | None] = {}
         self.subscriptions: dict[str, list[Subscription]] = {}
+        self.customers: dict[str, Customer] = {}
 
     def meter(self, event_name: str) -> Meter | None:
         if event_name not in self.meters:
@@ -98,7 +101,7 @@ class _Lookups:
     def subscriptions_of(self, customer: str, param: str) -> list[Subscription]:
         if customer not in self.subscriptions:
             try:
-                self.store.get_customer(customer)
+                self.customers[customer] = self.store.get_customer(customer)
             except NotFound:
                 raise NotFound(f"no such customer: {customer}", param=param) from None
             self.subscriptions[customer] = self.store.list_customer_subscriptions(customer)
@@ -147,7 +150,7 @@ def ingest(ctx: BillingContext, raw_events: Any, *, batch: bool, queue: WorkQueu
     events are recorded and each refused one is listed with its index; a single event that is refused
     raises (a 4xx naming the field). Refusals are published as ``billing.meter.error_report_triggered``;
     subscriptions whose usage passed their ``billing_thresholds.amount_gte`` are queued for a
-    threshold invoice (``queue``), and ``usage.threshold_reached`` is published for them."""
+    threshold invoice (``queue``); a customer whose usage alert is reached gets ``usage.threshold_reached``."""
     if batch:
         if not isinstance(raw_events, list):
             raise InvalidInput("events is a list of meter events", param="events")
@@ -187,12 +190,13 @@ def ingest(ctx: BillingContext, raw_events: Any, *, batch: bool, queue: WorkQueu
         )
     if out.rejected:
         _report(ctx, out.rejected, now)
-    touched = {
-        w.key.subscription for (_, w), o in zip(writes, outcomes, strict=True) if o is not UsageOutcome.DUPLICATE
-    }
-    for sub_id in sorted(touched):
-        if _threshold_due(ctx, sub_id):
-            out.thresholds.append(sub_id)
+    counted = [w for (_, w), o in zip(writes, outcomes, strict=True) if o is not UsageOutcome.DUPLICATE]
+    touched = {w.key.subscription for w in counted}
+    for sub in [s for subs in lookups.subscriptions.values() for s in subs if s.id in touched]:
+        if _threshold_due(ctx, sub):  # the subscription as read for this call: its thresholds and period
+            out.thresholds.append(sub.id)
+    for customer_id in sorted({w.event.customer for w in counted}):
+        _usage_alert(ctx, lookups.customers[customer_id], lookups.subscriptions[customer_id])
     if out.thresholds and queue is not None:
         queue.send([{"subscription": sub_id, "threshold": True} for sub_id in out.thresholds])
     return out
@@ -311,23 +315,42 @@ def _accrued(
     return total, found
 
 
-def _threshold_due(ctx: BillingContext, subscription_id: str) -> bool:
-    sub = ctx.store.get_subscription(subscription_id)
+def _threshold_due(ctx: BillingContext, sub: Subscription) -> bool:
     amount_gte = (sub.billing_thresholds or {}).get("amount_gte")
     if amount_gte is None or sub.status not in (Status.ACTIVE, Status.PAST_DUE):
         return False
     total, _ = _accrued(ctx, sub)
-    reached = threshold_reached(total, amount_gte)
-    if reached:
-        ctx.emit(
-            DomainEvent.of(
-                "usage.threshold_reached",
-                sub,
-                ctx.now(),
-                cause=f"threshold:{sub.current_period_start.isoformat()}:{total // max(amount_gte, 1)}",
-            )
-        )
-    return reached
+    return threshold_reached(total, amount_gte)
+
+
+def _usage_alert(ctx: BillingContext, customer: Customer, subscriptions: list[Subscription]) -> None:
+    """The customer's optional usage alert: ``usage.threshold_reached`` when the usage accrued (not
+    invoiced) over its metered subscriptions' current periods reaches ``usage_alert_amount_gte``. The
+    event id is derived from the customer and the period, so consumers see it once per period
+    however many calls find it reached."""
+    amount_gte = customer.usage_alert_amount_gte
+    live = [s for s in subscriptions if s.status not in TERMINAL and metered_items(s)]
+    if amount_gte is None or not live:
+        return
+    total = sum(_accrued(ctx, sub)[0] for sub in live)
+    if threshold_reached(total, amount_gte):
+        period_start = live[0].current_period_start
+        alert = UsageAlert(id=customer.id, customer=customer.id, period_start=period_start, amount=total,
+                           amount_gte=amount_gte, currency=live[0].currency)  # fmt: skip
+        ctx.emit(DomainEvent.of("usage.threshold_reached", alert, ctx.now(), cause=f"alert:{period_start.isoformat()}"))
+
+
+def set_usage_alert(ctx: BillingContext, customer_id: str, amount_gte: int | None) -> Customer:
+    """Set (or, with None, remove) the customer's usage alert."""
+    from kassa.domain.errors import Conflict
+
+    for _ in range(5):
+        customer = ctx.store.get_customer(customer_id)
+        try:
+            return ctx.store.save_customer(customer.model_copy(update={"usage_alert_amount_gte": amount_gte}))
+        except Conflict:
+            continue
+    raise Conflict(f"customer {customer_id} kept changing; retry")
 
 
 def bill_threshold(ctx: BillingContext, subscription_id: str) -> str:
