@@ -53,3 +53,12 @@ def test_the_usage_routes_are_in_the_openapi_document(api: Api) -> None:
         "/v1/subscriptions/{subscription_id}/usage",
     ):
         assert path in paths
+
+
+def test_an_unknown_customer_or_meter_is_a_400_naming_the_field(api: Api, uid: str) -> None:
+    meter = _meter(api, uid)
+    event = {"event_name": meter["event_name"], "customer": "cus_nobody", "identifier": "a", "payload": {"value": 1}}
+    for body, param in ((event, "customer"), ({**event, "event_name": "nothing_like_it"}, "event_name")):
+        response = api.request("POST", "/v1/meter_events", json=body)
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["param"] == param and response.json()["error"]["code"] == "resource_missing"

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kassa.domain.catalog import Price, Recurring, UsageType
-from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.errors import InvalidInput
 from kassa.domain.items import SubscriptionItem
 from kassa.domain.periods import Interval, Period
 from kassa.domain.pricing import PriceTerms, exact_total, price_total
@@ -150,10 +150,10 @@ def test_a_bad_event_is_refused_naming_the_field_and_its_index(change, param):
     assert raised.value.param == param
 
 
-def test_an_unknown_meter_is_a_not_found_naming_event_name():
-    with pytest.raises(NotFound) as raised:
+def test_an_unknown_meter_is_a_400_naming_event_name():
+    with pytest.raises(InvalidInput) as raised:
         _parse({**GOOD, "event_name": "nope"})
-    assert raised.value.param == "events[3].event_name"
+    assert raised.value.param == "events[3].event_name" and raised.value.code == "resource_missing"
 
 
 def test_an_archived_meter_refuses_events():

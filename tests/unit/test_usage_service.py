@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from kassa.domain.catalog import Price, Recurring, UsageType
 from kassa.domain.customer import Address
-from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import BillingReason
 from kassa.domain.periods import Interval
 from kassa.domain.pricing import PriceTerms
@@ -174,9 +174,9 @@ def test_refused_events_are_listed_by_index_and_reported():
     ]
     report = [e for e in world.publisher.events if e.type == "billing.meter.error_report_triggered"]
     assert len(report) == 1 and len(report[0].data["errors"]) == 6
-    with pytest.raises(NotFound) as raised:
+    with pytest.raises(InvalidInput) as raised:  # a 400 (Stripe's resource_missing code) naming the field
         ingest(world.billing, batch[1], batch=False)
-    assert raised.value.param == "customer"
+    assert raised.value.param == "customer" and raised.value.code == "resource_missing"
     with pytest.raises(InvalidInput) as raised:
         ingest(world.billing, events(customer, 101), batch=True)
     assert raised.value.param == "events"

@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from kassa.domain.errors import DomainError, InvalidInput, NotFound
+from kassa.domain.errors import DomainError, InvalidInput
 from kassa.domain.invoice import InvoiceLine
 from kassa.domain.items import SubscriptionItem
 from kassa.domain.periods import Period, ensure_utc
@@ -56,6 +56,13 @@ MAX_VALUE = 10**15
 MAX_IDENTIFIER = 100
 MAX_UNIQUE_VALUE = 200
 EVENT_NAME = re.compile(r"^[A-Za-z0-9_.:-]{1,100}$")
+
+
+class UnknownReference(InvalidInput):
+    """An event naming a meter (event_name) or a customer that does not exist: a 400 naming the field
+    (the request is wrong, nothing at its path is missing), with Stripe's code for it."""
+
+    code = "resource_missing"
 
 
 class Aggregation(StrEnum):
@@ -176,7 +183,7 @@ def parse_event(raw: Any, meter_of: Callable[[str], Meter | None], now: datetime
         )
     meter = meter_of(raw["event_name"])
     if meter is None:
-        raise NotFound(
+        raise UnknownReference(
             f"no meter for event_name {raw['event_name']!r}: create one with POST /v1/meters",
             param=_field(prefix, "event_name"),
         )

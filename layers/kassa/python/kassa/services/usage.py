@@ -26,6 +26,7 @@ from kassa.domain.usage import (
     MeterEvent,
     MeterStatus,
     Rejection,
+    UnknownReference,
     UsageAlert,
     UsageState,
     parse_event,
@@ -103,7 +104,7 @@ class _Lookups:
             try:
                 self.customers[customer] = self.store.get_customer(customer)
             except NotFound:
-                raise NotFound(f"no such customer: {customer}", param=param) from None
+                raise UnknownReference(f"no such customer: {customer}", param=param) from None
             self.subscriptions[customer] = self.store.list_customer_subscriptions(customer)
         return self.subscriptions[customer]
 
