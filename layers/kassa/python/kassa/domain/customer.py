@@ -10,7 +10,9 @@ from pydantic import BaseModel, Field, field_validator
 from kassa.domain.countries import is_country_code
 from kassa.domain.errors import InvalidInput
 
-SUPPORTED_LOCALES = ("en", "nl", "de", "fr")
+#: the languages a customer may choose (``preferred_locale``); each has its email translations
+#: (``kassa/emails/translations/<language>.json``, a test keeps the two equal)
+SUPPORTED_LOCALES = ("en", "nl", "de", "fr", "es", "it", "pl", "sv")
 
 
 class Address(BaseModel):

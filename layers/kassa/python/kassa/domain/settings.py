@@ -16,7 +16,7 @@ from pydantic import (
     model_validator,
 )
 
-from kassa.domain.customer import Address, ensure_valid_tax_id
+from kassa.domain.customer import SUPPORTED_LOCALES, Address, ensure_valid_tax_id
 from kassa.domain.dunning import DEFAULT_LADDER, OverdueLadder, RetrySchedule
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
@@ -28,7 +28,9 @@ _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 #: settings are one DynamoDB item, and an item is at most 400 KB.
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_TEMPLATES_BYTES = 256 * 1024
-_TEMPLATE_FILE = re.compile(r"(?:(?:en|nl|de|fr)/)?[a-z][a-z0-9_]{0,39}\.(?:subject|html|txt)\.j2")
+# a merchant template, optionally for one of the customers' languages ("pl/receipt.html.j2")
+_LANGUAGES = "|".join(map(re.escape, SUPPORTED_LOCALES))
+_TEMPLATE_FILE = re.compile(rf"(?:(?:{_LANGUAGES})/)?[a-z][a-z0-9_]{{0,39}}\.(?:subject|html|txt)\.j2")
 
 
 class EmailSettings(BaseModel):
@@ -43,6 +45,8 @@ class EmailSettings(BaseModel):
     win_back_days: int | None = Field(default=None, ge=1, le=365)  # None: no win-back email
     win_back_coupon: str | None = None  # a promotion code offered in the win-back email
     card_link_days: int = Field(default=7, ge=1, le=60)  # how long a card-update link stays valid
+    # how long a hosted invoice link (receipt, payment emails, the API's hosted_invoice_url) stays valid
+    invoice_link_days: int = Field(default=30, ge=1, le=365)
     colour: str = "#1f6feb"
     logo_url: str | None = None
     # the merchant's own templates: "<name>.<subject|html|txt>.j2" (optionally "nl/…") → Jinja2 source
