@@ -162,6 +162,7 @@ def create_price(body: PriceIn) -> Response[dict[str, Any]]:
         recurring=Recurring(**body.recurring.model_dump()),
         tax_behavior=body.tax_behavior,
         nickname=body.nickname,
+        payment_method_types=body.payment_method_types,
     )
     return created(obj("price", price))
 

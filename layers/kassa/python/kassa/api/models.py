@@ -124,6 +124,12 @@ class PriceIn(Strict):
     recurring: RecurringIn
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = Field(default=None, max_length=250)
+    payment_method_types: list[str] | None = Field(
+        default=None,
+        max_length=3,
+        description="narrows the merchant's payment_method_types for checkouts of this price: card, "
+        "sepa_debit (EUR), us_bank_account (USD)",
+    )
 
     @field_validator("currency")
     @classmethod

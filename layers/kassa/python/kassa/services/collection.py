@@ -12,10 +12,17 @@ from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus, PaymentError
 from kassa.domain.money import Money
-from kassa.domain.subscription import Status, Subscription, after_invoice_paid, after_payment_failed
+from kassa.domain.payment_methods import SettlementEffect, SettlementNews, may_charge, settlement_effect
+from kassa.domain.subscription import (
+    Status,
+    Subscription,
+    after_invoice_paid,
+    after_payment_failed,
+    after_payment_processing,
+)
 from kassa.services.context import BillingContext
 from kassa.services.customers import confirmed_payment_method, save_payment_method
-from kassa.services.ports import ChargeResult, ChargeStatus, PaymentIntentInfo
+from kassa.services.ports import ChargeResult, ChargeStatus, MandateAcceptance, PaymentIntentInfo
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +65,9 @@ def collect(
     if customer.default_payment_method is None or customer.stripe_customer_id is None:
         result = ChargeResult(ChargeStatus.DECLINED, None, code="no_payment_method", message="no card on file")
         return apply_failure(ctx, invoice, result)
+    if not may_charge(invoice.attempt_outcome):
+        # a bank debit of this invoice is with the bank: never a second charge while it is processing
+        return CollectResult(invoice, ctx.subscription_of(invoice.subscription), None)
     if invoice.attempt_pending:
         return charge(ctx, invoice, customer, invoice.attempt_count, off_session=off_session)
     if invoice.attempt_count > 0 and (trigger is None or trigger == invoice.attempt_trigger):
@@ -83,15 +93,18 @@ def collect_new(ctx: BillingContext, invoice: Invoice, payer: Customer) -> Colle
 def charge(
     ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: int, *, off_session: bool = True
 ) -> CollectResult:
-    assert customer.default_payment_method is not None and customer.stripe_customer_id is not None
+    method = customer.default_payment_method
+    assert method is not None and customer.stripe_customer_id is not None
     result = ctx.gateway.charge(
         customer=customer.stripe_customer_id,
-        payment_method=customer.default_payment_method.payment_method_id,
+        payment_method=method.payment_method_id,
         amount=Money(invoice.amount_due, invoice.currency),
         invoice_id=invoice.id,
         attempt=attempt,
         description=invoice.charge_description,
         off_session=off_session,
+        payment_method_type=method.type.value,
+        mandate=method.mandate.stripe_mandate if method.mandate else None,
     )
     return apply_charge_result(ctx, invoice.id, result)
 
@@ -124,24 +137,67 @@ def confirm_payment(ctx: BillingContext, invoice_id: str, payment_intent_id: str
 
 
 def apply_charge_result(ctx: BillingContext, invoice_id: str, result: ChargeResult) -> CollectResult:
-    """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once."""
+    """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once, by the
+    settlement state machine (``kassa.domain.payment_methods.settlement_effect``): duplicates and
+    reordered reports (``processing`` after ``failed``, a failure of an older attempt) change nothing."""
+    news = {
+        ChargeStatus.SUCCEEDED: SettlementNews.SUCCEEDED,
+        ChargeStatus.PROCESSING: SettlementNews.PROCESSING,
+    }.get(result.status, SettlementNews.FAILED)
     for _ in range(4):
         invoice = ctx.store.get_invoice(invoice_id)
+        effect = settlement_effect(
+            collectable=invoice.collectable,
+            attempt_count=invoice.attempt_count,
+            attempt_outcome=invoice.attempt_outcome,
+            news=news,
+            news_attempt=result.attempt,
+        )
         try:
             if result.status is ChargeStatus.SUCCEEDED:
                 return apply_paid(ctx, invoice, result.payment_intent)
+            if effect is SettlementEffect.RECORD_PROCESSING:
+                return apply_processing(ctx, invoice, result)
             if result.status is ChargeStatus.PROCESSING:
-                if invoice.collectable and invoice.attempt_outcome is None:
-                    invoice = ctx.store.save_invoice(
-                        invoice.model_copy(
-                            update={"attempt_outcome": "processing", "payment_intent": result.payment_intent}
-                        )
-                    )
                 return CollectResult(invoice, ctx.subscription_of(invoice.subscription), result)
             return apply_failure(ctx, invoice, result)
         except Conflict:
             continue
     raise Conflict(f"invoice {invoice_id} kept changing; retry")
+
+
+def apply_processing(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -> CollectResult:
+    """A bank debit is with the bank (SEPA, ACH: days): the invoice stays open with the attempt
+    ``processing`` — nothing is charged again until it settles — and the subscription's access
+    follows ``settings.bank_debits.access_while_processing``."""
+    now = ctx.now()
+    processing = invoice.model_copy(
+        update={"attempt_outcome": "processing", "payment_intent": result.payment_intent, "next_dunning_at": None}
+    )
+    sub = ctx.subscription_of(invoice.subscription)
+    new_sub = None
+    if sub is not None:
+        settings = ctx.store.get_settings()
+        new_sub = after_payment_processing(
+            sub,
+            invoice.id,
+            now,
+            settings.bank_debits.access_while_processing,
+            settings.emails.upcoming_renewal_days,
+        )
+    saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(processing, new_sub)
+    events = [DomainEvent.of("invoice.payment_processing", saved_inv, now, cause=f"processing:{result.payment_intent}")]
+    if saved_sub is not None and sub is not None:
+        previous: dict[str, object] = {"status": sub.status.value}
+        events.append(
+            DomainEvent.of(
+                "customer.subscription.updated", saved_sub, now, cause=f"processing:{invoice.id}", previous=previous
+            )
+        )
+        if saved_sub.entitlements_suspended != sub.entitlements_suspended:
+            events.append(entitlements_event(saved_sub, now, cause=f"processing:{invoice.id}"))
+    ctx.emit(*events)
+    return CollectResult(saved_inv, saved_sub or sub, result)
 
 
 def entitlements_event(sub: Subscription, now: datetime, cause: str) -> DomainEvent:
@@ -184,7 +240,7 @@ def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None
                 "customer.subscription.updated", saved_sub, now, cause=f"paid:{invoice.id}", previous=previous
             )
         )
-        if sub.entitlements_suspended:
+        if sub.entitlements_suspended and not saved_sub.entitlements_suspended:
             events.append(entitlements_event(saved_sub, now, cause=f"paid:{invoice.id}"))
     ctx.emit(*events)
     return CollectResult(saved_inv, saved_sub or sub, None)
@@ -282,7 +338,12 @@ def stale_setup_intent(invoices: list[Invoice], setup_intent_id: str, created: d
 
 
 def update_card(
-    ctx: BillingContext, customer_id: str, setup_intent_id: str, *, off_session: bool = True
+    ctx: BillingContext,
+    customer_id: str,
+    setup_intent_id: str,
+    *,
+    off_session: bool = True,
+    acceptance: MandateAcceptance | None = None,
 ) -> tuple[Customer, list[CollectResult]]:
     """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
     first): make it the default and retry the open invoices at once, one attempt per SetupIntent
@@ -296,7 +357,9 @@ def update_card(
         customer_id,
     ):
         raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
-    customer = save_payment_method(ctx, customer_id, confirmed_payment_method(intent))
+    customer = save_payment_method(
+        ctx, customer_id, confirmed_payment_method(intent), mandate=intent.mandate, acceptance=acceptance
+    )
     results = [
         collect(ctx, invoice, customer, trigger=setup_intent_id, off_session=off_session)
         for invoice in ctx.store.list_open_invoices(customer_id)

@@ -3,6 +3,7 @@ confirmed cards, account-updater changes. Duplicates and out-of-order deliveries
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from kassa.services.ports import ChargeStatus, charge_result_from_intent
 HANDLED_EVENTS = frozenset(
     {
         "payment_intent.succeeded",
+        "payment_intent.processing",
         "payment_intent.payment_failed",
         "setup_intent.succeeded",
         "payment_method.updated",
@@ -35,6 +37,12 @@ def _created(obj: dict[str, Any]) -> datetime | None:
     return None
 
 
+def _bank_debit(intent: dict[str, Any]) -> bool:
+    """A PaymentIntent that debits a bank account (SEPA, ACH): its failure reason is the bank's."""
+    types = intent.get("payment_method_types") or []
+    return isinstance(types, list) and any(t in ("sepa_debit", "us_bank_account") for t in types)
+
+
 def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
     """Apply one verified Stripe event. Returns what happened: applied / ignored:<why>."""
     if not isinstance(event, dict):
@@ -48,7 +56,7 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
         raise InvalidInput("data.object and its metadata must be objects", param="data.object")
     if etype in PAYMENT_EVENTS:
         return apply_payment_event(ctx, event, obj)
-    if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+    if etype in ("payment_intent.succeeded", "payment_intent.processing", "payment_intent.payment_failed"):
         invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
         if not invoice_id:
             return "ignored:not a kassa payment"
@@ -57,6 +65,11 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
         result = charge_result_from_intent(obj)
         if etype == "payment_intent.payment_failed" and result.status is ChargeStatus.SUCCEEDED:
             return "ignored:inconsistent"
+        if etype == "payment_intent.processing" and result.status is not ChargeStatus.PROCESSING:
+            return "ignored:inconsistent"
+        if etype == "payment_intent.payment_failed" and result.decline_code is None and _bank_debit(obj):
+            # the bank's return reason is on the charge, which the event names only by id: read it
+            result = replace(ctx.gateway.get_payment_intent(str(obj["id"])).result, attempt=result.attempt)
         apply_charge_result(ctx, invoice_id, result)
         return "applied"
     if etype in ("payment_method.updated", "payment_method.automatically_updated"):
