@@ -104,6 +104,16 @@ def seed_catalog(api: Api) -> int:
         return 0
     made = len(demo_catalog(api))
     seats_price(api)
+    settings = api.get("/v1/settings")
+    if settings.get("payment_method_types") == ["card"] and not (settings.get("bank_debits") or {}).get(
+        "sepa_creditor_id"
+    ):
+        # the storefront offers a bank account too: SEPA Direct Debit under the Bundesbank's example
+        # creditor identifier (a real merchant puts its own in PUT /v1/settings)
+        settings.pop("object", None)
+        settings["payment_method_types"] = ["card", "sepa_debit"]
+        settings["bank_debits"] = {**(settings.get("bank_debits") or {}), "sepa_creditor_id": "DE98ZZZ09999999999"}
+        api.request("PUT", "/v1/settings", expect=200, json=settings)
     return made + 1
 
 

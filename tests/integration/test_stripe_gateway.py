@@ -25,7 +25,6 @@ from kassa.domain.customer import Address, CardSummary
 from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.money import Money
 from kassa.services.ports import ChargeStatus
-
 from kassa_local.client import confirm_sepa_debit_setup_request
 
 from .conftest import confirm_like_stripe_js, stripe_get, stripe_object

@@ -33,6 +33,7 @@ from kassa.api.models import (
     CustomerUpdateIn,
     DiscountIn,
     InvoiceItemIn,
+    MandateAcceptanceIn,
     PauseCollectionIn,
     PayIn,
     PortalConfirmIn,
@@ -53,6 +54,7 @@ from kassa.domain.customer import CLEARABLE_FIELDS
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.links import LinkRefused, sign_link, verify_link
+from kassa.domain.payment_methods import ach_mandate_text, sepa_mandate_text
 from kassa.domain.settings import MerchantSettings
 from kassa.services import (
     cancellation,
@@ -69,7 +71,7 @@ from kassa.services import (
     payments,
     plan_changes,
 )
-from kassa.services.ports import ChargeStatus
+from kassa.services.ports import ChargeStatus, MandateAcceptance
 
 app = new_app()
 app.use(middlewares=[idempotency_middleware])  # after auth: Idempotency-Key on every POST /v1 (api/idempotency.py)
@@ -392,8 +394,42 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
             "client_secret": result.setup_intent.client_secret,
             "setup_intent_id": result.setup_intent.id,
             "publishable_key": result.publishable_key,
+            "payment_method_types": list(result.payment_method_types),
+            "mandate": _mandate_terms(result.payment_method_types),
         }
     )
+
+
+def _mandate_terms(types: tuple[str, ...] | list[str]) -> dict[str, Any] | None:
+    """What a page shows before a bank account is saved: the mandate text with the merchant's name and
+    SEPA creditor identifier (the SEPA rulebook's mandate), or the ACH authorisation."""
+    if "sepa_debit" not in types and "us_bank_account" not in types:
+        return None
+    settings = container.store().get_settings()
+    debits = settings.bank_debits
+    terms: dict[str, Any] = {
+        "seller_name": settings.seller_name,
+        "creditor_id": debits.sepa_creditor_id,
+        "pre_notification_days": debits.pre_notification_days,
+    }
+    if "sepa_debit" in types:
+        terms["sepa_debit"] = sepa_mandate_text(
+            settings.seller_name, debits.sepa_creditor_id, debits.pre_notification_days
+        )
+    if "us_bank_account" in types:
+        terms["us_bank_account"] = ach_mandate_text(settings.seller_name)
+    return terms
+
+
+def _acceptance(body: MandateAcceptanceIn | None) -> MandateAcceptance | None:
+    return MandateAcceptance(body.ip_address, body.user_agent) if body is not None else None
+
+
+def _browser_acceptance() -> MandateAcceptance:
+    """The customer's browser, as the portal (which the browser calls itself) sees it."""
+    identity = app.current_event.request_context.identity
+    agent = app.current_event.headers.get("User-Agent") or app.current_event.headers.get("user-agent")
+    return MandateAcceptance(identity.source_ip, agent or identity.user_agent)
 
 
 @app.post("/v1/checkout/<subscription_id>/complete", tags=["checkout"])
@@ -402,7 +438,9 @@ def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
     that asks for 3-D Secure answers ``requires_action: true`` with ``payment_intent_client_secret``
     for Stripe.js's ``confirmCardPayment``; then call ``/confirm_payment`` (or ``/complete`` again)."""
     billing = container.billing()
-    result = checkout.complete_checkout(billing, subscription_id, body.setup_intent_id)
+    result = checkout.complete_checkout(
+        billing, subscription_id, body.setup_intent_id, _acceptance(body.mandate_acceptance)
+    )
     return _checkout_answer(billing, result)
 
 
@@ -420,6 +458,8 @@ def _checkout_answer(billing: Any, result: collection.CollectResult) -> dict[str
         "subscription": obj("subscription", result.subscription),
         "invoice": obj("invoice", result.invoice),
         "requires_action": False,
+        # a bank debit is with the bank: the invoice stays open until it settles (days, by webhook)
+        "processing": bool(result.invoice and result.invoice.attempt_outcome == "processing"),
     }
     charge = result.charge
     if charge is not None and charge.status is ChargeStatus.REQUIRES_ACTION and charge.client_secret:
@@ -806,10 +846,13 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
     # what a new card pays: the open invoices (a pending checkout's first one has no number until it
     # is paid); written-off (uncollectible) invoices are not due from the customer
     invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.retried_on_new_card]
+    offered = customers.offered_payment_method_types(billing, customer.id)
     answer: dict[str, Any] = {
         "purpose": link.purpose,
         "customer": {"name": customer.name, "email": customer.email},
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
+        "payment_method_types": list(offered),
+        "mandate": _mandate_terms(offered),
         "open_invoices": [
             {
                 "number": i.number,
@@ -849,7 +892,12 @@ def _invoice_answers(billing: Any, results: list[collection.CollectResult]) -> l
     for r in results:
         if r.invoice is None:
             continue
-        row: dict[str, Any] = {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
+        row: dict[str, Any] = {
+            "id": r.invoice.id,
+            "number": r.invoice.number,
+            "status": r.invoice.status.value,
+            "processing": r.invoice.attempt_outcome == "processing",  # a bank debit with the bank
+        }
         intent = collection.open_payment_intent(billing, r.invoice)
         if intent is not None:
             row.update(
@@ -865,7 +913,9 @@ def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
     on-session (the customer is on the page: a card that asks for 3-D Secure is confirmed there)."""
     billing = container.billing()
     link = verify_link(container.link_keys(), body.token, billing.now())
-    customer, results = collection.update_card(billing, link.customer, body.setup_intent_id, off_session=False)
+    customer, results = collection.update_card(
+        billing, link.customer, body.setup_intent_id, off_session=False, acceptance=_browser_acceptance()
+    )
     card = customer.default_payment_method
     return {
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
