@@ -5,7 +5,7 @@ second charge while one is processing; access during processing by setting; the 
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -269,3 +269,86 @@ def test_a_card_still_pays_at_once() -> None:
     assert world.gateway.charge_calls[0].payment_method_type == "card"
     assert world.gateway.charge_calls[0].result is not None
     assert world.gateway.charge_calls[0].result.status is ChargeStatus.SUCCEEDED
+
+
+# ----------------------------------------------------------------------------- SEPA pre-notification
+def _sepa_desk(**emails: Any) -> Any:
+    from test_dunning_service import Desk
+
+    from kassa.domain.settings import EmailSettings
+
+    desk = Desk(
+        MerchantSettings(
+            seller_name="Koffie Club BV",
+            payment_method_types=("card", "sepa_debit"),
+            bank_debits=BankDebitSettings(sepa_creditor_id="DE98ZZZ09999999999"),
+            emails=EmailSettings(**emails),
+        )
+    )
+    desk.w.gateway.will(SEPA_PM, Outcome("processing"))
+    return desk
+
+
+def _settled_subscription(desk: Any, locale: str = "nl") -> Any:
+    started = desk.subscribe(pm=SEPA_PM, email="daan@example.nl", locale=locale)
+    first = desk.invoice(started.subscription.id)
+    apply_stripe_event(desk.w.billing, desk.w.gateway.settle(first.payment_intent or ""))
+    desk.deliver()
+    return started
+
+
+def test_a_sepa_customer_is_pre_notified_14_days_before_each_debit_by_default() -> None:
+    desk = _sepa_desk()  # upcoming_renewal_days is off: the pre-notification is on for SEPA customers
+    started = _settled_subscription(desk, locale="en")
+    renews_at = started.subscription.current_period_end
+    sub = desk.w.store.get_subscription(started.subscription.id)
+    assert sub.renewal_reminder_at == renews_at - timedelta(days=14)
+    desk.run_until(renews_at - timedelta(days=14) - timedelta(hours=1))
+    assert "upcoming_renewal" not in desk.templates()
+    desk.run_until(renews_at - timedelta(days=13), twice=True)
+    assert desk.templates().count("upcoming_renewal") == 1
+    email = next(e for e, _ in desk.mailer.sent if e.template == "upcoming_renewal")
+    reference = desk.w.store.get_customer(started.customer.id).default_payment_method.mandate.reference
+    assert "Advance notice of a SEPA Direct Debit: we will debit €15.00 from your bank account ending in 3000" in (
+        email.text
+    )
+    assert f"mandate reference {reference}" in email.text and "DE98ZZZ09999999999" in email.text
+    assert "card ending" not in email.text
+    # the receipt named the bank account and the mandate
+    receipt = next(e for e, _ in desk.mailer.sent if e.template == "receipt")
+    assert "bank account ending in 3000" in receipt.text and reference in receipt.text
+
+
+def test_the_pre_notification_is_in_the_customers_language_and_follows_the_merchants_period() -> None:
+    from kassa.emails.render import render
+
+    email = render(
+        "upcoming_renewal",
+        "nl",
+        {
+            "plan_name": "Koffie",
+            "amount": 1500,
+            "currency": "EUR",
+            "renews_at": datetime(2026, 4, 2, tzinfo=UTC),
+            "card_brand": "sepa_debit",
+            "card_last4": "3000",
+            "pre_notification": True,
+            "mandate_reference": "NXDSYREGC9PSMKWY",
+            "creditor_id": "DE98ZZZ09999999999",
+        },
+    )
+    assert "Vooraankondiging van een SEPA-incasso" in email.text and "bankrekening eindigend op 3000" in email.text
+    assert "Incassant-ID: DE98ZZZ09999999999" in email.text
+    desk = _sepa_desk(upcoming_renewal_days=20)
+    started = _settled_subscription(desk)
+    sub = desk.w.store.get_subscription(started.subscription.id)
+    assert sub.renewal_reminder_at == sub.current_period_end - timedelta(days=20)  # the longer of the two
+
+
+def test_no_pre_notification_when_switched_off_or_for_a_card() -> None:
+    desk = _sepa_desk(pre_notification=False)
+    started = _settled_subscription(desk)
+    assert desk.w.store.get_subscription(started.subscription.id).renewal_reminder_at is None
+    card_desk = _sepa_desk()
+    card = card_desk.subscribe()
+    assert card_desk.w.store.get_subscription(card.subscription.id).renewal_reminder_at is None

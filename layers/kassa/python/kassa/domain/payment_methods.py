@@ -200,6 +200,22 @@ def pre_notification_at(debit_at: datetime, mandate: Mandate | None, default_day
     return debit_at - timedelta(days=days)
 
 
+def renewal_notice_days(
+    upcoming_days: int | None,
+    kind: PaymentMethodKind | None,
+    mandate: Mandate | None,
+    *,
+    pre_notification: bool,
+    default_days: int | None = None,
+) -> int | None:
+    """How many days before a renewal the customer is reminded (``upcoming_renewal``): the merchant's
+    ``upcoming_renewal_days``; for a SEPA Direct Debit customer at least the pre-notification period
+    (the mandate's, else the merchant's, else 14), unless the merchant switched pre-notification off."""
+    if kind is PaymentMethodKind.SEPA_DEBIT and pre_notification:
+        return max(upcoming_days or 0, pre_notification_days(mandate, default_days))
+    return upcoming_days
+
+
 def pre_notification_days(mandate: Mandate | None, default_days: int | None = None) -> int:
     return (mandate.pre_notification_days if mandate else None) or default_days or DEFAULT_PRE_NOTIFICATION_DAYS
 

@@ -75,13 +75,14 @@ _CARD = ("card_brand", "card_last4")
 TEMPLATES: Mapping[str, TemplateSpec] = {
     "receipt": TemplateSpec(
         required=("invoice_number", "amount_paid", "currency", "paid_at"),
-        optional=(*_CUSTOMER, "plan_name", "period_start", "period_end", *_CARD, "invoice_url"),
+        optional=(*_CUSTOMER, "plan_name", "period_start", "period_end", *_CARD, "invoice_url", "mandate_reference"),
         description="after each successful payment",
     ),
     "upcoming_renewal": TemplateSpec(
         required=("plan_name", "amount", "currency", "renews_at"),
-        optional=(*_CUSTOMER, *_CARD, "manage_url"),
-        description="N days before a renewal",
+        optional=(*_CUSTOMER, *_CARD, "manage_url", "pre_notification", "mandate_reference", "creditor_id"),
+        description="N days before a renewal; for a SEPA Direct Debit customer also the debit's pre-notification "
+        "(``pre_notification``: amount, date, account, mandate reference and creditor identifier)",
     ),
     "trial_ending": TemplateSpec(
         required=("plan_name", "trial_end", "amount", "currency", "has_payment_method"),
@@ -279,6 +280,9 @@ def format_month(month: int, year: int, locale: str = DEFAULT_LANGUAGE) -> str:
     return format_skeleton("yMMMM", date(int(year), int(month), 1), locale=locale)
 
 
+#: a bank account passes its method type as the "brand": it is named "bank account ending in …"
+BANK_ACCOUNT_TYPES = frozenset({"sepa_debit", "us_bank_account"})
+
 CARD_BRANDS = {
     "amex": "American Express",
     "cartes_bancaires": "Cartes Bancaires",
@@ -375,8 +379,12 @@ def _helpers(language: str, locale: str, tz: str | None) -> dict[str, Callable[.
         return format_clock_time(value, locale, tz)
 
     def card(brand: str | None, last4: str | None) -> str | None:
+        """The payment method: a card by its brand, or a bank account (``brand`` is then the method
+        type, ``sepa_debit`` or ``us_bank_account``)."""
         if not last4:
             return None
+        if brand and brand.lower() in BANK_ACCOUNT_TYPES:
+            return t("bank_account", last4=last4)
         if brand and brand.lower() in CARD_BRANDS:
             return t("card", brand=CARD_BRANDS[brand.lower()], last4=last4)
         return t("card_unbranded", last4=last4)

@@ -6,13 +6,20 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from kassa.domain.customer import Customer
 from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus, PaymentError
 from kassa.domain.money import Money
-from kassa.domain.payment_methods import SettlementEffect, SettlementNews, may_charge, settlement_effect
+from kassa.domain.payment_methods import (
+    SettlementEffect,
+    SettlementNews,
+    may_charge,
+    renewal_notice_days,
+    settlement_effect,
+)
 from kassa.domain.subscription import (
     Status,
     Subscription,
@@ -23,6 +30,9 @@ from kassa.domain.subscription import (
 from kassa.services.context import BillingContext
 from kassa.services.customers import confirmed_payment_method, save_payment_method
 from kassa.services.ports import ChargeResult, ChargeStatus, MandateAcceptance, PaymentIntentInfo
+
+if TYPE_CHECKING:
+    from kassa.domain.settings import MerchantSettings
 
 log = logging.getLogger(__name__)
 
@@ -183,7 +193,7 @@ def apply_processing(ctx: BillingContext, invoice: Invoice, result: ChargeResult
             invoice.id,
             now,
             settings.bank_debits.access_while_processing,
-            settings.emails.upcoming_renewal_days,
+            reminder_days(settings, ctx.store.get_customer(invoice.customer)),
         )
     saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(processing, new_sub)
     events = [DomainEvent.of("invoice.payment_processing", saved_inv, now, cause=f"processing:{result.payment_intent}")]
@@ -198,6 +208,18 @@ def apply_processing(ctx: BillingContext, invoice: Invoice, result: ChargeResult
             events.append(entitlements_event(saved_sub, now, cause=f"processing:{invoice.id}"))
     ctx.emit(*events)
     return CollectResult(saved_inv, saved_sub or sub, result)
+
+
+def reminder_days(settings: MerchantSettings, customer: Customer | None) -> int | None:
+    """Days before a renewal that its reminder (and a SEPA customer's pre-notification) goes out."""
+    method = customer.default_payment_method if customer is not None else None
+    return renewal_notice_days(
+        settings.emails.upcoming_renewal_days,
+        method.type if method else None,
+        method.mandate if method else None,
+        pre_notification=settings.emails.pre_notification,
+        default_days=settings.bank_debits.pre_notification_days,
+    )
 
 
 def entitlements_event(sub: Subscription, now: datetime, cause: str) -> DomainEvent:
@@ -221,8 +243,12 @@ def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None
     first_payment = sub is not None and sub.status is Status.INCOMPLETE
     settings = ctx.store.get_settings() if paid.gets_number_when_paid or first_payment else None
     if sub is not None:
-        reminder_days = settings.emails.upcoming_renewal_days if settings is not None and first_payment else None
-        new_sub = after_invoice_paid(sub, invoice.id, now, reminder_days)
+        days = (
+            reminder_days(settings, ctx.store.get_customer(invoice.customer))
+            if settings is not None and first_payment
+            else None
+        )
+        new_sub = after_invoice_paid(sub, invoice.id, now, days)
     if paid.gets_number_when_paid and settings is not None:  # a checkout's first invoice: numbered as it is paid
         saved_inv, saved_sub = ctx.store.finalize_invoice(paid, settings.invoice_prefix, new_sub)
     else:

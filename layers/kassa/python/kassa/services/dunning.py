@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kassa.domain.cancellation import CancellationDetails, CancellationReason
-from kassa.domain.customer import Customer, card_expiry_key
+from kassa.domain.customer import Customer, PaymentMethodSummary, card_expiry_key
 from kassa.domain.dunning import (
     DunningAction,
     DunningDecision,
@@ -44,6 +44,7 @@ from kassa.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus
 from kassa.domain.links import sign_link
+from kassa.domain.payment_methods import PaymentMethodKind
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
@@ -62,6 +63,14 @@ WIN_BACK_TIMER = "timer:win_back:"
 class Sent:
     key: str
     outcome: str  # sent | duplicate | disabled | rejected
+
+
+def method_context(method: PaymentMethodSummary | None) -> dict[str, Any]:
+    """How an email names the payment method: a card by brand and last 4, a bank account as such
+    (its type in ``card_brand``: "bank account ending in 3000")."""
+    if method is None:
+        return {"card_brand": None, "card_last4": None}
+    return {"card_brand": method.type.value if method.is_bank_account else method.brand, "card_last4": method.last4}
 
 
 class Dunning:
@@ -374,7 +383,7 @@ class Dunning:
         if self.settings.emails.receipts and invoice.amount_paid > 0 and invoice.status is InvoiceStatus.PAID:
             customer = self.store.get_customer(invoice.customer)
             sub = self._sub(invoice.subscription)
-            card = customer.default_payment_method
+            method = customer.default_payment_method
             context = {
                 **self._customer_context(customer),
                 "invoice_number": invoice.number or invoice.id,
@@ -384,8 +393,8 @@ class Dunning:
                 "plan_name": self._plan_name(sub) if sub else None,
                 "period_start": invoice.period_start,
                 "period_end": invoice.period_end,
-                "card_brand": card.brand if card else None,
-                "card_last4": card.last4 if card else None,
+                **method_context(method),
+                "mandate_reference": method.mandate.reference if method and method.mandate else None,
             }
             outcome = self.send("receipt", customer, context, f"{invoice.id}:receipt").outcome
         if invoice.first_failed_at is not None and invoice.subscription:
@@ -400,7 +409,7 @@ class Dunning:
         if not isinstance(announced, str) or datetime.fromisoformat(announced) != sub.current_period_end:
             return "ignored:renewed since"  # a late reminder must not announce the following period
         customer = self.store.get_customer(sub.customer)
-        card = customer.default_payment_method
+        method = customer.default_payment_method
         context = {
             **self._customer_context(customer),
             "plan_name": self._plan_name(sub),
@@ -408,9 +417,15 @@ class Dunning:
             "amount": upcoming_invoice(self.billing, sub).amount_due,
             "currency": sub.currency,
             "renews_at": sub.current_period_end,
-            "card_brand": card.brand if card else None,
-            "card_last4": card.last4 if card else None,
+            **method_context(method),
         }
+        if method is not None and method.type is PaymentMethodKind.SEPA_DEBIT and self.settings.emails.pre_notification:
+            # SEPA pre-notification: the debit's amount and date, the mandate and the creditor
+            context.update(
+                pre_notification=True,
+                mandate_reference=method.mandate.reference if method.mandate else None,
+                creditor_id=self.settings.bank_debits.sepa_creditor_id,
+            )
         key = f"{sub.id}:upcoming:{sub.current_period_end.isoformat()}"
         return self.send("upcoming_renewal", customer, context, key).outcome
 
@@ -505,6 +520,7 @@ class Dunning:
     def _dunning_email(self, decision: DunningDecision, invoice: Invoice, customer: Customer) -> None:
         assert decision.email is not None
         card = customer.default_payment_method
+        shown = method_context(card)
         context: dict[str, Any] = {
             **self._customer_context(customer),
             "invoice_number": invoice.number or invoice.id,
@@ -516,16 +532,14 @@ class Dunning:
         elif decision.action is DunningAction.COMPLETE_CHECKOUT:  # no retry date: complete it before it expires
             context.update(
                 update_card_url=self.card_link(customer, "card_update", invoice.id),
-                card_brand=card.brand if card else None,
-                card_last4=card.last4 if card else None,
+                **shown,
                 complete_by=decision.until,
                 plan_name=self._plan_name(sub) if (sub := self._sub(invoice.subscription)) else None,
             )
         else:
             context.update(
                 update_card_url=self.card_link(customer, "card_update", invoice.id),
-                card_brand=card.brand if card else None,
-                card_last4=card.last4 if card else None,
+                **shown,
                 next_retry_at=decision.at,
             )
         self.send(decision.email, customer, context, f"{decision.key}:{decision.email}")

@@ -14,7 +14,7 @@ from kassa.domain.pausing import PauseCollection, invoice_while_paused, pause_co
 from kassa.domain.payment_methods import may_charge
 from kassa.domain.subscription import DueAction, Status, Subscription, due_action, renewal_reminder
 from kassa.domain.trials import MissingPaymentMethod, TrialEndAction, trial_end_outcome
-from kassa.services.collection import collect, collect_new
+from kassa.services.collection import collect, collect_new, reminder_days
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import period_invoice
 
@@ -82,7 +82,7 @@ def process_due(ctx: BillingContext, subscription_id: str) -> str:
     advanced = advanced.model_copy(
         update={
             "pause_collection": pause.model_dump(mode="json") if pause else None,
-            "renewal_reminder_at": renewal_reminder(advanced, settings.emails.upcoming_renewal_days),
+            "renewal_reminder_at": renewal_reminder(advanced, reminder_days(settings, customer)),
         }
     )
     paused = invoice_while_paused(draft, pause, now)
