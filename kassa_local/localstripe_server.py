@@ -313,7 +313,8 @@ class LocalStripe:
         resp.raise_for_status()
 
     def pending_webhooks(self) -> int:
-        """Webhook deliveries scheduled by localstripe and not finished yet (each waits ~1 s)."""
+        """Webhook deliveries scheduled by localstripe and not finished yet (each waits ~1 s), and bank
+        debits it has not settled yet (SEPA: ~0.5 s, then their webhook)."""
         loop = self._loop
         if loop is None or not loop.is_running():
             return 0
@@ -322,7 +323,11 @@ class LocalStripe:
             return sum(
                 1
                 for task in asyncio.all_tasks()
-                if not task.done() and getattr(task.get_coro(), "__name__", "") == "_send_webhook"
+                if not task.done()
+                and (
+                    getattr(task.get_coro(), "__name__", "") == "_send_webhook"
+                    or getattr(task.get_coro(), "__qualname__", "").startswith("Charge.")  # a debit settling
+                )
             )
 
         return asyncio.run_coroutine_threadsafe(count(), loop).result(timeout=5)
