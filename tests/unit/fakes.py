@@ -154,6 +154,7 @@ class FakeGateway:
     succeeded_intents: list[tuple[str, str]] = field(default_factory=list)  # (invoice_id, payment_intent)
     refunds: dict[str, RefundInfo] = field(default_factory=dict)  # by credit note (the idempotency key)
     payment_intents: dict[str, PaymentIntentInfo] = field(default_factory=dict)  # every PaymentIntent made
+    redirect_sources: dict[str, str] = field(default_factory=dict)  # iDEAL / Bancontact PaymentIntents
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # --- configuration
@@ -436,6 +437,7 @@ class FakeGateway:
             result=ChargeResult(ChargeStatus.REQUIRES_ACTION, intent, code="redirect", attempt=attempt),
         )
         self.payment_intents[intent] = info
+        self.redirect_sources[intent] = source_type
         return info
 
     def generated_sepa_debit(self, payment_intent: str) -> GeneratedSepaDebit | None:
@@ -443,7 +445,10 @@ class FakeGateway:
         intent = self.payment_intents.get(payment_intent)
         if intent is None or intent.status != "succeeded":
             return None
-        return GeneratedSepaDebit(f"pm_sepa_{payment_intent[-6:]}", f"mandate_{payment_intent[-6:]}", "ideal")
+        source = self.redirect_sources.get(payment_intent)
+        if source is None:
+            return None
+        return GeneratedSepaDebit(f"pm_sepa_{payment_intent[-6:]}", f"mandate_{payment_intent[-6:]}", source)
 
     def intent_event(self, payment_intent: str) -> dict[str, Any]:
         """The ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` event Stripe sends for it."""

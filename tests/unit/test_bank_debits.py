@@ -352,3 +352,36 @@ def test_no_pre_notification_when_switched_off_or_for_a_card() -> None:
     card_desk = _sepa_desk()
     card = card_desk.subscribe()
     assert card_desk.w.store.get_subscription(card.subscription.id).renewal_reminder_at is None
+
+
+# ----------------------------------------------------------------------------- iDEAL / Bancontact → SEPA
+@pytest.mark.parametrize("source", ["ideal", "bancontact"])
+def test_a_first_payment_by_ideal_or_bancontact_leaves_a_sepa_mandate_for_the_renewals(source: str) -> None:
+    from dataclasses import replace
+
+    from kassa.domain.money import Money
+
+    world = make_world()
+    world.store.settings = MerchantSettings(payment_method_types=("card", "sepa_debit"))
+    _, price = world.catalog(1500, "eur")
+    started = start_checkout(
+        world.billing, price_id=price.id, email="eva@example.be", name="Eva", address=Address(country="BE")
+    )
+    assert started.invoice is not None and started.customer.stripe_customer_id
+    intent = world.gateway.create_redirect_payment(
+        customer=started.customer.stripe_customer_id, source_type=source, amount=Money(1500, "EUR"),
+        invoice_id=started.invoice.id, attempt=1, return_url="https://shop.example/back",
+    )  # fmt: skip
+    # the customer authorised it at their bank: Stripe sends payment_intent.succeeded
+    succeeded = replace(intent, status="succeeded", result=replace(intent.result, status=ChargeStatus.SUCCEEDED))
+    world.gateway.payment_intents[intent.id] = succeeded
+    event = world.gateway.intent_event(intent.id)
+    event["data"]["object"].update(payment_method_types=[source], setup_future_usage="off_session")
+    assert apply_stripe_event(world.billing, event) == "applied"
+    assert apply_stripe_event(world.billing, event) == "applied"  # redelivered: one effect
+    assert world.store.get_invoice(started.invoice.id).status is InvoiceStatus.PAID
+    account = world.store.get_customer(started.customer.id).default_payment_method
+    assert account is not None and account.type is PaymentMethodKind.SEPA_DEBIT
+    assert account.mandate is not None and account.mandate.generated_from == source
+    assert [n for n, _ in world.gateway.calls].count("attach_payment_method") == 1
+    assert world.store.get_subscription(started.subscription.id).status is Status.ACTIVE

@@ -49,13 +49,16 @@ def payment_idempotency_key(invoice_id: str, attempt: int) -> str:
 
 
 class StripeGateway:
-    def __init__(self, secret_key: str, publishable_key: str, api_base: str | None = None) -> None:
+    def __init__(
+        self, secret_key: str, publishable_key: str, api_base: str | None = None, *, local: bool | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {"max_network_retries": 2}
         if api_base:
             kwargs["base_addresses"] = {"api": api_base}
         self._client = StripeClient(secret_key, **kwargs)
         self._publishable_key = publishable_key
-        self._local = api_base is not None  # localstripe (or another Stripe double)
+        # localstripe (or another Stripe double); a stub of Stripe's own shapes passes local=False
+        self._local = api_base is not None if local is None else local
 
     @property
     def publishable_key(self) -> str:

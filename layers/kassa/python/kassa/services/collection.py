@@ -392,3 +392,24 @@ def update_card(
         if invoice.retried_on_new_card  # open only: a written-off invoice stays written off
     ]
     return customer, results
+
+
+def adopt_generated_sepa_debit(ctx: BillingContext, invoice_id: str, payment_intent: str) -> Customer | None:
+    """An invoice paid by iDEAL or Bancontact with ``setup_future_usage``: the ``sepa_debit``
+    PaymentMethod that payment generated (with its mandate) becomes the customer's default, so the
+    renewals are debited by SEPA Direct Debit (Stripe: ``generated_sepa_debit``). Idempotent: saving the
+    same method again changes nothing. None when the payment generated none."""
+    invoice = ctx.store.find_invoice(invoice_id)
+    if invoice is None:
+        return None
+    generated = ctx.gateway.generated_sepa_debit(payment_intent)
+    if generated is None:
+        return None
+    customer = save_payment_method(ctx, invoice.customer, generated.payment_method, mandate=generated.mandate)
+    method = customer.default_payment_method
+    if method is not None and method.mandate is not None and method.mandate.generated_from is None:
+        marked = method.model_copy(
+            update={"mandate": method.mandate.model_copy(update={"generated_from": generated.source_type})}
+        )
+        customer = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": marked}))
+    return customer

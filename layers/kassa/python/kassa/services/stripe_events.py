@@ -8,8 +8,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.domain.payment_methods import SEPA_GENERATING
 from kassa.services.checkout import complete_checkout
-from kassa.services.collection import apply_charge_result, stale_setup_intent, update_card
+from kassa.services.collection import (
+    adopt_generated_sepa_debit,
+    apply_charge_result,
+    stale_setup_intent,
+    update_card,
+)
 from kassa.services.context import BillingContext
 from kassa.services.customers import card_updated
 from kassa.services.payments import HANDLED as PAYMENT_EVENTS
@@ -35,6 +41,16 @@ def _created(obj: dict[str, Any]) -> datetime | None:
     if isinstance(created, int) and not isinstance(created, bool):
         return datetime.fromtimestamp(created, UTC)
     return None
+
+
+def _generates_sepa_debit(intent: dict[str, Any]) -> bool:
+    """An iDEAL or Bancontact payment saved for later (``setup_future_usage``): it left a SEPA mandate."""
+    types = intent.get("payment_method_types") or []
+    return (
+        isinstance(types, list)
+        and any(t in SEPA_GENERATING for t in types)
+        and intent.get("setup_future_usage") in ("off_session", "on_session")
+    )
 
 
 def _bank_debit(intent: dict[str, Any]) -> bool:
@@ -71,6 +87,8 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
             # the bank's return reason is on the charge, which the event names only by id: read it
             result = replace(ctx.gateway.get_payment_intent(str(obj["id"])).result, attempt=result.attempt)
         apply_charge_result(ctx, invoice_id, result)
+        if etype == "payment_intent.succeeded" and _generates_sepa_debit(obj):
+            adopt_generated_sepa_debit(ctx, invoice_id, str(obj["id"]))
         return "applied"
     if etype in ("payment_method.updated", "payment_method.automatically_updated"):
         return card_updated(ctx, obj, str(event.get("id")))
