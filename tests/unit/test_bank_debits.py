@@ -385,3 +385,49 @@ def test_a_first_payment_by_ideal_or_bancontact_leaves_a_sepa_mandate_for_the_re
     assert account.mandate is not None and account.mandate.generated_from == source
     assert [n for n, _ in world.gateway.calls].count("attach_payment_method") == 1
     assert world.store.get_subscription(started.subscription.id).status is Status.ACTIVE
+
+
+# ----------------------------------------------------------------------------- disputes on SEPA
+def _sepa_dispute(invoice: Invoice, created: datetime, status: str = "needs_response") -> dict[str, Any]:
+    from fakes import stripe_event, stripe_object
+
+    dispute = stripe_object(
+        "dispute", id="dp_sepa", amount=invoice.amount_paid, currency="eur", status=status, reason="general",
+        payment_intent=invoice.payment_intent, created=int(created.timestamp()),
+        payment_method_details={"type": "sepa_debit"},
+    )  # fmt: skip
+    event = stripe_event("charge.dispute.created", dispute, event_id=f"evt_dp_{status}")
+    event["created"] = int(created.timestamp())
+    return event
+
+
+@pytest.mark.parametrize(("weeks", "contestable"), [(3, False), (10, True)])
+def test_a_sepa_refund_request_follows_the_disputes_path_and_within_8_weeks_cannot_be_contested(
+    weeks: int, contestable: bool
+) -> None:
+    from fakes import FakeMailer, FakeOutbox
+
+    from kassa.domain.settings import DisputeSettings
+    from kassa.services.dunning import Dunning
+
+    world = _sepa_world(disputes=DisputeSettings(access="suspend", notify_email="owner@koffie.example"))
+    started, invoice = _checkout(world)
+    apply_stripe_event(world.billing, world.gateway.settle(invoice.payment_intent or ""))
+    paid = world.store.get_invoice(invoice.id)
+    assert paid.paid_at is not None
+    event = _sepa_dispute(paid, paid.paid_at + timedelta(weeks=weeks))
+    assert apply_stripe_event(world.billing, event) == "applied"
+    assert apply_stripe_event(world.billing, event).startswith("ignored")  # redelivered
+    [dispute] = world.store.get_invoice(invoice.id).disputes
+    assert (dispute.payment_method_type, dispute.contestable) == ("sepa_debit", contestable)
+    # the merchant API's disputes path: access by settings.disputes.access, the merchant emailed once
+    sub = world.store.get_subscription(started.subscription.id)
+    assert sub.dispute_holds == ["dp_sepa"] and sub.entitlements_suspended
+    [notice] = world.publisher.of_type("charge.dispute.created")
+    assert notice.data["contestable"] is contestable and notice.data["payment_method_type"] == "sepa_debit"
+    outbox, mailer = FakeOutbox(), FakeMailer()
+    dunning = Dunning(world.billing, outbox, mailer, sender="s@x.example", link_secret="k", public_url="http://x")
+    envelope = {"detail-type": "charge.dispute.created", "detail": notice.model_dump(mode="json")}
+    assert dunning.handle_event(envelope) == "sent"
+    text = mailer.sent[0][0].text
+    assert ("cannot be contested" in text) is (not contestable)

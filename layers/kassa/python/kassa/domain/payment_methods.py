@@ -338,3 +338,16 @@ BANK_RETURN_REASONS: Mapping[str, Literal["hard", "soft"]] = {
 def return_reason_class(code: str | None) -> Literal["hard", "soft"] | None:
     """The class of a bank's return reason (None: not a bank-debit reason)."""
     return BANK_RETURN_REASONS.get((code or "").strip().lower())
+
+
+# ====================================================================== disputes on bank debits
+def dispute_contestable(kind: str | None, debited_at: datetime | None, disputed_at: datetime | None) -> bool:
+    """Whether the merchant can answer a dispute with evidence. SEPA Core: for 8 weeks after the debit
+    the debtor gets a refund from their bank on request, no questions asked (a mandate is no defence);
+    after that, until 13 months, only an unauthorised debit can be claimed, which the mandate answers.
+    ACH: a return of a debit the customer says was unauthorised cannot be defended. Cards: contestable."""
+    if kind == PaymentMethodKind.SEPA_DEBIT.value:
+        if debited_at is None or disputed_at is None:
+            return False
+        return disputed_at - debited_at > timedelta(weeks=SEPA_REFUND_WEEKS)
+    return kind != PaymentMethodKind.US_BANK_ACCOUNT.value

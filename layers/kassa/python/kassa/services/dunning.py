@@ -339,7 +339,14 @@ class Dunning:
             f"Invoice: {data.get('invoice_number') or ''} {data.get('invoice')}; customer {data.get('customer')}",
             f"Amount: {amount.format()}",
         ]
-        if data.get("evidence_due_by") and what != "closed":
+        if data.get("contestable") is False and data.get("payment_method_type") == "sepa_debit":
+            lines.append(
+                "SEPA Direct Debit: the customer asked their bank for a refund within 8 weeks of the debit, "
+                "which the SEPA rules grant without questions; it cannot be contested. Contact the customer."
+            )
+        elif data.get("contestable") is False:
+            lines.append(f"Bank debit ({data.get('payment_method_type')}): this return cannot be contested.")
+        elif data.get("evidence_due_by") and what != "closed":
             lines.append(f"Evidence due by: {data['evidence_due_by']} (respond in the Stripe dashboard)")
         if data.get("amount_lost"):
             lines.append(f"Lost: {Money(int(data['amount_lost']), amount.currency).format()}")
