@@ -892,12 +892,9 @@ def _invoice_answers(billing: Any, results: list[collection.CollectResult]) -> l
     for r in results:
         if r.invoice is None:
             continue
-        row: dict[str, Any] = {
-            "id": r.invoice.id,
-            "number": r.invoice.number,
-            "status": r.invoice.status.value,
-            "processing": r.invoice.attempt_outcome == "processing",  # a bank debit with the bank
-        }
+        row: dict[str, Any] = {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
+        if r.invoice.attempt_outcome == "processing":
+            row["processing"] = True  # a bank debit with the bank: paid when it settles
         intent = collection.open_payment_intent(billing, r.invoice)
         if intent is not None:
             row.update(
