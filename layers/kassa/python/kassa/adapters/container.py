@@ -170,7 +170,7 @@ def files() -> S3FileStore:
     """The private bucket of documents and large event payloads (``FILES_BUCKET``)."""
     from kassa.adapters.s3 import S3FileStore
 
-    return S3FileStore(client("s3"), env().require("files_bucket"))
+    return S3FileStore(lambda: client("s3"), env().require("files_bucket"))
 
 
 def outbox() -> DynamoOutbox:

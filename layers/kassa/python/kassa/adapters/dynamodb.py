@@ -412,6 +412,56 @@ class DynamoStore:
         )
         return [self._load(item, CreditNote) for item in response.get("Items", [])]
 
+    def get_credit_note(self, credit_note_id: str) -> CreditNote:
+        """gsi1 ``CN#<id>`` names the note's item (``INV#<invoice>`` / ``CN#<number>``), read consistently."""
+        items = self._call(
+            "query",
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": _s(f"CN#{credit_note_id}")},
+            Limit=1,
+        ).get("Items", [])
+        missing = f"no such credit note: {credit_note_id}"
+        if not items:
+            raise NotFound(missing, param="credit_note")
+        return self._require(items[0]["pk"]["S"], items[0]["sk"]["S"], CreditNote, missing, "credit_note")
+
+    def _cn_item(self, note: CreditNote) -> dict[str, Any]:
+        # gsi1 ``CN#<id>``: the note by its id (get_credit_note; documents are asked for by note id)
+        extra: dict[str, dict[str, str]] = {"gsi1pk": _s(f"CN#{note.id}"), "gsi1sk": _s(note.invoice)}
+        if note.tax_date is not None:  # tax reports: next to the month's invoices, sort keys CN#…
+            extra["gsi3pk"] = _s(f"TAXMONTH#{note.tax_date:%Y-%m}")
+            extra["gsi3sk"] = _s(f"CN#{note.tax_date.isoformat()}#{note.id}")
+        return self._item(f"INV#{note.invoice}", f"CN#{note.number}", note, **extra)
+
+    def credit_notes_by_tax_date(self, start: date, end: date) -> list[CreditNote]:
+        """Notes whose tax date is in [start, end]: gsi3 ``TAXMONTH#<month>``, sort keys ``CN#<date>#<id>``
+        (the invoices' sort keys start with the date, so neither query sees the other's items)."""
+        if end < start:
+            raise InvalidInput("the period ends before it starts", param="to")
+        found: list[CreditNote] = []
+        month = date(start.year, start.month, 1)
+        while month <= end:
+            kwargs: dict[str, Any] = {
+                "TableName": self._table,
+                "IndexName": "gsi3",
+                "KeyConditionExpression": "gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
+                "ExpressionAttributeValues": {
+                    ":p": _s(f"TAXMONTH#{month:%Y-%m}"),
+                    ":a": _s(f"CN#{start.isoformat()}"),
+                    ":b": _s(f"CN#{end.isoformat()}#~"),
+                },
+            }
+            while True:
+                response = self._call("query", **kwargs)
+                found += [self._load(i, CreditNote) for i in response.get("Items", [])]
+                if "LastEvaluatedKey" not in response:
+                    break
+                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+            month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
+        return found
+
     def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
         """The note (once: its id is derived from the invoice and a sequence), the invoice's new
         amounts and, for a credit to the balance, the customer — in one transaction."""
@@ -420,7 +470,7 @@ class DynamoStore:
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": self._item(f"INV#{invoice.id}", f"CN#{note.number}", note),
+                    "Item": self._cn_item(note),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
@@ -1114,6 +1164,9 @@ class DynamoStore:
         }
         if record.note:
             item["note"] = _s(record.note)
+        if record.payload_key:  # the body is in the files bucket (too large for an item): only its key here
+            del item["payload_z"]
+            item["payload_key"] = _s(record.payload_key)
         try:
             self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
             return None
@@ -1128,9 +1181,14 @@ class DynamoStore:
             id=event_id,
             type=item["type"]["S"],
             status=item["status"]["S"],
-            payload=zlib.decompress(item["payload_z"]["B"]).decode() if "payload_z" in item else item["payload"]["S"],
+            payload=(
+                zlib.decompress(item["payload_z"]["B"]).decode()
+                if "payload_z" in item
+                else item.get("payload", {}).get("S", "")
+            ),
             received_at=datetime.strptime(item["received_at"]["S"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
             note=item.get("note", {}).get("S"),
+            payload_key=item.get("payload_key", {}).get("S"),
         )
 
     def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:

@@ -19,9 +19,18 @@ _RETRYABLE = frozenset({"SlowDown", "ServiceUnavailable", "InternalError", "Requ
 
 
 class S3FileStore:
+    """``client``: an S3 client, or a function that makes one — called on first use, so a handler
+    that may need the bucket (a webhook too large for its record) pays for the client only then."""
+
     def __init__(self, client: Any, bucket: str) -> None:
-        self._s3 = client
+        self._client = client
         self._bucket = bucket
+
+    @property
+    def _s3(self) -> Any:
+        if callable(self._client):
+            self._client = self._client()
+        return self._client
 
     def put(self, key: str, data: bytes, content_type: str, *, only_if_absent: bool = False) -> bool:
         params: dict[str, Any] = {

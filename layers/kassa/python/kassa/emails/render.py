@@ -90,7 +90,7 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_failed": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "update_card_url"),
-        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name"),
+        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name", "invoice_url"),
         description="a payment failed (soft: a retry follows; hard or no card: the customer must act; "
         "a checkout's first payment: complete it before ``complete_by``, when the checkout expires)",
     ),
@@ -116,7 +116,7 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_reminder": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "unpaid_since", "update_card_url"),
-        optional=(*_CUSTOMER, "suspend_at"),
+        optional=(*_CUSTOMER, "suspend_at", "invoice_url"),
         description="overdue warning (default ladder: day 3)",
     ),
     "account_suspended": TemplateSpec(

@@ -43,7 +43,7 @@ from kassa.domain.dunning import (
 from kassa.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus
-from kassa.domain.links import sign_link
+from kassa.domain.links import signed_url
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
@@ -386,6 +386,7 @@ class Dunning:
                 "period_end": invoice.period_end,
                 "card_brand": card.brand if card else None,
                 "card_last4": card.last4 if card else None,
+                "invoice_url": self.invoice_link(invoice),
             }
             outcome = self.send("receipt", customer, context, f"{invoice.id}:receipt").outcome
         if invoice.first_failed_at is not None and invoice.subscription:
@@ -520,6 +521,7 @@ class Dunning:
                 card_last4=card.last4 if card else None,
                 complete_by=decision.until,
                 plan_name=self._plan_name(sub) if (sub := self._sub(invoice.subscription)) else None,
+                invoice_url=self.invoice_link(invoice),
             )
         else:
             context.update(
@@ -527,6 +529,7 @@ class Dunning:
                 card_brand=card.brand if card else None,
                 card_last4=card.last4 if card else None,
                 next_retry_at=decision.at,
+                invoice_url=self.invoice_link(invoice),
             )
         self.send(decision.email, customer, context, f"{decision.key}:{decision.email}")
 
@@ -552,6 +555,7 @@ class Dunning:
             "currency": earliest.currency,
             "unpaid_since": earliest.first_failed_at,
             "update_card_url": self.card_link(customer, "card_update", earliest.id),
+            "invoice_url": self.invoice_link(earliest),
             "suspend_at": at(lambda s: s.disable_entitlements and s in later),
             "cancel_at": at(lambda s: s.final_action is FinalAction.CANCEL and s in later),
             "plan_name": self._plan_name(sub),
@@ -616,15 +620,20 @@ class Dunning:
     # ------------------------------------------------------------------ links and helpers
     def card_link(self, customer: Customer, purpose: str, invoice: str | None = None) -> str:
         """The signed, expiring page where the customer enters a new card (or authenticates)."""
-        token, _ = sign_link(
-            self.link_secret,
-            customer.id,
-            purpose,
-            self.now(),
-            timedelta(days=self.settings.emails.card_link_days),
-            invoice,
+        days = self.settings.emails.card_link_days
+        url, _ = signed_url(
+            self.link_secret, self.public_url, customer.id, purpose, self.now(), timedelta(days=days), invoice
         )
-        return f"{self.public_url}/portal/card?token={token}"
+        return url
+
+    def invoice_link(self, invoice: Invoice) -> str:
+        """The signed, expiring hosted invoice page (the emails' "View invoice": the invoice, its PDF and,
+        while it is open, a Pay button), valid ``emails.invoice_link_days``."""
+        days = self.settings.emails.invoice_link_days
+        url, _ = signed_url(
+            self.link_secret, self.public_url, invoice.customer, "invoice", self.now(), timedelta(days=days), invoice.id
+        )
+        return url
 
     @staticmethod
     def _customer_context(customer: Customer) -> dict[str, Any]:
