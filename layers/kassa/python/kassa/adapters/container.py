@@ -281,4 +281,5 @@ def dunning() -> Dunning:
         sender=email_sender(),
         link_secret=link_secret(),
         public_url=e.require("public_url"),
+        files=files() if e.files_bucket else None,
     )

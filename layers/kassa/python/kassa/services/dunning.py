@@ -49,7 +49,7 @@ from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import known_products, upcoming_invoice
-from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
+from kassa.services.ports import BillingStore, FileStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +74,11 @@ class Dunning:
         sender: str,
         link_secret: str,
         public_url: str,
+        files: FileStore | None = None,
     ) -> None:
         self.billing = billing
+        # where the receipt's invoice PDF is stored (made as the receipt goes out); None: not made here
+        self.files = files
         self.store = billing.store
         self.outbox = outbox
         self.mailer = mailer
@@ -371,6 +374,8 @@ class Dunning:
         if invoice is None:
             return "unknown"
         outcome = "no_receipt"
+        if invoice.status is InvoiceStatus.PAID:
+            self._make_pdf(invoice)
         if self.settings.emails.receipts and invoice.amount_paid > 0 and invoice.status is InvoiceStatus.PAID:
             customer = self.store.get_customer(invoice.customer)
             sub = self._sub(invoice.subscription)
@@ -392,6 +397,19 @@ class Dunning:
         if invoice.first_failed_at is not None and invoice.subscription:
             self.evaluate_overdue(invoice.subscription)  # recovered: the ladder steps back
         return f"paid:{outcome}"
+
+    def _make_pdf(self, invoice: Invoice) -> None:
+        """A paid invoice's PDF is made and stored as it is paid, before the receipt links it (once:
+        ``invoice_pdf`` keeps the first file of each state). A store that is unavailable raises, so
+        the event is taken again; an invoice that has no document (unnumbered) is skipped."""
+        if self.files is None or invoice.number is None:
+            return
+        from kassa.services.documents import invoice_pdf  # fpdf2 is loaded only when a PDF is made
+
+        try:
+            invoice_pdf(self.billing, self.files, invoice.id)
+        except (InvalidInput, NotFound) as error:
+            log.warning("no PDF for invoice %s: %s", invoice.id, error)
 
     def _upcoming(self, sub_id: str, data: dict[str, Any]) -> str:
         sub = self._sub(sub_id)
