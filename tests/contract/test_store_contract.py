@@ -192,8 +192,9 @@ def test_coupons_and_promotion_codes_round_trip_and_are_written_once(store):
     assert store.get_promotion_code("spring-25") == code
     with pytest.raises(AlreadyExists):
         store.put_coupon(coupon.model_copy(update={"name": "Other"}))
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists) as taken:
         store.put_promotion_code(code.model_copy(update={"id": "promo_other", "code": "SPRING-25"}))
+    assert taken.value.param == "code"  # the 409 names the field
 
 
 def test_a_redemption_is_counted_on_the_count_read(store):

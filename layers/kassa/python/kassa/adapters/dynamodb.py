@@ -310,7 +310,7 @@ class DynamoStore:
                 ],
             )
         except Conflict as error:
-            raise AlreadyExists(f"promotion code {code.code} already exists") from error
+            raise AlreadyExists(f"promotion code {code.code} already exists", param="code") from error
 
     def get_promotion_code(self, code: str) -> PromotionCode:
         return self._require(

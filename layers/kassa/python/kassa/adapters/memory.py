@@ -166,7 +166,7 @@ class MemoryStore:
     def put_promotion_code(self, code: PromotionCode) -> None:
         key = code.code.upper()
         if key in self.promotion_codes:
-            raise AlreadyExists(f"promotion code {code.code} already exists")
+            raise AlreadyExists(f"promotion code {code.code} already exists", param="code")
         self.promotion_codes[key] = _copy(code)
         self.writes += 1
 
