@@ -70,16 +70,16 @@ def journey(stack: Any, stack_config: dict[str, Any]) -> dict[str, Any]:
     settings = {k: v for k, v in api.get("/v1/settings").items() if k != "object"}
     api.request("PUT", "/v1/settings", expect=200, json=settings | SELLER)
     price = api.catalog(currency="EUR", amount=2500)
-    subs = {
-        key: api.subscribe(
-            price["id"],
-            c["email"],
-            address=c["address"],
-            tax_id=c.get("tax_id"),
-            locale=c["locale"],
-        )["subscription"]
+    started = {
+        key: api.subscribe(price["id"], c["email"], address=c["address"], tax_id=c.get("tax_id"), locale=c["locale"])
         for key, c in CUSTOMERS.items()
     }
+    # the checkout's answer already links the paid invoice's page and PDF, as every invoice does
+    for done in started.values():
+        hosted = done["invoice"]["hosted_invoice_url"]
+        assert hosted.startswith(f"{stack_config['api_url']}/portal/invoices/")
+        assert done["invoice"]["invoice_pdf"] == f"{hosted}/pdf"
+    subs = {key: done["subscription"] for key, done in started.items()}
     # the US customer is a business on the Peppol network (a DUNS number); it says so after its first invoice
     api.post(f"/v1/customers/{subs['us']['customer']}", {"peppol_id": "0060:123456789"})
     api.advance("29d")  # 2026-01-31 → past the renewal on 2026-02-28

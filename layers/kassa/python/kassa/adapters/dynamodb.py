@@ -414,18 +414,23 @@ class DynamoStore:
 
     def get_credit_note(self, credit_note_id: str) -> CreditNote:
         """gsi1 ``CN#<id>`` names the note's item (``INV#<invoice>`` / ``CN#<number>``), read consistently."""
+        item = self._first_in_gsi1(f"CN#{credit_note_id}")
+        missing = f"no such credit note: {credit_note_id}"
+        if item is None:
+            raise NotFound(missing, param="credit_note")
+        return self._require(item["pk"]["S"], item["sk"]["S"], CreditNote, missing, "credit_note")
+
+    def _first_in_gsi1(self, key: str) -> dict[str, Any] | None:
+        """The first gsi1 item under ``key`` (its keys name the item: read that from the table)."""
         items = self._call(
             "query",
             TableName=self._table,
             IndexName="gsi1",
             KeyConditionExpression="gsi1pk = :p",
-            ExpressionAttributeValues={":p": _s(f"CN#{credit_note_id}")},
+            ExpressionAttributeValues={":p": _s(key)},
             Limit=1,
         ).get("Items", [])
-        missing = f"no such credit note: {credit_note_id}"
-        if not items:
-            raise NotFound(missing, param="credit_note")
-        return self._require(items[0]["pk"]["S"], items[0]["sk"]["S"], CreditNote, missing, "credit_note")
+        return items[0] if items else None
 
     def _cn_item(self, note: CreditNote) -> dict[str, Any]:
         # gsi1 ``CN#<id>``: the note by its id (get_credit_note; documents are asked for by note id)
@@ -438,29 +443,7 @@ class DynamoStore:
     def credit_notes_by_tax_date(self, start: date, end: date) -> list[CreditNote]:
         """Notes whose tax date is in [start, end]: gsi3 ``TAXMONTH#<month>``, sort keys ``CN#<date>#<id>``
         (the invoices' sort keys start with the date, so neither query sees the other's items)."""
-        if end < start:
-            raise InvalidInput("the period ends before it starts", param="to")
-        found: list[CreditNote] = []
-        month = date(start.year, start.month, 1)
-        while month <= end:
-            kwargs: dict[str, Any] = {
-                "TableName": self._table,
-                "IndexName": "gsi3",
-                "KeyConditionExpression": "gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
-                "ExpressionAttributeValues": {
-                    ":p": _s(f"TAXMONTH#{month:%Y-%m}"),
-                    ":a": _s(f"CN#{start.isoformat()}"),
-                    ":b": _s(f"CN#{end.isoformat()}#~"),
-                },
-            }
-            while True:
-                response = self._call("query", **kwargs)
-                found += [self._load(i, CreditNote) for i in response.get("Items", [])]
-                if "LastEvaluatedKey" not in response:
-                    break
-                kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
-            month = date(month.year + (month.month == 12), month.month % 12 + 1, 1)
-        return found
+        return self._by_tax_month(start, end, "CN#", CreditNote)
 
     def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
         """The note (once: its id is derived from the invoice and a sequence), the invoice's new
@@ -606,9 +589,14 @@ class DynamoStore:
 
     def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
         """Finalized invoices whose tax point is in [start, end] (one Query per month, never a Scan)."""
+        return self._by_tax_month(start, end, "", Invoice)
+
+    def _by_tax_month(self, start: date, end: date, prefix: str, cls: type[M]) -> list[M]:
+        """gsi3 items of ``cls`` with sort keys ``<prefix><date>#…`` for dates in [start, end]: one
+        Query per ``TAXMONTH#<month>``, every page of it."""
         if end < start:
             raise InvalidInput("the period ends before it starts", param="to")
-        found: list[Invoice] = []
+        found: list[M] = []
         month = date(start.year, start.month, 1)
         while month <= end:
             kwargs: dict[str, Any] = {
@@ -617,13 +605,13 @@ class DynamoStore:
                 "KeyConditionExpression": "gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
                 "ExpressionAttributeValues": {
                     ":p": _s(f"TAXMONTH#{month:%Y-%m}"),
-                    ":a": _s(start.isoformat()),
-                    ":b": _s(end.isoformat() + "#~"),
+                    ":a": _s(f"{prefix}{start.isoformat()}"),
+                    ":b": _s(f"{prefix}{end.isoformat()}#~"),
                 },
             }
             while True:
                 response = self._call("query", **kwargs)
-                found += [self._load(i, Invoice) for i in response.get("Items", [])]
+                found += [self._load(i, cls) for i in response.get("Items", [])]
                 if "LastEvaluatedKey" not in response:
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -709,18 +697,9 @@ class DynamoStore:
         return self._load(item, Invoice) if item else None
 
     def find_invoice_by_payment_intent(self, payment_intent: str) -> Invoice | None:
-        items = self._call(
-            "query",
-            TableName=self._table,
-            IndexName="gsi1",
-            KeyConditionExpression="gsi1pk = :p",
-            ExpressionAttributeValues={":p": _s(f"PI#{payment_intent}")},
-            Limit=1,
-        ).get("Items", [])
-        if not items:
-            return None
+        item = self._first_in_gsi1(f"PI#{payment_intent}")
         # the index key names the invoice (whatever the projection); read it consistently from the table
-        return self.find_invoice(items[0]["gsi1sk"]["S"])
+        return self.find_invoice(item["gsi1sk"]["S"]) if item else None
 
     def save_invoice(self, invoice: Invoice) -> Invoice:
         saved = invoice.model_copy(update={"version": invoice.version + 1})

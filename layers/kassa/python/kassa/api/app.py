@@ -381,7 +381,7 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
     return created(
         {
             "subscription": obj("subscription", result.subscription),
-            "invoice": obj("invoice", result.invoice),
+            "invoice": invoice_json(result.invoice),
             # never more of the customer than who it is: whoever calls checkout learns nothing else
             "customer": {
                 "object": "customer",
@@ -418,7 +418,7 @@ def confirm_checkout_payment(subscription_id: str, body: ConfirmPaymentIn) -> di
 def _checkout_answer(billing: Any, result: collection.CollectResult) -> dict[str, Any]:
     response: dict[str, Any] = {
         "subscription": obj("subscription", result.subscription),
-        "invoice": obj("invoice", result.invoice),
+        "invoice": invoice_json(result.invoice),
         "requires_action": False,
     }
     charge = result.charge
@@ -479,7 +479,7 @@ def _change(subscription_id: str, body: ChangeIn, preview: bool) -> dict[str, An
         schedule_downgrade=body.schedule_downgrade_at_period_end,
         preview=preview,
     )
-    out = {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
+    out = {"subscription": obj("subscription", result.subscription), "invoice": invoice_json(result.invoice)}
     if preview:
         out["upcoming_invoice"] = obj("invoice", result.upcoming)
     return out
@@ -512,7 +512,7 @@ def resume_collection(subscription_id: str) -> dict[str, Any] | None:
 def resume_subscription(subscription_id: str) -> dict[str, Any]:
     """Resume a paused subscription: the cycle restarts now and the new period is invoiced at once."""
     result = pausing.resume(container.billing(), subscription_id)
-    return {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
+    return {"subscription": obj("subscription", result.subscription), "invoice": invoice_json(result.invoice)}
 
 
 @app.post("/v1/subscriptions/<subscription_id>/invoice_items", tags=["subscriptions"], status_code=201)
@@ -539,7 +539,7 @@ def customer_entitlements(customer_id: str) -> dict[str, Any]:
 @app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"], status_code=201)
 def create_credit_note(invoice_id: str, body: CreditNoteRequest) -> Response[dict[str, Any]]:
     note, invoice = credit_notes.credit_invoice(container.billing(), invoice_id, body)
-    return created({"credit_note": obj("credit_note", note), "invoice": obj("invoice", invoice)})
+    return created({"credit_note": obj("credit_note", note), "invoice": invoice_json(invoice)})
 
 
 @app.get("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"])
@@ -1137,7 +1137,7 @@ def create_refund(body: RefundIn) -> Response[dict[str, Any]]:
     (and another amount or reason is 400 ``idempotency_key_in_use``) for as long as the invoice exists."""
     key = app.current_event.headers.get("Idempotency-Key") or None
     invoice, refund = payments.refund_invoice(container.billing(), body.invoice, body.amount, body.reason, key)
-    return created({"object": "refund", **refund.model_dump(mode="json"), "invoice": obj("invoice", invoice)})
+    return created({"object": "refund", **refund.model_dump(mode="json"), "invoice": invoice_json(invoice)})
 
 
 @app.get("/v1/refunds", tags=["payments"])

@@ -16,17 +16,14 @@ the package's own files.
 
 from __future__ import annotations
 
-import json
-import string
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
-from importlib.resources import files
-from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
+from kassa import i18n
 from kassa.domain.customer import Address, Customer
 from kassa.domain.documents import invoice_document
 from kassa.domain.invoice import COLLECTABLE, Invoice, InvoiceStatus
@@ -35,7 +32,7 @@ from kassa.domain.settings import MerchantSettings
 
 DEFAULT_LANGUAGE = "en"
 _PACKAGE = "kassa.api"
-_PREFIX, _SUFFIX = "invoice_page.", ".json"
+_PREFIX = "invoice_page."
 
 #: the strings the page's script needs (the rest is rendered on the server)
 SCRIPT_KEYS = (
@@ -51,30 +48,18 @@ SCRIPT_KEYS = (
 
 
 # ---------------------------------------------------------------------------------- words
-@cache
 def page_languages() -> frozenset[str]:
     """Languages with a page translations file (``static/invoice_page.<language>.json``)."""
-    folder = files(_PACKAGE) / "static"
-    return frozenset(
-        item.name[len(_PREFIX) : -len(_SUFFIX)]
-        for item in folder.iterdir()
-        if item.name.startswith(_PREFIX) and item.name.endswith(_SUFFIX)
-    )
+    return i18n.languages(_PACKAGE, "static", _PREFIX)
 
 
-@cache
 def page_strings(language: str) -> Mapping[str, str]:
     if language not in page_languages():
         raise KeyError(f"no invoice page translations for {language!r}")
-    text = (files(_PACKAGE) / "static" / f"{_PREFIX}{language}{_SUFFIX}").read_text(encoding="utf-8")
-    data = json.loads(text)
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValueError(f"static/{_PREFIX}{language}{_SUFFIX} must map keys to strings")
-    return MappingProxyType(data)
+    return i18n.strings(_PACKAGE, "static", language, _PREFIX)
 
 
-def placeholders(text: str) -> frozenset[str]:
-    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
+placeholders = i18n.placeholders
 
 
 def translate(language: str, key: str, **values: Any) -> str:

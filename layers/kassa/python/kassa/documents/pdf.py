@@ -19,18 +19,17 @@ package's own files: the logo is given as bytes, never fetched.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal, InvalidOperation
-from functools import cache
 from importlib.resources import as_file, files
 from io import BytesIO
-from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol
 
 from babel import Locale, UnknownLocaleError
 from babel.numbers import format_percent
+
+from kassa import i18n
 
 if TYPE_CHECKING:
     from fpdf import FPDF
@@ -57,19 +56,12 @@ VOID = (185, 28, 28)
 
 
 # ---------------------------------------------------------------------------------- words
-@cache
 def available_languages() -> frozenset[str]:
-    folder = files(_PACKAGE) / "translations"
-    return frozenset(item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
+    return i18n.languages(_PACKAGE, "translations")
 
 
-@cache
 def translations(language: str) -> Mapping[str, str]:
-    text = (files(_PACKAGE) / "translations" / f"{language}.json").read_text(encoding="utf-8")
-    data = json.loads(text)
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise ValueError(f"documents/translations/{language}.json must map keys to strings")
-    return MappingProxyType(data)
+    return i18n.strings(_PACKAGE, "translations", language)
 
 
 def document_locale(locale: str | None) -> tuple[str, str]:
@@ -464,11 +456,14 @@ class _Renderer:
             tier: Mapping[str, Any] = raw if isinstance(raw, Mapping) else raw.model_dump()
             self.font(7.5, colour=MUTED)
             self.text_at(cols[0][0] + 4, y, cols[0][1] - 4, _tier_text(tier, previous, w), h=4)
-            self.text_at(cols[1][0], y, cols[1][1], w.number(int(tier.get("quantity", 0))), align="R", h=4)
+            count = w.number(int(tier.get("quantity", 0)))
             unit_text = w.money(int(tier.get("unit_amount", 0)))
-            if tier.get("flat_amount"):
-                unit_text += f" + {w.money(int(tier['flat_amount']))} {w.t('tier_flat')}"
-            self.text_at(cols[2][0] - 20, y, cols[2][1] + 20, unit_text, align="R", h=4)
+            if tier.get("flat_amount"):  # "3 × €10.00 + €5.00 flat fee" across the quantity and unit columns
+                unit_text = f"{count} × {unit_text} + {w.money(int(tier['flat_amount']))} {w.t('tier_flat')}"
+                self.text_at(cols[1][0] - 10, y, cols[1][1] + cols[2][1] + 10, unit_text, align="R", h=4)
+            else:
+                self.text_at(cols[1][0], y, cols[1][1], count, align="R", h=4)
+                self.text_at(cols[2][0], y, cols[2][1], unit_text, align="R", h=4)
             self.text_at(cols[4][0], y, cols[4][1], w.money(int(tier.get("amount", 0))), align="R", h=4)
             previous = tier.get("up_to")
             y += 4

@@ -429,6 +429,45 @@ def _issue_date(invoice: Invoice) -> date:
     return (invoice.finalized_at or invoice.created).date()
 
 
+def _document(
+    kind: DocumentKind,
+    entries: list[_Entry],
+    invoice: Invoice,
+    customer: Customer | None,
+    seller: Party,
+    buyer: Party,
+    **fields: Any,
+) -> Document:
+    """A document of ``entries`` (settled, grouped per VAT rate and totalled; nothing applied or paid)
+    over ``invoice``'s period, in its (else the customer's) language; ``fields``: number, dates …"""
+    entries = _settle_not_subject(entries)
+    groups = _groups(entries)
+    subtotal = sum(e.line.net_amount for e in entries)
+    tax = sum(e.line.tax_amount for e in entries)
+    return Document(
+        kind=kind,
+        due_date=None,
+        seller=seller,
+        buyer=buyer,
+        period_start=invoice.period_start,
+        period_end=invoice.period_end,
+        lines=tuple(e.line for e in entries),
+        vat_groups=groups,
+        subtotal=subtotal,
+        allowance_total=0,
+        tax=tax,
+        total=subtotal + tax,
+        credit_applied=0,
+        amount_paid=0,
+        amount_due=subtotal + tax,
+        locale=invoice.locale or (customer.preferred_locale if customer else None) or "en",
+        notes=_notes(groups, entries),
+        buyer_reference=invoice.subscription or invoice.customer,
+        rule_ids=tuple(dict.fromkeys(e.treatment.rule for e in entries if e.treatment.rule)),
+        **fields,
+    )
+
+
 def invoice_document(invoice: Invoice, *, settings: MerchantSettings, customer: Customer | None) -> Document:
     """What ``invoice``'s documents say (see the module docstring)."""
     seller, buyer = parties_of(invoice, settings, customer)
@@ -443,44 +482,24 @@ def invoice_document(invoice: Invoice, *, settings: MerchantSettings, customer: 
             buyer_country=buyer.address.country,
         )
         entries.append(_Entry(_document_line(line, treatment), treatment))
-    entries = _settle_not_subject(entries)
-    groups = _groups(entries)
-    subtotal = sum(e.line.net_amount for e in entries)
-    tax = sum(e.line.tax_amount for e in entries)
-    total = subtotal + tax
-    if total < 0:
-        amount_due, credit_applied, paid = total, 0, 0
-    else:
-        paid = invoice.amount_paid
-        amount_due = invoice.amount_due - paid
-        credit_applied = total - invoice.amount_due
-    locale = invoice.locale or (customer.preferred_locale if customer else None) or "en"
-    rules = tuple(dict.fromkeys(e.treatment.rule for e in entries if e.treatment.rule))
-    return Document(
-        kind="invoice",
+    doc = _document(
+        "invoice",
+        entries,
+        invoice,
+        customer,
+        seller,
+        buyer,
         number=invoice.number,
         issue_date=_issue_date(invoice),
-        due_date=None,
         currency=invoice.currency,
-        seller=seller,
-        buyer=buyer,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        lines=tuple(e.line for e in entries),
-        vat_groups=groups,
-        subtotal=subtotal,
-        allowance_total=0,
-        tax=tax,
-        total=total,
-        credit_applied=credit_applied,
-        amount_paid=paid,
-        amount_due=amount_due,
         status=invoice.status.value,
-        locale=locale,
-        notes=_notes(groups, entries),
-        buyer_reference=invoice.subscription or invoice.customer,
         tax_date=invoice.tax_date,
-        rule_ids=rules,
+    )
+    if doc.total < 0:  # a credit: due as it stands, nothing applied or paid
+        return doc
+    paid = invoice.amount_paid
+    return replace(
+        doc, credit_applied=doc.total - invoice.amount_due, amount_paid=paid, amount_due=invoice.amount_due - paid
     )
 
 
@@ -578,42 +597,23 @@ def credit_note_document(
             mention=treatment.mention,
         )
         entries.append(_Entry(line, treatment))
-    entries = _settle_not_subject(entries)
-    groups = _groups(entries)
-    subtotal = sum(e.line.net_amount for e in entries)
-    tax_total = sum(e.line.tax_amount for e in entries)
-    locale = invoice.locale or (customer.preferred_locale if customer else None) or "en"
-    tax_date = getattr(note, "tax_date", None) or note.created.date()
-    return Document(
-        kind="credit_note",
+    return _document(
+        "credit_note",
+        entries,
+        invoice,
+        customer,
+        seller,
+        buyer,
         number=note.number,
         issue_date=note.created.date(),
-        due_date=None,
         currency=note.currency,
-        seller=seller,
-        buyer=buyer,
-        period_start=invoice.period_start,
-        period_end=invoice.period_end,
-        lines=tuple(e.line for e in entries),
-        vat_groups=groups,
-        subtotal=subtotal,
-        allowance_total=0,
-        tax=tax_total,
-        total=subtotal + tax_total,
-        credit_applied=0,
-        amount_paid=0,
-        amount_due=subtotal + tax_total,
         status=note.status.value,
-        locale=locale,
         invoice_reference=invoice.number,
         invoice_reference_date=_issue_date(invoice),
-        notes=_notes(groups, entries),
-        buyer_reference=invoice.subscription or invoice.customer,
-        tax_date=tax_date,
+        tax_date=getattr(note, "tax_date", None) or note.created.date(),
         memo=note.memo,
         reason=note.reason.value if note.reason else None,
         refund_amount=note.refund_amount,
         credit_amount=note.credit_amount,
         out_of_band_amount=note.out_of_band_amount,
-        rule_ids=tuple(dict.fromkeys(e.treatment.rule for e in entries if e.treatment.rule)),
     )
