@@ -19,17 +19,13 @@ No I/O beyond reading the package's own files; no boto3 (the notifier adapter se
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
-from importlib.resources import files
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,6 +46,7 @@ from jinja2 import (
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from kassa import i18n
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import Money, exponent
 
@@ -91,7 +88,7 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_failed": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "update_card_url"),
-        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name"),
+        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name", "invoice_url"),
         description="a payment failed (soft: a retry follows; hard or no card: the customer must act; "
         "a checkout's first payment: complete it before ``complete_by``, when the checkout expires)",
     ),
@@ -117,7 +114,7 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_reminder": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "unpaid_since", "update_card_url"),
-        optional=(*_CUSTOMER, "suspend_at"),
+        optional=(*_CUSTOMER, "suspend_at", "invoice_url"),
         description="overdue warning (default ladder: day 3)",
     ),
     "account_suspended": TemplateSpec(
@@ -174,26 +171,21 @@ class RenderedEmail:
 _PACKAGE = "kassa.emails"
 
 
-@cache
 def available_languages() -> frozenset[str]:
     """Languages with a translations file (``translations/<language>.json``)."""
-    folder = files(_PACKAGE) / "translations"
-    return frozenset(item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
+    return i18n.languages(_PACKAGE, "translations")
 
 
-@cache
 def translations(language: str) -> Mapping[str, str]:
     if language not in available_languages():
         raise EmailTemplateError(f"no translations for {language!r}")
-    text = (files(_PACKAGE) / "translations" / f"{language}.json").read_text(encoding="utf-8")
-    data = json.loads(text)
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise EmailTemplateError(f"translations/{language}.json must map keys to strings")
-    return MappingProxyType(data)
+    try:
+        return i18n.strings(_PACKAGE, "translations", language)
+    except i18n.TranslationsError as error:
+        raise EmailTemplateError(str(error)) from None
 
 
-def placeholders(text: str) -> frozenset[str]:
-    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
+placeholders = i18n.placeholders
 
 
 def resolve_locale(locale: str | None) -> tuple[str, str]:

@@ -363,6 +363,24 @@ def stale_setup_intent(invoices: list[Invoice], setup_intent_id: str, created: d
     return False
 
 
+def save_confirmed_card(
+    ctx: BillingContext, customer_id: str, setup_intent_id: str, *, acceptance: MandateAcceptance | None = None
+) -> Customer:
+    """The payment method of a SetupIntent the customer confirmed with Stripe.js (a card, or a bank
+    account under its mandate) becomes their default (refused when the SetupIntent is another
+    customer's). Used by ``update_card`` and the hosted invoice page."""
+    customer = ctx.store.get_customer(customer_id)
+    intent = ctx.gateway.get_setup_intent(setup_intent_id)
+    if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
+        None,
+        customer_id,
+    ):
+        raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
+    return save_payment_method(
+        ctx, customer_id, confirmed_payment_method(intent), mandate=intent.mandate, acceptance=acceptance
+    )
+
+
 def update_card(
     ctx: BillingContext,
     customer_id: str,
@@ -376,16 +394,7 @@ def update_card(
     (uncollectible ones stay written off; a pending checkout's unnumbered first invoice is paid too).
     The page retries on-session (``off_session=False``: a card that asks for 3-D Secure is
     confirmed on the page); the webhook, with nobody there, off-session."""
-    customer = ctx.store.get_customer(customer_id)
-    intent = ctx.gateway.get_setup_intent(setup_intent_id)
-    if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
-        None,
-        customer_id,
-    ):
-        raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
-    customer = save_payment_method(
-        ctx, customer_id, confirmed_payment_method(intent), mandate=intent.mandate, acceptance=acceptance
-    )
+    customer = save_confirmed_card(ctx, customer_id, setup_intent_id, acceptance=acceptance)
     results = [
         collect(ctx, invoice, customer, trigger=setup_intent_id, off_session=off_session)
         for invoice in ctx.store.list_open_invoices(customer_id)

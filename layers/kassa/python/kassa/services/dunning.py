@@ -43,14 +43,14 @@ from kassa.domain.dunning import (
 from kassa.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus
-from kassa.domain.links import sign_link
+from kassa.domain.links import signed_url
 from kassa.domain.payment_methods import PaymentMethodKind
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import known_products, upcoming_invoice
-from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
+from kassa.services.ports import BillingStore, FileStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
 
@@ -83,8 +83,11 @@ class Dunning:
         sender: str,
         link_secret: str,
         public_url: str,
+        files: FileStore | None = None,
     ) -> None:
         self.billing = billing
+        # where the receipt's invoice PDF is stored (made as the receipt goes out); None: not made here
+        self.files = files
         self.store = billing.store
         self.outbox = outbox
         self.mailer = mailer
@@ -387,6 +390,8 @@ class Dunning:
         if invoice is None:
             return "unknown"
         outcome = "no_receipt"
+        if invoice.status is InvoiceStatus.PAID:
+            self._make_pdf(invoice)
         if self.settings.emails.receipts and invoice.amount_paid > 0 and invoice.status is InvoiceStatus.PAID:
             customer = self.store.get_customer(invoice.customer)
             sub = self._sub(invoice.subscription)
@@ -402,11 +407,25 @@ class Dunning:
                 "period_end": invoice.period_end,
                 **method_context(method),
                 "mandate_reference": method.mandate.reference if method and method.mandate else None,
+                "invoice_url": self.invoice_link(invoice),
             }
             outcome = self.send("receipt", customer, context, f"{invoice.id}:receipt").outcome
         if invoice.first_failed_at is not None and invoice.subscription:
             self.evaluate_overdue(invoice.subscription)  # recovered: the ladder steps back
         return f"paid:{outcome}"
+
+    def _make_pdf(self, invoice: Invoice) -> None:
+        """A paid invoice's PDF is made and stored as it is paid, before the receipt links it (once:
+        ``invoice_pdf`` keeps the first file of each state). A store that is unavailable raises, so
+        the event is taken again; an invoice that has no document (unnumbered) is skipped."""
+        if self.files is None or invoice.number is None:
+            return
+        from kassa.services.documents import invoice_pdf  # fpdf2 is loaded only when a PDF is made
+
+        try:
+            invoice_pdf(self.billing, self.files, invoice.id)
+        except (InvalidInput, NotFound) as error:
+            log.warning("no PDF for invoice %s: %s", invoice.id, error)
 
     def _upcoming(self, sub_id: str, data: dict[str, Any]) -> str:
         sub = self._sub(sub_id)
@@ -542,12 +561,14 @@ class Dunning:
                 **shown,
                 complete_by=decision.until,
                 plan_name=self._plan_name(sub) if (sub := self._sub(invoice.subscription)) else None,
+                invoice_url=self.invoice_link(invoice),
             )
         else:
             context.update(
                 update_card_url=self.card_link(customer, "card_update", invoice.id),
                 **shown,
                 next_retry_at=decision.at,
+                invoice_url=self.invoice_link(invoice),
             )
         self.send(decision.email, customer, context, f"{decision.key}:{decision.email}")
 
@@ -573,6 +594,7 @@ class Dunning:
             "currency": earliest.currency,
             "unpaid_since": earliest.first_failed_at,
             "update_card_url": self.card_link(customer, "card_update", earliest.id),
+            "invoice_url": self.invoice_link(earliest),
             "suspend_at": at(lambda s: s.disable_entitlements and s in later),
             "cancel_at": at(lambda s: s.final_action is FinalAction.CANCEL and s in later),
             "plan_name": self._plan_name(sub),
@@ -637,15 +659,20 @@ class Dunning:
     # ------------------------------------------------------------------ links and helpers
     def card_link(self, customer: Customer, purpose: str, invoice: str | None = None) -> str:
         """The signed, expiring page where the customer enters a new card (or authenticates)."""
-        token, _ = sign_link(
-            self.link_secret,
-            customer.id,
-            purpose,
-            self.now(),
-            timedelta(days=self.settings.emails.card_link_days),
-            invoice,
+        days = self.settings.emails.card_link_days
+        url, _ = signed_url(
+            self.link_secret, self.public_url, customer.id, purpose, self.now(), timedelta(days=days), invoice
         )
-        return f"{self.public_url}/portal/card?token={token}"
+        return url
+
+    def invoice_link(self, invoice: Invoice) -> str:
+        """The signed, expiring hosted invoice page (the emails' "View invoice": the invoice, its PDF and,
+        while it is open, a Pay button), valid ``emails.invoice_link_days``."""
+        days = self.settings.emails.invoice_link_days
+        url, _ = signed_url(
+            self.link_secret, self.public_url, invoice.customer, "invoice", self.now(), timedelta(days=days), invoice.id
+        )
+        return url
 
     @staticmethod
     def _customer_context(customer: Customer) -> dict[str, Any]:

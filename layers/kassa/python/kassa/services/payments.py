@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from kassa.domain.cancellation import CancellationDetails, CancellationReason
 from kassa.domain.credit_notes import (
-    CreditNoteLine,
+    CreditNoteLineInput,
     CreditNoteLineType,
     CreditNoteReason,
     CreditNoteRequest,
@@ -136,7 +136,7 @@ def refund_invoice(
     )
     request = CreditNoteRequest(
         lines=(
-            CreditNoteLine(
+            CreditNoteLineInput(
                 type=CreditNoteLineType.CUSTOM_LINE_ITEM,
                 amount=wanted,
                 description=f"Refund ({reason.value})" if reason else "Refund",

@@ -53,9 +53,10 @@ class WebhookRecord:
     id: str
     type: str
     status: str  # received | processed | ignored | rejected
-    payload: str
+    payload: str  # the raw body; "" when it is kept in the FileStore under ``payload_key``
     received_at: datetime
     note: str | None = None
+    payload_key: str | None = None  # a body too large for the record: its FileStore key (webhooks/<id>.json)
 
 
 class BillingStore(Protocol):
@@ -91,7 +92,15 @@ class BillingStore(Protocol):
 
     # credit notes
     def list_credit_notes(self, invoice_id: str) -> list[CreditNote]: ...
+    def get_credit_note(self, credit_note_id: str) -> CreditNote:
+        """A credit note by its id; NotFound naming ``credit_note`` when there is none."""
+        ...
+
     def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice: ...
+    def credit_notes_by_tax_date(self, start: date, end: date) -> list[CreditNote]:
+        """Credit notes (issued and void) whose ``tax_date`` is in [start, end], by tax date then id
+        (gsi3 ``TAXMONTH#<month>``, sort key ``CN#<tax date>#<id>``; notes without a tax date are not there)."""
+        ...
 
     # customers
     def create_customer(self, customer: Customer) -> None: ...
