@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test browser lint unit integration e2e infra-test demo bench bench-usage synth deploy layer clean
+.PHONY: run test browser lint unit integration e2e infra-test fuzz demo bench bench-usage synth deploy layer clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,13 @@ e2e: $(STAMP) browser
 
 infra-test: $(STAMP)
 	$(BIN)/python -m pytest -q tests/infra
+
+## make fuzz: the schemathesis run of tests/e2e/test_fuzz.py with many more examples per operation
+## (KASSA_FUZZ_POSITIVE, KASSA_FUZZ_NEGATIVE, KASSA_FUZZ_NO_KEY; `make test` keeps 10, 14 and 4)
+fuzz: $(STAMP)
+	KASSA_FUZZ_POSITIVE=$${KASSA_FUZZ_POSITIVE:-180} KASSA_FUZZ_NEGATIVE=$${KASSA_FUZZ_NEGATIVE:-180} \
+	KASSA_FUZZ_NO_KEY=$${KASSA_FUZZ_NO_KEY:-20} \
+	$(BIN)/python -m pytest -q -s -p no:cacheprovider -W ignore::DeprecationWarning tests/e2e/test_fuzz.py
 
 ## make demo: a scripted lifecycle on a fresh local stack
 demo: $(STAMP)

@@ -58,6 +58,12 @@ class Api(Construct):
             rest_api_name=wiring.SERVICE_NAME,
             description="kassa subscription billing API and Stripe webhook endpoint",
             endpoint_types=[apigateway.EndpointType.REGIONAL],
+            # invoice and credit-note PDFs (GET /v1/invoices/{id}/pdf, the hosted page's download): the function
+            # answers them base64-encoded. API Gateway decodes a response only when the request's Accept matches a
+            # binary type, and a browser's Accept starts with text/html, so every type is binary: a proxy response
+            # that is not base64-encoded passes as it is, and request bodies arrive base64-encoded, which the
+            # handlers decode (kassa.api.common, kassa.api.webhook)
+            binary_media_types=["*/*"],
             # the account-level role API Gateway needs to write execution logs
             cloud_watch_role=True,
             cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,

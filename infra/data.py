@@ -51,6 +51,13 @@ class Data(Construct):
             versioned=True,
             server_access_logs_bucket=self.access_logs,
             server_access_logs_prefix=f"{spec.name}/",
+            lifecycle_rules=[
+                s3.LifecycleRule(
+                    prefix=prefix, expiration=Duration.days(days), noncurrent_version_expiration=Duration.days(1)
+                )
+                for prefix, days in sorted(spec.expire_days.items())
+            ]
+            or None,
             removal_policy=RemovalPolicy.RETAIN,
         )
         Tags.of(bucket).add(TAG_BUCKET, spec.name)

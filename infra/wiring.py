@@ -83,6 +83,8 @@ class Bucket:
     """A private, encrypted S3 bucket; what lives in it is kept under the key prefixes below."""
 
     name: str  # logical name; the physical name is derived (CDK) or the logical one (local)
+    # key prefix -> days after which its objects expire (a lifecycle rule; no entry: kept)
+    expire_days: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -144,11 +146,14 @@ TABLES = (BILLING_TABLE,)
 
 # Files: invoice and credit-note documents (PDF, UBL) and the payloads of Stripe events too large
 # for a DynamoDB item; private, encrypted (kassa.adapters.s3, infra/data.py)
-FILES_BUCKET = Bucket(name="files")
-BUCKETS = (FILES_BUCKET,)
 DOCUMENTS_PREFIX = "documents/"  # documents/<invoice or credit note id>/<file>
 WEBHOOK_PAYLOADS_PREFIX = "webhooks/"  # webhooks/<event id>.json
+# large event payloads outlive their records (30 days, kassa.adapters.dynamodb WEBHOOK_RETENTION) by a day
+FILES_BUCKET = Bucket(name="files", expire_days={WEBHOOK_PAYLOADS_PREFIX: 31})
+BUCKETS = (FILES_BUCKET,)
 DOCUMENTS_ACCESS = KeyPrefixes(read=(DOCUMENTS_PREFIX,), write=(DOCUMENTS_PREFIX,))
+# events too large for a DynamoDB item: ingest writes them (once, If-None-Match), the processor reads them
+WEBHOOK_PAYLOADS_ACCESS = KeyPrefixes(read=(WEBHOOK_PAYLOADS_PREFIX,), write=(WEBHOOK_PAYLOADS_PREFIX,))
 
 WEBHOOK_QUEUE = Queue(name="webhook-events", visibility_timeout_s=180, max_receive_count=5)
 RENEWAL_QUEUE = Queue(name="renewals", visibility_timeout_s=360, max_receive_count=5)
@@ -189,7 +194,7 @@ ENTITY_KEYS = (
 USAGE_EVENT_KEYS = ("MEVT#",)
 INDEX_KEYS = (
     "DUE#", "DUN#", "PI#", "CATALOG#", "TAXMONTH#", "OUTBOX#",
-    "LIST#", "SUBSTATUS#", "INVSTATUS#", "SUBPRICE#",
+    "LIST#", "SUBSTATUS#", "INVSTATUS#", "SUBPRICE#", "CN#",
 )  # fmt: skip
 BILLING_KEYS = ENTITY_KEYS + INDEX_KEYS  # what the billing use cases touch: everything but webhook records
 BILLING_ACCESS = KeyPrefixes(read=BILLING_KEYS, write=ENTITY_KEYS)
@@ -236,6 +241,7 @@ FUNCTIONS = (
         secrets=(STRIPE_SECRET,),
         # internet-facing: its webhook records, and the invoice already_settled reads (INV#<id>)
         table_key_prefixes={"billing": KeyPrefixes(read=(*WEBHOOK_KEYS, "INV#"), write=WEBHOOK_KEYS)},
+        buckets={"files": WEBHOOK_PAYLOADS_ACCESS},  # webhooks/<event id>.json: payloads too large for a record
     ),
     Function(
         name="webhook_processor",
@@ -249,6 +255,7 @@ FUNCTIONS = (
         table_key_prefixes={
             "billing": KeyPrefixes(read=(*WEBHOOK_KEYS, *BILLING_KEYS), write=(*WEBHOOK_KEYS, *ENTITY_KEYS))
         },
+        buckets={"files": KeyPrefixes(read=(WEBHOOK_PAYLOADS_PREFIX,))},  # the payloads ingest put there
     ),
     Function(
         name="tax",

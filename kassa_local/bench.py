@@ -35,7 +35,12 @@ PRICE = {
     # API Gateway REST APIs, first 333 million requests a month (AWS's us-east-1 list price; not in
     # facts.md): what every HTTP call to kassa costs before a function runs
     "apigw_rest_request": 3.50 / 1e6,
+    "s3_put": 0.005 / 1000,  # PUT of an invoice PDF (documents/…)
+    "s3_get": 0.0004 / 1000,
+    "s3_gb_month": 0.023,  # S3 Standard storage
 }
+#: invoices whose PDF the bench renders and stores (through GET /v1/invoices/{id}/pdf), then fetches again
+PDF_SAMPLE = 20
 
 REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
@@ -153,11 +158,35 @@ def run(n: int, progress: bool = True, scenario: str = "one-item") -> dict[str, 
             for e in stack.events("invoice.paid")
             if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
         ]
-    figures = _report(n, len(renewals), counts, before, after, len(fired), wall)
+        pdf = _pdf_figures(api, stack, [i["id"] for i in renewals[:PDF_SAMPLE]])
+    figures = _report(n, len(renewals), counts, before, after, len(fired), wall, pdf)
     figures["scenario"] = scenario
     figures["invoice_lines"] = round(sum(len(i.get("lines", [])) for i in renewals) / max(len(renewals), 1), 2)
     figures["invoice_total"] = renewals[0].get("total") if renewals else None
     return figures
+
+
+def _pdf_figures(api: Any, stack: Any, invoice_ids: list[str]) -> dict[str, Any]:
+    """Render and store the PDF of each sampled renewal invoice (the first GET), then serve it again
+    from the files bucket (the second GET): the api function's handler time for each, and the size."""
+    if not invoice_ids:
+        return {}
+    sizes: list[int] = []
+    handler_ms: dict[str, float] = {}
+    for attempt in ("render_and_store", "served_from_storage"):
+        before = stack.stats()
+        for invoice_id in invoice_ids:
+            response = api.request("GET", f"/v1/invoices/{invoice_id}/pdf", expect=200)
+            if attempt == "render_and_store":
+                sizes.append(len(response.content))
+        after = stack.stats()
+        handler_ms[attempt] = round(_delta(before, after, "api", "total_ms") / len(invoice_ids), 1)
+    return {
+        "sample": len(invoice_ids),
+        "render_and_store_ms": handler_ms["render_and_store"],
+        "served_from_storage_ms": handler_ms["served_from_storage"],
+        "pdf_bytes": round(statistics.mean(sizes)),
+    }
 
 
 def _delta(before: dict[str, Any], after: dict[str, Any], fn: str, key: str) -> float:
@@ -165,7 +194,14 @@ def _delta(before: dict[str, Any], after: dict[str, Any], fn: str, key: str) -> 
 
 
 def _report(
-    n: int, paid: int, counts: dict[str, float], before: dict[str, Any], after: dict[str, Any], ticks: int, wall: float
+    n: int,
+    paid: int,
+    counts: dict[str, float],
+    before: dict[str, Any],
+    after: dict[str, Any],
+    ticks: int,
+    wall: float,
+    pdf: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     per = 1.0 / max(paid, 1)
     functions = {fn.name: fn for fn in wiring.FUNCTIONS}
@@ -222,6 +258,18 @@ def _report(
     }
     cost["total"] = sum(cost.values())
     cost["total_without_email"] = cost["total"] - cost["ses"]
+    if pdf:  # one invoice PDF per renewal, rendered and stored once (not in the totals above)
+        memory_gb = functions["api"].memory_mb / 1024
+        cost["pdf_document"] = (
+            pdf["render_and_store_ms"] / 1000 * memory_gb * PRICE["lambda_gb_s_arm64"]
+            + PRICE["lambda_request"]
+            + PRICE["s3_put"]
+            + PRICE["s3_get"]  # the request that made it found nothing first
+        )
+        cost["pdf_storage_per_month"] = pdf["pdf_bytes"] / 1024**3 * PRICE["s3_gb_month"]
+        cost["total_with_pdf"] = cost["total"] + cost["pdf_document"]
+        figures["per_renewal"]["pdf_render_and_store_ms"] = pdf["render_and_store_ms"]
+        figures["pdf_document"] = pdf
     figures["cost_usd_per_renewal"] = {k: float(f"{v:.3g}") for k, v in cost.items()}
     return figures
 
@@ -412,8 +460,9 @@ def _side_by_side(figures: dict[str, Any], scenarios: list[str]) -> dict[str, di
     table: dict[str, dict[str, Any]] = {
         key: {s: figures[s]["per_renewal"][key] for s in scenarios} for key in SIDE_BY_SIDE
     }
-    for key in ("total", "total_without_email"):
-        table[f"aws_cost_usd_{key}"] = {s: figures[s]["cost_usd_per_renewal"][key] for s in scenarios}
+    for key in ("total", "total_without_email", "total_with_pdf", "pdf_document"):
+        if all(key in figures[s]["cost_usd_per_renewal"] for s in scenarios):
+            table[f"aws_cost_usd_{key}"] = {s: figures[s]["cost_usd_per_renewal"][key] for s in scenarios}
     return table
 
 

@@ -6,6 +6,7 @@
     kassa clock advance --to 2027-01-01T00:00:00Z
     kassa keys roll [--expires-in 24h] [--key ID] [--links]
     kassa keys add [--role read_only]
+    kassa export --from 2026-01-01 --to 2026-03-31 --out export.zip
 
 Subcommands register themselves in ``SUBCOMMANDS``: a function that receives the argparse
 sub-parsers object, adds its parser and sets ``func`` (``args.func(args) -> int``). The commands
@@ -243,6 +244,12 @@ def add_tax(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add(sub)
 
 
+def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.export import add_export as add
+
+    add(sub)
+
+
 # -- kassa keys ---------------------------------------------------------------------------------
 
 
@@ -292,7 +299,7 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax, add_keys]
+SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax, add_keys, add_export]
 
 
 def build_parser() -> argparse.ArgumentParser:

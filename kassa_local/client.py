@@ -114,6 +114,25 @@ def confirm_card_setup_request(
     )
 
 
+def confirm_sepa_debit_setup_request(
+    config: dict[str, Any], setup_intent: str, client_secret: str, iban: str, name: str, email: str
+) -> requests.Response:
+    """What Stripe.js's ``confirmSepaDebitSetup`` sends in the browser (localstripe's shim):
+    ``payment_method_data[type]=sepa_debit`` with the IBAN and the account holder's name and email."""
+    return requests.post(
+        f"{config['stripe_url']}/v1/setup_intents/{setup_intent}/confirm",
+        data={
+            "key": config["stripe_publishable_key"],
+            "client_secret": client_secret,
+            "payment_method_data[type]": "sepa_debit",
+            "payment_method_data[sepa_debit][iban]": iban,
+            "payment_method_data[billing_details][name]": name,
+            "payment_method_data[billing_details][email]": email,
+        },
+        timeout=30,
+    )
+
+
 def confirm_card_setup(config: dict[str, Any], setup_intent: str, client_secret: str, card: str) -> dict[str, Any]:
     response = confirm_card_setup_request(config, setup_intent, client_secret, card)
     assert response.status_code == 200, response.text

@@ -97,13 +97,44 @@ def seats_price(api: Api) -> dict[str, Any]:
     )
 
 
+#: the demo shop's seller details: what its invoices show and its e-invoices need (a VAT number that
+#: passes the Dutch check digit, a KvK number, a test IBAN); a merchant puts their own with PUT /v1/settings
+DEMO_SELLER = {
+    "seller_address": {"country": "NL", "line1": "Keizersgracht 1", "city": "Amsterdam", "postal_code": "1015 CJ"},
+    "seller_tax_id": "NL123456782B01",
+    "seller_registration": "KvK 12345678",
+    "seller_peppol_id": "0106:12345678",
+    "seller_iban": "NL91ABNA0417164300",
+}
+
+
+def seed_seller(api: Api) -> bool:
+    """Fill in the demo seller's details on settings that have none (True when it did)."""
+    settings = {k: v for k, v in api.get("/v1/settings").items() if k != "object"}
+    if settings.get("seller_tax_id"):
+        return False
+    api.request("PUT", "/v1/settings", expect=200, json=settings | DEMO_SELLER)
+    return True
+
+
 def seed_catalog(api: Api) -> int:
     """Give a fresh local stack's storefront something to sell — the demo catalog and a tiered seats
-    price; returns the number of prices made."""
+    price — and its seller the details invoices show; returns the number of prices made."""
     if api.get("/v1/prices", params={"limit": 1})["data"]:
         return 0
+    seed_seller(api)
     made = len(demo_catalog(api))
     seats_price(api)
+    settings = api.get("/v1/settings")
+    if settings.get("payment_method_types") == ["card"] and not (settings.get("bank_debits") or {}).get(
+        "sepa_creditor_id"
+    ):
+        # the storefront offers a bank account too: SEPA Direct Debit under the Bundesbank's example
+        # creditor identifier (a real merchant puts its own in PUT /v1/settings)
+        settings.pop("object", None)
+        settings["payment_method_types"] = ["card", "sepa_debit"]
+        settings["bank_debits"] = {**(settings.get("bank_debits") or {}), "sepa_creditor_id": "DE98ZZZ09999999999"}
+        api.request("PUT", "/v1/settings", expect=200, json=settings)
     return made + 1
 
 

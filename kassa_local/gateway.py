@@ -288,6 +288,21 @@ _LOCAL_ROUTES: dict[str, tuple[str, ...]] = {
     "/_local/events": ("GET",),
 }
 
+
+def _with_mandate_acceptance(body: bytes, headers: list[tuple[str, str]]) -> bytes:
+    """The demo back end is the merchant's: it tells kassa how the customer accepted a bank-debit
+    mandate — the browser's address and user agent (SEPA: the mandate's online acceptance)."""
+    try:
+        payload = json.loads(body or b"{}")
+    except ValueError:
+        return body  # the API answers the 400
+    if not isinstance(payload, dict) or "mandate_acceptance" in payload:
+        return body
+    agent = next((value for name, value in headers if name.lower() == "user-agent"), None)
+    payload["mandate_acceptance"] = {"ip_address": "127.0.0.1", "user_agent": agent}
+    return json.dumps(payload).encode()
+
+
 _DEMO_COMPLETE = re.compile(r"^/demo/checkout/([^/]+)/(complete|confirm_payment)$")
 
 
@@ -333,7 +348,7 @@ class Gateway:
                 return HttpResponse.error(
                     403, "cross_origin_refused", "the /_local routes answer the CLI and this gateway's own pages only"
                 )
-            local = self._local(method, path, parts.query, body)
+            local = self._local(method, path, parts.query, body, headers)
             if local is not None:
                 return local
         return self.dispatch_api(method, path, parts.query, headers, body)
@@ -377,7 +392,9 @@ class Gateway:
             return HttpResponse.json(502, {"message": "Internal server error"})
         return http_response(result)
 
-    def _local(self, method: str, path: str, query: str, body: bytes) -> HttpResponse | None:
+    def _local(
+        self, method: str, path: str, query: str, body: bytes, headers: list[tuple[str, str]] | None = None
+    ) -> HttpResponse | None:
         control = self.control
         assert control is not None
         try:
@@ -395,7 +412,7 @@ class Gateway:
             if path.startswith("/_local/"):
                 return self._control(control, method, path, query, body)
             if path.startswith("/demo/"):
-                return self._demo(control, method, path, body)
+                return self._demo(control, method, path, body, headers or [])
         except ValueError as exc:
             return HttpResponse.error(400, "invalid_request", str(exc))
         return None
@@ -450,7 +467,9 @@ class Gateway:
         headers = [("Content-Type", "text/html; charset=utf-8"), ("Content-Security-Policy", EMAIL_CSP)]
         return HttpResponse(200, headers, email["html"].encode())
 
-    def _demo(self, control: StackControl, method: str, path: str, body: bytes) -> HttpResponse:
+    def _demo(
+        self, control: StackControl, method: str, path: str, body: bytes, headers: list[tuple[str, str]]
+    ) -> HttpResponse:
         auth = [
             ("Authorization", f"Bearer {control.api_secret_key}"),
             ("Content-Type", "application/json"),
@@ -460,11 +479,43 @@ class Gateway:
             return self.dispatch_api("GET", "/v1/prices", "", auth, b"")
         if path == "/demo/checkout" and method == "POST":
             return self.dispatch_api("POST", "/v1/checkout", "", auth, self._returning_customer(auth, body))
+        if path == "/demo/payment_methods" and method == "GET":
+            return self._payment_methods(auth)
         match = _DEMO_COMPLETE.match(path)
         if match and method == "POST":
+            if match.group(2) == "complete":
+                body = _with_mandate_acceptance(body, headers)
             return self.dispatch_api("POST", f"/v1/checkout/{match.group(1)}/{match.group(2)}", "", auth, body)
-        allowed = ("GET",) if path == "/demo/prices" else ("POST",) if path == "/demo/checkout" or match else ()
+        allowed = (
+            ("GET",)
+            if path in ("/demo/prices", "/demo/payment_methods")
+            else ("POST",)
+            if path == "/demo/checkout" or match
+            else ()
+        )
         return HttpResponse.not_routed(method, path, allowed)
+
+    def _payment_methods(self, auth: list[tuple[str, str]]) -> HttpResponse:
+        """What the storefront may offer before a checkout exists: the merchant's payment method types
+        and the mandate text for a bank account (the merchant's name and SEPA creditor identifier)."""
+        from kassa.domain.payment_methods import sepa_mandate_text
+
+        found = self.dispatch_api("GET", "/v1/settings", "", auth, b"")
+        if found.status != 200:
+            return found
+        settings = json.loads(found.body or b"{}")
+        debits = settings.get("bank_debits") or {}
+        terms = {
+            "seller_name": settings.get("seller_name"),
+            "creditor_id": debits.get("sepa_creditor_id"),
+            "pre_notification_days": debits.get("pre_notification_days"),
+            "sepa_debit": sepa_mandate_text(
+                str(settings.get("seller_name")), debits.get("sepa_creditor_id"), debits.get("pre_notification_days")
+            ),
+        }
+        return HttpResponse.json(
+            200, {"payment_method_types": settings.get("payment_method_types") or ["card"], "mandate": terms}
+        )
 
     def _returning_customer(self, auth: list[tuple[str, str]], body: bytes) -> bytes:
         """The checkout API never finds a customer by an unverified email (409 customer_exists): the

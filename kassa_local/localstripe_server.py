@@ -31,8 +31,18 @@ log = logging.getLogger("kassa_local.localstripe")
 _patched = False
 
 
+#: SEPA test IBANs that localstripe debits and the bank then returns, with the bank's reason (Stripe's
+#: failure codes). localstripe fails DE62… with a card's ``card_declined``; a bank answers with a
+#: return reason, which decides whether kassa retries (soft) or asks for a new payment method (hard).
+SEPA_RETURNS: dict[str, tuple[str, str]] = {
+    "DE62370400440532013001": ("account_closed", "The customer's bank account has been closed."),
+    "DE78370400440532013004": ("insufficient_funds", "The customer's account has insufficient funds."),
+}
+
+
 def _patch_localstripe() -> None:
-    """No pickling to /tmp: the store lives in memory only."""
+    """No pickling to /tmp: the store lives in memory only. A returned SEPA debit carries the bank's
+    reason (``SEPA_RETURNS``) instead of a card's decline code."""
     global _patched
     if _patched:
         return
@@ -43,6 +53,40 @@ def _patch_localstripe() -> None:
 
     resources.Store.dump_to_disk = _no_op
     resources.Store.try_load_from_disk = _no_op
+
+    declined = resources.PaymentMethod._charging_is_declined
+    set_failure = resources.Charge._set_auth_failure
+
+    def _charging_is_declined(self: Any) -> bool:
+        if getattr(self, "type", None) == "sepa_debit" and getattr(self, "_sepa_debit_iban", "") in SEPA_RETURNS:
+            return True
+        return bool(declined(self))
+
+    def _set_auth_failure(self: Any) -> None:
+        set_failure(self)
+        try:
+            pm = resources.PaymentMethod._api_retrieve(self.payment_method)
+        except Exception:  # a source or card object: a card decline
+            return
+        reason = SEPA_RETURNS.get(getattr(pm, "_sepa_debit_iban", ""))
+        if pm.type == "sepa_debit" and reason is not None:
+            self.failure_code, self.failure_message = reason
+
+    initialize = resources.Charge._initialize_charge
+
+    def _initialize_charge(
+        self: Any, on_success: Any = None, on_failure_now: Any = None, on_failure_later: Any = None
+    ) -> None:
+        # localstripe marks a SEPA charge succeeded at once and only sends the event later; on Stripe
+        # the PaymentIntent is ``processing`` until the bank settles (here ~0.5 s of wall time)
+        if self._authorized and self.captured and self._is_async_payment_method():
+            self._trigger_payment(on_success)
+            return
+        initialize(self, on_success, on_failure_now, on_failure_later)
+
+    resources.PaymentMethod._charging_is_declined = _charging_is_declined
+    resources.Charge._set_auth_failure = _set_auth_failure
+    resources.Charge._initialize_charge = _initialize_charge
     _patched = True
 
 
@@ -269,7 +313,8 @@ class LocalStripe:
         resp.raise_for_status()
 
     def pending_webhooks(self) -> int:
-        """Webhook deliveries scheduled by localstripe and not finished yet (each waits ~1 s)."""
+        """Webhook deliveries scheduled by localstripe and not finished yet (each waits ~1 s), and bank
+        debits it has not settled yet (SEPA: ~0.5 s, then their webhook)."""
         loop = self._loop
         if loop is None or not loop.is_running():
             return 0
@@ -278,7 +323,11 @@ class LocalStripe:
             return sum(
                 1
                 for task in asyncio.all_tasks()
-                if not task.done() and getattr(task.get_coro(), "__name__", "") == "_send_webhook"
+                if not task.done()
+                and (
+                    getattr(task.get_coro(), "__name__", "") == "_send_webhook"
+                    or getattr(task.get_coro(), "__qualname__", "").startswith("Charge.")  # a debit settling
+                )
             )
 
         return asyncio.run_coroutine_threadsafe(count(), loop).result(timeout=5)

@@ -13,7 +13,7 @@ processor = BatchProcessor(event_type=EventType.SQS)
 
 
 def record_handler(record: SQSRecord) -> str:
-    outcome = process_recorded_event(record.json_body, container.billing())
+    outcome = process_recorded_event(record.json_body, container.billing(), container.files())
     logger.info("stripe event processed", extra={"outcome": outcome, "message_id": record.message_id})
     return outcome
 

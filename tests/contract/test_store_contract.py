@@ -192,8 +192,9 @@ def test_coupons_and_promotion_codes_round_trip_and_are_written_once(store):
     assert store.get_promotion_code("spring-25") == code
     with pytest.raises(AlreadyExists):
         store.put_coupon(coupon.model_copy(update={"name": "Other"}))
-    with pytest.raises(AlreadyExists):
+    with pytest.raises(AlreadyExists) as taken:
         store.put_promotion_code(code.model_copy(update={"id": "promo_other", "code": "SPRING-25"}))
+    assert taken.value.param == "code"  # the 409 names the field
 
 
 def test_a_redemption_is_counted_on_the_count_read(store):
@@ -764,6 +765,27 @@ def test_a_credit_note_is_issued_once_and_notes_are_listed_in_order(store):
     assert store.list_credit_notes("in_other") == []
 
 
+def test_credit_notes_by_tax_date_are_the_notes_of_the_period_apart_from_the_invoices(store):
+    store.create_customer(customer())
+    _, invoice = created(store)
+    dated = [date(2026, 3, 31), date(2026, 2, 1), date(2026, 4, 1), None]  # the last: stored before notes had one
+    current = invoice
+    for sequence, tax_date in enumerate(dated, start=1):
+        note = credit_note(invoice, sequence).model_copy(update={"tax_date": tax_date})
+        current = store.issue_credit_note(note, current, None)
+    store.save_invoice(invoice_for(0, 1, NOW, number="X-1", tax_date=date(2026, 2, 1)))
+
+    found = store.credit_notes_by_tax_date(date(2026, 2, 1), date(2026, 3, 31))
+
+    assert [n.tax_date for n in found] == [date(2026, 2, 1), date(2026, 3, 31)]  # by tax date
+    listed = store.list_credit_notes(invoice.id)  # by number: the notes dated 2026-03-31, 2026-02-01, …
+    assert found == [listed[1], listed[0]]
+    assert [i.id for i in store.invoices_by_tax_date(date(2026, 2, 1), date(2026, 3, 31))] == ["in_c0_1"]
+    assert store.credit_notes_by_tax_date(date(2026, 1, 1), date(2026, 1, 31)) == []
+    with pytest.raises(InvalidInput):
+        store.credit_notes_by_tax_date(date(2026, 3, 1), date(2026, 2, 1))
+
+
 def test_a_credit_note_on_a_stale_invoice_or_customer_writes_nothing(store):
     ada = customer()
     store.create_customer(ada)
@@ -845,6 +867,19 @@ def test_a_webhook_note_is_cut_at_1000_characters(store):
 
     stored = store.get_webhook("evt_c1")
     assert stored is not None and stored.note == "x" * 1000
+
+
+def test_a_webhook_record_of_a_large_payload_keeps_only_its_file_key(store):
+    pointer = replace(_record("evt_c1", payload=""), payload_key="webhooks/evt_c1.json")
+
+    assert store.record_webhook(pointer) is None
+    store.mark_webhook("evt_c1", "processed", "applied")
+
+    stored = store.get_webhook("evt_c1")
+    assert stored is not None and (stored.payload, stored.payload_key) == ("", "webhooks/evt_c1.json")
+    assert stored.status == "processed"
+    store.record_webhook(_record("evt_c2"))
+    assert store.get_webhook("evt_c2").payload_key is None
 
 
 # ----------------------------------------------------------------------------- payments (docs/payments.md)

@@ -75,3 +75,35 @@ def test_a_credit_note_on_an_open_invoice_lowers_what_is_due(api: Api):
     rest = {"lines": [{"type": "invoice_line_item", "invoice_line": 0, "amount": 1000}]}
     settled = api.post(f"/v1/invoices/{invoice['id']}/credit_notes", rest, expect=201)["invoice"]
     assert (settled["amount_due"], settled["status"]) == (0, "paid")
+
+
+def test_a_credit_note_carries_its_tax_and_the_oss_return_nets_it(api: Api):
+    settings = api.get("/v1/settings")
+    settings.pop("object", None)
+    settings["tax"] = {"home_country": "NL", "oss_registered": True}
+    api.request("PUT", "/v1/settings", expect=200, json=settings)
+    price = api.catalog(currency="EUR", amount=1000)
+    invoice = api.subscribe(price["id"], "fi-consumer@example.com", address={"country": "FI"})["invoice"]
+    assert (invoice["status"], invoice["tax"], invoice["total"]) == ("paid", 255, 1255)
+    assert invoice["tax_rule"] == "eu_b2c_oss"
+    body = {"lines": [{"type": "invoice_line_item", "invoice_line": 0, "amount": 627}], "out_of_band_amount": 627}
+    note = api.post(f"/v1/invoices/{invoice['id']}/credit_notes", body, expect=201)["credit_note"]
+    # 627 × 255 / 1255 = 127.4 → 127 of VAT, 500 net
+    assert (note["subtotal"], note["tax"], note["total"]) == (500, 127, 627)
+    [line] = note["lines"]
+    assert (line["net_amount"], line["tax_amount"], line["tax_rate"]) == (500, 127, "25.5")
+    assert line["tax_behavior"] == "exclusive"
+    assert [(r["jurisdiction"], r["rate"], r["taxable_amount"], r["tax_amount"]) for r in note["tax_breakdown"]] == [
+        ("FI", "25.5", 500, 127)
+    ]
+    assert api.get(f"/v1/invoices/{invoice['id']}/credit_notes")["data"][0]["tax"] == 127
+    on = invoice["tax_date"]
+    assert note["tax_date"][:7] == on[:7]  # issued in the invoice's month: the same quarter
+    year, quarter = int(on[:4]), (int(on[5:7]) - 1) // 3 + 1
+    oss = api.get("/v1/tax/reports/oss", params={"year": year, "quarter": quarter})
+    assert [(r["member_state"], r["rate"], r["taxable_amount"], r["vat_amount"]) for r in oss["rows"]] == [
+        ("FI", "25.5", 1000 - 500, 255 - 127)
+    ]
+    report = api.get("/v1/tax/reports/jurisdictions", params={"from": on, "to": note["tax_date"]})
+    fi = [r for r in report["rows"] if r["jurisdiction"] == "FI"]
+    assert [(r["taxable_amount"], r["tax_amount"], r["invoices"], r["credit_notes"]) for r in fi] == [(500, 128, 1, 1)]

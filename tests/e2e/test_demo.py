@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from kassa_local.client import Api
-from kassa_local.demo import run_demo, seed_catalog
+from kassa_local.demo import DEMO_SELLER, run_demo, seed_catalog, seed_seller
 
 pytestmark = pytest.mark.e2e
 
@@ -35,3 +35,14 @@ def test_the_demo_lifecycle(api: Api):
 def test_seeding_only_fills_an_empty_catalog(api: Api):
     assert api.get("/v1/prices", params={"limit": 1})["data"]  # the session stack has prices by now
     assert seed_catalog(api) == 0
+
+
+def test_the_demo_seller_is_filled_in_once_and_its_invoices_make_e_invoices(api: Api):
+    first, again = seed_seller(api), seed_seller(api)
+    settings = api.get("/v1/settings")
+    assert settings["seller_tax_id"] == DEMO_SELLER["seller_tax_id"]
+    assert (first, again) == (True, False) or (first, again) == (False, False)  # another test may have set it
+    price = api.catalog(currency="EUR", amount=1200)
+    invoice = api.subscribe(price["id"], "demo-seller@example.com", address={"country": "NL"})["invoice"]
+    ubl = api.request("GET", f"/v1/invoices/{invoice['id']}/ubl")
+    assert ubl.status_code == 200 and b"NL123456782B01" in ubl.content

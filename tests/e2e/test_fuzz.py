@@ -3,13 +3,17 @@ with the secret key (valid and invalid inputs) and without it, must answer no 5x
 statuses the document declares; without the key every /v1 operation is a 401.
 
 Stateless, derandomized (the same requests on every run) and bounded by ``max_examples`` per
-operation and mode: about 1,600 requests in under two minutes (85 s on two cores).
+operation and mode: about 1,600 requests in under two minutes (85 s on two cores). ``make fuzz`` runs
+the same test with many more examples per operation (KASSA_FUZZ_POSITIVE, KASSA_FUZZ_NEGATIVE,
+KASSA_FUZZ_NO_KEY; figures in docs/benchmarks.md, *Fuzzing*).
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
+import os
+import time
 from typing import Any
 
 import hypothesis
@@ -23,8 +27,13 @@ from schemathesis.specs.openapi.checks import status_code_conformance
 
 pytestmark = pytest.mark.e2e
 
-# per operation: with the key, schema-valid and schema-invalid inputs; without the key
-EXAMPLES = {"positive": 10, "negative": 14, "no_key": 4}
+# per operation: with the key, schema-valid and schema-invalid inputs; without the key. `make fuzz`
+# raises them through KASSA_FUZZ_POSITIVE, KASSA_FUZZ_NEGATIVE and KASSA_FUZZ_NO_KEY.
+EXAMPLES = {
+    "positive": int(os.environ.get("KASSA_FUZZ_POSITIVE", "10")),
+    "negative": int(os.environ.get("KASSA_FUZZ_NEGATIVE", "14")),
+    "no_key": int(os.environ.get("KASSA_FUZZ_NO_KEY", "4")),
+}
 CHECKS = [not_a_server_error, status_code_conformance]
 
 
@@ -64,6 +73,7 @@ def test_no_input_makes_a_server_error_and_every_status_is_documented(stack_conf
     key = {"Authorization": f"Bearer {stack_config['api_secret_key']}"}
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 50
+    started = time.monotonic()
     figures: collections.Counter[int] = collections.Counter()
     by_mode: dict[str, collections.Counter[int]] = {mode: collections.Counter() for mode in EXAMPLES}
     per_operation: dict[str, int] = {}
@@ -80,7 +90,8 @@ def test_no_input_makes_a_server_error_and_every_status_is_documented(stack_conf
         per_operation[operation.label] = len(statuses)
     total = sum(figures.values())
     print(
-        f"\nschemathesis: {total} requests over {len(operations)} operations; statuses {dict(sorted(figures.items()))}"
+        f"\nschemathesis: {total} requests over {len(operations)} operations in {time.monotonic() - started:.0f} s"
+        f" (examples per operation {EXAMPLES}); statuses {dict(sorted(figures.items()))}"
     )
     for mode, counted in by_mode.items():
         print(f"  {mode}: {dict(sorted(counted.items()))}")

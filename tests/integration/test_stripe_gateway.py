@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,7 @@ from kassa.domain.customer import Address, CardSummary
 from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.money import Money
 from kassa.services.ports import ChargeStatus
+from kassa_local.client import confirm_sepa_debit_setup_request
 
 from .conftest import confirm_like_stripe_js, stripe_get, stripe_object
 
@@ -328,3 +330,73 @@ def test_an_on_session_charge_of_a_3ds_card_is_left_for_stripe_js_and_read_back_
     confirmed = gateway.get_payment_intent(result.payment_intent)
     assert confirmed.status == "succeeded" and confirmed.result.status is ChargeStatus.SUCCEEDED
     assert confirmed.result.attempt == 1 and not confirmed.awaiting_customer
+
+
+# ----------------------------------------------------------------------------- SEPA Direct Debit
+SEPA_OK = "DE89370400440532013000"
+SEPA_CLOSED = "DE62370400440532013001"  # localstripe returns it; kassa_local: the bank says account_closed
+SEPA_NO_FUNDS = "DE78370400440532013004"  # kassa_local: insufficient_funds
+
+
+def sepa_on_file(gateway: StripeGateway, config: dict[str, Any], uid: str, iban: str) -> tuple[str, CardSummary]:
+    """The checkout's bank-account flow: a SetupIntent offering sepa_debit, confirmed by 'Stripe.js'
+    (confirmSepaDebitSetup: payment_method_data[type]=sepa_debit), attached by kassa."""
+    customer = new_customer(gateway, uid)
+    intent = gateway.create_setup_intent(
+        customer=customer, metadata={"kassa_subscription": f"sub_{uid}"}, payment_method_types=["card", "sepa_debit"]
+    )
+    assert intent.client_secret and intent.payment_method_types == ("card", "sepa_debit")
+    confirmed = confirm_sepa_debit_setup_request(config, intent.id, intent.client_secret, iban, "Daan", "d@example.nl")
+    assert confirmed.status_code == 200, confirmed.text
+    info = gateway.get_setup_intent(intent.id)
+    assert info.status == "succeeded" and info.payment_method
+    return customer, gateway.attach_payment_method(
+        payment_method=info.payment_method, customer=customer, mandate=info.mandate
+    )
+
+
+def wait_for_intent(gateway: StripeGateway, payment_intent: str, status: str) -> Any:
+    deadline = time.monotonic() + 10
+    while True:
+        intent = gateway.get_payment_intent(payment_intent)
+        if intent.status == status or time.monotonic() > deadline:
+            return intent
+        time.sleep(0.1)
+
+
+def test_a_sepa_account_is_saved_with_its_iban_last4_and_mandate_reference(gateway, config, uid):
+    _, account = sepa_on_file(gateway, config, uid, SEPA_OK)
+
+    assert account.type.value == "sepa_debit" and account.is_bank_account
+    assert (account.last4, account.country, account.bank_code) == ("3000", "DE", "37040044")
+    assert account.mandate is not None and account.mandate.reference == "NXDSYREGC9PSMKWY"  # localstripe's
+
+
+def test_a_sepa_debit_is_processing_and_then_succeeds(gateway, config, uid):
+    customer, account = sepa_on_file(gateway, config, uid, SEPA_OK)
+
+    result = gateway.charge(
+        customer=customer, payment_method=account.payment_method_id, amount=Money(1500, "EUR"),
+        invoice_id=f"in_{uid}", attempt=1, description="Invoice KASSA-SEPA", payment_method_type="sepa_debit",
+    )  # fmt: skip
+
+    assert result.status is ChargeStatus.PROCESSING and result.attempt == 1
+    assert result.payment_intent is not None
+    settled = wait_for_intent(gateway, result.payment_intent, "succeeded")
+    assert settled.result.status is ChargeStatus.SUCCEEDED and settled.invoice == f"in_{uid}"
+
+
+@pytest.mark.parametrize(("iban", "reason"), [(SEPA_CLOSED, "account_closed"), (SEPA_NO_FUNDS, "insufficient_funds")])
+def test_a_returned_sepa_debit_fails_later_with_the_banks_reason(gateway, config, uid, iban, reason):
+    customer, account = sepa_on_file(gateway, config, uid, iban)
+
+    result = gateway.charge(
+        customer=customer, payment_method=account.payment_method_id, amount=Money(1500, "EUR"),
+        invoice_id=f"in_{uid}", attempt=1, description="Invoice KASSA-SEPA", payment_method_type="sepa_debit",
+    )  # fmt: skip
+
+    assert result.status is ChargeStatus.PROCESSING  # the bank answers days later (here ~0.5 s)
+    assert result.payment_intent is not None
+    failed = wait_for_intent(gateway, result.payment_intent, "requires_payment_method")
+    assert failed.result.status is ChargeStatus.DECLINED
+    assert failed.result.decline_code == reason and failed.result.attempt == 1

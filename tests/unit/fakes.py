@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -20,10 +21,11 @@ from typing import Any, Literal
 from kassa.adapters.memory import MemoryStore as FakeStore
 from kassa.adapters.memory import shard_of as shard_of  # re-exported for the unit tests
 from kassa.domain.catalog import Price, Product, Recurring
-from kassa.domain.customer import Address, CardSummary
+from kassa.domain.customer import Address, CardSummary, PaymentMethodSummary
 from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.events import DomainEvent
 from kassa.domain.money import Money
+from kassa.domain.payment_methods import Mandate, PaymentMethodKind
 from kassa.domain.periods import Interval
 from kassa.services.catalog import create_price, create_product
 from kassa.services.checkout import CheckoutResult, complete_checkout, start_checkout
@@ -31,6 +33,7 @@ from kassa.services.context import BillingContext
 from kassa.services.ports import (
     ChargeResult,
     ChargeStatus,
+    GeneratedSepaDebit,
     OutboxRecord,
     OutgoingEmail,
     PaymentIntentInfo,
@@ -98,6 +101,14 @@ class ListQueue:
 # ---------------------------------------------------------------------------------------- gateway
 _CHARGE_RESULT_HAS_ATTEMPT = "attempt" in getattr(ChargeResult, "__dataclass_fields__", {})
 
+
+def _mandate_of(payment_method: str | None) -> str | None:
+    """The Mandate Stripe makes when a bank account's SetupIntent is confirmed."""
+    if payment_method and payment_method.startswith(("pm_sepa", "pm_usbank")):
+        return f"mandate_{payment_method}"
+    return None
+
+
 OutcomeKind = Literal["succeed", "decline", "requires_action", "processing", "error", "lost_success"]
 
 
@@ -119,6 +130,7 @@ class ChargeCall:
     description: str
     result: ChargeResult | None = None
     off_session: bool = True
+    payment_method_type: str = "card"
 
 
 @dataclass
@@ -142,6 +154,7 @@ class FakeGateway:
     succeeded_intents: list[tuple[str, str]] = field(default_factory=list)  # (invoice_id, payment_intent)
     refunds: dict[str, RefundInfo] = field(default_factory=dict)  # by credit note (the idempotency key)
     payment_intents: dict[str, PaymentIntentInfo] = field(default_factory=dict)  # every PaymentIntent made
+    redirect_sources: dict[str, str] = field(default_factory=dict)  # iDEAL / Bancontact PaymentIntents
     _seq: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     # --- configuration
@@ -198,8 +211,15 @@ class FakeGateway:
         found = self.stripe_customers.get(customer)
         return found["kassa_id"] if found else None
 
-    def create_setup_intent(self, *, customer: str, metadata: dict[str, str]) -> SetupIntentInfo:
-        self.calls.append(("create_setup_intent", {"customer": customer, "metadata": dict(metadata)}))
+    def create_setup_intent(
+        self, *, customer: str, metadata: dict[str, str], payment_method_types: Sequence[str] = ("card",)
+    ) -> SetupIntentInfo:
+        self.calls.append(
+            (
+                "create_setup_intent",
+                {"customer": customer, "metadata": dict(metadata), "payment_method_types": list(payment_method_types)},
+            )
+        )
         intent_id = self._id("seti")
         confirmed = self.setup_payment_method is not None
         info = SetupIntentInfo(
@@ -209,13 +229,20 @@ class FakeGateway:
             payment_method=self.setup_payment_method,
             customer=customer,
             metadata=dict(metadata),
+            payment_method_types=tuple(payment_method_types),
+            mandate=_mandate_of(self.setup_payment_method),
         )
         self.setup_intents[intent_id] = info
         return info
 
     def confirm_setup_intent(self, setup_intent_id: str, payment_method: str) -> SetupIntentInfo:
         """What Stripe.js does in the browser."""
-        info = replace(self.setup_intents[setup_intent_id], status="succeeded", payment_method=payment_method)
+        info = replace(
+            self.setup_intents[setup_intent_id],
+            status="succeeded",
+            payment_method=payment_method,
+            mandate=_mandate_of(payment_method),
+        )
         self.setup_intents[setup_intent_id] = info
         return info
 
@@ -225,10 +252,33 @@ class FakeGateway:
             raise NotFound(f"No such setupintent: '{setup_intent_id}'", param="intent")
         return self.setup_intents[setup_intent_id]
 
-    def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary:
-        self.calls.append(("attach_payment_method", {"payment_method": payment_method, "customer": customer}))
+    def attach_payment_method(
+        self, *, payment_method: str, customer: str, mandate: str | None = None
+    ) -> PaymentMethodSummary:
+        self.calls.append(
+            ("attach_payment_method", {"payment_method": payment_method, "customer": customer, "mandate": mandate})
+        )
         if customer not in self.stripe_customers:
             raise InvalidInput(f"No such customer: '{customer}'", param="customer")
+        if payment_method.startswith("pm_sepa"):  # a SEPA Direct Debit account (DE89 3704 0044 0532 0130 00)
+            return PaymentMethodSummary(
+                payment_method_id=payment_method,
+                type=PaymentMethodKind.SEPA_DEBIT,
+                last4="3000",
+                bank_code="37040044",
+                country="DE",
+                mandate=Mandate(reference=f"MANDATE-{payment_method[-6:].upper()}", stripe_mandate=mandate),
+            )
+        if payment_method.startswith("pm_usbank"):  # an ACH account
+            return PaymentMethodSummary(
+                payment_method_id=payment_method,
+                type=PaymentMethodKind.US_BANK_ACCOUNT,
+                last4="6789",
+                bank_name="STRIPE TEST BANK",
+                bank_code="110000000",
+                country="US",
+                mandate=Mandate(reference=mandate, stripe_mandate=mandate),
+            )
         return CardSummary(payment_method_id=payment_method, brand="visa", last4="4242", exp_month=12, exp_year=2034)
 
     def charge(
@@ -241,8 +291,19 @@ class FakeGateway:
         attempt: int,
         description: str,
         off_session: bool = True,
+        payment_method_type: str = "card",
+        mandate: str | None = None,
     ) -> ChargeResult:
-        call = ChargeCall(customer, payment_method, amount, invoice_id, attempt, description, off_session=off_session)
+        call = ChargeCall(
+            customer,
+            payment_method,
+            amount,
+            invoice_id,
+            attempt,
+            description,
+            off_session=off_session,
+            payment_method_type=payment_method_type,
+        )
         self.charge_calls.append(call)
         self.calls.append(
             ("charge", {"invoice_id": invoice_id, "attempt": attempt, "amount": amount, "off_session": off_session})
@@ -338,6 +399,57 @@ class FakeGateway:
         self.payment_intents[payment_intent] = replace(intent, status=status, result=result)
         return self.payment_intents[payment_intent]
 
+    def settle(self, payment_intent: str, *, success: bool = True, code: str = "insufficient_funds") -> dict[str, Any]:
+        """The bank settles a processing debit (days later): the PaymentIntent succeeds, or fails with
+        the bank's return reason; returns the webhook Stripe sends for it."""
+        intent = self.payment_intents[payment_intent]
+        assert intent.status == "processing", f"{payment_intent} is {intent.status}"
+        if success:
+            result = replace(intent.result, status=ChargeStatus.SUCCEEDED)
+            self.succeeded_intents.append((intent.invoice or "", payment_intent))
+            self.payment_intents[payment_intent] = replace(intent, status="succeeded", result=result)
+        else:
+            result = replace(
+                intent.result, status=ChargeStatus.DECLINED, code=code, decline_code=code, message="The debit failed."
+            )
+            self.payment_intents[payment_intent] = replace(intent, status="requires_payment_method", result=result)
+        return self.intent_event(payment_intent)
+
+    def create_redirect_payment(
+        self,
+        *,
+        customer: str,
+        source_type: str,
+        amount: Money,
+        invoice_id: str,
+        attempt: int,
+        return_url: str,
+    ) -> PaymentIntentInfo:
+        self.calls.append(("create_redirect_payment", {"invoice_id": invoice_id, "source_type": source_type}))
+        intent = self._id("pi")
+        info = PaymentIntentInfo(
+            id=intent,
+            status="requires_action",
+            client_secret=f"{intent}_secret_x",
+            invoice=invoice_id,
+            customer=customer,
+            payment_method=None,
+            result=ChargeResult(ChargeStatus.REQUIRES_ACTION, intent, code="redirect", attempt=attempt),
+        )
+        self.payment_intents[intent] = info
+        self.redirect_sources[intent] = source_type
+        return info
+
+    def generated_sepa_debit(self, payment_intent: str) -> GeneratedSepaDebit | None:
+        self.calls.append(("generated_sepa_debit", {"payment_intent": payment_intent}))
+        intent = self.payment_intents.get(payment_intent)
+        if intent is None or intent.status != "succeeded":
+            return None
+        source = self.redirect_sources.get(payment_intent)
+        if source is None:
+            return None
+        return GeneratedSepaDebit(f"pm_sepa_{payment_intent[-6:]}", f"mandate_{payment_intent[-6:]}", source)
+
     def intent_event(self, payment_intent: str) -> dict[str, Any]:
         """The ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` event Stripe sends for it."""
         intent = self.payment_intents[payment_intent]
@@ -354,6 +466,8 @@ class FakeGateway:
         }
         if result.code:
             obj["last_payment_error"] = {"code": result.code, "message": result.message}
+            if result.decline_code:
+                obj["last_payment_error"]["decline_code"] = result.decline_code
         return {"id": f"evt_{intent.id}_{kind}", "type": f"payment_intent.{kind}", "data": {"object": obj}}
 
     def invoice_of_payment_intent(self, payment_intent: str) -> str | None:

@@ -166,10 +166,11 @@ def test_a_subscription_discount_is_redeemed_under_the_checkout_rules(world: Wor
     coupons.create_coupon(world.billing, id="USD5", amount_off=500, currency="usd", duration="once")
     coupons.create_coupon(world.billing, id="ONE", percent_off=5, duration="once", max_redemptions=1)
     coupons.apply_subscription_discount(world.billing, started.subscription.id, coupon_id="ONE")
+    other = world.active_subscription(price, email="other@example.com")  # ONE again on its own: no new redemption
 
     for coupon_id, reason in (("USD5", "currency_mismatch"), ("ONE", "coupon_max_redemptions_reached")):
         with pytest.raises(InvalidInput) as error:
-            coupons.apply_subscription_discount(world.billing, started.subscription.id, coupon_id=coupon_id)
+            coupons.apply_subscription_discount(world.billing, other.subscription.id, coupon_id=coupon_id)
         assert error.value.param == "coupon" and reason in error.value.message
     assert world.store.get_coupon("ONE").times_redeemed == 1
 

@@ -463,3 +463,28 @@ def test_a_credit_note_on_an_invoice_that_dunning_just_rescheduled_goes_through(
     assert raced == [True]
     assert credited.amount_due == invoice.amount_due - 500 and credited.status is InvoiceStatus.OPEN
     assert desk.w.store.list_credit_notes(invoice.id) == [note]  # one note, not two
+
+
+def test_a_paid_invoices_pdf_is_made_as_its_receipt_goes_out_and_only_once() -> None:
+    from kassa.adapters.memory import MemoryFileStore
+
+    desk = Desk()
+    files = MemoryFileStore()
+    desk.dunning = lambda: Dunning(  # type: ignore[method-assign]
+        desk.w.billing,
+        desk.outbox,
+        desk.mailer,
+        sender="billing@example.com",
+        link_secret=SECRET,
+        public_url="https://pay.example/prod",
+        files=files,
+    )
+    _, price = desk.w.catalog(1500, "eur")
+    result = desk.w.checkout(price)
+    complete_checkout(desk.w.billing, result.subscription.id, result.setup_intent.id)
+    desk.deliver(twice=True)  # invoice.paid delivered twice
+    invoice = desk.invoice(result.subscription.id)
+    assert desk.templates() == ["receipt"]
+    pdfs = [key for key in files.objects if key.startswith(f"documents/{invoice.id}/") and key.endswith(".pdf")]
+    assert len(pdfs) == 1 and pdfs[0].split("/")[-1].startswith("paid-")
+    assert files.objects[pdfs[0]][0].startswith(b"%PDF")

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import itertools
+import json
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from importlib.resources import files
 from pathlib import Path
 
 import pytest
 from jinja2 import DictLoader, UndefinedError
 from jinja2.exceptions import SecurityError
 
+from kassa.domain.customer import SUPPORTED_LOCALES
 from kassa.domain.dunning import EMAIL_TEMPLATES
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import Money
@@ -26,11 +30,11 @@ from kassa.emails import (
     render,
     resolve_locale,
 )
-from kassa.emails.render import placeholders, to_decimal, translations
+from kassa.emails.render import format_clock_time, placeholders, to_decimal, translations
 
 NBSP, NNBSP = "\u00a0", "\u202f"
 T = datetime(2025, 3, 14, 10, tzinfo=UTC)
-LOCALES = ["en", "nl", "de", "fr"]
+LOCALES = list(SUPPORTED_LOCALES)  # every language a customer may choose
 BRAND = Branding(name="Bakkerij", colour="#aa3300", support_email="hulp@bakkerij.test")
 
 CONTEXTS: dict[str, dict[str, object]] = {
@@ -101,16 +105,57 @@ def required_only(name: str) -> dict[str, object]:
 # ---------------------------------------------------------------------------- catalogue
 def test_the_catalogue_matches_the_domain_and_the_samples() -> None:
     assert set(TEMPLATES) == EMAIL_TEMPLATES == set(CONTEXTS)
-    assert available_languages() >= set(LOCALES)
 
 
-def test_every_language_has_every_string_with_the_same_placeholders() -> None:
+def test_the_supported_locales_are_the_translated_languages() -> None:
+    # one list: a customer may choose exactly the languages that have a translations file
+    assert len(set(SUPPORTED_LOCALES)) == len(SUPPORTED_LOCALES)
+    assert set(SUPPORTED_LOCALES) == available_languages()
+    assert {"en", "nl", "de", "fr", "es", "it", "pl", "sv"} <= set(SUPPORTED_LOCALES)
+
+
+def _raw_translations(language: str) -> list[tuple[str, object]]:
+    """The file's key/value pairs as written (a duplicated key would be lost by a dict)."""
+    text = (files("kassa.emails") / "translations" / f"{language}.json").read_text(encoding="utf-8")
+    pairs: list[tuple[str, object]] = []
+
+    def keep(items: list[tuple[str, object]]) -> dict[str, object]:
+        pairs.extend(items)
+        return dict(items)
+
+    json.loads(text, object_pairs_hook=keep)
+    return pairs
+
+
+@pytest.mark.parametrize("language", [lang for lang in LOCALES if lang != "en"])
+def test_every_language_has_exactly_the_english_strings(language: str) -> None:
     english = translations("en")
-    for language in available_languages():
-        strings = translations(language)
-        assert set(strings) == set(english), language
-        for key, text in strings.items():
-            assert placeholders(text) == placeholders(english[key]), (language, key)
+    pairs = _raw_translations(language)
+    keys = [key for key, _ in pairs]
+    assert len(keys) == len(set(keys)), f"{language}.json repeats {sorted({k for k in keys if keys.count(k) > 1})}"
+    strings = translations(language)
+    assert not english.keys() - strings.keys(), f"{language}.json misses {sorted(english.keys() - strings.keys())}"
+    assert not strings.keys() - english.keys(), f"{language}.json has extra {sorted(strings.keys() - english.keys())}"
+    for key, text in strings.items():
+        assert text.strip(), (language, key)
+        assert placeholders(text) == placeholders(english[key]), (language, key)
+    # an untranslated copy of English fails: only labels made of placeholders and punctuation (and
+    # words the languages share, such as "Period") may equal the English string
+    same = sorted(key for key, text in strings.items() if text == english[key])
+    assert len(same) <= len(english) // 10, f"{language}.json still has English for {same}"
+
+
+def test_english_is_complete_and_every_template_key_exists() -> None:
+    english = translations("en")
+    assert all(text.strip() for text in english.values())
+    keys = [key for key, _ in _raw_translations("en")]
+    assert len(keys) == len(set(keys))
+    used: set[str] = set()
+    for item in (files("kassa.emails") / "templates").iterdir():
+        if item.name.endswith(".j2"):
+            used |= set(re.findall(r'\bt\("([a-z_.]+)"', item.read_text(encoding="utf-8")))
+    assert used, "no t(...) call found in the templates"
+    assert not used - english.keys(), f"templates use keys missing in en.json: {sorted(used - english.keys())}"
 
 
 @pytest.mark.parametrize(("name", "locale"), list(itertools.product(sorted(TEMPLATES), LOCALES)))
@@ -126,6 +171,70 @@ def test_every_template_renders_in_every_language(name: str, locale: str) -> Non
             if isinstance(value, str) and value.startswith("https://"):
                 assert value in email.text  # every link is in the text part too
         assert "{" not in email.text and "}" not in email.text  # no unformatted placeholder
+
+
+CHECKOUT = {  # a declined checkout's first payment: no invoice number yet, complete it before the expiry
+    "invoice_number": None,
+    "amount_due": 1500,
+    "currency": "EUR",
+    "update_card_url": "https://shop.test/card",
+    "complete_by": datetime(2025, 3, 14, 15, tzinfo=UTC),
+}
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_declined_checkout_reads_in_every_language(locale: str) -> None:
+    english = render("payment_failed", "en", CHECKOUT, BRAND)
+    for context in (CHECKOUT, {**CHECKOUT, "card_brand": "visa", "card_last4": "4242"}):
+        email = render("payment_failed", locale, context, BRAND)
+        assert email.locale == locale
+        assert format_day(CHECKOUT["complete_by"], locale) in email.text  # type: ignore[arg-type]
+        assert format_clock_time(CHECKOUT["complete_by"], locale) in email.text  # type: ignore[arg-type]
+        assert format_money(1500, "EUR", locale) in email.text
+        assert "None" not in email.subject + email.text  # the missing invoice number is not shown
+        if locale != "en":
+            assert email.subject != english.subject and email.text != english.text
+        if "card_brand" in context:
+            assert "Visa" in email.text and "4242" in email.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_money_and_dates_in_every_email_follow_the_locale(locale: str) -> None:
+    pln = {**CONTEXTS["payment_reminder"], "amount_due": 1250, "currency": "PLN"}
+    email = render("payment_reminder", locale, pln, BRAND)
+    assert format_money(1250, "PLN", locale) in email.text and format_money(1250, "PLN", locale) in email.html
+    assert format_day(T, locale) in email.text and format_day(T, locale) in email.html
+    expiring = render("card_expiring", locale, CONTEXTS["card_expiring"], BRAND)
+    assert format_month(4, 2025, locale) in expiring.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "amount", "day", "greeting"),
+    [
+        ("es", f"12,50{NBSP}PLN", "14 de marzo de 2025", "Hola:"),
+        ("it", f"12,50{NBSP}PLN", "14 marzo 2025", "Ciao,"),
+        ("pl", f"12,50{NBSP}zł", "14 marca 2025", "Dzień dobry,"),
+        ("sv", f"12,50{NBSP}PLN", "14 mars 2025", "Hej,"),
+    ],
+)
+def test_the_new_languages_read_right(locale: str, amount: str, day: str, greeting: str) -> None:
+    email = render("payment_reminder", locale, {**CONTEXTS["payment_reminder"], "amount_due": 1250, "currency": "PLN"})
+    assert email.text.startswith(f"{greeting}\n\n")
+    assert amount in email.text and day in email.text
+    assert "KASSA-0004" in email.subject and "Reminder" not in email.subject
+
+
+def test_polish_and_swedish_cards_fit_the_sentence() -> None:
+    # Polish names the card in the nominative ("karta Visa …"), inside a parenthesis or as the subject
+    renewal = {**CONTEXTS["upcoming_renewal"], "card_brand": "visa", "card_last4": "4242"}
+    branded = render("upcoming_renewal", "pl", renewal).text
+    assert "z zapisanej metody płatności (karta Visa z końcówką 4242)." in branded
+    unbranded = render("upcoming_renewal", "pl", {**renewal, "card_brand": None}).text
+    assert "(karta z końcówką 4242)." in unbranded
+    expiring = render("card_expiring", "pl", CONTEXTS["card_expiring"]).text
+    assert "Twoja karta Mastercard z końcówką 4444, którą" in expiring and "(data ważności: kwiecień 2025)" in expiring
+    assert "från ditt Visa-kort som slutar på 4242." in render("upcoming_renewal", "sv", renewal).text
+    assert "i slutet av april 2025" in render("card_expiring", "sv", CONTEXTS["card_expiring"]).text
 
 
 def test_english_receipt_reads_right() -> None:
@@ -144,6 +253,10 @@ def test_english_receipt_reads_right() -> None:
         ("nl", "Betaling mislukt voor factuur KASSA-0002", "We proberen het opnieuw op 14 maart 2025."),
         ("de", "Zahlung für Rechnung KASSA-0002 fehlgeschlagen", "Wir versuchen es am 14. März 2025 erneut."),
         ("fr", "Échec du paiement de la facture KASSA-0002", "Nous réessaierons le 14 mars 2025."),
+        ("es", "Error en el pago de la factura KASSA-0002", "Volveremos a intentarlo el 14 de marzo de 2025."),
+        ("it", "Pagamento non riuscito per la fattura KASSA-0002", "Riproveremo in data 14 marzo 2025."),
+        ("pl", "Płatność za fakturę KASSA-0002 nie powiodła się", "Spróbujemy ponownie 14 marca 2025."),
+        ("sv", "Betalningen för faktura KASSA-0002 misslyckades", "Vi försöker igen den 14 mars 2025."),
         ("en", "Payment failed for invoice KASSA-0002", "We will try again on March 14, 2025."),
     ],
 )
@@ -205,6 +318,15 @@ def test_no_name_greets_generically() -> None:
         (1500, "IQD", "en", "IQD1.500"),  # kassa's exponent (ISO 4217: 3), not CLDR's 0
         (1999, "eur", "en", "€19.99"),
         (1500, "EUR", "nl_BE", f"€{NBSP}15,00"),
+        (1250, "PLN", "pl", f"12,50{NBSP}zł"),
+        (1500, "EUR", "pl", f"15,00{NBSP}€"),
+        (123456789, "PLN", "pl", f"1{NBSP}234{NBSP}567,89{NBSP}zł"),
+        (1250, "SEK", "sv", f"12,50{NBSP}kr"),
+        (123456789, "SEK", "sv", f"1{NBSP}234{NBSP}567,89{NBSP}kr"),
+        (1500, "EUR", "es", f"15,00{NBSP}€"),
+        (123456789, "EUR", "es", f"1.234.567,89{NBSP}€"),
+        (1500, "EUR", "it", f"15,00{NBSP}€"),
+        (1200, "JPY", "it", f"1.200{NBSP}JPY"),
     ],
 )
 def test_money_formatting(amount: int, currency: str, locale: str, expected: str) -> None:
@@ -240,6 +362,10 @@ def test_unknown_currency_fails() -> None:
         ("nl", "14 maart 2025", "maart 2025"),
         ("de", "14. März 2025", "März 2025"),
         ("fr", "14 mars 2025", "mars 2025"),
+        ("es", "14 de marzo de 2025", "marzo de 2025"),
+        ("it", "14 marzo 2025", "marzo 2025"),
+        ("pl", "14 marca 2025", "marzec 2025"),
+        ("sv", "14 mars 2025", "mars 2025"),
     ],
 )
 def test_dates_are_localized(locale: str, long: str, month: str) -> None:
@@ -375,6 +501,17 @@ def test_branding_from_merchant_settings() -> None:
     assert (brand.name, brand.support_email, brand.colour) == ("Bakkerij Jansen", "info@jansen.test", "#336699")
 
 
+def test_merchant_templates_may_be_per_supported_language_only() -> None:
+    names = [f"{language}/receipt.txt.j2" for language in SUPPORTED_LOCALES]
+    settings = MerchantSettings.model_validate({"emails": {"templates": dict.fromkeys(names, "Betaald")}})
+    assert sorted(settings.emails.templates) == sorted(names)
+    polish = render("receipt", "pl", CONTEXTS["receipt"], overrides=settings.emails.templates)
+    assert polish.text == "Betaald\n" and "Dziękujemy" in polish.html  # the text body is the merchant's
+    for bad in ("pt/receipt.txt.j2", "p/receipt.txt.j2", "pl|sv/receipt.txt.j2", "PL/receipt.txt.j2"):
+        with pytest.raises(ValueError, match="must be named"):
+            MerchantSettings.model_validate({"emails": {"templates": {bad: "x"}}})
+
+
 # ---------------------------------------------------------------------------- locales
 @pytest.mark.parametrize(
     ("locale", "expected"),
@@ -384,7 +521,11 @@ def test_branding_from_merchant_settings() -> None:
         ("de_AT", ("de", "de_AT")),
         ("fr-CA", ("fr", "fr_CA")),
         ("en_GB", ("en", "en_GB")),
-        ("es", ("en", "en")),
+        ("es", ("es", "es")),
+        ("es-MX", ("es", "es_MX")),
+        ("pl_PL", ("pl", "pl_PL")),
+        ("sv-FI", ("sv", "sv_FI")),
+        ("pt", ("en", "en")),
         ("pt-BR", ("en", "en")),
         ("zz", ("en", "en")),
         ("", ("en", "en")),
@@ -397,7 +538,7 @@ def test_locale_resolution(locale: str | None, expected: tuple[str, str]) -> Non
 
 
 def test_unknown_locale_falls_back_to_english() -> None:
-    email = render("payment_failed", "es", CONTEXTS["payment_failed"], BRAND)
+    email = render("payment_failed", "pt", CONTEXTS["payment_failed"], BRAND)
     assert email.subject == "Payment failed for invoice KASSA-0002"
     assert "€15.00" in email.text and "March 14, 2025" in email.text
     assert email.locale == "en" and '<html lang="en">' in email.html

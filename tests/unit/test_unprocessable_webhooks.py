@@ -1,4 +1,4 @@
-"""Webhook bodies that can never be processed: refused with 400 (413 when too large to record) and
+"""Webhook bodies that can never be processed: refused with 400 (413 when too large to keep) and
 kept as a ``rejected`` record with the reason — never a 502, never a silent drop."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from fakes import make_world
 
 from kassa.adapters.stripe_webhooks import stripe_verifier
 from kassa.api.webhook import delivery, response
-from kassa.services.webhooks import MAX_RECORDED_PAYLOAD, REJECTED_COPY_CHARS, ingest
+from kassa.services.webhooks import MAX_WEBHOOK_PAYLOAD, REJECTED_COPY_CHARS, ingest
 
 SECRET = "whsec_unprocessable"
 
@@ -75,10 +75,11 @@ def test_a_body_that_is_not_utf8_is_refused_with_400_and_recorded() -> None:
     assert queue.messages == []
 
 
-def test_a_signed_event_too_large_to_record_gets_413_and_a_truncated_copy() -> None:
-    blob = base64.b64encode(os.urandom(600_000)).decode()  # incompressible: ~800 KB
+def test_a_signed_event_too_large_to_keep_gets_413_and_a_truncated_copy() -> None:
+    # (an event too large only for a DynamoDB item is kept in the file store: test_large_webhooks.py)
+    blob = base64.b64encode(os.urandom(4_500_000)).decode()  # incompressible: ~6 MB
     raw = json.dumps({"id": "evt_huge", "type": "invoice.paid", "data": {"object": {"blob": blob}}}).encode()
-    assert len(raw) > MAX_RECORDED_PAYLOAD
+    assert len(raw) > MAX_WEBHOOK_PAYLOAD
     world, queue, answer = _post(raw)
     assert answer["statusCode"] == 413
     assert json.loads(answer["body"])["error"]["code"] == "payload_too_large"

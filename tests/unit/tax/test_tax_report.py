@@ -109,7 +109,7 @@ def test_jurisdiction_report_over_a_period() -> None:
     assert all(r.jurisdiction != "FI" or r.tax_type == "VAT" for r in report.rows)
     text = render_jurisdiction_csv(report)
     assert text.splitlines()[0].startswith("period_start,period_end,jurisdiction")
-    assert "2025-07-01,2025-09-30,FI,FI,VAT,25.5,no,EUR,150.00,38.25,2,2" in text.splitlines()
+    assert "2025-07-01,2025-09-30,FI,FI,VAT,25.5,no,EUR,150.00,38.25,2,2,0" in text.splitlines()
 
 
 def test_jurisdiction_filter_by_country_or_exact() -> None:

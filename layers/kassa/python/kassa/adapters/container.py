@@ -170,7 +170,7 @@ def files() -> S3FileStore:
     """The private bucket of documents and large event payloads (``FILES_BUCKET``)."""
     from kassa.adapters.s3 import S3FileStore
 
-    return S3FileStore(client("s3"), env().require("files_bucket"))
+    return S3FileStore(lambda: client("s3"), env().require("files_bucket"))
 
 
 def outbox() -> DynamoOutbox:
@@ -281,4 +281,5 @@ def dunning() -> Dunning:
         sender=email_sender(),
         link_secret=link_secret(),
         public_url=e.require("public_url"),
+        files=files() if e.files_bucket else None,
     )

@@ -312,7 +312,7 @@ class DynamoStore:
                 ],
             )
         except Conflict as error:
-            raise AlreadyExists(f"promotion code {code.code} already exists") from error
+            raise AlreadyExists(f"promotion code {code.code} already exists", param="code") from error
 
     def get_promotion_code(self, code: str) -> PromotionCode:
         return self._require(
@@ -414,6 +414,39 @@ class DynamoStore:
         )
         return [self._load(item, CreditNote) for item in response.get("Items", [])]
 
+    def get_credit_note(self, credit_note_id: str) -> CreditNote:
+        """gsi1 ``CN#<id>`` names the note's item (``INV#<invoice>`` / ``CN#<number>``), read consistently."""
+        item = self._first_in_gsi1(f"CN#{credit_note_id}")
+        missing = f"no such credit note: {credit_note_id}"
+        if item is None:
+            raise NotFound(missing, param="credit_note")
+        return self._require(item["pk"]["S"], item["sk"]["S"], CreditNote, missing, "credit_note")
+
+    def _first_in_gsi1(self, key: str) -> dict[str, Any] | None:
+        """The first gsi1 item under ``key`` (its keys name the item: read that from the table)."""
+        items = self._call(
+            "query",
+            TableName=self._table,
+            IndexName="gsi1",
+            KeyConditionExpression="gsi1pk = :p",
+            ExpressionAttributeValues={":p": _s(key)},
+            Limit=1,
+        ).get("Items", [])
+        return items[0] if items else None
+
+    def _cn_item(self, note: CreditNote) -> dict[str, Any]:
+        # gsi1 ``CN#<id>``: the note by its id (get_credit_note; documents are asked for by note id)
+        extra: dict[str, dict[str, str]] = {"gsi1pk": _s(f"CN#{note.id}"), "gsi1sk": _s(note.invoice)}
+        if note.tax_date is not None:  # tax reports: next to the month's invoices, sort keys CN#…
+            extra["gsi3pk"] = _s(f"TAXMONTH#{note.tax_date:%Y-%m}")
+            extra["gsi3sk"] = _s(f"CN#{note.tax_date.isoformat()}#{note.id}")
+        return self._item(f"INV#{note.invoice}", f"CN#{note.number}", note, **extra)
+
+    def credit_notes_by_tax_date(self, start: date, end: date) -> list[CreditNote]:
+        """Notes whose tax date is in [start, end]: gsi3 ``TAXMONTH#<month>``, sort keys ``CN#<date>#<id>``
+        (the invoices' sort keys start with the date, so neither query sees the other's items)."""
+        return self._by_tax_month(start, end, "CN#", CreditNote)
+
     def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
         """The note (once: its id is derived from the invoice and a sequence), the invoice's new
         amounts and, for a credit to the balance, the customer — in one transaction."""
@@ -422,7 +455,7 @@ class DynamoStore:
             {
                 "Put": {
                     "TableName": self._table,
-                    "Item": self._item(f"INV#{invoice.id}", f"CN#{note.number}", note),
+                    "Item": self._cn_item(note),
                     "ConditionExpression": "attribute_not_exists(pk)",
                 }
             },
@@ -558,9 +591,14 @@ class DynamoStore:
 
     def invoices_by_tax_date(self, start: date, end: date) -> list[Invoice]:
         """Finalized invoices whose tax point is in [start, end] (one Query per month, never a Scan)."""
+        return self._by_tax_month(start, end, "", Invoice)
+
+    def _by_tax_month(self, start: date, end: date, prefix: str, cls: type[M]) -> list[M]:
+        """gsi3 items of ``cls`` with sort keys ``<prefix><date>#…`` for dates in [start, end]: one
+        Query per ``TAXMONTH#<month>``, every page of it."""
         if end < start:
             raise InvalidInput("the period ends before it starts", param="to")
-        found: list[Invoice] = []
+        found: list[M] = []
         month = date(start.year, start.month, 1)
         while month <= end:
             kwargs: dict[str, Any] = {
@@ -569,13 +607,13 @@ class DynamoStore:
                 "KeyConditionExpression": "gsi3pk = :p AND gsi3sk BETWEEN :a AND :b",
                 "ExpressionAttributeValues": {
                     ":p": _s(f"TAXMONTH#{month:%Y-%m}"),
-                    ":a": _s(start.isoformat()),
-                    ":b": _s(end.isoformat() + "#~"),
+                    ":a": _s(f"{prefix}{start.isoformat()}"),
+                    ":b": _s(f"{prefix}{end.isoformat()}#~"),
                 },
             }
             while True:
                 response = self._call("query", **kwargs)
-                found += [self._load(i, Invoice) for i in response.get("Items", [])]
+                found += [self._load(i, cls) for i in response.get("Items", [])]
                 if "LastEvaluatedKey" not in response:
                     break
                 kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
@@ -661,18 +699,9 @@ class DynamoStore:
         return self._load(item, Invoice) if item else None
 
     def find_invoice_by_payment_intent(self, payment_intent: str) -> Invoice | None:
-        items = self._call(
-            "query",
-            TableName=self._table,
-            IndexName="gsi1",
-            KeyConditionExpression="gsi1pk = :p",
-            ExpressionAttributeValues={":p": _s(f"PI#{payment_intent}")},
-            Limit=1,
-        ).get("Items", [])
-        if not items:
-            return None
+        item = self._first_in_gsi1(f"PI#{payment_intent}")
         # the index key names the invoice (whatever the projection); read it consistently from the table
-        return self.find_invoice(items[0]["gsi1sk"]["S"])
+        return self.find_invoice(item["gsi1sk"]["S"]) if item else None
 
     def save_invoice(self, invoice: Invoice) -> Invoice:
         saved = invoice.model_copy(update={"version": invoice.version + 1})
@@ -1423,6 +1452,9 @@ class DynamoStore:
         }
         if record.note:
             item["note"] = _s(record.note)
+        if record.payload_key:  # the body is in the files bucket (too large for an item): only its key here
+            del item["payload_z"]
+            item["payload_key"] = _s(record.payload_key)
         try:
             self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
             return None
@@ -1437,9 +1469,14 @@ class DynamoStore:
             id=event_id,
             type=item["type"]["S"],
             status=item["status"]["S"],
-            payload=zlib.decompress(item["payload_z"]["B"]).decode() if "payload_z" in item else item["payload"]["S"],
+            payload=(
+                zlib.decompress(item["payload_z"]["B"]).decode()
+                if "payload_z" in item
+                else item.get("payload", {}).get("S", "")
+            ),
             received_at=datetime.strptime(item["received_at"]["S"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC),
             note=item.get("note", {}).get("S"),
+            payload_key=item.get("payload_key", {}).get("S"),
         )
 
     def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:

@@ -173,7 +173,7 @@ class MemoryStore:
     def put_promotion_code(self, code: PromotionCode) -> None:
         key = code.code.upper()
         if key in self.promotion_codes:
-            raise AlreadyExists(f"promotion code {code.code} already exists")
+            raise AlreadyExists(f"promotion code {code.code} already exists", param="code")
         self.promotion_codes[key] = _copy(code)
         self.writes += 1
 
@@ -464,9 +464,22 @@ class MemoryStore:
         return index[0][0] if index else None
 
     # ------------------------------------------------------------------ credit notes
+    def get_credit_note(self, credit_note_id: str) -> CreditNote:
+        note = self.credit_notes.get(credit_note_id)
+        if note is None:
+            raise NotFound(f"no such credit note: {credit_note_id}", param="credit_note")
+        return _copy(note)
+
     def list_credit_notes(self, invoice_id: str) -> list[CreditNote]:
         notes = (n for n in self.credit_notes.values() if n.invoice == invoice_id)
         return [_copy(n) for n in sorted(notes, key=lambda n: n.number)]
+
+    def credit_notes_by_tax_date(self, start: date, end: date) -> list[CreditNote]:
+        """Notes whose tax date is in [start, end], by tax date (then id), like gsi3."""
+        if end < start:
+            raise InvalidInput("the period ends before it starts", param="to")
+        found = [n for n in self.credit_notes.values() if n.tax_date is not None and start <= n.tax_date <= end]
+        return [_copy(n) for n in sorted(found, key=lambda n: (n.tax_date, n.id))]
 
     def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice:
         # one transaction: the note once, the invoice and the customer at their versions

@@ -10,19 +10,23 @@ domain errors (bad ids → NotFound, outages → PaymentProviderError).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
 
 import stripe
 from stripe import StripeClient
 
 from kassa.adapters import usage
-from kassa.domain.customer import Address, CardSummary
+from kassa.domain.customer import Address, PaymentMethodSummary
 from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
 from kassa.domain.money import Money
+from kassa.domain.payment_methods import SEPA_GENERATING, Mandate, PaymentMethodKind
 from kassa.services.ports import (
     ChargeResult,
     ChargeStatus,
+    GeneratedSepaDebit,
     PaymentIntentInfo,
     RefundInfo,
     SetupIntentInfo,
@@ -34,19 +38,27 @@ from kassa.services.ports import (
 _AUTH_CODES = {"authentication_required", "payment_intent_authentication_failure"}
 
 
+def _accepted_at(mandate: dict[str, Any] | None) -> datetime | None:
+    accepted = ((mandate or {}).get("customer_acceptance") or {}).get("accepted_at")
+    return datetime.fromtimestamp(accepted, UTC) if isinstance(accepted, int) else None
+
+
 def payment_idempotency_key(invoice_id: str, attempt: int) -> str:
     """One PaymentIntent per (invoice, attempt): a retried call can never charge twice."""
     return f"kassa-{invoice_id}-attempt-{attempt}"
 
 
 class StripeGateway:
-    def __init__(self, secret_key: str, publishable_key: str, api_base: str | None = None) -> None:
+    def __init__(
+        self, secret_key: str, publishable_key: str, api_base: str | None = None, *, local: bool | None = None
+    ) -> None:
         kwargs: dict[str, Any] = {"max_network_retries": 2}
         if api_base:
             kwargs["base_addresses"] = {"api": api_base}
         self._client = StripeClient(secret_key, **kwargs)
         self._publishable_key = publishable_key
-        self._local = api_base is not None  # localstripe (or another Stripe double)
+        # localstripe (or another Stripe double); a stub of Stripe's own shapes passes local=False
+        self._local = api_base is not None if local is None else local
 
     @property
     def publishable_key(self) -> str:
@@ -85,6 +97,7 @@ class StripeGateway:
     @staticmethod
     def _setup_info(intent: Any) -> SetupIntentInfo:
         pm = intent.get("payment_method")
+        mandate = intent.get("mandate")
         return SetupIntentInfo(
             id=intent["id"],
             client_secret=intent.get("client_secret"),
@@ -92,14 +105,28 @@ class StripeGateway:
             payment_method=pm if isinstance(pm, str) or pm is None else pm.get("id"),
             customer=intent.get("customer"),
             metadata=dict(intent.get("metadata") or {}),
+            payment_method_types=tuple(intent.get("payment_method_types") or ("card",)),
+            mandate=mandate if isinstance(mandate, str) or mandate is None else mandate.get("id"),
         )
 
-    def create_setup_intent(self, *, customer: str, metadata: dict[str, str]) -> SetupIntentInfo:
-        intent = self._do(
-            "setup_intents.create",
-            self._client.v1.setup_intents.create,
-            {"customer": customer, "usage": "off_session", "payment_method_types": ["card"], "metadata": metadata},
-        )
+    def create_setup_intent(
+        self, *, customer: str, metadata: dict[str, str], payment_method_types: Sequence[str] = ("card",)
+    ) -> SetupIntentInfo:
+        """``payment_method_types`` card, sepa_debit, us_bank_account. Stripe.js confirms a SEPA one with
+        ``confirmSepaDebitSetup`` (``payment_method_data[type]=sepa_debit``, the IBAN and the holder's
+        name and email), which records the online mandate acceptance; an ACH one with
+        ``collectBankAccountForSetup`` + ``confirmUsBankAccountSetup`` (Financial Connections)."""
+        params: dict[str, Any] = {
+            "customer": customer,
+            "usage": "off_session",
+            "payment_method_types": list(payment_method_types),
+            "metadata": metadata,
+        }
+        if "us_bank_account" in payment_method_types and not self._local:  # localstripe knows no ACH
+            params["payment_method_options"] = {
+                "us_bank_account": {"verification_method": "automatic", "financial_connections": {}}
+            }
+        intent = self._do("setup_intents.create", self._client.v1.setup_intents.create, params)
         return self._setup_info(intent)
 
     def get_setup_intent(self, setup_intent_id: str) -> SetupIntentInfo:
@@ -137,21 +164,74 @@ class StripeGateway:
         }
         self._do("customers.update", self._client.v1.customers.update, customer, params)
 
-    def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary:
+    def attach_payment_method(
+        self, *, payment_method: str, customer: str, mandate: str | None = None
+    ) -> PaymentMethodSummary:
         try:
             pm = self._do(
                 "payment_methods.attach", self._client.v1.payment_methods.attach, payment_method, {"customer": customer}
             )
         except stripe.CardError as error:
             raise InvalidInput(f"the card was declined: {error.code}", param="payment_method") from error
-        card = pm.get("card") or {}
         self._do(
             "customers.update",
             self._client.v1.customers.update,
             customer,
             {"invoice_settings": {"default_payment_method": payment_method}},
         )
-        return CardSummary(
+        return self._summary(pm, self._mandate(mandate) if mandate else None)
+
+    def _mandate(self, mandate_id: str) -> dict[str, Any] | None:
+        """A Mandate object (Stripe: ``payment_method_details.<type>.reference``/``url``); None when the
+        Stripe double has none."""
+        try:
+            found = self._do("mandates.retrieve", self._client.v1.mandates.retrieve, mandate_id)
+        except (NotFound, InvalidInput):
+            return None
+        return found if isinstance(found, dict) else None
+
+    @staticmethod
+    def _summary(pm: dict[str, Any], mandate: dict[str, Any] | None) -> PaymentMethodSummary:
+        """A PaymentMethod as kassa keeps it: a card, or a bank account with its mandate (shapes of
+        Stripe's ``card``, ``sepa_debit`` and ``us_bank_account`` hashes and of the Mandate object)."""
+        kind = str(pm.get("type") or "card")
+        if kind == "sepa_debit":
+            sepa = pm.get("sepa_debit") or {}
+            details = ((mandate or {}).get("payment_method_details") or {}).get("sepa_debit") or {}
+            generated = (sepa.get("generated_from") or {}).get("payment_method_details") or {}
+            return PaymentMethodSummary(
+                payment_method_id=pm["id"],
+                type=PaymentMethodKind.SEPA_DEBIT,
+                last4=sepa.get("last4"),
+                bank_code=sepa.get("bank_code"),
+                country=sepa.get("country"),
+                mandate=Mandate(
+                    # localstripe keeps the reference on the payment method itself
+                    reference=details.get("reference") or sepa.get("mandate_reference"),
+                    url=details.get("url") or sepa.get("mandate_url"),
+                    stripe_mandate=(mandate or {}).get("id"),
+                    accepted_at=_accepted_at(mandate),
+                    generated_from=generated.get("type") if isinstance(generated, dict) else None,
+                ),
+            )
+        if kind == "us_bank_account":
+            bank = pm.get("us_bank_account") or {}
+            details = ((mandate or {}).get("payment_method_details") or {}).get("us_bank_account") or {}
+            return PaymentMethodSummary(
+                payment_method_id=pm["id"],
+                type=PaymentMethodKind.US_BANK_ACCOUNT,
+                last4=bank.get("last4"),
+                bank_name=bank.get("bank_name"),
+                bank_code=bank.get("routing_number"),
+                country="US",
+                mandate=Mandate(
+                    reference=(mandate or {}).get("id"),
+                    stripe_mandate=(mandate or {}).get("id"),
+                    accepted_at=_accepted_at(mandate),
+                ),
+            )
+        card = pm.get("card") or {}
+        return PaymentMethodSummary(
             payment_method_id=pm["id"],
             brand=card.get("brand"),
             last4=card.get("last4"),
@@ -169,6 +249,8 @@ class StripeGateway:
         attempt: int,
         description: str,
         off_session: bool = True,
+        payment_method_type: str = "card",
+        mandate: str | None = None,
     ) -> ChargeResult:
         """Off-session (the customer is away): Stripe answers a card that needs 3-D Secure with an
         ``authentication_required`` card error. On-session (checkout, the card page): the PaymentIntent
@@ -181,7 +263,15 @@ class StripeGateway:
             "confirm": True,
             "metadata": {"kassa_invoice": invoice_id, "kassa_attempt": str(attempt)},
         }
-        if off_session:
+        if payment_method_type != "card":
+            # a bank debit under its mandate (SEPA, ACH): confirmed server-side, it is ``processing``
+            # until the bank settles (payment_intent.succeeded / payment_failed days later)
+            params["payment_method_types"] = [payment_method_type]
+            if mandate and not self._local:
+                params["mandate"] = mandate
+            if off_session:
+                params["off_session"] = True
+        elif off_session:
             params["off_session"] = True
         else:
             # cards only: a server-side confirmation needs no return_url, and the next action is
@@ -236,8 +326,69 @@ class StripeGateway:
         )
 
     def get_payment_intent(self, payment_intent: str) -> PaymentIntentInfo:
-        intent = self._do("payment_intents.retrieve", self._client.v1.payment_intents.retrieve, payment_intent)
+        # the latest charge expanded: a failed bank debit's return reason is its failure_code
+        intent = self._do(
+            "payment_intents.retrieve",
+            self._client.v1.payment_intents.retrieve,
+            payment_intent,
+            {"expand": ["latest_charge"]},
+        )
         return payment_intent_info(intent)
+
+    def create_redirect_payment(
+        self,
+        *,
+        customer: str,
+        source_type: str,
+        amount: Money,
+        invoice_id: str,
+        attempt: int,
+        return_url: str,
+    ) -> PaymentIntentInfo:
+        """iDEAL / Bancontact first payment that leaves a SEPA Direct Debit mandate for the renewals:
+        ``payment_method_types=[<type>]``, ``setup_future_usage=off_session``, confirmed with the
+        return URL the bank sends the customer back to (``next_action.redirect_to_url``). Stripe
+        (not localstripe, which has neither method) answers ``requires_action``."""
+        if source_type not in SEPA_GENERATING:
+            raise InvalidInput(f"{source_type} does not generate a SEPA mandate", param="payment_method_type")
+        params: dict[str, Any] = {
+            "amount": amount.amount,
+            "currency": amount.currency.lower(),
+            "customer": customer,
+            "payment_method_types": [source_type],
+            "payment_method_data": {"type": source_type},
+            "setup_future_usage": "off_session",
+            "confirm": True,
+            "return_url": return_url,
+            "metadata": {"kassa_invoice": invoice_id, "kassa_attempt": str(attempt)},
+        }
+        options = {"idempotency_key": payment_idempotency_key(invoice_id, attempt)}
+        intent = self._do("payment_intents.create", self._client.v1.payment_intents.create, params, options)
+        return payment_intent_info(intent)
+
+    def generated_sepa_debit(self, payment_intent: str) -> GeneratedSepaDebit | None:
+        """``latest_charge.payment_method_details.<ideal|bancontact>.generated_sepa_debit`` (and
+        ``generated_sepa_debit_mandate``) of a succeeded iDEAL / Bancontact payment."""
+        intent = self._do(
+            "payment_intents.retrieve",
+            self._client.v1.payment_intents.retrieve,
+            payment_intent,
+            {"expand": ["latest_charge"]},
+        )
+        charge = intent.get("latest_charge")
+        details = charge.get("payment_method_details") if isinstance(charge, dict) else None
+        if not isinstance(details, dict):
+            return None
+        for source_type in sorted(SEPA_GENERATING):
+            found = details.get(source_type)
+            if isinstance(found, dict) and isinstance(found.get("generated_sepa_debit"), str):
+                mandate = found.get("generated_sepa_debit_mandate")
+                return GeneratedSepaDebit(
+                    payment_method=found["generated_sepa_debit"],
+                    mandate=mandate if isinstance(mandate, str) else None,
+                    source_type=source_type,
+                )
+        return None
 
     def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
         try:

@@ -34,6 +34,7 @@ from kassa.api.models import (
     CustomerUpdateIn,
     DiscountIn,
     InvoiceItemIn,
+    MandateAcceptanceIn,
     MeterIn,
     PauseCollectionIn,
     PayIn,
@@ -51,11 +52,12 @@ from kassa.api.models import (
 )
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.catalog import Recurring
-from kassa.domain.credit_notes import CreditNoteRequest
+from kassa.domain.credit_notes import CreditNoteRequest, notes_with_tax
 from kassa.domain.customer import CLEARABLE_FIELDS
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.invoice import InvoiceStatus
-from kassa.domain.links import LinkRefused, sign_link, verify_link
+from kassa.domain.links import CARD_PURPOSES, INVOICE_PURPOSES, LinkRefused, sign_link, signed_url, verify_link
+from kassa.domain.payment_methods import ach_mandate_text, sepa_mandate_text
 from kassa.domain.settings import MerchantSettings
 from kassa.services import (
     cancellation,
@@ -65,6 +67,7 @@ from kassa.services import (
     coupons,
     credit_notes,
     customers,
+    hosted_invoice,
     invoice_actions,
     invoicing,
     listing,
@@ -73,7 +76,7 @@ from kassa.services import (
     plan_changes,
     usage,
 )
-from kassa.services.ports import ChargeStatus
+from kassa.services.ports import ChargeStatus, MandateAcceptance
 
 app = new_app()
 app.use(middlewares=[idempotency_middleware])  # after auth: Idempotency-Key on every POST /v1 (api/idempotency.py)
@@ -166,6 +169,7 @@ def create_price(body: PriceIn) -> Response[dict[str, Any]]:
         recurring=Recurring(**body.recurring.model_dump()),
         tax_behavior=body.tax_behavior,
         nickname=body.nickname,
+        payment_method_types=body.payment_method_types,
     )
     return created(obj("price", price))
 
@@ -342,7 +346,7 @@ def list_customer_invoices(customer_id: str) -> dict[str, Any]:
     result = store.list_customer_invoices(
         customer_id, _limit(), app.current_event.get_query_string_value("starting_after")
     )
-    return page("invoice", result.items, result.has_more)
+    return invoice_list(result.items, result.has_more)
 
 
 @app.get("/v1/customers/<customer_id>/subscriptions", tags=["subscriptions"])
@@ -385,7 +389,7 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
     return created(
         {
             "subscription": obj("subscription", result.subscription),
-            "invoice": obj("invoice", result.invoice),
+            "invoice": invoice_json(result.invoice),
             # never more of the customer than who it is: whoever calls checkout learns nothing else
             "customer": {
                 "object": "customer",
@@ -396,8 +400,42 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
             "client_secret": result.setup_intent.client_secret,
             "setup_intent_id": result.setup_intent.id,
             "publishable_key": result.publishable_key,
+            "payment_method_types": list(result.payment_method_types),
+            "mandate": _mandate_terms(result.payment_method_types),
         }
     )
+
+
+def _mandate_terms(types: tuple[str, ...] | list[str]) -> dict[str, Any] | None:
+    """What a page shows before a bank account is saved: the mandate text with the merchant's name and
+    SEPA creditor identifier (the SEPA rulebook's mandate), or the ACH authorisation."""
+    if "sepa_debit" not in types and "us_bank_account" not in types:
+        return None
+    settings = container.store().get_settings()
+    debits = settings.bank_debits
+    terms: dict[str, Any] = {
+        "seller_name": settings.seller_name,
+        "creditor_id": debits.sepa_creditor_id,
+        "pre_notification_days": debits.pre_notification_days,
+    }
+    if "sepa_debit" in types:
+        terms["sepa_debit"] = sepa_mandate_text(
+            settings.seller_name, debits.sepa_creditor_id, debits.pre_notification_days
+        )
+    if "us_bank_account" in types:
+        terms["us_bank_account"] = ach_mandate_text(settings.seller_name)
+    return terms
+
+
+def _acceptance(body: MandateAcceptanceIn | None) -> MandateAcceptance | None:
+    return MandateAcceptance(body.ip_address, body.user_agent) if body is not None else None
+
+
+def _browser_acceptance() -> MandateAcceptance:
+    """The customer's browser, as the portal (which the browser calls itself) sees it."""
+    identity = app.current_event.request_context.identity
+    agent = app.current_event.headers.get("User-Agent") or app.current_event.headers.get("user-agent")
+    return MandateAcceptance(identity.source_ip, agent or identity.user_agent)
 
 
 @app.post("/v1/checkout/<subscription_id>/complete", tags=["checkout"])
@@ -406,7 +444,9 @@ def complete_checkout(subscription_id: str, body: CompleteIn) -> dict[str, Any]:
     that asks for 3-D Secure answers ``requires_action: true`` with ``payment_intent_client_secret``
     for Stripe.js's ``confirmCardPayment``; then call ``/confirm_payment`` (or ``/complete`` again)."""
     billing = container.billing()
-    result = checkout.complete_checkout(billing, subscription_id, body.setup_intent_id)
+    result = checkout.complete_checkout(
+        billing, subscription_id, body.setup_intent_id, _acceptance(body.mandate_acceptance)
+    )
     return _checkout_answer(billing, result)
 
 
@@ -422,8 +462,10 @@ def confirm_checkout_payment(subscription_id: str, body: ConfirmPaymentIn) -> di
 def _checkout_answer(billing: Any, result: collection.CollectResult) -> dict[str, Any]:
     response: dict[str, Any] = {
         "subscription": obj("subscription", result.subscription),
-        "invoice": obj("invoice", result.invoice),
+        "invoice": invoice_json(result.invoice),
         "requires_action": False,
+        # a bank debit is with the bank: the invoice stays open until it settles (days, by webhook)
+        "processing": bool(result.invoice and result.invoice.attempt_outcome == "processing"),
     }
     charge = result.charge
     if charge is not None and charge.status is ChargeStatus.REQUIRES_ACTION and charge.client_secret:
@@ -483,7 +525,7 @@ def _change(subscription_id: str, body: ChangeIn, preview: bool) -> dict[str, An
         schedule_downgrade=body.schedule_downgrade_at_period_end,
         preview=preview,
     )
-    out = {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
+    out = {"subscription": obj("subscription", result.subscription), "invoice": invoice_json(result.invoice)}
     if preview:
         out["upcoming_invoice"] = obj("invoice", result.upcoming)
     return out
@@ -516,7 +558,7 @@ def resume_collection(subscription_id: str) -> dict[str, Any] | None:
 def resume_subscription(subscription_id: str) -> dict[str, Any]:
     """Resume a paused subscription: the cycle restarts now and the new period is invoiced at once."""
     result = pausing.resume(container.billing(), subscription_id)
-    return {"subscription": obj("subscription", result.subscription), "invoice": obj("invoice", result.invoice)}
+    return {"subscription": obj("subscription", result.subscription), "invoice": invoice_json(result.invoice)}
 
 
 @app.post("/v1/subscriptions/<subscription_id>/invoice_items", tags=["subscriptions"], status_code=201)
@@ -608,25 +650,80 @@ def customer_entitlements(customer_id: str) -> dict[str, Any]:
 @app.post("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"], status_code=201)
 def create_credit_note(invoice_id: str, body: CreditNoteRequest) -> Response[dict[str, Any]]:
     note, invoice = credit_notes.credit_invoice(container.billing(), invoice_id, body)
-    return created({"credit_note": obj("credit_note", note), "invoice": obj("invoice", invoice)})
+    return created({"credit_note": obj("credit_note", note), "invoice": invoice_json(invoice)})
 
 
 @app.get("/v1/invoices/<invoice_id>/credit_notes", tags=["invoices"])
 def list_credit_notes(invoice_id: str) -> dict[str, Any]:
     store = container.store()
-    store.get_invoice(invoice_id)
-    return page("credit_note", store.list_credit_notes(invoice_id), False)
+    invoice = store.get_invoice(invoice_id)
+    # notes stored before notes carried tax are shown with the tax derived from the invoice
+    return page("credit_note", notes_with_tax(invoice, store.list_credit_notes(invoice_id)), False)
 
 
 @app.get("/v1/invoices/<invoice_id>", tags=["invoices"])
 def get_invoice(invoice_id: str) -> dict[str, Any] | None:
-    return obj("invoice", container.store().get_invoice(invoice_id))
+    """The invoice, with ``hosted_invoice_url`` (the customer's signed invoice page) and ``invoice_pdf``."""
+    return invoice_json(container.store().get_invoice(invoice_id))
+
+
+# ---------------------------------------------------------------- documents (PDF, UBL)
+# The document routes declare no return type: Powertools then sends a non-JSON Response as it is
+# (bytes, base64-encoded for API Gateway); with one it would serialize the body through pydantic.
+def _document(file: Any) -> Response[bytes]:
+    """A stored document as the response: bytes (base64 through API Gateway), its type and file name."""
+    return Response(
+        status_code=200,
+        content_type=file.content_type,
+        body=file.data,
+        headers={"Content-Disposition": f'inline; filename="{file.filename}"', "Cache-Control": "private, no-cache"},
+    )
+
+
+@app.get("/v1/invoices/<invoice_id>/pdf", tags=["invoices"], responses=openapi.document_responses("application/pdf"))
+def get_invoice_pdf(invoice_id: str):
+    """The invoice as a PDF in the customer's language (made once per state, then served from storage)."""
+    from kassa.services import documents
+
+    billing = container.billing(with_gateway=False)
+    return _document(documents.invoice_file(billing, container.files(), invoice_id, "pdf"))
+
+
+@app.get("/v1/invoices/<invoice_id>/ubl", tags=["invoices"], responses=openapi.document_responses("application/xml"))
+def get_invoice_ubl(invoice_id: str):
+    """The invoice as a UBL 2.1 e-invoice (EN 16931)."""
+    from kassa.services import documents
+
+    billing = container.billing(with_gateway=False)
+    return _document(documents.invoice_file(billing, container.files(), invoice_id, "ubl"))
+
+
+@app.get(
+    "/v1/credit_notes/<credit_note_id>/pdf", tags=["invoices"], responses=openapi.document_responses("application/pdf")
+)
+def get_credit_note_pdf(credit_note_id: str):
+    """The credit note as a PDF, naming the invoice it credits."""
+    from kassa.services import documents
+
+    billing = container.billing(with_gateway=False)
+    return _document(documents.credit_note_file(billing, container.files(), credit_note_id, "pdf"))
+
+
+@app.get(
+    "/v1/credit_notes/<credit_note_id>/ubl", tags=["invoices"], responses=openapi.document_responses("application/xml")
+)
+def get_credit_note_ubl(credit_note_id: str):
+    """The credit note as a UBL 2.1 CreditNote."""
+    from kassa.services import documents
+
+    billing = container.billing(with_gateway=False)
+    return _document(documents.credit_note_file(billing, container.files(), credit_note_id, "ubl"))
 
 
 @app.post("/v1/invoices/<invoice_id>/finalize", tags=["invoices"])
 def finalize_invoice(invoice_id: str) -> dict[str, Any] | None:
     """draft → open with the next invoice number (e.g. a draft kept while collection was paused)."""
-    return obj("invoice", invoice_actions.finalize(container.billing(with_gateway=False), invoice_id))
+    return invoice_json(invoice_actions.finalize(container.billing(with_gateway=False), invoice_id))
 
 
 @app.post("/v1/invoices/<invoice_id>/pay", tags=["invoices"])
@@ -641,19 +738,19 @@ def pay_invoice(invoice_id: str, body: PayIn) -> Response[dict[str, Any]]:
         code = charge.decline_code or charge.code or "card_declined"
         message = f"invoice {invoice_id} was not paid: {charge.message or code}"
         return error_response(402, "card_error", code, message, "payment_method")
-    return Response(status_code=200, content_type="application/json", body=obj("invoice", result.invoice))
+    return Response(status_code=200, content_type="application/json", body=invoice_json(result.invoice))
 
 
 @app.post("/v1/invoices/<invoice_id>/void", tags=["invoices"])
 def void_invoice(invoice_id: str) -> dict[str, Any] | None:
     """open or uncollectible → void; a paid invoice cannot be voided (409)."""
-    return obj("invoice", invoice_actions.void(container.billing(with_gateway=False), invoice_id))
+    return invoice_json(invoice_actions.void(container.billing(with_gateway=False), invoice_id))
 
 
 @app.post("/v1/invoices/<invoice_id>/mark_uncollectible", tags=["invoices"])
 def mark_invoice_uncollectible(invoice_id: str) -> dict[str, Any] | None:
     """open → uncollectible: written off, no more retries (it can still be paid)."""
-    return obj("invoice", invoice_actions.mark_uncollectible(container.billing(with_gateway=False), invoice_id))
+    return invoice_json(invoice_actions.mark_uncollectible(container.billing(with_gateway=False), invoice_id))
 
 
 # ---------------------------------------------------------------- lists and search (merchant-wide)
@@ -686,7 +783,7 @@ def list_invoices() -> dict[str, Any]:
     """Invoices, newest first; ``status``, ``customer``, ``created[gte|gt|lte|lt]`` (unix seconds or ISO
     8601), ``limit``, ``starting_after`` / ``ending_before``."""
     result = listing.list_invoices(container.store(), _list_params(), _limit())
-    return _list("invoice", "/v1/invoices", result)
+    return {**invoice_list(result.items, result.has_more), "url": "/v1/invoices"}
 
 
 # ---------------------------------------------------------------- dunning and customer emails
@@ -790,10 +887,11 @@ def _inline_hashes(html: str, tag: str) -> list[str]:
     return [f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'" for body in found]
 
 
-def portal_headers() -> dict[str, str]:
+def portal_headers(img_origins: tuple[str, ...] = ()) -> dict[str, str]:
     """What every customer-facing /portal response carries: a CSP allowing only this page's own script
     and Stripe.js (``KASSA_STRIPE_JS_URL``'s origin), no framing (clickjacking), no referrer (the link's
-    token is in the URL), no caching, no MIME sniffing."""
+    token is in the URL), no caching, no MIME sniffing. ``img_origins``: where a page may also load
+    images from (the hosted invoice page's merchant logo)."""
     stripe = _origin(container.env().stripe_js_url or DEFAULT_STRIPE_JS_URL)
     html = _card_html()
     scripts = " ".join(["'self'", stripe, *_inline_hashes(html, "script")])
@@ -805,7 +903,7 @@ def portal_headers() -> dict[str, str]:
             f"style-src {styles}",
             f"connect-src 'self' {stripe} https://api.stripe.com",
             f"frame-src {stripe} https://hooks.stripe.com",
-            "img-src 'self' data:",
+            " ".join(["img-src 'self' data:", *img_origins]),
             "base-uri 'none'",
             "form-action 'self'",
             "frame-ancestors 'none'",
@@ -826,10 +924,12 @@ def _portal(response: Response) -> Response:
 
 
 def _portal_headers(app_: Any, next_middleware: Any) -> Response:
-    """The portal headers on every /portal response the routes answer (the card page adds its own)."""
+    """The portal headers on every /portal response the routes answer (a page that sets its own, such
+    as the hosted invoice page's CSP with the merchant's logo origin, keeps them)."""
     response: Response = next_middleware(app_)
     if app_.current_event.path.startswith("/portal/"):
-        response.headers.update(portal_headers())
+        for name, value in portal_headers().items():
+            response.headers.setdefault(name, value)
     return response
 
 
@@ -844,7 +944,7 @@ def card_page() -> Response[str]:
     """The card-update page; the token is checked before anything is shown."""
     token = app.current_event.get_query_string_value("token") or ""
     try:
-        verify_link(container.link_keys(), token, container.now())
+        verify_link(container.link_keys(), token, container.now(), CARD_PURPOSES)
     except LinkRefused as error:
         page_html = f"<!doctype html><meta charset=utf-8><title>Link refused</title><h1>{error.message}</h1>"
         return _portal(Response(status_code=403, content_type="text/html; charset=utf-8", body=page_html))
@@ -866,7 +966,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
     from kassa.emails.render import format_money
 
     billing = container.billing()
-    link = verify_link(container.link_keys(), body.token, billing.now())
+    link = verify_link(container.link_keys(), body.token, billing.now(), CARD_PURPOSES)
     try:
         customer = billing.store.get_customer(link.customer)
     except NotFound as error:
@@ -875,10 +975,13 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
     # what a new card pays: the open invoices (a pending checkout's first one has no number until it
     # is paid); written-off (uncollectible) invoices are not due from the customer
     invoices = [i for i in billing.store.list_open_invoices(customer.id) if i.retried_on_new_card]
+    offered = customers.offered_payment_method_types(billing, customer.id)
     answer: dict[str, Any] = {
         "purpose": link.purpose,
         "customer": {"name": customer.name, "email": customer.email},
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
+        "payment_method_types": list(offered),
+        "mandate": _mandate_terms(offered),
         "open_invoices": [
             {
                 "number": i.number,
@@ -919,6 +1022,8 @@ def _invoice_answers(billing: Any, results: list[collection.CollectResult]) -> l
         if r.invoice is None:
             continue
         row: dict[str, Any] = {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
+        if r.invoice.attempt_outcome == "processing":
+            row["processing"] = True  # a bank debit with the bank: paid when it settles
         intent = collection.open_payment_intent(billing, r.invoice)
         if intent is not None:
             row.update(
@@ -933,8 +1038,10 @@ def card_confirm(body: PortalConfirmIn) -> dict[str, Any]:
     """After Stripe.js confirmed the SetupIntent: the card becomes the default, open invoices are retried
     on-session (the customer is on the page: a card that asks for 3-D Secure is confirmed there)."""
     billing = container.billing()
-    link = verify_link(container.link_keys(), body.token, billing.now())
-    customer, results = collection.update_card(billing, link.customer, body.setup_intent_id, off_session=False)
+    link = verify_link(container.link_keys(), body.token, billing.now(), CARD_PURPOSES)
+    customer, results = collection.update_card(
+        billing, link.customer, body.setup_intent_id, off_session=False, acceptance=_browser_acceptance()
+    )
     card = customer.default_payment_method
     return {
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
@@ -947,13 +1054,195 @@ def card_confirm_payment(body: PortalConfirmPaymentIn) -> dict[str, Any]:
     """After Stripe.js confirmed an open invoice's PaymentIntent on the page (3-D Secure): apply its
     outcome — idempotent with the payment_intent.succeeded webhook; nothing new is charged."""
     billing = container.billing()
-    link = verify_link(container.link_keys(), body.token, billing.now())
+    link = verify_link(container.link_keys(), body.token, billing.now(), CARD_PURPOSES)
     intent = billing.gateway.get_payment_intent(body.payment_intent)
     invoice = billing.store.find_invoice(intent.invoice) if intent.invoice else None
     if invoice is None or invoice.customer != link.customer:
         raise InvalidInput("this payment is not one of this customer's invoices", param="payment_intent")
     result = collection.confirm_payment(billing, invoice.id, intent.id)
     return {"invoices": _invoice_answers(billing, [result])}
+
+
+# ---------------------------------------------------------------- the hosted invoice page (no login)
+# A signed ``invoice`` link (kassa.domain.links, valid ``emails.invoice_link_days``) opens one invoice:
+# the page (kassa.api.invoice_page), its PDF and a Pay button while it is open or uncollectible.
+_PORTAL_ASSETS = {"portal.js": "text/javascript; charset=utf-8", "invoice.js": "text/javascript; charset=utf-8"}
+
+
+@app.get("/portal/assets/<name>", include_in_schema=False)
+def portal_asset(name: str) -> Response[str]:
+    """The portal pages' scripts (served from 'self': the pages' CSP allows no other script)."""
+    if name not in _PORTAL_ASSETS:
+        return error_response(404, "invalid_request_error", "route_not_found", f"no asset {name}")
+    return Response(status_code=200, content_type=_PORTAL_ASSETS[name], body=_static_text(name))
+
+
+@lru_cache(maxsize=8)
+def _static_text(name: str) -> str:
+    from importlib.resources import files
+
+    return files("kassa.api").joinpath(f"static/{name}").read_text(encoding="utf-8")
+
+
+def invoice_links(invoices: list[Any]) -> dict[str, tuple[str, str]]:
+    """Each issued invoice's ``hosted_invoice_url`` and ``invoice_pdf`` (Stripe's fields), signed now
+    for ``emails.invoice_link_days``; drafts have none."""
+    issued = [i for i in invoices if i is not None and i.status is not InvoiceStatus.DRAFT]
+    if not issued:
+        return {}
+    days = container.store().get_settings().emails.invoice_link_days
+    # signed from the start of today for a day more: the same URL all day (repeated reads of an
+    # invoice answer the same document), valid at least ``days``
+    secret, base = container.link_secret(), _public_base()
+    today = container.now().replace(hour=0, minute=0, second=0)
+    links = {}
+    for invoice in issued:
+        url, _ = signed_url(secret, base, invoice.customer, "invoice", today, timedelta(days=days + 1), invoice.id)
+        links[invoice.id] = (url, f"{url}/pdf")
+    return links
+
+
+def invoice_json(invoice: Any, links: dict[str, tuple[str, str]] | None = None) -> dict[str, Any] | None:
+    """The invoice in Stripe's shape, with ``hosted_invoice_url`` and ``invoice_pdf`` (null for a draft)."""
+    body = obj("invoice", invoice)
+    if body is None:
+        return None
+    hosted, pdf = (links if links is not None else invoice_links([invoice])).get(invoice.id, (None, None))
+    return {**body, "hosted_invoice_url": hosted, "invoice_pdf": pdf}
+
+
+def invoice_list(items: list[Any], has_more: bool) -> dict[str, Any]:
+    links = invoice_links(items)
+    return {"object": "list", "data": [invoice_json(i, links) for i in items], "has_more": has_more}
+
+
+def _invoice_refused(kind: str, status: int, settings: MerchantSettings | None = None) -> Response[str]:
+    from kassa.api.invoice_page import accept_language, render_refused
+
+    headers = app.current_event.headers
+    wanted = accept_language(headers.get("Accept-Language") or headers.get("accept-language"))
+    html = render_refused(kind, wanted, settings)
+    return _portal(Response(status_code=status, content_type="text/html; charset=utf-8", body=html))
+
+
+def _hosted(token: str) -> tuple[Any, Any, MerchantSettings] | Response[str]:
+    """The link's invoice, customer and the settings, or the page saying why not (4xx, never a 500)."""
+    store = container.store()
+    settings = store.get_settings()  # the merchant's name and colour, on a refused link's page too
+    try:
+        link = verify_link(container.link_keys(), token, container.now(), INVOICE_PURPOSES)
+    except LinkRefused as error:
+        return _invoice_refused(error.code, 403, settings)
+    invoice = store.find_invoice(link.invoice or "")
+    if invoice is None or invoice.customer != link.customer or invoice.status is InvoiceStatus.DRAFT:
+        return _invoice_refused("not_found", 404, settings)
+    try:
+        customer = store.get_customer(invoice.customer)
+    except NotFound:
+        customer = None
+    return invoice, customer, settings
+
+
+@app.get("/portal/invoices/<token>", include_in_schema=False)
+def hosted_invoice_page(token: str) -> Response[str]:
+    """The hosted invoice page: the invoice in its language, the PDF link and, while it is open or
+    uncollectible, a Pay button (``static/invoice.js``)."""
+    from kassa.api.invoice_page import logo_origin, render_invoice
+
+    found = _hosted(token)
+    if isinstance(found, Response):
+        return found
+    invoice, customer, settings = found
+    thanks = app.current_event.get_query_string_value("paid") == "1"
+    html = render_invoice(invoice, customer, settings, token=token, thanks=thanks)
+    origin = logo_origin(settings)
+    response = Response(status_code=200, content_type="text/html; charset=utf-8", body=html)
+    response.headers.update(portal_headers((origin,) if origin else ()))
+    return response
+
+
+@app.get("/portal/invoices/<token>/pdf", include_in_schema=False)
+def hosted_invoice_pdf(token: str):  # type: ignore[no-untyped-def]
+    """The invoice's PDF (made once and kept in the files bucket: kassa.services.documents), as a download.
+    No return annotation: Powertools validates an annotated route's body, and would read the PDF's
+    bytes as UTF-8 text."""
+    found = _hosted(token)
+    if isinstance(found, Response):
+        return found
+    invoice, _, settings = found
+    try:
+        from kassa.services.documents import invoice_pdf
+    except ImportError:  # documents not deployed with this layer
+        return _invoice_refused("pdf_unavailable", 503, settings)
+    pdf = invoice_pdf(container.billing(with_gateway=False), container.files(), invoice.id)
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", invoice.number or invoice.id)
+    return _portal(
+        Response(
+            status_code=200,
+            content_type="application/pdf",
+            body=pdf,
+            headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
+        )
+    )
+
+
+def _hosted_invoice_link(billing: Any, token: str) -> Any:
+    link = verify_link(container.link_keys(), token, billing.now(), INVOICE_PURPOSES)
+    try:
+        return link, hosted_invoice.invoice_of(billing, link.customer, link.invoice or "")
+    except (NotFound, InvalidInput) as error:
+        raise LinkRefused("this link is not valid", param="token") from error
+
+
+@app.post("/portal/invoices/session", include_in_schema=False)
+def hosted_invoice_session(body: PortalTokenIn) -> dict[str, Any]:
+    """What the Pay button needs: ``mode: pay`` with a SetupIntent for a new card, ``mode: authenticate``
+    with the invoice's own PaymentIntent waiting for 3-D Secure, or the status when it cannot be paid
+    (``paid``, ``void``)."""
+    from kassa.api.invoice_page import payable
+
+    billing = container.billing()
+    link, invoice = _hosted_invoice_link(billing, body.token)
+    answer: dict[str, Any] = {
+        "invoice": {"id": invoice.id, "number": invoice.number, "status": invoice.status.value},
+        "publishable_key": billing.gateway.publishable_key,
+        "stripe_js_url": container.env().stripe_js_url,
+        "expires_at": link.expires_at.isoformat(),
+    }
+    if not payable(invoice):
+        return {**answer, "mode": invoice.status.value}
+    intent = hosted_invoice.pending_authentication(billing, invoice)
+    if intent is not None:
+        return {
+            **answer,
+            "mode": "authenticate",
+            "payment_intent": intent.id,
+            "payment_intent_client_secret": intent.client_secret,
+            "payment_method": intent.payment_method,
+        }
+    setup = customers.card_setup_intent(billing, link.customer, "invoice")
+    return {**answer, "mode": "pay", "setup_intent_id": setup.id, "client_secret": setup.client_secret}
+
+
+@app.post("/portal/invoices/pay", include_in_schema=False)
+def hosted_invoice_pay(body: PortalConfirmIn) -> dict[str, Any]:
+    """After Stripe.js confirmed the SetupIntent: the card becomes the default and this invoice is
+    charged on-session (a bank that asks for 3-D Secure answers ``requires_action``, confirmed on the page)."""
+    billing = container.billing()
+    link, invoice = _hosted_invoice_link(billing, body.token)
+    result = hosted_invoice.pay_with_new_card(billing, link.customer, invoice.id, body.setup_intent_id)
+    return {"invoices": _invoice_answers(billing, [result])}
+
+
+@app.post("/portal/invoices/confirm_payment", include_in_schema=False)
+def hosted_invoice_confirm_payment(body: PortalConfirmPaymentIn) -> dict[str, Any]:
+    """After Stripe.js confirmed this invoice's PaymentIntent (3-D Secure): apply its outcome, once."""
+    billing = container.billing()
+    _, invoice = _hosted_invoice_link(billing, body.token)
+    intent = billing.gateway.get_payment_intent(body.payment_intent)
+    if intent.invoice != invoice.id:
+        raise InvalidInput("this payment is not this invoice's", param="payment_intent")
+    return {"invoices": _invoice_answers(billing, [collection.confirm_payment(billing, invoice.id, intent.id)])}
 
 
 # ------------------------------------------------------------------ refunds, disputes, fraud warnings
@@ -966,7 +1255,7 @@ def create_refund(body: RefundIn) -> Response[dict[str, Any]]:
     (and another amount or reason is 400 ``idempotency_key_in_use``) for as long as the invoice exists."""
     key = app.current_event.headers.get("Idempotency-Key") or None
     invoice, refund = payments.refund_invoice(container.billing(), body.invoice, body.amount, body.reason, key)
-    return created({"object": "refund", **refund.model_dump(mode="json"), "invoice": obj("invoice", invoice)})
+    return created({"object": "refund", **refund.model_dump(mode="json"), "invoice": invoice_json(invoice)})
 
 
 @app.get("/v1/refunds", tags=["payments"])

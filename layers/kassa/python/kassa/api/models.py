@@ -136,6 +136,12 @@ class PriceIn(Strict):
     recurring: RecurringIn
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = Field(default=None, max_length=250)
+    payment_method_types: list[str] | None = Field(
+        default=None,
+        max_length=3,
+        description="narrows the merchant's payment_method_types for checkouts of this price: card, "
+        "sepa_debit (EUR), us_bank_account (USD)",
+    )
 
     @field_validator("currency")
     @classmethod
@@ -330,8 +336,20 @@ class InvoiceItemIn(Strict):
     quantity: StrictInt = Field(default=1, ge=1, le=10000)
 
 
+class MandateAcceptanceIn(Strict):
+    """How the customer accepted a bank-debit mandate on the merchant's page (Stripe's
+    ``customer_acceptance.online``): the browser's IP address and user agent, which the merchant's back
+    end saw; kept with the mandate."""
+
+    ip_address: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
+
+
 class CompleteIn(Strict):
     setup_intent_id: str = Field(min_length=1)
+    mandate_acceptance: MandateAcceptanceIn | None = Field(
+        default=None, description="a bank account's mandate: the customer's IP address and user agent"
+    )
 
 
 class ConfirmPaymentIn(Strict):

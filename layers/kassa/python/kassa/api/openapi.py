@@ -20,6 +20,7 @@ from typing import Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme, Server
 from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
@@ -65,6 +66,17 @@ _ERRORS = {
     "405": "The path exists but not with this method (the Allow header lists the methods it has)",
     "409": "Conflict with the object's state",
 }
+
+
+def document_responses(media_type: str) -> dict[int, OpenAPIResponse]:
+    """The success response of a route that answers a file (a PDF, an XML e-invoice), not JSON."""
+    schema = {"type": "string", "format": "binary"} if media_type == "application/pdf" else {"type": "string"}
+    return {
+        200: {
+            "description": f"The document ({media_type}), with Content-Disposition naming the file",
+            "content": {media_type: {"schema": schema}},
+        }
+    }
 
 
 def server_url(app: APIGatewayRestResolver) -> str:
@@ -146,6 +158,9 @@ def _shape_responses(document: dict[str, Any]) -> None:
             for code in success:
                 response = responses.setdefault(code, {"description": "Successful Response"})
                 content = response.setdefault("content", {})
+                if any(not media.endswith("json") for media in content):  # a file (document_responses)
+                    content.pop("application/json", None)
+                    continue
                 content.setdefault("application/json", {})["schema"] = body
             codes = ["400", "401"] if path.startswith("/v1/") else ["400"]
             if "{" in path or path.startswith("/v1/"):  # a path id, or an id in the body or query

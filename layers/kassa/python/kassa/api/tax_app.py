@@ -29,7 +29,7 @@ from kassa.domain.tax.report import (
     render_jurisdiction_csv,
     render_oss_csv,
 )
-from kassa.services.tax import taxed_lines_of
+from kassa.services.tax import reported_lines
 
 app = new_app()
 
@@ -112,9 +112,10 @@ def _wants_csv() -> bool:
 
 @app.get("/v1/tax/reports/jurisdictions", tags=["tax"])
 def jurisdictions() -> Any:
-    """Tax collected per jurisdiction over finalized invoices (JSON, or format=csv)."""
+    """Tax collected per jurisdiction over finalized invoices, net of credit notes (JSON, or format=csv)."""
     start, end = _date("from"), _date("to")
-    lines = taxed_lines_of(container.store().invoices_by_tax_date(start, end))
+    store = container.store()
+    lines = reported_lines(store.invoices_by_tax_date(start, end), store.credit_notes_by_tax_date(start, end))
     report = jurisdiction_report(
         lines, period_start=start, period_end=end, jurisdiction=app.current_event.get_query_string_value("jurisdiction")
     )
@@ -125,11 +126,12 @@ def jurisdictions() -> Any:
 
 @app.get("/v1/tax/reports/oss", tags=["tax"])
 def oss() -> Any:
-    """The EU OSS quarterly return over finalized invoices (JSON, or format=csv)."""
+    """The EU OSS quarterly return over finalized invoices, net of credit notes (JSON, or format=csv)."""
     year, quarter = _int("year", 2015, 2100), _int("quarter", 1, 4)
     start, end = quarter_bounds(year, quarter)
-    invoices = container.store().invoices_by_tax_date(start, end)
-    result = oss_return(taxed_lines_of(invoices), year=year, quarter=quarter)
+    store = container.store()
+    lines = reported_lines(store.invoices_by_tax_date(start, end), store.credit_notes_by_tax_date(start, end))
+    result = oss_return(lines, year=year, quarter=quarter)
     if _wants_csv():
         return _csv(render_oss_csv(result), f"oss-{year}-Q{quarter}.csv")
     return {"object": "tax.oss_return", **result.model_dump(mode="json")}

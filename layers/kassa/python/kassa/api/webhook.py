@@ -21,10 +21,11 @@ def delivery(event: dict[str, Any]) -> tuple[str, str | None]:
 
 
 def response(outcome: IngestOutcome) -> dict[str, Any]:
-    """200 once the event is recorded (Stripe stops redelivering); 400 naming why it was refused."""
+    """200 once the event is recorded (Stripe stops redelivering); 400 or 413 naming why it was
+    refused; 503 when it could not be kept for now (Stripe delivers it again)."""
     if outcome.error is not None:
         error = {
-            "type": "invalid_request_error",
+            "type": "api_error" if outcome.http_status >= 500 else "invalid_request_error",
             "code": outcome.error_code or outcome.error.code,
             "message": outcome.error.message,
             "param": outcome.error.param,

@@ -18,6 +18,7 @@ from pydantic import (
 
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import Money, normalize_currency
+from kassa.domain.payment_methods import PaymentMethodKind
 from kassa.domain.periods import Interval, validate_interval
 from kassa.domain.pricing import (
     TERMS_FIELDS,
@@ -88,6 +89,8 @@ class Price(BaseModel):
     recurring: Recurring
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE
     nickname: str | None = None
+    # narrows the merchant's payment_method_types for checkouts of this price (None: the merchant's)
+    payment_method_types: tuple[PaymentMethodKind, ...] | None = None
     active: bool = True
     created: datetime
     version: int = 0  # optimistic lock for updates (active, nickname); the terms never change

@@ -9,8 +9,11 @@ from pydantic import BaseModel, Field, field_validator
 
 from kassa.domain.countries import is_country_code
 from kassa.domain.errors import InvalidInput
+from kassa.domain.payment_methods import ASYNC_SETTLEMENT, Mandate, PaymentMethodKind
 
-SUPPORTED_LOCALES = ("en", "nl", "de", "fr")
+#: the languages a customer may choose (``preferred_locale``); each has its email translations
+#: (``kassa/emails/translations/<language>.json``, a test keeps the two equal)
+SUPPORTED_LOCALES = ("en", "nl", "de", "fr", "es", "it", "pl", "sv")
 
 
 class Address(BaseModel):
@@ -29,12 +32,33 @@ class Address(BaseModel):
         return value.upper()
 
 
-class CardSummary(BaseModel):
+class PaymentMethodSummary(BaseModel):
+    """What kassa keeps of the customer's default payment method (the method itself lives in Stripe):
+    a card (brand, last4, expiry) or a bank account (``sepa_debit``: IBAN country, bank code and last 4,
+    with the mandate; ``us_bank_account``: bank name, routing number and last 4, with the mandate)."""
+
     payment_method_id: str
+    type: PaymentMethodKind = PaymentMethodKind.CARD
     brand: str | None = None
-    last4: str | None = None
+    last4: str | None = None  # the card number's or the account number's (IBAN's) last 4
     exp_month: int | None = None
     exp_year: int | None = None
+    bank_name: str | None = None
+    bank_code: str | None = None  # SEPA: the IBAN's bank code; ACH: the routing number
+    country: str | None = None  # SEPA: the IBAN's country
+    mandate: Mandate | None = None
+
+    @property
+    def is_bank_account(self) -> bool:
+        return self.type is not PaymentMethodKind.CARD
+
+    @property
+    def settles_later(self) -> bool:
+        return self.type in ASYNC_SETTLEMENT
+
+
+#: the name the card-only code knew it by
+CardSummary = PaymentMethodSummary
 
 
 class Customer(BaseModel):
@@ -58,7 +82,7 @@ class Customer(BaseModel):
     # accrued in a period, over the customer's metered subscriptions, reaches this many minor units
     usage_alert_amount_gte: int | None = None
     stripe_customer_id: str | None = None
-    default_payment_method: CardSummary | None = None
+    default_payment_method: PaymentMethodSummary | None = None
     # "<payment method>:<YYYY-MM>" of the card whose card_expiring email was sent (once per card and expiry)
     card_expiring_notified: str | None = None
     # Radar early fraud warnings on this customer's charges (settings.fraud.early_warning = flag)
@@ -68,8 +92,9 @@ class Customer(BaseModel):
 
 
 def card_expiry_key(card: CardSummary | None) -> str | None:
-    """``<payment method>:<YYYY-MM>``: one card_expiring email per card and expiry date."""
-    if card is None or card.exp_month is None or card.exp_year is None:
+    """``<payment method>:<YYYY-MM>``: one card_expiring email per card and expiry date (a bank
+    account does not expire)."""
+    if card is None or card.is_bank_account or card.exp_month is None or card.exp_year is None:
         return None
     return f"{card.payment_method_id}:{card.exp_year:04d}-{card.exp_month:02d}"
 

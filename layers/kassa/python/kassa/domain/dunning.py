@@ -37,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validat
 from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import Invoice, InvoiceStatus, PaymentError
 from kassa.domain.money import Money, normalize_currency
+from kassa.domain.payment_methods import BANK_RETURN_REASONS
 from kassa.domain.periods import ensure_utc
 from kassa.domain.subscription import Status, Subscription
 
@@ -290,6 +291,8 @@ _ACTION_REQUIRED = (
 )
 
 DECLINE_TABLE: Mapping[str, DeclineClass] = {
+    # bank debits' return reasons (SEPA, ACH): kassa.domain.payment_methods keeps that table
+    **{code: DeclineClass(cls) for code, cls in BANK_RETURN_REASONS.items()},
     **{code: DeclineClass.HARD for code in _HARD},
     **{code: DeclineClass.SOFT for code in _SOFT},
     **{code: DeclineClass.ACTION_REQUIRED for code in _ACTION_REQUIRED},

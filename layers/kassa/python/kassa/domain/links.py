@@ -1,4 +1,5 @@
-"""Signed, expiring, single-customer links (no login): the card-update page and the authentication page.
+"""Signed, expiring, single-customer links (no login): the card-update page, the authentication page
+and the hosted invoice page.
 
 A token is ``<payload>.<signature>``: the payload is base64url JSON ``{"c": customer, "p": purpose,
 "e": expiry (Unix seconds), "i": invoice or absent}``, the signature base64url HMAC-SHA256 of the
@@ -20,7 +21,11 @@ from datetime import UTC, datetime, timedelta
 
 from kassa.domain.errors import DomainError
 
-PURPOSES = ("card_update", "authenticate")
+PURPOSES = ("card_update", "authenticate", "invoice")
+#: what the card page (``/portal/card``) accepts, and what the hosted invoice page
+#: (``/portal/invoices/<token>``) accepts: a token of one never opens the other
+CARD_PURPOSES = ("card_update", "authenticate")
+INVOICE_PURPOSES = ("invoice",)
 _CONTEXT = b"kassa link v1"
 
 
@@ -76,11 +81,12 @@ def sign_link(
     return f"{payload}.{signature}", expires
 
 
-def verify_link(secret: str | Sequence[str], token: str, now: datetime) -> Link:
+def verify_link(secret: str | Sequence[str], token: str, now: datetime, purposes: Sequence[str] | None = None) -> Link:
     """The link a token stands for; ``LinkRefused`` when tampered or malformed, ``LinkExpired`` after
     its expiry (checked after the signature, so an expired token reveals nothing it was not signed with).
     ``secret`` may be several link keys (the signing one and the previous one, during a rotation): a
-    signature by any of them is accepted."""
+    signature by any of them is accepted. ``purposes``: the purposes the caller's page accepts (a
+    card link is refused by the invoice page and an invoice link by the card page, as ``LinkRefused``)."""
     payload, dot, signature = (token or "").partition(".")
     if not dot or not payload or not signature:
         raise LinkRefused("this link is not valid", param="token")
@@ -99,9 +105,40 @@ def verify_link(secret: str | Sequence[str], token: str, now: datetime) -> Link:
         raise LinkRefused("this link is not valid", param="token") from error
     if not isinstance(customer, str) or purpose not in PURPOSES:
         raise LinkRefused("this link is not valid", param="token")
+    if purposes is not None and purpose not in purposes:
+        raise LinkRefused("this link is not valid", param="token")
+    if purpose == "invoice" and not isinstance(invoice, str):
+        raise LinkRefused("this link is not valid", param="token")
     expires = datetime.fromtimestamp(expiry, UTC)
     if now >= expires:
         raise LinkExpired("this link has expired; use the link in the latest email", param="token")
     return Link(
         customer=customer, purpose=purpose, expires_at=expires, invoice=invoice if isinstance(invoice, str) else None
     )
+
+
+def link_url(public_url: str, purpose: str, token: str) -> str:
+    """Where a token is opened: the card page (``/portal/card?token=…``) or the hosted invoice page
+    (``/portal/invoices/<token>``, its PDF at ``…/pdf``). The token is base64url text and a dot, safe
+    in a path. One place for the emails (``kassa.services.dunning``) and the API."""
+    base = public_url.rstrip("/")
+    if purpose in INVOICE_PURPOSES:
+        return f"{base}/portal/invoices/{token}"
+    return f"{base}/portal/card?token={token}"
+
+
+def signed_url(
+    secret: str | Sequence[str],
+    public_url: str,
+    customer: str,
+    purpose: str,
+    now: datetime,
+    valid_for: timedelta,
+    invoice: str | None = None,
+) -> tuple[str, datetime]:
+    """A signed link's URL and its expiry (``sign_link`` then ``link_url``). An ``invoice`` link
+    names its invoice."""
+    if purpose in INVOICE_PURPOSES and not invoice:
+        raise ValueError("an invoice link names its invoice")
+    token, expires = sign_link(secret, customer, purpose, now, valid_for, invoice)
+    return link_url(public_url, purpose, token), expires

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from kassa.domain.errors import InvalidInput
 from kassa.domain.ids import derived_id
+from kassa.domain.payment_methods import dispute_contestable
 
 if TYPE_CHECKING:  # kassa.domain.invoice imports this module
     from kassa.domain.invoice import Invoice
@@ -83,6 +84,10 @@ class InvoiceDispute(BaseModel):
     amount_lost: StrictInt = 0  # the disputed amount, once the dispute is lost
     created: datetime | None = None
     updated_at: datetime | None = None  # the Stripe event that brought the current status
+    # card, sepa_debit, us_bank_account (Stripe's payment_method_details.type); a SEPA debtor's refund
+    # request within 8 weeks, or an ACH return, cannot be contested (kassa.domain.payment_methods)
+    payment_method_type: str | None = None
+    contestable: bool = True
 
     @property
     def closed(self) -> bool:
@@ -191,12 +196,19 @@ def from_timestamp(value: int) -> datetime:
     return datetime.fromtimestamp(value, UTC)
 
 
-def dispute_of(obj: dict[str, Any], event_created: datetime | None, currency: str) -> InvoiceDispute:
-    """A Stripe dispute object as kassa keeps it."""
+def dispute_of(
+    obj: dict[str, Any], event_created: datetime | None, currency: str, debited_at: datetime | None = None
+) -> InvoiceDispute:
+    """A Stripe dispute object as kassa keeps it (``debited_at``: when the disputed payment was made)."""
     status = str(obj.get("status") or "needs_response")
     amount = int(obj.get("amount") or 0)
     due = (obj.get("evidence_details") or {}).get("due_by")
+    details = obj.get("payment_method_details")
+    kind = details.get("type") if isinstance(details, dict) and isinstance(details.get("type"), str) else None
+    created = from_timestamp(obj["created"]) if isinstance(obj.get("created"), int) else event_created
     return InvoiceDispute(
+        payment_method_type=kind,
+        contestable=dispute_contestable(kind, debited_at, created),
         id=str(obj["id"]),
         charge=obj.get("charge") if isinstance(obj.get("charge"), str) else None,
         amount=amount,

@@ -16,11 +16,17 @@ from pydantic import (
     model_validator,
 )
 
-from kassa.domain.customer import Address, ensure_valid_tax_id
+from kassa.domain.customer import SUPPORTED_LOCALES, Address, ensure_valid_tax_id
 from kassa.domain.dunning import DEFAULT_LADDER, OverdueLadder, RetrySchedule
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
 from kassa.domain.parties import Party, peppol_id_error
+from kassa.domain.payment_methods import (
+    DEFAULT_PRE_NOTIFICATION_DAYS,
+    DEFAULT_TYPES,
+    PaymentMethodKind,
+    validate_creditor_id,
+)
 from kassa.domain.tax.model import TaxSettings
 
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
@@ -28,7 +34,9 @@ _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
 #: settings are one DynamoDB item, and an item is at most 400 KB.
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_TEMPLATES_BYTES = 256 * 1024
-_TEMPLATE_FILE = re.compile(r"(?:(?:en|nl|de|fr)/)?[a-z][a-z0-9_]{0,39}\.(?:subject|html|txt)\.j2")
+# a merchant template, optionally for one of the customers' languages ("pl/receipt.html.j2")
+_LANGUAGES = "|".join(map(re.escape, SUPPORTED_LOCALES))
+_TEMPLATE_FILE = re.compile(rf"(?:(?:{_LANGUAGES})/)?[a-z][a-z0-9_]{{0,39}}\.(?:subject|html|txt)\.j2")
 
 
 class EmailSettings(BaseModel):
@@ -42,7 +50,13 @@ class EmailSettings(BaseModel):
     upcoming_renewal_days: int | None = Field(default=None, ge=1, le=60)
     win_back_days: int | None = Field(default=None, ge=1, le=365)  # None: no win-back email
     win_back_coupon: str | None = None  # a promotion code offered in the win-back email
+    # SEPA pre-notification (docs/payments.md#bank-debits): a bank-debit customer's upcoming_renewal
+    # email announces the debit's amount and date, sent pre_notification_days before it even when
+    # upcoming_renewal_days is off; False: only the merchant's own reminder (then tell them otherwise)
+    pre_notification: bool = True
     card_link_days: int = Field(default=7, ge=1, le=60)  # how long a card-update link stays valid
+    # how long a hosted invoice link (receipt, payment emails, the API's hosted_invoice_url) stays valid
+    invoice_link_days: int = Field(default=30, ge=1, le=365)
     colour: str = "#1f6feb"
     logo_url: str | None = None
     # the merchant's own templates: "<name>.<subject|html|txt>.j2" (optionally "nl/…") → Jinja2 source
@@ -121,6 +135,29 @@ class FraudSettings(BaseModel):
     early_warning: Literal["flag", "refund_and_cancel"] = "flag"
 
 
+class BankDebitSettings(BaseModel):
+    """Bank debits (docs/payments.md#bank-debits): the SEPA creditor identifier the mandate names,
+    how long before a debit the customer is told (SEPA pre-notification), and whether a subscription
+    keeps its access while a debit is processing (Stripe does: ``keep``) or waits for the money
+    (``suspend``: a checkout stays incomplete, a renewal's access is held until it settles)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    sepa_creditor_id: str | None = Field(default=None, max_length=35)
+    pre_notification_days: int = Field(default=DEFAULT_PRE_NOTIFICATION_DAYS, ge=1, le=60)
+    access_while_processing: Literal["keep", "suspend"] = "keep"
+
+    @field_validator("sepa_creditor_id")
+    @classmethod
+    def _creditor(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        try:
+            return validate_creditor_id(value)
+        except InvalidInput as error:  # a ValueError, so the API names the field
+            raise ValueError(error.message) from error
+
+
 class MerchantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -147,6 +184,16 @@ class MerchantSettings(BaseModel):
     # after payment (docs/payments.md): chargebacks and Radar early fraud warnings
     disputes: DisputeSettings = Field(default_factory=DisputeSettings)
     fraud: FraudSettings = Field(default_factory=FraudSettings)
+    # what checkout and the card page offer (a price may narrow it): card, sepa_debit, us_bank_account
+    payment_method_types: tuple[PaymentMethodKind, ...] = Field(default=DEFAULT_TYPES, min_length=1)
+    bank_debits: BankDebitSettings = Field(default_factory=BankDebitSettings)
+
+    @field_validator("payment_method_types")
+    @classmethod
+    def _types(cls, value: tuple[PaymentMethodKind, ...]) -> tuple[PaymentMethodKind, ...]:
+        if len(set(value)) != len(value):
+            raise ValueError("each payment method type once")
+        return value
 
     @model_validator(mode="before")
     @classmethod

@@ -84,6 +84,9 @@ class Subscription(BaseModel):
     # open disputes that suspend access (settings.disputes.access = suspend, docs/payments.md); kept apart
     # from the ladder's ``entitlements_suspended``, which a paid invoice or the ladder clears
     dispute_holds: list[str] = Field(default_factory=list)
+    # a bank debit of the latest invoice is processing and settings.bank_debits.access_while_processing
+    # is ``suspend``: access waits for the money (kassa.domain.payment_methods)
+    settlement_hold: bool = False
     # upcoming renewal reminder (settings.emails.upcoming_renewal_days): when it is due, None once sent
     renewal_reminder_at: datetime | None = None
     canceled_at: datetime | None = None
@@ -290,19 +293,60 @@ def after_invoice_paid(
         changed = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
         if sub.status is Status.INCOMPLETE:
             changed = changed.model_copy(update={"renewal_reminder_at": renewal_reminder(changed, reminder_days)})
-    if sub.overdue_state is not None:
+    if sub.overdue_state is not None or sub.settlement_hold:
         changed = (changed or sub).model_copy(
-            update={"overdue_state": None, "entitlements_suspended": False, "changes_blocked": False}
+            update={
+                "overdue_state": None,
+                "entitlements_suspended": False,
+                "changes_blocked": False,
+                "settlement_hold": False,
+            }
         )
     return changed
 
 
 def after_payment_failed(sub: Subscription, invoice_id: str, now: datetime) -> Subscription | None:
     """The subscription once a payment of ``invoice_id`` failed (None: unchanged): the latest invoice
-    of an active or trialing subscription makes it past_due."""
-    if sub.latest_invoice == invoice_id and sub.status in PAST_DUE_ON_FAILURE:
-        return sub.transition(Status.PAST_DUE, now)
-    return None
+    of an active or trialing subscription makes it past_due. A bank debit that was processing lifts
+    its settlement hold (the failed invoice is dunned like any other: the ladder decides access); a
+    checkout that waited for its debit gets its 23 hours to be completed from the failure."""
+    if sub.latest_invoice != invoice_id:
+        return None
+    changed: Subscription | None = None
+    if sub.status in PAST_DUE_ON_FAILURE:
+        changed = sub.transition(Status.PAST_DUE, now)
+    if sub.settlement_hold:
+        changed = (changed or sub).model_copy(
+            update={"settlement_hold": False, "entitlements_suspended": sub.overdue_state is not None}
+        )
+    if sub.status is Status.INCOMPLETE and sub.incomplete_expires_at is None:
+        changed = (changed or sub).model_copy(update={"incomplete_expires_at": now + INCOMPLETE_EXPIRY})
+    return changed
+
+
+def after_payment_processing(
+    sub: Subscription, invoice_id: str, now: datetime, access: str, reminder_days: int | None
+) -> Subscription | None:
+    """The subscription once a bank debit of ``invoice_id`` is processing (None: unchanged), by
+    ``settings.bank_debits.access_while_processing``:
+
+    - ``keep`` (default, as Stripe): an incomplete checkout becomes active at once — the customer has
+      authorised the debit — and a renewal keeps its access;
+    - ``suspend``: access waits for the money — an incomplete checkout stays incomplete and does not
+      expire while the bank settles; a renewal's access is held until the debit succeeds.
+    """
+    if sub.latest_invoice != invoice_id or sub.status in TERMINAL:
+        return None
+    if access == "keep":
+        if sub.status is not Status.INCOMPLETE:
+            return None
+        active = sub.transition(Status.ACTIVE, now).model_copy(update={"incomplete_expires_at": None})
+        return active.model_copy(update={"renewal_reminder_at": renewal_reminder(active, reminder_days)})
+    if sub.status is Status.INCOMPLETE:
+        return None if sub.incomplete_expires_at is None else sub.model_copy(update={"incomplete_expires_at": None})
+    if sub.settlement_hold:
+        return None
+    return sub.model_copy(update={"settlement_hold": True, "entitlements_suspended": True})
 
 
 def ensure_changeable(sub: Subscription, *, preview: bool = False) -> None:

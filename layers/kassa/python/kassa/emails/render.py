@@ -19,17 +19,13 @@ No I/O beyond reading the package's own files; no boto3 (the notifier adapter se
 from __future__ import annotations
 
 import copy
-import json
 import os
 import re
-import string
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
-from importlib.resources import files
-from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -50,6 +46,7 @@ from jinja2 import (
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from kassa import i18n
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import Money, exponent
 
@@ -75,13 +72,14 @@ _CARD = ("card_brand", "card_last4")
 TEMPLATES: Mapping[str, TemplateSpec] = {
     "receipt": TemplateSpec(
         required=("invoice_number", "amount_paid", "currency", "paid_at"),
-        optional=(*_CUSTOMER, "plan_name", "period_start", "period_end", *_CARD, "invoice_url"),
+        optional=(*_CUSTOMER, "plan_name", "period_start", "period_end", *_CARD, "invoice_url", "mandate_reference"),
         description="after each successful payment",
     ),
     "upcoming_renewal": TemplateSpec(
         required=("plan_name", "amount", "currency", "renews_at"),
-        optional=(*_CUSTOMER, *_CARD, "manage_url"),
-        description="N days before a renewal",
+        optional=(*_CUSTOMER, *_CARD, "manage_url", "pre_notification", "mandate_reference", "creditor_id"),
+        description="N days before a renewal; for a SEPA Direct Debit customer also the debit's pre-notification "
+        "(``pre_notification``: amount, date, account, mandate reference and creditor identifier)",
     ),
     "trial_ending": TemplateSpec(
         required=("plan_name", "trial_end", "amount", "currency", "has_payment_method"),
@@ -90,7 +88,7 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_failed": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "update_card_url"),
-        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name"),
+        optional=(*_CUSTOMER, *_CARD, "next_retry_at", "complete_by", "plan_name", "invoice_url"),
         description="a payment failed (soft: a retry follows; hard or no card: the customer must act; "
         "a checkout's first payment: complete it before ``complete_by``, when the checkout expires)",
     ),
@@ -116,7 +114,7 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
     ),
     "payment_reminder": TemplateSpec(
         required=("invoice_number", "amount_due", "currency", "unpaid_since", "update_card_url"),
-        optional=(*_CUSTOMER, "suspend_at"),
+        optional=(*_CUSTOMER, "suspend_at", "invoice_url"),
         description="overdue warning (default ladder: day 3)",
     ),
     "account_suspended": TemplateSpec(
@@ -173,26 +171,21 @@ class RenderedEmail:
 _PACKAGE = "kassa.emails"
 
 
-@cache
 def available_languages() -> frozenset[str]:
     """Languages with a translations file (``translations/<language>.json``)."""
-    folder = files(_PACKAGE) / "translations"
-    return frozenset(item.name[: -len(".json")] for item in folder.iterdir() if item.name.endswith(".json"))
+    return i18n.languages(_PACKAGE, "translations")
 
 
-@cache
 def translations(language: str) -> Mapping[str, str]:
     if language not in available_languages():
         raise EmailTemplateError(f"no translations for {language!r}")
-    text = (files(_PACKAGE) / "translations" / f"{language}.json").read_text(encoding="utf-8")
-    data = json.loads(text)
-    if not isinstance(data, dict) or not all(isinstance(v, str) for v in data.values()):
-        raise EmailTemplateError(f"translations/{language}.json must map keys to strings")
-    return MappingProxyType(data)
+    try:
+        return i18n.strings(_PACKAGE, "translations", language)
+    except i18n.TranslationsError as error:
+        raise EmailTemplateError(str(error)) from None
 
 
-def placeholders(text: str) -> frozenset[str]:
-    return frozenset(name for _, name, _, _ in string.Formatter().parse(text) if name)
+placeholders = i18n.placeholders
 
 
 def resolve_locale(locale: str | None) -> tuple[str, str]:
@@ -278,6 +271,9 @@ def format_month(month: int, year: int, locale: str = DEFAULT_LANGUAGE) -> str:
         raise EmailTemplateError("exp_month must be between 1 and 12")
     return format_skeleton("yMMMM", date(int(year), int(month), 1), locale=locale)
 
+
+#: a bank account passes its method type as the "brand": it is named "bank account ending in …"
+BANK_ACCOUNT_TYPES = frozenset({"sepa_debit", "us_bank_account"})
 
 CARD_BRANDS = {
     "amex": "American Express",
@@ -375,8 +371,12 @@ def _helpers(language: str, locale: str, tz: str | None) -> dict[str, Callable[.
         return format_clock_time(value, locale, tz)
 
     def card(brand: str | None, last4: str | None) -> str | None:
+        """The payment method: a card by its brand, or a bank account (``brand`` is then the method
+        type, ``sepa_debit`` or ``us_bank_account``)."""
         if not last4:
             return None
+        if brand and brand.lower() in BANK_ACCOUNT_TYPES:
+            return t("bank_account", last4=last4)
         if brand and brand.lower() in CARD_BRANDS:
             return t("card", brand=CARD_BRANDS[brand.lower()], last4=last4)
         return t("card_unbranded", last4=last4)

@@ -111,5 +111,6 @@ def entitlements_of(ctx: BillingContext, customer_id: str) -> list[Entitlement]:
     subs = ctx.store.list_customer_subscriptions(customer_id)
     unknown = {item.price for s in subs for item in s.items if not item.product}  # stored before items
     products = {price_id: ctx.price(price_id).product for price_id in unknown}
-    suspended = {s.id for s in subs if s.entitlements_suspended or s.dispute_holds}  # the ladder or a dispute
+    # the ladder, a dispute or a bank debit awaited with access_while_processing=suspend
+    suspended = {s.id for s in subs if s.entitlements_suspended or s.dispute_holds or s.settlement_hold}
     return entitlements(subs, ctx.now(), products=products, suspended=suspended)

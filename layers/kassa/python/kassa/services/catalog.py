@@ -10,7 +10,7 @@ nothing writes and publishes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import ValidationError
@@ -19,6 +19,7 @@ from kassa.domain.catalog import Price, Product, Recurring, TaxBehavior
 from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
+from kassa.domain.payment_methods import ensure_types
 from kassa.domain.pricing import PriceTerms, invalid_from
 from kassa.services.context import RETRIES, BillingContext
 from kassa.services.ports import BillingStore, Page
@@ -46,6 +47,7 @@ def create_price(
     recurring: Recurring,
     tax_behavior: TaxBehavior = TaxBehavior.EXCLUSIVE,
     nickname: str | None = None,
+    payment_method_types: Sequence[str] | None = None,
 ) -> Price:
     """A new price of an active product. ``terms`` are checked PriceTerms (per unit, package or tiered);
     a bare integer is shorthand for a per-unit price of that ``unit_amount``."""
@@ -74,6 +76,9 @@ def create_price(
         recurring=recurring,
         tax_behavior=tax_behavior,
         nickname=nickname,
+        payment_method_types=(
+            None if payment_method_types is None else ensure_types(payment_method_types, "payment_method_types")
+        ),
         created=ctx.now(),
     )
     ctx.store.put_price(price)

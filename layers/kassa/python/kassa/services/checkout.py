@@ -12,6 +12,7 @@ from kassa.domain.customer import Address, Customer, ensure_valid_tax_id
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import BillingReason, Invoice, build_subscription_invoice, checkout_invoice, invoice_id_for
+from kassa.domain.payment_methods import offered_types
 from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.subscription import Status, Subscription, start_subscription
@@ -26,7 +27,7 @@ from kassa.services.customers import (
     save_payment_method,
 )
 from kassa.services.invoicing import finish_invoice, new_invoice, product_names
-from kassa.services.ports import SetupIntentInfo
+from kassa.services.ports import MandateAcceptance, SetupIntentInfo
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,7 @@ class CheckoutResult:
     setup_intent: SetupIntentInfo
     publishable_key: str
     customer: Customer
+    payment_method_types: tuple[str, ...] = ("card",)
 
 
 def start_checkout(
@@ -89,6 +91,14 @@ def start_checkout(
         counts.append(1 if count is None else count)
     if billing_thresholds is not None and not any(p.metered for p in prices):
         raise InvalidInput("billing_thresholds need a metered item", param="billing_thresholds")
+    settings = ctx.store.get_settings()
+    # what the customer may pay with: the merchant's types, narrowed by the prices and the currency
+    method_types = offered_types(
+        settings.payment_method_types,
+        [p.payment_method_types for p in prices],
+        prices[0].currency,
+        param=param(0, "price") if len(prices) == 1 else "items",
+    )
     custom_start = billing_cycle_anchor is not None or backdate_start_date is not None
     if coupon is not None and promotion_code is not None:
         raise InvalidInput("give a coupon or a promotion_code, not both", param="coupon")
@@ -123,7 +133,6 @@ def start_checkout(
         }
     )
     invoice = None
-    settings = ctx.store.get_settings()
     products = [p.product for p in prices]
     currency = sub.currency
     if sub.status is Status.INCOMPLETE:
@@ -163,16 +172,21 @@ def start_checkout(
     intent = ctx.gateway.create_setup_intent(
         customer=customer.stripe_customer_id,
         metadata={"kassa_subscription": sub.id, "kassa_customer": customer.id},
+        payment_method_types=[t.value for t in method_types],
     )
     invoice = ctx.store.create_subscription(sub, invoice, settings.invoice_prefix)
     events = [DomainEvent.of("customer.subscription.created", sub, now, cause="create")]
     if invoice is not None:
         events.append(DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"))
     ctx.emit(*events)
-    return CheckoutResult(sub, invoice, intent, ctx.gateway.publishable_key, customer)
+    return CheckoutResult(
+        sub, invoice, intent, ctx.gateway.publishable_key, customer, tuple(t.value for t in method_types)
+    )
 
 
-def complete_checkout(ctx: BillingContext, subscription_id: str, setup_intent_id: str) -> CollectResult:
+def complete_checkout(
+    ctx: BillingContext, subscription_id: str, setup_intent_id: str, acceptance: MandateAcceptance | None = None
+) -> CollectResult:
     """Attach the confirmed card, charge the first invoice if one is due, activate.
 
     Called by the storefront after Stripe.js confirmed the SetupIntent, and by the
@@ -185,7 +199,9 @@ def complete_checkout(ctx: BillingContext, subscription_id: str, setup_intent_id
     intent = ctx.gateway.get_setup_intent(setup_intent_id)
     if intent.metadata.get("kassa_subscription") not in (None, subscription_id):
         raise InvalidInput("this SetupIntent belongs to another subscription", param="setup_intent_id")
-    customer = save_payment_method(ctx, sub.customer, confirmed_payment_method(intent))
+    customer = save_payment_method(
+        ctx, sub.customer, confirmed_payment_method(intent), mandate=intent.mandate, acceptance=acceptance
+    )
     invoice = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
     if sub.status is Status.INCOMPLETE and invoice is not None and invoice.collectable:
         # one attempt per confirmed SetupIntent: the storefront call and the webhook share it

@@ -6,16 +6,33 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from kassa.domain.customer import Customer
 from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus, PaymentError
 from kassa.domain.money import Money
-from kassa.domain.subscription import Status, Subscription, after_invoice_paid, after_payment_failed
+from kassa.domain.payment_methods import (
+    SettlementEffect,
+    SettlementNews,
+    may_charge,
+    renewal_notice_days,
+    settlement_effect,
+)
+from kassa.domain.subscription import (
+    Status,
+    Subscription,
+    after_invoice_paid,
+    after_payment_failed,
+    after_payment_processing,
+)
 from kassa.services.context import BillingContext
 from kassa.services.customers import confirmed_payment_method, save_payment_method
-from kassa.services.ports import ChargeResult, ChargeStatus, PaymentIntentInfo
+from kassa.services.ports import ChargeResult, ChargeStatus, MandateAcceptance, PaymentIntentInfo
+
+if TYPE_CHECKING:
+    from kassa.domain.settings import MerchantSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +75,9 @@ def collect(
     if customer.default_payment_method is None or customer.stripe_customer_id is None:
         result = ChargeResult(ChargeStatus.DECLINED, None, code="no_payment_method", message="no card on file")
         return apply_failure(ctx, invoice, result)
+    if not may_charge(invoice.attempt_outcome):
+        # a bank debit of this invoice is with the bank: never a second charge while it is processing
+        return CollectResult(invoice, ctx.subscription_of(invoice.subscription), None)
     if invoice.attempt_pending:
         return charge(ctx, invoice, customer, invoice.attempt_count, off_session=off_session)
     if invoice.attempt_count > 0 and (trigger is None or trigger == invoice.attempt_trigger):
@@ -83,15 +103,18 @@ def collect_new(ctx: BillingContext, invoice: Invoice, payer: Customer) -> Colle
 def charge(
     ctx: BillingContext, invoice: Invoice, customer: Customer, attempt: int, *, off_session: bool = True
 ) -> CollectResult:
-    assert customer.default_payment_method is not None and customer.stripe_customer_id is not None
+    method = customer.default_payment_method
+    assert method is not None and customer.stripe_customer_id is not None
     result = ctx.gateway.charge(
         customer=customer.stripe_customer_id,
-        payment_method=customer.default_payment_method.payment_method_id,
+        payment_method=method.payment_method_id,
         amount=Money(invoice.amount_due, invoice.currency),
         invoice_id=invoice.id,
         attempt=attempt,
         description=invoice.charge_description,
         off_session=off_session,
+        payment_method_type=method.type.value,
+        mandate=method.mandate.stripe_mandate if method.mandate else None,
     )
     return apply_charge_result(ctx, invoice.id, result)
 
@@ -124,24 +147,79 @@ def confirm_payment(ctx: BillingContext, invoice_id: str, payment_intent_id: str
 
 
 def apply_charge_result(ctx: BillingContext, invoice_id: str, result: ChargeResult) -> CollectResult:
-    """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once."""
+    """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once, by the
+    settlement state machine (``kassa.domain.payment_methods.settlement_effect``): duplicates and
+    reordered reports (``processing`` after ``failed``, a failure of an older attempt) change nothing."""
+    news = {
+        ChargeStatus.SUCCEEDED: SettlementNews.SUCCEEDED,
+        ChargeStatus.PROCESSING: SettlementNews.PROCESSING,
+    }.get(result.status, SettlementNews.FAILED)
     for _ in range(4):
         invoice = ctx.store.get_invoice(invoice_id)
+        effect = settlement_effect(
+            collectable=invoice.collectable,
+            attempt_count=invoice.attempt_count,
+            attempt_outcome=invoice.attempt_outcome,
+            news=news,
+            news_attempt=result.attempt,
+        )
         try:
             if result.status is ChargeStatus.SUCCEEDED:
                 return apply_paid(ctx, invoice, result.payment_intent)
+            if effect is SettlementEffect.RECORD_PROCESSING:
+                return apply_processing(ctx, invoice, result)
             if result.status is ChargeStatus.PROCESSING:
-                if invoice.collectable and invoice.attempt_outcome is None:
-                    invoice = ctx.store.save_invoice(
-                        invoice.model_copy(
-                            update={"attempt_outcome": "processing", "payment_intent": result.payment_intent}
-                        )
-                    )
                 return CollectResult(invoice, ctx.subscription_of(invoice.subscription), result)
             return apply_failure(ctx, invoice, result)
         except Conflict:
             continue
     raise Conflict(f"invoice {invoice_id} kept changing; retry")
+
+
+def apply_processing(ctx: BillingContext, invoice: Invoice, result: ChargeResult) -> CollectResult:
+    """A bank debit is with the bank (SEPA, ACH: days): the invoice stays open with the attempt
+    ``processing`` — nothing is charged again until it settles — and the subscription's access
+    follows ``settings.bank_debits.access_while_processing``."""
+    now = ctx.now()
+    processing = invoice.model_copy(
+        update={"attempt_outcome": "processing", "payment_intent": result.payment_intent, "next_dunning_at": None}
+    )
+    sub = ctx.subscription_of(invoice.subscription)
+    new_sub = None
+    if sub is not None:
+        settings = ctx.store.get_settings()
+        new_sub = after_payment_processing(
+            sub,
+            invoice.id,
+            now,
+            settings.bank_debits.access_while_processing,
+            reminder_days(settings, ctx.store.get_customer(invoice.customer)),
+        )
+    saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(processing, new_sub)
+    events = [DomainEvent.of("invoice.payment_processing", saved_inv, now, cause=f"processing:{result.payment_intent}")]
+    if saved_sub is not None and sub is not None:
+        previous: dict[str, object] = {"status": sub.status.value}
+        events.append(
+            DomainEvent.of(
+                "customer.subscription.updated", saved_sub, now, cause=f"processing:{invoice.id}", previous=previous
+            )
+        )
+        if saved_sub.entitlements_suspended != sub.entitlements_suspended:
+            events.append(entitlements_event(saved_sub, now, cause=f"processing:{invoice.id}"))
+    ctx.emit(*events)
+    return CollectResult(saved_inv, saved_sub or sub, result)
+
+
+def reminder_days(settings: MerchantSettings, customer: Customer | None) -> int | None:
+    """Days before a renewal that its reminder (and a SEPA customer's pre-notification) goes out."""
+    method = customer.default_payment_method if customer is not None else None
+    return renewal_notice_days(
+        settings.emails.upcoming_renewal_days,
+        method.type if method else None,
+        method.mandate if method else None,
+        pre_notification=settings.emails.pre_notification,
+        default_days=settings.bank_debits.pre_notification_days,
+    )
 
 
 def entitlements_event(sub: Subscription, now: datetime, cause: str) -> DomainEvent:
@@ -165,8 +243,12 @@ def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None
     first_payment = sub is not None and sub.status is Status.INCOMPLETE
     settings = ctx.store.get_settings() if paid.gets_number_when_paid or first_payment else None
     if sub is not None:
-        reminder_days = settings.emails.upcoming_renewal_days if settings is not None and first_payment else None
-        new_sub = after_invoice_paid(sub, invoice.id, now, reminder_days)
+        days = (
+            reminder_days(settings, ctx.store.get_customer(invoice.customer))
+            if settings is not None and first_payment
+            else None
+        )
+        new_sub = after_invoice_paid(sub, invoice.id, now, days)
     if paid.gets_number_when_paid and settings is not None:  # a checkout's first invoice: numbered as it is paid
         saved_inv, saved_sub = ctx.store.finalize_invoice(paid, settings.invoice_prefix, new_sub)
     else:
@@ -184,7 +266,7 @@ def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None
                 "customer.subscription.updated", saved_sub, now, cause=f"paid:{invoice.id}", previous=previous
             )
         )
-        if sub.entitlements_suspended:
+        if sub.entitlements_suspended and not saved_sub.entitlements_suspended:
             events.append(entitlements_event(saved_sub, now, cause=f"paid:{invoice.id}"))
     ctx.emit(*events)
     return CollectResult(saved_inv, saved_sub or sub, None)
@@ -281,14 +363,12 @@ def stale_setup_intent(invoices: list[Invoice], setup_intent_id: str, created: d
     return False
 
 
-def update_card(
-    ctx: BillingContext, customer_id: str, setup_intent_id: str, *, off_session: bool = True
-) -> tuple[Customer, list[CollectResult]]:
-    """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
-    first): make it the default and retry the open invoices at once, one attempt per SetupIntent
-    (uncollectible ones stay written off; a pending checkout's unnumbered first invoice is paid too).
-    The page retries on-session (``off_session=False``: a card that asks for 3-D Secure is
-    confirmed on the page); the webhook, with nobody there, off-session."""
+def save_confirmed_card(
+    ctx: BillingContext, customer_id: str, setup_intent_id: str, *, acceptance: MandateAcceptance | None = None
+) -> Customer:
+    """The payment method of a SetupIntent the customer confirmed with Stripe.js (a card, or a bank
+    account under its mandate) becomes their default (refused when the SetupIntent is another
+    customer's). Used by ``update_card`` and the hosted invoice page."""
     customer = ctx.store.get_customer(customer_id)
     intent = ctx.gateway.get_setup_intent(setup_intent_id)
     if intent.customer not in (None, customer.stripe_customer_id) or intent.metadata.get("kassa_customer") not in (
@@ -296,10 +376,49 @@ def update_card(
         customer_id,
     ):
         raise InvalidInput("this SetupIntent belongs to another customer", param="setup_intent_id")
-    customer = save_payment_method(ctx, customer_id, confirmed_payment_method(intent))
+    return save_payment_method(
+        ctx, customer_id, confirmed_payment_method(intent), mandate=intent.mandate, acceptance=acceptance
+    )
+
+
+def update_card(
+    ctx: BillingContext,
+    customer_id: str,
+    setup_intent_id: str,
+    *,
+    off_session: bool = True,
+    acceptance: MandateAcceptance | None = None,
+) -> tuple[Customer, list[CollectResult]]:
+    """A customer saved a new card (card-update page or setup_intent.succeeded, whichever comes
+    first): make it the default and retry the open invoices at once, one attempt per SetupIntent
+    (uncollectible ones stay written off; a pending checkout's unnumbered first invoice is paid too).
+    The page retries on-session (``off_session=False``: a card that asks for 3-D Secure is
+    confirmed on the page); the webhook, with nobody there, off-session."""
+    customer = save_confirmed_card(ctx, customer_id, setup_intent_id, acceptance=acceptance)
     results = [
         collect(ctx, invoice, customer, trigger=setup_intent_id, off_session=off_session)
         for invoice in ctx.store.list_open_invoices(customer_id)
         if invoice.retried_on_new_card  # open only: a written-off invoice stays written off
     ]
     return customer, results
+
+
+def adopt_generated_sepa_debit(ctx: BillingContext, invoice_id: str, payment_intent: str) -> Customer | None:
+    """An invoice paid by iDEAL or Bancontact with ``setup_future_usage``: the ``sepa_debit``
+    PaymentMethod that payment generated (with its mandate) becomes the customer's default, so the
+    renewals are debited by SEPA Direct Debit (Stripe: ``generated_sepa_debit``). Idempotent: saving the
+    same method again changes nothing. None when the payment generated none."""
+    invoice = ctx.store.find_invoice(invoice_id)
+    if invoice is None:
+        return None
+    generated = ctx.gateway.generated_sepa_debit(payment_intent)
+    if generated is None:
+        return None
+    customer = save_payment_method(ctx, invoice.customer, generated.payment_method, mandate=generated.mandate)
+    method = customer.default_payment_method
+    if method is not None and method.mandate is not None and method.mandate.generated_from is None:
+        marked = method.model_copy(
+            update={"mandate": method.mandate.model_copy(update={"generated_from": generated.source_type})}
+        )
+        customer = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": marked}))
+    return customer

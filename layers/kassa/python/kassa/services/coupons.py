@@ -11,6 +11,8 @@ from kassa.domain.discounts import (
     Discount,
     PromotionCode,
     Redeemability,
+    Unredeemable,
+    discount_applies,
     has_prior_transactions,
     is_redeemable,
     redeem,
@@ -171,6 +173,13 @@ def apply_subscription_discount(
     ensure_not_ended(sub)
     customer = ctx.store.get_customer(sub.customer)
     products = [item.product or ctx.price(item.price).product for item in sub.items]
+    if _already_applied(sub, coupon_id, code):
+        # asked again: refused as the first time would be now (a deleted coupon, an inactive code), but
+        # never counted twice — the redemptions already include this one — and nothing is published
+        offer = load_offer(ctx, coupon_id, code)
+        reasons = _redeemability(ctx, offer, customer, products, sub.currency).reasons
+        Redeemability(tuple(r for r in reasons if r not in _COUNTED)).raise_if_not(_param(offer))
+        return sub
     coupon = _count(ctx, coupon_id, code, customer, products, sub.currency, retries=RETRIES)
     now = ctx.now()
     made: list[tuple[Discount, dict[str, Any] | None]] = []
@@ -190,6 +199,22 @@ def apply_subscription_discount(
             DomainEvent.of("customer.discount.updated", discount, now, cause="replace", previous={"coupon": replaced})
         )
     return saved
+
+
+_COUNTED = frozenset({Unredeemable.COUPON_MAX_REDEMPTIONS, Unredeemable.CODE_MAX_REDEMPTIONS})
+
+
+def _already_applied(sub: Subscription, coupon_id: str | None, code: str | None) -> bool:
+    """Whether the subscription's discount is this very coupon (or code, case-insensitively) and still
+    covers the next invoice: applying it again is the same request repeated, not a new redemption."""
+    if sub.discount is None:
+        return False
+    current = Discount.model_validate(sub.discount)
+    if code is not None:
+        same = current.promotion_code is not None and current.promotion_code.casefold() == code.casefold()
+    else:
+        same = current.promotion_code is None and current.coupon.id == coupon_id
+    return same and discount_applies(current, sub.current_period_end)
 
 
 def remove_subscription_discount(ctx: BillingContext, subscription_id: str) -> Subscription:

@@ -2,15 +2,25 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
-from kassa.domain.customer import Address, Customer, email_key, ensure_valid_peppol_id, ensure_valid_tax_id
+from kassa.domain.customer import (
+    Address,
+    Customer,
+    PaymentMethodSummary,
+    email_key,
+    ensure_valid_peppol_id,
+    ensure_valid_tax_id,
+)
 from kassa.domain.customer import update_customer as apply_customer_update
 from kassa.domain.errors import AlreadyExists, Conflict, CustomerExists, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
+from kassa.domain.payment_methods import accepted_mandate, offered_types
+from kassa.domain.subscription import TERMINAL
 from kassa.services.context import RETRIES, BillingContext
-from kassa.services.ports import SetupIntentInfo
+from kassa.services.ports import MandateAcceptance, SetupIntentInfo
 
 
 def create_customer(
@@ -132,44 +142,100 @@ def update_customer(ctx: BillingContext, customer_id: str, changes: dict[str, An
     raise Conflict("the customer kept changing; retry")
 
 
-def save_payment_method(ctx: BillingContext, customer_id: str, payment_method: str) -> Customer:
-    """Make the card the customer's default: attached once, then written under the version of a read
-    taken inside the retry loop (a concurrent change of the customer is kept)."""
-    card = None
+def save_payment_method(
+    ctx: BillingContext,
+    customer_id: str,
+    payment_method: str,
+    *,
+    mandate: str | None = None,
+    acceptance: MandateAcceptance | None = None,
+) -> Customer:
+    """Make the card or bank account the customer's default: attached once, then written under the
+    version of a read taken inside the retry loop (a concurrent change of the customer is kept). A bank
+    account keeps its mandate: reference (from Stripe), when it was accepted (kassa's clock, unless
+    Stripe recorded it) and the IP address and user agent of the acceptance, when the caller knows them
+    (a later call that brings them completes a mandate saved by the webhook)."""
+    method = None
     for _ in range(RETRIES):
         customer = ctx.store.get_customer(customer_id)
-        if customer.default_payment_method and customer.default_payment_method.payment_method_id == payment_method:
-            return customer
-        assert customer.stripe_customer_id is not None
-        if card is None:
-            card = ctx.gateway.attach_payment_method(
-                payment_method=payment_method, customer=customer.stripe_customer_id
-            )
+        current = customer.default_payment_method
+        if current is not None and current.payment_method_id == payment_method:
+            completed = with_acceptance(current, acceptance, ctx.now())
+            if completed == current:
+                return customer
+            update, cause = completed, f"pm:{payment_method}:mandate"
+        else:
+            assert customer.stripe_customer_id is not None
+            if method is None:
+                method = with_acceptance(
+                    ctx.gateway.attach_payment_method(
+                        payment_method=payment_method, customer=customer.stripe_customer_id, mandate=mandate
+                    ),
+                    acceptance,
+                    ctx.now(),
+                )
+            update, cause = method, f"pm:{payment_method}"
         try:
-            saved = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": card}))
+            saved = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": update}))
         except Conflict:
             continue
-        ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=f"pm:{payment_method}"))
+        ctx.emit(DomainEvent.of("customer.updated", saved, ctx.now(), cause=cause))
         return saved
     raise Conflict("the customer kept changing; retry")
 
 
+def with_acceptance(
+    method: PaymentMethodSummary, acceptance: MandateAcceptance | None, now: datetime
+) -> PaymentMethodSummary:
+    """A bank account's mandate with when and how it was accepted (a card has no mandate)."""
+    mandate = method.mandate
+    if mandate is None:
+        return method
+    accepted = accepted_mandate(
+        now=mandate.accepted_at or now,
+        reference=mandate.reference,
+        ip_address=mandate.ip_address or (acceptance.ip_address if acceptance else None),
+        user_agent=mandate.user_agent or (acceptance.user_agent if acceptance else None),
+        stripe_mandate=mandate.stripe_mandate,
+        url=mandate.url,
+        generated_from=mandate.generated_from,
+    )
+    return method if accepted == mandate else method.model_copy(update={"mandate": accepted})
+
+
 def confirmed_payment_method(intent: SetupIntentInfo) -> str:
-    """The card of a SetupIntent the customer confirmed with Stripe.js."""
+    """The card or bank account of a SetupIntent the customer confirmed with Stripe.js. A bank debit's
+    SetupIntent may stay ``processing`` while the account is verified (ACH): it is usable once Stripe
+    answers ``succeeded``."""
     if intent.status != "succeeded" or not intent.payment_method:
         raise InvalidInput(
-            f"the SetupIntent is {intent.status}; confirm the card with Stripe.js first", param="setup_intent_id"
+            f"the SetupIntent is {intent.status}; confirm the payment method with Stripe.js first",
+            param="setup_intent_id",
         )
     return intent.payment_method
 
 
+def offered_payment_method_types(ctx: BillingContext, customer_id: str) -> tuple[str, ...]:
+    """What the card page offers the customer: the merchant's ``payment_method_types`` that can pay
+    the currency of their subscriptions (cards always can)."""
+    settings = ctx.store.get_settings()
+    subs = [s for s in ctx.store.list_customer_subscriptions(customer_id) if s.status not in TERMINAL]
+    currency = subs[0].currency if subs else settings.default_currency
+    try:
+        return tuple(t.value for t in offered_types(settings.payment_method_types, [], currency))
+    except InvalidInput:
+        return ("card",)
+
+
 def card_setup_intent(ctx: BillingContext, customer_id: str, purpose: str) -> SetupIntentInfo:
-    """A SetupIntent for the customer's card-update page."""
+    """A SetupIntent for the customer's card-update page (a card, or a bank account where offered)."""
     customer = ctx.store.get_customer(customer_id)
     if customer.stripe_customer_id is None:
         raise InvalidInput("this customer has no Stripe customer", param="customer")
     return ctx.gateway.create_setup_intent(
-        customer=customer.stripe_customer_id, metadata={"kassa_customer": customer_id, "kassa_purpose": purpose}
+        customer=customer.stripe_customer_id,
+        metadata={"kassa_customer": customer_id, "kassa_purpose": purpose},
+        payment_method_types=offered_payment_method_types(ctx, customer_id),
     )
 
 
@@ -189,7 +255,7 @@ def card_updated(ctx: BillingContext, payment_method: dict[str, Any], event_id: 
         except NotFound:
             return f"ignored:unknown customer {customer_id}"
         current = customer.default_payment_method
-        if current is None or current.payment_method_id != pm_id:
+        if current is None or current.payment_method_id != pm_id or current.is_bank_account:
             return "ignored:not the default card"
         updated = current.model_copy(
             update={

@@ -27,7 +27,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from kassa.domain.cancellation import CancellationDetails, CancellationReason
-from kassa.domain.customer import Customer, card_expiry_key
+from kassa.domain.customer import Customer, PaymentMethodSummary, card_expiry_key
 from kassa.domain.dunning import (
     DunningAction,
     DunningDecision,
@@ -43,13 +43,14 @@ from kassa.domain.dunning import (
 from kassa.domain.errors import Conflict, InvalidInput, NotFound, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import Invoice, InvoiceStatus
-from kassa.domain.links import sign_link
+from kassa.domain.links import signed_url
+from kassa.domain.payment_methods import PaymentMethodKind
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import TERMINAL, Status, Subscription
 from kassa.services.collection import collect, entitlements_event
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import known_products, upcoming_invoice
-from kassa.services.ports import BillingStore, Mailer, Outbox, OutgoingEmail
+from kassa.services.ports import BillingStore, FileStore, Mailer, Outbox, OutgoingEmail
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,14 @@ class Sent:
     outcome: str  # sent | duplicate | disabled | rejected
 
 
+def method_context(method: PaymentMethodSummary | None) -> dict[str, Any]:
+    """How an email names the payment method: a card by brand and last 4, a bank account as such
+    (its type in ``card_brand``: "bank account ending in 3000")."""
+    if method is None:
+        return {"card_brand": None, "card_last4": None}
+    return {"card_brand": method.type.value if method.is_bank_account else method.brand, "card_last4": method.last4}
+
+
 class Dunning:
     def __init__(
         self,
@@ -74,8 +83,11 @@ class Dunning:
         sender: str,
         link_secret: str,
         public_url: str,
+        files: FileStore | None = None,
     ) -> None:
         self.billing = billing
+        # where the receipt's invoice PDF is stored (made as the receipt goes out); None: not made here
+        self.files = files
         self.store = billing.store
         self.outbox = outbox
         self.mailer = mailer
@@ -330,7 +342,14 @@ class Dunning:
             f"Invoice: {data.get('invoice_number') or ''} {data.get('invoice')}; customer {data.get('customer')}",
             f"Amount: {amount.format()}",
         ]
-        if data.get("evidence_due_by") and what != "closed":
+        if data.get("contestable") is False and data.get("payment_method_type") == "sepa_debit":
+            lines.append(
+                "SEPA Direct Debit: the customer asked their bank for a refund within 8 weeks of the debit, "
+                "which the SEPA rules grant without questions; it cannot be contested. Contact the customer."
+            )
+        elif data.get("contestable") is False:
+            lines.append(f"Bank debit ({data.get('payment_method_type')}): this return cannot be contested.")
+        elif data.get("evidence_due_by") and what != "closed":
             lines.append(f"Evidence due by: {data['evidence_due_by']} (respond in the Stripe dashboard)")
         if data.get("amount_lost"):
             lines.append(f"Lost: {Money(int(data['amount_lost']), amount.currency).format()}")
@@ -371,10 +390,12 @@ class Dunning:
         if invoice is None:
             return "unknown"
         outcome = "no_receipt"
+        if invoice.status is InvoiceStatus.PAID:
+            self._make_pdf(invoice)
         if self.settings.emails.receipts and invoice.amount_paid > 0 and invoice.status is InvoiceStatus.PAID:
             customer = self.store.get_customer(invoice.customer)
             sub = self._sub(invoice.subscription)
-            card = customer.default_payment_method
+            method = customer.default_payment_method
             context = {
                 **self._customer_context(customer),
                 "invoice_number": invoice.number or invoice.id,
@@ -384,13 +405,27 @@ class Dunning:
                 "plan_name": self._plan_name(sub) if sub else None,
                 "period_start": invoice.period_start,
                 "period_end": invoice.period_end,
-                "card_brand": card.brand if card else None,
-                "card_last4": card.last4 if card else None,
+                **method_context(method),
+                "mandate_reference": method.mandate.reference if method and method.mandate else None,
+                "invoice_url": self.invoice_link(invoice),
             }
             outcome = self.send("receipt", customer, context, f"{invoice.id}:receipt").outcome
         if invoice.first_failed_at is not None and invoice.subscription:
             self.evaluate_overdue(invoice.subscription)  # recovered: the ladder steps back
         return f"paid:{outcome}"
+
+    def _make_pdf(self, invoice: Invoice) -> None:
+        """A paid invoice's PDF is made and stored as it is paid, before the receipt links it (once:
+        ``invoice_pdf`` keeps the first file of each state). A store that is unavailable raises, so
+        the event is taken again; an invoice that has no document (unnumbered) is skipped."""
+        if self.files is None or invoice.number is None:
+            return
+        from kassa.services.documents import invoice_pdf  # fpdf2 is loaded only when a PDF is made
+
+        try:
+            invoice_pdf(self.billing, self.files, invoice.id)
+        except (InvalidInput, NotFound) as error:
+            log.warning("no PDF for invoice %s: %s", invoice.id, error)
 
     def _upcoming(self, sub_id: str, data: dict[str, Any]) -> str:
         sub = self._sub(sub_id)
@@ -400,7 +435,7 @@ class Dunning:
         if not isinstance(announced, str) or datetime.fromisoformat(announced) != sub.current_period_end:
             return "ignored:renewed since"  # a late reminder must not announce the following period
         customer = self.store.get_customer(sub.customer)
-        card = customer.default_payment_method
+        method = customer.default_payment_method
         context = {
             **self._customer_context(customer),
             "plan_name": self._plan_name(sub),
@@ -408,9 +443,15 @@ class Dunning:
             "amount": upcoming_invoice(self.billing, sub).amount_due,
             "currency": sub.currency,
             "renews_at": sub.current_period_end,
-            "card_brand": card.brand if card else None,
-            "card_last4": card.last4 if card else None,
+            **method_context(method),
         }
+        if method is not None and method.type is PaymentMethodKind.SEPA_DEBIT and self.settings.emails.pre_notification:
+            # SEPA pre-notification: the debit's amount and date, the mandate and the creditor
+            context.update(
+                pre_notification=True,
+                mandate_reference=method.mandate.reference if method.mandate else None,
+                creditor_id=self.settings.bank_debits.sepa_creditor_id,
+            )
         key = f"{sub.id}:upcoming:{sub.current_period_end.isoformat()}"
         return self.send("upcoming_renewal", customer, context, key).outcome
 
@@ -505,6 +546,7 @@ class Dunning:
     def _dunning_email(self, decision: DunningDecision, invoice: Invoice, customer: Customer) -> None:
         assert decision.email is not None
         card = customer.default_payment_method
+        shown = method_context(card)
         context: dict[str, Any] = {
             **self._customer_context(customer),
             "invoice_number": invoice.number or invoice.id,
@@ -516,17 +558,17 @@ class Dunning:
         elif decision.action is DunningAction.COMPLETE_CHECKOUT:  # no retry date: complete it before it expires
             context.update(
                 update_card_url=self.card_link(customer, "card_update", invoice.id),
-                card_brand=card.brand if card else None,
-                card_last4=card.last4 if card else None,
+                **shown,
                 complete_by=decision.until,
                 plan_name=self._plan_name(sub) if (sub := self._sub(invoice.subscription)) else None,
+                invoice_url=self.invoice_link(invoice),
             )
         else:
             context.update(
                 update_card_url=self.card_link(customer, "card_update", invoice.id),
-                card_brand=card.brand if card else None,
-                card_last4=card.last4 if card else None,
+                **shown,
                 next_retry_at=decision.at,
+                invoice_url=self.invoice_link(invoice),
             )
         self.send(decision.email, customer, context, f"{decision.key}:{decision.email}")
 
@@ -552,6 +594,7 @@ class Dunning:
             "currency": earliest.currency,
             "unpaid_since": earliest.first_failed_at,
             "update_card_url": self.card_link(customer, "card_update", earliest.id),
+            "invoice_url": self.invoice_link(earliest),
             "suspend_at": at(lambda s: s.disable_entitlements and s in later),
             "cancel_at": at(lambda s: s.final_action is FinalAction.CANCEL and s in later),
             "plan_name": self._plan_name(sub),
@@ -616,15 +659,20 @@ class Dunning:
     # ------------------------------------------------------------------ links and helpers
     def card_link(self, customer: Customer, purpose: str, invoice: str | None = None) -> str:
         """The signed, expiring page where the customer enters a new card (or authenticates)."""
-        token, _ = sign_link(
-            self.link_secret,
-            customer.id,
-            purpose,
-            self.now(),
-            timedelta(days=self.settings.emails.card_link_days),
-            invoice,
+        days = self.settings.emails.card_link_days
+        url, _ = signed_url(
+            self.link_secret, self.public_url, customer.id, purpose, self.now(), timedelta(days=days), invoice
         )
-        return f"{self.public_url}/portal/card?token={token}"
+        return url
+
+    def invoice_link(self, invoice: Invoice) -> str:
+        """The signed, expiring hosted invoice page (the emails' "View invoice": the invoice, its PDF and,
+        while it is open, a Pay button), valid ``emails.invoice_link_days``."""
+        days = self.settings.emails.invoice_link_days
+        url, _ = signed_url(
+            self.link_secret, self.public_url, invoice.customer, "invoice", self.now(), timedelta(days=days), invoice.id
+        )
+        return url
 
     @staticmethod
     def _customer_context(customer: Customer) -> dict[str, Any]:

@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from kassa.domain.cancellation import CancellationDetails, CancellationReason
 from kassa.domain.credit_notes import (
-    CreditNoteLine,
+    CreditNoteLineInput,
     CreditNoteLineType,
     CreditNoteReason,
     CreditNoteRequest,
@@ -75,6 +75,8 @@ class DisputeNotice(BaseModel):
     evidence_due_by: datetime | None
     amount_lost: int
     access: str  # keep | suspend: what the merchant's setting did to access
+    payment_method_type: str | None = None  # card, sepa_debit, us_bank_account
+    contestable: bool = True  # False: a SEPA refund request within 8 weeks, an ACH return
 
 
 class FraudNotice(BaseModel):
@@ -134,7 +136,7 @@ def refund_invoice(
     )
     request = CreditNoteRequest(
         lines=(
-            CreditNoteLine(
+            CreditNoteLineInput(
                 type=CreditNoteLineType.CUSTOM_LINE_ITEM,
                 amount=wanted,
                 description=f"Refund ({reason.value})" if reason else "Refund",
@@ -262,7 +264,7 @@ def _reported(inv: Invoice, reported: int) -> Invoice:
 
 
 def _dispute_news(ctx: BillingContext, invoice: Invoice, obj: dict[str, Any], at: datetime | None) -> str:
-    news = dispute_of(obj, at, invoice.currency)
+    news = dispute_of(obj, at, invoice.currency, debited_at=invoice.paid_at)
     merged: dict[str, InvoiceDispute] = {}
 
     def change(inv: Invoice) -> Invoice:
@@ -302,6 +304,8 @@ def _dispute_news(ctx: BillingContext, invoice: Invoice, obj: dict[str, Any], at
         evidence_due_by=dispute.evidence_due_by,
         amount_lost=dispute.amount_lost,
         access=access,
+        payment_method_type=dispute.payment_method_type,
+        contestable=dispute.contestable,
     )
     ctx.emit(
         DomainEvent.of(kind, notice, now, cause=dispute.status),

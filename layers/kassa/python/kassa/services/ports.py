@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -10,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 if TYPE_CHECKING:  # the ports only name these types; importing the models here would slow cold starts
     from kassa.domain.catalog import Price, Product
     from kassa.domain.credit_notes import CreditNote
-    from kassa.domain.customer import Address, CardSummary, Customer
+    from kassa.domain.customer import Address, Customer, PaymentMethodSummary
     from kassa.domain.discounts import Coupon, PromotionCode
     from kassa.domain.events import DomainEvent
     from kassa.domain.invoice import Invoice
@@ -53,9 +54,10 @@ class WebhookRecord:
     id: str
     type: str
     status: str  # received | processed | ignored | rejected
-    payload: str
+    payload: str  # the raw body; "" when it is kept in the FileStore under ``payload_key``
     received_at: datetime
     note: str | None = None
+    payload_key: str | None = None  # a body too large for the record: its FileStore key (webhooks/<id>.json)
 
 
 @dataclass(frozen=True)
@@ -117,7 +119,15 @@ class BillingStore(Protocol):
 
     # credit notes
     def list_credit_notes(self, invoice_id: str) -> list[CreditNote]: ...
+    def get_credit_note(self, credit_note_id: str) -> CreditNote:
+        """A credit note by its id; NotFound naming ``credit_note`` when there is none."""
+        ...
+
     def issue_credit_note(self, note: CreditNote, invoice: Invoice, customer: Customer | None) -> Invoice: ...
+    def credit_notes_by_tax_date(self, start: date, end: date) -> list[CreditNote]:
+        """Credit notes (issued and void) whose ``tax_date`` is in [start, end], by tax date then id
+        (gsi3 ``TAXMONTH#<month>``, sort key ``CN#<tax date>#<id>``; notes without a tax date are not there)."""
+        ...
 
     # customers
     def create_customer(self, customer: Customer) -> None: ...
@@ -247,6 +257,27 @@ class SetupIntentInfo:
     payment_method: str | None
     customer: str | None
     metadata: dict[str, str] = field(default_factory=dict)
+    payment_method_types: tuple[str, ...] = ("card",)
+    mandate: str | None = None  # the Mandate (mandate_…) a bank debit's confirmation created
+
+
+@dataclass(frozen=True)
+class MandateAcceptance:
+    """How the customer accepted a bank-debit mandate online (Stripe's
+    ``customer_acceptance.online``): the browser's IP address and user agent, as the page saw them."""
+
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+@dataclass(frozen=True)
+class GeneratedSepaDebit:
+    """A first payment by iDEAL or Bancontact saved for later (``setup_future_usage: off_session``):
+    the ``sepa_debit`` PaymentMethod and mandate it generated, which renewals debit."""
+
+    payment_method: str
+    mandate: str | None
+    source_type: str  # ideal | bancontact
 
 
 @dataclass(frozen=True)
@@ -286,9 +317,21 @@ class PaymentGateway(Protocol):
     def publishable_key(self) -> str: ...
 
     def create_customer(self, *, email: str, name: str | None, address: Address, kassa_id: str) -> str: ...
-    def create_setup_intent(self, *, customer: str, metadata: dict[str, str]) -> SetupIntentInfo: ...
+    def create_setup_intent(
+        self, *, customer: str, metadata: dict[str, str], payment_method_types: Sequence[str] = ("card",)
+    ) -> SetupIntentInfo:
+        """A SetupIntent for future off-session payments offering ``payment_method_types``
+        (card, sepa_debit, us_bank_account)."""
+        ...
+
     def get_setup_intent(self, setup_intent_id: str) -> SetupIntentInfo: ...
-    def attach_payment_method(self, *, payment_method: str, customer: str) -> CardSummary: ...
+    def attach_payment_method(
+        self, *, payment_method: str, customer: str, mandate: str | None = None
+    ) -> PaymentMethodSummary:
+        """Attach and make it the Stripe customer's default; the summary of a card or bank account
+        (a bank account's with its mandate reference, read from ``mandate`` when Stripe made one)."""
+        ...
+
     def kassa_customer_of(self, customer: str) -> str | None: ...
     def update_customer(
         self,
@@ -310,8 +353,12 @@ class PaymentGateway(Protocol):
         attempt: int,
         description: str,
         off_session: bool = True,
+        payment_method_type: str = "card",
+        mandate: str | None = None,
     ) -> ChargeResult:
-        """One PaymentIntent per (invoice, attempt), confirmed at once. ``off_session`` (renewals,
+        """One PaymentIntent per (invoice, attempt), confirmed at once. A bank debit
+        (``payment_method_type`` sepa_debit, us_bank_account, under its ``mandate``) answers
+        ``processing``: it settles days later by webhook. ``off_session`` (renewals,
         dunning, merchant actions): the customer is away, a card that needs 3-D Secure fails with
         ``authentication_required``. On-session (checkout, the card page): the customer is there, a
         card that needs 3-D Secure answers ``requires_action`` with the client secret to confirm."""
@@ -330,6 +377,25 @@ class PaymentGateway(Protocol):
 
     def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
         """The kassa invoice a PaymentIntent pays (its ``kassa_invoice`` metadata); None: not kassa's."""
+        ...
+
+    def create_redirect_payment(
+        self,
+        *,
+        customer: str,
+        source_type: str,
+        amount: Money,
+        invoice_id: str,
+        attempt: int,
+        return_url: str,
+    ) -> PaymentIntentInfo:
+        """A first payment by a redirect method (``ideal``, ``bancontact``) saved for later SEPA debits
+        (``setup_future_usage: off_session``); the customer authorises it at their bank
+        (``next_action.redirect_to_url``)."""
+        ...
+
+    def generated_sepa_debit(self, payment_intent: str) -> GeneratedSepaDebit | None:
+        """The ``sepa_debit`` PaymentMethod a succeeded iDEAL / Bancontact payment generated (None: none)."""
         ...
 
 
@@ -421,12 +487,19 @@ def charge_result_from_intent(intent: Any) -> ChargeResult:
     code = error.get("code")
     if result is ChargeStatus.REQUIRES_ACTION and not code:
         code = "authentication_required"  # waiting for 3-D Secure: no error yet, but that is why
+    decline_code = error.get("decline_code") or (code if code == "card_declined" else None)
+    charge = intent.get("latest_charge")
+    if result is ChargeStatus.DECLINED and isinstance(charge, dict) and charge.get("failure_code"):
+        # a bank debit that failed days later: the bank's return reason is the charge's failure_code
+        # (insufficient_funds, account_closed, debit_not_authorized …), more precise than the intent's
+        decline_code = error.get("decline_code") or charge.get("failure_code")
+        code = code or charge.get("failure_code")
     return ChargeResult(
         status=result,
         payment_intent=intent.get("id"),
         code=code,
-        decline_code=error.get("decline_code") or (error.get("code") if error.get("code") == "card_declined" else None),
-        message=error.get("message"),
+        decline_code=decline_code,
+        message=error.get("message") or (charge.get("failure_message") if isinstance(charge, dict) else None),
         client_secret=intent.get("client_secret"),
         attempt=_attempt_of(intent),
     )

@@ -11,9 +11,10 @@ from kassa.domain.errors import AlreadyExists, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.pausing import PauseCollection, invoice_while_paused, pause_collection_after, pause_subscription
+from kassa.domain.payment_methods import may_charge
 from kassa.domain.subscription import DueAction, Status, Subscription, due_action, renewal_reminder
 from kassa.domain.trials import MissingPaymentMethod, TrialEndAction, trial_end_outcome
-from kassa.services.collection import collect, collect_new
+from kassa.services.collection import collect, collect_new, reminder_days
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import period_invoice
 
@@ -81,7 +82,7 @@ def process_due(ctx: BillingContext, subscription_id: str) -> str:
     advanced = advanced.model_copy(
         update={
             "pause_collection": pause.model_dump(mode="json") if pause else None,
-            "renewal_reminder_at": renewal_reminder(advanced, settings.emails.upcoming_renewal_days),
+            "renewal_reminder_at": renewal_reminder(advanced, reminder_days(settings, customer)),
         }
     )
     paused = invoice_while_paused(draft, pause, now)
@@ -126,6 +127,8 @@ def cancel_now(ctx: BillingContext, sub: Subscription, now: datetime, cause: str
 def expire(ctx: BillingContext, sub: Subscription, now: datetime) -> str:
     """An unpaid checkout after 23 hours: incomplete_expired, its first invoice voided."""
     invoice = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+    if invoice is not None and not may_charge(invoice.attempt_outcome):
+        return "processing"  # its bank debit is with the bank: the checkout waits for the outcome
     expired = sub.transition(Status.INCOMPLETE_EXPIRED, now)
     voided = invoice.transition(InvoiceStatus.VOID, now) if invoice and invoice.status is InvoiceStatus.OPEN else None
     if voided is not None:

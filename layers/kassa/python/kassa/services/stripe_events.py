@@ -3,12 +3,19 @@ confirmed cards, account-updater changes. Duplicates and out-of-order deliveries
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
 from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.domain.payment_methods import SEPA_GENERATING
 from kassa.services.checkout import complete_checkout
-from kassa.services.collection import apply_charge_result, stale_setup_intent, update_card
+from kassa.services.collection import (
+    adopt_generated_sepa_debit,
+    apply_charge_result,
+    stale_setup_intent,
+    update_card,
+)
 from kassa.services.context import BillingContext
 from kassa.services.customers import card_updated
 from kassa.services.payments import HANDLED as PAYMENT_EVENTS
@@ -18,6 +25,7 @@ from kassa.services.ports import ChargeStatus, charge_result_from_intent
 HANDLED_EVENTS = frozenset(
     {
         "payment_intent.succeeded",
+        "payment_intent.processing",
         "payment_intent.payment_failed",
         "setup_intent.succeeded",
         "payment_method.updated",
@@ -35,6 +43,22 @@ def _created(obj: dict[str, Any]) -> datetime | None:
     return None
 
 
+def _generates_sepa_debit(intent: dict[str, Any]) -> bool:
+    """An iDEAL or Bancontact payment saved for later (``setup_future_usage``): it left a SEPA mandate."""
+    types = intent.get("payment_method_types") or []
+    return (
+        isinstance(types, list)
+        and any(t in SEPA_GENERATING for t in types)
+        and intent.get("setup_future_usage") in ("off_session", "on_session")
+    )
+
+
+def _bank_debit(intent: dict[str, Any]) -> bool:
+    """A PaymentIntent that debits a bank account (SEPA, ACH): its failure reason is the bank's."""
+    types = intent.get("payment_method_types") or []
+    return isinstance(types, list) and any(t in ("sepa_debit", "us_bank_account") for t in types)
+
+
 def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
     """Apply one verified Stripe event. Returns what happened: applied / ignored:<why>."""
     if not isinstance(event, dict):
@@ -48,7 +72,7 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
         raise InvalidInput("data.object and its metadata must be objects", param="data.object")
     if etype in PAYMENT_EVENTS:
         return apply_payment_event(ctx, event, obj)
-    if etype in ("payment_intent.succeeded", "payment_intent.payment_failed"):
+    if etype in ("payment_intent.succeeded", "payment_intent.processing", "payment_intent.payment_failed"):
         invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
         if not invoice_id:
             return "ignored:not a kassa payment"
@@ -57,7 +81,14 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
         result = charge_result_from_intent(obj)
         if etype == "payment_intent.payment_failed" and result.status is ChargeStatus.SUCCEEDED:
             return "ignored:inconsistent"
+        if etype == "payment_intent.processing" and result.status is not ChargeStatus.PROCESSING:
+            return "ignored:inconsistent"
+        if etype == "payment_intent.payment_failed" and result.decline_code is None and _bank_debit(obj):
+            # the bank's return reason is on the charge, which the event names only by id: read it
+            result = replace(ctx.gateway.get_payment_intent(str(obj["id"])).result, attempt=result.attempt)
         apply_charge_result(ctx, invoice_id, result)
+        if etype == "payment_intent.succeeded" and _generates_sepa_debit(obj):
+            adopt_generated_sepa_debit(ctx, invoice_id, str(obj["id"]))
         return "applied"
     if etype in ("payment_method.updated", "payment_method.automatically_updated"):
         return card_updated(ctx, obj, str(event.get("id")))

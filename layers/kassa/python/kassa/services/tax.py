@@ -9,6 +9,7 @@ from datetime import date
 from typing import TYPE_CHECKING, Protocol
 
 from kassa.domain.catalog import TaxBehavior
+from kassa.domain.credit_notes import CreditNote, credit_note_taxed_lines
 from kassa.domain.invoice import Invoice
 from kassa.domain.tax import LineTax, TaxCustomer, TaxLineInput, TaxQuote, TaxSettings, quote_tax
 from kassa.domain.tax.report import TaxedLine
@@ -128,3 +129,13 @@ def taxed_lines_of(invoices: list[Invoice]) -> list[TaxedLine]:
                 )
             )
     return out
+
+
+def reported_lines(invoices: list[Invoice], credit_notes: list[CreditNote]) -> list[TaxedLine]:
+    """The reports' input for a period: the finalized invoices' taxed lines at their tax points, and
+    the issued credit notes' taxed lines as negative lines at the notes' own tax dates (a void note
+    counts for nothing)."""
+    lines = taxed_lines_of(invoices)
+    for note in credit_notes:
+        lines.extend(credit_note_taxed_lines(note))
+    return lines

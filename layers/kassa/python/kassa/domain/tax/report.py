@@ -4,6 +4,10 @@
   period: taxable amount, tax, number of lines and invoices. Lines without tax (not registered,
   not taxable, reverse charge) are reported too, with tax type empty and rate 0: they show where
   sales happen without tax being collected (US economic-nexus thresholds, for instance).
+- Credit notes come in as negative lines (``TaxedLine.credit_note``; see
+  ``kassa.domain.credit_notes.credit_note_taxed_lines``) dated by the note, not by its invoice: they
+  reduce the taxable amount and the tax of the period the note was issued in, and earlier periods
+  stay as declared.
 - ``oss_return``: the EU One-Stop Shop quarterly return layout (union and non-union scheme): per
   member state of consumption and rate, the taxable amount and the VAT, in euro. Only lines decided
   by the OSS rule count (domestic supplies go in the domestic return, reverse charges in the EC
@@ -29,12 +33,14 @@ from kassa.domain.tax.rates import parse_decimal
 
 
 class TaxedLine(FrozenModel):
-    """A line as finalized on an invoice: what the reports read."""
+    """A line as finalized on an invoice, or the part of it a credit note reverses (``credit_note``
+    set, amounts negative, ``tax_date`` the note's own): what the reports read."""
 
     invoice_id: str
     tax_date: date
     currency: str
     line: LineTax
+    credit_note: str | None = None
 
 
 def taxed_lines(quote: TaxQuote, invoice_id: str) -> tuple[TaxedLine, ...]:
@@ -54,8 +60,9 @@ class JurisdictionReportRow(FrozenModel):
     currency: str
     taxable_amount: StrictInt
     tax_amount: StrictInt
-    lines: int
-    invoices: int
+    lines: int  # invoice lines and credit-note lines
+    invoices: int  # invoices with a line in the period
+    credit_notes: int = 0  # credit notes with a line in the period (their amounts are negative)
 
 
 class JurisdictionReport(FrozenModel):
@@ -82,14 +89,17 @@ def jurisdiction_report(
     filters: "US-WA" exactly, or a country code ("US", "CA") for all its jurisdictions."""
     if period_end < period_start:
         raise InvalidInput("period_end is before period_start", param="period_end")
-    acc: dict[tuple[str, str, str | None, str, bool, str], tuple[list[int], set[str]]] = {}
+    acc: dict[tuple[str, str, str | None, str, bool, str], tuple[list[int], set[str], set[str]]] = {}
 
-    def add(key: tuple[str, str, str | None, str, bool, str], taxable: int, tax: int, invoice: str) -> None:
-        sums, invoices = acc.setdefault(key, ([0, 0, 0], set()))
+    def add(key: tuple[str, str, str | None, str, bool, str], taxable: int, tax: int, item: TaxedLine) -> None:
+        sums, invoices, notes = acc.setdefault(key, ([0, 0, 0], set(), set()))
         sums[0] += taxable
         sums[1] += tax
         sums[2] += 1
-        invoices.add(invoice)
+        if item.credit_note is None:
+            invoices.add(item.invoice_id)
+        else:
+            notes.add(item.credit_note)
 
     key: tuple[str, str, str | None, str, bool, str]
     for item in lines:
@@ -100,10 +110,10 @@ def jurisdiction_report(
             for c in line.components:
                 if _matches(c.jurisdiction, jurisdiction):
                     key = (c.jurisdiction, c.country, c.tax_type, c.rate, line.reverse_charge, item.currency)
-                    add(key, c.taxable_amount, c.tax_amount, item.invoice_id)
+                    add(key, c.taxable_amount, c.tax_amount, item)
         elif _matches(line.jurisdiction, jurisdiction):
             key = (line.jurisdiction, line.country, None, "0", line.reverse_charge, item.currency)
-            add(key, line.taxable_amount, 0, item.invoice_id)
+            add(key, line.taxable_amount, 0, item)
     rows = tuple(
         JurisdictionReportRow(
             jurisdiction=key[0],
@@ -116,8 +126,9 @@ def jurisdiction_report(
             tax_amount=sums[1],
             lines=sums[2],
             invoices=len(invoices),
+            credit_notes=len(notes),
         )
-        for key, (sums, invoices) in sorted(
+        for key, (sums, invoices, notes) in sorted(
             acc.items(), key=lambda kv: (kv[0][0], kv[0][2] or "", Fraction(kv[0][3]), kv[0][4], kv[0][5])
         )
     )
@@ -239,6 +250,7 @@ def render_jurisdiction_csv(report: JurisdictionReport) -> str:
         "tax_amount",
         "lines",
         "invoices",
+        "credit_notes",
     ]
     return _csv(
         header,
@@ -256,6 +268,7 @@ def render_jurisdiction_csv(report: JurisdictionReport) -> str:
                 format_amount(row.tax_amount, row.currency),
                 str(row.lines),
                 str(row.invoices),
+                str(row.credit_notes),
             ]
             for row in report.rows
         ),

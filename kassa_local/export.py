@@ -1,0 +1,171 @@
+"""``kassa export``: a period's invoice and credit-note documents in one zip, for the accountant.
+
+    kassa export --from 2026-01-01 --to 2026-03-31 --out export.zip [--format pdf,ubl]
+
+Through the API of the running local stack (``.kassa/local.json``): ``GET /v1/invoices`` with
+``created[gte]`` / ``created[lte]`` (every page), then each finalized invoice's
+``/v1/invoices/{id}/pdf`` and ``/ubl`` and each of its credit notes' ``/v1/credit_notes/{id}/pdf``
+and ``/ubl``. The zip holds ``invoices/<number>.pdf|.xml``, ``credit_notes/<number>.pdf|.xml`` and
+``index.csv`` (one row per document: kind, number, id, invoice, status, currency, total, date,
+customer, files, and why a file is missing — e.g. no UBL without the seller's VAT number). Drafts
+and unnumbered invoices have no documents and are left out. Every document is made once and kept
+in the files bucket, so exporting a period twice renders nothing new.
+
+The same works against a deployed API with ``--api-url`` and ``--key`` (or ``KASSA_API_KEY``); the
+client then sends ``Accept: application/pdf`` so that API Gateway returns the PDF's bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import zipfile
+from datetime import UTC, date, datetime, time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+FORMATS = {"pdf": ("pdf", "application/pdf"), "ubl": ("xml", "application/xml")}
+INDEX_COLUMNS = (
+    "kind", "number", "id", "invoice", "status", "currency", "total", "created", "customer", "files", "missing",
+)  # fmt: skip
+
+
+class Exporter:
+    def __init__(self, base: str, key: str, timeout: float = 120) -> None:
+        self.base = base.rstrip("/")
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"Bearer {key}"
+        self.timeout = timeout
+
+    def json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        response = self.session.get(self.base + path, params=params, timeout=self.timeout)
+        if response.status_code != 200:
+            raise SystemExit(f"GET {path} → {response.status_code}: {response.text}")
+        return response.json()
+
+    def invoices(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every invoice created in [start, end], oldest first."""
+        found: list[dict[str, Any]] = []
+        params: dict[str, Any] = {
+            "created[gte]": int(start.timestamp()),
+            "created[lte]": int(end.timestamp()),
+            "limit": 100,
+        }
+        while True:
+            page = self.json("/v1/invoices", params)
+            found += page["data"]
+            if not page.get("has_more") or not page["data"]:
+                break
+            params["starting_after"] = page["data"][-1]["id"]
+        return sorted(found, key=lambda i: (i.get("created") or "", i.get("number") or "", i["id"]))
+
+    def credit_notes(self, invoice_id: str) -> list[dict[str, Any]]:
+        return list(self.json(f"/v1/invoices/{invoice_id}/credit_notes")["data"])
+
+    def document(self, path: str, media: str) -> tuple[bytes | None, str]:
+        """(bytes, "") or (None, why not)."""
+        response = self.session.get(self.base + path, headers={"Accept": media}, timeout=self.timeout)
+        if response.status_code == 200:
+            return response.content, ""
+        try:
+            reason = response.json()["error"]["message"]
+        except (ValueError, KeyError, TypeError):
+            reason = response.text[:200]
+        return None, f"{response.status_code}: {reason}"
+
+
+def _day(value: str, *, end: bool) -> datetime:
+    try:
+        day = date.fromisoformat(value)
+    except ValueError as error:
+        raise SystemExit(f"dates are YYYY-MM-DD, got {value!r}") from error
+    return datetime.combine(day, time.max.replace(microsecond=0) if end else time.min, tzinfo=UTC)
+
+
+def _safe(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "document"
+
+
+def export(
+    client: Exporter, start: datetime, end: datetime, out: Path, formats: list[str], *, progress: bool = True
+) -> dict[str, int]:
+    """Write the zip; returns counts (invoices, credit notes, files, missing files)."""
+    counts = {"invoices": 0, "credit_notes": 0, "files": 0, "missing": 0}
+    index = io.StringIO()
+    rows = csv.writer(index)
+    rows.writerow(INDEX_COLUMNS)
+    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+
+        def add(kind: str, folder: str, obj: dict[str, Any], route: str, invoice: str) -> None:
+            written, missing = [], []
+            for fmt in formats:
+                extension, media = FORMATS[fmt]
+                data, why = client.document(f"{route}/{obj['id']}/{fmt}", media)
+                name = f"{folder}/{_safe(obj['number'])}.{extension}"
+                if data is None:
+                    missing.append(f"{fmt} {why}")
+                    counts["missing"] += 1
+                    continue
+                archive.writestr(name, data)
+                written.append(name)
+                counts["files"] += 1
+            rows.writerow(
+                [kind, obj["number"], obj["id"], invoice, obj.get("status"), obj.get("currency"), obj.get("total"),
+                 obj.get("created"), obj.get("customer"), " ".join(written), "; ".join(missing)]
+            )  # fmt: skip
+
+        invoices = [i for i in client.invoices(start, end) if i.get("number") and i.get("status") != "draft"]
+        for n, invoice in enumerate(invoices, 1):
+            add("invoice", "invoices", invoice, "/v1/invoices", invoice["id"])
+            counts["invoices"] += 1
+            for note in client.credit_notes(invoice["id"]):
+                add("credit_note", "credit_notes", note, "/v1/credit_notes", invoice["id"])
+                counts["credit_notes"] += 1
+            if progress:
+                print(f"\r  {n}/{len(invoices)} invoices", end="", flush=True)
+        if progress and invoices:
+            print()
+        archive.writestr("index.csv", index.getvalue())
+    return counts
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    start, end = _day(args.from_, end=False), _day(args.to, end=True)
+    if end < start:
+        raise SystemExit("--to is before --from")
+    formats = [f.strip() for f in args.format.split(",") if f.strip()]
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise SystemExit(f"--format is a comma-separated list of {', '.join(FORMATS)}")
+    if args.api_url:
+        key = args.key or os.environ.get("KASSA_API_KEY")
+        if not key:
+            raise SystemExit("--api-url needs --key (or KASSA_API_KEY)")
+        base = args.api_url
+    else:
+        from kassa_local.cli import running_stack
+
+        state = running_stack(args)
+        base, key = state["api_url"], args.key or state["api_secret_key"]
+    out = Path(args.out)
+    counts = export(Exporter(base, key), start, end, out, formats)
+    print(
+        f"{out}: {counts['invoices']} invoices and {counts['credit_notes']} credit notes, "
+        f"{counts['files']} files" + (f", {counts['missing']} missing (see index.csv)" if counts["missing"] else "")
+    )
+    return 0
+
+
+def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("export", help="a period's invoice and credit-note PDFs and UBL files in one zip")
+    p.add_argument("--from", dest="from_", required=True, help="first day, YYYY-MM-DD (invoices created from then)")
+    p.add_argument("--to", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    p.add_argument("--out", default="export.zip", help="the zip to write (default export.zip)")
+    p.add_argument("--format", default="pdf,ubl", help="pdf, ubl or pdf,ubl (default)")
+    p.add_argument("--api-url", default=None, help="a deployed API instead of the running local stack")
+    p.add_argument("--key", default=None, help="the API key (default: the local stack's; read-only keys do)")
+    p.set_defaults(func=cmd_export)

@@ -1,0 +1,96 @@
+"use strict";
+// The hosted invoice page's Pay button (the page itself is rendered on the server). The shared portal
+// script does the Stripe.js work: a new card confirms a SetupIntent, kassa charges this invoice
+// on-session, and a payment the bank wants confirmed (3-D Secure) is confirmed here.
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const data = JSON.parse($("invoice-data").textContent);
+  const words = data.strings;
+  const token = data.token;
+  // /<stage>/portal/invoices/<token> → /<stage>/portal/invoices
+  const base = location.pathname.replace(/\/invoices\/[^/]+\/?$/, "/invoices");
+  const call = (path, body) => kassaPortal.post(`${base}/${path}`, Object.assign({token}, body || {}));
+
+  function say(text, cls) { const m = $("message"); m.textContent = text; m.className = cls || ""; }
+
+  function paid() {
+    say(words.paid_message, "ok");
+    $("form").hidden = true;
+    // shown again from the server: "Paid on …", no button
+    location.replace(location.pathname + "?paid=1");
+  }
+
+  async function main() {
+    let session;
+    try {
+      session = await call("session");
+    } catch (error) {
+      say(error.message, "error");
+      return;
+    }
+    if (session.mode !== "pay" && session.mode !== "authenticate") {  // paid or void meanwhile
+      location.replace(location.pathname);
+      return;
+    }
+    const stripe = await kassaPortal.stripeFor(session);
+    const authenticate = (secret, intent, method) =>
+      kassaPortal.authenticate(stripe, `${base}/confirm_payment`, {token}, secret, intent, method);
+    const payIntro = $("pay-intro").textContent, payLabel = $("pay-button").textContent;
+    let card = null;
+    // authenticate: confirm the invoice's own PaymentIntent (no card to type); pay: a new card
+    function show(mode) {
+      const confirming = mode === "authenticate";
+      $("pay-intro").textContent = confirming ? $("pay-intro").dataset.confirm : payIntro;
+      $("pay-button").textContent = confirming ? words.confirm_button : payLabel;
+      $("card").hidden = confirming;
+      if (!confirming && card === null) {
+        card = stripe.elements().create("card");
+        card.mount("#card");
+      }
+    }
+    show(session.mode);
+    $("form").hidden = false;
+    say("");
+    $("form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      $("pay-button").disabled = true;
+      try {
+        let row;
+        if (session.mode === "authenticate") {
+          say(words.confirming);
+          row = await authenticate(session.payment_intent_client_secret, session.payment_intent, session.payment_method);
+        } else {
+          say(words.processing);
+          await kassaPortal.confirmCard(stripe, session.client_secret, card);
+          const done = await call("pay", {setup_intent_id: session.setup_intent_id});
+          row = done.invoices[0] || {};
+          if (row.requires_action && row.payment_intent_client_secret) {
+            say(words.confirming);
+            try {
+              row = await authenticate(row.payment_intent_client_secret, row.payment_intent, null);
+            } catch (error) {
+              row = {status: "open", authentication_failed: true};
+            }
+          }
+        }
+        if (row.status === "paid") {
+          paid();
+          return;
+        }
+        const failed = session.mode === "authenticate" || row.authentication_failed;
+        say(failed ? words.auth_failed : words.declined, "error");
+        session = await call("session");  // a fresh SetupIntent (or the intent to confirm again)
+        if (session.mode !== "pay" && session.mode !== "authenticate") {
+          location.replace(location.pathname);
+          return;
+        }
+        show(session.mode);
+        $("pay-button").disabled = false;
+      } catch (error) {
+        say(error.message || words.error, "error");
+        $("pay-button").disabled = false;
+      }
+    });
+  }
+  main();
+})();
