@@ -412,7 +412,7 @@ class Gateway:
             if path.startswith("/_local/"):
                 return self._control(control, method, path, query, body)
             if path.startswith("/demo/"):
-                return self._demo(control, method, path, body, headers or [])
+                return self._demo(control, method, path, query, body, headers or [])
         except ValueError as exc:
             return HttpResponse.error(400, "invalid_request", str(exc))
         return None
@@ -468,7 +468,7 @@ class Gateway:
         return HttpResponse(200, headers, email["html"].encode())
 
     def _demo(
-        self, control: StackControl, method: str, path: str, body: bytes, headers: list[tuple[str, str]]
+        self, control: StackControl, method: str, path: str, query: str, body: bytes, headers: list[tuple[str, str]]
     ) -> HttpResponse:
         auth = [
             ("Authorization", f"Bearer {control.api_secret_key}"),
@@ -480,7 +480,7 @@ class Gateway:
         if path == "/demo/checkout" and method == "POST":
             return self.dispatch_api("POST", "/v1/checkout", "", auth, self._returning_customer(auth, body))
         if path == "/demo/payment_methods" and method == "GET":
-            return self._payment_methods(auth)
+            return self._payment_methods(auth, parse_qs(query).get("locale", [None])[-1])
         match = _DEMO_COMPLETE.match(path)
         if match and method == "POST":
             if match.group(2) == "complete":
@@ -495,27 +495,27 @@ class Gateway:
         )
         return HttpResponse.not_routed(method, path, allowed)
 
-    def _payment_methods(self, auth: list[tuple[str, str]]) -> HttpResponse:
+    def _payment_methods(self, auth: list[tuple[str, str]], locale: str | None) -> HttpResponse:
         """What the storefront may offer before a checkout exists: the merchant's payment method types
-        and the mandate text for a bank account (the merchant's name and SEPA creditor identifier)."""
-        from kassa.domain.payment_methods import sepa_mandate_text
+        and the mandate text for a bank account (the merchant's name and SEPA creditor identifier) in
+        the language the customer chose (``?locale=``; the checkout's answer then carries the same text
+        for the customer's ``preferred_locale``)."""
+        from kassa.emails.render import mandate_terms
 
         found = self.dispatch_api("GET", "/v1/settings", "", auth, b"")
         if found.status != 200:
             return found
         settings = json.loads(found.body or b"{}")
         debits = settings.get("bank_debits") or {}
-        terms = {
-            "seller_name": settings.get("seller_name"),
-            "creditor_id": debits.get("sepa_creditor_id"),
-            "pre_notification_days": debits.get("pre_notification_days"),
-            "sepa_debit": sepa_mandate_text(
-                str(settings.get("seller_name")), debits.get("sepa_creditor_id"), debits.get("pre_notification_days")
-            ),
-        }
-        return HttpResponse.json(
-            200, {"payment_method_types": settings.get("payment_method_types") or ["card"], "mandate": terms}
+        types = settings.get("payment_method_types") or ["card"]
+        terms = mandate_terms(
+            locale,
+            ["sepa_debit", "us_bank_account"],
+            seller_name=str(settings.get("seller_name")),
+            creditor_id=debits.get("sepa_creditor_id"),
+            pre_notification_days=debits.get("pre_notification_days"),
         )
+        return HttpResponse.json(200, {"payment_method_types": types, "mandate": terms})
 
     def _returning_customer(self, auth: list[tuple[str, str]], body: bytes) -> bytes:
         """The checkout API never finds a customer by an unverified email (409 customer_exists): the

@@ -37,7 +37,11 @@ def subscribe_with_iban(api: Api, price: dict[str, Any], email: str, iban: str) 
     customer = {"email": email, "name": "Daan de Vries", "address": {"country": "NL"}, "preferred_locale": "nl"}
     started = api.post("/v1/checkout", {"price_id": price["id"], "customer": customer}, expect=201)
     assert started["payment_method_types"] == ["card", "sepa_debit"]
-    assert f"Koffie Club BV (creditor identifier {CREDITOR})" in started["mandate"]["sepa_debit"]
+    # the rulebook's mandate in the customer's language (preferred_locale nl), creditor and identifier filled in
+    mandate = started["mandate"]
+    assert mandate["language"] == "nl"
+    assert f"toestemming aan (A) Koffie Club BV (incassant-ID {CREDITOR})" in mandate["sepa_debit"]
+    assert "binnen 8 weken" in mandate["sepa_debit"] and mandate["sepa_debit_accept"].startswith("Ik ga akkoord")
     confirmed = confirm_sepa_debit_setup_request(
         api.config, started["setup_intent_id"], started["client_secret"], iban, "Daan de Vries", email
     )

@@ -90,3 +90,25 @@ def test_an_invalid_iban_or_an_unaccepted_mandate_is_refused_on_the_page(browser
     page.wait_for_function("document.getElementById('status').textContent.includes('Accept')", timeout=10_000)
     assert "Accept the SEPA Direct Debit mandate" in (page.text_content("#status") or "")
     page.close()
+
+
+def test_the_mandate_is_shown_in_the_language_chosen_and_the_customer_keeps_it(
+    api: Api, stack, browser, stack_config, sepa_price
+):
+    page = _open(browser, stack_config, sepa_price, "sanne@example.nl")
+    assert page.input_value("#locale") == "en"  # chromium's en-US
+    page.select_option("#locale", "nl")
+    page.wait_for_function("document.getElementById('mandate-text').lang === 'nl'", timeout=10_000)
+    mandate = page.text_content("#mandate-text") or ""
+    assert f"geeft u toestemming aan (A) Koffie Club BV (incassant-ID {CREDITOR})" in mandate
+    assert "binnen 8 weken" in mandate and "minstens 14 dagen van tevoren" in mandate
+    assert page.text_content("#mandate-accept-text") == "Ik ga akkoord met deze SEPA-incassomachtiging."
+    page.fill("#iban", "NL91 ABNA 0417 1643 00")
+    page.check("#mandate-ok")
+    page.click("#subscribe")
+    page.wait_for_function(SETTLED, timeout=30_000)
+    assert "processing" in (page.text_content("#status") or "")
+    customer = api.get("/v1/customers?email=sanne@example.nl")["data"][0]
+    assert customer["preferred_locale"] == "nl"
+    assert customer["default_payment_method"]["type"] == "sepa_debit"
+    page.close()

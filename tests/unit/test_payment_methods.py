@@ -24,11 +24,11 @@ from kassa.domain.payment_methods import (
     offered_types,
     pre_notification_at,
     return_reason_class,
-    sepa_mandate_text,
     settlement_effect,
     validate_creditor_id,
 )
 from kassa.domain.settings import MerchantSettings
+from kassa.emails.render import available_languages, mandate_terms
 
 NOW = datetime(2026, 3, 2, 9, tzinfo=UTC)
 CARD, SEPA, ACH = PaymentMethodKind.CARD, PaymentMethodKind.SEPA_DEBIT, PaymentMethodKind.US_BANK_ACCOUNT
@@ -84,11 +84,71 @@ def test_the_creditor_identifier_is_checked_with_iso_7064() -> None:
     assert invalid.value.errors()[0]["loc"] == ("bank_debits", "sepa_creditor_id")
 
 
-def test_the_mandate_text_names_the_creditor_its_identifier_the_refund_right_and_the_notice() -> None:
-    text = sepa_mandate_text("Koffie BV", "DE98ZZZ09999999999")
-    assert "Koffie BV (creditor identifier DE98ZZZ09999999999)" in text
-    assert "within 8 weeks" in text and "at least 14 days before" in text
-    assert "at least 3 days before" in sepa_mandate_text("Koffie BV", None, pre_notification_days=3)
+CREDITOR = "DE98ZZZ09999999999"
+#: how each language names the creditor identifier, and the words that open the rulebook's mandate
+#: (EPC: "you authorise (A) [creditor] to send instructions to your bank … and (B) your bank to debit")
+MANDATE_WORDING = {
+    "en": ("creditor identifier", "you authorise (A) Koffie BV", "within 8 weeks"),
+    "de": ("Gläubiger-Identifikationsnummer", "Ich ermächtige Koffie BV", "innerhalb von acht Wochen"),
+    "nl": ("incassant-ID", "geeft u toestemming aan (A) Koffie BV", "binnen 8 weken"),
+    "fr": ("identifiant créancier SEPA", "vous autorisez (A) Koffie BV", "dans les 8 semaines"),
+    "es": ("identificador del acreedor", "usted autoriza (A) a Koffie BV", "dentro de las ocho semanas"),
+    "it": ("codice identificativo del creditore", "lei autorizza (A) Koffie BV", "nel termine di 8 settimane"),
+    "pl": ("identyfikator wierzyciela", "upoważniasz (A) Koffie BV", "w ciągu 8 tygodni"),
+    "sv": ("borgenärens identifieringskod", "ger du (A) Koffie BV", "inom 8 veckor"),
+}
+
+
+def test_every_customer_language_has_the_mandate_wording() -> None:
+    assert set(MANDATE_WORDING) == available_languages()
+
+
+@pytest.mark.parametrize("language", sorted(MANDATE_WORDING))
+def test_the_mandate_names_the_creditor_its_identifier_the_refund_right_and_the_notice_in_each_language(
+    language: str,
+) -> None:
+    label, opening, refund = MANDATE_WORDING[language]
+    terms = mandate_terms(
+        language,
+        ["card", "sepa_debit", "us_bank_account"],
+        seller_name="Koffie BV",
+        creditor_id=CREDITOR,
+        pre_notification_days=None,
+    )
+    assert terms is not None and terms["language"] == language
+    text = terms["sepa_debit"]
+    assert f"Koffie BV ({label} {CREDITOR})" in text  # the creditor's name and identifier, filled in
+    assert opening in text and refund in text
+    assert " 14 " in text  # the notice before each debit: the rulebook's 14 days
+    assert "{" not in text and "}" not in text
+    assert terms["sepa_debit_accept"] and "SEPA" in terms["sepa_debit_accept"]
+    assert "Koffie BV" in terms["us_bank_account"] and "{" not in terms["us_bank_account"]
+    if language != "en":  # translated, not English
+        english = mandate_terms(
+            "en", ["sepa_debit"], seller_name="Koffie BV", creditor_id=CREDITOR, pre_notification_days=None
+        )
+        assert english is not None and english["sepa_debit"] != text
+
+
+def test_the_mandate_follows_the_customers_locale_and_falls_back_to_english() -> None:
+    def sepa(locale: str | None, **kwargs: object) -> str:
+        defaults: dict[str, object] = {
+            "seller_name": "Koffie BV",
+            "creditor_id": CREDITOR,
+            "pre_notification_days": None,
+        }
+        terms = mandate_terms(locale, ["sepa_debit"], **{**defaults, **kwargs})  # type: ignore[arg-type]
+        assert terms is not None
+        return str(terms["sepa_debit"])
+
+    assert sepa("de-AT").startswith("Ich ermächtige") and sepa("nl_BE").startswith("Door uw IBAN")
+    assert sepa("pt") == sepa(None) == sepa("en")  # a language kassa does not speak: English
+    assert "at least 3 days before" in sepa("en", creditor_id=None, pre_notification_days=3)
+    assert "Koffie BV and Stripe" in sepa("en", creditor_id=None)  # no identifier yet: the name alone
+    assert "mindestens 5 Tage vorher" in sepa("de", pre_notification_days=5)
+    assert (
+        mandate_terms("de", ["card"], seller_name="Koffie BV", creditor_id=CREDITOR, pre_notification_days=None) is None
+    )
 
 
 def test_an_accepted_mandate_keeps_when_where_and_with_what_browser() -> None:

@@ -57,7 +57,6 @@ from kassa.domain.customer import CLEARABLE_FIELDS
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.links import CARD_PURPOSES, INVOICE_PURPOSES, LinkRefused, sign_link, signed_url, verify_link
-from kassa.domain.payment_methods import ach_mandate_text, sepa_mandate_text
 from kassa.domain.settings import MerchantSettings
 from kassa.services import (
     cancellation,
@@ -401,30 +400,25 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
             "setup_intent_id": result.setup_intent.id,
             "publishable_key": result.publishable_key,
             "payment_method_types": list(result.payment_method_types),
-            "mandate": _mandate_terms(result.payment_method_types),
+            "mandate": _mandate_terms(result.payment_method_types, result.customer.preferred_locale),
         }
     )
 
 
-def _mandate_terms(types: tuple[str, ...] | list[str]) -> dict[str, Any] | None:
-    """What a page shows before a bank account is saved: the mandate text with the merchant's name and
-    SEPA creditor identifier (the SEPA rulebook's mandate), or the ACH authorisation."""
-    if "sepa_debit" not in types and "us_bank_account" not in types:
-        return None
+def _mandate_terms(types: tuple[str, ...] | list[str], locale: str | None) -> dict[str, Any] | None:
+    """What a page shows before a bank account is saved, in the customer's language: the SEPA
+    rulebook's mandate with the merchant's name and SEPA creditor identifier, or the ACH authorisation."""
+    from kassa.emails.render import mandate_terms
+
     settings = container.store().get_settings()
     debits = settings.bank_debits
-    terms: dict[str, Any] = {
-        "seller_name": settings.seller_name,
-        "creditor_id": debits.sepa_creditor_id,
-        "pre_notification_days": debits.pre_notification_days,
-    }
-    if "sepa_debit" in types:
-        terms["sepa_debit"] = sepa_mandate_text(
-            settings.seller_name, debits.sepa_creditor_id, debits.pre_notification_days
-        )
-    if "us_bank_account" in types:
-        terms["us_bank_account"] = ach_mandate_text(settings.seller_name)
-    return terms
+    return mandate_terms(
+        locale,
+        types,
+        seller_name=settings.seller_name,
+        creditor_id=debits.sepa_creditor_id,
+        pre_notification_days=debits.pre_notification_days,
+    )
 
 
 def _acceptance(body: MandateAcceptanceIn | None) -> MandateAcceptance | None:
@@ -981,7 +975,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
         "customer": {"name": customer.name, "email": customer.email},
         "card": card.model_dump(mode="json", exclude={"payment_method_id"}) if card else None,
         "payment_method_types": list(offered),
-        "mandate": _mandate_terms(offered),
+        "mandate": _mandate_terms(offered, customer.preferred_locale),
         "open_invoices": [
             {
                 "number": i.number,

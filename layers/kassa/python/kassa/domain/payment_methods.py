@@ -12,9 +12,10 @@ asynchronous settlement and the banks' return reasons. Pure: no I/O, ``now`` is 
   (default ``["card"]``), narrowed by each price's own list, and by currency (SEPA debits euros, ACH
   dollars: Stripe's supported currencies for them).
 - **The mandate** (:class:`Mandate`): the debtor's authorisation — reference, when, from which IP
-  and user agent — kept with the customer, and the text shown before it is accepted
-  (:func:`sepa_mandate_text`: the SEPA Core rulebook wants the creditor's name and identifier, the
-  right to a refund within 8 weeks, and the pre-notification period).
+  and user agent — kept with the customer. The text shown before it is accepted is in the customer's
+  language (``kassa.emails.render.mandate_terms``, strings ``mandate.*`` of the emails' translations:
+  the SEPA Core rulebook's wording with the creditor's name and identifier, the right to a refund
+  within :data:`SEPA_REFUND_WEEKS` weeks, and the pre-notification period).
 - **Settlement** (:func:`settlement_effect`): what news about an invoice's PaymentIntent does to it,
   order-tolerant and idempotent; never a second charge while one is processing (:func:`may_charge`).
 - **Return reasons** (:data:`BANK_RETURN_REASONS`): Stripe's bank-debit failure codes and the raw
@@ -146,32 +147,6 @@ def accepted_mandate(
         ip_address=(ip_address or None) and ip_address[:64],
         user_agent=(user_agent or None) and user_agent[:500],
         generated_from=generated_from,
-    )
-
-
-def sepa_mandate_text(seller_name: str, creditor_id: str | None, pre_notification_days: int | None = None) -> str:
-    """The SEPA Direct Debit mandate the customer accepts before their IBAN is saved (English; the
-    pages show it as is). The SEPA Core rulebook's mandate names the creditor and its identifier, the
-    authorisation to the bank, and the debtor's right to a refund for 8 weeks."""
-    days = pre_notification_days or DEFAULT_PRE_NOTIFICATION_DAYS
-    creditor = f"{seller_name} (creditor identifier {creditor_id})" if creditor_id else seller_name
-    return (
-        f"By providing your IBAN and confirming, you authorise {creditor} and Stripe, its payment service "
-        "provider, to send instructions to your bank to debit your account, and your bank to debit your "
-        f"account in accordance with those instructions. You are entitled to a refund from your bank under the "
-        f"terms and conditions of your agreement with it; a refund must be claimed within {SEPA_REFUND_WEEKS} "
-        "weeks starting from the date on which your account was debited. Your rights are explained in a "
-        f"statement you can obtain from your bank. You will be notified of the amount and date of each debit "
-        f"at least {days} days before it."
-    )
-
-
-def ach_mandate_text(seller_name: str) -> str:
-    """The ACH debit authorisation (Nacha: the customer authorises recurring debits and may revoke them)."""
-    return (
-        f"By confirming, you authorise {seller_name} to debit the bank account above for the amounts of your "
-        "subscription's invoices, on or after their due dates, until you revoke this authorisation by "
-        f"contacting {seller_name}; you may also ask your bank to stop a debit."
     )
 
 

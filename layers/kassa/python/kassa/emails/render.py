@@ -49,6 +49,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 from kassa import i18n
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import Money, exponent
+from kassa.domain.payment_methods import DEFAULT_PRE_NOTIFICATION_DAYS
 
 DEFAULT_LANGUAGE = "en"
 KINDS = ("subject", "html", "txt")
@@ -215,6 +216,46 @@ def translate(language: str, key: str, **values: Any) -> str:
         return text.format_map(values)
     except KeyError as missing:
         raise EmailTemplateError(f"translation {key!r} needs {missing}") from None
+
+
+# ---------------------------------------------------------------------------------- mandates
+def mandate_terms(
+    locale: str | None,
+    types: tuple[str, ...] | list[str],
+    *,
+    seller_name: str,
+    creditor_id: str | None,
+    pre_notification_days: int | None,
+) -> dict[str, Any] | None:
+    """What a page shows before a bank account is saved, in the customer's language (``locale``: their
+    ``preferred_locale``; English when kassa does not speak it): the SEPA Direct Debit mandate — the
+    EPC rulebook's wording in that language, with the merchant's name and SEPA creditor identifier, the
+    refund right for 8 weeks and the notice before each debit — and its acceptance label, and the ACH
+    authorisation. None when ``types`` has no bank debit. The words are ``mandate.*`` in
+    ``translations/<language>.json``, the one source for pages, the checkout answer and emails."""
+    if "sepa_debit" not in types and "us_bank_account" not in types:
+        return None
+    language, _ = resolve_locale(locale)
+    days = pre_notification_days or DEFAULT_PRE_NOTIFICATION_DAYS
+    terms: dict[str, Any] = {
+        "language": language,
+        "seller_name": seller_name,
+        "creditor_id": creditor_id,
+        "pre_notification_days": pre_notification_days,
+    }
+    if "sepa_debit" in types:
+        creditor = (
+            translate(language, "mandate.creditor", seller=seller_name, creditor_id=creditor_id)
+            if creditor_id
+            else seller_name
+        )
+        terms["sepa_debit"] = translate(
+            language, "mandate.sepa_debit", creditor=creditor, seller=seller_name, days=days
+        )
+        terms["sepa_debit_accept"] = translate(language, "mandate.sepa_debit_accept")
+    if "us_bank_account" in types:
+        terms["us_bank_account"] = translate(language, "mandate.us_bank_account", seller=seller_name)
+    return terms
 
 
 # ---------------------------------------------------------------------------------- formatting
