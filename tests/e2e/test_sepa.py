@@ -123,3 +123,32 @@ def test_a_sepa_renewal_is_pre_notified_14_days_before_the_debit(api: Api, stack
     renewed = api.get(f"/v1/subscriptions/{sub['id']}")
     latest = api.get(f"/v1/invoices/{renewed['latest_invoice']}")
     assert latest["id"] != done["invoice"]["id"] and latest["status"] == "paid"
+
+
+def test_the_checkout_offers_ideal_to_a_dutch_customer_and_refuses_what_it_does_not_offer(api: Api, sepa_price):
+    """The routes and answers on the stack (localstripe has no iDEAL: the payment itself is tested with
+    stubbed HTTP and in-memory, tests/integration/test_bank_debit_gateway.py, tests/unit/test_bank_debits.py)."""
+    settings = api.get("/v1/settings")
+    settings.pop("object", None)
+    refused = api.request("PUT", "/v1/settings", json={**settings, "payment_method_types": ["card", "ideal"]})
+    assert refused.status_code == 400 and "sepa_debit" in refused.text, refused.text
+    api.request(
+        "PUT", "/v1/settings", expect=200, json={**settings, "payment_method_types": ["card", "sepa_debit", "ideal"]}
+    )
+    try:
+        customer = {"email": "eva@example.nl", "name": "Eva", "address": {"country": "NL"}, "preferred_locale": "nl"}
+        started = api.post("/v1/checkout", {"price_id": sepa_price["id"], "customer": customer}, expect=201)
+        assert started["payment_method_types"] == ["card", "sepa_debit"]  # the SetupIntent's: no redirect method
+        assert started["redirect_payment_method_types"] == ["ideal"]
+        path = f"/v1/checkout/{started['subscription']['id']}/redirect_payment"
+        wrong = api.request(
+            "POST", path, json={"payment_method_type": "bancontact", "return_url": "https://shop.example/"}
+        )
+        assert wrong.status_code == 400 and wrong.json()["error"]["param"] == "payment_method_type", wrong.text
+        bad = api.request("POST", path, json={"payment_method_type": "ideal", "return_url": "javascript:alert(1)"})
+        assert bad.status_code == 400 and bad.json()["error"]["param"] == "return_url", bad.text
+        belgian = {**customer, "email": "lotte@example.be", "address": {"country": "BE"}}
+        other = api.post("/v1/checkout", {"price_id": sepa_price["id"], "customer": belgian}, expect=201)
+        assert other["redirect_payment_method_types"] == []  # bancontact is not switched on
+    finally:
+        api.request("PUT", "/v1/settings", expect=200, json=settings)

@@ -223,7 +223,13 @@ def test_a_redirect_first_payment_is_saved_for_sepa_debits(stub: StripeGateway, 
     form = _form("/v1/payment_intents")
     assert form["payment_method_types[0]"] == [source] and form["payment_method_data[type]"] == [source]
     assert form["setup_future_usage"] == ["off_session"] and form["return_url"] == ["https://shop.example/back"]
+    assert (form["amount"], form["currency"], form["customer"]) == (["1500"], ["eur"], ["cus_1"])
+    assert form["confirm"] == ["true"]
+    assert form["metadata[kassa_invoice]"] == ["in_3"] and form["metadata[kassa_attempt]"] == ["1"]
     assert (intent.status, intent.invoice) == ("requires_action", "in_3")
+    # where the customer authorises it: Stripe's next_action.redirect_to_url.url
+    assert intent.redirect_url == "https://bank.example/authorize" and intent.awaiting_customer
+    assert intent.result.status is ChargeStatus.REQUIRES_ACTION
 
 
 @pytest.mark.parametrize("source", ["ideal", "bancontact"])

@@ -425,7 +425,12 @@ class FakeGateway:
         attempt: int,
         return_url: str,
     ) -> PaymentIntentInfo:
-        self.calls.append(("create_redirect_payment", {"invoice_id": invoice_id, "source_type": source_type}))
+        self.calls.append(
+            (
+                "create_redirect_payment",
+                {"invoice_id": invoice_id, "source_type": source_type, "attempt": attempt, "return_url": return_url},
+            )
+        )
         intent = self._id("pi")
         info = PaymentIntentInfo(
             id=intent,
@@ -435,6 +440,7 @@ class FakeGateway:
             customer=customer,
             payment_method=None,
             result=ChargeResult(ChargeStatus.REQUIRES_ACTION, intent, code="redirect", attempt=attempt),
+            redirect_url=f"https://bank.example/{source_type}/{intent}",
         )
         self.payment_intents[intent] = info
         self.redirect_sources[intent] = source_type

@@ -387,6 +387,146 @@ def test_a_first_payment_by_ideal_or_bancontact_leaves_a_sepa_mandate_for_the_re
     assert world.store.get_subscription(started.subscription.id).status is Status.ACTIVE
 
 
+# ----------------------------------------------------------------------------- iDEAL / Bancontact from checkout
+def _redirect_world(**settings: Any) -> World:
+    world = make_world()
+    types = settings.pop("payment_method_types", ("card", "sepa_debit", "ideal", "bancontact"))
+    world.store.settings = MerchantSettings(payment_method_types=types, **settings)
+    return world
+
+
+def _redirect_checkout(world: World, country: str, currency: str = "eur") -> CheckoutResult:
+    _, price = world.catalog(1500, currency)
+    return start_checkout(
+        world.billing, price_id=price.id, email=f"eva@example.{country.lower()}", name="Eva",
+        address=Address(country=country), locale="nl",
+    )  # fmt: skip
+
+
+def _bank_authorises(world: World, payment_intent: str, source: str) -> dict[str, Any]:
+    """The customer authorised the payment at their bank: Stripe's payment_intent.succeeded."""
+    from dataclasses import replace
+
+    intent = world.gateway.payment_intents[payment_intent]
+    world.gateway.payment_intents[payment_intent] = replace(
+        intent, status="succeeded", result=replace(intent.result, status=ChargeStatus.SUCCEEDED)
+    )
+    event = world.gateway.intent_event(payment_intent)
+    event["data"]["object"].update(payment_method_types=[source], setup_future_usage="off_session")
+    return event
+
+
+@pytest.mark.parametrize(("country", "offered"), [("NL", ["ideal"]), ("BE", ["bancontact"]), ("DE", [])])
+def test_the_checkout_offers_ideal_to_dutch_and_bancontact_to_belgian_customers(
+    country: str, offered: list[str]
+) -> None:
+    world = _redirect_world()
+    started = _redirect_checkout(world, country)
+    assert list(started.redirect_payment_method_types) == offered
+    # the SetupIntent offers what can be saved: never a redirect method
+    assert started.payment_method_types == ("card", "sepa_debit")
+    create = next(args for name, args in world.gateway.calls if name == "create_setup_intent")
+    assert create["payment_method_types"] == ["card", "sepa_debit"]
+
+
+def test_no_redirect_method_in_another_currency_without_sepa_or_for_a_trial() -> None:
+    assert _redirect_checkout(_redirect_world(), "NL", "usd").redirect_payment_method_types == ()
+    world = _redirect_world()
+    _, price = world.catalog(1500, "eur", trial_period_days=7)
+    trial = start_checkout(
+        world.billing, price_id=price.id, email="t@example.nl", name=None, address=Address(country="NL")
+    )
+    assert trial.invoice is None and trial.redirect_payment_method_types == ()
+    with pytest.raises(ValueError, match="offer sepa_debit too"):
+        MerchantSettings(payment_method_types=("card", "ideal"))
+
+
+@pytest.mark.parametrize(("country", "source"), [("NL", "ideal"), ("BE", "bancontact")])
+def test_a_checkout_paid_by_redirect_leaves_a_sepa_debit_for_the_renewals(country: str, source: str) -> None:
+    from kassa.services.checkout import start_redirect_payment
+
+    world = _redirect_world()
+    started = _redirect_checkout(world, country)
+    assert started.invoice is not None
+    redirect = start_redirect_payment(world.billing, started.subscription.id, source, "https://shop.example/back")
+    call = next(args for name, args in world.gateway.calls if name == "create_redirect_payment")
+    assert call == {"invoice_id": started.invoice.id, "source_type": source, "attempt": 1,
+                    "return_url": "https://shop.example/back"}  # fmt: skip
+    assert redirect.payment_intent.redirect_url and redirect.payment_intent.awaiting_customer
+    waiting = world.store.get_invoice(started.invoice.id)
+    # waiting for the customer at their bank: not a failure — no dunning, no email, no error
+    assert (waiting.status, waiting.attempt_outcome, waiting.payment_intent) == (
+        InvoiceStatus.OPEN, "requires_action", redirect.payment_intent.id,
+    )  # fmt: skip
+    assert waiting.next_dunning_at is None and waiting.last_payment_error is None and waiting.first_failed_at is None
+    assert not [t for t in world.publisher.types() if t.startswith("invoice.payment")]
+    # started again (the customer clicked twice, or came back): the same PaymentIntent, no second payment
+    again = start_redirect_payment(world.billing, started.subscription.id, source, "https://shop.example/back")
+    assert again.payment_intent.id == redirect.payment_intent.id
+    assert [n for n, _ in world.gateway.calls].count("create_redirect_payment") == 1
+
+    event = _bank_authorises(world, redirect.payment_intent.id, source)
+    assert apply_stripe_event(world.billing, event) == "applied"
+    assert apply_stripe_event(world.billing, event) == "applied"  # redelivered: one effect
+    assert world.store.get_invoice(started.invoice.id).status is InvoiceStatus.PAID
+    assert world.store.get_subscription(started.subscription.id).status is Status.ACTIVE
+    account = world.store.get_customer(started.customer.id).default_payment_method
+    assert account is not None and account.type is PaymentMethodKind.SEPA_DEBIT
+    assert account.mandate is not None and account.mandate.generated_from == source
+    assert [n for n, _ in world.gateway.calls].count("attach_payment_method") == 1
+
+
+def test_back_from_the_bank_confirm_payment_adopts_the_generated_sepa_debit_before_the_webhook() -> None:
+    from kassa.services.checkout import confirm_checkout_payment, start_redirect_payment
+
+    world = _redirect_world()
+    started = _redirect_checkout(world, "NL")
+    redirect = start_redirect_payment(world.billing, started.subscription.id, "ideal", "https://shop.example/back")
+    event = _bank_authorises(world, redirect.payment_intent.id, "ideal")
+    # the return_url's ?payment_intent=… : the storefront calls confirm_payment
+    done = confirm_checkout_payment(world.billing, started.subscription.id, redirect.payment_intent.id)
+    assert done.invoice is not None and done.invoice.status is InvoiceStatus.PAID
+    assert done.subscription is not None and done.subscription.status is Status.ACTIVE
+    account = world.store.get_customer(started.customer.id).default_payment_method
+    assert account is not None and account.type is PaymentMethodKind.SEPA_DEBIT
+    assert apply_stripe_event(world.billing, event) == "applied"  # the webhook after: nothing more
+    assert [n for n, _ in world.gateway.calls].count("attach_payment_method") == 1
+
+
+def test_a_redirect_method_not_offered_or_a_bad_return_url_is_refused_naming_it() -> None:
+    from kassa.services.checkout import start_redirect_payment
+
+    world = _redirect_world()
+    started = _redirect_checkout(world, "NL")
+    with pytest.raises(InvalidInput) as refused:
+        start_redirect_payment(world.billing, started.subscription.id, "bancontact", "https://shop.example/back")
+    assert refused.value.param == "payment_method_type" and "offered: ideal" in refused.value.message
+    for bad in ("javascript:alert(1)", "/relative/back", "ftp://shop.example/"):
+        with pytest.raises(InvalidInput) as refused:
+            start_redirect_payment(world.billing, started.subscription.id, "ideal", bad)
+        assert refused.value.param == "return_url"
+    assert not [n for n, _ in world.gateway.calls if n == "create_redirect_payment"]
+
+
+def test_after_the_bank_refused_the_customer_may_start_again_as_a_new_attempt() -> None:
+    from dataclasses import replace
+
+    from kassa.services.checkout import start_redirect_payment
+
+    world = _redirect_world()
+    started = _redirect_checkout(world, "NL")
+    first = start_redirect_payment(world.billing, started.subscription.id, "ideal", "https://shop.example/back")
+    intent = world.gateway.payment_intents[first.payment_intent.id]
+    failed_result = replace(intent.result, status=ChargeStatus.DECLINED, code="payment_intent_payment_attempt_failed")
+    world.gateway.payment_intents[intent.id] = replace(intent, status="requires_payment_method", result=failed_result)
+    assert apply_stripe_event(world.billing, world.gateway.intent_event(intent.id)) == "applied"
+    assert world.store.get_invoice(started.invoice.id).attempt_outcome == "declined"  # type: ignore[union-attr]
+    second = start_redirect_payment(world.billing, started.subscription.id, "ideal", "https://shop.example/back")
+    assert second.payment_intent.id != first.payment_intent.id
+    attempts = [args["attempt"] for name, args in world.gateway.calls if name == "create_redirect_payment"]
+    assert attempts == [1, 2]
+
+
 # ----------------------------------------------------------------------------- disputes on SEPA
 def _sepa_dispute(invoice: Invoice, created: datetime, status: str = "needs_response") -> dict[str, Any]:
     from fakes import stripe_event, stripe_object

@@ -47,6 +47,7 @@ from kassa.api.models import (
     ProductUpdateIn,
     PromotionCodeIn,
     PromotionCodeUpdateIn,
+    RedirectPaymentIn,
     RefundIn,
     UsageAlertIn,
 )
@@ -400,6 +401,8 @@ def create_checkout(body: CheckoutIn) -> Response[dict[str, Any]]:
             "setup_intent_id": result.setup_intent.id,
             "publishable_key": result.publishable_key,
             "payment_method_types": list(result.payment_method_types),
+            # the first invoice may be paid at the customer's bank instead (POST …/redirect_payment)
+            "redirect_payment_method_types": list(result.redirect_payment_method_types),
             "mandate": _mandate_terms(result.payment_method_types, result.customer.preferred_locale),
         }
     )
@@ -451,6 +454,26 @@ def confirm_checkout_payment(subscription_id: str, body: ConfirmPaymentIn) -> di
     billing = container.billing()
     result = checkout.confirm_checkout_payment(billing, subscription_id, body.payment_intent)
     return _checkout_answer(billing, result)
+
+
+@app.post("/v1/checkout/<subscription_id>/redirect_payment", tags=["checkout"])
+def start_checkout_redirect_payment(subscription_id: str, body: RedirectPaymentIn) -> dict[str, Any]:
+    """Pay the first invoice by iDEAL or Bancontact instead of confirming the SetupIntent: a
+    PaymentIntent with ``payment_method_types=[ideal]`` and ``setup_future_usage=off_session``,
+    confirmed with ``return_url``. Send the customer to ``redirect_url`` (their bank); back on
+    ``return_url?payment_intent=…``, call ``/confirm_payment`` with it (the payment_intent.succeeded
+    webhook does the same). The SEPA Direct Debit it generates becomes the default payment method."""
+    billing = container.billing()
+    started = checkout.start_redirect_payment(billing, subscription_id, body.payment_method_type, body.return_url)
+    intent = started.payment_intent
+    return {
+        "subscription": obj("subscription", started.subscription),
+        "invoice": invoice_json(started.invoice),
+        "requires_action": intent.awaiting_customer,
+        "payment_intent": intent.id,
+        "payment_intent_client_secret": intent.client_secret,
+        "redirect_url": intent.redirect_url,
+    }
 
 
 def _checkout_answer(billing: Any, result: collection.CollectResult) -> dict[str, Any]:

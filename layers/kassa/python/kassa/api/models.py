@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AwareDatetime,
@@ -355,6 +355,18 @@ class CompleteIn(Strict):
 class ConfirmPaymentIn(Strict):
     payment_intent: str = Field(
         min_length=1, max_length=255, description="the PaymentIntent Stripe.js confirmed (confirmCardPayment)"
+    )
+
+
+class RedirectPaymentIn(Strict):
+    payment_method_type: Literal["ideal", "bancontact"] = Field(
+        description="one of the checkout's redirect_payment_method_types: ideal (customers in NL), bancontact (BE)"
+    )
+    return_url: str = Field(
+        min_length=1,
+        max_length=2048,
+        description="where the bank sends the customer back (the storefront): Stripe appends payment_intent "
+        "and redirect_status; then call /v1/checkout/{id}/confirm_payment with that payment_intent",
     )
 
 

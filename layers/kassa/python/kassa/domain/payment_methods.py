@@ -10,7 +10,9 @@ asynchronous settlement and the banks' return reasons. Pure: no I/O, ``now`` is 
   (``payment_method_details.<ideal|bancontact>.generated_sepa_debit``), which renewals then debit.
 - **Which kinds a checkout offers** (:func:`offered_types`): the merchant's ``payment_method_types``
   (default ``["card"]``), narrowed by each price's own list, and by currency (SEPA debits euros, ACH
-  dollars: Stripe's supported currencies for them).
+  dollars: Stripe's supported currencies for them); and which redirect methods may pay its first
+  invoice (:func:`redirect_types`: iDEAL for Dutch, Bancontact for Belgian customers, in euros, with
+  SEPA Direct Debit on).
 - **The mandate** (:class:`Mandate`): the debtor's authorisation — reference, when, from which IP
   and user agent — kept with the customer. The text shown before it is accepted is in the customer's
   language (``kassa.emails.render.mandate_terms``, strings ``mandate.*`` of the emails' translations:
@@ -41,6 +43,9 @@ class PaymentMethodKind(StrEnum):
     CARD = "card"
     SEPA_DEBIT = "sepa_debit"
     US_BANK_ACCOUNT = "us_bank_account"
+    # redirect methods: a checkout's first payment only, which leaves a sepa_debit for the renewals
+    IDEAL = "ideal"
+    BANCONTACT = "bancontact"
 
 
 #: settle days after the charge (Stripe's "delayed notification payment methods")
@@ -51,9 +56,14 @@ NEEDS_MANDATE = ASYNC_SETTLEMENT
 DEBIT_CURRENCY: Mapping[PaymentMethodKind, str] = {
     PaymentMethodKind.SEPA_DEBIT: "EUR",
     PaymentMethodKind.US_BANK_ACCOUNT: "USD",
+    PaymentMethodKind.IDEAL: "EUR",
+    PaymentMethodKind.BANCONTACT: "EUR",
 }
 #: redirect methods whose first payment, saved for later (``setup_future_usage``), leaves a SEPA mandate
 SEPA_GENERATING = frozenset({"ideal", "bancontact"})
+#: whose customers a redirect method is offered to (their address): iDEAL is the Dutch banks' method,
+#: Bancontact the Belgian
+REDIRECT_COUNTRY: Mapping[str, str] = {"ideal": "NL", "bancontact": "BE"}
 DEFAULT_TYPES: tuple[PaymentMethodKind, ...] = (PaymentMethodKind.CARD,)
 
 #: SEPA Core rulebook: the debtor is pre-notified at least 14 calendar days before the debit unless
@@ -63,23 +73,33 @@ DEFAULT_PRE_NOTIFICATION_DAYS = 14
 SEPA_REFUND_WEEKS = 8
 
 
-def offered_types(
+def _narrowed(
     merchant: Sequence[PaymentMethodKind | str],
     price_lists: Iterable[Sequence[PaymentMethodKind | str] | None],
     currency: str,
-    param: str = "payment_method_types",
-) -> tuple[PaymentMethodKind, ...]:
-    """The payment method types a checkout offers: the merchant's, narrowed by every price that
-    names its own (a price can only narrow, never add one the merchant has not switched on), then by
-    the currency. None left is an InvalidInput naming ``param``."""
+) -> list[PaymentMethodKind]:
     offered = [PaymentMethodKind(t) for t in merchant] or list(DEFAULT_TYPES)
     for narrowing in price_lists:
         if narrowing is not None:
             allowed = {PaymentMethodKind(t) for t in narrowing}
             offered = [t for t in offered if t in allowed]
     code = currency.upper()
-    offered = [t for t in offered if DEBIT_CURRENCY.get(t, code) == code]
+    return [t for t in offered if DEBIT_CURRENCY.get(t, code) == code]
+
+
+def offered_types(
+    merchant: Sequence[PaymentMethodKind | str],
+    price_lists: Iterable[Sequence[PaymentMethodKind | str] | None],
+    currency: str,
+    param: str = "payment_method_types",
+) -> tuple[PaymentMethodKind, ...]:
+    """The payment method types a checkout's SetupIntent (and the card page) offers: the merchant's,
+    narrowed by every price that names its own (a price can only narrow, never add one the merchant
+    has not switched on), then by the currency. The redirect methods (iDEAL, Bancontact) are not among
+    them: they pay a first invoice (:func:`redirect_types`). None left is an InvalidInput naming ``param``."""
+    offered = [t for t in _narrowed(merchant, price_lists, currency) if t.value not in SEPA_GENERATING]
     if not offered:
+        code = currency.upper()
         raise InvalidInput(
             f"no payment method type is left for this checkout in {code}: the settings offer "
             f"{', '.join(PaymentMethodKind(t).value for t in merchant)}, the prices narrow them "
@@ -87,6 +107,31 @@ def offered_types(
             param=param,
         )
     return tuple(dict.fromkeys(offered))
+
+
+def redirect_types(
+    merchant: Sequence[PaymentMethodKind | str],
+    price_lists: Iterable[Sequence[PaymentMethodKind | str] | None],
+    currency: str,
+    country: str | None,
+) -> tuple[str, ...]:
+    """The redirect methods a checkout's first invoice may be paid with (Stripe: a PaymentIntent with
+    ``payment_method_types=[ideal]``, ``setup_future_usage=off_session``): those the merchant and every
+    price offer, in euros, for a customer in the method's country (iDEAL NL, Bancontact BE), and only
+    while SEPA Direct Debit is offered too — the renewals debit the ``sepa_debit`` it generates."""
+    narrowed = _narrowed(merchant, price_lists, currency)
+    if PaymentMethodKind.SEPA_DEBIT not in narrowed:
+        return ()
+    where = (country or "").upper()
+    return tuple(t.value for t in narrowed if t.value in SEPA_GENERATING and REDIRECT_COUNTRY[t.value] == where)
+
+
+def check_redirect_types(kinds: Sequence[PaymentMethodKind | str]) -> None:
+    """iDEAL and Bancontact are offered with ``sepa_debit``: the mandate they leave is a SEPA one."""
+    values = {PaymentMethodKind(k).value for k in kinds}
+    if values & SEPA_GENERATING and PaymentMethodKind.SEPA_DEBIT.value not in values:
+        named = ", ".join(sorted(values & SEPA_GENERATING))
+        raise ValueError(f"{named} leaves a SEPA Direct Debit mandate for the renewals: offer sepa_debit too")
 
 
 def ensure_types(values: Sequence[str], param: str) -> tuple[PaymentMethodKind, ...]:

@@ -25,6 +25,7 @@ from kassa.domain.payment_methods import (
     DEFAULT_PRE_NOTIFICATION_DAYS,
     DEFAULT_TYPES,
     PaymentMethodKind,
+    check_redirect_types,
     validate_creditor_id,
 )
 from kassa.domain.tax.model import TaxSettings
@@ -184,7 +185,8 @@ class MerchantSettings(BaseModel):
     # after payment (docs/payments.md): chargebacks and Radar early fraud warnings
     disputes: DisputeSettings = Field(default_factory=DisputeSettings)
     fraud: FraudSettings = Field(default_factory=FraudSettings)
-    # what checkout and the card page offer (a price may narrow it): card, sepa_debit, us_bank_account
+    # what checkout and the card page offer (a price may narrow it): card, sepa_debit, us_bank_account;
+    # ideal, bancontact: a checkout's first payment, for Dutch / Belgian customers, with sepa_debit
     payment_method_types: tuple[PaymentMethodKind, ...] = Field(default=DEFAULT_TYPES, min_length=1)
     bank_debits: BankDebitSettings = Field(default_factory=BankDebitSettings)
 
@@ -193,6 +195,7 @@ class MerchantSettings(BaseModel):
     def _types(cls, value: tuple[PaymentMethodKind, ...]) -> tuple[PaymentMethodKind, ...]:
         if len(set(value)) != len(value):
             raise ValueError("each payment method type once")
+        check_redirect_types(value)
         return value
 
     @model_validator(mode="before")

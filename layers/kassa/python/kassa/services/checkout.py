@@ -1,23 +1,33 @@
 """Use case: checkout — a new subscription with its first invoice (or its trial), the SetupIntent the
-storefront confirms with Stripe.js, and completing it once the card is confirmed."""
+storefront confirms with Stripe.js, and completing it once the card is confirmed; or, for a Dutch or
+Belgian customer, the first invoice paid by iDEAL / Bancontact at their bank, which leaves the SEPA
+Direct Debit mandate the renewals are debited under (``start_redirect_payment``)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 from kassa.domain.anchors import plan_start
 from kassa.domain.customer import Address, Customer, ensure_valid_tax_id
-from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.invoice import BillingReason, Invoice, build_subscription_invoice, checkout_invoice, invoice_id_for
-from kassa.domain.payment_methods import offered_types
+from kassa.domain.money import Money
+from kassa.domain.payment_methods import may_charge, offered_types, redirect_types
 from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.subscription import Status, Subscription, start_subscription
 from kassa.domain.trials import MissingPaymentMethod
-from kassa.services.collection import CollectResult, collect, confirm_payment
+from kassa.services.collection import (
+    CollectResult,
+    adopt_generated_sepa_debit,
+    apply_charge_result,
+    collect,
+    confirm_payment,
+)
 from kassa.services.context import BillingContext
 from kassa.services.coupons import check_redeemable, redeem_for
 from kassa.services.customers import (
@@ -27,7 +37,7 @@ from kassa.services.customers import (
     save_payment_method,
 )
 from kassa.services.invoicing import finish_invoice, new_invoice, product_names
-from kassa.services.ports import MandateAcceptance, SetupIntentInfo
+from kassa.services.ports import ChargeStatus, MandateAcceptance, PaymentIntentInfo, SetupIntentInfo
 
 
 @dataclass(frozen=True)
@@ -38,6 +48,8 @@ class CheckoutResult:
     publishable_key: str
     customer: Customer
     payment_method_types: tuple[str, ...] = ("card",)
+    # the first invoice may be paid by redirect instead (iDEAL for NL, Bancontact for BE customers)
+    redirect_payment_method_types: tuple[str, ...] = ()
 
 
 def start_checkout(
@@ -179,8 +191,19 @@ def start_checkout(
     if invoice is not None:
         events.append(DomainEvent.of("invoice.finalized", invoice, now, cause="finalize"))
     ctx.emit(*events)
+    redirects: tuple[str, ...] = ()
+    if invoice is not None and invoice.amount_due > 0:
+        redirects = redirect_types(
+            settings.payment_method_types, [p.payment_method_types for p in prices], currency, customer.address.country
+        )
     return CheckoutResult(
-        sub, invoice, intent, ctx.gateway.publishable_key, customer, tuple(t.value for t in method_types)
+        sub,
+        invoice,
+        intent,
+        ctx.gateway.publishable_key,
+        customer,
+        tuple(t.value for t in method_types),
+        redirects,
     )
 
 
@@ -210,9 +233,123 @@ def complete_checkout(
 
 
 def confirm_checkout_payment(ctx: BillingContext, subscription_id: str, payment_intent_id: str) -> CollectResult:
-    """After Stripe.js confirmed the first invoice's PaymentIntent (3-D Secure): apply its outcome
-    (idempotent with the payment_intent.succeeded webhook)."""
+    """After Stripe.js confirmed the first invoice's PaymentIntent (3-D Secure), or the customer came
+    back from their bank (iDEAL, Bancontact: the ``return_url`` carries ``payment_intent``): apply its
+    outcome — idempotent with the payment_intent.succeeded webhook; a paid redirect payment's generated
+    ``sepa_debit`` becomes the default payment method here too, whichever comes first."""
     sub = ctx.store.get_subscription(subscription_id)
     if not sub.latest_invoice:
         raise InvalidInput("this subscription has no invoice to pay", param="payment_intent")
-    return confirm_payment(ctx, sub.latest_invoice, payment_intent_id)
+    result = confirm_payment(ctx, sub.latest_invoice, payment_intent_id)
+    invoice = result.invoice
+    if (
+        invoice is not None
+        and not invoice.collectable
+        and invoice.payment_intent == payment_intent_id
+        and (invoice.attempt_trigger or "").startswith(REDIRECT_TRIGGER)
+    ):
+        adopt_generated_sepa_debit(ctx, invoice.id, payment_intent_id)
+        result = CollectResult(
+            ctx.store.get_invoice(invoice.id), ctx.store.get_subscription(subscription_id), result.charge
+        )
+    return result
+
+
+#: the attempt_trigger of a first payment by redirect: ``redirect:ideal``, ``redirect:bancontact``
+REDIRECT_TRIGGER = "redirect:"
+
+
+@dataclass(frozen=True)
+class RedirectPayment:
+    """A checkout's first invoice paid by redirect: the PaymentIntent the customer authorises at their
+    bank (``redirect_url``, Stripe's ``next_action.redirect_to_url.url``)."""
+
+    invoice: Invoice
+    subscription: Subscription
+    payment_intent: PaymentIntentInfo
+
+
+def check_return_url(url: str, param: str = "return_url") -> str:
+    """Where the bank sends the customer back: an absolute http(s) URL (the storefront, or a kassa
+    page); Stripe appends ``payment_intent``, ``payment_intent_client_secret`` and ``redirect_status``."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("https", "http") or not parts.netloc or len(url) > 2048:
+        raise InvalidInput("return_url must be an absolute https (or http) URL", param=param)
+    return url.strip()
+
+
+def start_redirect_payment(
+    ctx: BillingContext, subscription_id: str, source_type: str, return_url: str
+) -> RedirectPayment:
+    """Pay a checkout's first invoice by iDEAL or Bancontact (Stripe's documented flow): a PaymentIntent
+    with ``payment_method_types=[<type>]`` and ``setup_future_usage=off_session``, confirmed with the
+    ``return_url``; the customer authorises it at their bank. When it succeeds (webhook, or
+    ``confirm_checkout_payment`` after the return) the invoice is paid and the ``sepa_debit``
+    PaymentMethod it generated becomes the default: the renewals are SEPA Direct Debits under its mandate.
+
+    Offered as ``redirect_payment_method_types`` of the checkout (EUR, a Dutch customer iDEAL, a
+    Belgian one Bancontact, and SEPA Direct Debit switched on). Called again for the same method while
+    the customer has not authorised it, it answers the same PaymentIntent (one attempt, no second
+    payment); another method, or after the bank refused, is a new attempt."""
+    return_url = check_return_url(return_url)
+    sub = ctx.store.get_subscription(subscription_id)
+    invoice = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
+    if sub.status is not Status.INCOMPLETE or invoice is None or not invoice.collectable or invoice.amount_due == 0:
+        raise InvalidInput("this checkout has no first payment to make", param="subscription")
+    customer = ctx.store.get_customer(sub.customer)
+    settings = ctx.store.get_settings()
+    prices = [ctx.price(item.price) for item in sub.items]
+    allowed = redirect_types(
+        settings.payment_method_types,
+        [p.payment_method_types for p in prices],
+        invoice.currency,
+        customer.address.country,
+    )
+    if source_type not in allowed:
+        offered = ", ".join(allowed) or "none"
+        raise InvalidInput(
+            f"{source_type} is not offered for this checkout (offered: {offered}; iDEAL for customers in NL, "
+            "Bancontact in BE, in EUR, with sepa_debit in the settings' payment_method_types)",
+            param="payment_method_type",
+        )
+    if customer.stripe_customer_id is None:
+        raise InvalidInput("this customer has no Stripe customer", param="customer")
+    if not may_charge(invoice.attempt_outcome):
+        raise Conflict("a payment of this invoice is with the bank: wait for it to settle", param="subscription")
+    trigger = f"{REDIRECT_TRIGGER}{source_type}"
+    if invoice.attempt_outcome == "requires_action" and invoice.attempt_trigger == trigger and invoice.payment_intent:
+        open_intent = ctx.gateway.get_payment_intent(invoice.payment_intent)
+        if open_intent.awaiting_customer and open_intent.redirect_url:
+            return RedirectPayment(invoice, sub, open_intent)  # the same payment, not a second one
+    if invoice.attempt_pending and invoice.attempt_trigger != trigger:
+        raise Conflict("a payment of this invoice is being made; retry", param="subscription")
+    attempt = invoice.attempt_count
+    if not invoice.attempt_pending:  # claim the attempt first: two concurrent starts cannot both pay
+        attempt += 1
+        claim = {
+            "attempt_count": attempt,
+            "attempt_outcome": None,
+            "attempt_trigger": trigger,
+            "attempted_at": ctx.now(),
+        }
+        try:
+            invoice = ctx.store.save_invoice(invoice.model_copy(update=claim))
+        except Conflict:
+            raise Conflict("a payment of this invoice is being made; retry", param="subscription") from None
+    intent = ctx.gateway.create_redirect_payment(
+        customer=customer.stripe_customer_id,
+        source_type=source_type,
+        amount=Money(invoice.amount_due, invoice.currency),
+        invoice_id=invoice.id,
+        attempt=attempt,
+        return_url=return_url,
+    )
+    if intent.result.status is ChargeStatus.REQUIRES_ACTION:
+        # waiting for the customer at their bank: not a failure (no dunning, no email)
+        invoice = ctx.store.save_invoice(
+            invoice.model_copy(update={"attempt_outcome": "requires_action", "payment_intent": intent.id})
+        )
+        return RedirectPayment(invoice, ctx.store.get_subscription(subscription_id), intent)
+    done = apply_charge_result(ctx, invoice.id, intent.result)
+    assert done.invoice is not None
+    return RedirectPayment(done.invoice, done.subscription or sub, intent)

@@ -292,6 +292,8 @@ class PaymentIntentInfo:
     customer: str | None
     payment_method: str | None
     result: ChargeResult
+    # where the customer authorises a redirect payment (iDEAL, Bancontact): next_action.redirect_to_url.url
+    redirect_url: str | None = None
 
     @property
     def awaiting_customer(self) -> bool:
@@ -515,6 +517,9 @@ def payment_intent_info(intent: Any) -> PaymentIntentInfo:
     if pm is None:  # an off-session authentication failure names the card on the error
         error_pm = (intent.get("last_payment_error") or {}).get("payment_method")
         pm = error_pm if isinstance(error_pm, str) or error_pm is None else error_pm.get("id")
+    action = intent.get("next_action") or {}
+    redirect = action.get("redirect_to_url") if action.get("type") == "redirect_to_url" else None
+    url = redirect.get("url") if isinstance(redirect, dict) else None
     return PaymentIntentInfo(
         id=str(intent.get("id")),
         status=str(intent.get("status")),
@@ -523,6 +528,7 @@ def payment_intent_info(intent: Any) -> PaymentIntentInfo:
         customer=intent.get("customer"),
         payment_method=pm,
         result=charge_result_from_intent(intent),
+        redirect_url=url if isinstance(url, str) and url else None,
     )
 
 
