@@ -129,7 +129,6 @@ def _subscribe(api: Any, items: list[dict[str, Any]], n: int) -> None:
 
 
 def run(n: int, progress: bool = True, scenario: str = "one-item") -> dict[str, Any]:
-    from kassa.adapters import usage
     from kassa_local.client import Api
     from kassa_local.stack import fresh_stack
 
@@ -144,26 +143,35 @@ def run(n: int, progress: bool = True, scenario: str = "one-item") -> dict[str, 
                     print(f"\r  subscribing {done}/{n}", end="", flush=True)
         if progress:
             print(f"  ({time.perf_counter() - t0:.1f} s)")
-        stack.drain()  # first-invoice webhooks settle before we measure
-        usage.reset()
-        before = stack.stats()
-        t1 = time.perf_counter()
-        fired = stack.advance(by="32d")  # every subscription renews once (a month is at most 31 days)
-        stack.drain()
-        wall = time.perf_counter() - t1
-        after = stack.stats()
-        counts = usage.snapshot()
-        renewals = [
-            e["detail"]["data"]
-            for e in stack.events("invoice.paid")
-            if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
-        ]
+        counts, before, after, fired, wall, renewals = _renew_once(stack)
         pdf = _pdf_figures(api, stack, [i["id"] for i in renewals[:PDF_SAMPLE]])
     figures = _report(n, len(renewals), counts, before, after, len(fired), wall, pdf)
     figures["scenario"] = scenario
     figures["invoice_lines"] = round(sum(len(i.get("lines", [])) for i in renewals) / max(len(renewals), 1), 2)
     figures["invoice_total"] = renewals[0].get("total") if renewals else None
     return figures
+
+
+def _renew_once(stack: Any) -> tuple[dict[str, float], dict[str, Any], dict[str, Any], list[Any], float, list[Any]]:
+    """Every subscription renews once, measured: the billable calls, the stack's stats before and
+    after, the schedule ticks fired, the wall time and the renewal invoices paid."""
+    from kassa.adapters import usage
+
+    stack.drain()  # what came before (first invoices, ingested events) settles before we measure
+    usage.reset()
+    before = stack.stats()
+    t1 = time.perf_counter()
+    fired = stack.advance(by="32d")  # every subscription renews once (a month is at most 31 days)
+    stack.drain()
+    wall = time.perf_counter() - t1
+    after = stack.stats()
+    counts = usage.snapshot()
+    renewals = [
+        e["detail"]["data"]
+        for e in stack.events("invoice.paid")
+        if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
+    ]
+    return counts, before, after, fired, wall, renewals
 
 
 def _pdf_figures(api: Any, stack: Any, invoice_ids: list[str]) -> dict[str, Any]:
@@ -399,20 +407,7 @@ def run_usage(n: int, events_per_customer: int = 500, singles: int = 100, progre
             if progress:
                 print(f" ({wall:.1f} s)")
             out[label] = _ingestion_figures(sent, calls, usage.snapshot(), before, stack.stats(), wall)
-        stack.drain()
-        usage.reset()
-        before = stack.stats()
-        t1 = time.perf_counter()
-        fired = stack.advance(by="32d")
-        stack.drain()
-        wall = time.perf_counter() - t1
-        after = stack.stats()
-        counts = usage.snapshot()
-        renewals = [
-            e["detail"]["data"]
-            for e in stack.events("invoice.paid")
-            if e["detail"]["data"]["billing_reason"] == "subscription_cycle"
-        ]
+        counts, before, after, fired, wall, renewals = _renew_once(stack)
     renewal = _report(n, len(renewals), counts, before, after, len(fired), wall)
     renewal["invoice_lines"] = round(sum(len(i.get("lines", [])) for i in renewals) / max(len(renewals), 1), 2)
     renewal["invoice_total"] = renewals[0].get("total") if renewals else None

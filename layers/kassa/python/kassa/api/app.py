@@ -1186,18 +1186,19 @@ def hosted_invoice_pdf(token: str):  # type: ignore[no-untyped-def]
     found = _hosted(token)
     if isinstance(found, Response):
         return found
-    invoice, _, settings = found
-    try:
-        from kassa.services.documents import invoice_pdf
-    except ImportError:  # documents not deployed with this layer
-        return _invoice_refused("pdf_unavailable", 503, settings)
-    pdf = invoice_pdf(container.billing(with_gateway=False), container.files(), invoice.id)
-    name = re.sub(r"[^A-Za-z0-9_-]", "_", invoice.number or invoice.id)
+    invoice, customer, settings = found
+    if invoice.number is None:  # a checkout's first invoice is numbered (and has its PDF) once it is paid
+        return _invoice_refused("pdf_unavailable", 409, settings)
+    from kassa.services.documents import invoice_pdf_file
+
+    # the invoice, customer and settings _hosted read: not read again for the document
+    file = invoice_pdf_file(container.files(), invoice, settings, customer)
+    name = re.sub(r"[^A-Za-z0-9_-]", "_", invoice.number)
     return _portal(
         Response(
             status_code=200,
-            content_type="application/pdf",
-            body=pdf,
+            content_type=file.content_type,
+            body=file.data,
             headers={"Content-Disposition": f'attachment; filename="{name}.pdf"'},
         )
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import date, datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, Field
 
@@ -16,6 +16,9 @@ from kassa.domain.parties import Party
 from kassa.domain.payments import FraudWarning, InvoiceDispute, InvoiceRefund
 from kassa.domain.periods import Period
 from kassa.domain.subscription import Subscription
+
+if TYPE_CHECKING:
+    from kassa.domain.items import SubscriptionItem
 
 
 class InvoiceStatus(StrEnum):
@@ -282,23 +285,39 @@ def period_lines(sub: Subscription, period: Period, names: Mapping[str, str] | s
             continue
         priced = item.priced()
         label = (names if isinstance(names, str) else (names or {}).get(item.price)) or item.name or item.price
-        lines.append(
-            InvoiceLine(
-                description=(
-                    f"{item.quantity} × {label} ({period.start.date().isoformat()} – {period.end.date().isoformat()})"
-                ),
-                amount=priced.amount,
-                quantity=item.quantity,
-                unit_amount=item.unit_amount,
-                price=item.price,
-                subscription_item=item.id,
-                tiers=tier_dicts(priced),
-                period_start=period.start,
-                period_end=period.end,
-                tax_behavior=item.tax_behavior,
-            )
-        )
+        description = f"{item.quantity} × {label} ({period_span(period)})"
+        lines.append(item_line(item, period, description, priced.amount, item.quantity, tier_dicts(priced)))
     return lines
+
+
+def period_span(period: Period) -> str:
+    """A period as a line's description shows it: ``2026-04-01 – 2026-05-01``."""
+    return f"{period.start.date().isoformat()} – {period.end.date().isoformat()}"
+
+
+def item_line(
+    item: SubscriptionItem,
+    period: Period,
+    description: str,
+    amount: int,
+    quantity: int,
+    tiers: list[dict[str, Any]] | None,
+    **extra: Any,
+) -> InvoiceLine:
+    """A line charging a subscription item over ``period`` (its fixed fee, or its usage in arrears)."""
+    return InvoiceLine(
+        description=description,
+        amount=amount,
+        quantity=quantity,
+        unit_amount=item.unit_amount,
+        price=item.price,
+        subscription_item=item.id,
+        tiers=tiers,
+        period_start=period.start,
+        period_end=period.end,
+        tax_behavior=item.tax_behavior,
+        **extra,
+    )
 
 
 def build_subscription_invoice(

@@ -39,7 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from kassa.domain.errors import DomainError, InvalidInput
-from kassa.domain.invoice import InvoiceLine
+from kassa.domain.invoice import InvoiceLine, item_line, period_span
 from kassa.domain.items import SubscriptionItem
 from kassa.domain.periods import Period, ensure_utc
 from kassa.domain.pricing import tier_dicts
@@ -352,24 +352,20 @@ def usage_line(
     quantity = state.quantity(aggregation)
     priced = item.priced_usage(quantity)
     amount = usage_amount(item, quantity, state.billed_quantity)
-    span = f"{period.start.date().isoformat()} – {period.end.date().isoformat()}"
+    span = period_span(period)
     description = f"{quantity} × {label} ({span})"
     if late:
         description = f"Late usage: {quantity - state.billed_quantity} × {label} ({span})"
     elif state.billed_quantity:
         description = f"{quantity} × {label} ({span}), {state.billed_quantity} already invoiced"
-    return InvoiceLine(
-        description=description,
-        amount=amount,
-        quantity=quantity - state.billed_quantity if late else quantity,
-        unit_amount=item.unit_amount,
+    return item_line(
+        item,
+        period,
+        description,
+        amount,
+        quantity - state.billed_quantity if late else quantity,
+        tier_dicts(priced),
         unit_amount_decimal=item.unit_amount_decimal,
-        price=item.price,
-        subscription_item=item.id,
-        tiers=tier_dicts(priced),
-        period_start=period.start,
-        period_end=period.end,
-        tax_behavior=item.tax_behavior,
         usage=UsageRef(
             meter=item.meter or "",
             period_start=period.start,

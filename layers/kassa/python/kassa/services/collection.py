@@ -415,10 +415,20 @@ def adopt_generated_sepa_debit(ctx: BillingContext, invoice_id: str, payment_int
     if generated is None:
         return None
     customer = save_payment_method(ctx, invoice.customer, generated.payment_method, mandate=generated.mandate)
-    method = customer.default_payment_method
-    if method is not None and method.mandate is not None and method.mandate.generated_from is None:
+    for _ in range(4):  # the mark is written under the version of a read taken inside the loop
+        method = customer.default_payment_method
+        if (
+            method is None
+            or method.payment_method_id != generated.payment_method
+            or method.mandate is None
+            or method.mandate.generated_from is not None
+        ):
+            return customer
         marked = method.model_copy(
             update={"mandate": method.mandate.model_copy(update={"generated_from": generated.source_type})}
         )
-        customer = ctx.store.save_customer(customer.model_copy(update={"default_payment_method": marked}))
-    return customer
+        try:
+            return ctx.store.save_customer(customer.model_copy(update={"default_payment_method": marked}))
+        except Conflict:
+            customer = ctx.store.get_customer(invoice.customer)
+    raise Conflict(f"customer {invoice.customer} kept changing; retry")

@@ -182,6 +182,18 @@ def invoice_file(ctx: BillingContext, files: FileStore, invoice_id: str, fmt: Fo
     return _file(invoice.id, invoice.number, fmt, data)
 
 
+def invoice_pdf_file(
+    files: FileStore, invoice: Invoice, settings: MerchantSettings, customer: Customer | None
+) -> DocumentFile:
+    """The invoice's PDF from an invoice, settings and customer the caller has read already (the
+    hosted page's download: the same file as ``invoice_file``, without reading them again)."""
+    from kassa.domain.documents import invoice_document
+
+    invoice = _finalized(invoice)
+    doc = invoice_document(invoice, settings=settings, customer=customer)
+    return _file(invoice.id, invoice.number, "pdf", _pdf(files, invoice.id, doc, settings, _paid_on(invoice)))
+
+
 def credit_note_file(ctx: BillingContext, files: FileStore, credit_note_id: str, fmt: Format) -> DocumentFile:
     """The credit note's PDF or UBL 2.1 CreditNote, referring to the invoice it credits."""
     note, doc, settings = _credit_note_view(ctx, credit_note_id)

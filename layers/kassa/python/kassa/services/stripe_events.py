@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
-from kassa.domain.payment_methods import SEPA_GENERATING
+from kassa.domain.payment_methods import ASYNC_SETTLEMENT, SEPA_GENERATING
 from kassa.services.checkout import complete_checkout
 from kassa.services.collection import (
     adopt_generated_sepa_debit,
@@ -56,7 +56,7 @@ def _generates_sepa_debit(intent: dict[str, Any]) -> bool:
 def _bank_debit(intent: dict[str, Any]) -> bool:
     """A PaymentIntent that debits a bank account (SEPA, ACH): its failure reason is the bank's."""
     types = intent.get("payment_method_types") or []
-    return isinstance(types, list) and any(t in ("sepa_debit", "us_bank_account") for t in types)
+    return isinstance(types, list) and any(t in ASYNC_SETTLEMENT for t in types)
 
 
 def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:

@@ -93,10 +93,14 @@ class _Lookups:
         self.meters: dict[str, Meter | None] = {}
         self.subscriptions: dict[str, list[Subscription]] = {}
         self.customers: dict[str, Customer] = {}
+        self.meters_by_id: dict[str, Meter] = {}
+        self.accrued: dict[str, int] = {}  # per subscription: its usage accrued, not invoiced
 
     def meter(self, event_name: str) -> Meter | None:
         if event_name not in self.meters:
-            self.meters[event_name] = self.store.find_meter(event_name)
+            found = self.meters[event_name] = self.store.find_meter(event_name)
+            if found is not None:
+                self.meters_by_id[found.id] = found
         return self.meters[event_name]
 
     def subscriptions_of(self, customer: str, param: str) -> list[Subscription]:
@@ -194,10 +198,10 @@ def ingest(ctx: BillingContext, raw_events: Any, *, batch: bool, queue: WorkQueu
     counted = [w for (_, w), o in zip(writes, outcomes, strict=True) if o is not UsageOutcome.DUPLICATE]
     touched = {w.key.subscription for w in counted}
     for sub in [s for subs in lookups.subscriptions.values() for s in subs if s.id in touched]:
-        if _threshold_due(ctx, sub):  # the subscription as read for this call: its thresholds and period
+        if _threshold_due(ctx, sub, lookups):  # the subscription as read for this call: its thresholds and period
             out.thresholds.append(sub.id)
     for customer_id in sorted({w.event.customer for w in counted}):
-        _usage_alert(ctx, lookups.customers[customer_id], lookups.subscriptions[customer_id])
+        _usage_alert(ctx, lookups.customers[customer_id], lookups.subscriptions[customer_id], lookups)
     if out.thresholds and queue is not None:
         queue.send([{"subscription": sub_id, "threshold": True} for sub_id in out.thresholds])
     return out
@@ -303,28 +307,38 @@ def subscription_usage(ctx: BillingContext, subscription_id: str) -> dict[str, A
 
 
 def _accrued(
-    ctx: BillingContext, sub: Subscription
+    ctx: BillingContext, sub: Subscription, meters: dict[str, Meter] | None = None
 ) -> tuple[int, dict[str, tuple[SubscriptionItem, UsageState, Meter]]]:
     found = {}
     total = 0
     for item in metered_items(sub):
         assert item.meter is not None and item.id is not None
-        meter = _meter_of(ctx, item.meter)
+        meter = meters.get(item.meter) if meters is not None else None
+        if meter is None:
+            meter = _meter_of(ctx, item.meter)
+            if meters is not None:
+                meters[meter.id] = meter
         state = ctx.store.get_usage(UsageKey(sub.id, meter.id, sub.current_period_start))
         found[item.id] = (item, state, meter)
         total += usage_amount(item, state.quantity(meter.aggregation), state.billed_quantity)
     return total, found
 
 
-def _threshold_due(ctx: BillingContext, sub: Subscription) -> bool:
+def _accrued_once(ctx: BillingContext, sub: Subscription, lookups: _Lookups) -> int:
+    """``_accrued``'s total, read once per call (the threshold and the alert both need it)."""
+    if sub.id not in lookups.accrued:
+        lookups.accrued[sub.id] = _accrued(ctx, sub, lookups.meters_by_id)[0]
+    return lookups.accrued[sub.id]
+
+
+def _threshold_due(ctx: BillingContext, sub: Subscription, lookups: _Lookups) -> bool:
     amount_gte = (sub.billing_thresholds or {}).get("amount_gte")
     if amount_gte is None or sub.status not in (Status.ACTIVE, Status.PAST_DUE):
         return False
-    total, _ = _accrued(ctx, sub)
-    return threshold_reached(total, amount_gte)
+    return threshold_reached(_accrued_once(ctx, sub, lookups), amount_gte)
 
 
-def _usage_alert(ctx: BillingContext, customer: Customer, subscriptions: list[Subscription]) -> None:
+def _usage_alert(ctx: BillingContext, customer: Customer, subscriptions: list[Subscription], lookups: _Lookups) -> None:
     """The customer's optional usage alert: ``usage.threshold_reached`` when the usage accrued (not
     invoiced) over its metered subscriptions' current periods reaches ``usage_alert_amount_gte``. The
     event id is derived from the customer and the period, so consumers see it once per period
@@ -333,7 +347,7 @@ def _usage_alert(ctx: BillingContext, customer: Customer, subscriptions: list[Su
     live = [s for s in subscriptions if s.status not in TERMINAL and metered_items(s)]
     if amount_gte is None or not live:
         return
-    total = sum(_accrued(ctx, sub)[0] for sub in live)
+    total = sum(_accrued_once(ctx, sub, lookups) for sub in live)
     if threshold_reached(total, amount_gte):
         period_start = live[0].current_period_start
         alert = UsageAlert(id=customer.id, customer=customer.id, period_start=period_start, amount=total,
