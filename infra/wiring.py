@@ -198,6 +198,9 @@ INDEX_KEYS = (
 )  # fmt: skip
 BILLING_KEYS = ENTITY_KEYS + INDEX_KEYS  # what the billing use cases touch: everything but webhook records
 BILLING_ACCESS = KeyPrefixes(read=BILLING_KEYS, write=ENTITY_KEYS)
+# the merchant dashboard's users and sessions: only the api function (which serves /dashboard) touches them
+DASHBOARD_KEYS = ("DASHUSER#", "SESSION#")
+API_ACCESS = KeyPrefixes(read=BILLING_KEYS + DASHBOARD_KEYS, write=ENTITY_KEYS + DASHBOARD_KEYS)
 
 DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
 
@@ -222,12 +225,15 @@ FUNCTIONS = (
             Route("GET", "/docs"),
             # the customer's card-update page (signed link, no login) and its two calls
             Route("ANY", "/portal/{proxy+}"),
+            # the merchant dashboard (kassa.api.dashboard): its page, assets and sign-in
+            Route("GET", "/dashboard"),
+            Route("ANY", "/dashboard/{proxy+}"),
         ),
         tables_read=("billing",),
         tables_write=("billing",),
         publishes_events=True,
         secrets=(STRIPE_SECRET, API_SECRET, LINKS_SECRET),
-        table_key_prefixes={"billing": BILLING_ACCESS},
+        table_key_prefixes={"billing": API_ACCESS},
         buckets={"files": DOCUMENTS_ACCESS},
     ),
     Function(

@@ -7,6 +7,7 @@
     kassa keys roll [--expires-in 24h] [--key ID] [--links]
     kassa keys add [--role read_only]
     kassa export --from 2026-01-01 --to 2026-03-31 --out export.zip
+    kassa dashboard add-user --email ops@example.com [--role read_only] [--password-stdin]
 
 Subcommands register themselves in ``SUBCOMMANDS``: a function that receives the argparse
 sub-parsers object, adds its parser and sets ``func`` (``args.func(args) -> int``). The commands
@@ -152,6 +153,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"  OpenAPI      {cfg.openapi_url}",
                     f"  Swagger UI   {cfg.docs_url}",
                     f"  Storefront   {cfg.storefront_url}",
+                    f"  Dashboard    {cfg.dashboard_url}  (sign in with the API key in settings,"
+                    " or `kassa dashboard add-user`)",
                     f"  Stripe       {cfg.stripe_url}"
                     + ("  (real Stripe, test mode)" if cfg.real_stripe else "  (localstripe)"),
                     f"  AWS (moto)   {cfg.aws_endpoint_url}",
@@ -299,7 +302,22 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax, add_keys, add_export]
+def add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.dashboard_cli import add_dashboard as add
+
+    add(sub)
+
+
+SUBCOMMANDS: list[SubcommandAdder] = [
+    add_run,
+    add_clock,
+    add_demo,
+    add_bench,
+    add_tax,
+    add_keys,
+    add_export,
+    add_dashboard,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

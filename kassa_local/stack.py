@@ -175,6 +175,7 @@ class LocalConfig:
     api_keys: list[dict[str, Any]] = field(default_factory=list)
     # which secrets each function holds (the wiring's): dunning signs links with kassa/links only
     function_secrets: dict[str, list[str]] = field(default_factory=dict)
+    dashboard_url: str = ""  # the merchant dashboard (sign in with api_secret_key or a dashboard user)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -491,6 +492,7 @@ class LocalStack:
             openapi_url=f"{api_url}/openapi.json",
             docs_url=f"{api_url}/docs",
             storefront_url=f"{api_url}/storefront",
+            dashboard_url=f"{api_url}/dashboard",
             stripe_url=stripe_url,
             aws_endpoint_url=aws_url,
             api_secret_key=self._secrets.api_secret_key,

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kassa.adapters import clock as clocks
 
 if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for what it uses
+    from kassa.adapters.dashboard_accounts import DynamoDashboardAccounts
     from kassa.adapters.dynamodb import DynamoStore
     from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
     from kassa.adapters.outbox import DynamoOutbox
@@ -178,6 +179,13 @@ def outbox() -> DynamoOutbox:
     from kassa.adapters.outbox import DynamoOutbox
 
     return DynamoOutbox(client("dynamodb"), env().require("billing_table"))
+
+
+def dashboard_accounts() -> DynamoDashboardAccounts:
+    """The dashboard's users and sessions, on the billing table."""
+    from kassa.adapters.dashboard_accounts import DynamoDashboardAccounts
+
+    return DynamoDashboardAccounts(client("dynamodb"), env().require("billing_table"))
 
 
 def mailer() -> SesMailer:

@@ -86,9 +86,23 @@ def listed_by(model: Any, query: ListQuery) -> bool:
         return False
     if query.customer is not None and getattr(model, "customer", None) != query.customer:
         return False
-    if query.price is not None and query.price not in {i.price for i in getattr(model, "items", ())}:
+    if query.price is not None and query.price not in _prices_of(model):
+        return False
+    if query.subscription is not None and getattr(model, "subscription", None) != query.subscription:
+        return False
+    total = getattr(model, "total", None)
+    if query.total_gte is not None and (total is None or total < query.total_gte):
+        return False
+    if query.total_lte is not None and (total is None or total > query.total_lte):
+        return False
+    if query.name is not None and query.name.casefold() not in (getattr(model, "name", None) or "").casefold():
         return False
     return query.email is None or getattr(model, "email", "").strip().lower() == query.email.strip().lower()
+
+
+def _prices_of(model: Any) -> set[str | None]:
+    """A subscription's items' prices, an invoice's lines' prices."""
+    return {i.price for i in getattr(model, "items", ())} | {line.price for line in getattr(model, "lines", ())}
 
 
 def list_window(models: list[Any], query: ListQuery, cursor: str | None) -> Page:

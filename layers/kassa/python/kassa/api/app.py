@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
 from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
-from kassa.api import openapi
+from kassa.api import dashboard, openapi
 from kassa.api.common import error_response, new_app, obj, page
 from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
@@ -781,8 +781,9 @@ def _list(kind: str, path: str, result: Any) -> dict[str, Any]:
 
 @app.get("/v1/customers", tags=["customers"])
 def list_customers() -> dict[str, Any]:
-    """Customers, newest first; ``email`` (exact, case-insensitive), ``created[gte|gt|lte|lt]`` (unix
-    seconds or ISO 8601), ``limit``, ``starting_after`` / ``ending_before``."""
+    """Customers, newest first; ``email`` (exact, case-insensitive), ``name`` (a part of the name,
+    case-insensitive), ``created[gte|gt|lte|lt]`` (unix seconds or ISO 8601), ``limit``,
+    ``starting_after`` / ``ending_before``."""
     result = listing.list_customers(container.store(), _list_params(), _limit())
     return _list("customer", "/v1/customers", result)
 
@@ -797,8 +798,9 @@ def list_subscriptions() -> dict[str, Any]:
 
 @app.get("/v1/invoices", tags=["invoices"])
 def list_invoices() -> dict[str, Any]:
-    """Invoices, newest first; ``status``, ``customer``, ``created[gte|gt|lte|lt]`` (unix seconds or ISO
-    8601), ``limit``, ``starting_after`` / ``ending_before``."""
+    """Invoices, newest first; ``status``, ``customer``, ``subscription``, ``price`` (a line on it),
+    ``total[gte]`` / ``total[lte]`` (minor units), ``created[gte|gt|lte|lt]`` (unix seconds or ISO 8601),
+    ``limit``, ``starting_after`` / ``ending_before``."""
     result = listing.list_invoices(container.store(), _list_params(), _limit())
     return {**invoice_list(result.items, result.has_more), "url": "/v1/invoices"}
 
@@ -951,6 +953,7 @@ def _portal_headers(app_: Any, next_middleware: Any) -> Response:
 
 
 app.use(middlewares=[_portal_headers])
+dashboard.install(app)  # the merchant dashboard under /dashboard (kassa.api.dashboard)
 
 
 app.exception_handler(LinkRefused)(_link_refused)

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from kassa.adapters import container
 from kassa.domain.api_keys import authenticate
+from kassa.domain.dashboard import CSRF_HEADER, Actor, cookie_token, csrf_matches
 from kassa.domain.errors import (
     AlreadyExists,
     Conflict,
@@ -28,6 +29,7 @@ from kassa.domain.errors import (
     NotFound,
     Unavailable,
 )
+from kassa.services.dashboard import current_session
 
 logger = logging.getLogger("kassa.api")
 
@@ -39,12 +41,24 @@ def error_response(status: int, type_: str, code: str, message: str, param: str 
     return Response(status_code=status, content_type="application/json", body=json.dumps({"error": body}))
 
 
-def _unauthenticated(app: APIGatewayRestResolver) -> Response | None:
-    """The 401 for a /v1 request without a valid secret key (None: authenticated, or not /v1)."""
-    if app.current_event.path.startswith("/v1/"):
-        header = app.current_event.headers.get("Authorization") or app.current_event.headers.get("authorization") or ""
-        scheme, _, token = header.partition(" ")
-        key = authenticate(container.api_keys(), token, container.now()) if scheme.lower() == "bearer" else None
+ACTOR = "actor"  # the request context's entry naming who makes the request (kassa.domain.dashboard.Actor)
+
+
+def current_actor(app: APIGatewayRestResolver) -> Actor | None:
+    """Who makes this /v1 request — a secret key (its id) or a dashboard user (its ``dusr_`` id), with
+    its role — as authentication put it in the request context (None outside /v1)."""
+    actor: Actor | None = app.context.get(ACTOR)
+    return actor
+
+
+def _authenticate(app: APIGatewayRestResolver) -> Actor | Response:
+    """The request's actor: a Bearer secret key, or a dashboard session cookie with its CSRF header."""
+    headers = app.current_event.headers
+    header = headers.get("Authorization") or ""
+    token = cookie_token(headers.get("Cookie"))
+    if header or token is None:
+        scheme, _, secret = header.partition(" ")
+        key = authenticate(container.api_keys(), secret, container.now()) if scheme.lower() == "bearer" else None
         if key is None:  # unknown, or a rolled key past its expires_at
             return error_response(
                 401,
@@ -52,14 +66,41 @@ def _unauthenticated(app: APIGatewayRestResolver) -> Response | None:
                 "invalid_api_key",
                 "a valid secret key is required (Authorization: Bearer …)",
             )
-        method = app.current_event.http_method.upper()
-        if not key.permits(method):  # a restricted (read_only) key
-            return error_response(
-                403,
-                "invalid_request_error",
-                "permission_denied",
-                f"the API key {key.id} is {key.role}: it may not {method} {app.current_event.path}",
-            )
+        return Actor(kind="key", id=key.id, role=key.role)
+    session = current_session(container.dashboard_accounts(), container.api_keys(), token, container.now())
+    if session is None:
+        return error_response(
+            401, "authentication_error", "session_expired", "the dashboard session has ended: sign in again"
+        )
+    if not csrf_matches(session, headers.get(CSRF_HEADER)):
+        return error_response(
+            403,
+            "invalid_request_error",
+            "csrf_token_invalid",
+            f"a request with the dashboard's session cookie must carry its {CSRF_HEADER} header",
+            CSRF_HEADER,
+        )
+    return session.actor
+
+
+def _unauthenticated(app: APIGatewayRestResolver) -> Response | None:
+    """The 401 / 403 for a /v1 request without a valid secret key or dashboard session (None:
+    authenticated — the actor is then in the request context — or not /v1)."""
+    if not app.current_event.path.startswith("/v1/") or ACTOR in app.context:
+        return None
+    found = _authenticate(app)
+    if isinstance(found, Response):
+        return found
+    method = app.current_event.http_method.upper()
+    if not found.permits(method):  # a restricted (read_only) key or user
+        who = f"the API key {found.id}" if found.kind == "key" else f"the dashboard user {found.id}"
+        return error_response(
+            403,
+            "invalid_request_error",
+            "permission_denied",
+            f"{who} is {found.role}: it may not {method} {app.current_event.path}",
+        )
+    app.append_context(**{ACTOR: found})
     return None
 
 

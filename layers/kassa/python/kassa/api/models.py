@@ -447,3 +447,11 @@ class UsageAlertIn(Strict):
     amount_gte: StrictInt | None = Field(
         ge=1, le=MAX_AMOUNT, description="minor units of usage accrued in a period (null removes the alert)"
     )
+
+
+class DashboardSignInIn(Strict):
+    """Sign in to the dashboard with an email and password, or with one of the merchant's secret keys."""
+
+    email: str | None = Field(default=None, max_length=254)
+    password: str | None = Field(default=None, max_length=1000)
+    key: str | None = Field(default=None, max_length=500, description="a secret key (ksk_…)")

@@ -8,9 +8,11 @@ indexes (never a Scan, see docs/data-model.md). Filters that match nothing give 
   (newer ones), newest first;
 * ``created`` (exact), ``created[gte]``, ``created[gt]``, ``created[lte]``, ``created[lt]``: unix
   seconds or ISO 8601 (a date is its midnight UTC; a time without offset is UTC), in whole seconds;
-* customers: ``email`` (exact, case-insensitive); subscriptions: ``status`` (a status, ``all`` or
-  ``ended``; by default every status but ``canceled``, as Stripe), ``customer``, ``price``;
-  invoices: ``status``, ``customer``.
+* customers: ``email`` (exact, case-insensitive), ``name`` (a part of the name, case-insensitive:
+  the dashboard's search; read through the listing index, so a rare name costs reads of many customers);
+  subscriptions: ``status`` (a status, ``all`` or ``ended``; by default every status but ``canceled``,
+  as Stripe), ``customer``, ``price``; invoices: ``status``, ``customer``, ``subscription``, ``price``
+  (a line on it), ``total[gte]`` / ``total[lte]`` (minor units).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ SECOND = timedelta(seconds=1)
 
 def list_customers(store: BillingStore, params: Params, limit: int) -> Page:
     email = _text(params, "email")
-    return store.list_customers(_query(params, limit, email=email))
+    return store.list_customers(_query(params, limit, email=email, name=_text(params, "name")))
 
 
 def list_subscriptions(store: BillingStore, params: Params, limit: int) -> Page:
@@ -60,7 +62,31 @@ def list_invoices(store: BillingStore, params: Params, limit: int) -> Page:
     if raw is not None and raw not in INVOICE_STATUSES:
         raise InvalidInput(f"status must be one of {', '.join(sorted(INVOICE_STATUSES))}", param="status")
     statuses = frozenset({raw}) if raw is not None else None
-    return store.list_invoices(_query(params, limit, statuses=statuses, customer=_text(params, "customer")))
+    query = _query(
+        params,
+        limit,
+        statuses=statuses,
+        customer=_text(params, "customer"),
+        price=_text(params, "price"),
+        subscription=_text(params, "subscription"),
+        total_gte=_amount(params, "total[gte]"),
+        total_lte=_amount(params, "total[lte]"),
+    )
+    if query.total_gte is not None and query.total_lte is not None and query.total_gte > query.total_lte:
+        raise InvalidInput("total[gte] is above total[lte]", param="total[gte]")
+    return store.list_invoices(query)
+
+
+MAX_AMOUNT = 10**12  # far above any invoice (Stripe caps an amount at 8 digits)
+
+
+def _amount(params: Params, name: str) -> int | None:
+    raw = _text(params, name)
+    if raw is None:
+        return None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 13 or int(raw) > MAX_AMOUNT:
+        raise InvalidInput(f"{name} must be a whole number of minor units (e.g. 2500 for 25.00)", param=name)
+    return int(raw)
 
 
 def _query(
@@ -71,6 +97,10 @@ def _query(
     customer: str | None = None,
     price: str | None = None,
     email: str | None = None,
+    name: str | None = None,
+    subscription: str | None = None,
+    total_gte: int | None = None,
+    total_lte: int | None = None,
 ) -> ListQuery:
     starting_after, ending_before = _text(params, "starting_after"), _text(params, "ending_before")
     if starting_after and ending_before:
@@ -84,6 +114,10 @@ def _query(
         customer=customer,
         price=price,
         email=email,
+        name=name,
+        subscription=subscription,
+        total_gte=total_gte,
+        total_lte=total_lte,
         created_gte=gte,
         created_lte=lte,
     )

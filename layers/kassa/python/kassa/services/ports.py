@@ -12,6 +12,7 @@ if TYPE_CHECKING:  # the ports only name these types; importing the models here 
     from kassa.domain.catalog import Price, Product
     from kassa.domain.credit_notes import CreditNote
     from kassa.domain.customer import Address, Customer, PaymentMethodSummary
+    from kassa.domain.dashboard import DashboardUser, Session
     from kassa.domain.discounts import Coupon, PromotionCode
     from kassa.domain.events import DomainEvent
     from kassa.domain.invoice import Invoice
@@ -43,8 +44,12 @@ class ListQuery:
     ending_before: str | None = None
     statuses: frozenset[str] | None = None
     customer: str | None = None
-    price: str | None = None  # subscriptions with an item on this price
+    price: str | None = None  # subscriptions with an item on this price, invoices with a line on it
     email: str | None = None  # customers: exact, case-insensitive
+    name: str | None = None  # customers: a part of the name, case-insensitive
+    subscription: str | None = None  # invoices of this subscription
+    total_gte: int | None = None  # invoices: total at least (minor units of the invoice's currency)
+    total_lte: int | None = None  # invoices: total at most
     created_gte: datetime | None = None
     created_lte: datetime | None = None
 
@@ -448,6 +453,19 @@ class Outbox(Protocol):
     def list_month(self, month: str, limit: int = 100) -> list[OutboxRecord]:
         """Emails created in ``month`` (YYYY-MM), newest first."""
         ...
+
+
+class DashboardAccounts(Protocol):
+    """The merchant dashboard's users and sessions (``kassa.domain.dashboard``), on the billing table."""
+
+    def add_user(self, user: DashboardUser, *, replace: bool = False) -> None:
+        """Store a user; AlreadyExists (param ``email``) when the email has one and not ``replace``."""
+        ...
+
+    def get_user(self, email: str) -> DashboardUser | None: ...
+    def put_session(self, session: Session) -> None: ...
+    def get_session(self, session_id: str) -> Session | None: ...
+    def delete_session(self, session_id: str) -> None: ...
 
 
 class Mailer(Protocol):

@@ -1,0 +1,189 @@
+"""The merchant dashboard, served by the API function under /dashboard (docs/dashboard.md).
+
+``GET /dashboard`` is a single page (``static/dashboard.html``, its script and styles, Chart.js vendored
+with its licence) that signs in here and then calls the very /v1 routes a storefront calls, with the
+session cookie and the ``X-CSRF-Token`` header instead of a secret key (``kassa.api.common``): every
+action is validated and recorded like any other API call, under the session's actor.
+
+* ``POST /dashboard/session`` — ``{"email", "password"}`` or ``{"key"}``: sets the HttpOnly, Secure,
+  SameSite=Strict session cookie and answers the CSRF token (the secret key is never kept or echoed);
+* ``GET /dashboard/session`` — who is signed in, and the CSRF token (401 when no live session);
+* ``DELETE /dashboard/session`` — sign out (needs the CSRF header).
+
+Every /dashboard response carries a strict CSP (only this origin's scripts and styles, no inline
+script, no framing), no-store, no referrer and nosniff.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.router import APIGatewayRouter
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+
+from kassa.adapters import container
+from kassa.api.common import error_response
+from kassa.api.models import DashboardSignInIn
+from kassa.domain.dashboard import (
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    SESSION_HOURS,
+    Session,
+    SignInRefused,
+    cookie_token,
+    csrf_matches,
+)
+from kassa.services import dashboard
+
+router = APIGatewayRouter()
+
+ASSETS = {
+    "dashboard.js": "text/javascript; charset=utf-8",
+    "dashboard.css": "text/css; charset=utf-8",
+    "chart.umd.min.js": "text/javascript; charset=utf-8",
+    "chart.js.LICENSE.md": "text/plain; charset=utf-8",
+}
+
+CSP = "; ".join(
+    [
+        "default-src 'none'",
+        "script-src 'self'",
+        "style-src 'self'",
+        "connect-src 'self'",
+        "img-src 'self' data:",
+        "font-src 'self'",
+        "base-uri 'none'",
+        "form-action 'none'",
+        "frame-ancestors 'none'",
+    ]
+)
+
+
+def dashboard_headers() -> dict[str, str]:
+    return {
+        "Content-Security-Policy": CSP,
+        "X-Frame-Options": "DENY",
+        "Referrer-Policy": "no-referrer",
+        "Cache-Control": "no-store",
+        "X-Content-Type-Options": "nosniff",
+        "Cross-Origin-Opener-Policy": "same-origin",
+    }
+
+
+def headers_middleware(app: Any, next_middleware: Any) -> Response:
+    """The dashboard's security headers on every /dashboard response (errors included)."""
+    response: Response = next_middleware(app)
+    path = app.current_event.path
+    if path == "/dashboard" or path.startswith("/dashboard/"):
+        for name, value in dashboard_headers().items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+@lru_cache(maxsize=8)
+def _static(name: str) -> str:
+    from importlib.resources import files
+
+    return files("kassa.api").joinpath(f"static/dashboard/{name}").read_text(encoding="utf-8")
+
+
+@router.get("/dashboard", include_in_schema=False)
+def dashboard_page() -> Response[str]:
+    return Response(status_code=200, content_type="text/html; charset=utf-8", body=_static("dashboard.html"))
+
+
+@router.get("/dashboard/assets/<name>", include_in_schema=False)
+def dashboard_asset(name: str) -> Response[str]:
+    if name not in ASSETS:
+        return error_response(404, "invalid_request_error", "route_not_found", f"no asset {name}")
+    return Response(status_code=200, content_type=ASSETS[name], body=_static(name))
+
+
+def _cookie(token: str, max_age: int) -> Cookie:
+    return Cookie(
+        name=SESSION_COOKIE,
+        value=token,
+        path="/",
+        secure=True,
+        http_only=True,
+        same_site=SameSite.STRICT_MODE,
+        max_age=max_age,
+    )
+
+
+def _session_json(session: Session) -> dict[str, Any]:
+    return {
+        "object": "dashboard_session",
+        "actor": {"type": session.actor_kind, "id": session.actor_id, "role": session.role, "email": session.email},
+        "csrf_token": session.csrf_token,
+        "expires_at": session.expires_at.isoformat(),
+    }
+
+
+def _refused(message: str, code: str = "sign_in_refused") -> Response[str]:
+    return error_response(401, "authentication_error", code, message)
+
+
+@router.post("/dashboard/session", include_in_schema=False)
+def sign_in(body: DashboardSignInIn) -> Response[Any]:
+    accounts, now = container.dashboard_accounts(), container.now()
+    try:
+        if body.key:
+            token, session = dashboard.sign_in_with_key(accounts, container.api_keys(), body.key, now)
+        elif body.email and body.password:
+            token, session = dashboard.sign_in_with_password(accounts, body.email, body.password, now)
+        else:
+            return error_response(
+                400, "invalid_request_error", "parameter_missing", "give email and password, or key", "email"
+            )
+    except SignInRefused as error:
+        return _refused(error.message)
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body=_session_json(session),
+        cookies=[_cookie(token, SESSION_HOURS * 3600)],
+    )
+
+
+def _live_session() -> tuple[str, Session] | None:
+    token = cookie_token(router.current_event.headers.get("Cookie"))
+    if token is None:
+        return None
+    session = dashboard.current_session(container.dashboard_accounts(), container.api_keys(), token, container.now())
+    return (token, session) if session is not None else None
+
+
+@router.get("/dashboard/session", include_in_schema=False)
+def who_is_signed_in() -> Response[Any]:
+    live = _live_session()
+    if live is None:
+        return _refused("not signed in", "session_expired")
+    return Response(status_code=200, content_type="application/json", body=_session_json(live[1]))
+
+
+@router.delete("/dashboard/session", include_in_schema=False)
+def sign_out() -> Response[Any]:
+    live = _live_session()
+    if live is None:
+        return _refused("not signed in", "session_expired")
+    token, session = live
+    if not csrf_matches(session, router.current_event.headers.get(CSRF_HEADER)):
+        return error_response(
+            403, "invalid_request_error", "csrf_token_invalid", f"signing out needs the {CSRF_HEADER} header", CSRF_HEADER
+        )
+    dashboard.sign_out(container.dashboard_accounts(), token)
+    return Response(
+        status_code=200,
+        content_type="application/json",
+        body={"object": "dashboard_session", "signed_out": True},
+        cookies=[_cookie("", 0)],
+    )
+
+
+def install(app: Any) -> None:
+    """The dashboard's routes and headers on the API's resolver."""
+    app.include_router(router)
+    app.use(middlewares=[headers_middleware])
