@@ -267,3 +267,38 @@ def test_a_subscription_stored_before_price_entries_gets_them_on_its_next_write(
 
     assert ids(store.list_subscriptions(ListQuery(price="price_c1"))) == ["sub_c0"]
     assert ids(store.list_subscriptions(ListQuery(price="price_c2"))) == ["sub_c0"]
+
+
+# ----------------------------------------------------------------------------- the dashboard's search and filters
+
+
+def test_customers_by_a_part_of_the_name_case_insensitive_across_pages(store):
+    names = ["Ada Lovelace", "Grace Hopper", "ada king", "Alan Turing", "Adalbert Stifter"]
+    for n, name in enumerate(names):
+        store.create_customer(customer(n, created=NOW + n * MINUTE).model_copy(update={"name": name}))
+
+    first = store.list_customers(ListQuery(name="ADA", limit=2))
+    rest = store.list_customers(ListQuery(name="ADA", limit=2, starting_after=first.items[-1].id))
+
+    assert (ids(first), first.has_more) == (["cus_c4", "cus_c2"], True)
+    assert (ids(rest), rest.has_more) == (["cus_c0"], False)
+    assert ids(store.list_customers(ListQuery(name="hopp"))) == ["cus_c1"]
+    assert ids(store.list_customers(ListQuery(name="Nobody"))) == []
+    both = ListQuery(name="ada", email="contract-2@example.com")
+    assert ids(store.list_customers(both)) == ["cus_c2"]
+
+
+def test_invoices_by_subscription_price_and_total(store):
+    _invoices(store)
+    subs = lambda page: [i.subscription for i in page.items]  # noqa: E731
+    total = store.list_invoices(ListQuery(limit=1)).items[0].total
+    assert total > 0
+
+    assert subs(store.list_invoices(ListQuery(subscription="sub_c2"))) == ["sub_c2"]
+    assert subs(store.list_invoices(ListQuery(price="price_c0", limit=2))) == ["sub_c3", "sub_c2"]
+    assert subs(store.list_invoices(ListQuery(price="price_other"))) == []
+    assert len(store.list_invoices(ListQuery(total_gte=total, total_lte=total)).items) == 4
+    assert store.list_invoices(ListQuery(total_gte=total + 1)).items == []
+    assert store.list_invoices(ListQuery(total_lte=total - 1)).items == []
+    paid = ListQuery(statuses=frozenset({"paid"}), total_gte=total, price="price_c0")
+    assert subs(store.list_invoices(paid)) == ["sub_c3"]
