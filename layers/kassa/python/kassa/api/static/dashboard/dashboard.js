@@ -243,43 +243,50 @@
   }
 
   // ------------------------------------------------------------------ overview
-  function monthsBack(n) {
-    const now = new Date();
-    const start = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - (n - 1), 1));
-    const fmt = (d) => d.toISOString().slice(0, 7);
-    return { from: fmt(start), to: fmt(now) };
+  async function report(kind) {
+    // the last twelve months up to the API's own today (the local stack's clock may be virtual)
+    try {
+      return await get(`/v1/reports/${kind}`);
+    } catch (error) {
+      if (error.status === 401 || error.status === 403) throw error;
+      return { data: [], error };
+    }
+  }
+
+  function percent(rate) {
+    // a rate as the reports give it: a decimal string ("0.0512"); shown as 5.1%
+    if (rate === null || rate === undefined) return "—";
+    const m = String(rate).match(/^(-?)(\d+)(?:\.(\d+))?$/);
+    if (!m) return "—";
+    const digitsText = ((m[2] + ((m[3] || "") + "000").slice(0, 3)).replace(/^0+(?=\d)/, "")).padStart(2, "0");
+    return `${m[1]}${digitsText.slice(0, -1)}.${digitsText.slice(-1)}%`;
   }
 
   async function overviewPage(main) {
-    const range = monthsBack(12);
-    let report = null;
-    let reportError = null;
-    try {
-      report = await get("/v1/reports/mrr" + query(range));
-    } catch (error) {
-      if (error.status === 401) throw error;
-      reportError = error;
-    }
-    const rows = report && Array.isArray(report.data) ? report.data : [];
-    const currency = (report && report.currency) || "EUR";
+    const [mrr, churn] = await Promise.all([report("mrr"), report("churn")]);
+    const rows = Array.isArray(mrr.data) ? mrr.data : [];
+    const currency = (mrr.currency || "EUR").toUpperCase();
     const last = rows[rows.length - 1] || {};
     const previous = rows[rows.length - 2] || {};
-    const churnRate = previous.mrr ? (100 * (last.churn || 0)) / previous.mrr : 0;
+    const churnRows = Array.isArray(churn.data) ? churn.data : [];
+    const churnLast = churnRows[churnRows.length - 1] || {};
     const delta = (a, b) => {
-      if (!b) return "";
-      const change = (100 * (a - b)) / Math.abs(b);
-      return `<div class="delta ${change >= 0 ? "up" : "down"}">${change >= 0 ? "▲" : "▼"} ${Math.abs(change).toFixed(1)}% vs last month</div>`;
+      if (!b) return `<div class="delta muted">no earlier month</div>`;
+      const change = (1000 * (a - b)) / Math.abs(b);
+      const up = change >= 0;
+      return `<div class="delta ${up ? "up" : "down"}">${up ? "▲" : "▼"} ${percent(String(Math.abs(Math.round(change)) / 1000))} vs last month</div>`;
     };
+    const span = mrr.from && mrr.to ? `${esc(mrr.from)} to ${esc(mrr.to)}` : "the last twelve months";
     main.innerHTML = `
       <div class="page-head">
-        <div><h1>Overview</h1><p class="sub">Subscription revenue, ${esc(range.from)} to ${esc(range.to)} (${esc(currency)})</p></div>
+        <div><h1>Overview</h1><p class="sub">Subscription revenue, ${span}, in ${esc(currency)}</p></div>
       </div>
-      ${reportError ? `<div class="card error">The reports could not be read: ${esc(reportError.message)}</div>` : ""}
+      ${mrr.error ? `<div class="card error">The MRR report could not be read: ${esc(mrr.error.message)}</div>` : ""}
       <div class="kpis">
         <div class="card kpi" id="kpi-mrr"><div class="label">MRR</div><div class="value">${money(last.mrr || 0, currency)}</div>${delta(last.mrr || 0, previous.mrr)}</div>
         <div class="card kpi" id="kpi-subscribers"><div class="label">Subscribers</div><div class="value">${esc(last.customers || 0)}</div>${delta(last.customers || 0, previous.customers)}</div>
-        <div class="card kpi" id="kpi-churn"><div class="label">MRR churn this month</div><div class="value">${churnRate.toFixed(1)}%</div><div class="delta muted">${money(last.churn || 0, currency)} churned</div></div>
-        <div class="card kpi" id="kpi-revenue"><div class="label">Revenue, last 30 days</div><div class="value" id="revenue-value">…</div><div class="delta muted" id="revenue-note">paid invoices</div></div>
+        <div class="card kpi" id="kpi-churn"><div class="label">Logo churn, ${esc(last.month || "this month")}</div><div class="value">${percent(churnLast.logo_churn_rate)}</div><div class="delta muted">${money(last.churn || 0, currency)} MRR churned · revenue churn ${percent(churnLast.gross_revenue_churn_rate)}</div></div>
+        <div class="card kpi" id="kpi-revenue"><div class="label">Revenue, ${esc(last.month || "this month")}</div><div class="value" id="revenue-value">…</div><div class="delta muted" id="revenue-note">paid invoices</div></div>
       </div>
       <div class="charts">
         <div class="card"><h3>MRR</h3><div class="chart-box"><canvas id="chart-mrr" aria-label="MRR over time"></canvas></div></div>
@@ -287,22 +294,23 @@
         <div class="card wide"><h3>MRR movements</h3><div class="chart-box"><canvas id="chart-movements" aria-label="MRR movements per month"></canvas></div></div>
       </div>`;
     drawCharts(rows, currency);
-    revenue().then(([text, note]) => {
+    revenue(last.month).then(([text, note]) => {
       $("revenue-value").textContent = text;
       $("revenue-note").textContent = note;
     }).catch(() => { $("revenue-value").textContent = "—"; });
   }
 
-  async function revenue() {
-    // paid invoices of the last 30 days, per currency (up to 10 pages of 100)
-    const since = new Date(Date.now() - 30 * 86400e3).toISOString().slice(0, 10);
+  async function revenue(month) {
+    // what the invoices paid in the report's last month brought in, per currency (up to 10 pages of 100)
+    const params = { status: "paid", limit: 100 };
+    if (month) params["created[gte]"] = month + "-01";
     const sums = {};
     let after = null;
     let count = 0;
     for (let pageNo = 0; pageNo < 10; pageNo++) {
-      const page = await get("/v1/invoices" + query({ status: "paid", "created[gte]": since, limit: 100, starting_after: after }));
+      const page = await get("/v1/invoices" + query({ ...params, starting_after: after }));
       page.data.forEach((inv) => {
-        sums[inv.currency] = (sums[inv.currency] || 0) + (inv.amount_paid || inv.total || 0);
+        sums[inv.currency] = (sums[inv.currency] || 0) + (inv.amount_paid || 0);
         count++;
       });
       if (!page.has_more || !page.data.length) break;
@@ -310,7 +318,7 @@
     }
     const entries = Object.entries(sums);
     if (!entries.length) return [money(0, "EUR"), "no paid invoices"];
-    return [entries.map(([c, v]) => money(v, c)).join(" · "), `${count} paid invoice${count === 1 ? "" : "s"}`];
+    return [entries.map(([c, v]) => money(v, c)).join(" · "), `${count}${count >= 1000 ? "+" : ""} paid invoice${count === 1 ? "" : "s"}`];
   }
 
   function drawCharts(rows, currency) {
