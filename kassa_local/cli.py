@@ -250,6 +250,12 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add(sub)
 
 
+def add_analytics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.analytics_cli import add_analytics as add
+
+    add(sub)
+
+
 # -- kassa keys ---------------------------------------------------------------------------------
 
 
@@ -299,7 +305,9 @@ def cmd_keys_add(args: argparse.Namespace) -> int:
     return 0
 
 
-SUBCOMMANDS: list[SubcommandAdder] = [add_run, add_clock, add_demo, add_bench, add_tax, add_keys, add_export]
+SUBCOMMANDS: list[SubcommandAdder] = [
+    add_run, add_clock, add_demo, add_bench, add_tax, add_keys, add_export, add_analytics,
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ class DynamoAnalytics(DynamoStore):
     def __init__(self, client: Any, table: str) -> None:
         super().__init__(client, table)
 
-    def get_customer(self, customer_id: str) -> CustomerAnalytics | None:
+    def customer_state(self, customer_id: str) -> CustomerAnalytics | None:
         key = {"pk": _s(f"{CUSTOMER_PREFIX}{customer_id}"), "sk": _s("ANALYTICS")}
         item = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         if not item:
@@ -153,7 +153,7 @@ class DynamoAnalytics(DynamoStore):
             item = {"pk": _s(_pk(kind, currency)), "sk": _s(sk), **{f"c_{c}": _n(v) for c, v in counters.items()}}
             requests.append({"PutRequest": {"Item": item}})
         for customer, contribution in sorted(customers.items()):
-            previous = self.get_customer(customer)
+            previous = self.customer_state(customer)
             version = (previous.version if previous else 0) + 1
             requests.append({"PutRequest": {"Item": self._customer_put(customer, contribution, version)}})
         if currencies:
@@ -169,7 +169,7 @@ class MemoryAnalytics:
         self.customers: dict[str, CustomerAnalytics] = {}
         self.counters: Counters = {}
 
-    def get_customer(self, customer_id: str) -> CustomerAnalytics | None:
+    def customer_state(self, customer_id: str) -> CustomerAnalytics | None:
         return self.customers.get(customer_id)
 
     def apply(self, previous: CustomerAnalytics | None, contribution: Counters, delta: Counters) -> None:
@@ -198,4 +198,6 @@ class MemoryAnalytics:
         self.counters = {key: dict(counters) for key, counters in totals.items()}
         for customer, contribution in customers.items():
             previous = self.customers.get(customer)
-            self.customers[customer] = CustomerAnalytics(customer, contribution, (previous.version if previous else 0) + 1)
+            self.customers[customer] = CustomerAnalytics(
+                customer, contribution, (previous.version if previous else 0) + 1
+            )

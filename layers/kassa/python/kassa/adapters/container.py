@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kassa.adapters import clock as clocks
 
 if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for what it uses
+    from kassa.adapters.analytics import DynamoAnalytics
     from kassa.adapters.dynamodb import DynamoStore
     from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
     from kassa.adapters.outbox import DynamoOutbox
@@ -178,6 +179,13 @@ def outbox() -> DynamoOutbox:
     from kassa.adapters.outbox import DynamoOutbox
 
     return DynamoOutbox(client("dynamodb"), env().require("billing_table"))
+
+
+def analytics() -> DynamoAnalytics:
+    """The subscription analytics' aggregates, on the billing table."""
+    from kassa.adapters.analytics import DynamoAnalytics
+
+    return DynamoAnalytics(client("dynamodb"), env().require("billing_table"))
 
 
 def mailer() -> SesMailer:

@@ -185,7 +185,9 @@ def subscription_steps(sub: Subscription, invoices: Iterable[Invoice]) -> list[S
             if not line.proration:
                 items = full.setdefault(start, {})
                 factor = monthly_factor(line.period_start, line.period_end)
-                items[line.subscription_item] = items.get(line.subscription_item, Fraction(0)) + net_of_tax(line) * factor
+                items[line.subscription_item] = (
+                    items.get(line.subscription_item, Fraction(0)) + net_of_tax(line) * factor
+                )
             else:
                 items = partial[start]
                 amount = _full_period_amount(line) if line.amount > 0 else Fraction(0)
@@ -280,7 +282,9 @@ def customer_contributions(subscriptions: Iterable[Subscription], invoices: Sequ
     return out
 
 
-def difference(old: Mapping[AggregateKey, Mapping[str, int]], new: Mapping[AggregateKey, Mapping[str, int]]) -> Contribution:
+def difference(
+    old: Mapping[AggregateKey, Mapping[str, int]], new: Mapping[AggregateKey, Mapping[str, int]]
+) -> Contribution:
     """What to add to the aggregates to replace ``old`` by ``new`` (only counters that change)."""
     out: Contribution = {}
     for key in set(old) | set(new):
@@ -368,7 +372,9 @@ def in_range(rows: Sequence[MrrMonth], months: Sequence[str]) -> list[MrrMonth]:
     return [by_month.get(month) or MrrMonth(month) for month in months]
 
 
-def converted_months(per_currency: Mapping[str, Sequence[MrrMonth]], reporting: str, rates: Mapping[str, Fraction]) -> list[MrrMonth]:
+def converted_months(
+    per_currency: Mapping[str, Sequence[MrrMonth]], reporting: str, rates: Mapping[str, Fraction]
+) -> list[MrrMonth]:
     """Several currencies' months in the reporting currency. MRR is converted exactly and rounded half up;
     the movements are converted and rounded too, and the month's rounding remainder (a few minor units
     at most) is put on its largest movement, so the movements still add up to the change in MRR.
@@ -402,7 +408,9 @@ def converted_months(per_currency: Mapping[str, Sequence[MrrMonth]], reporting: 
         row.mrr = round_fraction(exact["mrr"], MRR_ROUNDING)
         for name in MOVEMENTS:
             setattr(row, name, round_fraction(exact[name], MRR_ROUNDING))
-        remainder = (row.mrr - previous_mrr) - (row.new + row.expansion + row.reactivation - row.contraction - row.churn)
+        remainder = (row.mrr - previous_mrr) - (
+            row.new + row.expansion + row.reactivation - row.contraction - row.churn
+        )
         if remainder:
             largest = max(MOVEMENTS, key=lambda name: getattr(row, name))
             sign = -1 if largest in ("contraction", "churn") else 1

@@ -210,17 +210,16 @@ class AnalyticsSettings(BaseModel):
 
 
 def canonical_rate(value: object, param: str) -> str:
-    if isinstance(value, float) or isinstance(value, bool) or not isinstance(value, int | str):
-        raise ValueError(f"{param} is a decimal string such as \"0.92\" (or an integer), never a float")
+    if isinstance(value, float | bool) or not isinstance(value, int | str):
+        raise ValueError(f'{param} is a decimal string such as "0.92" (or an integer), never a float')
     try:
         rate = Decimal(str(value).strip())
     except InvalidOperation:
-        raise ValueError(f"{param} must be a decimal number such as \"0.92\"") from None
+        raise ValueError(f'{param} must be a decimal number such as "0.92"') from None
     exp = rate.as_tuple().exponent
     if not rate.is_finite() or rate <= 0 or (isinstance(exp, int) and exp < -12):
         raise ValueError(f"{param} must be greater than 0 with at most 12 decimals")
     return format(rate.normalize(), "f")
-
 
 
 class MerchantSettings(BaseModel):

@@ -44,7 +44,9 @@ def customer_invoices(store: BillingStore, customer_id: str) -> list[Invoice]:
 
 
 def contribution_of(store: BillingStore, customer_id: str) -> a.Contribution:
-    return a.customer_contributions(store.list_customer_subscriptions(customer_id), customer_invoices(store, customer_id))
+    return a.customer_contributions(
+        store.list_customer_subscriptions(customer_id), customer_invoices(store, customer_id)
+    )
 
 
 def refresh_customer(store: BillingStore, analytics: AnalyticsStore, customer_id: str) -> int:
@@ -52,7 +54,7 @@ def refresh_customer(store: BillingStore, analytics: AnalyticsStore, customer_id
     for attempt in range(REFRESH_RETRIES):
         if attempt:
             retry_pause(attempt)
-        previous = analytics.get_customer(customer_id) or CustomerAnalytics(customer_id, {}, 0)
+        previous = analytics.customer_state(customer_id) or CustomerAnalytics(customer_id, {}, 0)
         contribution = contribution_of(store, customer_id)
         delta = a.difference(previous.contribution, contribution)
         if not delta and previous.version:
@@ -98,7 +100,7 @@ def rebuild(store: BillingStore, analytics: AnalyticsStore) -> RebuildSummary:
         page = store.list_customers(ListQuery(limit=PAGE, starting_after=after))
         for customer in page.items:
             contribution = contribution_of(store, customer.id)
-            if contribution or analytics.get_customer(customer.id) is not None:
+            if contribution or analytics.customer_state(customer.id) is not None:
                 contributions[customer.id] = contribution
         if not page.has_more or not page.items:
             break
@@ -133,7 +135,9 @@ def scope(analytics: AnalyticsStore, settings: MerchantSettings, currency: str |
         try:
             code = normalize_currency(currency)
         except InvalidInput:
-            raise InvalidInput(f"unknown currency {currency!r} (an ISO 4217 code such as EUR)", param="currency") from None
+            raise InvalidInput(
+                f"unknown currency {currency!r} (an ISO 4217 code such as EUR)", param="currency"
+            ) from None
         return Scope(code, (code,), {code: Fraction(1)})
     config = settings.analytics or AnalyticsSettings()
     reporting = config.reporting_currency or settings.default_currency
@@ -170,14 +174,18 @@ def _window(rows: list[a.MrrMonth], months: list[str]) -> tuple[list[a.MrrMonth]
     return a.in_range(rows, months), before
 
 
-def mrr_report(analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None) -> dict[str, Any]:
+def mrr_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
     months = a.month_range(start, end)
     where = scope(analytics, settings, currency)
     rows, _ = _window(_months(analytics, where, end), months)
     return {"data": [row.as_row() for row in rows], **_header(where)}
 
 
-def churn_report(analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None) -> dict[str, Any]:
+def churn_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
     months = a.month_range(start, end)
     where = scope(analytics, settings, currency)
     rows, before = _window(_months(analytics, where, end), months)
@@ -190,7 +198,9 @@ def churn_report(analytics: AnalyticsStore, settings: MerchantSettings, start: s
     return {"data": data, **_header(where)}
 
 
-def ltv_report(analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None) -> dict[str, Any]:
+def ltv_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
     months = a.month_range(start, end)
     where = scope(analytics, settings, currency)
     rows, before = _window(_months(analytics, where, end), months)
@@ -198,7 +208,9 @@ def ltv_report(analytics: AnalyticsStore, settings: MerchantSettings, start: str
     return {"data": data, "summary": a.ltv_summary(rows, before), **_header(where)}
 
 
-def cohort_report(analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None) -> dict[str, Any]:
+def cohort_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
     months = a.month_range(start, end)
     where = scope(analytics, settings, currency)
     changes: dict[str, dict[str, Fraction]] = defaultdict(dict)
@@ -222,11 +234,21 @@ def csv_rows(kind: str, report: Mapping[str, Any]) -> tuple[list[str], list[list
     if kind == "cohorts":
         header = ["cohort", "month", "customers", "mrr", "customer_retention", "revenue_retention", "currency"]
         rows = [
-            [c["cohort"], m["month"], m["customers"], m["mrr"], m["customer_retention"], m["revenue_retention"], report["currency"]]
+            [
+                c["cohort"],
+                m["month"],
+                m["customers"],
+                m["mrr"],
+                m["customer_retention"],
+                m["revenue_retention"],
+                report["currency"],
+            ]
             for c in report["data"]
             for m in c["months"]
         ]
         return header, rows
     data = report["data"]
     header = [*(list(data[0]) if data else ["month"]), "currency"]
-    return header, [[row.get(h, report["currency"]) if h != "currency" else report["currency"] for h in header] for row in data]
+    return header, [
+        [row.get(h, report["currency"]) if h != "currency" else report["currency"] for h in header] for row in data
+    ]

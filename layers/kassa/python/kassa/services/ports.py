@@ -551,7 +551,7 @@ class AnalyticsStore(Protocol):
     """Monthly analytics aggregates (docs/analytics.md): counters per (kind, currency, key), each
     customer's applied contribution, written together so that applying a customer's change is atomic."""
 
-    def get_customer(self, customer_id: str) -> CustomerAnalytics | None: ...
+    def customer_state(self, customer_id: str) -> CustomerAnalytics | None: ...
     def apply(
         self,
         previous: CustomerAnalytics | None,
