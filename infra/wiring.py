@@ -159,7 +159,9 @@ WEBHOOK_QUEUE = Queue(name="webhook-events", visibility_timeout_s=180, max_recei
 RENEWAL_QUEUE = Queue(name="renewals", visibility_timeout_s=360, max_receive_count=5)
 # domain events that concern the customer (emails, dunning), routed from the bus by NOTIFICATION_ROUTE
 NOTIFICATION_QUEUE = Queue(name="notifications", visibility_timeout_s=720, max_receive_count=5)  # 6x dunning timeout
-QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE, NOTIFICATION_QUEUE)
+# domain events that change what is billed (subscriptions, invoices), routed by ANALYTICS_ROUTE
+ANALYTICS_QUEUE = Queue(name="analytics", visibility_timeout_s=360, max_receive_count=5)  # 6x analytics timeout
+QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE, NOTIFICATION_QUEUE, ANALYTICS_QUEUE)
 
 NOTIFICATION_ROUTE = EventRoute(
     name="notifications",
@@ -177,7 +179,25 @@ NOTIFICATION_ROUTE = EventRoute(
     ),
     queue="notifications",
 )
-EVENT_ROUTES = (NOTIFICATION_ROUTE,)
+# the subscription analytics (docs/analytics.md): an event only names the customer whose figures are recomputed
+ANALYTICS_ROUTE = EventRoute(
+    name="analytics",
+    detail_types=(
+        "customer.subscription.created",
+        "customer.subscription.updated",
+        "customer.subscription.deleted",
+        "customer.subscription.paused",
+        "customer.subscription.resumed",
+        "invoice.created",
+        "invoice.finalized",
+        "invoice.paid",
+        "invoice.updated",
+        "invoice.voided",
+        "invoice.marked_uncollectible",
+    ),
+    queue="analytics",
+)
+EVENT_ROUTES = (NOTIFICATION_ROUTE, ANALYTICS_ROUTE)
 
 # the sender of customer emails: an SES identity verified in the merchant's account
 EMAIL_FROM_ENV = "KASSA_EMAIL_FROM"
@@ -192,6 +212,9 @@ ENTITY_KEYS = (
 )  # fmt: skip
 # usage ingestion: meter events' dedupe records (MEVT#<customer>#<identifier>, TTL past their period)
 USAGE_EVENT_KEYS = ("MEVT#",)
+# subscription analytics (kassa.adapters.analytics): each customer's applied contribution, the monthly
+# aggregates (AN#<kind>#<currency>) and the list of their currencies
+ANALYTICS_KEYS = ("ANCUS#", "AN#", "ANMETA")
 INDEX_KEYS = (
     "DUE#", "DUN#", "PI#", "CATALOG#", "TAXMONTH#", "OUTBOX#",
     "LIST#", "SUBSTATUS#", "INVSTATUS#", "SUBPRICE#", "CN#",
@@ -200,7 +223,9 @@ BILLING_KEYS = ENTITY_KEYS + INDEX_KEYS  # what the billing use cases touch: eve
 BILLING_ACCESS = KeyPrefixes(read=BILLING_KEYS, write=ENTITY_KEYS)
 # the merchant dashboard's users and sessions: only the api function (which serves /dashboard) touches them
 DASHBOARD_KEYS = ("DASHUSER#", "SESSION#")
-API_ACCESS = KeyPrefixes(read=BILLING_KEYS + DASHBOARD_KEYS, write=ENTITY_KEYS + DASHBOARD_KEYS)
+API_ACCESS = KeyPrefixes(
+    read=(*BILLING_KEYS, *ANALYTICS_KEYS, *DASHBOARD_KEYS), write=(*ENTITY_KEYS, *DASHBOARD_KEYS)
+)
 
 DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
 
@@ -233,6 +258,8 @@ FUNCTIONS = (
         tables_write=("billing",),
         publishes_events=True,
         secrets=(STRIPE_SECRET, API_SECRET, LINKS_SECRET),
+        # the billing use cases, the analytics aggregates its reports read (/v1/reports/…) and the
+        # dashboard's users and sessions
         table_key_prefixes={"billing": API_ACCESS},
         buckets={"files": DOCUMENTS_ACCESS},
     ),
@@ -329,6 +356,19 @@ FUNCTIONS = (
         environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
         table_key_prefixes={"billing": BILLING_ACCESS},
         buckets={"files": DOCUMENTS_ACCESS},  # the receipt's invoice PDF is made when it is sent
+    ),
+    Function(
+        name="analytics",
+        description="Subscription analytics: monthly MRR movements, cohorts and trials, recomputed per customer",
+        timeout_s=60,
+        queue_trigger=QueueTrigger(queue="analytics", batch_size=10, max_concurrency=2),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        # reads customers (and, through gsi2's CUS# partition, their subscriptions and invoices, and the
+        # listing's LIST# for a rebuild); writes only the analytics items
+        table_key_prefixes={
+            "billing": KeyPrefixes(read=("CUS#", "SUB#", "INV#", "LIST#", *ANALYTICS_KEYS), write=ANALYTICS_KEYS)
+        },
     ),
 )
 

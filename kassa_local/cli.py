@@ -253,6 +253,12 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     add(sub)
 
 
+def add_analytics(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.analytics_cli import add_analytics as add
+
+    add(sub)
+
+
 # -- kassa keys ---------------------------------------------------------------------------------
 
 
@@ -309,15 +315,8 @@ def add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 SUBCOMMANDS: list[SubcommandAdder] = [
-    add_run,
-    add_clock,
-    add_demo,
-    add_bench,
-    add_tax,
-    add_keys,
-    add_export,
-    add_dashboard,
-]
+    add_run, add_clock, add_demo, add_bench, add_tax, add_keys, add_export, add_analytics, add_dashboard,
+]  # fmt: skip
 
 
 def build_parser() -> argparse.ArgumentParser:

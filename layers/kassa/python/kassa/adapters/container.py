@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from kassa.adapters import clock as clocks
 
 if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for what it uses
+    from kassa.adapters.analytics import DynamoAnalytics
     from kassa.adapters.dashboard_accounts import DynamoDashboardAccounts
     from kassa.adapters.dynamodb import DynamoStore
     from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
@@ -186,6 +187,13 @@ def dashboard_accounts() -> DynamoDashboardAccounts:
     from kassa.adapters.dashboard_accounts import DynamoDashboardAccounts
 
     return DynamoDashboardAccounts(client("dynamodb"), env().require("billing_table"))
+
+
+def analytics() -> DynamoAnalytics:
+    """The subscription analytics' aggregates, on the billing table."""
+    from kassa.adapters.analytics import DynamoAnalytics
+
+    return DynamoAnalytics(client("dynamodb"), env().require("billing_table"))
 
 
 def mailer() -> SesMailer:

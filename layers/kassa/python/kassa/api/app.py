@@ -19,7 +19,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
 from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
-from kassa.api import dashboard, openapi
+from kassa.api import dashboard, openapi, reports
 from kassa.api.common import error_response, new_app, obj, page
 from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
@@ -885,6 +885,10 @@ def dunning_figures() -> dict[str, Any]:
         "to": end.isoformat(),
         **figures_json(recovery_figures(container.store(), start, end)),
     }
+
+
+# subscription analytics: GET /v1/reports/mrr | churn | cohorts | ltv (kassa.api.reports)
+app.include_router(reports.router)
 
 
 # ---------------------------------------------------------------- the customer's card page (no login)

@@ -159,7 +159,9 @@ def _shape_responses(document: dict[str, Any]) -> None:
                 response = responses.setdefault(code, {"description": "Successful Response"})
                 content = response.setdefault("content", {})
                 if any(not media.endswith("json") for media in content):  # a file (document_responses)
-                    content.pop("application/json", None)
+                    # or a report that answers JSON or CSV: its JSON schema is given with a $ref
+                    if "$ref" not in content.get("application/json", {}).get("schema", {}):
+                        content.pop("application/json", None)
                     continue
                 content.setdefault("application/json", {})["schema"] = body
             codes = ["400", "401"] if path.startswith("/v1/") else ["400"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 from typing import Any, Literal
 
 from pydantic import (
@@ -159,6 +161,67 @@ class BankDebitSettings(BaseModel):
             raise ValueError(error.message) from error
 
 
+class AnalyticsSettings(BaseModel):
+    """The merchant's reporting currency and the exchange rates it sets (no network access assumed):
+    ``exchange_rates["USD"] = "0.92"`` means 1 USD = 0.92 of the reporting currency (major units).
+    Rates are decimal strings (or integers), > 0, at most 12 decimals; never floats."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reporting_currency: str | None = None  # None: the merchant's default_currency
+    exchange_rates: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("reporting_currency")
+    @classmethod
+    def _currency(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return normalize_currency(value)
+        except InvalidInput as error:
+            raise ValueError(error.message) from error
+
+    @field_validator("exchange_rates", mode="before")
+    @classmethod
+    def _rates(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, str] = {}
+        for code, rate in value.items():
+            try:
+                currency = normalize_currency(str(code))
+            except InvalidInput as error:
+                raise ValueError(f"exchange_rates: {error.message}") from error
+            out[currency] = canonical_rate(rate, f"exchange_rates.{currency}")
+        return out
+
+    @model_validator(mode="after")
+    def _not_itself(self) -> AnalyticsSettings:
+        if self.reporting_currency and self.reporting_currency in self.exchange_rates:
+            raise ValueError("exchange_rates must not list the reporting currency itself")
+        return self
+
+    def rate(self, currency: str, reporting: str) -> Fraction | None:
+        """How many units of ``reporting`` one unit of ``currency`` is worth (None: no rate set)."""
+        if currency == reporting:
+            return Fraction(1)
+        raw = self.exchange_rates.get(currency)
+        return Fraction(raw) if raw is not None else None
+
+
+def canonical_rate(value: object, param: str) -> str:
+    if isinstance(value, float | bool) or not isinstance(value, int | str):
+        raise ValueError(f'{param} is a decimal string such as "0.92" (or an integer), never a float')
+    try:
+        rate = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f'{param} must be a decimal number such as "0.92"') from None
+    exp = rate.as_tuple().exponent
+    if not rate.is_finite() or rate <= 0 or (isinstance(exp, int) and exp < -12):
+        raise ValueError(f"{param} must be greater than 0 with at most 12 decimals")
+    return format(rate.normalize(), "f")
+
+
 class MerchantSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -189,6 +252,8 @@ class MerchantSettings(BaseModel):
     # ideal, bancontact: a checkout's first payment, for Dutch / Belgian customers, with sepa_debit
     payment_method_types: tuple[PaymentMethodKind, ...] = Field(default=DEFAULT_TYPES, min_length=1)
     bank_debits: BankDebitSettings = Field(default_factory=BankDebitSettings)
+    # subscription analytics (docs/analytics.md): the reporting currency and the merchant's exchange rates
+    analytics: AnalyticsSettings | None = None
 
     @field_validator("payment_method_types")
     @classmethod

@@ -553,3 +553,42 @@ def payment_intent_info(intent: Any) -> PaymentIntentInfo:
 def _attempt_of(intent: Any) -> int | None:
     raw = (intent.get("metadata") or {}).get("kassa_attempt")
     return int(raw) if isinstance(raw, str) and raw.isdigit() else None
+
+
+@dataclass(frozen=True)
+class CustomerAnalytics:
+    """What the analytics last applied for one customer: its share of every aggregate
+    (``kassa.domain.analytics.Contribution``) under an optimistic version."""
+
+    customer: str
+    contribution: dict[tuple[str, str, str], dict[str, int]]
+    version: int = 0
+
+
+class AnalyticsStore(Protocol):
+    """Monthly analytics aggregates (docs/analytics.md): counters per (kind, currency, key), each
+    customer's applied contribution, written together so that applying a customer's change is atomic."""
+
+    def customer_state(self, customer_id: str) -> CustomerAnalytics | None: ...
+    def apply(
+        self,
+        previous: CustomerAnalytics | None,
+        contribution: dict[tuple[str, str, str], dict[str, int]],
+        delta: dict[tuple[str, str, str], dict[str, int]],
+    ) -> None:
+        """Store the customer's new contribution (condition: ``previous``'s version) and add ``delta``
+        to the aggregates, in one transaction; a lost race raises ``Conflict``."""
+        ...
+
+    def aggregates(self, kind: str, currency: str, low: str = "", high: str = "~") -> dict[str, dict[str, int]]:
+        """The counters of one kind and currency whose key is in [low, high] (one Query)."""
+        ...
+
+    def currencies(self) -> list[str]: ...
+    def replace_all(
+        self,
+        customers: dict[str, dict[tuple[str, str, str], dict[str, int]]],
+        totals: dict[tuple[str, str, str], dict[str, int]],
+    ) -> None:
+        """A rebuild: every customer's contribution and every aggregate written anew, stale ones removed."""
+        ...

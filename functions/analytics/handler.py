@@ -1,0 +1,40 @@
+"""analytics: keep the subscription analytics up to date (docs/analytics.md).
+
+Two ways in, one service (``kassa.services.analytics``):
+- the ``analytics`` queue (EventBridge → SQS): each subscription or invoice event names a customer whose
+  figures are recomputed from the store and applied as a difference (partial batch failures: one bad
+  message is retried, and finally kept in the DLQ, alone);
+- a direct invocation ``{"action": "rebuild"}`` (``aws lambda invoke``): everything recomputed from the
+  subscriptions and invoices.
+"""
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from kassa.adapters import container
+from kassa.services import analytics
+
+logger = Logger()
+processor = BatchProcessor(event_type=EventType.SQS)
+
+
+def record_handler(record: SQSRecord) -> str:
+    envelope = record.json_body
+    outcome = analytics.handle_event(container.store(), container.analytics(), envelope)
+    logger.info("analytics event", extra={"type": envelope.get("detail-type"), "outcome": outcome})
+    return outcome
+
+
+@logger.inject_lambda_context
+def lambda_handler(event: dict, context: LambdaContext) -> dict:
+    if "Records" in event:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    if event.get("action") != "rebuild":
+        raise ValueError('the analytics function takes SQS records or {"action": "rebuild"}')
+    summary = analytics.rebuild(container.store(), container.analytics())
+    logger.info("analytics rebuilt", extra={"customers": summary.customers, "aggregates": summary.aggregates})
+    return {"customers": summary.customers, "aggregates": summary.aggregates}

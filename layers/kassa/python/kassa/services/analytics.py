@@ -1,0 +1,254 @@
+"""Subscription analytics: kept up to date from the domain events, rebuilt on demand, reported.
+
+- :func:`handle_event` (the ``analytics`` function, fed by the ``analytics`` EventBridge rule): an event
+  only names a customer; the customer's subscriptions and invoices are read again and its contribution
+  (``kassa.domain.analytics.customer_contributions``) recomputed; the difference with the contribution
+  last applied is added to the monthly aggregates, in the same transaction that stores the new one
+  (under its version). A duplicated, replayed or out-of-order event finds nothing to change.
+- :func:`rebuild`: every customer's contribution recomputed from the subscriptions and invoices and the
+  aggregates written anew — the same function, so the same numbers.
+- :func:`mrr_report`, :func:`churn_report`, :func:`ltv_report`, :func:`cohort_report`: one currency, or all
+  in the merchant's reporting currency with the rates it set (``settings.analytics``).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from kassa.domain import analytics as a
+from kassa.domain.errors import Conflict, InvalidInput
+from kassa.domain.invoice import Invoice
+from kassa.domain.money import normalize_currency
+from kassa.domain.settings import AnalyticsSettings, MerchantSettings
+from kassa.services.context import RETRIES, retry_pause
+from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery
+
+#: applying a customer's change retries this often when a concurrent refresh of the customer wins
+REFRESH_RETRIES = 10
+PAGE = 100
+
+
+def customer_invoices(store: BillingStore, customer_id: str) -> list[Invoice]:
+    invoices: list[Invoice] = []
+    after: str | None = None
+    while True:
+        page = store.list_customer_invoices(customer_id, PAGE, after)
+        invoices.extend(page.items)
+        if not page.has_more or not page.items:
+            return invoices
+        after = page.items[-1].id
+
+
+def contribution_of(store: BillingStore, customer_id: str) -> a.Contribution:
+    return a.customer_contributions(
+        store.list_customer_subscriptions(customer_id), customer_invoices(store, customer_id)
+    )
+
+
+def refresh_customer(store: BillingStore, analytics: AnalyticsStore, customer_id: str) -> int:
+    """Bring one customer's share of the aggregates up to date; answers how many aggregates changed."""
+    for attempt in range(REFRESH_RETRIES):
+        if attempt:
+            retry_pause(attempt)
+        previous = analytics.customer_state(customer_id) or CustomerAnalytics(customer_id, {}, 0)
+        contribution = contribution_of(store, customer_id)
+        delta = a.difference(previous.contribution, contribution)
+        if not delta and previous.version:
+            return 0
+        if not delta and not contribution:
+            return 0  # a customer with nothing to count: nothing written
+        try:
+            analytics.apply(previous, contribution, delta)
+        except Conflict:
+            continue
+        return len(delta)
+    raise Conflict(f"the analytics of customer {customer_id} kept changing; retry")
+
+
+def customer_of_event(envelope: Mapping[str, Any]) -> str | None:
+    """The customer an EventBridge envelope (or a bare domain event) is about, if any."""
+    detail = envelope.get("detail", envelope)
+    data = detail.get("data") if isinstance(detail, Mapping) else None
+    customer = data.get("customer") if isinstance(data, Mapping) else None
+    return customer if isinstance(customer, str) and customer else None
+
+
+def handle_event(store: BillingStore, analytics: AnalyticsStore, envelope: Mapping[str, Any]) -> str:
+    customer = customer_of_event(envelope)
+    if customer is None:
+        return "ignored"
+    changed = refresh_customer(store, analytics, customer)
+    return f"changed:{changed}" if changed else "unchanged"
+
+
+@dataclass(frozen=True)
+class RebuildSummary:
+    customers: int
+    aggregates: int
+
+
+def rebuild(store: BillingStore, analytics: AnalyticsStore) -> RebuildSummary:
+    """Recompute every customer's contribution (customers through the listing index, never a Scan)
+    and write the aggregates anew."""
+    contributions: dict[str, a.Contribution] = {}
+    after: str | None = None
+    while True:
+        page = store.list_customers(ListQuery(limit=PAGE, starting_after=after))
+        for customer in page.items:
+            contribution = contribution_of(store, customer.id)
+            if contribution or analytics.customer_state(customer.id) is not None:
+                contributions[customer.id] = contribution
+        if not page.has_more or not page.items:
+            break
+        after = page.items[-1].id
+    totals = a.total(contributions.values())
+    for attempt in range(RETRIES):
+        try:
+            analytics.replace_all(contributions, totals)
+            break
+        except Conflict:
+            retry_pause(attempt + 1)
+    return RebuildSummary(customers=len(contributions), aggregates=len(totals))
+
+
+# ------------------------------------------------------------------------------------------ reports
+@dataclass(frozen=True)
+class Scope:
+    """Which figures a report shows: one currency as billed, or every currency in the reporting one."""
+
+    currency: str
+    sources: tuple[str, ...]  # the currencies summed up
+    rates: dict[str, Fraction]
+    excluded: tuple[str, ...] = ()  # billed currencies without a rate (left out of a converted report)
+
+    @property
+    def converted(self) -> bool:
+        return self.sources != (self.currency,)
+
+
+def scope(analytics: AnalyticsStore, settings: MerchantSettings, currency: str | None) -> Scope:
+    if currency is not None:
+        try:
+            code = normalize_currency(currency)
+        except InvalidInput:
+            raise InvalidInput(
+                f"unknown currency {currency!r} (an ISO 4217 code such as EUR)", param="currency"
+            ) from None
+        return Scope(code, (code,), {code: Fraction(1)})
+    config = settings.analytics or AnalyticsSettings()
+    reporting = config.reporting_currency or settings.default_currency
+    rates: dict[str, Fraction] = {reporting: Fraction(1)}
+    excluded = []
+    for billed in analytics.currencies():
+        rate = config.rate(billed, reporting)
+        if rate is None:
+            excluded.append(billed)
+        else:
+            rates[billed] = rate
+    return Scope(reporting, tuple(sorted(rates)), rates, tuple(excluded))
+
+
+def _months(analytics: AnalyticsStore, where: Scope, until: str) -> list[a.MrrMonth]:
+    per_currency = {c: a.mrr_months(analytics.aggregates("mrr", c, high=until), until) for c in where.sources}
+    if not where.converted:
+        return per_currency[where.currency]
+    return a.converted_months(per_currency, where.currency, where.rates)
+
+
+def _header(where: Scope) -> dict[str, Any]:
+    out: dict[str, Any] = {"currency": where.currency}
+    if where.converted:
+        out["converted_from"] = [c for c in where.sources if c != where.currency]
+        out["exchange_rates"] = {c: str(r) for c, r in where.rates.items() if c != where.currency}
+        out["excluded_currencies"] = list(where.excluded)
+    return out
+
+
+def _window(rows: list[a.MrrMonth], months: list[str]) -> tuple[list[a.MrrMonth], list[a.MrrMonth]]:
+    """The rows of ``months`` and, for each, the row of the month before (zeros where nothing happened)."""
+    before = a.in_range(rows, [a.previous_month(months[0]), *months[:-1]])
+    return a.in_range(rows, months), before
+
+
+def mrr_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
+    months = a.month_range(start, end)
+    where = scope(analytics, settings, currency)
+    rows, _ = _window(_months(analytics, where, end), months)
+    return {"data": [row.as_row() for row in rows], **_header(where)}
+
+
+def churn_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
+    months = a.month_range(start, end)
+    where = scope(analytics, settings, currency)
+    rows, before = _window(_months(analytics, where, end), months)
+    trials: dict[str, dict[str, int]] = defaultdict(dict)
+    for source in where.sources:
+        for month, counters in analytics.aggregates("trial", source, start, end).items():
+            for name, value in counters.items():
+                trials[month][name] = trials[month].get(name, 0) + value
+    data = [a.churn_row(row, prior, trials.get(row.month, {})) for row, prior in zip(rows, before, strict=True)]
+    return {"data": data, **_header(where)}
+
+
+def ltv_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
+    months = a.month_range(start, end)
+    where = scope(analytics, settings, currency)
+    rows, before = _window(_months(analytics, where, end), months)
+    data = [a.ltv_row(row, prior) for row, prior in zip(rows, before, strict=True)]
+    return {"data": data, "summary": a.ltv_summary(rows, before), **_header(where)}
+
+
+def cohort_report(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> dict[str, Any]:
+    months = a.month_range(start, end)
+    where = scope(analytics, settings, currency)
+    changes: dict[str, dict[str, Fraction]] = defaultdict(dict)
+    for source in where.sources:
+        found = analytics.aggregates("cohort", source, f"{start}|", f"{end}|~")
+        for key, counters in found.items():
+            cell = changes[key]
+            cell["customers"] = cell.get("customers", Fraction(0)) + counters.get("customers", 0)
+            mrr = Fraction(counters.get("mrr", 0))
+            if where.converted:
+                mrr = a.convert(mrr, source, where.currency, where.rates[source])
+            cell["mrr"] = cell.get("mrr", Fraction(0)) + mrr
+    return {"data": a.cohort_table(changes, months), **_header(where)}
+
+
+REPORTS = {"mrr": mrr_report, "churn": churn_report, "ltv": ltv_report, "cohorts": cohort_report}
+
+
+def csv_rows(kind: str, report: Mapping[str, Any]) -> tuple[list[str], list[list[Any]]]:
+    """A report as a table (header, rows): one row per month; cohorts one row per cohort and month."""
+    if kind == "cohorts":
+        header = ["cohort", "month", "customers", "mrr", "customer_retention", "revenue_retention", "currency"]
+        rows = [
+            [
+                c["cohort"],
+                m["month"],
+                m["customers"],
+                m["mrr"],
+                m["customer_retention"],
+                m["revenue_retention"],
+                report["currency"],
+            ]
+            for c in report["data"]
+            for m in c["months"]
+        ]
+        return header, rows
+    data = report["data"]
+    header = [*(list(data[0]) if data else ["month"]), "currency"]
+    return header, [
+        [row.get(h, report["currency"]) if h != "currency" else report["currency"] for h in header] for row in data
+    ]
