@@ -223,9 +223,7 @@ BILLING_KEYS = ENTITY_KEYS + INDEX_KEYS  # what the billing use cases touch: eve
 BILLING_ACCESS = KeyPrefixes(read=BILLING_KEYS, write=ENTITY_KEYS)
 # the merchant dashboard's users and sessions: only the api function (which serves /dashboard) touches them
 DASHBOARD_KEYS = ("DASHUSER#", "SESSION#")
-API_ACCESS = KeyPrefixes(
-    read=(*BILLING_KEYS, *ANALYTICS_KEYS, *DASHBOARD_KEYS), write=(*ENTITY_KEYS, *DASHBOARD_KEYS)
-)
+API_ACCESS = KeyPrefixes(read=(*BILLING_KEYS, *ANALYTICS_KEYS, *DASHBOARD_KEYS), write=(*ENTITY_KEYS, *DASHBOARD_KEYS))
 
 DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
 

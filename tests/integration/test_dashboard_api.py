@@ -95,7 +95,7 @@ def test_sign_out_ends_the_session_and_clears_the_cookie(stack: LocalStack) -> N
     assert out.status_code == 200 and "Max-Age=0" in out.headers["Set-Cookie"]
     after = _call(stack, "GET", "/v1/customers", token, csrf)
     assert after.status_code == 401 and after.json()["error"]["code"] == "session_expired"
-    assert _call(stack, "GET", "/dashboard/session", token, csrf).status_code == 401
+    assert _call(stack, "GET", "/dashboard/session", token, csrf).json()["signed_in"] is False
 
 
 def test_a_read_only_user_reads_but_may_not_change_anything(stack: LocalStack, accounts, uid: str) -> None:
@@ -121,7 +121,8 @@ def test_wrong_credentials_are_a_401_and_an_empty_body_a_400(stack: LocalStack) 
     assert empty.status_code == 400 and empty.json()["error"]["param"] == "email"
     unknown = _sign_in(stack, {"key": "x", "role": "full"})
     assert unknown.status_code == 400  # no such field
-    assert requests.get(stack.api_url + "/dashboard/session", timeout=30).status_code == 401
+    nobody = requests.get(stack.api_url + "/dashboard/session", timeout=30)
+    assert nobody.status_code == 200 and nobody.json() == {"object": "dashboard_session", "signed_in": False}
 
 
 def test_the_page_and_its_assets_carry_strict_headers_and_no_key(stack: LocalStack) -> None:
@@ -141,7 +142,9 @@ def test_the_page_and_its_assets_carry_strict_headers_and_no_key(stack: LocalSta
 def test_the_cli_adds_a_user_who_can_sign_in(stack: LocalStack, uid: str, monkeypatch, capsys) -> None:
     email = f"cli-{uid}@example.com"
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
-    code = cli.main(["--state-dir", str(stack.state_dir), "dashboard", "add-user", "--email", email, "--password-stdin"])
+    code = cli.main(
+        ["--state-dir", str(stack.state_dir), "dashboard", "add-user", "--email", email, "--password-stdin"]
+    )
 
     assert code == 0 and email in capsys.readouterr().out
     assert _sign_in(stack, {"email": email, "password": PASSWORD}).status_code == 200

@@ -76,7 +76,9 @@ def test_an_email_has_one_user_and_reset_keeps_its_id_with_a_new_password_and_ro
     assert after.id == before.id and after.role == "read_only"
     with pytest.raises(SignInRefused):
         dashboard.sign_in_with_password(store, "ops@example.com", PASSWORD, NOW)
-    assert dashboard.sign_in_with_password(store, "ops@example.com", "another long password", NOW)[1].role == "read_only"
+    assert (
+        dashboard.sign_in_with_password(store, "ops@example.com", "another long password", NOW)[1].role == "read_only"
+    )
 
 
 def test_signing_in_with_the_password_makes_a_session_that_expires(accounts):

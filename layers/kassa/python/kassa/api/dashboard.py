@@ -7,7 +7,7 @@ action is validated and recorded like any other API call, under the session's ac
 
 * ``POST /dashboard/session`` — ``{"email", "password"}`` or ``{"key"}``: sets the HttpOnly, Secure,
   SameSite=Strict session cookie and answers the CSRF token (the secret key is never kept or echoed);
-* ``GET /dashboard/session`` — who is signed in, and the CSRF token (401 when no live session);
+* ``GET /dashboard/session`` — who is signed in, and the CSRF token (``signed_in: false`` when nobody is);
 * ``DELETE /dashboard/session`` — sign out (needs the CSRF header).
 
 Every /dashboard response carries a strict CSP (only this origin's scripts and styles, no inline
@@ -116,6 +116,7 @@ def _cookie(token: str, max_age: int) -> Cookie:
 def _session_json(session: Session) -> dict[str, Any]:
     return {
         "object": "dashboard_session",
+        "signed_in": True,
         "actor": {"type": session.actor_kind, "id": session.actor_id, "role": session.role, "email": session.email},
         "csrf_token": session.csrf_token,
         "expires_at": session.expires_at.isoformat(),
@@ -158,10 +159,10 @@ def _live_session() -> tuple[str, Session] | None:
 
 @router.get("/dashboard/session", include_in_schema=False)
 def who_is_signed_in() -> Response[Any]:
+    """The live session, or ``signed_in: false`` (a 200: the page asks this first, signed in or not)."""
     live = _live_session()
-    if live is None:
-        return _refused("not signed in", "session_expired")
-    return Response(status_code=200, content_type="application/json", body=_session_json(live[1]))
+    body = _session_json(live[1]) if live is not None else {"object": "dashboard_session", "signed_in": False}
+    return Response(status_code=200, content_type="application/json", body=body)
 
 
 @router.delete("/dashboard/session", include_in_schema=False)
@@ -172,7 +173,11 @@ def sign_out() -> Response[Any]:
     token, session = live
     if not csrf_matches(session, router.current_event.headers.get(CSRF_HEADER)):
         return error_response(
-            403, "invalid_request_error", "csrf_token_invalid", f"signing out needs the {CSRF_HEADER} header", CSRF_HEADER
+            403,
+            "invalid_request_error",
+            "csrf_token_invalid",
+            f"signing out needs the {CSRF_HEADER} header",
+            CSRF_HEADER,
         )
     dashboard.sign_out(container.dashboard_accounts(), token)
     return Response(

@@ -69,9 +69,7 @@ def sign_in_with_key(
     return token, session
 
 
-def current_session(
-    accounts: DashboardAccounts, keys: Sequence[ApiKey], token: str, now: datetime
-) -> Session | None:
+def current_session(accounts: DashboardAccounts, keys: Sequence[ApiKey], token: str, now: datetime) -> Session | None:
     """The live session of a cookie's token: not expired, signed out or made with a key no longer valid."""
     session = accounts.get_session(session_id(token))
     if session is None or not session.valid_at(now):

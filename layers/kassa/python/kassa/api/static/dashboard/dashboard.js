@@ -329,11 +329,11 @@
     const base = { responsive: true, maintainAspectRatio: false, animation: false, plugins: { legend: { display: false } } };
     const line = (id, data, color, scale) => new window.Chart($(id), {
       type: "line",
-      data: { labels, datasets: [{ data, borderColor: color, backgroundColor: color + "22", fill: true, tension: 0.3, pointRadius: 2 }] },
+      data: { labels, datasets: [{ data, borderColor: color, backgroundColor: color + "22", fill: true, cubicInterpolationMode: "monotone", pointRadius: 2 }] },
       options: { ...base, scales: { y: { beginAtZero: true, ...(scale || {}) } } },
     });
     state.charts.push(line("chart-mrr", rows.map((r) => major(r.mrr)), "#4f46e5", axisMoney));
-    state.charts.push(line("chart-subscribers", rows.map((r) => r.customers || 0), "#0e9f6e"));
+    state.charts.push(line("chart-subscribers", rows.map((r) => r.customers || 0), "#0e9f6e", { ticks: { precision: 0 } }));
     const series = [
       ["New", "new", "#4f46e5", 1],
       ["Expansion", "expansion", "#0e9f6e", 1],
@@ -641,7 +641,8 @@
     if (!invoice) return `<p class="muted">Nothing is invoiced by this change.</p>`;
     const now = result.invoice ? "Invoiced now" : "On the next invoice";
     const lines = (invoice.lines || []).map((l) => `<tr><td>${esc(l.description || l.price || "")}</td><td class="num">${money(l.amount, invoice.currency || currency)}</td></tr>`).join("");
-    return `<div class="preview" id="preview-result"><h3>${now}</h3><table>${lines}
+    const tax = invoice.tax ? `<tr><td>Tax</td><td class="num">${money(invoice.tax, invoice.currency || currency)}</td></tr>` : "";
+    return `<div class="preview" id="preview-result"><h3>${now}</h3><table>${lines}${tax}
       <tr class="total"><td>Total</td><td class="num" id="preview-total">${money(invoice.total, invoice.currency || currency)}</td></tr></table></div>`;
   }
 
@@ -746,5 +747,7 @@
   $("signout").addEventListener("click", signOut);
   $("modal-cancel").addEventListener("click", closeModal);
   window.addEventListener("hashchange", route);
-  call("GET", "/dashboard/session").then(started).catch(() => showSignIn(""));
+  call("GET", "/dashboard/session")
+    .then((session) => (session.signed_in ? started(session) : showSignIn("")))
+    .catch(() => showSignIn(""));
 })();
