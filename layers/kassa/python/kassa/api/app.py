@@ -20,7 +20,7 @@ from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 from kassa.adapters import container
 from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
 from kassa.api import dashboard, openapi, reports
-from kassa.api.common import error_response, new_app, obj, page
+from kassa.api.common import error_response, new_app, obj, page, static_text
 from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
     BillingThresholdsIn,
@@ -1098,14 +1098,7 @@ def portal_asset(name: str) -> Response[str]:
     """The portal pages' scripts (served from 'self': the pages' CSP allows no other script)."""
     if name not in _PORTAL_ASSETS:
         return error_response(404, "invalid_request_error", "route_not_found", f"no asset {name}")
-    return Response(status_code=200, content_type=_PORTAL_ASSETS[name], body=_static_text(name))
-
-
-@lru_cache(maxsize=8)
-def _static_text(name: str) -> str:
-    from importlib.resources import files
-
-    return files("kassa.api").joinpath(f"static/{name}").read_text(encoding="utf-8")
+    return Response(status_code=200, content_type=_PORTAL_ASSETS[name], body=static_text(name))
 
 
 def invoice_links(invoices: list[Any]) -> dict[str, tuple[str, str]]:

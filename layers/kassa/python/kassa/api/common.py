@@ -8,6 +8,7 @@ import binascii
 import json
 import logging
 from collections.abc import Callable, Mapping
+from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -73,14 +74,27 @@ def _authenticate(app: APIGatewayRestResolver) -> Actor | Response:
             401, "authentication_error", "session_expired", "the dashboard session has ended: sign in again"
         )
     if not csrf_matches(session, headers.get(CSRF_HEADER)):
-        return error_response(
-            403,
-            "invalid_request_error",
-            "csrf_token_invalid",
-            f"a request with the dashboard's session cookie must carry its {CSRF_HEADER} header",
-            CSRF_HEADER,
-        )
+        return csrf_refused()
     return session.actor
+
+
+def csrf_refused() -> Response:
+    """The 403 for a request with the dashboard's session cookie but without its CSRF token."""
+    return error_response(
+        403,
+        "invalid_request_error",
+        "csrf_token_invalid",
+        f"a request with the dashboard's session cookie must carry its {CSRF_HEADER} header",
+        CSRF_HEADER,
+    )
+
+
+@lru_cache(maxsize=16)
+def static_text(path: str) -> str:
+    """A file of the API's static folder (``static/<path>``), read once per process."""
+    from importlib.resources import files
+
+    return files("kassa.api").joinpath(f"static/{path}").read_text(encoding="utf-8")
 
 
 def _unauthenticated(app: APIGatewayRestResolver) -> Response | None:

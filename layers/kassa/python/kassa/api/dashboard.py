@@ -16,7 +16,6 @@ script, no framing), no-store, no referrer and nosniff.
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
@@ -24,7 +23,7 @@ from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
 from kassa.adapters import container
-from kassa.api.common import error_response
+from kassa.api.common import csrf_refused, error_response, static_text
 from kassa.api.models import DashboardSignInIn
 from kassa.domain.dashboard import (
     CSRF_HEADER,
@@ -82,11 +81,8 @@ def headers_middleware(app: Any, next_middleware: Any) -> Response:
     return response
 
 
-@lru_cache(maxsize=8)
 def _static(name: str) -> str:
-    from importlib.resources import files
-
-    return files("kassa.api").joinpath(f"static/dashboard/{name}").read_text(encoding="utf-8")
+    return static_text(f"dashboard/{name}")
 
 
 @router.get("/dashboard", include_in_schema=False)
@@ -172,13 +168,7 @@ def sign_out() -> Response[Any]:
         return _refused("not signed in", "session_expired")
     token, session = live
     if not csrf_matches(session, router.current_event.headers.get(CSRF_HEADER)):
-        return error_response(
-            403,
-            "invalid_request_error",
-            "csrf_token_invalid",
-            f"signing out needs the {CSRF_HEADER} header",
-            CSRF_HEADER,
-        )
+        return csrf_refused()
     dashboard.sign_out(container.dashboard_accounts(), token)
     return Response(
         status_code=200,
