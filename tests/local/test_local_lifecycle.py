@@ -169,6 +169,15 @@ def test_kassa_run_over_the_real_wiring_until_sigint(tmp_path: Path) -> None:
             proc.send_signal(signal.SIGINT)
         out, _ = proc.communicate(timeout=30)
     assert proc.returncode == 0, out
-    for label in ("API", "OpenAPI", "Swagger UI", "Storefront", "Stripe", "AWS (moto)", str(state_dir / STATE_FILE)):
+    for label in (
+        "API",
+        "OpenAPI",
+        "Swagger UI",
+        "Storefront",
+        "Dashboard",
+        "Stripe",
+        "AWS (moto)",
+        str(state_dir / STATE_FILE),
+    ):
         assert label in out
     assert not (state_dir / STATE_FILE).exists()

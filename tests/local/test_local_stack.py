@@ -81,6 +81,7 @@ def test_local_json(stack: LocalStack) -> None:
     assert state["openapi_url"] == state["api_url"] + "/openapi.json"
     assert state["docs_url"] == state["api_url"] + "/docs"
     assert state["storefront_url"] == state["api_url"] + "/storefront"
+    assert state["dashboard_url"] == state["api_url"] + "/dashboard"
     assert state["stripe_url"] == f"http://127.0.0.1:{state['ports']['stripe']}"
     assert state["aws_endpoint_url"] == f"http://127.0.0.1:{state['ports']['aws']}"
     assert state["pid"] == os.getpid()
