@@ -125,6 +125,27 @@ def test_wrong_credentials_are_a_401_and_an_empty_body_a_400(stack: LocalStack) 
     assert nobody.status_code == 200 and nobody.json() == {"object": "dashboard_session", "signed_in": False}
 
 
+def test_another_sites_page_can_neither_sign_in_nor_use_the_cookie_elsewhere(stack: LocalStack) -> None:
+    forged = requests.post(
+        stack.api_url + "/dashboard/session",
+        json={"key": stack.api_secret_key},
+        headers={"Origin": "https://evil.example"},
+        timeout=30,
+    )
+    assert forged.status_code == 403 and forged.json()["error"]["code"] == "cross_origin"
+    assert "Set-Cookie" not in forged.headers
+    own = requests.post(
+        stack.api_url + "/dashboard/session",
+        json={"key": stack.api_secret_key},
+        headers={"Origin": stack.api_url},
+        timeout=30,
+    )
+    assert own.status_code == 200
+    # the tax function's resolver holds no sessions: there the cookie is no key
+    tax = _call(stack, "GET", "/v1/tax/reports/oss", _token(own), own.json()["csrf_token"])
+    assert tax.status_code == 401 and tax.json()["error"]["code"] == "invalid_api_key"
+
+
 def test_the_page_and_its_assets_carry_strict_headers_and_no_key(stack: LocalStack) -> None:
     page = requests.get(stack.api_url + "/dashboard", timeout=30)
     chart = requests.get(stack.api_url + "/dashboard/assets/chart.umd.min.js", timeout=30)

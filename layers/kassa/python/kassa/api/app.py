@@ -78,7 +78,7 @@ from kassa.services import (
 )
 from kassa.services.ports import ChargeStatus, MandateAcceptance
 
-app = new_app()
+app = new_app(dashboard_sessions=True)  # the dashboard (kassa.api.dashboard) calls /v1 with its session
 app.use(middlewares=[idempotency_middleware])  # after auth: Idempotency-Key on every POST /v1 (api/idempotency.py)
 TITLE, VERSION = "kassa API", "1"
 DESCRIPTION = (

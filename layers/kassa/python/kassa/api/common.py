@@ -56,7 +56,8 @@ def _authenticate(app: APIGatewayRestResolver) -> Actor | Response:
     """The request's actor: a Bearer secret key, or a dashboard session cookie with its CSRF header."""
     headers = app.current_event.headers
     header = headers.get("Authorization") or ""
-    token = cookie_token(headers.get("Cookie"))
+    # the session cookie counts only on the resolver that serves the dashboard (the api function's)
+    token = cookie_token(headers.get("Cookie")) if getattr(app, "dashboard_sessions", False) else None
     if header or token is None:
         scheme, _, secret = header.partition(" ")
         key = authenticate(container.api_keys(), secret, container.now()) if scheme.lower() == "bearer" else None
@@ -290,6 +291,8 @@ def _with_json_type(event: Mapping[str, Any], headers: dict[str, Any], names: li
 class KassaResolver(APIGatewayRestResolver):
     """Powertools' REST resolver, reading any JSON body as JSON (see ``json_body_event``)."""
 
+    dashboard_sessions = False  # whether a dashboard session cookie authenticates /v1 (``new_app``)
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if self._enable_validation:
@@ -299,9 +302,12 @@ class KassaResolver(APIGatewayRestResolver):
         return super().resolve(json_body_event(event), context)
 
 
-def new_app() -> APIGatewayRestResolver:
-    """A resolver with validation, auth on /v1 and kassa's error shapes."""
+def new_app(*, dashboard_sessions: bool = False) -> APIGatewayRestResolver:
+    """A resolver with validation, auth on /v1 and kassa's error shapes. ``dashboard_sessions``: a
+    dashboard session cookie (with its CSRF header) is accepted like a key, where the function holds
+    the sessions (the api function); elsewhere only a secret key is."""
     app = KassaResolver(enable_validation=True)
+    app.dashboard_sessions = dashboard_sessions
     app.use(middlewares=[_auth])
     app.exception_handler(RequestValidationError)(_invalid_handler(app))
     app.exception_handler(DomainError)(_domain)

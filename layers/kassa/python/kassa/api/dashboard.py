@@ -17,6 +17,7 @@ script, no framing), no-store, no referrer and nosniff.
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
@@ -123,8 +124,21 @@ def _refused(message: str, code: str = "sign_in_refused") -> Response[str]:
     return error_response(401, "authentication_error", code, message)
 
 
+def _cross_origin() -> Response[str] | None:
+    """The 403 for a sign-in or sign-out posted from another site's page (its ``Origin`` is not this
+    host): SameSite keeps the cookie from being sent, but a cross-site POST could still set one."""
+    headers = router.current_event.headers
+    origin = headers.get("Origin")
+    if origin and urlsplit(origin).netloc != headers.get("Host", ""):
+        return error_response(403, "invalid_request_error", "cross_origin", "sign in from the dashboard's own page")
+    return None
+
+
 @router.post("/dashboard/session", include_in_schema=False)
 def sign_in(body: DashboardSignInIn) -> Response[Any]:
+    refused = _cross_origin()
+    if refused is not None:
+        return refused
     accounts, now = container.dashboard_accounts(), container.now()
     try:
         if body.key:
@@ -167,7 +181,7 @@ def sign_out() -> Response[Any]:
     if live is None:
         return _refused("not signed in", "session_expired")
     token, session = live
-    if not csrf_matches(session, router.current_event.headers.get(CSRF_HEADER)):
+    if _cross_origin() is not None or not csrf_matches(session, router.current_event.headers.get(CSRF_HEADER)):
         return csrf_refused()
     dashboard.sign_out(container.dashboard_accounts(), token)
     return Response(
