@@ -20,6 +20,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 from aws_lambda_powertools.event_handler.router import APIGatewayRouter
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 
@@ -38,6 +39,19 @@ from kassa.domain.dashboard import (
 from kassa.services import dashboard
 
 router = APIGatewayRouter()
+
+_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
+_SESSION = {"application/json": {"schema": {"$ref": "#/components/schemas/KassaObject"}}}
+SIGN_IN_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {"description": "Signed in: the session (actor, csrf_token, expires_at) and its cookie", "content": _SESSION},
+    401: {"description": "Wrong email or password, or not a valid key (sign_in_refused)", "content": _ERROR},
+    403: {"description": "Posted from another site's page (cross_origin)", "content": _ERROR},
+}
+SIGN_OUT_RESPONSES: dict[int, OpenAPIResponse] = {
+    200: {"description": "Signed out: the session is deleted and the cookie cleared", "content": _SESSION},
+    401: {"description": "No live dashboard session (session_expired)", "content": _ERROR},
+    403: {"description": "Without the session's X-CSRF-Token header, or from another site", "content": _ERROR},
+}
 
 ASSETS = {
     "dashboard.js": "text/javascript; charset=utf-8",
@@ -134,8 +148,9 @@ def _cross_origin() -> Response[str] | None:
     return None
 
 
-@router.post("/dashboard/session", include_in_schema=False)
+@router.post("/dashboard/session", tags=["dashboard"], responses=SIGN_IN_RESPONSES)
 def sign_in(body: DashboardSignInIn) -> Response[Any]:
+    """Sign in to the dashboard with an email and password or a secret key: sets the session cookie."""
     refused = _cross_origin()
     if refused is not None:
         return refused
@@ -167,16 +182,17 @@ def _live_session() -> tuple[str, Session] | None:
     return (token, session) if session is not None else None
 
 
-@router.get("/dashboard/session", include_in_schema=False)
+@router.get("/dashboard/session", tags=["dashboard"])
 def who_is_signed_in() -> Response[Any]:
-    """The live session, or ``signed_in: false`` (a 200: the page asks this first, signed in or not)."""
+    """The dashboard session of the cookie, or signed_in false (a 200: the page asks this first)."""
     live = _live_session()
     body = _session_json(live[1]) if live is not None else {"object": "dashboard_session", "signed_in": False}
     return Response(status_code=200, content_type="application/json", body=body)
 
 
-@router.delete("/dashboard/session", include_in_schema=False)
+@router.delete("/dashboard/session", tags=["dashboard"], responses=SIGN_OUT_RESPONSES)
 def sign_out() -> Response[Any]:
+    """Sign out of the dashboard (needs the X-CSRF-Token header): the session ends, the cookie is cleared."""
     live = _live_session()
     if live is None:
         return _refused("not signed in", "session_expired")
