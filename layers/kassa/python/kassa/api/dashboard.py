@@ -40,17 +40,21 @@ from kassa.services import dashboard
 
 router = APIGatewayRouter()
 
-_ERROR = {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}
-_SESSION = {"application/json": {"schema": {"$ref": "#/components/schemas/KassaObject"}}}
+
+def _answer(description: str, schema: str) -> OpenAPIResponse:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": schema}}}}
+
+
+_ERROR, _SESSION = "#/components/schemas/Error", "#/components/schemas/KassaObject"
 SIGN_IN_RESPONSES: dict[int, OpenAPIResponse] = {
-    200: {"description": "Signed in: the session (actor, csrf_token, expires_at) and its cookie", "content": _SESSION},
-    401: {"description": "Wrong email or password, or not a valid key (sign_in_refused)", "content": _ERROR},
-    403: {"description": "Posted from another site's page (cross_origin)", "content": _ERROR},
+    200: _answer("Signed in: the session (actor, csrf_token, expires_at) and its cookie", _SESSION),
+    401: _answer("Wrong email or password, or not a valid key (sign_in_refused)", _ERROR),
+    403: _answer("Posted from another site's page (cross_origin)", _ERROR),
 }
 SIGN_OUT_RESPONSES: dict[int, OpenAPIResponse] = {
-    200: {"description": "Signed out: the session is deleted and the cookie cleared", "content": _SESSION},
-    401: {"description": "No live dashboard session (session_expired)", "content": _ERROR},
-    403: {"description": "Without the session's X-CSRF-Token header, or from another site", "content": _ERROR},
+    200: _answer("Signed out: the session is deleted and the cookie cleared", _SESSION),
+    401: _answer("No live dashboard session (session_expired)", _ERROR),
+    403: _answer("Without the session's X-CSRF-Token header, or from another site", _ERROR),
 }
 
 ASSETS = {
