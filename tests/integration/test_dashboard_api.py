@@ -156,7 +156,9 @@ def test_the_page_and_its_assets_carry_strict_headers_and_no_key(stack: LocalSta
     assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp and "unsafe-inline" not in csp
     assert page.headers["X-Frame-Options"] == "DENY" and page.headers["Cache-Control"] == "no-store"
     assert stack.api_secret_key not in page.text
-    assert chart.status_code == 200 and "Chart.js v4" in chart.text[:200]
+    assert chart.status_code == 200 and "Chart.js v4" in chart.text[:200]  # requests un-gzips it
+    assert chart.headers["Content-Encoding"] == "gzip" and int(chart.headers["Content-Length"]) < 80_000
+    assert chart.headers["Content-Security-Policy"] == page.headers["Content-Security-Policy"]
     assert missing.status_code == 404
 
 
