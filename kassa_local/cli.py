@@ -8,6 +8,7 @@
     kassa keys add [--role read_only]
     kassa export --from 2026-01-01 --to 2026-03-31 --out export.zip
     kassa dashboard add-user --email ops@example.com [--role read_only] [--password-stdin]
+    kassa dashboard remove-user --email ops@example.com
 
 Subcommands register themselves in ``SUBCOMMANDS``: a function that receives the argparse
 sub-parsers object, adds its parser and sets ``func`` (``args.func(args) -> int``). The commands

@@ -2,6 +2,7 @@
 hashlib.scrypt) and a role, written to the billing table.
 
     kassa dashboard add-user --email ops@example.com [--role full|read_only] [--password-stdin] [--reset]
+    kassa dashboard remove-user --email ops@example.com
     kassa dashboard add-user --email ops@example.com --table kassa-billing-…   (a deployed stack:
                                                                                 the default AWS credentials)
 
@@ -31,6 +32,10 @@ def add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add.add_argument("--reset", action="store_true", help="the email has a user: give it this password and role")
     add.add_argument("--table", default=None, help="a deployed billing table (default AWS credentials)")
     add.set_defaults(func=cmd_add_user)
+    remove = dash.add_parser("remove-user", help="remove a dashboard user (their sessions end at once)")
+    remove.add_argument("--email", required=True)
+    remove.add_argument("--table", default=None, help="a deployed billing table (default AWS credentials)")
+    remove.set_defaults(func=cmd_remove_user)
 
 
 def _password(args: argparse.Namespace) -> str:
@@ -71,4 +76,19 @@ def cmd_add_user(args: argparse.Namespace) -> int:
     except DomainError as error:
         raise SystemExit(f"kassa dashboard add-user: {error.message}") from error
     print(f"dashboard user {user.id} <{user.email}> ({user.role})")
+    return 0
+
+
+def cmd_remove_user(args: argparse.Namespace) -> int:
+    from kassa.domain.errors import DomainError
+    from kassa.services.dashboard import remove_user
+
+    accounts, _ = _accounts(args)
+    try:
+        removed = remove_user(accounts, args.email)
+    except DomainError as error:
+        raise SystemExit(f"kassa dashboard remove-user: {error.message}") from error
+    if not removed:
+        raise SystemExit(f"kassa dashboard remove-user: no dashboard user {args.email}")
+    print(f"dashboard user <{args.email.strip().lower()}> removed")
     return 0

@@ -48,6 +48,8 @@ def test_a_user_is_found_by_email_case_insensitive_and_added_once(accounts):
     assert twice.value.param == "email"
     assert accounts.get_user("ops@example.com").role == "read_only"
     assert accounts.get_user("nobody@example.com") is None
+    assert accounts.remove_user("OPS@example.com") is True and accounts.get_user("ops@example.com") is None
+    assert accounts.remove_user("ops@example.com") is False
 
 
 def test_a_session_is_kept_under_its_token_hash_until_deleted(accounts):

@@ -175,6 +175,12 @@ def test_the_cli_adds_a_user_who_can_sign_in(stack: LocalStack, uid: str, monkey
     with pytest.raises(SystemExit, match="already exists"):
         cli.main(["--state-dir", str(stack.state_dir), "dashboard", "add-user", "--email", email, "--password-stdin"])
 
+    signed = _sign_in(stack, {"email": email, "password": PASSWORD})
+    assert cli.main(["--state-dir", str(stack.state_dir), "dashboard", "remove-user", "--email", email]) == 0
+    ended = _call(stack, "GET", "/v1/customers", _token(signed), signed.json()["csrf_token"])
+    assert ended.status_code == 401  # the removed user's session ends at once
+    assert _sign_in(stack, {"email": email, "password": PASSWORD}).status_code == 401
+
 
 def test_customers_are_found_by_a_part_of_their_name(stack: LocalStack, uid: str) -> None:
     headers = stack.auth_headers

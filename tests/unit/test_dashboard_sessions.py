@@ -150,3 +150,20 @@ def test_a_read_only_actor_may_only_read():
 
     assert viewer.permits("GET") and viewer.permits("head") and not viewer.permits("POST")
     assert not viewer.permits("DELETE") and admin.permits("POST") and admin.permits("DELETE")
+
+
+def test_a_removed_user_is_signed_out_and_a_new_role_applies_at_once():
+    store = MemoryDashboardAccounts()
+    user = dashboard.add_user(store, "temp@example.com", PASSWORD, "full", NOW)
+    token, _ = dashboard.sign_in_with_password(store, "temp@example.com", PASSWORD, NOW)
+
+    store.add_user(user.model_copy(update={"role": "read_only"}), replace=True)
+    downgraded = dashboard.current_session(store, KEYS, token, NOW)
+    assert downgraded is not None and downgraded.actor.role == "read_only"
+
+    assert dashboard.remove_user(store, " TEMP@example.com") is True
+    assert dashboard.current_session(store, KEYS, token, NOW) is None
+    assert dashboard.remove_user(store, "temp@example.com") is False
+    # another user later given the same email does not inherit the old sessions
+    store.add_user(user.model_copy(update={"id": "dusr_other"}))
+    assert dashboard.current_session(store, KEYS, token, NOW) is None

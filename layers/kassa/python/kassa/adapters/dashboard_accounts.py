@@ -47,6 +47,10 @@ class DynamoDashboardAccounts(DynamoStore):
         item = self._call("get_item", TableName=self._table, Key=_user_key(email), ConsistentRead=True).get("Item")
         return self._load(item, DashboardUser) if item else None
 
+    def remove_user(self, email: str) -> bool:
+        answer = self._call("delete_item", TableName=self._table, Key=_user_key(email), ReturnValues="ALL_OLD")
+        return "Attributes" in answer
+
     def put_session(self, session: Session) -> None:
         item = {
             **_session_key(session.id),
@@ -81,6 +85,9 @@ class MemoryDashboardAccounts:
     def get_user(self, email: str) -> DashboardUser | None:
         found = self.users.get(email.strip().lower())
         return found.model_copy(deep=True) if found else None
+
+    def remove_user(self, email: str) -> bool:
+        return self.users.pop(email.strip().lower(), None) is not None
 
     def put_session(self, session: Session) -> None:
         self.sessions[session.id] = session.model_copy(deep=True)

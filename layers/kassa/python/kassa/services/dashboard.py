@@ -2,7 +2,8 @@
 
 The rules (password hashing, session and CSRF tokens, roles) are ``kassa.domain.dashboard``'s; this
 module reads and writes them through the ``DashboardAccounts`` port. A session made with a secret key
-lasts only as long as that key: a rolled key past its ``expires_at`` ends its sessions too.
+lasts only as long as that key: a rolled key past its ``expires_at`` ends its sessions too; a removed
+user's sessions end at their next request, and a user's new role applies at once.
 """
 
 from __future__ import annotations
@@ -70,13 +71,22 @@ def sign_in_with_key(
 
 
 def current_session(accounts: DashboardAccounts, keys: Sequence[ApiKey], token: str, now: datetime) -> Session | None:
-    """The live session of a cookie's token: not expired, signed out or made with a key no longer valid."""
+    """The live session of a cookie's token: not expired or signed out, and its actor still there — a
+    key still valid, a user not removed (with the user's role as it is now: a change applies at once)."""
     session = accounts.get_session(session_id(token))
     if session is None or not session.valid_at(now):
         return None
-    if session.actor_kind == "key" and not any(k.id == session.actor_id and k.valid_at(now) for k in keys):
+    if session.actor_kind == "key":
+        return session if any(k.id == session.actor_id and k.valid_at(now) for k in keys) else None
+    user = accounts.get_user(session.email or "")
+    if user is None or user.id != session.actor_id:
         return None
-    return session
+    return session if user.role == session.role else session.model_copy(update={"role": user.role})
+
+
+def remove_user(accounts: DashboardAccounts, email: str) -> bool:
+    """Remove a dashboard user; their sessions end at their next request."""
+    return accounts.remove_user(normalized_email(email))
 
 
 def sign_out(accounts: DashboardAccounts, token: str) -> None:
