@@ -163,3 +163,21 @@ def test_signing_in_with_the_key_then_changing_a_plan_after_its_preview(stack, b
     # signed out: the API refuses the old session (the page's fetch sends the cookie)
     status = page.evaluate("fetch('/v1/customers').then(r => r.status)")
     assert status == 401
+
+
+def test_a_read_only_user_sees_the_actions_disabled(stack, browser, history):
+    accounts = DynamoDashboardAccounts(stack.client("dynamodb"), stack.environment["BILLING_TABLE"])
+    dashboard.add_user(accounts, "viewer@shop.example", PASSWORD, "read_only", stack.clock.now())
+    page, problems = _open(browser, stack)
+    page.wait_for_selector("#signin-form")
+    page.fill("#signin-email", "viewer@shop.example")
+    page.fill("#signin-password", PASSWORD)
+    page.click("#signin-submit")
+    page.wait_for_selector("#kpi-mrr")
+    assert page.text_content("#who-role") == "Read only"
+
+    page.goto(stack.config.dashboard_url + f"#/subscriptions/{history['subs']['Ada Lovelace']['id']}")
+    page.wait_for_selector("#cancel")
+    for action in ("#change-plan", "#pause", "#cancel"):
+        assert page.locator(action).is_disabled(), action
+    assert not problems, problems

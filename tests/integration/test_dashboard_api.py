@@ -160,6 +160,8 @@ def test_the_page_and_its_assets_carry_strict_headers_and_no_key(stack: LocalSta
     assert chart.headers["Content-Encoding"] == "gzip" and int(chart.headers["Content-Length"]) < 80_000
     assert chart.headers["Content-Security-Policy"] == page.headers["Content-Security-Policy"]
     assert missing.status_code == 404
+    slash = requests.get(stack.api_url + "/dashboard/", timeout=30, allow_redirects=False)
+    assert slash.status_code == 301 and slash.headers["Location"] == "../dashboard"
 
 
 def test_the_cli_adds_a_user_who_can_sign_in(stack: LocalStack, uid: str, monkeypatch, capsys) -> None:

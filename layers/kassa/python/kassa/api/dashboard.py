@@ -106,6 +106,9 @@ def _static(name: str) -> str:
 
 @router.get("/dashboard", include_in_schema=False)
 def dashboard_page() -> Response[str]:
+    """The dashboard (``/dashboard/`` is sent to ``/dashboard``: the page's asset paths are relative)."""
+    if router.current_event.path.endswith("/"):
+        return Response(status_code=301, content_type="text/plain", body="", headers={"Location": "../dashboard"})
     return Response(status_code=200, content_type="text/html; charset=utf-8", body=_static("dashboard.html"))
 
 

@@ -225,7 +225,10 @@
     document.querySelectorAll("[data-nav]").forEach((a) => a.classList.toggle("active", a.dataset.nav === section));
     state.charts.forEach((chart) => chart.destroy());
     state.charts = [];
-    const main = $("main");
+    // each visit renders into a fresh element: a page still loading when another is opened finds
+    // itself detached (alive() throws STALE) and writes nothing more
+    const main = document.createElement("div");
+    $("main").replaceChildren(main);
     main.innerHTML = `<div class="muted">Loading…</div>`;
     const page = id ? details[section] : pages[section];
     if (!page) {
@@ -233,8 +236,15 @@
       return;
     }
     page(main, id || params, params).catch((error) => {
+      if (error === STALE || !main.isConnected) return;
       if (error.status !== 401) main.innerHTML = `<div class="card error">${esc(error.message)}</div>`;
     });
+  }
+
+  const STALE = new Error("another page was opened");
+
+  function alive(main) {
+    if (!main.isConnected) throw STALE;
   }
 
   function go(hash) {
@@ -264,6 +274,7 @@
 
   async function overviewPage(main) {
     const [mrr, churn] = await Promise.all([report("mrr"), report("churn")]);
+    alive(main);
     const rows = Array.isArray(mrr.data) ? mrr.data : [];
     const currency = (mrr.currency || "EUR").toUpperCase();
     const last = rows[rows.length - 1] || {};
@@ -295,9 +306,10 @@
       </div>`;
     drawCharts(rows, currency);
     revenue(last.month).then(([text, note]) => {
+      if (!main.isConnected) return;
       $("revenue-value").textContent = text;
       $("revenue-note").textContent = note;
-    }).catch(() => { $("revenue-value").textContent = "—"; });
+    }).catch(() => { if (main.isConnected) $("revenue-value").textContent = "—"; });
   }
 
   async function revenue(month) {
@@ -359,6 +371,7 @@
 
   // ------------------------------------------------------------------ lists
   async function listTable(main, { title, sub, filters, path, params, columns, link, kind }) {
+    alive(main);
     const shown = { ...params };
     delete shown.starting_after;
     delete shown.ending_before;
@@ -375,6 +388,7 @@
       go(`#/${kind}` + query(values));
     });
     const page = await get(path + query({ limit: 20, ...params }));
+    alive(main);
     const rows = page.data.map((item) => `<tr class="row" data-href="${esc(link(item))}">${columns.map((c) => `<td class="${c.num ? "num" : ""}">${c.cell(item)}</td>`).join("")}</tr>`).join("");
     const first = page.data[0];
     const lastItem = page.data[page.data.length - 1];
@@ -522,6 +536,7 @@
       get(`/v1/customers/${encodeURIComponent(id)}/emails?limit=20`),
     ]);
     await priceOptions();
+    alive(main);
     const card = customer.default_payment_method;
     const subRows = subs.data.map((s) => `<tr class="row" data-href="#/subscriptions/${esc(s.id)}"><td class="mono">${esc(s.id)}</td><td>${esc(planText(s))}</td><td>${badge(s.status)}</td><td>${when(s.current_period_end)}</td></tr>`);
     const invRows = invoices.data.map((i) => `<tr class="row" data-href="#/invoices/${esc(i.id)}"><td><strong>${esc(i.number || "draft")}</strong></td><td>${badge(i.status)}</td><td class="num">${money(i.total, i.currency)}</td><td>${when(i.created)}</td></tr>`);
@@ -573,6 +588,7 @@
       get("/v1/invoices" + query({ subscription: sub.id, limit: 10 })),
     ]);
     await priceOptions();
+    alive(main);
     const live = !["canceled", "incomplete_expired"].includes(sub.status);
     const items = sub.items.data;
     const invRows = invoices.data.map((i) => `<tr class="row" data-href="#/invoices/${esc(i.id)}"><td><strong>${esc(i.number || "draft")}</strong></td><td>${badge(i.status)}</td><td class="num">${money(i.total, i.currency)}</td><td>${when(i.created)}</td></tr>`);
@@ -678,6 +694,7 @@
       get(`/v1/customers/${encodeURIComponent(invoice.customer)}`),
       get(`/v1/invoices/${encodeURIComponent(id)}/credit_notes`),
     ]);
+    alive(main);
     const cur = invoice.currency;
     const lines = (invoice.lines || []).map((l) => `<tr><td>${esc(l.description || "")}</td><td class="num">${esc(l.quantity || "")}</td><td class="num">${money(l.amount, cur)}</td></tr>`);
     const noteRows = notes.data.map((n) => `<tr><td>${esc(n.number)}</td><td>${esc(n.reason || "—")}</td><td class="num">${money(n.total, n.currency)}</td><td>${when(n.created)}</td></tr>`);
