@@ -181,3 +181,66 @@ def test_a_read_only_user_sees_the_actions_disabled(stack, browser, history):
     for action in ("#change-plan", "#pause", "#cancel"):
         assert page.locator(action).is_disabled(), action
     assert not problems, problems
+
+
+def _sign_in_with_key(page, stack) -> None:
+    page.wait_for_selector("#signin-form")
+    page.click("#tab-key")
+    page.fill("#signin-key", stack.api_secret_key)
+    page.click("#signin-submit")
+    page.wait_for_selector("#kpi-mrr")
+
+
+def test_the_actions_pause_refund_link_cancel_and_a_declined_retry(stack, browser, history):
+    api = Api(stack.config.as_json())
+    page, problems = _open(browser, stack)
+    _sign_in_with_key(page, stack)
+    sub = history["subs"]["Donald Knuth"]
+
+    page.goto(stack.config.dashboard_url + f"#/subscriptions/{sub['id']}")
+    page.click("#pause")
+    page.select_option("#pause-behavior", "void")
+    page.click("#modal-confirm")
+    page.wait_for_selector("#resume")
+    assert api.get(f"/v1/subscriptions/{sub['id']}")["pause_collection"]["behavior"] == "void"
+    page.click("#resume")
+    page.click("#modal-confirm")
+    page.wait_for_selector("#pause")
+    assert api.get(f"/v1/subscriptions/{sub['id']}")["pause_collection"] is None
+
+    # a part of a paid invoice refunded to the card
+    paid = api.get(f"/v1/invoices?subscription={sub['id']}&status=paid")["data"][0]
+    page.goto(stack.config.dashboard_url + f"#/invoices/{paid['id']}")
+    page.click("#credit")
+    page.fill("#credit-amount", "5.00")
+    page.select_option("#credit-how", "refund")
+    page.click("#modal-confirm")
+    page.wait_for_selector("#modal", state="hidden")
+    refunds = api.get(f"/v1/refunds?invoice={paid['id']}")["data"]
+    assert [r["amount"] for r in refunds] == [500]
+
+    # a card-update link for the customer, shown to copy
+    page.goto(stack.config.dashboard_url + f"#/customers/{sub['customer']}")
+    page.click("#card-link")
+    page.click("#modal-confirm")
+    page.wait_for_selector("#card-link-url")
+    assert "/portal/card?token=" in (page.text_content("#card-link-url") or "")
+    page.click("#modal-cancel")
+
+    page.goto(stack.config.dashboard_url + f"#/subscriptions/{sub['id']}")
+    page.click("#cancel")
+    page.click("#modal-confirm")  # at the period end (the default)
+    page.wait_for_selector("#toast:not([hidden])")
+    assert api.get(f"/v1/subscriptions/{sub['id']}")["cancel_at_period_end"] is True
+
+    # an open invoice whose card declines: the retry's 402 is shown in the dialog, nothing changes
+    started = api.subscribe(history["prices"]["starter"]["id"], "declined@example.com", card="4000000000000341")
+    invoice = started["subscription"]["latest_invoice"]
+    page.goto(stack.config.dashboard_url + f"#/invoices/{invoice}")
+    page.click("#retry")
+    page.click("#modal-confirm")
+    page.wait_for_selector("#modal-error:not([hidden])")
+    assert "declined" in (page.text_content("#modal-error") or "")
+    assert api.get(f"/v1/invoices/{invoice}")["status"] == "open"
+    page.screenshot(path=str(ARTEFACTS / "dashboard-retry-declined.png"))
+    assert [p for p in problems if "402" not in p] == [], problems

@@ -201,3 +201,17 @@ def test_customers_are_found_by_a_part_of_their_name(stack: LocalStack, uid: str
     assert [c["name"] for c in found["data"]] == [f"Zelda {uid} Fitzgerald"]
     assert sorted(c["name"] for c in both["data"]) == [f"Scott {uid}", f"Zelda {uid} Fitzgerald"]
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "total[gte]"
+
+
+def test_retrying_a_declined_invoice_is_a_402_card_error(api) -> None:
+    """What the dashboard's Retry payment shows when the card on file declines."""
+    price = api.catalog(currency="EUR", amount=1100)
+    started = api.subscribe(price["id"], f"retry-{price['id']}@example.com", card="4000000000000341")
+    invoice = started["subscription"]["latest_invoice"]
+
+    retried = api.request("POST", f"/v1/invoices/{invoice}/pay", json={})
+
+    assert retried.status_code == 402, retried.text
+    error = retried.json()["error"]
+    assert (error["type"], error["param"]) == ("card_error", "payment_method") and "declined" in error["message"]
+    assert api.get(f"/v1/invoices/{invoice}")["status"] == "open"

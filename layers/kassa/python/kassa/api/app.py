@@ -743,10 +743,20 @@ def finalize_invoice(invoice_id: str) -> dict[str, Any] | None:
     return invoice_json(invoice_actions.finalize(container.billing(with_gateway=False), invoice_id))
 
 
-@app.post("/v1/invoices/<invoice_id>/pay", tags=["invoices"])
-def pay_invoice(invoice_id: str, body: PayIn) -> Response[dict[str, Any]]:
+@app.post(
+    "/v1/invoices/<invoice_id>/pay",
+    tags=["invoices"],
+    responses={
+        402: {
+            "description": "The charge was declined (card_error; the code is the decline code)",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+    },
+)
+def pay_invoice(invoice_id: str, body: PayIn) -> Response[Any]:
     """Charge an open or uncollectible invoice now with the customer's default card, or mark it paid
-    without charging (``paid_out_of_band``). A declined charge is a 402 ``card_error``."""
+    without charging (``paid_out_of_band``). A declined charge is a 402 ``card_error``. (``Response[Any]``:
+    the 402's body is the error's JSON text, which a ``dict`` annotation would refuse as the answer.)"""
     billing = container.billing(with_gateway=not body.paid_out_of_band)
     result = invoice_actions.pay(billing, invoice_id, paid_out_of_band=body.paid_out_of_band)
     charge = result.charge

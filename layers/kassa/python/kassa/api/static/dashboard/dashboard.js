@@ -54,6 +54,11 @@
     return new Date(iso).toLocaleDateString(undefined, { year: "numeric", month: "short", day: "numeric" });
   }
 
+  // an invoice is numbered when it is finalized (a checkout's first one when it is paid)
+  function numberOf(invoice) {
+    return invoice.number || (invoice.status === "draft" ? "draft" : "not numbered yet");
+  }
+
   function badge(status) {
     return `<span class="badge ${esc(status)}">${esc(String(status).replace(/_/g, " "))}</span>`;
   }
@@ -172,6 +177,7 @@
     ok.textContent = confirm;
     ok.className = danger ? "primary danger-fill" : "primary";
     ok.disabled = false;
+    ok.hidden = false;
     const second = $("modal-secondary");
     second.hidden = !secondary;
     second.textContent = secondary || "";
@@ -506,7 +512,7 @@
       params: apiParams,
       link: (i) => `#/invoices/${i.id}`,
       columns: [
-        { title: "Number", cell: (i) => `<strong>${esc(i.number || "draft")}</strong>` },
+        { title: "Number", cell: (i) => `<strong>${esc(numberOf(i))}</strong>` },
         { title: "Customer", cell: (i) => `<span class="mono">${esc(i.customer)}</span>` },
         { title: "Status", cell: (i) => badge(i.status) },
         { title: "Total", num: true, cell: (i) => money(i.total, i.currency) },
@@ -539,7 +545,7 @@
     alive(main);
     const card = customer.default_payment_method;
     const subRows = subs.data.map((s) => `<tr class="row" data-href="#/subscriptions/${esc(s.id)}"><td class="mono">${esc(s.id)}</td><td>${esc(planText(s))}</td><td>${badge(s.status)}</td><td>${when(s.current_period_end)}</td></tr>`);
-    const invRows = invoices.data.map((i) => `<tr class="row" data-href="#/invoices/${esc(i.id)}"><td><strong>${esc(i.number || "draft")}</strong></td><td>${badge(i.status)}</td><td class="num">${money(i.total, i.currency)}</td><td>${when(i.created)}</td></tr>`);
+    const invRows = invoices.data.map((i) => `<tr class="row" data-href="#/invoices/${esc(i.id)}"><td><strong>${esc(numberOf(i))}</strong></td><td>${badge(i.status)}</td><td class="num">${money(i.total, i.currency)}</td><td>${when(i.created)}</td></tr>`);
     const mailRows = emails.data.map((e) => `<tr><td>${esc(e.subject)}</td><td>${esc(e.template)}</td><td>${badge(e.status)}</td><td>${when(e.created)}</td></tr>`);
     main.innerHTML = `
       <div class="page-head">
@@ -591,7 +597,7 @@
     alive(main);
     const live = !["canceled", "incomplete_expired"].includes(sub.status);
     const items = sub.items.data;
-    const invRows = invoices.data.map((i) => `<tr class="row" data-href="#/invoices/${esc(i.id)}"><td><strong>${esc(i.number || "draft")}</strong></td><td>${badge(i.status)}</td><td class="num">${money(i.total, i.currency)}</td><td>${when(i.created)}</td></tr>`);
+    const invRows = invoices.data.map((i) => `<tr class="row" data-href="#/invoices/${esc(i.id)}"><td><strong>${esc(numberOf(i))}</strong></td><td>${badge(i.status)}</td><td class="num">${money(i.total, i.currency)}</td><td>${when(i.created)}</td></tr>`);
     const disabled = readOnly() || !live ? "disabled" : "";
     main.innerHTML = `
       <div class="page-head">
@@ -701,7 +707,7 @@
     const ro = readOnly() ? "disabled" : "";
     main.innerHTML = `
       <div class="page-head">
-        <div><h1>Invoice ${esc(invoice.number || "(draft)")}</h1><p class="sub"><a href="#/customers/${esc(customer.id)}">${esc(customer.name || customer.email)}</a> · <span class="mono">${esc(invoice.id)}</span> · ${badge(invoice.status)}</p></div>
+        <div><h1>Invoice ${esc(numberOf(invoice))}</h1><p class="sub"><a href="#/customers/${esc(customer.id)}">${esc(customer.name || customer.email)}</a> · <span class="mono">${esc(invoice.id)}</span> · ${badge(invoice.status)}</p></div>
         <div class="actions">
           ${invoice.status === "open" || invoice.status === "uncollectible" ? `<button id="retry" ${ro}>Retry payment</button>` : ""}
           ${invoice.status === "paid" || invoice.status === "open" ? `<button id="credit" ${ro}>Credit note or refund</button>` : ""}
