@@ -2,7 +2,7 @@
 
 Definitions, as subscription-analytics tools use them (ChartMogul, Baremetrics, Stripe Billing):
 
-- A subscription's **MRR** follows what it is billed for its periods: each open or paid invoice's
+- A subscription's **MRR** follows what it is billed for its periods: each open, paid or uncollectible invoice's
   recurring lines (lines of a subscription item, without usage lines and without proration lines)
   net of discounts (already taken off the line) and of tax (an inclusive line's tax is taken out),
   normalized to a month from the billed period: ``amount / N`` for N months (a year: N = 12),
@@ -156,11 +156,16 @@ class Step:
     mrr: int  # minor units, the subscription's MRR from ``at`` on
 
 
+#: the invoices that bill a period: open (past due), paid, or written off (the subscription was past due
+#: while it was dunned; its end, canceled or unpaid, ends the MRR); drafts and void ones bill nothing
+BILLED = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
+
+
 def counted_invoices(sub: Subscription, invoices: Iterable[Invoice]) -> list[Invoice]:
-    """The subscription's invoices that bill it: open or paid (a checkout's first invoice once paid)."""
+    """The subscription's invoices that bill it (a checkout's first invoice only once paid)."""
     out = []
     for invoice in invoices:
-        if invoice.subscription != sub.id or invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PAID):
+        if invoice.subscription != sub.id or invoice.status not in BILLED:
             continue
         if invoice.billing_reason is BillingReason.SUBSCRIPTION_CREATE and invoice.status is not InvoiceStatus.PAID:
             continue
