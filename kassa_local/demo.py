@@ -3,7 +3,8 @@
 A catalog, three customers subscribing through the same HTTP API and Stripe.js flow a storefront
 uses, the virtual clock advanced three months (renewals fire on the way), renewals paid, and one
 card (4000 0000 0000 0341) declining when its trial ends: retried, warned, suspended and canceled
-by the dunning defaults (docs/dunning.md), with its emails in the local outbox.
+by the dunning defaults (docs/dunning.md), with its emails in the local outbox. On the way a fourth
+customer and plan changes make every MRR movement, and the MRR report is printed (docs/analytics.md).
 """
 
 from __future__ import annotations
