@@ -306,7 +306,8 @@ def total(contributions: Iterable[Mapping[AggregateKey, Mapping[str, int]]]) -> 
         for key, counters in contribution.items():
             for counter, value in counters.items():
                 _add(out, key, counter, value)
-    return {key: counters for key, counters in out.items() if counters}
+    cleaned = {key: {name: value for name, value in counters.items() if value} for key, counters in out.items()}
+    return {key: counters for key, counters in cleaned.items() if counters}
 
 
 # ------------------------------------------------------------------------------- reporting currency
