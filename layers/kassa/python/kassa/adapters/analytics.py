@@ -182,6 +182,10 @@ class MemoryAnalytics:
             target = self.counters.setdefault(key, {})
             for name, value in counters.items():
                 target[name] = target.get(name, 0) + value
+                if not target[name]:
+                    del target[name]  # DynamoDB keeps a 0; the reports read both alike
+            if not target:
+                del self.counters[key]
         self.customers[previous.customer] = CustomerAnalytics(previous.customer, contribution, previous.version + 1)
 
     def aggregates(self, kind: str, currency: str, low: str = "", high: str = "~") -> dict[str, dict[str, int]]:

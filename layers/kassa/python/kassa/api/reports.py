@@ -12,12 +12,12 @@ import csv
 import io
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from kassa.adapters import container
+from kassa.api.common import csv_response
 from kassa.domain.analytics import month_of, previous_month
 from kassa.domain.errors import InvalidInput
 
@@ -65,12 +65,7 @@ def _report(kind: str, start: str | None, end: str | None, currency: str | None,
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-        return Response(
-            status_code=200,
-            content_type="text/csv; charset=utf-8",
-            body=out.getvalue(),
-            headers={"Content-Disposition": f'attachment; filename="{kind}-{first}-{last}.csv"'},
-        )
+        return csv_response(out.getvalue(), f"{kind}-{first}-{last}.csv")
     return {"object": f"report.{kind}", "from": first, "to": last, **report}
 
 

@@ -168,44 +168,52 @@ def _header(where: Scope) -> dict[str, Any]:
     return out
 
 
-def _window(rows: list[a.MrrMonth], months: list[str]) -> tuple[list[a.MrrMonth], list[a.MrrMonth]]:
-    """The rows of ``months`` and, for each, the row of the month before (zeros where nothing happened)."""
+@dataclass(frozen=True)
+class Window:
+    """A report's months, its scope, and the MRR rows of those months and of each month before."""
+
+    months: list[str]
+    where: Scope
+    rows: list[a.MrrMonth]
+    before: list[a.MrrMonth]
+
+
+def _window(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> Window:
+    months = a.month_range(start, end)
+    where = scope(analytics, settings, currency)
+    rows = _months(analytics, where, end)
     before = a.in_range(rows, [a.previous_month(months[0]), *months[:-1]])
-    return a.in_range(rows, months), before
+    return Window(months, where, a.in_range(rows, months), before)
 
 
 def mrr_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
-    months = a.month_range(start, end)
-    where = scope(analytics, settings, currency)
-    rows, _ = _window(_months(analytics, where, end), months)
-    return {"data": [row.as_row() for row in rows], **_header(where)}
+    w = _window(analytics, settings, start, end, currency)
+    return {"data": [row.as_row() for row in w.rows], **_header(w.where)}
 
 
 def churn_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
-    months = a.month_range(start, end)
-    where = scope(analytics, settings, currency)
-    rows, before = _window(_months(analytics, where, end), months)
+    w = _window(analytics, settings, start, end, currency)
     trials: dict[str, dict[str, int]] = defaultdict(dict)
-    for source in where.sources:
+    for source in w.where.sources:
         for month, counters in analytics.aggregates("trial", source, start, end).items():
             for name, value in counters.items():
                 trials[month][name] = trials[month].get(name, 0) + value
-    data = [a.churn_row(row, prior, trials.get(row.month, {})) for row, prior in zip(rows, before, strict=True)]
-    return {"data": data, **_header(where)}
+    data = [a.churn_row(row, prior, trials.get(row.month, {})) for row, prior in zip(w.rows, w.before, strict=True)]
+    return {"data": data, **_header(w.where)}
 
 
 def ltv_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
-    months = a.month_range(start, end)
-    where = scope(analytics, settings, currency)
-    rows, before = _window(_months(analytics, where, end), months)
-    data = [a.ltv_row(row, prior) for row, prior in zip(rows, before, strict=True)]
-    return {"data": data, "summary": a.ltv_summary(rows, before), **_header(where)}
+    w = _window(analytics, settings, start, end, currency)
+    data = [a.ltv_row(row, prior) for row, prior in zip(w.rows, w.before, strict=True)]
+    return {"data": data, "summary": a.ltv_summary(w.rows, w.before), **_header(w.where)}
 
 
 def cohort_report(
