@@ -81,11 +81,18 @@ def test_the_other_reports_and_csv(history: Api) -> None:
         ("from=2026-01&to=2026-13", "to"),
         ("currency=XYZ", "currency"),
         ("format=xml", "format"),
+        ("to=2026-3", "to"),
     ],
 )
 def test_bad_parameters_are_a_400_naming_the_field(history: Api, query: str, param: str) -> None:
     body = history.request("GET", f"/v1/reports/mrr?{query}", 400).json()
     assert body["error"]["param"] == param
+
+
+def test_the_default_range_is_the_twelve_months_up_to_to(history: Api) -> None:
+    report = history.get("/v1/reports/mrr?to=2026-03&currency=EUR")
+    assert (report["from"], report["to"], len(report["data"])) == ("2025-04", "2026-03", 12)
+    assert report["data"][-3:] == EXPECTED and report["data"][0]["mrr"] == 0
 
 
 def test_the_rebuild_gives_the_same_numbers(history: Api, stack) -> None:

@@ -18,7 +18,7 @@ import json
 from typing import Any
 
 from kassa.adapters.dynamodb import DynamoStore, _n, _s
-from kassa.domain.errors import Conflict, InvalidInput
+from kassa.domain.errors import Conflict
 from kassa.services.ports import CustomerAnalytics
 
 KINDS = ("mrr", "cohort", "trial")
@@ -79,11 +79,8 @@ class DynamoAnalytics(DynamoStore):
             }
         }
 
-    def apply(self, previous: CustomerAnalytics | None, contribution: Counters, delta: Counters) -> None:
-        customer = previous.customer if previous else None
-        if customer is None:
-            raise InvalidInput("apply needs the customer's previous state (or an empty one)", param="customer")
-        version = previous.version if previous else 0
+    def apply(self, previous: CustomerAnalytics, contribution: Counters, delta: Counters) -> None:
+        customer, version = previous.customer, previous.version
         put: dict[str, Any] = {
             "Put": {
                 "TableName": self._table,
@@ -172,9 +169,7 @@ class MemoryAnalytics:
     def customer_state(self, customer_id: str) -> CustomerAnalytics | None:
         return self.customers.get(customer_id)
 
-    def apply(self, previous: CustomerAnalytics | None, contribution: Counters, delta: Counters) -> None:
-        if previous is None:
-            raise InvalidInput("apply needs the customer's previous state (or an empty one)", param="customer")
+    def apply(self, previous: CustomerAnalytics, contribution: Counters, delta: Counters) -> None:
         stored = self.customers.get(previous.customer)
         if (stored.version if stored else 0) != previous.version:
             raise Conflict(f"the analytics of customer {previous.customer} changed")

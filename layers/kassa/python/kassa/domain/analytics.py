@@ -69,7 +69,7 @@ def month_of(when: datetime) -> str:
 
 def parse_month(raw: str, param: str) -> str:
     match = _MONTH.match(raw or "")
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1900:
         raise InvalidInput(f"{param} must be a month like 2027-02 (YYYY-MM)", param=param)
     return raw
 

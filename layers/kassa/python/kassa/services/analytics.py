@@ -24,7 +24,7 @@ from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.invoice import Invoice
 from kassa.domain.money import normalize_currency
 from kassa.domain.settings import AnalyticsSettings, MerchantSettings
-from kassa.services.context import RETRIES, retry_pause
+from kassa.services.context import retry_pause
 from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery
 
 #: applying a customer's change retries this often when a concurrent refresh of the customer wins
@@ -57,10 +57,8 @@ def refresh_customer(store: BillingStore, analytics: AnalyticsStore, customer_id
         previous = analytics.customer_state(customer_id) or CustomerAnalytics(customer_id, {}, 0)
         contribution = contribution_of(store, customer_id)
         delta = a.difference(previous.contribution, contribution)
-        if not delta and previous.version:
-            return 0
-        if not delta and not contribution:
-            return 0  # a customer with nothing to count: nothing written
+        if not delta:
+            return 0  # a replay, or a change that moves no figure: nothing written
         try:
             analytics.apply(previous, contribution, delta)
         except Conflict:
@@ -106,12 +104,7 @@ def rebuild(store: BillingStore, analytics: AnalyticsStore) -> RebuildSummary:
             break
         after = page.items[-1].id
     totals = a.total(contributions.values())
-    for attempt in range(RETRIES):
-        try:
-            analytics.replace_all(contributions, totals)
-            break
-        except Conflict:
-            retry_pause(attempt + 1)
+    analytics.replace_all(contributions, totals)
     return RebuildSummary(customers=len(contributions), aggregates=len(totals))
 
 
