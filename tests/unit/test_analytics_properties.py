@@ -155,3 +155,32 @@ def test_applying_states_as_differences_in_any_order_ends_where_a_rebuild_does(h
         applied[customer] = state
     rebuilt = a.total(a.customer_contributions(subs, invoices) for subs, invoices in history.values())
     assert {k: {n: v for n, v in c.items() if v} for k, c in counters.items() if any(c.values())} == rebuilt
+
+
+def test_usage_is_never_mrr_and_is_reported_on_its_own_by_the_month_used() -> None:
+    from kassa.adapters.analytics import MemoryAnalytics
+    from kassa.domain.settings import MerchantSettings
+    from kassa.services.analytics import CustomerAnalytics, mrr_report
+
+    sub = _subscription("sub_u", "cus_u", "EUR", 0, None)
+    invoice = _invoice(sub, 1, 1000, None)
+    usage_line = invoice.lines[0].model_copy(
+        update={
+            "amount": 437,
+            "unit_amount": None,
+            "unit_amount_decimal": "0.437",
+            "quantity": 1000,
+            "usage": {"meter": "mtr_1"},
+            "period_start": MONTHS[0],
+            "period_end": MONTHS[1],
+        }
+    )
+    billed = invoice.model_copy(update={"lines": [*invoice.lines, usage_line]})
+    contribution = a.customer_contributions([sub], [billed])
+    assert contribution[("mrr", "EUR", a.month_of(MONTHS[1]))] == {"new": 1000, "new_customers": 1}
+    assert contribution[("usage", "EUR", a.month_of(MONTHS[0]))] == {"amount": 437}
+    store = MemoryAnalytics()
+    store.apply(CustomerAnalytics("cus_u", {}, 0), contribution, contribution)
+    report = mrr_report(store, MerchantSettings(), "2027-01", "2027-02", "EUR")
+    assert [row["mrr"] for row in report["data"]] == [0, 1000]
+    assert report["usage"] == [{"month": "2027-01", "amount": 437}, {"month": "2027-02", "amount": 0}]

@@ -3,7 +3,7 @@
 Items (docs/data-model.md)::
 
     pk = ANCUS#<customer>      sk = ANALYTICS    version, doc (JSON: the customer's applied contribution)
-    pk = AN#<kind>#<CURRENCY>  sk = <key>        c_<counter> numbers (kind: mrr | cohort | trial;
+    pk = AN#<kind>#<CURRENCY>  sk = <key>        c_<counter> numbers (kind: mrr | cohort | trial | usage;
                                                  key: <YYYY-MM>, or <cohort YYYY-MM>|<YYYY-MM>)
     pk = ANMETA                sk = CURRENCIES   currencies (string set): which partitions exist
 
@@ -21,7 +21,7 @@ from kassa.adapters.dynamodb import DynamoStore, _n, _s
 from kassa.domain.errors import Conflict
 from kassa.services.ports import CustomerAnalytics
 
-KINDS = ("mrr", "cohort", "trial")
+KINDS = ("mrr", "cohort", "trial", "usage")
 CUSTOMER_PREFIX = "ANCUS#"
 AGGREGATE_PREFIX = "AN#"
 META_KEY = "ANMETA"

@@ -19,6 +19,7 @@ Definitions, as subscription-analytics tools use them (ChartMogul, Baremetrics, 
   ``churn`` (>0 → 0: the MRR lost). So, by construction,
   ``new + expansion + reactivation − contraction − churn = MRR(month) − MRR(month before)``.
 - A customer's **cohort** is the first month it has MRR at a month end, per currency.
+- **Usage** (metered lines, billed in arrears) is never MRR; it is reported on its own, per month used.
 - A trial **converts** when its subscription gets a paid invoice of a period that starts at or after the
   trial end; trials are counted in the month the trial started.
 
@@ -57,7 +58,8 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 # A contribution: (kind, currency, key) -> counters. Kinds: "mrr" (key: month), "cohort" (key:
 # "<cohort month>|<month>", counters customers and mrr: changes of the cohort's figures that month),
-# "trial" (key: the trial's start month; counters started, converted).
+# "trial" (key: the trial's start month; counters started, converted), "usage" (key: the month the usage
+# was used; counter amount: billed usage, net of tax — never part of MRR).
 AggregateKey = tuple[str, str, str]
 Contribution = dict[AggregateKey, dict[str, int]]
 
@@ -246,6 +248,10 @@ def customer_contributions(subscriptions: Iterable[Subscription], invoices: Sequ
     for sub in subscriptions:
         values = month_end_values(subscription_steps(sub, invoices))
         per_currency[sub.currency].append(values)
+        for invoice in counted_invoices(sub, invoices):  # usage, reported on its own: by the month it was used
+            for line in invoice.lines:
+                if line.usage is not None or line.unit_amount_decimal is not None:
+                    _add(out, ("usage", invoice.currency, month_of(line.period_start)), "amount", net_of_tax(line))
         if sub.trial_start is not None and sub.trial_end is not None:
             started = month_of(sub.trial_start)
             _add(out, ("trial", sub.currency, started), "started", 1)

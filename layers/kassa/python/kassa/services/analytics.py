@@ -22,7 +22,7 @@ from typing import Any
 from kassa.domain import analytics as a
 from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.invoice import Invoice
-from kassa.domain.money import normalize_currency
+from kassa.domain.money import normalize_currency, round_fraction
 from kassa.domain.settings import AnalyticsSettings, MerchantSettings
 from kassa.services.context import retry_pause
 from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery
@@ -185,7 +185,12 @@ def mrr_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
     w = _window(analytics, settings, start, end, currency)
-    return {"data": [row.as_row() for row in w.rows], **_header(w.where)}
+    used: dict[str, Fraction] = defaultdict(Fraction)
+    for source in w.where.sources:
+        for month, counters in analytics.aggregates("usage", source, start, end).items():
+            used[month] += a.convert(counters.get("amount", 0), source, w.where.currency, w.where.rates[source])
+    usage = [{"month": month, "amount": round_fraction(used[month], a.MRR_ROUNDING)} for month in w.months]
+    return {"data": [row.as_row() for row in w.rows], "usage": usage, **_header(w.where)}
 
 
 def churn_report(
