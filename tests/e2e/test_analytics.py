@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 
 import pytest
 import requests
@@ -93,6 +94,33 @@ def test_the_default_range_is_the_twelve_months_up_to_to(history: Api) -> None:
     report = history.get("/v1/reports/mrr?to=2026-03&currency=EUR")
     assert (report["from"], report["to"], len(report["data"])) == ("2025-04", "2026-03", 12)
     assert report["data"][-3:] == EXPECTED and report["data"][0]["mrr"] == 0
+
+
+def test_replayed_events_through_the_queue_change_nothing(history: Api, stack) -> None:
+    """Every routed event sent to the analytics queue again, newest first, as SQS may redeliver them."""
+    from infra import wiring
+
+    routed = [e for e in stack.events() if e["detail-type"] in wiring.ANALYTICS_ROUTE.detail_types]
+    assert len(routed) >= 8
+    ddb, sqs = stack.client("dynamodb"), stack.client("sqs")
+    key = {"pk": {"S": "ANMETA"}, "sk": {"S": "CURRENCIES"}}
+    assert ddb.get_item(TableName="billing", Key=key)["Item"]["currencies"]["SS"] == ["EUR"]
+
+    def versions() -> dict[str, str]:
+        items = ddb.scan(
+            TableName="billing",
+            FilterExpression="begins_with(pk, :p)",
+            ExpressionAttributeValues={":p": {"S": "ANCUS#"}},
+        )
+        return {i["pk"]["S"]: i["version"]["N"] for i in items["Items"]}
+
+    before = versions()
+    url = sqs.get_queue_url(QueueName=wiring.ANALYTICS_QUEUE.name)["QueueUrl"]
+    for envelope in reversed(routed):
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps(envelope))
+    _drain(history)
+    assert versions() == before  # nothing written
+    assert history.get("/v1/reports/mrr?from=2026-01&to=2026-03&currency=EUR")["data"] == EXPECTED
 
 
 def test_the_rebuild_gives_the_same_numbers(history: Api, stack) -> None:
