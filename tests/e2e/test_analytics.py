@@ -126,3 +126,8 @@ def test_replayed_events_through_the_queue_change_nothing(history: Api, stack) -
 def test_the_rebuild_gives_the_same_numbers(history: Api, stack) -> None:
     assert main(["--state-dir", str(stack.state_dir), "analytics", "rebuild"]) == 0
     assert history.get("/v1/reports/mrr?from=2026-01&to=2026-03&currency=EUR")["data"] == EXPECTED
+    # what AWS runs: the analytics function invoked with {"action": "rebuild"}
+    assert stack.invoke("analytics", {"action": "rebuild"})["customers"] >= 2
+    assert history.get("/v1/reports/mrr?from=2026-01&to=2026-03&currency=EUR")["data"] == EXPECTED
+    with pytest.raises(ValueError, match="rebuild"):
+        stack.invoke("analytics", {"action": "drop"})
