@@ -8,7 +8,8 @@ Definitions, as subscription-analytics tools use them (ChartMogul, Baremetrics, 
   normalized to a month from the billed period: ``amount / N`` for N months (a year: N = 12),
   ``amount × 52 / (12 × N)`` for N weeks, ``amount × 365 / (12 × N)`` for N days. It holds from the
   period's start until the next billed period, a mid-period change (its positive proration line,
-  brought back to a full period: ``unit_amount × quantity`` net of its discount) or the
+  brought back to a full period: ``unit_amount × quantity`` net of its discount; a partial first
+  period before a billing-cycle anchor counts the same way) or the
   subscription's end (``ended_at``; ``unpaid``: from its latest invoice's period). A trial bills
   nothing, so it has no MRR; an ``incomplete`` subscription (first invoice unpaid) has none either.
 - Normalized amounts are rounded once per subscription and step, ``Rounding.HALF_UP``, to an integer
@@ -214,8 +215,7 @@ def subscription_steps(sub: Subscription, invoices: Iterable[Invoice]) -> list[S
             break
         if at in full:
             current = dict(full[at])
-        elif not current:
-            continue  # a proration before any billed period (a partial first period): the next period decides
+        # a proration alone (a change, or a partial first period before the anchor) sets only its items
         for item, monthly in partial.get(at, {}).items():
             current[item] = monthly
         mrr = round_fraction(sum(current.values(), Fraction(0)), MRR_ROUNDING)
