@@ -3,7 +3,8 @@
 A catalog, three customers subscribing through the same HTTP API and Stripe.js flow a storefront
 uses, the virtual clock advanced three months (renewals fire on the way), renewals paid, and one
 card (4000 0000 0000 0341) declining when its trial ends: retried, warned, suspended and canceled
-by the dunning defaults (docs/dunning.md), with its emails in the local outbox.
+by the dunning defaults (docs/dunning.md), with its emails in the local outbox. On the way a fourth
+customer and plan changes make every MRR movement, and the MRR report is printed (docs/analytics.md).
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ import argparse
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+import requests
 
 from kassa.domain.money import Money
 from kassa.domain.periods import Interval, boundary
@@ -138,34 +141,74 @@ def seed_catalog(api: Api) -> int:
     return made + 1
 
 
+def _subscribe(api: Api, price_id: str, who: dict[str, Any], card: str, **extra: Any) -> dict[str, Any]:
+    """A checkout through the storefront's flow (Stripe.js confirms the card), completed."""
+    from kassa_local.client import confirm_card_setup
+
+    started = api.post("/v1/checkout", {"price_id": price_id, **who, **extra}, expect=201)
+    confirm_card_setup(api.config, started["setup_intent_id"], started["client_secret"], card)
+    done = api.post(
+        f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]}
+    )
+    return dict(done["subscription"])
+
+
+#: the demo's reporting currency and exchange rate (the merchant's own, in settings; no network access)
+DEMO_ANALYTICS = {"reporting_currency": "EUR", "exchange_rates": {"JPY": "0.0062"}}
+
+
+def set_reporting_currency(api: Api) -> None:
+    settings = {k: v for k, v in api.get("/v1/settings").items() if k != "object"}
+    if not settings.get("analytics"):
+        api.request("PUT", "/v1/settings", expect=200, json=settings | {"analytics": DEMO_ANALYTICS})
+
+
+def analytics_story(
+    api: Api, prices: dict[str, Any], subs: dict[str, Any], start: datetime, target: datetime, out: Any
+) -> list[Any]:
+    """A few months of MRR movements for the reports and the dashboard (docs/analytics.md): Anna takes a
+    second coffee box after two weeks (expansion) and goes back to one after six (contraction); Dario
+    subscribes, cancels after two weeks (churn) and comes back after six (reactivation)."""
+    anna = subs["anna@example.com"]["id"]
+    who = {"customer": {"email": "dario@example.com", "name": "Dario", "address": {"country": "IT"}}}
+    dario = _subscribe(api, prices["coffee"]["id"], who, "4242424242424242")
+    fired: list[Any] = []
+    steps = (
+        (timedelta(days=14), {anna: {"quantity": 2}}, "cancel"),
+        (timedelta(days=42), {anna: {"quantity": 1}}, "return"),
+    )
+    for after, changes, dario_does in steps:
+        if start + after >= target:
+            break
+        fired += api.advance(to=(start + after).isoformat()).get("fired", [])
+        for sub_id, change in changes.items():
+            api.post(f"/v1/subscriptions/{sub_id}/change", change)
+        if dario_does == "cancel":
+            api.post(f"/v1/subscriptions/{dario['id']}/cancel", {"at_period_end": False})
+        else:
+            dario = _subscribe(api, prices["coffee"]["id"], {"customer_id": dario["customer"]}, "4242424242424242")
+    out("  anna: 2 coffee boxes after 2 weeks, 1 after 6; dario: subscribed, canceled after 2 weeks, back after 6")
+    return fired
+
+
 def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> dict[str, Any]:
     prices = demo_catalog(api)
     listed = ", ".join(f"{p['currency']} {p['unit_amount']}" for p in prices.values())
     out(f"catalog: {len(prices)} prices ({listed})")
     subs = []
     for email, key, card, country in CUSTOMERS:
-        started = api.post(
-            "/v1/checkout",
-            {
-                "price_id": prices[key]["id"],
-                "customer": {"email": email, "name": email.split("@")[0].title(), "address": {"country": country}},
-            },
-            expect=201,
-        )
-        from kassa_local.client import confirm_card_setup
-
-        confirm_card_setup(api.config, started["setup_intent_id"], started["client_secret"], card)
-        done = api.post(
-            f"/v1/checkout/{started['subscription']['id']}/complete", {"setup_intent_id": started["setup_intent_id"]}
-        )
-        subs.append((email, done["subscription"]))
-        out(f"  {email:<20} subscribed to {key:<6} with card …{card[-4:]} → {done['subscription']['status']}")
+        customer = {"email": email, "name": email.split("@")[0].title(), "address": {"country": country}}
+        sub = _subscribe(api, prices[key]["id"], {"customer": customer}, card)
+        subs.append((email, sub))
+        out(f"  {email:<20} subscribed to {key:<6} with card …{card[-4:]} → {sub['status']}")
+    set_reporting_currency(api)
 
     # one hour past the last renewal, so that the hourly sweep tick after it has fired
     target = boundary(start, Interval.MONTH, 1, months) + timedelta(hours=1)
     out(f"advancing the virtual clock {months} months, to {target.isoformat()} …")
-    fired = api.advance(to=target.isoformat())
-    out(f"  {len(fired.get('fired', []))} schedule ticks fired")
+    fired = len(analytics_story(api, prices, dict(subs), start, target, out))
+    fired += len(api.advance(to=target.isoformat()).get("fired", []))
+    out(f"  {fired} schedule ticks fired")
 
     summary: dict[str, Any] = {"customers": []}
     out("")
@@ -188,6 +231,18 @@ def run_demo(api: Api, start: datetime, months: int = 3, out: Any = print) -> di
             out(f"{email:<20} {current['status']:<10} (no invoices)")
     counts = Counter(e["detail-type"] for e in api.events())
     summary["events"] = dict(counts)
+    requests.post(api.base + "/_local/drain", timeout=120)  # the analytics queue's last events
+    mrr = api.get("/v1/reports/mrr", params={"from": start.strftime("%Y-%m"), "to": target.strftime("%Y-%m")})
+    summary["mrr"] = mrr
+    out("")
+    out(
+        f"MRR ({mrr['currency']}, GET /v1/reports/mrr): "
+        + "; ".join(
+            f"{row['month']} {Money(row['mrr'], mrr['currency']).format()}"
+            f" (+{row['new'] + row['expansion'] + row['reactivation']} −{row['contraction'] + row['churn']})"
+            for row in mrr["data"]
+        )
+    )
     out("")
     out("domain events: " + ", ".join(f"{k} ×{v}" for k, v in sorted(counts.items())))
     return summary

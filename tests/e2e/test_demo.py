@@ -30,6 +30,12 @@ def test_the_demo_lifecycle(api: Api):
     assert chloe and {i["status"] for i in chloe} == {"uncollectible"}
     assert summary["events"]["invoice.payment_failed"] >= len(chloe)
     assert any("anna@example.com" in line for line in lines)
+    # the reports (and the dashboard) show months of every movement, JPY converted into EUR
+    mrr = summary["mrr"]
+    assert mrr["currency"] == "EUR" and mrr["converted_from"] == ["JPY"]
+    for movement in ("new", "expansion", "contraction", "churn", "reactivation"):
+        assert any(row[movement] > 0 for row in mrr["data"]), movement
+    assert len(mrr["data"]) == 4 and mrr["data"][-1]["customers"] >= 3
 
 
 def test_seeding_only_fills_an_empty_catalog(api: Api):

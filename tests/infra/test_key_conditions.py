@@ -80,3 +80,15 @@ def test_the_renewal_sweep_reads_only_the_due_index_partitions(cfn: dict[str, An
 def test_no_function_but_the_processor_touches_webhook_records_beyond_ingest() -> None:
     holders = {fn.name for fn in wiring.FUNCTIONS for p in fn.table_key_prefixes.values() if "WHEVT#" in p.read}
     assert holders == {"webhook_ingest", "webhook_processor"}
+
+
+def test_the_analytics_function_writes_only_the_analytics_items(cfn: dict[str, Any]) -> None:
+    statements = _dynamodb_statements(cfn, "analytics")
+    written = [s for s in statements if "dynamodb:PutItem" in s["Action"]]
+    assert len(written) == 1
+    assert written[0]["Condition"]["ForAllValues:StringLike"] == {
+        "dynamodb:LeadingKeys": [f"{prefix}*" if prefix.endswith("#") else prefix for prefix in wiring.ANALYTICS_KEYS]
+    }
+    # and nobody else writes them: the billing use cases only read them (the api's reports)
+    writers = {fn.name for fn in wiring.FUNCTIONS for p in fn.table_key_prefixes.values() if "AN#" in p.write}
+    assert writers == {"analytics"}

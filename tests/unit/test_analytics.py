@@ -293,6 +293,18 @@ def test_trial_conversion_counts_trials_in_their_start_month() -> None:
     ]
 
 
+def test_a_partial_first_period_before_the_anchor_counts_its_full_monthly_amount() -> None:
+    h = History(utc(2027, 3, 20, 9))
+    _, price = h.world.catalog(3100, "eur")
+    h.world.active_subscription(price, email="anchor@example.com", billing_cycle_anchor=utc(2027, 4, 1))
+    h.run_until(utc(2027, 4, 15))
+    # 20 Mar – 1 Apr is billed prorated; the MRR is the price's month from the start, not from 1 April
+    assert mrr_rows(h, "2027-03", "2027-04", "EUR") == [
+        ("2027-03", 3100, 3100, 0, 0, 0, 0, 1),
+        ("2027-04", 3100, 0, 0, 0, 0, 0, 1),
+    ]
+
+
 @pytest.mark.parametrize(
     ("start", "end", "months"),
     [

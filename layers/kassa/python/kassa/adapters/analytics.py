@@ -3,7 +3,7 @@
 Items (docs/data-model.md)::
 
     pk = ANCUS#<customer>      sk = ANALYTICS    version, doc (JSON: the customer's applied contribution)
-    pk = AN#<kind>#<CURRENCY>  sk = <key>        c_<counter> numbers (kind: mrr | cohort | trial;
+    pk = AN#<kind>#<CURRENCY>  sk = <key>        c_<counter> numbers (kind: mrr | cohort | trial | usage;
                                                  key: <YYYY-MM>, or <cohort YYYY-MM>|<YYYY-MM>)
     pk = ANMETA                sk = CURRENCIES   currencies (string set): which partitions exist
 
@@ -18,10 +18,10 @@ import json
 from typing import Any
 
 from kassa.adapters.dynamodb import DynamoStore, _n, _s
-from kassa.domain.errors import Conflict, InvalidInput
+from kassa.domain.errors import Conflict
 from kassa.services.ports import CustomerAnalytics
 
-KINDS = ("mrr", "cohort", "trial")
+KINDS = ("mrr", "cohort", "trial", "usage")
 CUSTOMER_PREFIX = "ANCUS#"
 AGGREGATE_PREFIX = "AN#"
 META_KEY = "ANMETA"
@@ -79,11 +79,8 @@ class DynamoAnalytics(DynamoStore):
             }
         }
 
-    def apply(self, previous: CustomerAnalytics | None, contribution: Counters, delta: Counters) -> None:
-        customer = previous.customer if previous else None
-        if customer is None:
-            raise InvalidInput("apply needs the customer's previous state (or an empty one)", param="customer")
-        version = previous.version if previous else 0
+    def apply(self, previous: CustomerAnalytics, contribution: Counters, delta: Counters) -> None:
+        customer, version = previous.customer, previous.version
         put: dict[str, Any] = {
             "Put": {
                 "TableName": self._table,
@@ -172,9 +169,7 @@ class MemoryAnalytics:
     def customer_state(self, customer_id: str) -> CustomerAnalytics | None:
         return self.customers.get(customer_id)
 
-    def apply(self, previous: CustomerAnalytics | None, contribution: Counters, delta: Counters) -> None:
-        if previous is None:
-            raise InvalidInput("apply needs the customer's previous state (or an empty one)", param="customer")
+    def apply(self, previous: CustomerAnalytics, contribution: Counters, delta: Counters) -> None:
         stored = self.customers.get(previous.customer)
         if (stored.version if stored else 0) != previous.version:
             raise Conflict(f"the analytics of customer {previous.customer} changed")
@@ -182,6 +177,10 @@ class MemoryAnalytics:
             target = self.counters.setdefault(key, {})
             for name, value in counters.items():
                 target[name] = target.get(name, 0) + value
+                if not target[name]:
+                    del target[name]  # DynamoDB keeps a 0; the reports read both alike
+            if not target:
+                del self.counters[key]
         self.customers[previous.customer] = CustomerAnalytics(previous.customer, contribution, previous.version + 1)
 
     def aggregates(self, kind: str, currency: str, low: str = "", high: str = "~") -> dict[str, dict[str, int]]:

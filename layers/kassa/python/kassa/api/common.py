@@ -340,3 +340,13 @@ def _subscription(body: dict[str, Any]) -> dict[str, Any]:
 
 def page(kind: str, items: list[Any], has_more: bool) -> dict[str, Any]:
     return {"object": "list", "data": [obj(kind, i) for i in items], "has_more": has_more}
+
+
+def csv_response(text: str, name: str) -> Response[str]:
+    """A CSV report, offered for download as ``name``."""
+    return Response(
+        status_code=200,
+        content_type="text/csv; charset=utf-8",
+        body=text,
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )

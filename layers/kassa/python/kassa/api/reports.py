@@ -12,19 +12,19 @@ import csv
 import io
 from typing import Annotated, Any
 
-from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
 from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from kassa.adapters import container
-from kassa.domain.analytics import month_of, previous_month
+from kassa.api.common import csv_response
+from kassa.domain.analytics import month_of, parse_month, previous_month
 from kassa.domain.errors import InvalidInput
 
 router = Router()
 
 DEFAULT_MONTHS = 12
-FromParam = Annotated[str | None, Query(alias="from", description="first month, YYYY-MM (default: 11 months ago)")]
+FromParam = Annotated[str | None, Query(alias="from", description="first month, YYYY-MM (default: to − 11)")]
 ToParam = Annotated[str | None, Query(description="last month, YYYY-MM (default: this month)")]
 CurrencyParam = Annotated[
     str | None, Query(description="one currency as billed, e.g. EUR (default: all, in the reporting currency)")
@@ -48,14 +48,12 @@ def _report(kind: str, start: str | None, end: str | None, currency: str | None,
     if fmt not in (None, "json", "csv"):
         raise InvalidInput("format is json or csv", param="format")
     this_month = month_of(container.now())
-    last = end if end is not None else this_month
+    last = parse_month(end, "to") if end is not None else this_month
     first = start
-    if first is None:
-        first = this_month
+    if first is None:  # the twelve months up to ``to``
+        first = last
         for _ in range(DEFAULT_MONTHS - 1):
             first = previous_month(first)
-        if end is not None and first > last:
-            first = last
     if currency is not None and not currency.strip():
         raise InvalidInput("currency must be an ISO 4217 code such as EUR", param="currency")
     report = analytics.REPORTS[kind](container.analytics(), container.store().get_settings(), first, last, currency)
@@ -65,12 +63,7 @@ def _report(kind: str, start: str | None, end: str | None, currency: str | None,
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(header)
         writer.writerows(rows)
-        return Response(
-            status_code=200,
-            content_type="text/csv; charset=utf-8",
-            body=out.getvalue(),
-            headers={"Content-Disposition": f'attachment; filename="{kind}-{first}-{last}.csv"'},
-        )
+        return csv_response(out.getvalue(), f"{kind}-{first}-{last}.csv")
     return {"object": f"report.{kind}", "from": first, "to": last, **report}
 
 

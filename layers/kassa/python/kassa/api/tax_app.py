@@ -11,11 +11,10 @@ from datetime import date
 from datetime import date as Date  # noqa: N812 - the request field is called `date`
 from typing import Any, Literal
 
-from aws_lambda_powertools.event_handler import Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kassa.adapters import container
-from kassa.api.common import new_app
+from kassa.api.common import csv_response, new_app
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.countries import is_country_code
 from kassa.domain.customer import Address
@@ -77,15 +76,6 @@ def quote(body: QuoteIn) -> dict[str, Any]:
     return {"object": "tax.quote", **result.model_dump(mode="json")}
 
 
-def _csv(text: str, name: str) -> Response[str]:
-    return Response(
-        status_code=200,
-        content_type="text/csv; charset=utf-8",
-        body=text,
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
 def _date(name: str) -> date:
     raw = app.current_event.get_query_string_value(name)
     if not raw:
@@ -120,7 +110,7 @@ def jurisdictions() -> Any:
         lines, period_start=start, period_end=end, jurisdiction=app.current_event.get_query_string_value("jurisdiction")
     )
     if _wants_csv():
-        return _csv(render_jurisdiction_csv(report), f"tax-{start}-{end}.csv")
+        return csv_response(render_jurisdiction_csv(report), f"tax-{start}-{end}.csv")
     return {"object": "tax.report", **report.model_dump(mode="json")}
 
 
@@ -133,5 +123,5 @@ def oss() -> Any:
     lines = reported_lines(store.invoices_by_tax_date(start, end), store.credit_notes_by_tax_date(start, end))
     result = oss_return(lines, year=year, quarter=quarter)
     if _wants_csv():
-        return _csv(render_oss_csv(result), f"oss-{year}-Q{quarter}.csv")
+        return csv_response(render_oss_csv(result), f"oss-{year}-Q{quarter}.csv")
     return {"object": "tax.oss_return", **result.model_dump(mode="json")}

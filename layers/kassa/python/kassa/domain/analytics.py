@@ -2,13 +2,14 @@
 
 Definitions, as subscription-analytics tools use them (ChartMogul, Baremetrics, Stripe Billing):
 
-- A subscription's **MRR** follows what it is billed for its periods: each open or paid invoice's
+- A subscription's **MRR** follows what it is billed for its periods: each open, paid or uncollectible invoice's
   recurring lines (lines of a subscription item, without usage lines and without proration lines)
   net of discounts (already taken off the line) and of tax (an inclusive line's tax is taken out),
   normalized to a month from the billed period: ``amount / N`` for N months (a year: N = 12),
   ``amount × 52 / (12 × N)`` for N weeks, ``amount × 365 / (12 × N)`` for N days. It holds from the
   period's start until the next billed period, a mid-period change (its positive proration line,
-  brought back to a full period: ``unit_amount × quantity`` net of its discount) or the
+  brought back to a full period: ``unit_amount × quantity`` net of its discount; a partial first
+  period before a billing-cycle anchor counts the same way) or the
   subscription's end (``ended_at``; ``unpaid``: from its latest invoice's period). A trial bills
   nothing, so it has no MRR; an ``incomplete`` subscription (first invoice unpaid) has none either.
 - Normalized amounts are rounded once per subscription and step, ``Rounding.HALF_UP``, to an integer
@@ -19,6 +20,7 @@ Definitions, as subscription-analytics tools use them (ChartMogul, Baremetrics, 
   ``churn`` (>0 → 0: the MRR lost). So, by construction,
   ``new + expansion + reactivation − contraction − churn = MRR(month) − MRR(month before)``.
 - A customer's **cohort** is the first month it has MRR at a month end, per currency.
+- **Usage** (metered lines, billed in arrears) is never MRR; it is reported on its own, per month used.
 - A trial **converts** when its subscription gets a paid invoice of a period that starts at or after the
   trial end; trials are counted in the month the trial started.
 
@@ -57,7 +59,8 @@ _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
 
 # A contribution: (kind, currency, key) -> counters. Kinds: "mrr" (key: month), "cohort" (key:
 # "<cohort month>|<month>", counters customers and mrr: changes of the cohort's figures that month),
-# "trial" (key: the trial's start month; counters started, converted).
+# "trial" (key: the trial's start month; counters started, converted), "usage" (key: the month the usage
+# was used; counter amount: billed usage, net of tax — never part of MRR).
 AggregateKey = tuple[str, str, str]
 Contribution = dict[AggregateKey, dict[str, int]]
 
@@ -69,7 +72,7 @@ def month_of(when: datetime) -> str:
 
 def parse_month(raw: str, param: str) -> str:
     match = _MONTH.match(raw or "")
-    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1970:
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1900:
         raise InvalidInput(f"{param} must be a month like 2027-02 (YYYY-MM)", param=param)
     return raw
 
@@ -156,11 +159,16 @@ class Step:
     mrr: int  # minor units, the subscription's MRR from ``at`` on
 
 
+#: the invoices that bill a period: open (past due), paid, or written off (the subscription was past due
+#: while it was dunned; its end, canceled or unpaid, ends the MRR); drafts and void ones bill nothing
+BILLED = (InvoiceStatus.OPEN, InvoiceStatus.PAID, InvoiceStatus.UNCOLLECTIBLE)
+
+
 def counted_invoices(sub: Subscription, invoices: Iterable[Invoice]) -> list[Invoice]:
-    """The subscription's invoices that bill it: open or paid (a checkout's first invoice once paid)."""
+    """The subscription's invoices that bill it (a checkout's first invoice only once paid)."""
     out = []
     for invoice in invoices:
-        if invoice.subscription != sub.id or invoice.status not in (InvoiceStatus.OPEN, InvoiceStatus.PAID):
+        if invoice.subscription != sub.id or invoice.status not in BILLED:
             continue
         if invoice.billing_reason is BillingReason.SUBSCRIPTION_CREATE and invoice.status is not InvoiceStatus.PAID:
             continue
@@ -207,8 +215,7 @@ def subscription_steps(sub: Subscription, invoices: Iterable[Invoice]) -> list[S
             break
         if at in full:
             current = dict(full[at])
-        elif not current:
-            continue  # a proration before any billed period (a partial first period): the next period decides
+        # a proration alone (a change, or a partial first period before the anchor) sets only its items
         for item, monthly in partial.get(at, {}).items():
             current[item] = monthly
         mrr = round_fraction(sum(current.values(), Fraction(0)), MRR_ROUNDING)
@@ -241,6 +248,10 @@ def customer_contributions(subscriptions: Iterable[Subscription], invoices: Sequ
     for sub in subscriptions:
         values = month_end_values(subscription_steps(sub, invoices))
         per_currency[sub.currency].append(values)
+        for invoice in counted_invoices(sub, invoices):  # usage, reported on its own: by the month it was used
+            for line in invoice.lines:
+                if line.usage is not None or line.unit_amount_decimal is not None:
+                    _add(out, ("usage", invoice.currency, month_of(line.period_start)), "amount", net_of_tax(line))
         if sub.trial_start is not None and sub.trial_end is not None:
             started = month_of(sub.trial_start)
             _add(out, ("trial", sub.currency, started), "started", 1)
@@ -301,7 +312,8 @@ def total(contributions: Iterable[Mapping[AggregateKey, Mapping[str, int]]]) -> 
         for key, counters in contribution.items():
             for counter, value in counters.items():
                 _add(out, key, counter, value)
-    return {key: counters for key, counters in out.items() if counters}
+    cleaned = {key: {name: value for name, value in counters.items() if value} for key, counters in out.items()}
+    return {key: counters for key, counters in cleaned.items() if counters}
 
 
 # ------------------------------------------------------------------------------- reporting currency

@@ -22,9 +22,9 @@ from typing import Any
 from kassa.domain import analytics as a
 from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.invoice import Invoice
-from kassa.domain.money import normalize_currency
+from kassa.domain.money import normalize_currency, round_fraction
 from kassa.domain.settings import AnalyticsSettings, MerchantSettings
-from kassa.services.context import RETRIES, retry_pause
+from kassa.services.context import retry_pause
 from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery
 
 #: applying a customer's change retries this often when a concurrent refresh of the customer wins
@@ -57,10 +57,8 @@ def refresh_customer(store: BillingStore, analytics: AnalyticsStore, customer_id
         previous = analytics.customer_state(customer_id) or CustomerAnalytics(customer_id, {}, 0)
         contribution = contribution_of(store, customer_id)
         delta = a.difference(previous.contribution, contribution)
-        if not delta and previous.version:
-            return 0
-        if not delta and not contribution:
-            return 0  # a customer with nothing to count: nothing written
+        if not delta:
+            return 0  # a replay, or a change that moves no figure: nothing written
         try:
             analytics.apply(previous, contribution, delta)
         except Conflict:
@@ -106,12 +104,7 @@ def rebuild(store: BillingStore, analytics: AnalyticsStore) -> RebuildSummary:
             break
         after = page.items[-1].id
     totals = a.total(contributions.values())
-    for attempt in range(RETRIES):
-        try:
-            analytics.replace_all(contributions, totals)
-            break
-        except Conflict:
-            retry_pause(attempt + 1)
+    analytics.replace_all(contributions, totals)
     return RebuildSummary(customers=len(contributions), aggregates=len(totals))
 
 
@@ -168,44 +161,57 @@ def _header(where: Scope) -> dict[str, Any]:
     return out
 
 
-def _window(rows: list[a.MrrMonth], months: list[str]) -> tuple[list[a.MrrMonth], list[a.MrrMonth]]:
-    """The rows of ``months`` and, for each, the row of the month before (zeros where nothing happened)."""
+@dataclass(frozen=True)
+class Window:
+    """A report's months, its scope, and the MRR rows of those months and of each month before."""
+
+    months: list[str]
+    where: Scope
+    rows: list[a.MrrMonth]
+    before: list[a.MrrMonth]
+
+
+def _window(
+    analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
+) -> Window:
+    months = a.month_range(start, end)
+    where = scope(analytics, settings, currency)
+    rows = _months(analytics, where, end)
     before = a.in_range(rows, [a.previous_month(months[0]), *months[:-1]])
-    return a.in_range(rows, months), before
+    return Window(months, where, a.in_range(rows, months), before)
 
 
 def mrr_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
-    months = a.month_range(start, end)
-    where = scope(analytics, settings, currency)
-    rows, _ = _window(_months(analytics, where, end), months)
-    return {"data": [row.as_row() for row in rows], **_header(where)}
+    w = _window(analytics, settings, start, end, currency)
+    used: dict[str, Fraction] = defaultdict(Fraction)
+    for source in w.where.sources:
+        for month, counters in analytics.aggregates("usage", source, start, end).items():
+            used[month] += a.convert(counters.get("amount", 0), source, w.where.currency, w.where.rates[source])
+    usage = [{"month": month, "amount": round_fraction(used[month], a.MRR_ROUNDING)} for month in w.months]
+    return {"data": [row.as_row() for row in w.rows], "usage": usage, **_header(w.where)}
 
 
 def churn_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
-    months = a.month_range(start, end)
-    where = scope(analytics, settings, currency)
-    rows, before = _window(_months(analytics, where, end), months)
+    w = _window(analytics, settings, start, end, currency)
     trials: dict[str, dict[str, int]] = defaultdict(dict)
-    for source in where.sources:
+    for source in w.where.sources:
         for month, counters in analytics.aggregates("trial", source, start, end).items():
             for name, value in counters.items():
                 trials[month][name] = trials[month].get(name, 0) + value
-    data = [a.churn_row(row, prior, trials.get(row.month, {})) for row, prior in zip(rows, before, strict=True)]
-    return {"data": data, **_header(where)}
+    data = [a.churn_row(row, prior, trials.get(row.month, {})) for row, prior in zip(w.rows, w.before, strict=True)]
+    return {"data": data, **_header(w.where)}
 
 
 def ltv_report(
     analytics: AnalyticsStore, settings: MerchantSettings, start: str, end: str, currency: str | None
 ) -> dict[str, Any]:
-    months = a.month_range(start, end)
-    where = scope(analytics, settings, currency)
-    rows, before = _window(_months(analytics, where, end), months)
-    data = [a.ltv_row(row, prior) for row, prior in zip(rows, before, strict=True)]
-    return {"data": data, "summary": a.ltv_summary(rows, before), **_header(where)}
+    w = _window(analytics, settings, start, end, currency)
+    data = [a.ltv_row(row, prior) for row, prior in zip(w.rows, w.before, strict=True)]
+    return {"data": data, "summary": a.ltv_summary(w.rows, w.before), **_header(w.where)}
 
 
 def cohort_report(

@@ -576,11 +576,12 @@ class AnalyticsStore(Protocol):
     def customer_state(self, customer_id: str) -> CustomerAnalytics | None: ...
     def apply(
         self,
-        previous: CustomerAnalytics | None,
+        previous: CustomerAnalytics,
         contribution: dict[tuple[str, str, str], dict[str, int]],
         delta: dict[tuple[str, str, str], dict[str, int]],
     ) -> None:
-        """Store the customer's new contribution (condition: ``previous``'s version) and add ``delta``
+        """Store the customer's new contribution (condition: ``previous``'s version, 0 for a customer not
+        stored yet) and add ``delta``
         to the aggregates, in one transaction; a lost race raises ``Conflict``."""
         ...
 
