@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test browser lint unit integration e2e infra-test fuzz demo bench bench-usage synth deploy layer clean
+.PHONY: run test browser lint unit integration e2e infra-test fuzz demo bench bench-usage bench-scale bench-imports synth deploy layer clean
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -64,6 +64,14 @@ demo: $(STAMP)
 ## make bench: renew N subscriptions on the local stack and print per-renewal cost figures
 bench: $(STAMP)
 	$(BIN)/kassa bench --subscriptions $${N:-200}
+
+## make bench-scale: N (default 100000) subscriptions due in one hour, renewed against a rate-limited fake Stripe
+bench-scale: $(STAMP)
+	$(BIN)/kassa bench --scenario scale --subscriptions $${N:-100000}
+
+## make bench-imports: each function's import time (cold start) from source and from compiled layers, median of 9
+bench-imports: $(STAMP)
+	$(BIN)/python -m kassa_local.coldstart --runs $${RUNS:-9}
 
 ## make bench-usage: N hybrid subscriptions ingest events (batches of 100 and 1), then renew: cost per million events
 bench-usage: $(STAMP)

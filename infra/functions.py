@@ -78,6 +78,7 @@ def email_sender(spec: wiring.Function, context_value: object | None) -> str:
 
 ITEM_READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:BatchGetItem", "dynamodb:Query", "dynamodb:ConditionCheckItem")
 ITEM_WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem")
+ITEM_APPEND_ACTIONS = ("dynamodb:PutItem",)  # append-only items (the audit trail): created, never changed
 
 
 def leading_key_patterns(prefixes: tuple[str, ...]) -> list[str]:
@@ -248,6 +249,8 @@ class Functions(Construct):
         fn.add_to_role_policy(statement(list(ITEM_READ_ACTIONS), prefixes.read))
         if write and prefixes.write:
             fn.add_to_role_policy(statement(list(ITEM_WRITE_ACTIONS), prefixes.write))
+        if write and prefixes.append:
+            fn.add_to_role_policy(statement(list(ITEM_APPEND_ACTIONS), prefixes.append))
 
     def _email_sender(self, spec: wiring.Function) -> str:
         return email_sender(spec, self.node.try_get_context(EMAIL_FROM_CONTEXT))

@@ -115,8 +115,10 @@ class Messaging(Construct):
             self,
             f"{cid}Rule",
             event_bus=self.bus,
-            description=f"kassa: routes {', '.join(spec.detail_types)} to the {spec.queue} queue",
-            event_pattern=events.EventPattern(source=[EVENT_SOURCE], detail_type=list(spec.detail_types)),
+            description=f"kassa: routes {', '.join(spec.detail_types) or 'every event'} to the {spec.queue} queue",
+            event_pattern=events.EventPattern(
+                source=[EVENT_SOURCE], detail_type=list(spec.detail_types) if spec.detail_types else None
+            ),
             targets=[events_targets.SqsQueue(self.queues[spec.queue], dead_letter_queue=dlq)],
         )
 

@@ -26,7 +26,15 @@ RUNTIME = lambda_.Runtime.PYTHON_3_13
 ARCHITECTURE = lambda_.Architecture.ARM_64
 
 # Never packaged into a Lambda asset.
-ASSET_EXCLUDES = ["**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/.mypy_cache", "**/.ruff_cache"]
+# bytecode of the Lambda runtime's Python only (``make layer`` compiles it, infra/build_layer.py): a
+# development interpreter's __pycache__ files stay behind
+ASSET_EXCLUDES = [
+    "**/*.pyc",
+    "!**/__pycache__/*.cpython-313.pyc",
+    "**/.pytest_cache",
+    "**/.mypy_cache",
+    "**/.ruff_cache",
+]
 
 LOG_RETENTION = logs.RetentionDays.ONE_MONTH
 ACCESS_LOG_RETENTION = logs.RetentionDays.THREE_MONTHS

@@ -9,6 +9,7 @@ Pure data: importing this module must never import aws_cdk, boto3 or stripe.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 
@@ -60,11 +61,18 @@ class Schedule:
 
 @dataclass(frozen=True)
 class EventRoute:
-    """An EventBridge rule on the kassa bus: events of these detail-types (source ``kassa``) go to a queue."""
+    """An EventBridge rule on the kassa bus: events of these detail-types (source ``kassa``) go to a queue
+    (no detail-types: every kassa event)."""
 
     name: str
     detail_types: tuple[str, ...]
     queue: str
+
+    def pattern(self) -> dict[str, list[str]]:
+        """The rule's event pattern (CDK and the local stack put the same one)."""
+        if not self.detail_types:
+            return {"source": [EVENT_SOURCE]}
+        return {"source": [EVENT_SOURCE], "detail-type": list(self.detail_types)}
 
 
 @dataclass(frozen=True)
@@ -76,6 +84,8 @@ class KeyPrefixes:
 
     read: tuple[str, ...]
     write: tuple[str, ...] = ()
+    # items that may only be created (PutItem, never UpdateItem or DeleteItem): the audit trail
+    append: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,6 +127,7 @@ class Function:
 
 SERVICE_NAME = "kassa"
 BUS_NAME = "kassa-events"
+EVENT_SOURCE = "kassa"  # the source of every domain event on the bus (kassa.adapters.eventbridge)
 
 # Secrets (names in Secrets Manager, JSON values); read with Powertools Parameters.
 STRIPE_SECRET = "kassa/stripe"  # {"secret_key", "publishable_key", "webhook_secret"}
@@ -159,9 +170,11 @@ WEBHOOK_QUEUE = Queue(name="webhook-events", visibility_timeout_s=180, max_recei
 RENEWAL_QUEUE = Queue(name="renewals", visibility_timeout_s=360, max_receive_count=5)
 # domain events that concern the customer (emails, dunning), routed from the bus by NOTIFICATION_ROUTE
 NOTIFICATION_QUEUE = Queue(name="notifications", visibility_timeout_s=720, max_receive_count=5)  # 6x dunning timeout
+# outbound webhooks: every domain event (WEBHOOKS_ROUTE) and each attempt, retries sent back with their delay
+WEBHOOK_DELIVERY_QUEUE = Queue(name="webhook-deliveries", visibility_timeout_s=720, max_receive_count=5)  # 6x120 s
 # domain events that change what is billed (subscriptions, invoices), routed by ANALYTICS_ROUTE
 ANALYTICS_QUEUE = Queue(name="analytics", visibility_timeout_s=360, max_receive_count=5)  # 6x analytics timeout
-QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE, NOTIFICATION_QUEUE, ANALYTICS_QUEUE)
+QUEUES = (WEBHOOK_QUEUE, RENEWAL_QUEUE, NOTIFICATION_QUEUE, ANALYTICS_QUEUE, WEBHOOK_DELIVERY_QUEUE)
 
 NOTIFICATION_ROUTE = EventRoute(
     name="notifications",
@@ -172,6 +185,8 @@ NOTIFICATION_ROUTE = EventRoute(
         "invoice.upcoming",
         "customer.subscription.trial_will_end",
         "customer.subscription.deleted",
+        # a customer asked for a sign-in link to the portal (kassa.services.portal.request_login)
+        "billing_portal.login_requested",
         # the merchant is emailed about disputes (docs/payments.md)
         "charge.dispute.created",
         "charge.dispute.updated",
@@ -197,7 +212,9 @@ ANALYTICS_ROUTE = EventRoute(
     ),
     queue="analytics",
 )
-EVENT_ROUTES = (NOTIFICATION_ROUTE, ANALYTICS_ROUTE)
+# every kassa event goes to the outbound webhooks' queue; the delivery function matches the endpoints
+WEBHOOKS_ROUTE = EventRoute(name="webhooks", detail_types=(), queue="webhook-deliveries")
+EVENT_ROUTES = (NOTIFICATION_ROUTE, ANALYTICS_ROUTE, WEBHOOKS_ROUTE)
 
 # the sender of customer emails: an SES identity verified in the merchant's account
 EMAIL_FROM_ENV = "KASSA_EMAIL_FROM"
@@ -208,7 +225,8 @@ PUBLIC_URL_ENV = "KASSA_PUBLIC_URL"
 WEBHOOK_KEYS = ("WHEVT#",)  # raw Stripe events, written once
 ENTITY_KEYS = (
     "PRODUCT#", "PRICE#", "COUPON#", "PROMO#", "PROMOID#", "CUS#", "EMAIL#", "SUB#", "INV#",
-    "COUNTER", "SETTINGS", "TIMER#", "MAIL#", "VIES#", "METER#", "METERNAME#", "USAGE#",
+    "COUNTER", "SETTINGS", "TIMER#", "MAIL#", "VIES#", "METER#", "METERNAME#", "USAGE#", "CLAIM#",
+    "RATELIMIT#",  # the token bucket every Stripe caller shares (kassa.adapters.ratelimit)
 )  # fmt: skip
 # usage ingestion: meter events' dedupe records (MEVT#<customer>#<identifier>, TTL past their period)
 USAGE_EVENT_KEYS = ("MEVT#",)
@@ -219,13 +237,62 @@ INDEX_KEYS = (
     "DUE#", "DUN#", "PI#", "CATALOG#", "TAXMONTH#", "OUTBOX#",
     "LIST#", "SUBSTATUS#", "INVSTATUS#", "SUBPRICE#", "CN#",
 )  # fmt: skip
+# outbound webhooks (kassa.adapters.webhooks): the endpoints (one partition), deliveries and their log index
+OUTBOUND_WEBHOOK_KEYS = ("WHEP", "WHD#")
+OUTBOUND_WEBHOOK_ACCESS = KeyPrefixes(read=(*OUTBOUND_WEBHOOK_KEYS, "WHDLOG#"), write=OUTBOUND_WEBHOOK_KEYS)
 BILLING_KEYS = ENTITY_KEYS + INDEX_KEYS  # what the billing use cases touch: everything but webhook records
 BILLING_ACCESS = KeyPrefixes(read=BILLING_KEYS, write=ENTITY_KEYS)
 # the merchant dashboard's users and sessions: only the api function (which serves /dashboard) touches them
 DASHBOARD_KEYS = ("DASHUSER#", "SESSION#")
-API_ACCESS = KeyPrefixes(read=(*BILLING_KEYS, *ANALYTICS_KEYS, *DASHBOARD_KEYS), write=(*ENTITY_KEYS, *DASHBOARD_KEYS))
+# the audit trail (docs/audit.md): entries AUDIT#<id>, listed by object (gsi2) and by month (gsi3);
+# the API only ever puts new entries (a conditional put), never updates nor deletes one
+AUDIT_KEYS = ("AUDIT#",)
+AUDIT_INDEX_KEYS = ("AUDITOBJ#", "AUDITMONTH#")
+API_ACCESS = KeyPrefixes(
+    read=(*BILLING_KEYS, *ANALYTICS_KEYS, *DASHBOARD_KEYS, *AUDIT_KEYS, *AUDIT_INDEX_KEYS),
+    write=(*ENTITY_KEYS, *DASHBOARD_KEYS),
+    append=AUDIT_KEYS,
+)
 
 DUE_SHARDS = 4  # partitions of the due index; the sweep queries each (never a Scan)
+
+# ---------------------------------------------------------------- renewals at scale (docs/operations.md)
+# Stripe's rate limit (requests/s) and what kassa's shared token bucket allows itself of it (rate +
+# burst within the limit over any second; as kassa.adapters.stripe_gateway STRIPE_BUDGETS, which a
+# tests/infra check holds equal)
+STRIPE_RATE_LIMIT = {"live": 100, "test": 25}
+STRIPE_BUDGET = {"live": (90, 10), "test": (20, 5)}  # (rate, burst)
+# one renewal's wall time in a worker, mostly the PaymentIntent call (a 300–500 ms Stripe answer, the
+# writes around it)
+RENEWAL_SECONDS = 0.5
+RENEWAL_STRIPE_CALLS = 1  # a renewal of a customer with a card on file: one PaymentIntent
+# numbered invoices the table commits a second: the gapless counter is read, then written in the
+# renewal's transaction under a condition, one commit per round trip (~25 ms; docs/operations.md)
+INVOICE_NUMBERS_PER_S = 40
+SWEEP_EVERY_MINUTES = 60
+
+
+def renewals_per_s(stripe_rate: float = STRIPE_BUDGET["live"][0]) -> float:
+    """What renewals can reach: the Stripe bucket's rate or the invoice counter's, the lower."""
+    return min(stripe_rate / RENEWAL_STRIPE_CALLS, INVOICE_NUMBERS_PER_S)
+
+
+def renewal_concurrency(rate: float | None = None, seconds: float = RENEWAL_SECONDS) -> int:
+    """Workers that keep ``rate`` renewals a second going (Little's law, 25 % headroom for waits on
+    the bucket and the counter), rounded up to 5. More would only wait or conflict."""
+    target = renewals_per_s() if rate is None else rate
+    return max(5, math.ceil(target * seconds * 1.25 / 5) * 5)
+
+
+def renewals_per_sweep(rate: float | None = None, minutes: int = SWEEP_EVERY_MINUTES) -> int:
+    """What one sweep enqueues at most: 80 % of what renews before the next sweep, so a tick's
+    messages are done before the next tick looks (the rest waits in the index, oldest first)."""
+    target = renewals_per_s() if rate is None else rate
+    return int(target * 60 * minutes * 0.8)
+
+
+RENEWAL_CONCURRENCY = renewal_concurrency()  # 25: SQS event source maximum concurrency of the worker
+RENEWALS_PER_SWEEP = renewals_per_sweep()  # 115,200 a tick at 40 renewals/s (a 100,000 cohort fits)
 
 COMMON_ENV = {
     "POWERTOOLS_SERVICE_NAME": SERVICE_NAME,
@@ -254,11 +321,19 @@ FUNCTIONS = (
         ),
         tables_read=("billing",),
         tables_write=("billing",),
+        queues_send=("webhook-deliveries",),  # manual redelivery of outbound webhooks
         publishes_events=True,
         secrets=(STRIPE_SECRET, API_SECRET, LINKS_SECRET),
-        # the billing use cases, the analytics aggregates its reports read (/v1/reports/…) and the
-        # dashboard's users and sessions
-        table_key_prefixes={"billing": API_ACCESS},
+        # the billing use cases, the analytics aggregates its reports read (/v1/reports/…), the
+        # dashboard's users and sessions, the audit trail (appended only), and the outbound webhooks'
+        # endpoints and deliveries
+        table_key_prefixes={
+            "billing": KeyPrefixes(
+                read=(*API_ACCESS.read, *OUTBOUND_WEBHOOK_ACCESS.read),
+                write=(*API_ACCESS.write, *OUTBOUND_WEBHOOK_ACCESS.write),
+                append=API_ACCESS.append,
+            )
+        },
         buckets={"files": DOCUMENTS_ACCESS},
     ),
     Function(
@@ -322,17 +397,21 @@ FUNCTIONS = (
     Function(
         name="renewal_sweep",
         description="Finds due subscriptions through the due index and enqueues them",
-        timeout_s=60,
-        schedule=Schedule(name="renewal-sweep", every_minutes=60),
+        # 100,000 due: ~200 index pages and 10,000 SQS batch sends (8 at a time): well under a minute
+        timeout_s=300,
+        memory_mb=512,
+        schedule=Schedule(name="renewal-sweep", every_minutes=SWEEP_EVERY_MINUTES),
         tables_read=("billing",),
         queues_send=("renewals",),
+        environment={"KASSA_SWEEP_LIMIT": str(RENEWALS_PER_SWEEP)},
         table_key_prefixes={"billing": KeyPrefixes(read=("DUE#",))},
     ),
     Function(
         name="renewal_worker",
         description="Invoices, charges and advances one due subscription",
         timeout_s=60,
-        queue_trigger=QueueTrigger(queue="renewals", batch_size=10, max_concurrency=5),
+        # batches of 10, RENEWAL_CONCURRENCY at once: the shared bucket, not Lambda, paces Stripe
+        queue_trigger=QueueTrigger(queue="renewals", batch_size=10, max_concurrency=RENEWAL_CONCURRENCY),
         tables_read=("billing",),
         tables_write=("billing",),
         publishes_events=True,
@@ -366,6 +445,23 @@ FUNCTIONS = (
         # listing's LIST# for a rebuild); writes only the analytics items
         table_key_prefixes={
             "billing": KeyPrefixes(read=("CUS#", "SUB#", "INV#", "LIST#", *ANALYTICS_KEYS), write=ANALYTICS_KEYS)
+        },
+    ),
+    Function(
+        name="webhook_delivery",
+        description="Outbound webhooks: fans kassa events out to the merchant's endpoints; signed POSTs, retried",
+        timeout_s=120,  # a batch of 10 attempts of at most 10 s each
+        queue_trigger=QueueTrigger(queue="webhook-deliveries", batch_size=10),
+        tables_read=("billing",),
+        tables_write=("billing",),
+        queues_send=("webhook-deliveries",),  # the retries, with their delay
+        sends_email=True,  # the merchant is told when an endpoint is disabled after 3 days of failures
+        environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
+        table_key_prefixes={
+            "billing": KeyPrefixes(
+                read=(*OUTBOUND_WEBHOOK_ACCESS.read, "SETTINGS", "MAIL#"),
+                write=(*OUTBOUND_WEBHOOK_ACCESS.write, "MAIL#"),
+            )
         },
     ),
 )

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import socket
+import socketserver
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -124,6 +125,10 @@ class MotoServer(ThreadedMotoServer):
         app = SerializedMoto(DomainDispatcherApplication(create_backend_app))
         try:
             self._server = make_server(self._ip_address, self._port, app, True, request_handler=Handler)
+            # werkzeug makes connection threads daemons, which server_close (in serve_forever's
+            # finally) does not join: tracked instead, so stop() returns with none left behind
+            if isinstance(self._server, socketserver.ThreadingMixIn):
+                self._server.daemon_threads = False
         except BaseException as exc:  # e.g. the port is taken: reported by start()
             self._start_error = exc
             self._server_ready_event.set()
@@ -359,7 +364,7 @@ def create_event_route(events: EventBridgeClient, resolver: LocalResolver, route
     events.put_rule(
         Name=route.name,
         EventBusName=wiring.BUS_NAME,
-        EventPattern=json.dumps({"source": ["kassa"], "detail-type": list(route.detail_types)}),
+        EventPattern=json.dumps(route.pattern()),
         State="ENABLED",
     )
     events.put_targets(

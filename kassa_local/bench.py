@@ -12,8 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -46,7 +44,7 @@ REPO = Path(__file__).resolve().parents[1]
 START = datetime(2026, 3, 1, 0, 30, tzinfo=UTC)
 
 #: ``--scenario``: what each bench subscription holds
-SCENARIOS = ("one-item", "three-items", "both", "usage")
+SCENARIOS = ("one-item", "three-items", "both", "usage", "scale")
 
 
 def _catalog(api: Any, scenario: str) -> list[dict[str, Any]]:
@@ -90,20 +88,6 @@ def _catalog(api: Any, scenario: str) -> list[dict[str, Any]]:
         {"price": seats["id"], "quantity": 12},
         {"price": addon["id"], "quantity": 1},
     ]
-
-
-def import_time_ms(function: str | None, runs: int = 5) -> float:
-    """Median wall time of a fresh interpreter importing a handler (None: a bare interpreter)."""
-    code = "pass"
-    if function:
-        code = f"import sys; sys.path.insert(0, {str(REPO / 'functions' / function)!r}); import handler"
-    env = {**wiring.COMMON_ENV, "AWS_DEFAULT_REGION": "us-east-1", "PATH": "/usr/bin:/bin"}
-    samples = []
-    for _ in range(runs):
-        t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
-        samples.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(samples)
 
 
 def _subscribe(api: Any, items: list[dict[str, Any]], n: int) -> None:
@@ -283,11 +267,12 @@ def _report(
 
 
 def cold_starts() -> dict[str, float]:
-    bare = import_time_ms(None)
-    out = {"bare_interpreter_ms": round(bare, 1)}
-    for fn in wiring.FUNCTIONS:
-        out[fn.name] = round(import_time_ms(fn.name) - bare, 1)
-    return out
+    """Each handler's import in a fresh interpreter, median of 5, from the layers' bytecode as
+    ``make layer`` builds them (kassa_local/coldstart.py; ``make bench-imports`` for both ways)."""
+    from kassa_local.coldstart import measure
+
+    figures = measure([fn.name for fn in wiring.FUNCTIONS], runs=5)
+    return {name: by_mode["bytecode"]["wall_ms"] for name, by_mode in figures.items()}
 
 
 def _hybrid_catalog(api: Any) -> list[dict[str, Any]]:
@@ -415,10 +400,44 @@ def run_usage(n: int, events_per_customer: int = 500, singles: int = 100, progre
     return out
 
 
+def run_scale(n: int) -> dict[str, Any]:
+    """The scale scenario (kassa_local/scale.py, in process, virtual time): a cohort due in one hour
+    renewed with the deployed settings (the invoice counter the limit); the same with the counter out
+    of the way (the bucket alone holding Stripe to its limit); without the bucket (429s and their
+    retries); and test mode's limit."""
+    from kassa_local.scale import simulate
+
+    live = wiring.STRIPE_BUDGET["live"][0]
+    runs: dict[str, dict[str, Any]] = {
+        "live_deployed_settings": {"workers": wiring.RENEWAL_CONCURRENCY, "mode": "live"},
+        "live_bucket_only": {"workers": wiring.renewal_concurrency(live), "mode": "live", "counter_rate": None},
+        "live_without_bucket": {
+            "workers": 2 * wiring.renewal_concurrency(live),
+            "mode": "live",
+            "counter_rate": None,
+            "use_bucket": False,
+        },
+        "test_mode": {"workers": wiring.renewal_concurrency(wiring.renewals_per_s(20)), "mode": "test"},
+    }
+    out: dict[str, Any] = {}
+    for name, kwargs in runs.items():
+        print(f"  {name}: {n} subscriptions …", flush=True)
+        out[name], _ = simulate(n, **kwargs)
+    return out
+
+
+#: scenarios measured by one function of their own: (headline, the function)
+SINGLE_RUNS = {
+    "usage": ("{n} hybrid subscriptions, events in batches of 100 and 1", run_usage),
+    "scale": ("{n} subscriptions due in one hour, in process, virtual time", run_scale),
+}
+
+
 def main(args: argparse.Namespace) -> int:
-    if args.scenario == "usage":
-        print(f"kassa bench (usage): {args.subscriptions} hybrid subscriptions, events in batches of 100 and 1")
-        measured = run_usage(args.subscriptions)
+    if args.scenario in SINGLE_RUNS:
+        headline, measure = SINGLE_RUNS[args.scenario]
+        print(f"kassa bench ({args.scenario}): {headline.format(n=args.subscriptions)}")
+        measured = measure(args.subscriptions)
         print(json.dumps(measured, indent=2))
         if args.json:
             Path(args.json).write_text(json.dumps(measured, indent=2) + "\n")
@@ -432,7 +451,7 @@ def main(args: argparse.Namespace) -> int:
         figures["side_by_side"] = _side_by_side(figures, scenarios)
     else:
         figures = figures[scenarios[0]]
-    print("measuring cold-start imports (fresh process, median of 5) …")
+    print("measuring cold-start imports (fresh process, median of 5, compiled layers) …")
     figures["import_ms_over_bare_interpreter"] = cold_starts()
     print(json.dumps(figures, indent=2))
     if args.json:
@@ -470,7 +489,8 @@ def add_bench(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         default="both",
         help="one-item (a 19.99 EUR box), three-items (base + seats in graduated tiers + add-on), "
         "or both, each on its own fresh stack, reported side by side (default); usage: hybrid subscriptions "
-        "(a fixed fee + a metered price) ingesting events in batches of 100 and 1, then renewing",
+        "(a fixed fee + a metered price) ingesting events in batches of 100 and 1, then renewing; scale: a "
+        "cohort due in one hour renewed in process against a rate-limited fake Stripe (virtual time)",
     )
     p.add_argument("--json", help="also write the figures to this file")
     p.set_defaults(func=main)

@@ -9,6 +9,10 @@
     kassa export --from 2026-01-01 --to 2026-03-31 --out export.zip
     kassa dashboard add-user --email ops@example.com [--role read_only] [--password-stdin]
     kassa dashboard remove-user --email ops@example.com
+    kassa webhooks listen [--port N] [--events invoice.*,customer.subscription.*]
+    kassa simulate --subscriptions 1000 --months 12 [--seed 1] [--faults] [--json FILE]
+    kassa export --history --from 2026-01-01 --to 2026-12-31 --out history.json
+    kassa simulate --history history.json --price-book new.json [--elasticity 0.1]
 
 Subcommands register themselves in ``SUBCOMMANDS``: a function that receives the argparse
 sub-parsers object, adds its parser and sets ``func`` (``args.func(args) -> int``). The commands
@@ -315,8 +319,22 @@ def add_dashboard(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     add(sub)
 
 
+def add_webhooks(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.webhooks_cli import add_webhooks as add
+
+    add(sub)
+
+
+def add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from kassa_local.simulator import add_simulate as add
+
+    add(sub)
+
+
 SUBCOMMANDS: list[SubcommandAdder] = [
     add_run, add_clock, add_demo, add_bench, add_tax, add_keys, add_export, add_analytics, add_dashboard,
+    add_webhooks,
+    add_simulate,
 ]  # fmt: skip
 
 

@@ -11,6 +11,13 @@ customer, files, and why a file is missing — e.g. no UBL without the seller's 
 and unnumbered invoices have no documents and are left out. Every document is made once and kept
 in the files bucket, so exporting a period twice renders nothing new.
 
+With ``--history`` it writes the merchant's billing history instead, as one JSON file for the pricing
+what-if (``kassa simulate --history``, docs/whatif.md): every product, price and coupon, the
+subscriptions created up to ``--to`` (any status), their customers, and the invoices created in the
+period (with their lines), each in the API's own shape::
+
+    kassa export --history --from 2026-01-01 --to 2026-12-31 --out history.json
+
 The same works against a deployed API with ``--api-url`` and ``--key`` (or ``KASSA_API_KEY``); the
 client then sends ``Accept: application/pdf`` so that API Gateway returns the PDF's bytes.
 """
@@ -20,6 +27,7 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import json
 import os
 import zipfile
 from datetime import UTC, date, datetime, time
@@ -47,21 +55,43 @@ class Exporter:
             raise SystemExit(f"GET {path} → {response.status_code}: {response.text}")
         return response.json()
 
-    def invoices(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
-        """Every invoice created in [start, end], oldest first."""
+    def every(self, path: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Every page of a list route."""
         found: list[dict[str, Any]] = []
-        params: dict[str, Any] = {
-            "created[gte]": int(start.timestamp()),
-            "created[lte]": int(end.timestamp()),
-            "limit": 100,
-        }
+        params = {**(params or {}), "limit": 100}
         while True:
-            page = self.json("/v1/invoices", params)
+            page = self.json(path, params)
             found += page["data"]
             if not page.get("has_more") or not page["data"]:
                 break
             params["starting_after"] = page["data"][-1]["id"]
+        return found
+
+    def invoices(self, start: datetime, end: datetime) -> list[dict[str, Any]]:
+        """Every invoice created in [start, end], oldest first."""
+        found = self.every(
+            "/v1/invoices", {"created[gte]": int(start.timestamp()), "created[lte]": int(end.timestamp())}
+        )
         return sorted(found, key=lambda i: (i.get("created") or "", i.get("number") or "", i["id"]))
+
+    def history(self, start: datetime, end: datetime, as_of: datetime) -> dict[str, Any]:
+        """The billing history of [start, end] for ``kassa simulate --history`` (kassa_local.whatif),
+        as of ``as_of`` (the time of the export: the stack's clock)."""
+        subscriptions = self.every("/v1/subscriptions", {"status": "all", "created[lte]": int(end.timestamp())})
+        customers = sorted({s["customer"] for s in subscriptions})
+        return {
+            "object": "kassa_history",
+            "version": 1,
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "as_of": as_of.isoformat(),
+            "products": self.every("/v1/products"),
+            "prices": self.every("/v1/prices"),
+            "coupons": self.every("/v1/coupons"),
+            "customers": [self.json(f"/v1/customers/{c}") for c in customers],
+            "subscriptions": sorted(subscriptions, key=lambda s: (s["created"], s["id"])),
+            "invoices": [i for i in self.invoices(start, end) if i.get("subscription")],
+        }
 
     def credit_notes(self, invoice_id: str) -> list[dict[str, Any]]:
         return list(self.json(f"/v1/invoices/{invoice_id}/credit_notes")["data"])
@@ -146,12 +176,25 @@ def cmd_export(args: argparse.Namespace) -> int:
         if not key:
             raise SystemExit("--api-url needs --key (or KASSA_API_KEY)")
         base = args.api_url
+        clock = None
     else:
-        from kassa_local.cli import running_stack
+        from kassa_local.cli import local_api, running_stack
 
         state = running_stack(args)
         base, key = state["api_url"], args.key or state["api_secret_key"]
-    out = Path(args.out)
+        # the local stack's time is virtual: the history is as of its clock
+        clock = local_api(args, "GET", "/_local/clock")["now"] if args.history else None
+    if args.history:
+        out = Path(args.out or "history.json")
+        as_of = datetime.fromisoformat(clock.replace("Z", "+00:00")) if clock else datetime.now(UTC)
+        history = Exporter(base, key).history(start, end, as_of)
+        out.write_text(json.dumps(history, indent=1))
+        print(
+            f"{out}: {len(history['subscriptions'])} subscriptions of {len(history['customers'])} customers, "
+            f"{len(history['invoices'])} invoices, {len(history['prices'])} prices"
+        )
+        return 0
+    out = Path(args.out or "export.zip")
     counts = export(Exporter(base, key), start, end, out, formats)
     print(
         f"{out}: {counts['invoices']} invoices and {counts['credit_notes']} credit notes, "
@@ -164,7 +207,12 @@ def add_export(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None
     p = sub.add_parser("export", help="a period's invoice and credit-note PDFs and UBL files in one zip")
     p.add_argument("--from", dest="from_", required=True, help="first day, YYYY-MM-DD (invoices created from then)")
     p.add_argument("--to", required=True, help="last day, YYYY-MM-DD (inclusive)")
-    p.add_argument("--out", default="export.zip", help="the zip to write (default export.zip)")
+    p.add_argument("--out", default=None, help="the file to write (default export.zip, history.json with --history)")
+    p.add_argument(
+        "--history",
+        action="store_true",
+        help="the billing history (customers, subscriptions, invoices, catalog) as JSON for `kassa simulate`",
+    )
     p.add_argument("--format", default="pdf,ubl", help="pdf, ubl or pdf,ubl (default)")
     p.add_argument("--api-url", default=None, help="a deployed API instead of the running local stack")
     p.add_argument("--key", default=None, help="the API key (default: the local stack's; read-only keys do)")

@@ -476,7 +476,7 @@ class Gateway:
             ("Accept", "application/json"),
         ]
         if path == "/demo/prices" and method == "GET":
-            return self.dispatch_api("GET", "/v1/prices", "", auth, b"")
+            return self._prices(auth, parse_qs(query).get("email", [""])[-1].strip())
         if path == "/demo/checkout" and method == "POST":
             return self.dispatch_api("POST", "/v1/checkout", "", auth, self._returning_customer(auth, body))
         if path == "/demo/payment_methods" and method == "GET":
@@ -494,6 +494,38 @@ class Gateway:
             else ()
         )
         return HttpResponse.not_routed(method, path, allowed)
+
+    def _prices(self, auth: list[tuple[str, str]], email: str) -> HttpResponse:
+        """The prices the storefront offers. A product in a running price experiment shows one of its
+        variants: the visitor's (``?email=``, from ``POST /v1/products/{id}/experiment_assignment``,
+        the very variant the checkout charges) or, before an email is typed, the first (the control);
+        the price carries ``experiment: {id, variant}``."""
+        found = self.dispatch_api("GET", "/v1/prices", "", auth, b"")
+        if found.status != 200:
+            return found
+        listing = json.loads(found.body or b"{}")
+        running = self.dispatch_api("GET", "/v1/experiments", urlencode({"limit": 100}), auth, b"")
+        experiments = [e for e in json.loads(running.body or b"{}").get("data", []) if e.get("status") == "running"]
+        prices = listing.get("data") or []
+        for experiment in experiments:
+            variants = {v["price"]: v["id"] for v in experiment["variants"]}
+            if not any(p["id"] in variants for p in prices):
+                continue
+            shown = experiment["variants"][0]["price"]
+            if email:
+                body = json.dumps({"email": email}).encode()
+                assigned = self.dispatch_api(
+                    "POST", f"/v1/products/{experiment['product']}/experiment_assignment", "", auth, body
+                )
+                if assigned.status == 200:
+                    shown = json.loads(assigned.body)["price"]
+            tag = {"id": experiment["id"], "variant": variants[shown]}
+            prices = [
+                {**p, "experiment": tag} if p["id"] == shown else p
+                for p in prices
+                if p["id"] == shown or p["id"] not in variants
+            ]
+        return HttpResponse.json(200, {**listing, "data": prices})
 
     def _payment_methods(self, auth: list[tuple[str, str]], locale: str | None) -> HttpResponse:
         """What the storefront may offer before a checkout exists: the merchant's payment method types
@@ -600,7 +632,6 @@ class Gateway:
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_OPTIONS = do_HEAD = _handle
 
         server = _QuietServer(("127.0.0.1", self._requested_port), Handler)
-        server.daemon_threads = True
         self._server = server
         self._thread = threading.Thread(
             target=server.serve_forever, kwargs={"poll_interval": 0.2}, name="kassa-gateway", daemon=True
@@ -691,9 +722,11 @@ def _reason(status: int) -> str:
 
 
 class _QuietServer(ThreadingHTTPServer):
-    """Clients that hang up (localstripe's webhook sender, a closed browser tab) are not errors."""
+    """Clients that hang up (localstripe's webhook sender, a closed browser tab) are not errors.
+    Connection threads are not daemons, so ``server_close`` joins them: ``stop`` returns with no
+    request thread left behind (``stop`` shuts the open sockets first, so none waits on a client)."""
 
-    daemon_threads = True
+    daemon_threads = False
     # the listen backlog: a burst of 100+ concurrent connections (bench, a test's thread pool) waits to
     # be accepted instead of overflowing socketserver's default of 5
     request_queue_size = 256

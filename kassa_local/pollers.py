@@ -13,6 +13,11 @@ message that keeps failing reaches its DLQ after ``maxReceiveCount`` receives wi
 
 The same ``QueueConsumer.poll_once`` is used by the virtual-clock drain, synchronously, while the
 pollers are paused by the ``PauseGate``.
+
+Delays in virtual time: SQS's ``DelaySeconds`` runs on the wall clock (moto's too), so the functions
+of the local stack send delayed messages with no delay (``KASSA_SQS_MAX_DELAY_S=0``) and their due
+time in the ``kassa-due-at`` attribute; a consumer given the virtual clock holds a message received
+before its due time (off the queue) and the scheduler puts it back when the clock reaches it.
 """
 
 from __future__ import annotations
@@ -25,6 +30,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from infra import wiring
@@ -36,6 +42,16 @@ log = logging.getLogger("kassa_local.pollers")
 
 REGION = "us-east-1"
 SQS_MAX_BATCH = 10
+DUE_ATTRIBUTE = "kassa-due-at"  # as kassa.adapters.webhooks.DUE_ATTRIBUTE: unix seconds
+
+
+def due_at(message: dict[str, Any]) -> datetime | None:
+    """The virtual time a delayed message is meant to be received at (None: at once)."""
+    raw = (message.get("MessageAttributes") or {}).get(DUE_ATTRIBUTE, {}).get("StringValue")
+    try:
+        return datetime.fromtimestamp(int(raw), UTC) if raw is not None else None
+    except ValueError:
+        return None
 
 
 class PauseGate:
@@ -161,7 +177,9 @@ class QueueConsumer:
         invoke: Callable[[wiring.Function, dict[str, Any]], Any],
         *,
         retry_delay_s: int = 1,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
+        """``now``: the virtual clock, to hold delayed messages until their ``kassa-due-at``."""
         if function.queue_trigger is None:
             raise ValueError(f"{function.name} has no queue trigger")
         self.function = function
@@ -173,6 +191,55 @@ class QueueConsumer:
         self.retry_delay_s = int(retry_delay_s)
         self.stats = ConsumerStats()
         self._stats_lock = threading.Lock()
+        self._now = now
+        self._held: list[tuple[datetime, dict[str, Any]]] = []  # (due, message), received before their time
+
+    def _hold_early(self, messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Take the messages due later than the virtual now off the queue (held); returns the rest."""
+        if self._now is None:
+            return messages
+        now = self._now()
+        ready: list[dict[str, Any]] = []
+        early: list[dict[str, Any]] = []
+        for m in messages:
+            due = due_at(m)
+            (early if due is not None and due > now else ready).append(m)
+        for chunk in _chunks(early):
+            self.sqs.delete_message_batch(
+                QueueUrl=self.queue_url,
+                Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)],
+            )
+        if early:
+            with self._stats_lock:
+                self._held.extend((due_at(m) or now, m) for m in early)
+                self._held.sort(key=lambda held: held[0])
+        return ready
+
+    def next_due(self) -> datetime | None:
+        """The earliest due time of a held message."""
+        with self._stats_lock:
+            return self._held[0][0] if self._held else None
+
+    def release(self, now: datetime) -> int:
+        """Put the held messages due by ``now`` back on the queue (body and attributes unchanged)."""
+        with self._stats_lock:
+            due = [m for at, m in self._held if at <= now]
+            self._held = [(at, m) for at, m in self._held if at > now]
+        for m in due:
+            attributes: Any = {
+                name: {k: v for k, v in value.items() if k in ("DataType", "StringValue", "BinaryValue")}
+                for name, value in (m.get("MessageAttributes") or {}).items()
+            }
+            self.sqs.send_message(
+                QueueUrl=self.queue_url,
+                MessageBody=m.get("Body", ""),
+                MessageAttributes=attributes,
+            )
+        return len(due)
+
+    def held(self) -> int:
+        with self._stats_lock:
+            return len(self._held)
 
     def receive(self, wait_s: int) -> list[dict[str, Any]]:
         messages: list[dict[str, Any]] = []
@@ -192,6 +259,9 @@ class QueueConsumer:
 
     def deliver(self, messages: list[dict[str, Any]]) -> tuple[int, int]:
         """Invoke the handler with one batch; returns (succeeded, failed)."""
+        messages = self._hold_early(messages)
+        if not messages:
+            return 0, 0
         ids = {m["MessageId"] for m in messages}
         error = False
         try:

@@ -18,7 +18,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from infra import wiring
 from kassa.adapters.clock import VirtualClock
@@ -26,6 +26,13 @@ from kassa.adapters.clock import VirtualClock
 log = logging.getLogger("kassa_local.scheduler")
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+class Timer(Protocol):
+    """Something due at a virtual time (a queue consumer's held delayed messages)."""
+
+    def next_due(self) -> datetime | None: ...
+    def release(self, now: datetime) -> int: ...
+
 
 IdleProbe = Callable[[datetime], datetime | None]
 """``probe(now)`` → the earliest time at which the schedule's handler would find work, or None if
@@ -126,8 +133,11 @@ class Scheduler:
         *,
         idle_probes: Mapping[str, IdleProbe] | None = None,
         exclusive: Callable[[], Any] | None = None,
+        timers: Sequence[Timer] = (),
     ) -> None:
+        """``timers``: held delayed messages (``QueueConsumer``), released when their time comes."""
         self.clock = clock
+        self.timers = tuple(timers)
         self.scheduled = [ScheduledFunction(fn, fn.schedule) for fn in functions if fn.schedule is not None]
         names = [s.schedule.name for s in self.scheduled]
         unknown = set(idle_probes or {}) - set(names)
@@ -164,6 +174,15 @@ class Scheduler:
                 with self._exclusive():
                     return self._advance(by, to, deliveries)
             return self._advance(by, to, deliveries)
+
+    def _next_timer(self, target: datetime) -> tuple[datetime, Timer] | None:
+        """The earliest held message due by ``target``, with its timer."""
+        found: tuple[datetime, Timer] | None = None
+        for timer in self.timers:
+            due = timer.next_due()
+            if due is not None and due <= target and (found is None or due < found[0]):
+                found = (due, timer)
+        return found
 
     def _probe(self, s: ScheduledFunction) -> tuple[bool, datetime | None]:
         """(skip allowed, earliest due) for a schedule; a failing probe disables skipping."""
@@ -208,6 +227,13 @@ class Scheduler:
                     tick = max(tick, first_tick_at_or_after(due, s.period))
                 if tick <= target and (best is None or (tick, order) < best[:2]):
                     best = (tick, order, s)
+            timer = self._next_timer(target)
+            if timer is not None and (best is None or timer[0] <= best[0]):
+                self.clock.set(max(timer[0], now))
+                timer[1].release(self.clock.now())
+                self._drain()
+                probes.clear()
+                continue
             if best is None:
                 break
             tick, _, s = best

@@ -464,6 +464,7 @@ class LocalStack:
                 s.clients.sqs,
                 self.invoke_function,
                 retry_delay_s=self.retry_delay_s,
+                now=self.clock.now,
             )
         if self.background_pollers:
             for consumer in self.consumers.values():
@@ -479,6 +480,7 @@ class LocalStack:
             self._drain_locked,
             idle_probes=self.idle_probes,
             exclusive=self._gate.exclusive,
+            timers=list(self.consumers.values()),
         )
         # 8. local.json
         stripe_url = s.stripe.url if s.stripe is not None else "https://api.stripe.com"
@@ -678,6 +680,9 @@ class LocalStack:
         if self._started.stripe is not None:
             env["STRIPE_API_BASE"] = self._started.stripe.url
         env["KASSA_STRIPE_JS_URL"] = self._stripe_js_url()
+        # outbound webhooks: any URL (a receiver on 127.0.0.1); delays run on the virtual clock (pollers)
+        env["KASSA_WEBHOOK_MODE"] = "local"
+        env["KASSA_SQS_MAX_DELAY_S"] = "0"
         env.update(self.extra_env)
         return env
 

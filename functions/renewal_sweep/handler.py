@@ -12,13 +12,8 @@ logger = Logger()
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
     from kassa.services import renewals  # imported on first use: the cold start stays light
 
-    billing = container.billing(with_gateway=False)
+    env = container.env()
     queue = container.queue("renewal_queue_url")
-    enqueued = 0
-    for shard in range(container.env().due_shards):
-        messages = renewals.due_work(billing, shard)
-        if messages:
-            queue.send(messages)
-            enqueued += len(messages)
+    enqueued = renewals.sweep(container.billing(with_gateway=False), queue, env.due_shards, env.sweep_limit)
     logger.info("renewal sweep", extra={"enqueued": enqueued})
     return {"enqueued": enqueued}

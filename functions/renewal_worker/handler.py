@@ -23,7 +23,8 @@ def record_handler(record: SQSRecord) -> str:
 
         outcome = usage.bill_threshold(container.billing(), subscription_id)
     else:
-        outcome = renewals.process_due(container.billing(), subscription_id)
+        redelivered = int(record.attributes.approximate_receive_count or 1) > 1
+        outcome = renewals.process_due(container.billing(), subscription_id, redelivered=redelivered)
     metrics.add_metric(name=f"Renewal_{outcome}", unit=MetricUnit.Count, value=1)
     logger.info("due subscription processed", extra={"subscription": subscription_id, "outcome": outcome})
     return outcome

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +33,26 @@ HERE = Path(__file__).resolve().parent
 STORES = [pytest.param("memory", id="memory"), pytest.param("dynamodb", id="dynamodb", marks=pytest.mark.integration)]
 
 
+@contextmanager
+def billing_table(request: pytest.FixtureRequest, name: str) -> Iterator[tuple[Any, str]]:
+    """(client, table name): a private table with the billing table's schema on the integration tests'
+    moto server (started only when a DynamoDB test runs), dropped afterwards."""
+    client = request.getfixturevalue("ddb")
+    table = dataclasses.replace(wiring.BILLING_TABLE, name=name)
+    create_table(client, table)
+    try:
+        yield client, table.name
+    finally:
+        client.delete_table(TableName=table.name)
+
+
 @pytest.fixture(params=STORES)
 def store(request: pytest.FixtureRequest, uid: str) -> Iterator[Any]:  # noqa: F811 - the fixture above
     if request.param == "memory":
         yield MemoryStore(due_shards=wiring.DUE_SHARDS)
         return
-    client = request.getfixturevalue("ddb")  # starts the local stack only when a DynamoDB test runs
-    table = dataclasses.replace(wiring.BILLING_TABLE, name=f"contract-{uid}")
-    create_table(client, table)
-    try:
-        yield DynamoStore(client, table.name, wiring.DUE_SHARDS)
-    finally:
-        client.delete_table(TableName=table.name)
+    with billing_table(request, f"contract-{uid}") as (client, table):
+        yield DynamoStore(client, table, wiring.DUE_SHARDS)
 
 
 @pytest.hookimpl(trylast=True)

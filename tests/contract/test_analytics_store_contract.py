@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from infra import wiring
+from contract.conftest import billing_table
 from kassa.adapters.analytics import DynamoAnalytics, MemoryAnalytics
 from kassa.domain.errors import Conflict
 from kassa.services.ports import CustomerAnalytics
-from kassa_local.aws import create_table
 
 STORES = [pytest.param("memory", id="memory"), pytest.param("dynamodb", id="dynamodb", marks=pytest.mark.integration)]
 
@@ -22,13 +20,8 @@ def analytics(request: pytest.FixtureRequest, uid: str) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryAnalytics()
         return
-    client = request.getfixturevalue("ddb")
-    table = dataclasses.replace(wiring.BILLING_TABLE, name=f"analytics-{uid}")
-    create_table(client, table)
-    try:
-        yield DynamoAnalytics(client, table.name)
-    finally:
-        client.delete_table(TableName=table.name)
+    with billing_table(request, f"analytics-{uid}") as (client, table):
+        yield DynamoAnalytics(client, table)
 
 
 FEB = ("mrr", "EUR", "2027-02")

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from infra import wiring
+from contract.conftest import billing_table
 from kassa.adapters.dashboard_accounts import DynamoDashboardAccounts, MemoryDashboardAccounts
 from kassa.domain.dashboard import Actor, DashboardUser, new_session
 from kassa.domain.errors import AlreadyExists
-from kassa_local.aws import create_table
 
 NOW = datetime(2026, 3, 31, 9, 0, tzinfo=UTC)
 
@@ -23,13 +21,8 @@ def accounts(request: pytest.FixtureRequest, uid: str) -> Iterator[Any]:
     if request.param == "memory":
         yield MemoryDashboardAccounts()
         return
-    client = request.getfixturevalue("ddb")
-    table = dataclasses.replace(wiring.BILLING_TABLE, name=f"contract-dash-{uid}")
-    create_table(client, table)
-    try:
-        yield DynamoDashboardAccounts(client, table.name)
-    finally:
-        client.delete_table(TableName=table.name)
+    with billing_table(request, f"contract-dash-{uid}") as (client, table):
+        yield DynamoDashboardAccounts(client, table)
 
 
 def user(email: str = "Ops@Example.com", role: str = "full") -> DashboardUser:

@@ -907,3 +907,10 @@ def test_a_paid_invoice_is_found_by_its_payment_intent_with_its_refunds_and_disp
     found = store.find_invoice_by_payment_intent(intent)
     assert found == paid and found.refunds[0].id == "re_1" and found.disputes[0].amount_lost == 50
     assert store.find_invoice_by_payment_intent(f"pi_other_{uid}") is None
+
+
+def test_claim_once_lets_the_first_caller_through_only(store):
+    """The portal's once-only markers (a session link exchanged, a retention offer made)."""
+    assert store.claim_once("portal_session:bps_1", NOW + timedelta(days=1)) is True
+    assert store.claim_once("portal_session:bps_1", NOW + timedelta(days=2)) is False
+    assert store.claim_once("portal_session:bps_2", NOW + timedelta(days=1)) is True

@@ -10,7 +10,7 @@ from aws_cdk.assertions import Match, Template
 from infra_cfn import as_list, function_id, role_of_function, role_statements, table_id
 
 from infra import wiring
-from infra.functions import ITEM_READ_ACTIONS, ITEM_WRITE_ACTIONS, leading_key_patterns
+from infra.functions import ITEM_APPEND_ACTIONS, ITEM_READ_ACTIONS, ITEM_WRITE_ACTIONS, leading_key_patterns
 
 RESTRICTED = [fn.name for fn in wiring.FUNCTIONS if fn.table_key_prefixes]
 
@@ -34,6 +34,8 @@ def test_each_dynamodb_statement_carries_the_wiring_key_conditions(cfn: dict[str
     expected = {frozenset(ITEM_READ_ACTIONS): prefixes.read}
     if "billing" in spec.tables_write:
         expected[frozenset(ITEM_WRITE_ACTIONS)] = prefixes.write
+        if prefixes.append:
+            expected[frozenset(ITEM_APPEND_ACTIONS)] = prefixes.append
     assert {frozenset(as_list(st["Action"])) for st in statements} == set(expected)
     for st in statements:
         keys = expected[frozenset(as_list(st["Action"]))]
@@ -92,3 +94,17 @@ def test_the_analytics_function_writes_only_the_analytics_items(cfn: dict[str, A
     # and nobody else writes them: the billing use cases only read them (the api's reports)
     writers = {fn.name for fn in wiring.FUNCTIONS for p in fn.table_key_prefixes.values() if "AN#" in p.write}
     assert writers == {"analytics"}
+
+
+def test_the_api_may_only_create_audit_entries_never_update_or_delete_them(cfn: dict[str, Any]) -> None:
+    """The audit trail is append-only: ``AUDIT#`` items get PutItem alone (the adapter's put is
+    conditional on ``attribute_not_exists(pk)``), and no write statement of any function reaches them."""
+    assert wiring.function("api").table_key_prefixes["billing"].append == ("AUDIT#",)
+    for fn in RESTRICTED:
+        for st in _dynamodb_statements(cfn, fn):
+            patterns = st["Condition"]["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+            actions = set(as_list(st["Action"]))
+            if any(p.startswith("AUDIT#") for p in patterns) and actions - set(ITEM_READ_ACTIONS):
+                assert fn == "api" and actions == {"dynamodb:PutItem"} and patterns == ["AUDIT#*"]
+            if actions & {"dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}:
+                assert not any(p.startswith("AUDIT") for p in patterns), (fn, patterns)

@@ -318,7 +318,8 @@ def test_event_route_is_a_rule_on_the_bus(cfn: dict[str, Any], route: wiring.Eve
     assert len(rules) == 1, rules
     (rule,) = rules
     assert rule.get("State", "ENABLED") == "ENABLED"
-    assert rule["EventPattern"] == {"source": [EVENT_SOURCE], "detail-type": list(route.detail_types)}
+    assert rule["EventPattern"] == route.pattern()
+    assert rule["EventPattern"]["source"] == [EVENT_SOURCE]
     (target,) = rule["Targets"]
     assert refs(target["Arn"]) == {queue_id(cfn, route.queue)}
     assert refs(target["DeadLetterConfig"]["Arn"]) == {dlq_id(cfn, f"rule/{route.name}")}

@@ -296,3 +296,43 @@ def test_concurrent_advances_are_serialised(fresh: LocalStack) -> None:
     assert sorted(all_ticks) == sorted(
         expected_ticks(start, start + timedelta(hours=4), [("hourly", 60), ("every-45", 45)])
     )
+
+
+# -- held delayed messages (timers) --------------------------------------------------------------------
+
+
+class HeldMessages:
+    """A timer as a queue consumer is one: messages due at virtual times, released by the scheduler."""
+
+    def __init__(self, clock: VirtualClock, due: list[datetime], log: list[tuple[str, Any]]) -> None:
+        self.clock, self.due, self.log = clock, sorted(due), log
+
+    def next_due(self) -> datetime | None:
+        return self.due[0] if self.due else None
+
+    def release(self, now: datetime) -> int:
+        assert now == self.clock.now()
+        ready = [d for d in self.due if d <= now]
+        self.due = [d for d in self.due if d > now]
+        self.log.append(("release", (now, len(ready))))
+        if ready and now < T0 + timedelta(minutes=50):  # a released message may schedule another
+            self.due = sorted([*self.due, now + timedelta(minutes=20)])
+        return len(ready)
+
+
+def test_held_messages_are_released_at_their_time_in_order_with_the_ticks() -> None:
+    clock = VirtualClock(T0)
+    rec = Recorder(clock)
+    held = HeldMessages(clock, [T0 + timedelta(minutes=1), T0 + timedelta(minutes=61)], rec.log)
+    scheduler = Scheduler(clock, [_fn("hourly", 60)], rec.invoke, rec.drain, timers=[held])
+    scheduler.advance(by=timedelta(hours=2))
+    releases = [entry for kind, entry in rec.log if kind == "release"]
+    ticks = [entry for kind, entry in rec.log if kind == "invoke"]
+    # released at their own times (not at the next tick); one released at 1 min scheduled one at 21 and 41
+    assert releases == [(T0 + timedelta(minutes=m), n) for m, n in ((1, 1), (21, 1), (41, 1), (61, 2))]
+    assert ticks == [(T0 + timedelta(hours=1), "hourly"), (T0 + timedelta(hours=2), "hourly")]
+    order = [at for kind, entry in rec.log if kind in ("release", "invoke") for at in [entry[0]]]
+    assert order == sorted(order)  # one timeline: held messages and ticks interleaved by time
+    drains = [entry for kind, entry in rec.log if kind == "drain"]
+    assert {at for at, _ in releases} <= set(drains)  # each release is drained at its virtual time
+    assert clock.now() == T0 + timedelta(hours=2) and held.next_due() is None

@@ -18,6 +18,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any, Literal
 
+from kassa.adapters.memory import MemoryOutbox
 from kassa.adapters.memory import MemoryStore as FakeStore
 from kassa.adapters.memory import shard_of as shard_of  # re-exported for the unit tests
 from kassa.domain.catalog import Price, Product, Recurring
@@ -34,7 +35,6 @@ from kassa.services.ports import (
     ChargeResult,
     ChargeStatus,
     GeneratedSepaDebit,
-    OutboxRecord,
     OutgoingEmail,
     PaymentIntentInfo,
     RefundInfo,
@@ -554,36 +554,7 @@ def make_world(start: datetime = START) -> World:
 
 
 # ---------------------------------------------------------------------------------------- email
-@dataclass
-class FakeOutbox:
-    """The Outbox port in memory: a key is claimed once."""
-
-    records: dict[str, OutboxRecord] = field(default_factory=dict)
-
-    def claim(self, email: OutgoingEmail) -> OutboxRecord | None:
-        if email.key in self.records:
-            return self.records[email.key]
-        self.records[email.key] = OutboxRecord(email=email, status="pending")
-        return None
-
-    def mark_sent(self, key: str, message_id: str, sent_at: datetime) -> None:
-        self.records[key] = replace(self.records[key], status="sent", message_id=message_id, sent_at=sent_at)
-
-    def mark_failed(self, key: str, error: str) -> None:
-        self.records[key] = replace(self.records[key], status="failed", error=error)
-
-    def get(self, key: str) -> OutboxRecord | None:
-        return self.records.get(key)
-
-    def list_customer(self, customer_id: str, limit: int = 100) -> list[OutboxRecord]:
-        found = [r for r in self.records.values() if r.email.customer == customer_id]
-        return sorted(found, key=lambda r: (r.email.created, r.email.key), reverse=True)[:limit]
-
-    def list_month(self, month: str, limit: int = 100) -> list[OutboxRecord]:
-        found = [r for r in self.records.values() if r.email.created.strftime("%Y-%m") == month]
-        return sorted(found, key=lambda r: (r.email.created, r.email.key), reverse=True)[:limit]
-
-
+FakeOutbox = MemoryOutbox  # the Outbox port in memory: a key is claimed once
 @dataclass
 class FakeMailer:
     """Records what was handed to the mail service; ``fail_with`` makes the next send raise."""

@@ -95,6 +95,7 @@ CONTEXTS: dict[str, dict[str, object]] = {
         "update_card_url": "https://shop.test/card",
     },
     "account_suspended": {"amount_due": 1500, "currency": "EUR", "update_card_url": "https://shop.test/card"},
+    "portal_login": {"portal_url": "https://shop.test/portal/session/a.b", "expires_at": T, "customer_name": "Anna"},
 }
 
 

@@ -17,6 +17,7 @@ from kassa.adapters import clock as clocks
 
 if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for what it uses
     from kassa.adapters.analytics import DynamoAnalytics
+    from kassa.adapters.audit import DynamoAuditLog
     from kassa.adapters.dashboard_accounts import DynamoDashboardAccounts
     from kassa.adapters.dynamodb import DynamoStore
     from kassa.adapters.eventbridge import EventBridgePublisher, NullPublisher
@@ -28,6 +29,7 @@ if TYPE_CHECKING:  # the adapters are imported lazily: a handler pays only for w
     from kassa.domain.api_keys import ApiKey
     from kassa.services.context import BillingContext
     from kassa.services.dunning import Dunning
+    from kassa.services.outbound_webhooks import Webhooks
     from kassa.services.tax import TaxQuoter
 
 DEFAULT_EMAIL_FROM = "billing@example.com"  # as infra/wiring.py's DEFAULT_EMAIL_FROM
@@ -51,6 +53,7 @@ class Env:
     files_bucket: str | None = None  # documents and large event payloads (kassa.adapters.s3)
     renewal_queue_url: str | None = None
     due_shards: int = 4
+    sweep_limit: int = 4000  # what one renewal sweep enqueues at most (infra/wiring.py RENEWALS_PER_SWEEP)
     stripe_api_base: str | None = None
     aws_endpoint_url: str | None = None
     tax_provider: str | None = None  # "kassa" (default) or "stripe" (Stripe Tax, optional)
@@ -58,6 +61,10 @@ class Env:
     email_from: str = DEFAULT_EMAIL_FROM  # the sender of customer emails (a verified SES identity)
     public_url: str | None = None  # the API's public base URL, no trailing slash (links in emails)
     stripe_js_url: str = DEFAULT_STRIPE_JS_URL  # Stripe.js, loaded by the pages kassa serves
+    webhook_deliveries_queue_url: str | None = None  # outbound webhooks' attempts (kassa.adapters.webhooks)
+    webhook_mode: str = "aws"  # aws: public https endpoints only; local: any URL (the local stack)
+    webhook_timeout_s: float = 10.0
+    sqs_max_delay_s: int = 900  # the local stack sets 0: its pollers hold delayed messages in virtual time
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -76,6 +83,7 @@ _ALIASES = {
     "files_bucket": "FILES_BUCKET",
     "renewal_queue_url": "RENEWALS_QUEUE_URL",
     "due_shards": "KASSA_DUE_SHARDS",
+    "sweep_limit": "KASSA_SWEEP_LIMIT",
     "stripe_api_base": "STRIPE_API_BASE",
     "aws_endpoint_url": "AWS_ENDPOINT_URL",
     "tax_provider": "KASSA_TAX_PROVIDER",
@@ -83,6 +91,10 @@ _ALIASES = {
     "email_from": "KASSA_EMAIL_FROM",
     "public_url": "KASSA_PUBLIC_URL",
     "stripe_js_url": "KASSA_STRIPE_JS_URL",
+    "webhook_deliveries_queue_url": "WEBHOOK_DELIVERIES_QUEUE_URL",
+    "webhook_mode": "KASSA_WEBHOOK_MODE",
+    "webhook_timeout_s": "KASSA_WEBHOOK_TIMEOUT_S",
+    "sqs_max_delay_s": "KASSA_SQS_MAX_DELAY_S",
 }
 
 
@@ -97,13 +109,24 @@ def _env(items: tuple[tuple[str, str | None], ...]) -> Env:
     shards = fields.pop("due_shards") or "4"
     if not shards.isdigit() or not 1 <= int(shards) <= 64:  # a deployment mistake: fail loudly at cold start
         raise RuntimeError(f"invalid function environment: KASSA_DUE_SHARDS={shards!r} (1–64)")
+    limit = fields.pop("sweep_limit") or "4000"
+    if not limit.isdigit() or int(limit) < 1:
+        raise RuntimeError(f"invalid function environment: KASSA_SWEEP_LIMIT={limit!r} (a positive integer)")
     if fields["tax_provider"] not in (None, "kassa", "stripe"):
         raise RuntimeError(f"invalid function environment: KASSA_TAX_PROVIDER={fields['tax_provider']!r}")
     fields["email_from"] = fields["email_from"] or DEFAULT_EMAIL_FROM
     fields["stripe_js_url"] = fields["stripe_js_url"] or DEFAULT_STRIPE_JS_URL
     if fields["public_url"]:
         fields["public_url"] = fields["public_url"].rstrip("/")
-    return Env(due_shards=int(shards), **fields)
+    fields["webhook_mode"] = fields["webhook_mode"] or "aws"
+    if fields["webhook_mode"] not in ("aws", "local"):
+        raise RuntimeError(f"invalid function environment: KASSA_WEBHOOK_MODE={fields['webhook_mode']!r}")
+    try:
+        fields["webhook_timeout_s"] = float(fields["webhook_timeout_s"] or 10)
+        fields["sqs_max_delay_s"] = int(fields["sqs_max_delay_s"] or 900)
+    except ValueError as error:
+        raise RuntimeError(f"invalid function environment: {error}") from None
+    return Env(due_shards=int(shards), sweep_limit=int(limit), **fields)
 
 
 @lru_cache(maxsize=32)
@@ -145,14 +168,23 @@ def gateway() -> StripeGateway:
 
     e = env()
     keys = secret(e.require("stripe_secret_name"))
-    return _gateway(keys["secret_key"], keys.get("publishable_key", ""), e.stripe_api_base)
+    return _gateway(
+        keys["secret_key"], keys.get("publishable_key", ""), e.stripe_api_base, e.billing_table, e.aws_endpoint_url
+    )
 
 
 @lru_cache(maxsize=8)
-def _gateway(secret_key: str, publishable_key: str, api_base: str | None) -> StripeGateway:
-    from kassa.adapters.stripe_gateway import StripeGateway
+def _gateway(
+    secret_key: str, publishable_key: str, api_base: str | None, table: str | None, endpoint: str | None
+) -> StripeGateway:
+    """The gateway, its calls paced by the token bucket every function shares on the billing table
+    (the rate of the key's mode, kassa.adapters.stripe_gateway STRIPE_BUDGETS)."""
+    from kassa.adapters.ratelimit import DynamoTokenBucket
+    from kassa.adapters.stripe_gateway import STRIPE_BUDGETS, StripeGateway, key_mode
 
-    return StripeGateway(secret_key, publishable_key, api_base)
+    budget = STRIPE_BUDGETS[key_mode(secret_key)]
+    limiter = DynamoTokenBucket(_client("dynamodb", endpoint), table, budget) if table else None
+    return StripeGateway(secret_key, publishable_key, api_base, limiter=limiter)
 
 
 def publisher() -> EventBridgePublisher | NullPublisher:
@@ -180,6 +212,13 @@ def outbox() -> DynamoOutbox:
     from kassa.adapters.outbox import DynamoOutbox
 
     return DynamoOutbox(client("dynamodb"), env().require("billing_table"))
+
+
+def audit_log() -> DynamoAuditLog:
+    """The audit trail, on the billing table (docs/audit.md)."""
+    from kassa.adapters.audit import DynamoAuditLog
+
+    return DynamoAuditLog(client("dynamodb"), env().require("billing_table"))
 
 
 def dashboard_accounts() -> DynamoDashboardAccounts:
@@ -283,6 +322,29 @@ def link_keys() -> tuple[str, ...]:
 def link_secret() -> str:
     """The key that signs new customer links (the first of ``link_keys()``)."""
     return link_keys()[0]
+
+
+def webhooks(with_delivery: bool = True) -> Webhooks:
+    """Outbound webhooks over the billing table; ``with_delivery``: its sender, delivery queue and the
+    merchant email of a disabled endpoint (the delivery function), else endpoints only (the API)."""
+    from kassa.adapters.webhooks import DynamoWebhookStore, HttpWebhookSender, SqsDelayedQueue, resolve_host
+    from kassa.services.outbound_webhooks import Notify, Webhooks
+
+    e = env()
+    public_only = e.webhook_mode == "aws"
+    endpoints = DynamoWebhookStore(client("dynamodb"), e.require("billing_table"))
+    queue = (
+        SqsDelayedQueue(client("sqs"), e.webhook_deliveries_queue_url, e.sqs_max_delay_s)
+        if e.webhook_deliveries_queue_url
+        else None
+    )
+    if not with_delivery:
+        return Webhooks(endpoints, clocks.current(), queue=queue, public_only=public_only, resolve=resolve_host)
+    sender = HttpWebhookSender(public_only=public_only, timeout_s=e.webhook_timeout_s)
+    billing_store = store()  # the merchant's address: settings.support_email
+    notify = Notify(outbox(), mailer(), email_sender(), lambda: billing_store.get_settings().support_email)
+    return Webhooks(endpoints, clocks.current(), sender=sender, queue=queue, public_only=public_only,
+                    resolve=resolve_host, notify=notify)  # fmt: skip
 
 
 def dunning() -> Dunning:

@@ -27,6 +27,7 @@ from kassa.domain.credit_notes import CreditNote
 from kassa.domain.customer import Customer, card_expiry_notice_at
 from kassa.domain.discounts import Coupon, PromotionCode
 from kassa.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unavailable
+from kassa.domain.experiments import Experiment
 from kassa.domain.invoice import Invoice, InvoiceStatus, format_number
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Status, Subscription
@@ -233,6 +234,7 @@ class DynamoStore:
             "sub": ("SUB#" + object_id, "SUBSCRIPTION"),
             "in": ("INV#" + object_id, "INVOICE"),
             "mtr": ("METER#" + object_id, "METER"),
+            "exp": ("EXP#" + object_id, "EXPERIMENT"),
         }.get(prefix, ("?", "?"))
 
     # ------------------------------------------------------------------ catalog
@@ -1149,6 +1151,68 @@ class DynamoStore:
         self._call("put_item", TableName=self._table, Item=self._item("SETTINGS", "MERCHANT", settings))
 
     # ------------------------------------------------------------------ usage (docs/usage.md)
+    # ------------------------------------------------------------------ experiments
+    def _experiment_item(self, experiment: Experiment) -> dict[str, Any]:
+        return self._item(
+            f"EXP#{experiment.id}",
+            "EXPERIMENT",
+            experiment,
+            gsi2pk=_s("CATALOG#EXPERIMENT"),
+            gsi2sk=_s(f"{_iso(experiment.created)}#{experiment.id}"),
+        )
+
+    @staticmethod
+    def _running_key(product_id: str) -> dict[str, Any]:
+        return {"pk": _s(f"EXPRUN#{product_id}"), "sk": _s("EXPRUN")}
+
+    def put_experiment(self, experiment: Experiment) -> None:
+        """The experiment and its product's running lookup (``EXPRUN#<product>``), in one write."""
+        new = "attribute_not_exists(pk)"
+        lookup = {**self._running_key(experiment.product), "experiment": _s(experiment.id)}
+        item = self._experiment_item(experiment)
+        try:
+            self._call(
+                "transact_write_items",
+                TransactItems=[
+                    {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": new}},
+                    {"Put": {"TableName": self._table, "Item": lookup, "ConditionExpression": new}},
+                ],
+            )
+        except Conflict as error:
+            raise AlreadyExists(f"product {experiment.product} has a running experiment", param="product") from error
+
+    def get_experiment(self, experiment_id: str) -> Experiment:
+        return self._require(
+            f"EXP#{experiment_id}", "EXPERIMENT", Experiment, f"no such experiment: {experiment_id}", "experiment"
+        )
+
+    def running_experiment(self, product_id: str) -> Experiment | None:
+        key = self._running_key(product_id)
+        lookup = self._get(key["pk"]["S"], key["sk"]["S"], consistent=False)
+        return self.get_experiment(lookup["experiment"]["S"]) if lookup else None
+
+    def stop_experiment(self, experiment: Experiment) -> Experiment:
+        saved = experiment.model_copy(update={"version": experiment.version + 1})
+        put = self._versioned_put(self._experiment_item(saved), experiment.version)
+        self._call(
+            "transact_write_items",
+            TransactItems=[
+                {"Put": put},
+                {
+                    "Delete": {
+                        "TableName": self._table,
+                        "Key": self._running_key(experiment.product),
+                        "ConditionExpression": "attribute_not_exists(pk) OR experiment = :e",
+                        "ExpressionAttributeValues": {":e": _s(experiment.id)},
+                    }
+                },
+            ],
+        )
+        return saved
+
+    def list_experiments(self, limit: int, starting_after: str | None) -> Page:
+        return self._query_page(Experiment, "CATALOG#EXPERIMENT", "", limit, starting_after)
+
     def _meter_item(self, meter: Meter) -> dict[str, Any]:
         return self._item(
             f"METER#{meter.id}",
@@ -1474,6 +1538,16 @@ class DynamoStore:
             return None
         except Conflict:
             return self.get_webhook(record.id)
+
+    def claim_once(self, key: str, expires_at: datetime) -> bool:
+        """A once-only marker (``CLAIM#<key>``): the conditional put lets the first caller through;
+        ``expires_at`` is the table's TTL attribute."""
+        item = {"pk": _s(f"CLAIM#{key}"), "sk": _s("CLAIM"), "expires_at": _n(int(expires_at.timestamp()))}
+        try:
+            self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
+        except Conflict:
+            return False
+        return True
 
     def get_webhook(self, event_id: str) -> WebhookRecord | None:
         item = self._get(f"WHEVT#{event_id}", "EVENT")

@@ -6,11 +6,20 @@ renewals and dunning, on-session at checkout and on the card page) and read back
 confirmed them (3-D Secure).
 Stripe errors are translated into domain results (a decline is a ChargeResult, not an exception) or
 domain errors (bad ids → NotFound, outages → PaymentProviderError).
+
+Stripe's rate limit (100 requests/s in live mode, 25 in test mode) is kept from kassa's side by a
+token bucket every worker shares (``kassa.adapters.ratelimit``): each call takes a slot first. A 429
+that still comes (other traffic on the account) is retried here with jittered exponential backoff
+— the stripe SDK's ``max_network_retries`` retries connection errors, 409s and 5xx, not 429s unless
+Stripe sends ``Stripe-Should-Retry`` — under the same idempotency key (Stripe saves no result for a
+rate-limited request). When the retries run out it is a ``PaymentProviderError``: retryable, never
+a declined payment, so no dunning step follows (the renewal message is delivered again).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -19,8 +28,9 @@ import stripe
 from stripe import StripeClient
 
 from kassa.adapters import usage
+from kassa.adapters.ratelimit import Rate, TokenBucket, full_jitter
 from kassa.domain.customer import Address, PaymentMethodSummary
-from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
+from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError, Unavailable
 from kassa.domain.money import Money
 from kassa.domain.payment_methods import SEPA_GENERATING, Mandate, PaymentMethodKind
 from kassa.services.ports import (
@@ -43,6 +53,20 @@ def _accepted_at(mandate: dict[str, Any] | None) -> datetime | None:
     return datetime.fromtimestamp(accepted, UTC) if isinstance(accepted, int) else None
 
 
+#: Stripe's documented rate limits, requests per second, by the mode of the secret key
+STRIPE_RATE_LIMITS = {"live": 100, "test": 25}
+#: what kassa's shared bucket allows itself: ``burst + rate`` within Stripe's limit over any second
+STRIPE_BUDGETS = {"live": Rate(rate=90, burst=10), "test": Rate(rate=20, burst=5)}
+#: retries of a 429 (backoff 0.5 s doubling, capped at 8 s, full jitter) before PaymentProviderError
+RATE_LIMIT_RETRIES = 5
+BACKOFF_BASE_S, BACKOFF_CAP_S = 0.5, 8.0
+
+
+def key_mode(secret_key: str) -> str:
+    """``live`` for a live secret or restricted key (``sk_live_…``, ``rk_live_…``), else ``test``."""
+    return "live" if "_live_" in secret_key[:8] else "test"
+
+
 def payment_idempotency_key(invoice_id: str, attempt: int) -> str:
     """One PaymentIntent per (invoice, attempt): a retried call can never charge twice."""
     return f"kassa-{invoice_id}-attempt-{attempt}"
@@ -50,15 +74,30 @@ def payment_idempotency_key(invoice_id: str, attempt: int) -> str:
 
 class StripeGateway:
     def __init__(
-        self, secret_key: str, publishable_key: str, api_base: str | None = None, *, local: bool | None = None
+        self,
+        secret_key: str,
+        publishable_key: str,
+        api_base: str | None = None,
+        *,
+        local: bool | None = None,
+        limiter: TokenBucket | None = None,
+        rate_limit_retries: int = RATE_LIMIT_RETRIES,
+        sleep: Callable[[float], None] = time.sleep,
+        http_client: Any = None,
     ) -> None:
+        """``http_client``: a stripe ``HTTPClient`` (an in-process fake Stripe in the scale simulation)."""
         kwargs: dict[str, Any] = {"max_network_retries": 2}
+        if http_client is not None:
+            kwargs["http_client"] = http_client
         if api_base:
             kwargs["base_addresses"] = {"api": api_base}
         self._client = StripeClient(secret_key, **kwargs)
         self._publishable_key = publishable_key
         # localstripe (or another Stripe double); a stub of Stripe's own shapes passes local=False
         self._local = api_base is not None if local is None else local
+        self._limiter = limiter  # None: no shared bucket (429s are still retried)
+        self._rate_limit_retries = rate_limit_retries
+        self._sleep = sleep
 
     @property
     def publishable_key(self) -> str:
@@ -66,6 +105,25 @@ class StripeGateway:
 
     def _do(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         usage.count(f"stripe.{name}")
+        for retry in range(self._rate_limit_retries + 1):
+            if self._limiter is not None:
+                try:
+                    self._limiter.acquire()
+                except Unavailable as error:
+                    raise PaymentProviderError(f"Stripe calls are queued too long: {error}") from error
+            try:
+                return self._call(fn, *args, **kwargs)
+            except stripe.RateLimitError as error:
+                usage.count("stripe.rate_limited")
+                if retry == self._rate_limit_retries:
+                    message = error.user_message or error
+                    raise PaymentProviderError(f"Stripe is rate limiting kassa: {message}") from error
+                usage.count("stripe.retries")
+                self._sleep(full_jitter(retry, BACKOFF_BASE_S, BACKOFF_CAP_S))
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    @staticmethod
+    def _call(fn: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             result = fn(*args, **kwargs)
             return result.to_dict() if hasattr(result, "to_dict") else result
@@ -73,7 +131,7 @@ class StripeGateway:
             if error.http_status == 404:
                 raise NotFound(error.user_message or str(error), param=error.param) from error
             raise InvalidInput(error.user_message or str(error), param=error.param) from error
-        except (stripe.APIConnectionError, stripe.RateLimitError, stripe.APIError) as error:
+        except (stripe.APIConnectionError, stripe.APIError) as error:
             raise PaymentProviderError(f"Stripe unavailable: {error.user_message or error}") from error
         except stripe.AuthenticationError as error:
             raise PaymentProviderError("Stripe rejected kassa's API key") from error

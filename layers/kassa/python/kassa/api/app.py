@@ -15,14 +15,15 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aws_lambda_powertools.event_handler import Response
-from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer
 
 from kassa.adapters import container
 from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
-from kassa.api import dashboard, openapi, reports
-from kassa.api.common import error_response, new_app, obj, page, static_text
+from kassa.api import accounting_routes, dashboard, openapi, reports
+from kassa.api.audit import audit_middleware
+from kassa.api.common import error_response, new_app, obj, page, query_limit, static_text
 from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
+    AssignmentIn,
     BillingThresholdsIn,
     CancelIn,
     ChangeIn,
@@ -33,6 +34,7 @@ from kassa.api.models import (
     CustomerIn,
     CustomerUpdateIn,
     DiscountIn,
+    ExperimentIn,
     InvoiceItemIn,
     MandateAcceptanceIn,
     MeterIn,
@@ -67,6 +69,7 @@ from kassa.services import (
     coupons,
     credit_notes,
     customers,
+    experiments,
     hosted_invoice,
     invoice_actions,
     invoicing,
@@ -79,21 +82,19 @@ from kassa.services import (
 from kassa.services.ports import ChargeStatus, MandateAcceptance
 
 app = new_app(dashboard_sessions=True)  # the dashboard (kassa.api.dashboard) calls /v1 with its session
-app.use(middlewares=[idempotency_middleware])  # after auth: Idempotency-Key on every POST /v1 (api/idempotency.py)
+# after auth: Idempotency-Key on every POST /v1 (api/idempotency.py), then the audit trail of every
+# write (api/audit.py), inside it: a replayed answer records nothing again
+app.use(middlewares=[idempotency_middleware, audit_middleware])
+app.include_router(accounting_routes.router)  # audit trail, journal, bookkeeping CSVs, revenue report
 TITLE, VERSION = "kassa API", "1"
 DESCRIPTION = (
     "Subscription billing: catalog, checkout, subscriptions, invoices, dunning, tax. Amounts are integers in the "
     'currency\'s minor unit. Errors are {"error": {"type", "code", "message", "param"}} with a 4xx status.'
 )
 
-MAX_LIMIT = 100
-
 
 def _limit() -> int:
-    raw = app.current_event.get_query_string_value("limit", "10") or "10"
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIMIT}", param="limit")
-    return int(raw)
+    return query_limit(app)
 
 
 def created(body: dict[str, Any] | None) -> Response[dict[str, Any]]:
@@ -102,6 +103,8 @@ def created(body: dict[str, Any] | None) -> Response[dict[str, Any]]:
 
 def openapi_document() -> dict[str, Any]:
     """The document of every route (this function's and the tax function's), served from here."""
+    from aws_lambda_powertools.event_handler.openapi.models import HTTPBearer  # ~90 ms: not on a cold start
+
     from kassa.api import meter_events_app, tax_app  # the other functions' resolvers, only for the document
 
     return openapi.openapi_document(
@@ -504,7 +507,10 @@ def get_settings() -> dict[str, Any] | None:
 
 @app.put("/v1/settings", tags=["settings"])
 def put_settings(body: MerchantSettings) -> dict[str, Any] | None:
-    """Replace the merchant settings (seller, tax, dunning, emails)."""
+    """Replace the merchant settings (seller, tax, dunning, emails, customer portal)."""
+    from kassa.services.portal import check_configuration
+
+    check_configuration(container.billing(with_gateway=False), body.portal)  # the prices and coupon it names
     container.store().put_settings(body)
     return obj("settings", body)
 
@@ -586,6 +592,61 @@ def add_invoice_item(subscription_id: str, body: InvoiceItemIn) -> Response[dict
         billing, subscription_id, amount=body.amount, description=body.description, quantity=body.quantity
     )
     return created(obj("subscription", sub))
+
+
+# ---------------------------------------------------------------- price experiments
+@app.post("/v1/experiments", tags=["experiments"], status_code=201)
+def create_experiment(body: ExperimentIn) -> Response[dict[str, Any]]:
+    """Split new checkouts of a product between price variants by weight (percent, summing to 100)."""
+    found = experiments.create(
+        container.billing(with_gateway=False),
+        name=body.name,
+        product=body.product,
+        variants=[(v.name, v.price, v.weight) for v in body.variants],
+    )
+    return created(obj("experiment", found))
+
+
+@app.get("/v1/experiments", tags=["experiments"])
+def list_experiments() -> dict[str, Any]:
+    """Experiments, newest first."""
+    ctx = container.billing(with_gateway=False)
+    result = experiments.list_page(ctx, _limit(), app.current_event.get_query_string_value("starting_after"))
+    return page("experiment", result.items, result.has_more)
+
+
+@app.get("/v1/experiments/<experiment_id>", tags=["experiments"])
+def get_experiment(experiment_id: str) -> dict[str, Any]:
+    """The experiment and its figures per variant: checkouts started and converted, MRR, churn, p-value."""
+    from kassa.api.shapes import experiment_json
+
+    found, figures = experiments.report(container.billing(with_gateway=False), experiment_id)
+    return experiment_json(found, figures)
+
+
+@app.post("/v1/experiments/<experiment_id>/stop", tags=["experiments"])
+def stop_experiment(experiment_id: str) -> dict[str, Any] | None:
+    """Stop it: new checkouts are charged the price they ask for; the figures stay."""
+    return obj("experiment", experiments.stop(container.billing(with_gateway=False), experiment_id))
+
+
+@app.post("/v1/products/<product_id>/experiment_assignment", tags=["experiments"])
+def experiment_assignment(product_id: str, body: AssignmentIn) -> dict[str, Any]:
+    """The variant (and price) a visitor or customer sees for the product's running experiment."""
+    if (body.email is None) == (body.customer_id is None):
+        raise InvalidInput("give the visitor's email or a customer_id", param="email")
+    found = experiments.assignment(
+        container.billing(with_gateway=False), product_id, email=body.email, customer_id=body.customer_id
+    )
+    if found is None:
+        raise NotFound(f"product {product_id} has no running experiment", param="product")
+    return {
+        "object": "experiment_assignment",
+        "experiment": found.experiment.id,
+        "product": product_id,
+        "variant": found.variant.id,
+        "price": found.variant.price,
+    }
 
 
 # ---------------------------------------------------------------- usage (meters; events go to meter_ingest)
@@ -1199,9 +1260,15 @@ def hosted_invoice_pdf(token: str):  # type: ignore[no-untyped-def]
     invoice, customer, settings = found
     if invoice.number is None:  # a checkout's first invoice is numbered (and has its PDF) once it is paid
         return _invoice_refused("pdf_unavailable", 409, settings)
+    return invoice_pdf_download(invoice, customer, settings)
+
+
+def invoice_pdf_download(invoice: Any, customer: Any, settings: MerchantSettings) -> Response[bytes]:
+    """A numbered invoice's PDF as a download with the portal's headers (the hosted invoice page's and
+    the customer portal's): made once and kept in the files bucket (kassa.services.documents), from the
+    invoice, customer and settings the caller read already."""
     from kassa.services.documents import invoice_pdf_file
 
-    # the invoice, customer and settings _hosted read: not read again for the document
     file = invoice_pdf_file(container.files(), invoice, settings, customer)
     name = re.sub(r"[^A-Za-z0-9_-]", "_", invoice.number)
     return _portal(
@@ -1304,3 +1371,17 @@ def payment_figures() -> dict[str, Any]:
     start = _parse_day("from", today.replace(day=1))
     end = _parse_day("to", today)
     return payments.figures(container.store(), start, end)
+
+
+# ---------------------------------------------------------------- the customer portal (docs/portal.md)
+# POST /v1/portal/sessions, the session link, sign-in by email and the customer's pages under
+# /portal/account (kassa.api.portal_app: it uses this module's portal_headers and _public_base)
+from kassa.api.portal_app import router as portal_router  # noqa: E402
+
+app.include_router(portal_router)
+
+
+# ---------------------------------------------------------------- outbound webhooks (docs/webhooks.md)
+from kassa.api import webhook_endpoints  # noqa: E402 - its routes join this resolver
+
+app.include_router(webhook_endpoints.router)

@@ -8,10 +8,12 @@ import binascii
 import json
 import logging
 from collections.abc import Callable, Mapping
+from datetime import date
 from functools import lru_cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.api_gateway import BaseRouter
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.event_handler.middlewares.openapi_validation import OpenAPIRequestValidationMiddleware
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestUnsupportedContentType, RequestValidationError
@@ -350,3 +352,44 @@ def csv_response(text: str, name: str) -> Response[str]:
         body=text,
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+def query_date(app: BaseRouter, name: str) -> date:
+    """A required ``YYYY-MM-DD`` query parameter (400 naming it when absent or not a date)."""
+    raw = app.current_event.get_query_string_value(name)
+    if not raw:
+        raise InvalidInput(f"{name} is required (YYYY-MM-DD)", param=name)
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(f"{name} must be a date, YYYY-MM-DD", param=name) from None
+
+
+def query_month(app: BaseRouter, name: str) -> date:
+    """A required ``YYYY-MM`` query parameter, as the month's first day."""
+    raw = app.current_event.get_query_string_value(name) or ""
+    try:
+        if len(raw) != 7:
+            raise ValueError(raw)
+        return date.fromisoformat(f"{raw}-01")
+    except ValueError:
+        raise InvalidInput(f"{name} is required, a month YYYY-MM", param=name) from None
+
+
+def wants_csv(app: BaseRouter) -> bool:
+    """``format=json`` (default) or ``format=csv``."""
+    fmt = app.current_event.get_query_string_value("format", "json")
+    if fmt not in ("json", "csv"):
+        raise InvalidInput("format is json or csv", param="format")
+    return fmt == "csv"
+
+
+MAX_LIMIT = 100
+
+
+def query_limit(app: BaseRouter) -> int:
+    """``limit`` of a listing: 1 to 100, default 10."""
+    raw = app.current_event.get_query_string_value("limit", "10") or "10"
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+        raise InvalidInput(f"limit must be an integer between 1 and {MAX_LIMIT}", param="limit")
+    return int(raw)

@@ -455,3 +455,20 @@ class DashboardSignInIn(Strict):
     email: str | None = Field(default=None, max_length=254)
     password: str | None = Field(default=None, max_length=1000)
     key: str | None = Field(default=None, max_length=500, description="a secret key (ksk_…)")
+
+
+class VariantIn(Strict):
+    price: str = Field(min_length=1, max_length=255, description="an active price of the experiment's product")
+    weight: StrictInt = Field(ge=1, le=100, description="percent of new checkouts; the weights sum to 100")
+    name: str | None = Field(default=None, min_length=1, max_length=100, description="default: A, B, …")
+
+
+class ExperimentIn(Strict):
+    name: str = Field(min_length=1, max_length=250)
+    product: str = Field(min_length=1, max_length=255, description="new checkouts of this product are split")
+    variants: list[VariantIn] = Field(min_length=2, max_length=10)
+
+
+class AssignmentIn(Strict):
+    email: str | None = Field(default=None, min_length=3, max_length=254, description="a visitor, before checkout")
+    customer_id: str | None = Field(default=None, min_length=1, max_length=255, description="a known customer")

@@ -15,12 +15,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver
-from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme, Server
-from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
+# Powertools' OpenAPI models (~90 ms of pydantic classes) and the Swagger UI are imported when a
+# document is built, not when a function starts: most cold starts never serve /openapi.json
+if TYPE_CHECKING:
+    from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+    from aws_lambda_powertools.event_handler.openapi.models import SecurityScheme
+    from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
@@ -65,6 +67,18 @@ _ERRORS = {
     "404": "No such object (resource_missing) or route (route_not_found)",
     "405": "The path exists but not with this method (the Allow header lists the methods it has)",
     "409": "Conflict with the object's state",
+}
+
+
+#: the success response of a report answered as JSON, or with ``format=csv`` as a CSV table
+JSON_OR_CSV: dict[int, OpenAPIResponse] = {
+    200: {
+        "description": "The report (JSON), or with format=csv a table with a header row",
+        "content": {
+            "application/json": {"schema": {"$ref": "#/components/schemas/KassaObject"}},
+            "text/csv": {"schema": {"type": "string"}},
+        },
+    }
 }
 
 
@@ -113,6 +127,8 @@ def openapi_document(
     security: list[dict[str, list[str]]],
 ) -> dict[str, Any]:
     """One OpenAPI document for the routes of every resolver (the first one's wins on a clash)."""
+    from aws_lambda_powertools.event_handler.openapi.models import Server
+
     document: dict[str, Any] = {}
     for app in apps:
         for route in _routes(app):
@@ -176,6 +192,8 @@ def _shape_responses(document: dict[str, Any]) -> None:
 
 def swagger_page(document: dict[str, Any]) -> str:
     """Swagger UI (Powertools' bundled copy, inlined) over ``document``."""
+    from aws_lambda_powertools.event_handler.openapi.swagger_ui import generate_swagger_html
+
     ui = Path(generate_swagger_html.__code__.co_filename).parent
     js = (ui / "swagger-ui-bundle.min.js").read_text(encoding="utf-8")
     css = (ui / "swagger-ui.min.css").read_text(encoding="utf-8")

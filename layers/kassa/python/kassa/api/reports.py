@@ -8,17 +8,16 @@ naming it. Included in the api function's resolver (``kassa.api.app``).
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Annotated, Any
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.event_handler.openapi.params import Query
-from aws_lambda_powertools.event_handler.openapi.types import OpenAPIResponse
 
 from kassa.adapters import container
+from kassa.api import openapi
 from kassa.api.common import csv_response
 from kassa.domain.analytics import month_of, parse_month, previous_month
+from kassa.domain.csv_text import csv_text
 from kassa.domain.errors import InvalidInput
 
 router = Router()
@@ -31,15 +30,7 @@ CurrencyParam = Annotated[
 ]
 FormatParam = Annotated[str | None, Query(description="json (default) or csv")]
 
-RESPONSES: dict[int, OpenAPIResponse] = {
-    200: {
-        "description": "The report (JSON), or with format=csv a table with a header row",
-        "content": {
-            "application/json": {"schema": {"$ref": "#/components/schemas/KassaObject"}},
-            "text/csv": {"schema": {"type": "string"}},
-        },
-    }
-}
+RESPONSES = openapi.JSON_OR_CSV
 
 
 def _report(kind: str, start: str | None, end: str | None, currency: str | None, fmt: str | None) -> Any:
@@ -59,11 +50,7 @@ def _report(kind: str, start: str | None, end: str | None, currency: str | None,
     report = analytics.REPORTS[kind](container.analytics(), container.store().get_settings(), first, last, currency)
     if fmt == "csv":
         header, rows = analytics.csv_rows(kind, report)
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\n")
-        writer.writerow(header)
-        writer.writerows(rows)
-        return csv_response(out.getvalue(), f"{kind}-{first}-{last}.csv")
+        return csv_response(csv_text(header, rows), f"{kind}-{first}-{last}.csv")
     return {"object": f"report.{kind}", "from": first, "to": last, **report}
 
 

@@ -6,8 +6,36 @@ from decimal import Decimal
 from typing import Any
 
 from kassa.domain.dunning import DunningFigures
+from kassa.domain.experiments import Experiment, VariantFigures
 
 RATE = Decimal("0.0001")  # recovery rates are shown to four places (the exact fraction is given too)
+
+
+def _decimal(value: Any) -> str | None:
+    return None if value is None else str((Decimal(value.numerator) / value.denominator).quantize(RATE))
+
+
+def experiment_json(experiment: Experiment, figures: list[VariantFigures]) -> dict[str, Any]:
+    """The experiment with its figures per variant: rates as decimal strings (four places), the
+    conversion p-value against the first variant as a number (null for the control or without data)."""
+    by_variant = {f.variant.id: f for f in figures}
+    variants = []
+    for v in experiment.variants:
+        f = by_variant[v.id]
+        variants.append(
+            {
+                **v.model_dump(mode="json"),
+                "checkouts_started": f.started,
+                "checkouts_paid": f.converted,
+                "conversion_rate": _decimal(f.conversion),
+                "mrr": f.mrr,
+                "churned": f.churned,
+                "churn_rate": _decimal(f.churn),
+                "p_value": None if f.p_value is None else round(f.p_value, 6),
+            }
+        )
+    body = {"object": "experiment", **experiment.model_dump(mode="json", exclude={"version", "variants"})}
+    return {**body, "variants": variants}
 
 
 def figures_json(figures: DunningFigures) -> dict[str, Any]:

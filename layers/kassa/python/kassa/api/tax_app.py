@@ -7,14 +7,13 @@ field ``tax``) and each product's tax code.
 
 from __future__ import annotations
 
-from datetime import date
 from datetime import date as Date  # noqa: N812 - the request field is called `date`
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictInt, field_validator
 
 from kassa.adapters import container
-from kassa.api.common import csv_response, new_app
+from kassa.api.common import csv_response, new_app, query_date, wants_csv
 from kassa.domain.catalog import TaxBehavior
 from kassa.domain.countries import is_country_code
 from kassa.domain.customer import Address
@@ -76,16 +75,6 @@ def quote(body: QuoteIn) -> dict[str, Any]:
     return {"object": "tax.quote", **result.model_dump(mode="json")}
 
 
-def _date(name: str) -> date:
-    raw = app.current_event.get_query_string_value(name)
-    if not raw:
-        raise InvalidInput(f"{name} is required (YYYY-MM-DD)", param=name)
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise InvalidInput(f"{name} must be a date, YYYY-MM-DD", param=name) from None
-
-
 def _int(name: str, low: int, high: int) -> int:
     raw = app.current_event.get_query_string_value(name) or ""
     if not raw.isdigit() or not low <= int(raw) <= high:
@@ -93,23 +82,16 @@ def _int(name: str, low: int, high: int) -> int:
     return int(raw)
 
 
-def _wants_csv() -> bool:
-    fmt = app.current_event.get_query_string_value("format", "json")
-    if fmt not in ("json", "csv"):
-        raise InvalidInput("format is json or csv", param="format")
-    return fmt == "csv"
-
-
 @app.get("/v1/tax/reports/jurisdictions", tags=["tax"])
 def jurisdictions() -> Any:
     """Tax collected per jurisdiction over finalized invoices, net of credit notes (JSON, or format=csv)."""
-    start, end = _date("from"), _date("to")
+    start, end = query_date(app, "from"), query_date(app, "to")
     store = container.store()
     lines = reported_lines(store.invoices_by_tax_date(start, end), store.credit_notes_by_tax_date(start, end))
     report = jurisdiction_report(
         lines, period_start=start, period_end=end, jurisdiction=app.current_event.get_query_string_value("jurisdiction")
     )
-    if _wants_csv():
+    if wants_csv(app):
         return csv_response(render_jurisdiction_csv(report), f"tax-{start}-{end}.csv")
     return {"object": "tax.report", **report.model_dump(mode="json")}
 
@@ -122,6 +104,6 @@ def oss() -> Any:
     store = container.store()
     lines = reported_lines(store.invoices_by_tax_date(start, end), store.credit_notes_by_tax_date(start, end))
     result = oss_return(lines, year=year, quarter=quarter)
-    if _wants_csv():
+    if wants_csv(app):
         return csv_response(render_oss_csv(result), f"oss-{year}-Q{quarter}.csv")
     return {"object": "tax.oss_return", **result.model_dump(mode="json")}

@@ -55,6 +55,7 @@ EMAIL_TEMPLATES: frozenset[str] = frozenset(
         "win_back",
         "payment_reminder",
         "account_suspended",
+        "portal_login",  # the customer portal's sign-in link (kassa.services.portal)
     }
 )
 

@@ -265,6 +265,18 @@ def checkout_invoice(draft: Invoice, now: datetime) -> Invoice:
     return draft.opened(now)
 
 
+def payment_unretried(invoice: Invoice) -> bool:
+    """Whether the run that paid ``invoice`` is never run again should it die between the write and
+    the publish of ``invoice.paid``: a dunning retry (a schedule: no message is delivered again), the
+    merchant's ``pay``, a resumption, a card update's retry of open invoices. Those have only
+    Stripe's ``payment_intent.succeeded`` to publish what the run may have lost. The renewal worker
+    (its message comes again) and a checkout's completion (the storefront's call and Stripe's
+    ``setup_intent.succeeded`` both complete it) are run again."""
+    trigger = invoice.attempt_trigger or ""
+    card_update = trigger.startswith("seti_") and invoice.billing_reason is not BillingReason.SUBSCRIPTION_CREATE
+    return trigger.startswith(("dunning:", "pay:", "resume:")) or card_update
+
+
 def invoice_id_for(subscription_id: str, period_start: datetime) -> str:
     """Exactly one invoice per subscription period: its id is derived from both."""
     return derived_id("in", subscription_id, period_start.isoformat())

@@ -1,8 +1,9 @@
-"""Signed, expiring, single-customer links (no login): the card-update page, the authentication page
-and the hosted invoice page.
+"""Signed, expiring, single-customer links (no login): the card-update page, the authentication page,
+the hosted invoice page, and the customer portal's session link and session cookie.
 
 A token is ``<payload>.<signature>``: the payload is base64url JSON ``{"c": customer, "p": purpose,
-"e": expiry (Unix seconds), "i": invoice or absent}``, the signature base64url HMAC-SHA256 of the
+"e": expiry (Unix seconds), "i": invoice or absent, "n": portal session id or absent, "r": the
+portal's return URL or absent}``, the signature base64url HMAC-SHA256 of the
 payload under a key derived from the merchant's secret. Changing one character of either part, or
 using the token after its expiry, is refused; nothing else is stored. Pure functions: the caller
 passes ``now`` and the secret.
@@ -21,11 +22,15 @@ from datetime import UTC, datetime, timedelta
 
 from kassa.domain.errors import DomainError
 
-PURPOSES = ("card_update", "authenticate", "invoice")
+PURPOSES = ("card_update", "authenticate", "invoice", "portal_session", "portal")
 #: what the card page (``/portal/card``) accepts, and what the hosted invoice page
 #: (``/portal/invoices/<token>``) accepts: a token of one never opens the other
 CARD_PURPOSES = ("card_update", "authenticate")
 INVOICE_PURPOSES = ("invoice",)
+#: the portal's session link (exchanged once for the session cookie) and the session cookie itself
+#: (kassa.domain.portal): neither opens the card page nor an invoice page, nor the other
+PORTAL_LINK_PURPOSES = ("portal_session",)
+PORTAL_COOKIE_PURPOSES = ("portal",)
 _CONTEXT = b"kassa link v1"
 
 
@@ -45,6 +50,8 @@ class Link:
     purpose: str
     expires_at: datetime
     invoice: str | None = None
+    session: str | None = None  # a portal session's id (its link is exchanged once)
+    return_url: str | None = None  # where the portal's "return to merchant" link goes
 
 
 def _key(secret: str) -> bytes:
@@ -66,6 +73,9 @@ def sign_link(
     now: datetime,
     valid_for: timedelta,
     invoice: str | None = None,
+    *,
+    session: str | None = None,
+    return_url: str | None = None,
 ) -> tuple[str, datetime]:
     """A token for ``customer`` valid for ``valid_for`` from ``now``; returns it with its expiry."""
     if purpose not in PURPOSES:
@@ -76,6 +86,10 @@ def sign_link(
     body: dict[str, object] = {"c": customer, "p": purpose, "e": int(expires.timestamp())}
     if invoice:
         body["i"] = invoice
+    if session:
+        body["n"] = session
+    if return_url:
+        body["r"] = return_url
     payload = _b64(json.dumps(body, separators=(",", ":"), sort_keys=True).encode())
     signature = _b64(hmac.new(_key(secret), payload.encode(), hashlib.sha256).digest())
     return f"{payload}.{signature}", expires
@@ -100,7 +114,7 @@ def verify_link(secret: str | Sequence[str], token: str, now: datetime, purposes
     try:
         body = json.loads(_unb64(payload))
         customer, purpose, expiry = body["c"], body["p"], int(body["e"])
-        invoice = body.get("i")
+        invoice, session, return_url = body.get("i"), body.get("n"), body.get("r")
     except (ValueError, KeyError, TypeError, binascii.Error) as error:
         raise LinkRefused("this link is not valid", param="token") from error
     if not isinstance(customer, str) or purpose not in PURPOSES:
@@ -109,21 +123,34 @@ def verify_link(secret: str | Sequence[str], token: str, now: datetime, purposes
         raise LinkRefused("this link is not valid", param="token")
     if purpose == "invoice" and not isinstance(invoice, str):
         raise LinkRefused("this link is not valid", param="token")
+    if purpose in (*PORTAL_LINK_PURPOSES, *PORTAL_COOKIE_PURPOSES) and not isinstance(session, str):
+        raise LinkRefused("this link is not valid", param="token")
     expires = datetime.fromtimestamp(expiry, UTC)
     if now >= expires:
         raise LinkExpired("this link has expired; use the link in the latest email", param="token")
     return Link(
-        customer=customer, purpose=purpose, expires_at=expires, invoice=invoice if isinstance(invoice, str) else None
+        customer=customer,
+        purpose=purpose,
+        expires_at=expires,
+        invoice=invoice if isinstance(invoice, str) else None,
+        session=session if isinstance(session, str) else None,
+        return_url=return_url if isinstance(return_url, str) else None,
     )
 
 
-def link_url(public_url: str, purpose: str, token: str) -> str:
-    """Where a token is opened: the card page (``/portal/card?token=…``) or the hosted invoice page
-    (``/portal/invoices/<token>``, its PDF at ``…/pdf``). The token is base64url text and a dot, safe
-    in a path. One place for the emails (``kassa.services.dunning``) and the API."""
+def link_url(public_url: str, purpose: str, token: str, *, confirm: bool = False) -> str:
+    """Where a token is opened: the card page (``/portal/card?token=…``), the hosted invoice page
+    (``/portal/invoices/<token>``, its PDF at ``…/pdf``) or the customer portal's session link
+    (``/portal/session/<token>``, or ``/portal/login/<token>`` for an emailed one). The token is
+    base64url text and a dot, safe in a path. One place for the emails (``kassa.services.dunning``)
+    and the API."""
     base = public_url.rstrip("/")
     if purpose in INVOICE_PURPOSES:
         return f"{base}/portal/invoices/{token}"
+    if purpose in PORTAL_LINK_PURPOSES:
+        # ``confirm``: an emailed link opens a page whose button exchanges it (a mail scanner that
+        # fetches the link does not use it up)
+        return f"{base}/portal/login/{token}" if confirm else f"{base}/portal/session/{token}"
     return f"{base}/portal/card?token={token}"
 
 

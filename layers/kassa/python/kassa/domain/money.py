@@ -190,12 +190,17 @@ class Money:
             parts[i] += 1
         return [Money(sign * p, self.currency) for p in parts]
 
-    def format(self) -> str:
-        """Plain decimal rendering (locale formatting lives with the emails)."""
+    def decimal(self) -> str:
+        """The amount in major units as a plain decimal string, at the currency's exponent
+        (``"12.00"``, ``"1200"`` for JPY, ``"1.250"`` for KWD): what bookkeeping imports read."""
         exp = self.exponent
         sign = "-" if self.amount < 0 else ""
         whole, frac = divmod(abs(self.amount), 10**exp) if exp else (abs(self.amount), 0)
-        return f"{sign}{whole}.{frac:0{exp}d} {self.currency}" if exp else f"{sign}{whole} {self.currency}"
+        return f"{sign}{whole}.{frac:0{exp}d}" if exp else f"{sign}{whole}"
+
+    def format(self) -> str:
+        """Plain decimal rendering (locale formatting lives with the emails)."""
+        return f"{self.decimal()} {self.currency}"
 
     def to_dict(self) -> dict[str, object]:
         return {"amount": self.amount, "currency": self.currency}

@@ -18,6 +18,7 @@ from pydantic import (
     model_validator,
 )
 
+from kassa.domain.audit import DEFAULT_RETENTION_DAYS as DEFAULT_AUDIT_RETENTION_DAYS
 from kassa.domain.customer import SUPPORTED_LOCALES, Address, ensure_valid_tax_id
 from kassa.domain.dunning import DEFAULT_LADDER, OverdueLadder, RetrySchedule
 from kassa.domain.errors import InvalidInput
@@ -30,6 +31,7 @@ from kassa.domain.payment_methods import (
     check_redirect_types,
     validate_creditor_id,
 )
+from kassa.domain.portal import PortalSettings
 from kassa.domain.tax.model import TaxSettings
 
 _COLOUR = re.compile(r"#(?:[0-9a-fA-F]{3}|[0-9a-fA-F]{6})")
@@ -252,8 +254,12 @@ class MerchantSettings(BaseModel):
     # ideal, bancontact: a checkout's first payment, for Dutch / Belgian customers, with sepa_debit
     payment_method_types: tuple[PaymentMethodKind, ...] = Field(default=DEFAULT_TYPES, min_length=1)
     bank_debits: BankDebitSettings = Field(default_factory=BankDebitSettings)
+    # how long audit trail entries are kept (docs/audit.md): 7 years by default, for invoices' sake
+    audit_retention_days: int = Field(default=DEFAULT_AUDIT_RETENTION_DAYS, ge=1, le=36_500)
     # subscription analytics (docs/analytics.md): the reporting currency and the merchant's exchange rates
     analytics: AnalyticsSettings | None = None
+    # the customer portal (docs/portal.md): what a customer may change themselves
+    portal: PortalSettings = Field(default_factory=PortalSettings)
 
     @field_validator("payment_method_types")
     @classmethod

@@ -92,6 +92,8 @@ class Subscription(BaseModel):
     canceled_at: datetime | None = None
     ended_at: datetime | None = None
     latest_invoice: str | None = None
+    # the price experiment its checkout was assigned in (kassa.domain.experiments): {"id", "variant"}
+    experiment: dict[str, str] | None = None
     created: datetime
     version: int = 0
 

@@ -118,6 +118,11 @@ TEMPLATES: Mapping[str, TemplateSpec] = {
         optional=(*_CUSTOMER, "suspend_at", "invoice_url"),
         description="overdue warning (default ladder: day 3)",
     ),
+    "portal_login": TemplateSpec(
+        required=("portal_url", "expires_at"),
+        optional=_CUSTOMER,
+        description="the customer asked for a sign-in link to the customer portal (single use, expiring)",
+    ),
     "account_suspended": TemplateSpec(
         required=("amount_due", "currency", "update_card_url"),
         optional=(*_CUSTOMER, "invoice_number", "cancel_at"),
@@ -260,8 +265,14 @@ def mandate_terms(
 
 # ---------------------------------------------------------------------------------- formatting
 @lru_cache(maxsize=256)
+def _babel_locale(locale: str) -> Locale:
+    """Parsed once per locale: babel parses a locale name again at every call it is given as a string."""
+    return Locale.parse(locale)
+
+
+@lru_cache(maxsize=256)
 def _currency_pattern(locale: str, digits: int) -> NumberPattern:
-    pattern = copy.copy(Locale.parse(locale).currency_formats["standard"])
+    pattern = copy.copy(_babel_locale(locale).currency_formats["standard"])
     pattern.frac_prec = (digits, digits)  # kassa's ISO 4217 exponent, not CLDR's (they differ for IQD)
     return pattern
 
@@ -281,9 +292,16 @@ def format_money(amount: int | Money, currency: str | None = None, locale: str =
         minor = amount
     if not currency:
         raise EmailTemplateError("an amount needs its currency")
-    code = currency.upper()
-    value = to_decimal(minor, code)
-    return _currency_pattern(locale, exponent(code)).apply(value, locale, currency=code, currency_digits=False)
+    to_decimal(minor, currency.upper())  # refuses a float or a bool
+    return _formatted_money(minor, currency.upper(), locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted_money(minor: int, code: str, locale: str) -> str:
+    """Formatting is pure, and the same amounts recur in every receipt of a plan: formatted once."""
+    return _currency_pattern(locale, exponent(code)).apply(
+        to_decimal(minor, code), _babel_locale(locale), currency=code, currency_digits=False
+    )
 
 
 def format_day(value: date | datetime, locale: str = DEFAULT_LANGUAGE, fmt: str = "long", tz: str | None = None) -> str:
@@ -295,7 +313,12 @@ def format_day(value: date | datetime, locale: str = DEFAULT_LANGUAGE, fmt: str 
         value = value.astimezone(ZoneInfo(tz) if tz else UTC).date()
     elif not isinstance(value, date):
         raise EmailTemplateError(f"expected a date, got {type(value).__name__}")
-    return babel_format_date(value, format=fmt, locale=locale)
+    return _formatted_day(value, fmt, locale)
+
+
+@lru_cache(maxsize=4096)
+def _formatted_day(value: date, fmt: str, locale: str) -> str:
+    return babel_format_date(value, format=fmt, locale=_babel_locale(locale))
 
 
 def format_clock_time(value: datetime, locale: str = DEFAULT_LANGUAGE, tz: str | None = None) -> str:
@@ -372,7 +395,16 @@ def environment(overrides: Overrides | None = None) -> ImmutableSandboxedEnviron
 
 
 def _template(env: ImmutableSandboxedEnvironment, name: str, kind: str, language: str) -> Template:
+    if env is _builtin_environment():  # kassa's own templates never change: the choice is made once
+        return _builtin_template(name, kind, language)
     return env.select_template([f"{language}/{name}.{kind}.j2", f"{name}.{kind}.j2"])
+
+
+@lru_cache(maxsize=512)
+def _builtin_template(name: str, kind: str, language: str) -> Template:
+    # Jinja caches the templates it loaded, not the ones it did not find: without this, every email
+    # looked for its language's variant on disk again
+    return _builtin_environment().select_template([f"{language}/{name}.{kind}.j2", f"{name}.{kind}.j2"])
 
 
 # ---------------------------------------------------------------------------------- context

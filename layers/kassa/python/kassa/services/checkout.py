@@ -21,12 +21,14 @@ from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior
 from kassa.domain.subscription import Status, Subscription, start_subscription
 from kassa.domain.trials import MissingPaymentMethod
+from kassa.services import experiments
 from kassa.services.collection import (
     CollectResult,
     adopt_generated_sepa_debit,
     apply_charge_result,
     collect,
     confirm_payment,
+    republish_paid,
 )
 from kassa.services.context import BillingContext
 from kassa.services.coupons import check_redeemable, redeem_for
@@ -101,6 +103,8 @@ def start_checkout(
             raise InvalidInput(f"price {item_price} is metered: it takes no quantity", param=param(i, "quantity"))
         prices.append(price)
         counts.append(1 if count is None else count)
+    # a price experiment of the product charges the customer's variant (kassa.domain.experiments)
+    prices, experiment = experiments.checkout_prices(ctx, prices, email=email, customer_id=customer_id)
     if billing_thresholds is not None and not any(p.metered for p in prices):
         raise InvalidInput("billing_thresholds need a metered item", param="billing_thresholds")
     settings = ctx.store.get_settings()
@@ -142,6 +146,7 @@ def start_checkout(
             "customer": customer.id,
             "missing_payment_method": missing_payment_method.value,
             "billing_thresholds": billing_thresholds,
+            "experiment": experiment,
         }
     )
     invoice = None
@@ -229,6 +234,8 @@ def complete_checkout(
     if sub.status is Status.INCOMPLETE and invoice is not None and invoice.collectable:
         # one attempt per confirmed SetupIntent: the storefront call and the webhook share it
         return collect(ctx, invoice, customer, trigger=setup_intent_id, off_session=False)
+    if invoice is not None:
+        republish_paid(ctx, invoice)  # a completion that died after paying it: its events go out now
     return CollectResult(invoice, ctx.store.get_subscription(subscription_id), None)
 
 

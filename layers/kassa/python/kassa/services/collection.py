@@ -146,14 +146,19 @@ def confirm_payment(ctx: BillingContext, invoice_id: str, payment_intent_id: str
     return apply_charge_result(ctx, invoice_id, intent.result)
 
 
-def apply_charge_result(ctx: BillingContext, invoice_id: str, result: ChargeResult) -> CollectResult:
+def apply_charge_result(
+    ctx: BillingContext, invoice_id: str, result: ChargeResult, *, republish: bool = False
+) -> CollectResult:
     """Apply a PaymentIntent outcome (synchronous answer or webhook) to the invoice, once, by the
     settlement state machine (``kassa.domain.payment_methods.settlement_effect``): duplicates and
-    reordered reports (``processing`` after ``failed``, a failure of an older attempt) change nothing."""
+    reordered reports (``processing`` after ``failed``, a failure of an older attempt) change nothing.
+    ``republish``: a success found already applied publishes the invoice's events again
+    (``republish_paid``), as it does after a Conflict of this call's own write."""
     news = {
         ChargeStatus.SUCCEEDED: SettlementNews.SUCCEEDED,
         ChargeStatus.PROCESSING: SettlementNews.PROCESSING,
     }.get(result.status, SettlementNews.FAILED)
+    conflicted = republish  # or a write of ours answered Conflict: a DynamoDB timeout may have committed it
     for _ in range(4):
         invoice = ctx.store.get_invoice(invoice_id)
         effect = settlement_effect(
@@ -165,13 +170,14 @@ def apply_charge_result(ctx: BillingContext, invoice_id: str, result: ChargeResu
         )
         try:
             if result.status is ChargeStatus.SUCCEEDED:
-                return apply_paid(ctx, invoice, result.payment_intent)
+                return apply_paid(ctx, invoice, result.payment_intent, republish=conflicted)
             if effect is SettlementEffect.RECORD_PROCESSING:
                 return apply_processing(ctx, invoice, result)
             if result.status is ChargeStatus.PROCESSING:
                 return CollectResult(invoice, ctx.subscription_of(invoice.subscription), result)
             return apply_failure(ctx, invoice, result)
         except Conflict:
+            conflicted = True
             continue
     raise Conflict(f"invoice {invoice_id} kept changing; retry")
 
@@ -228,9 +234,34 @@ def entitlements_event(sub: Subscription, now: datetime, cause: str) -> DomainEv
     return DomainEvent.of("entitlements.active_entitlement_summary.updated", sub, now, cause=cause)
 
 
-def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None) -> CollectResult:
+def paid_events(invoice: Invoice, now: datetime) -> list[DomainEvent]:
+    """What a paid invoice publishes (deterministic ids: a republished one is deduplicated)."""
+    return [
+        DomainEvent.of("invoice.paid", invoice, now, cause="paid"),
+        DomainEvent.of("invoice.payment_succeeded", invoice, now, cause="paid"),
+    ]
+
+
+def republish_paid(ctx: BillingContext, invoice: Invoice) -> None:
+    """Publish a paid invoice's events again. The write that paid it and the publish are two steps:
+    a function that died between them (or whose write timed out after it committed, so that
+    botocore's retry failed its condition) left the invoice paid and its events never sent — no
+    receipt, the overdue ladder never stepped back. The run that retries it (a redelivered message,
+    the storefront asking again) publishes them again; consumers take each event id once (the
+    receipt is claimed in the outbox)."""
+    if invoice.status is InvoiceStatus.PAID and invoice.paid_at is not None:
+        ctx.emit(*paid_events(invoice, invoice.paid_at))
+
+
+def apply_paid(
+    ctx: BillingContext, invoice: Invoice, payment_intent: str | None, *, republish: bool = False
+) -> CollectResult:
+    """``republish``: the caller's own write of this payment may have committed without its events
+    going out (it answered Conflict): a paid invoice found now publishes them again."""
     sub = ctx.subscription_of(invoice.subscription)
     if invoice.status is InvoiceStatus.PAID:
+        if republish and payment_intent is not None and payment_intent == invoice.payment_intent:
+            republish_paid(ctx, invoice)
         return CollectResult(invoice, sub, None)  # duplicate: one effect
     if invoice.status is InvoiceStatus.VOID:
         log.warning("payment for void invoice %s (intent %s): needs a refund", invoice.id, payment_intent)
@@ -253,10 +284,7 @@ def apply_paid(ctx: BillingContext, invoice: Invoice, payment_intent: str | None
         saved_inv, saved_sub = ctx.store.finalize_invoice(paid, settings.invoice_prefix, new_sub)
     else:
         saved_inv, saved_sub = ctx.store.save_invoice_and_subscription(paid, new_sub)
-    events = [
-        DomainEvent.of("invoice.paid", saved_inv, now, cause="paid"),
-        DomainEvent.of("invoice.payment_succeeded", saved_inv, now, cause="paid"),
-    ]
+    events = paid_events(saved_inv, now)
     if saved_sub is not None and sub is not None:
         previous = {"status": sub.status.value}
         if sub.overdue_state is not None:

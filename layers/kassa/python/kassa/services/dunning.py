@@ -319,7 +319,24 @@ class Dunning:
             return self._canceled(obj_id)
         if kind.startswith("charge.dispute."):
             return self.dispute_email(kind, data).outcome
+        if kind == "billing_portal.login_requested":
+            return self._portal_login(obj_id, str(data.get("window") or ""))
         return f"ignored:{kind}"
+
+    def _portal_login(self, customer_id: str, window: str) -> str:
+        """The customer portal's sign-in email: a session link (``kassa.services.portal.login_link``),
+        once per customer and window."""
+        from kassa.services.portal import login_link
+
+        if not window.isdigit():
+            raise InvalidInput("a sign-in request names its window", param="detail.data.window")
+        try:
+            customer = self.store.get_customer(customer_id)
+        except NotFound:
+            return "ignored:no customer"
+        url, expires = login_link(self.billing, self.link_secret, self.public_url, customer.id, window)
+        context = {**self._customer_context(customer), "portal_url": url, "expires_at": expires}
+        return self.send("portal_login", customer, context, f"{customer.id}:portal_login:{window}").outcome
 
     def dispute_email(self, kind: str, data: dict[str, Any]) -> Sent:
         """Tell the merchant about a dispute (``settings.disputes.notify_email``, else the support
@@ -616,6 +633,9 @@ class Dunning:
         if not emails.enabled:
             return Sent(key, "disabled")
         spec = TEMPLATES.get(template)
+        if "manage_url" not in context and self.settings.portal.enabled:
+            # the customer portal's sign-in page (docs/portal.md): a plain page, no key in the email
+            context = {**context, "manage_url": f"{self.public_url}/portal/login"}
         known = set(spec.required + spec.optional) if spec is not None else None
         values = {k: v for k, v in context.items() if known is None or k in known}
         branding = Branding.from_settings(self.settings, colour=emails.colour, logo_url=emails.logo_url)

@@ -9,17 +9,20 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the ports only name these types; importing the models here would slow cold starts
+    from kassa.domain.audit import AuditEvent
     from kassa.domain.catalog import Price, Product
     from kassa.domain.credit_notes import CreditNote
     from kassa.domain.customer import Address, Customer, PaymentMethodSummary
     from kassa.domain.dashboard import DashboardUser, Session
     from kassa.domain.discounts import Coupon, PromotionCode
     from kassa.domain.events import DomainEvent
+    from kassa.domain.experiments import Experiment
     from kassa.domain.invoice import Invoice
     from kassa.domain.money import Money
     from kassa.domain.settings import MerchantSettings
     from kassa.domain.subscription import Subscription
     from kassa.domain.usage import Aggregation, Meter, MeterEvent, UsageState
+    from kassa.domain.webhooks import Delivery, WebhookEndpoint
 
 
 class Clock(Protocol):
@@ -205,6 +208,20 @@ class BillingStore(Protocol):
     def get_settings(self) -> MerchantSettings: ...
     def put_settings(self, settings: MerchantSettings) -> None: ...
 
+    # price experiments (kassa.domain.experiments): at most one running per product
+    def put_experiment(self, experiment: Experiment) -> None:
+        """Store a new running experiment with its product's lookup; AlreadyExists (param ``product``)
+        when the product has a running one."""
+        ...
+
+    def get_experiment(self, experiment_id: str) -> Experiment: ...
+    def running_experiment(self, product_id: str) -> Experiment | None: ...
+    def stop_experiment(self, experiment: Experiment) -> Experiment:
+        """Save the stopped experiment (under its version) and release its product, in one write."""
+        ...
+
+    def list_experiments(self, limit: int, starting_after: str | None) -> Page: ...
+
     # usage: meters, aggregates (docs/usage.md)
     def put_meter(self, meter: Meter) -> None:
         """Store a new meter; AlreadyExists (param ``event_name``) when its event name has one."""
@@ -233,6 +250,12 @@ class BillingStore(Protocol):
     def get_webhook(self, event_id: str) -> WebhookRecord | None: ...
     def mark_webhook(self, event_id: str, status: str, note: str | None = None) -> bool:
         """Set the final status once; False when it was already processed."""
+        ...
+
+    # once-only markers (a portal session link exchanged, a retention offer made)
+    def claim_once(self, key: str, expires_at: datetime) -> bool:
+        """Record ``key`` if it is new (a conditional write): True for the first caller, False for
+        every later one. The marker may be forgotten after ``expires_at`` (a TTL)."""
         ...
 
 
@@ -472,6 +495,22 @@ class DashboardAccounts(Protocol):
     def delete_session(self, session_id: str) -> None: ...
 
 
+class AuditLog(Protocol):
+    """The audit trail (docs/audit.md): entries are appended once and never updated."""
+
+    def append(self, event: AuditEvent) -> bool:
+        """Write a new entry, once (a conditional put on its id): False when its id is there already
+        (the stored entry is left as it is)."""
+        ...
+
+    def list(
+        self, object_id: str | None, start: datetime, end: datetime, limit: int, starting_after: str | None
+    ) -> Page:
+        """Entries created in [start, end], oldest first (then by id), of one object or all of them;
+        ``starting_after``: the id of the last entry of the previous page."""
+        ...
+
+
 class Mailer(Protocol):
     def send(self, email: OutgoingEmail, sender: str) -> str:
         """Hand the email to the mail service; returns its message id. Raises
@@ -596,4 +635,64 @@ class AnalyticsStore(Protocol):
         totals: dict[tuple[str, str, str], dict[str, int]],
     ) -> None:
         """A rebuild: every customer's contribution and every aggregate written anew, stale ones removed."""
+        ...
+
+
+# ---------------------------------------------------------------- outbound webhooks (docs/webhooks.md)
+@dataclass(frozen=True)
+class WebhookResponse:
+    """What one POST to an endpoint got: the status (None: no answer), time taken, why it failed."""
+
+    status: int | None
+    latency_ms: int
+    error: str | None = None
+
+
+class WebhookStore(Protocol):
+    """Endpoints and their delivery log (one entry per event and endpoint, with the payload sent)."""
+
+    def add_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+    def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
+        """Raises NotFound naming ``id``."""
+        ...
+
+    def list_endpoints(self) -> list[WebhookEndpoint]:
+        """Every endpoint, oldest first (at most ``MAX_ENDPOINTS``)."""
+        ...
+
+    def save_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+        """Write under ``endpoint.version`` (Conflict when it changed); returns it with version + 1."""
+        ...
+
+    def delete_endpoint(self, endpoint_id: str) -> None: ...
+    def claim_delivery(self, delivery: Delivery, body: bytes) -> Delivery | None:
+        """Record a delivery once: None when it is new, the stored one otherwise."""
+        ...
+
+    def get_delivery(self, endpoint_id: str, event_id: str) -> Delivery | None: ...
+    def load_delivery(self, endpoint_id: str, event_id: str) -> tuple[Delivery, bytes] | None:
+        """The delivery and the payload it sends, in one read."""
+        ...
+
+    def save_delivery(self, delivery: Delivery) -> Delivery:
+        """Write under ``delivery.version`` (Conflict when it changed); returns it with version + 1."""
+        ...
+
+    def list_deliveries(
+        self, endpoint_id: str, limit: int, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Delivery]:
+        """An endpoint's deliveries by event time, newest first, events created in [since, until]."""
+        ...
+
+
+class WebhookSender(Protocol):
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
+        """One POST, no redirects followed; never raises for the endpoint's failures (timeouts,
+        refused connections, refused addresses): they are in the response."""
+        ...
+
+
+class DelayedQueue(Protocol):
+    def send_at(self, messages: list[tuple[dict[str, Any], datetime]], now: datetime) -> None:
+        """Send each message to be received at (or, past the queue's longest delay, before) its time."""
         ...

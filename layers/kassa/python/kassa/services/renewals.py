@@ -14,9 +14,13 @@ from kassa.domain.pausing import PauseCollection, invoice_while_paused, pause_co
 from kassa.domain.payment_methods import may_charge
 from kassa.domain.subscription import DueAction, Status, Subscription, due_action, renewal_reminder
 from kassa.domain.trials import MissingPaymentMethod, TrialEndAction, trial_end_outcome
-from kassa.services.collection import collect, collect_new, reminder_days
+from kassa.services.collection import collect, collect_new, reminder_days, republish_paid
 from kassa.services.context import BillingContext
 from kassa.services.invoicing import period_invoice
+from kassa.services.ports import WorkQueue
+
+#: what one sweep enqueues at most when its function is not told (KASSA_SWEEP_LIMIT)
+DEFAULT_SWEEP_LIMIT = 4000
 
 
 def due_work(ctx: BillingContext, shard: int, limit: int = 1000) -> list[dict[str, Any]]:
@@ -28,8 +32,27 @@ def due_work(ctx: BillingContext, shard: int, limit: int = 1000) -> list[dict[st
     ]
 
 
-def process_due(ctx: BillingContext, subscription_id: str) -> str:
-    """Do what is due for one subscription. Safe to call any number of times."""
+def sweep(ctx: BillingContext, queue: WorkQueue, shards: int, limit: int = DEFAULT_SWEEP_LIMIT) -> int:
+    """One tick of the renewal sweep: enqueue what is due, oldest first, at most ``limit`` in all
+    (an even share per shard of the due index). The limit is what the workers can renew before the
+    next tick (infra/wiring.py RENEWALS_PER_SWEEP), so a tick's messages are done before the next
+    tick looks and a large cohort is spread over ticks rather than enqueued twice; what is left
+    stays in the index for the next tick. A subscription enqueued twice still renews once
+    (``process_due``). Answers the number of messages sent."""
+    per_shard = -(-limit // shards)
+    enqueued = 0
+    for shard in range(shards):
+        messages = due_work(ctx, shard, per_shard)
+        if messages:
+            queue.send(messages)
+            enqueued += len(messages)
+    return enqueued
+
+
+def process_due(ctx: BillingContext, subscription_id: str, *, redelivered: bool = False) -> str:
+    """Do what is due for one subscription. Safe to call any number of times. ``redelivered``: the
+    message was received before (SQS's ApproximateReceiveCount > 1) — the run that took it may have
+    died after paying the period's invoice and before publishing it, so a paid one is published again."""
     try:
         sub = ctx.store.get_subscription(subscription_id)
     except NotFound:
@@ -41,6 +64,8 @@ def process_due(ctx: BillingContext, subscription_id: str) -> str:
         latest = ctx.store.find_invoice(sub.latest_invoice) if sub.latest_invoice else None
         if latest is not None and latest.collectable and latest.attempt_pending:
             return collect(ctx, latest).status
+        if latest is not None and redelivered:
+            republish_paid(ctx, latest)
         return "nothing"
     if due.action is DueAction.EXPIRE:
         return expire(ctx, sub, now)
@@ -100,6 +125,8 @@ def process_due(ctx: BillingContext, subscription_id: str) -> str:
         existing = ctx.store.get_invoice(invoice.id)
         if existing.collectable and existing.attempt_pending:
             return collect(ctx, existing).status
+        if redelivered:
+            republish_paid(ctx, existing)
         return "already_renewed"
     # a Conflict (the subscription changed under us) propagates: the message is retried and decides again
     updated = DomainEvent.of(

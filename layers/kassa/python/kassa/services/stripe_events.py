@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.domain.invoice import payment_unretried
 from kassa.domain.payment_methods import ASYNC_SETTLEMENT, SEPA_GENERATING
 from kassa.services.checkout import complete_checkout
 from kassa.services.collection import (
@@ -76,7 +77,8 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
         invoice_id = (obj.get("metadata") or {}).get("kassa_invoice")
         if not invoice_id:
             return "ignored:not a kassa payment"
-        if ctx.store.find_invoice(invoice_id) is None:
+        invoice = ctx.store.find_invoice(invoice_id)
+        if invoice is None:
             return f"ignored:unknown invoice {invoice_id}"
         result = charge_result_from_intent(obj)
         if etype == "payment_intent.payment_failed" and result.status is ChargeStatus.SUCCEEDED:
@@ -86,7 +88,8 @@ def apply_stripe_event(ctx: BillingContext, event: dict[str, Any]) -> str:
         if etype == "payment_intent.payment_failed" and result.decline_code is None and _bank_debit(obj):
             # the bank's return reason is on the charge, which the event names only by id: read it
             result = replace(ctx.gateway.get_payment_intent(str(obj["id"])).result, attempt=result.attempt)
-        apply_charge_result(ctx, invoice_id, result)
+        # a payment no run retries: its events go out again, should the run that paid it have died
+        apply_charge_result(ctx, invoice_id, result, republish=payment_unretried(invoice))
         if etype == "payment_intent.succeeded" and _generates_sepa_debit(obj):
             adopt_generated_sepa_debit(ctx, invoice_id, str(obj["id"]))
         return "applied"

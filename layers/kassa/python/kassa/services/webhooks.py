@@ -215,7 +215,12 @@ def already_settled(store: BillingStore, event: dict[str, Any]) -> str | None:
         return None
     invoice = store.find_invoice(invoice_id)
     if invoice is not None and invoice.status.value == "paid" and invoice.payment_intent == obj.get("id"):
-        return f"applied:invoice {invoice_id} already paid by {obj.get('id')}"
+        # unless the run that paid it is never run again: the processor then publishes its events
+        # again, should that run have died before it did
+        from kassa.domain.invoice import payment_unretried
+
+        if not payment_unretried(invoice):
+            return f"applied:invoice {invoice_id} already paid by {obj.get('id')}"
     return None
 
 

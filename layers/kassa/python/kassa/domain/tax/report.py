@@ -17,14 +17,13 @@
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Iterable, Mapping
 from datetime import date, timedelta
 from fractions import Fraction
 
 from pydantic import StrictInt
 
+from kassa.domain.csv_text import csv_text
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import exponent, normalize_currency, round_fraction
 from kassa.domain.tax.engine import ROUNDING
@@ -228,12 +227,7 @@ def format_amount(amount: int, currency: str) -> str:
     return f"{sign}{whole}.{frac:0{exp}d}"
 
 
-def _csv(header: list[str], rows: Iterable[list[str]]) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(header)
-    writer.writerows(rows)
-    return buffer.getvalue()
+_csv = csv_text
 
 
 def render_jurisdiction_csv(report: JurisdictionReport) -> str:

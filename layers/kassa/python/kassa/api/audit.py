@@ -1,0 +1,92 @@
+"""The audit trail of the merchant API (docs/audit.md): a resolver middleware around every write to
+``/v1`` (POST, PUT, DELETE), inside the ``Idempotency-Key`` middleware, so a replayed answer never
+runs it again.
+
+Before the route runs, the objects the request names (its path parameters, the ids in its body)
+are read; after a 2xx answer they are read again, with those the answer shows, and
+``kassa.services.audit.record`` appends one entry per object that changed. A request that fails
+(4xx, 5xx, an exception) records nothing; a write that changed nothing (a repeated action, an
+identical PUT) records nothing. Who acted is what authentication found
+(``kassa.api.common.current_actor``: a secret key, or a dashboard user through its session).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
+
+from kassa.adapters import container
+from kassa.api.common import current_actor
+from kassa.domain.audit import Actor, AuditedRequest
+
+logger = logging.getLogger("kassa.api.audit")
+
+AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: writes that change nothing, not read twice for nothing
+NOT_AUDITED = frozenset({("POST", "/v1/subscriptions/{subscription_id}/preview")})
+SETTINGS_ROUTE = "/v1/settings"
+
+
+def audit_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+    event = app.current_event
+    method = event.http_method.upper()
+    if method not in AUDITED_METHODS or not event.path.startswith("/v1/"):
+        return next_middleware(app)
+    route = app.request.route
+    who = current_actor(app)
+    if who is None or (method, route) in NOT_AUDITED:
+        return next_middleware(app)
+    actor = Actor(type="api_key" if who.kind == "key" else "user", id=who.id, dashboard=who.session)
+    from kassa.services import audit
+
+    store = container.store()
+    named = audit.refs_named(app.request.path_parameters, _json(event.body))
+    if route == SETTINGS_ROUTE:
+        named.append(audit.Ref(audit.SETTINGS, audit.SETTINGS))
+    started = container.now()
+    before = audit.snapshots(store, named)
+    result = next_middleware(app)  # an exception (a domain error: a 4xx) records nothing
+    status, payload = _answer(result)
+    if not 200 <= status < 300:
+        return result
+    key = event.headers.get("Idempotency-Key")
+    request_id = event.request_context.request_id or None
+    request = AuditedRequest(
+        actor=actor,
+        request_key=f"idem:{key}" if key else f"req:{request_id or uuid.uuid4().hex}",
+        method=method,
+        route=f"{method} {route}",
+        path=event.path,
+        request_id=request_id,
+        idempotency_key=key,
+    )
+    try:
+        audit.record(container.audit_log(), store, container.clocks.current(), request, before,
+                     audit.refs_in(payload), started)  # fmt: skip
+    except Exception:  # the change is made: answer it; the missing entry is logged as an error (an alarm)
+        logger.exception("audit entry of %s %s not written", method, event.path)
+    return result
+
+
+def _json(body: str | None) -> Any:
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
+
+
+def _answer(result: Any) -> tuple[int, Any]:
+    """The status and JSON body of what a route returned (a Response, a dict, or a (body, status) tuple)."""
+    if isinstance(result, Response):
+        body = result.body
+        return result.status_code, _json(body) if isinstance(body, str) else body
+    if isinstance(result, tuple):
+        return int(result[1]) if len(result) > 1 else 200, result[0]
+    return 200, result

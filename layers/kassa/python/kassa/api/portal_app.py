@@ -1,0 +1,603 @@
+"""The customer portal's routes (docs/portal.md), included in the API's resolver (``kassa.api.app``).
+
+- ``POST /v1/portal/sessions`` (secret key): a session for one customer, ``{"url": …}`` to send them to;
+- ``GET /portal/session/<token>``: the session link, exchanged once for the session cookie
+  (HttpOnly, Secure, SameSite=Lax, path ``/portal``), then on to ``/portal/account``;
+- ``GET|POST /portal/login``: the sign-in-by-email form (the same answer whether or not the email is known);
+- ``/portal/account…``: the customer's pages and actions. Every POST carries the session's CSRF token;
+  another customer's subscription or invoice id is a 404 page.
+
+Served under the API's existing ``/portal/{proxy+}`` route, with the portal's security headers
+(``kassa.api.app.portal_headers``). Pages are HTML (``kassa.api.portal_page``); an action answers a
+303 to the account page with a notice, the post/redirect/get pattern.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from http.cookies import CookieError, SimpleCookie
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.event_handler.api_gateway import Router
+from aws_lambda_powertools.shared.cookies import Cookie, SameSite
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from kassa.adapters import container
+from kassa.api.portal_page import (
+    Words,
+    address_lines,
+    base_view,
+    invoice_row,
+    payment_method_label,
+    preview_lines,
+    price_label,
+    render,
+    render_refused,
+    subscription_view,
+)
+from kassa.domain.customer import Address, Customer
+from kassa.domain.errors import DomainError, InvalidInput, NotFound
+from kassa.domain.invoice import Invoice
+from kassa.domain.links import PORTAL_LINK_PURPOSES, Link, LinkRefused, signed_url, verify_link
+from kassa.domain.portal import (
+    CustomerField,
+    PortalUpdate,
+    allowed_actions,
+    change_options,
+    csrf_matches,
+    csrf_token,
+    may_cancel,
+)
+from kassa.domain.settings import MerchantSettings
+from kassa.services import portal
+
+router = Router()
+
+COOKIE = "kassa_portal"
+NOTICES = ("changed", "canceled", "renewed", "paused", "resumed", "retained", "details_saved")
+
+
+class PortalSessionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    customer: str = Field(min_length=1, max_length=64, description="the customer the session is for (cus_…)")
+    return_url: str | None = Field(
+        default=None,
+        max_length=2000,
+        description="where the portal's 'return to' link goes (https; default: settings.portal.default_return_url)",
+    )
+
+
+@router.post("/v1/portal/sessions", tags=["portal"], status_code=201)
+def create_portal_session(body: PortalSessionIn) -> Response[dict[str, Any]]:
+    """Create a customer portal session: redirect the customer to its url.
+
+    The url opens the portal once, within ``settings.portal.link_minutes``; ``return_url`` (https) is
+    where its "return to" link goes. Publishes billing_portal.session.created."""
+    from kassa.api.app import _public_base
+
+    billing = container.billing(with_gateway=False)
+    info, url = portal.create_session(billing, container.link_secret(), _public_base(), body.customer, body.return_url)
+    answer = {**info.model_dump(mode="json"), "url": url}
+    return Response(status_code=201, content_type="application/json", body=answer)
+
+
+# ---------------------------------------------------------------------------------- plumbing
+def _base() -> str:
+    from kassa.api.app import _public_base
+
+    return urlsplit(_public_base()).path.rstrip("/") + "/portal"
+
+
+def _header(name: str) -> str | None:
+    headers = router.current_event.headers
+    return headers.get(name) or headers.get(name.lower())
+
+
+def _words(customer: Customer | None = None) -> Words:
+    from kassa.api.invoice_page import accept_language
+
+    return Words(customer.preferred_locale if customer else accept_language(_header("Accept-Language")))
+
+
+# the portal's security headers (CSP, no framing, no referrer, no caching) are added to every /portal
+# response by kassa.api.app's middleware
+def _page(html: str, status: int = 200, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(status_code=status, content_type="text/html; charset=utf-8", body=html, cookies=cookies)
+
+
+def _redirect(location: str, cookies: list[Cookie] | None = None) -> Response[str]:
+    return Response(status_code=303, body="", headers={"Location": location}, cookies=cookies)
+
+
+def _refused(kind: str, status: int, words: Words | None = None, settings: MerchantSettings | None = None) -> Response:
+    settings = settings or container.store().get_settings()
+    return _page(render_refused(kind, words or _words(), settings, _base()), status)
+
+
+def _cookie_value() -> str | None:
+    raw = _header("Cookie")
+    if not raw:
+        return None
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(COOKIE)
+    return morsel.value if morsel else None
+
+
+def _session_cookie(value: str, max_age: int) -> Cookie:
+    return Cookie(
+        name=COOKIE,
+        value=value,
+        path=_base(),
+        secure=True,
+        http_only=True,
+        same_site=SameSite.LAX_MODE,
+        max_age=max_age,
+    )
+
+
+def _form() -> dict[str, str]:
+    body = router.current_event.decoded_body or ""
+    return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True).items() if values}
+
+
+class Session:
+    """The request's portal session: its link, customer, billing context, words and settings."""
+
+    def __init__(self, link: Link, customer: Customer, billing: Any, settings: MerchantSettings) -> None:
+        self.link, self.customer, self.billing, self.settings = link, customer, billing, settings
+        self.words = Words(customer.preferred_locale)
+        assert link.session is not None
+        self.csrf = csrf_token(container.link_secret(), link.session)
+
+    def view(self, **view: Any) -> dict[str, Any]:
+        return base_view(
+            self.words,
+            self.settings,
+            base=_base(),
+            customer=self.customer,
+            return_url=self.link.return_url,
+            csrf=self.csrf,
+            **view,
+        )
+
+
+def _session() -> Session | Response:
+    billing = container.billing()
+    settings = billing.store.get_settings()
+    if not settings.portal.enabled:
+        return _refused("disabled", 403, settings=settings)
+    try:
+        link, customer = portal.session_of(billing, container.link_keys(), _cookie_value())
+    except LinkRefused as error:
+        kind = "session_expired" if error.code == "link_expired" else "signed_out"
+        return _refused(kind, 401, settings=settings)
+    return Session(link, customer, billing, settings)
+
+
+def _action(
+    do: Callable[[Session, dict[str, str]], Any],
+    notice: str,
+    fail: Callable[[Session, DomainError], Response] | None = None,
+) -> Response:
+    """A state change: the session, its CSRF token, then ``do``; a 303 to the account with ``notice``."""
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    form = _form()
+    if not csrf_matches(container.link_keys(), found.link.session or "", form.get("csrf")):
+        return _refused("link_invalid", 403, found.words, found.settings)
+    try:
+        do(found, form)
+    except NotFound:
+        return _refused("not_found", 404, found.words, found.settings)
+    except DomainError as error:
+        if fail is not None:
+            return fail(found, error)
+        return _redirect(f"{_base()}/account?error=action")
+    return _redirect(f"{_base()}/account?notice={notice}")
+
+
+def _query(name: str) -> str | None:
+    return router.current_event.get_query_string_value(name)
+
+
+# ---------------------------------------------------------------------------------- sign-in
+@router.get("/portal/session/<token>", include_in_schema=False)
+def open_portal_session(token: str) -> Response[str]:
+    """The session link: exchanged once for the session cookie, then the account page."""
+    billing = container.billing(with_gateway=False)
+    try:
+        opened = portal.open_session(billing, container.link_keys(), token)
+    except LinkRefused as error:
+        return _refused(error.code, 403)
+    max_age = int((opened.expires_at - billing.now()).total_seconds())
+    return _redirect(f"{_base()}/account", cookies=[_session_cookie(opened.cookie, max_age)])
+
+
+@router.get("/portal/login/<token>", include_in_schema=False)
+def confirm_sign_in(token: str) -> Response[str]:
+    """An emailed session link: a page whose button exchanges it (``POST``), so that a mail scanner
+    fetching the link does not use it up. A refused link says why, as the session link does."""
+    billing = container.billing(with_gateway=False)
+    try:
+        verify_link(container.link_keys(), token, billing.now(), PORTAL_LINK_PURPOSES)
+    except LinkRefused as error:
+        return _refused(error.code, 403)
+    settings = billing.store.get_settings()
+    words = _words()
+    view = base_view(words, settings, base=_base(), title=words.t("login_title"), token=token)
+    return _page(render("confirm", view))
+
+
+@router.post("/portal/login/<token>", include_in_schema=False)
+def sign_in(token: str) -> Response[str]:
+    return open_portal_session(token)
+
+
+@router.get("/portal/login", include_in_schema=False)
+def login_page() -> Response[str]:
+    settings = container.store().get_settings()
+    words = _words()
+    return _page(render("login", base_view(words, settings, base=_base(), sent=False, title=words.t("login_title"))))
+
+
+@router.post("/portal/login", include_in_schema=False)
+def login_request() -> Response[str]:
+    """The same page for every email, known or not (no enumeration); a known customer is emailed a
+    link at most once per window (``kassa.domain.portal.LOGIN_WINDOW``)."""
+    email = _form().get("email", "")[:254]
+    billing = container.billing(with_gateway=False)
+    portal.request_login(billing, email)
+    words = _words()
+    view = base_view(words, billing.store.get_settings(), base=_base(), sent=True, title=words.t("login_title"))
+    return _page(render("login", view))
+
+
+@router.post("/portal/account/logout", include_in_schema=False)
+def logout() -> Response[str]:
+    """Forget the session cookie (the browser's copy: the cookie expires by itself within its lifetime)."""
+    gone = Cookie(
+        name=COOKIE, value="", path=_base(), secure=True, http_only=True, same_site=SameSite.LAX_MODE, max_age=0
+    )
+    return _redirect(f"{_base()}/login", cookies=[gone])
+
+
+# ---------------------------------------------------------------------------------- the account
+def _plan_name(s: Session, price_id: str, item_name: str | None = None) -> str:
+    try:
+        price = s.billing.price(price_id)
+    except NotFound:
+        return item_name or price_id
+    product = s.billing.product(price.product)
+    return price.nickname or (product.name if product else None) or item_name or price.id
+
+
+def _price_option(s: Session, price_id: str) -> dict[str, Any]:
+    price = s.billing.price(price_id)
+    product = s.billing.product(price.product)
+    return price_label(s.words, price, product.name if product else None)
+
+
+@router.get("/portal/account", include_in_schema=False)
+def account_page() -> Response[str]:
+    """Subscriptions, payment method, billing details and invoices."""
+    from kassa.services.invoicing import upcoming_invoice
+
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    s = found
+    seen = portal.overview(s.billing, s.customer)
+    settings, now, words = seen.settings, s.billing.now(), s.words
+    subscriptions = []
+    for sub in seen.subscriptions:
+        try:
+            upcoming = upcoming_invoice(s.billing, sub)
+        except DomainError:
+            upcoming = None
+        item = sub.single_item
+        plan = (
+            _plan_name(s, item.price, item.name)
+            if item
+            else ", ".join(_plan_name(s, i.price, i.name) for i in sub.items)
+        )
+        actions = allowed_actions(settings, sub, now)
+        subscriptions.append(subscription_view(words, sub, plan=plan, next_invoice=upcoming, actions=actions))
+    notice = _query("notice")
+    view = s.view(
+        subscriptions=subscriptions,
+        invoices=[invoice_row(words, i) for i in seen.invoices] if settings.invoice_history else None,
+        payment_method=(payment_method_label(words, s.customer) or "") if settings.payment_method_update else None,
+        card_href=f"{_base()}/account/card" if settings.payment_method_update else None,
+        address=address_lines(words, s.customer),
+        can_edit_details=settings.customer_update.enabled and bool(settings.customer_update.allowed_updates),
+        notice=words.t(f"notice.{notice}") if notice in NOTICES else None,
+        error=words.t("error.action") if _query("error") == "action" else None,
+    )
+    return _page(render("account", view))
+
+
+@router.get("/portal/account/card", include_in_schema=False)
+def account_card() -> Response[str]:
+    """On to the card-update page (``/portal/card``) with a card link signed now."""
+    from kassa.api.app import _public_base
+
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    if not found.settings.portal.payment_method_update:
+        return _refused("not_found", 404, found.words, found.settings)
+    days = found.settings.emails.card_link_days
+    url, _ = signed_url(
+        container.link_secret(),
+        _public_base(),
+        found.customer.id,
+        "card_update",
+        found.billing.now(),
+        timedelta(days=days),
+    )
+    return _redirect(url)
+
+
+def _session_invoice(invoice_id: str) -> tuple[Session, Invoice] | Response:
+    """The session and one of its customer's issued invoices, or the page saying why not (another
+    customer's invoice is a 404, like an unknown one)."""
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    try:
+        return found, portal.invoice(found.billing, found.customer.id, invoice_id)
+    except NotFound:
+        return _refused("not_found", 404, found.words, found.settings)
+
+
+@router.get("/portal/account/invoices/<invoice_id>", include_in_schema=False)
+def account_invoice(invoice_id: str) -> Response[str]:
+    """One of the customer's invoices: on to its hosted page (signed now)."""
+    from kassa.api.app import _public_base
+
+    found = _session_invoice(invoice_id)
+    if isinstance(found, Response):
+        return found
+    s, invoice = found
+    valid = timedelta(days=s.settings.emails.invoice_link_days)
+    secret, now = container.link_secret(), s.billing.now()
+    url, _ = signed_url(secret, _public_base(), invoice.customer, "invoice", now, valid, invoice.id)
+    return _redirect(url)
+
+
+@router.get("/portal/account/invoices/<invoice_id>/pdf", include_in_schema=False)
+def account_invoice_pdf(invoice_id: str):  # type: ignore[no-untyped-def]
+    """The invoice's PDF (the same stored file as the hosted page's). No return annotation: Powertools
+    would read the PDF's bytes as text."""
+    from kassa.api.app import invoice_pdf_download
+
+    found = _session_invoice(invoice_id)
+    if isinstance(found, Response):
+        return found
+    s, invoice = found
+    if invoice.number is None:  # a checkout's first invoice has its PDF once it is paid
+        return _refused("not_found", 404, s.words, s.settings)
+    return invoice_pdf_download(invoice, s.customer, s.settings)
+
+
+# ---------------------------------------------------------------------------------- plan changes
+def _change_page(s: Session, sub_id: str, error: str | None = None, status: int = 200) -> Response[str]:
+    try:
+        sub = portal.subscription(s.billing, s.customer.id, sub_id)
+    except NotFound:
+        return _refused("not_found", 404, s.words, s.settings)
+    update = s.settings.portal.subscription_update
+    options = change_options(s.settings.portal, sub)
+    item = sub.single_item
+    if not options or item is None:
+        return _refused("not_found", 404, s.words, s.settings)
+    view = s.view(
+        title=s.words.t("change_title"),
+        sub_id=sub.id,
+        options=[_price_option(s, p) for p in options],
+        current_price=item.price,
+        quantity=item.quantity,
+        quantity_allowed=PortalUpdate.QUANTITY in update.allowed_updates,
+        max_quantity=update.max_quantity,
+        error=error,
+    )
+    return _page(render("change", view), status)
+
+
+@router.get("/portal/account/subscriptions/<sub_id>/change", include_in_schema=False)
+def change_page(sub_id: str) -> Response[str]:
+    found = _session()
+    return found if isinstance(found, Response) else _change_page(found, sub_id)
+
+
+def _quantity(raw: str | None) -> int:
+    if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 6:
+        raise InvalidInput("quantity must be a whole number", param="quantity")
+    return int(raw.strip())
+
+
+@router.get("/portal/account/subscriptions/<sub_id>/preview", include_in_schema=False)
+def change_preview(sub_id: str) -> Response[str]:
+    """What the change costs, prorated, before the customer confirms it (the API's preview)."""
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    s, words = found, found.words
+    price_id = _query("price") or ""
+    try:
+        quantity = _quantity(_query("quantity"))
+        result = portal.change(s.billing, s.customer.id, sub_id, price_id, quantity, preview=True)
+    except NotFound:
+        return _refused("not_found", 404, words, s.settings)
+    except DomainError:
+        return _change_page(s, sub_id, words.t("error.action"), 400)
+    sub = portal.subscription(s.billing, s.customer.id, sub_id)
+    item = sub.single_item
+    assert item is not None
+    old = _plan_name(s, item.price, item.name) + (f" × {item.quantity}" if item.quantity > 1 else "")
+    new = _plan_name(s, price_id) + (f" × {quantity}" if quantity > 1 else "")
+    renewal = words.day(sub.current_period_end)
+    if result.invoice is not None:  # invoiced now (always_invoice, an interval switch)
+        invoice = result.invoice
+        lines = preview_lines(words, invoice, lambda price: _plan_name(s, price))
+        total = words.money(invoice.amount_due, invoice.currency)
+        total_label, when = words.t("preview.due_now"), words.t("preview.when_now", amount=total)
+    else:
+        upcoming = result.upcoming
+        lines = preview_lines(words, upcoming, lambda price: _plan_name(s, price))
+        currency = upcoming.currency if upcoming else sub.currency
+        adjustment = sum(line.amount for line in upcoming.lines if line.proration) if upcoming else 0
+        total = words.money(adjustment, currency)
+        next_total = words.money(upcoming.amount_due if upcoming else 0, currency)
+        total_label = words.t("preview.adjustment")
+        key = "preview.when_next" if lines else "preview.when_none"
+        when = words.t(key, date=renewal, amount=next_total)
+    view = s.view(
+        title=words.t("confirm_change"),
+        sub_id=sub.id,
+        old_plan=old,
+        new_plan=new,
+        lines=lines,
+        total=total,
+        total_label=total_label,
+        when=when,
+        price=price_id,
+        quantity=quantity,
+    )
+    return _page(render("preview", view))
+
+
+# ---------------------------------------------------------------------------------- cancellation
+def _offer_text(words: Words, coupon: Any) -> str:
+    if coupon.percent_off is not None:
+        discount = words.t("percent_off", percent=f"{coupon.percent_off}%")
+    else:
+        discount = words.t("amount_off", amount=words.money(coupon.amount_off or 0, coupon.currency or "EUR"))
+    duration = getattr(coupon.duration, "value", coupon.duration)
+    return words.t(f"offer.{duration}", discount=discount, months=coupon.duration_in_months or 1)
+
+
+@router.get("/portal/account/subscriptions/<sub_id>/cancel", include_in_schema=False)
+def cancel_page(sub_id: str) -> Response[str]:
+    """The reason, what canceling means, and the retention offer (the first time only)."""
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    s, words, settings = found, found.words, found.settings.portal
+    try:
+        sub = portal.subscription(s.billing, s.customer.id, sub_id)
+    except NotFound:
+        return _refused("not_found", 404, words, s.settings)
+    if not may_cancel(settings, sub):
+        return _refused("not_found", 404, words, s.settings)
+    offer = portal.retention_offer(s.billing, sub)
+    cancel = settings.subscription_cancel
+    effect = words.t(f"cancel_effect.{cancel.mode}", date=words.day(sub.current_period_end))
+    view = s.view(
+        title=words.t("cancel_title"),
+        sub_id=sub.id,
+        offer=_offer_text(words, offer) if offer is not None else None,
+        reasons=[(r.value, words.t(f"reason.{r.value}")) for r in cancel.reasons],
+        cancel_effect=effect,
+    )
+    return _page(render("cancel", view))
+
+
+def _change(s: Session, sub_id: str, form: dict[str, str]) -> Any:
+    quantity = _quantity(form.get("quantity"))
+    return portal.change(s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False)
+
+
+def _cancel(s: Session, sub_id: str, form: dict[str, str]) -> Any:
+    return portal.cancel(s.billing, s.customer.id, sub_id, form.get("reason") or None, form.get("comment"))
+
+
+def _on(use: Callable[[Any, str, str], Any]) -> Callable[[Session, str, dict[str, str]], Any]:
+    return lambda s, sub_id, _: use(s.billing, s.customer.id, sub_id)
+
+
+#: what a POST to /portal/account/subscriptions/<id>/<action> does, and the notice it answers with
+SUBSCRIPTION_ACTIONS: dict[str, tuple[Callable[[Session, str, dict[str, str]], Any], str]] = {
+    "change": (_change, "changed"),
+    "cancel": (_cancel, "canceled"),
+    "retention": (_on(portal.accept_retention), "retained"),  # the retention coupon instead of canceling
+    "renew": (_on(portal.undo_cancel), "renewed"),  # undo a cancellation at the period end
+    "pause": (_on(portal.pause), "paused"),
+    "resume": (_on(portal.resume), "resumed"),
+}
+
+
+@router.post("/portal/account/subscriptions/<sub_id>/<action>", include_in_schema=False)
+def subscription_action(sub_id: str, action: str) -> Response[str]:
+    """A change to one of the customer's subscriptions (``SUBSCRIPTION_ACTIONS``), through the API's services."""
+    if action not in SUBSCRIPTION_ACTIONS:
+        return _refused("not_found", 404)
+    do, notice = SUBSCRIPTION_ACTIONS[action]
+    return _action(lambda s, form: do(s, sub_id, form), notice)
+
+
+# ---------------------------------------------------------------------------------- billing details
+def _details_view(s: Session, values: dict[str, Any], problem: str | None = None) -> dict[str, Any]:
+    update = s.settings.portal.customer_update
+    fields = [f.value for f in update.allowed_updates] if update.enabled else []
+    problem_text = None
+    if problem == CustomerField.TAX_ID.value:
+        problem_text = s.words.t("error.tax_id")
+    return s.view(
+        title=s.words.t("details_title"),
+        fields=fields,
+        values=values,
+        countries=s.words.countries(),
+        problem=problem,
+        problem_text=problem_text,
+        error=(problem_text or s.words.t("error.field")) if problem else None,
+    )
+
+
+@router.get("/portal/account/details", include_in_schema=False)
+def details_page() -> Response[str]:
+    found = _session()
+    if isinstance(found, Response):
+        return found
+    c = found.customer
+    values = {"name": c.name, "tax_id": c.tax_id, **c.address.model_dump()}
+    return _page(render("details", _details_view(found, values)))
+
+
+@router.post("/portal/account/details", include_in_schema=False)
+def details_save() -> Response[str]:
+    """Name, billing address and VAT number through the API's customer update; a VAT number that
+    does not fit the country is shown on the form (400), nothing is saved."""
+    values: dict[str, Any] = {}
+
+    def do(s: Session, form: dict[str, str]) -> None:
+        values.update(form)
+        allowed = {f.value for f in s.settings.portal.customer_update.allowed_updates}
+        changes: dict[str, Any] = {}
+        if CustomerField.NAME.value in allowed and "name" in form:
+            changes["name"] = form["name"].strip()[:200] or None
+        if CustomerField.ADDRESS.value in allowed and "country" in form:
+            parts = {k: (form.get(k) or "").strip()[:200] or None for k in ("line1", "line2", "city", "postal_code")}
+            try:
+                changes["address"] = Address(country=form["country"], state=s.customer.address.state, **parts)
+            except ValidationError as error:
+                raise InvalidInput("choose a country", param="address") from error
+        if CustomerField.TAX_ID.value in allowed and "tax_id" in form:
+            changes["tax_id"] = form["tax_id"].strip()[:40]
+        portal.update_details(s.billing, s.customer.id, changes)
+
+    def fail(s: Session, error: DomainError) -> Response:
+        param = (error.param or "").split(".")[0]
+        problem = param if param in {f.value for f in CustomerField} else "name"
+        return _page(render("details", _details_view(s, values, problem)), 400)
+
+    return _action(do, "details_saved", fail)

@@ -1,0 +1,515 @@
+"""Outbound webhooks: signing (checked with the stripe SDK's own verifier), the backoff schedule,
+wildcard matching, the 3-day disable with its email, SSRF refusals, duplicate and stale messages,
+and the HTTP sender against a receiver on 127.0.0.1 (500, timeout, refused, redirect)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import stripe
+from fakes import FakeMailer, FakeOutbox, FixedClock
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from kassa.adapters.webhooks import HttpWebhookSender, MemoryWebhookStore
+from kassa.domain.errors import InvalidInput
+from kassa.domain.events import DomainEvent
+from kassa.domain.webhooks import (
+    DISABLE_AFTER,
+    EVENT_TYPES,
+    MAX_RETRY_GAP,
+    RETRY_FOR,
+    SIGNATURE_HEADER,
+    Delivery,
+    SigningSecret,
+    WebhookEndpoint,
+    after_attempt,
+    check_enabled_events,
+    matches,
+    payload,
+    refused_address,
+    retry_gap,
+    retry_schedule,
+    roll_secret,
+    signature_header,
+    valid_secrets,
+)
+from kassa.services.outbound_webhooks import Notify, Webhooks
+from kassa.services.ports import WebhookResponse
+from kassa_local.webhooks_cli import WebhookReceiver
+
+START = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+PUBLIC = "93.184.216.34"
+
+
+def _event(n: int = 1, type_: str = "invoice.paid", at: datetime = START) -> DomainEvent:
+    return DomainEvent(id=f"evt_{n}", type=type_, created=at, data={"id": f"in_{n}", "object": "invoice"})
+
+
+# ------------------------------------------------------------------------------------------- signing
+def test_the_signature_verifies_with_the_stripe_sdk_and_a_roll_signs_with_both_secrets() -> None:
+    body = payload(_event())
+    now = int(time.time())
+    header = signature_header(body, ["whsec_new", "whsec_old"], now)
+    assert header.startswith(f"t={now},v1=") and header.count("v1=") == 2
+    for secret in ("whsec_new", "whsec_old"):  # during a roll, either secret verifies
+        assert stripe.WebhookSignature.verify_header(body.decode(), header, secret, tolerance=300)
+    with pytest.raises(stripe.SignatureVerificationError):
+        stripe.WebhookSignature.verify_header(body.decode(), header, "whsec_other", tolerance=300)
+    with pytest.raises(stripe.SignatureVerificationError):  # the payload is signed, not only the time
+        stripe.WebhookSignature.verify_header(body.decode() + " ", header, "whsec_new", tolerance=300)
+    event = stripe.Webhook.construct_event(body.decode(), header, "whsec_old")
+    assert event["id"] == "evt_1" and event["type"] == "invoice.paid" and event["created"] == int(START.timestamp())
+
+
+def test_a_rolled_secret_signs_for_24_hours_then_stops() -> None:
+    endpoint = WebhookEndpoint(id="we_1", url="https://x.example", enabled_events=["*"],
+                               secrets=[SigningSecret(secret="whsec_a")], created=START)  # fmt: skip
+    rolled = roll_secret(endpoint, "whsec_b", START)
+    assert valid_secrets(rolled, START + timedelta(hours=23, minutes=59)) == ["whsec_b", "whsec_a"]
+    assert valid_secrets(rolled, START + timedelta(hours=24)) == ["whsec_b"]
+    twice = roll_secret(rolled, "whsec_c", START + timedelta(hours=1))  # a's expiry is kept, not extended
+    assert [(s.secret, s.expires_at) for s in twice.secrets] == [
+        ("whsec_c", None),
+        ("whsec_b", START + timedelta(hours=25)),
+        ("whsec_a", START + timedelta(hours=24)),
+    ]
+
+
+# ------------------------------------------------------------------------------------------- backoff
+def test_backoff_grows_by_three_from_a_minute_capped_at_six_hours_and_ends_after_three_days() -> None:
+    assert [retry_gap(n) for n in range(1, 8)] == [
+        timedelta(minutes=1), timedelta(minutes=3), timedelta(minutes=9), timedelta(minutes=27),
+        timedelta(minutes=81), timedelta(minutes=243), MAX_RETRY_GAP,
+    ]  # fmt: skip
+    times = retry_schedule(START)
+    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    assert gaps[:-1] == sorted(gaps[:-1]) and max(gaps) == MAX_RETRY_GAP  # the last one is cut at 3 days
+    assert times[-1] - START == RETRY_FOR  # the last try at 3 days exactly
+    assert len(times) == 18  # the first try, 6 growing retries (6 h 4 m in all), 10 six-hourly ones, the last
+
+
+# ------------------------------------------------------------------------------------------- matching
+@pytest.mark.parametrize(
+    ("patterns", "event_type", "expected"),
+    [
+        (["*"], "invoice.paid", True),
+        (["invoice.paid"], "invoice.paid", True),
+        (["invoice.paid"], "invoice.payment_failed", False),
+        (["customer.subscription.*"], "customer.subscription.updated", True),
+        (["customer.subscription.*"], "customer.updated", False),
+        (["customer.*"], "customer.subscription.deleted", True),
+        (["invoice.*"], "invoiced.thing", False),
+    ],
+)
+def test_matching(patterns: list[str], event_type: str, expected: bool) -> None:
+    assert matches(patterns, event_type) is expected
+
+
+def test_enabled_events_must_be_types_kassa_sends() -> None:
+    assert check_enabled_events(["invoice.paid", "customer.subscription.*", "invoice.paid"]) == [
+        "invoice.paid", "customer.subscription.*"]  # fmt: skip
+    for bad, param in ((["invoice.payed"], "enabled_events.0"), (["*", "nothing.*"], "enabled_events.1"),
+                       ([], "enabled_events")):  # fmt: skip
+        with pytest.raises(InvalidInput) as refused:
+            check_enabled_events(bad)
+        assert refused.value.param == param
+    assert "customer.subscription.updated" in EVENT_TYPES
+
+
+# ------------------------------------------------------------------------------------------- fakes
+class FakeSender:
+    def __init__(self, answers: list[int | None] | None = None, default: int | None = 200) -> None:
+        self.answers = list(answers or [])
+        self.default = default
+        self.posts: list[tuple[str, bytes, dict[str, str]]] = []
+
+    def post(self, url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
+        self.posts.append((url, body, headers))
+        status = self.answers.pop(0) if self.answers else self.default
+        return WebhookResponse(status, 5, None if status else "timed out")
+
+
+class FakeQueue:
+    def __init__(self) -> None:
+        self.messages: list[tuple[dict[str, Any], datetime]] = []
+
+    def send_at(self, messages: list[tuple[dict[str, Any], datetime]], now: datetime) -> None:
+        self.messages.extend(messages)
+
+    def run(self, service: Webhooks, clock: FixedClock, until: datetime) -> list[str]:
+        """Deliver the queued messages in due order, moving the clock to each due time."""
+        outcomes: list[str] = []
+        while self.messages:
+            self.messages.sort(key=lambda m: m[1])
+            message, due = self.messages.pop(0)
+            if due > until:
+                self.messages.insert(0, (message, due))
+                break
+            if due > clock.now():
+                clock.set(due)
+            outcomes.append(service.handle(message))
+        return outcomes
+
+
+def _service(sender: FakeSender, clock: FixedClock, **kwargs: Any) -> tuple[Webhooks, FakeQueue]:
+    queue = FakeQueue()
+    kwargs.setdefault("public_only", False)
+    return Webhooks(MemoryWebhookStore(), clock, sender=sender, queue=queue, **kwargs), queue
+
+
+def _envelope(event: DomainEvent) -> dict[str, Any]:
+    return {"detail-type": event.type, "source": "kassa", "detail": event.model_dump(mode="json")}
+
+
+# ------------------------------------------------------------------------------------------- service
+def test_retries_until_a_success_then_stop_and_the_log_says_so() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender([500, None, 503])
+    service, queue = _service(sender, clock)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["invoice.*"])
+    assert service.handle(_envelope(_event())) == "fanned_out:1"
+    assert service.handle(_envelope(_event(2, "customer.created"))) == "fanned_out:0"  # not subscribed
+    outcomes = queue.run(service, clock, START + timedelta(days=4))
+    assert outcomes == ["retrying", "retrying", "retrying", "delivered"]
+    assert clock.now() == START + timedelta(minutes=1 + 3 + 9)  # the backoff, in the clock's time
+    [delivery] = service.deliveries(endpoint.id)
+    assert (delivery.status, delivery.attempts, delivery.response_code) == ("succeeded", 4, 200)
+    assert service.get(endpoint.id).failing_since is None
+    _, body, headers = sender.posts[-1]
+    assert json.loads(body)["id"] == "evt_1" and headers["Kassa-Event-Id"] == "evt_1"
+    secret = service.get(endpoint.id).secrets[0].secret
+    stripe.WebhookSignature.verify_header(body.decode(), headers[SIGNATURE_HEADER], secret, tolerance=None)
+
+
+def test_duplicates_and_stale_messages_send_nothing_more() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender()
+    service, queue = _service(sender, clock)
+    service.create("http://127.0.0.1:9/hook", ["*"])
+    service.handle(_envelope(_event()))
+    service.handle(_envelope(_event()))  # the bus delivered the event twice: claimed once, both queued
+    queue.messages.append(queue.messages[0])  # and SQS delivered an attempt twice
+    assert sorted(queue.run(service, clock, START)) == ["delivered", "stale", "stale"]
+    assert len(sender.posts) == 1
+
+
+def test_an_endpoint_failing_for_three_days_is_disabled_and_the_merchant_emailed_once() -> None:
+    clock = FixedClock(START)
+    outbox, mailer = FakeOutbox(), FakeMailer()
+    notify = Notify(outbox, mailer, "billing@example.com", lambda: "owner@shop.example")
+    service, queue = _service(FakeSender(default=500), clock, notify=notify)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    for n in range(3):  # three events, retried side by side
+        clock.advance(minutes=7)
+        service.handle(_envelope(_event(n, at=clock.now())))
+        queue.run(service, clock, clock.now())  # the first attempt, at once
+    queue.run(service, clock, START + timedelta(days=5))
+    stored = service.get(endpoint.id)
+    assert stored.status == "disabled" and stored.disabled_reason == "failing"
+    assert stored.failing_since == START + timedelta(minutes=7)
+    assert clock.now() - stored.failing_since >= DISABLE_AFTER
+    assert [(e.template, e.to) for e, _ in mailer.sent] == [("webhook_endpoint_disabled", "owner@shop.example")]
+    assert endpoint.url in mailer.sent[0][0].text
+    statuses = {d.status for d in service.deliveries(endpoint.id)}
+    assert statuses <= {"failed"}
+    # disabled: a new event is not even queued; enabled again, the 3 days start over
+    posts = len(service._sender.posts)  # type: ignore[union-attr]  # noqa: SLF001
+    assert service.handle(_envelope(_event(9, at=clock.now()))) == "fanned_out:0"
+    assert len(service._sender.posts) == posts  # type: ignore[union-attr]  # noqa: SLF001
+    again = service.update(endpoint.id, disabled=False)
+    assert again.status == "enabled" and again.failing_since is None
+
+
+def test_one_success_within_three_days_keeps_the_endpoint_enabled() -> None:
+    endpoint = WebhookEndpoint(id="we_1", url="https://x.example", enabled_events=["*"],
+                               secrets=[SigningSecret(secret="s")], created=START)  # fmt: skip
+    failing, disabled = after_attempt(endpoint, START, ok=False)
+    assert failing.failing_since == START and not disabled
+    later, disabled = after_attempt(failing, START + DISABLE_AFTER - timedelta(seconds=1), ok=False)
+    assert not disabled and later.status == "enabled"
+    healed, _ = after_attempt(later, START + DISABLE_AFTER - timedelta(seconds=1), ok=True)
+    assert healed.failing_since is None
+    _, disabled = after_attempt(failing, START + DISABLE_AFTER, ok=False)
+    assert disabled
+
+
+def test_redelivery_of_one_event_and_of_a_time_range() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender()
+    service, queue = _service(sender, clock)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    for n in range(4):
+        service.handle(_envelope(_event(n, at=START + timedelta(hours=n))))
+    queue.run(service, clock, START)
+    assert len(sender.posts) == 4
+    clock.advance(hours=5)
+    [one] = service.redeliver(endpoint.id, event_id="evt_2")
+    assert one.event_id == "evt_2"
+    ranged = service.redeliver(endpoint.id, since=START + timedelta(hours=1), until=START + timedelta(hours=2))
+    assert sorted(d.event_id for d in ranged) == ["evt_1", "evt_2"]
+    queue.run(service, clock, clock.now())
+    assert [json.loads(body)["id"] for _, body, _ in sender.posts[4:]].count("evt_2") >= 1
+    assert sorted(json.loads(body)["id"] for _, body, _ in sender.posts[4:]) in (
+        ["evt_1", "evt_2"],
+        ["evt_1", "evt_2", "evt_2"],
+    )
+    with pytest.raises(InvalidInput):
+        service.redeliver(endpoint.id)
+
+
+# ------------------------------------------------------------------------------------------- SSRF
+def _resolver(table: dict[str, list[str]]) -> Any:
+    def resolve(host: str) -> list[str]:
+        if host in table:
+            return table[host]
+        try:
+            socket.inet_pton(socket.AF_INET6 if ":" in host else socket.AF_INET, host)
+            return [host]
+        except OSError:
+            raise socket.gaierror("no such host") from None
+
+    return resolve
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://127.0.0.1/hook",
+        "https://10.1.2.3/hook",
+        "https://169.254.169.254/latest/meta-data/",
+        "https://[::1]/hook",
+        "https://[::ffff:127.0.0.1]/hook",
+        "https://internal.example/hook",  # resolves to 10.0.0.7
+        "https://both.example/hook",  # one public, one private address
+        "http://hooks.example/hook",  # https only in AWS
+        "https://user:pw@hooks.example/hook",
+    ],
+)
+def test_aws_mode_refuses_private_link_local_and_loopback_targets(url: str) -> None:
+    resolve = _resolver({"internal.example": ["10.0.0.7"], "both.example": [PUBLIC, "192.168.1.1"],
+                         "hooks.example": [PUBLIC]})  # fmt: skip
+    service, _ = _service(FakeSender(), FixedClock(START), public_only=True, resolve=resolve)
+    with pytest.raises(InvalidInput) as refused:
+        service.create(url, ["*"])
+    assert refused.value.param == "url"
+    assert service.create("https://hooks.example/hook", ["*"]).url == "https://hooks.example/hook"
+
+
+def test_refused_addresses() -> None:
+    for address in ("127.0.0.1", "10.0.0.1", "172.16.0.1", "192.168.0.1", "169.254.169.254", "::1", "fe80::1",
+                    "fc00::1", "0.0.0.0", "100.64.0.1", "::ffff:10.0.0.1", "224.0.0.1"):  # fmt: skip
+        assert refused_address(address), address
+    assert refused_address(PUBLIC) is None and refused_address("2606:4700::1111") is None
+
+
+def test_the_sender_checks_the_address_again_at_delivery_time() -> None:
+    """DNS rebinding: the host was public when the endpoint was created, private now."""
+    answers = iter([[PUBLIC], ["127.0.0.1"]])
+    service, _ = _service(FakeSender(), FixedClock(START), public_only=True, resolve=lambda host: next(answers))
+    endpoint = service.create("https://rebind.example/hook", ["*"])
+    sender = HttpWebhookSender(public_only=True, resolve=lambda host: next(answers, ["127.0.0.1"]))
+    result = sender.post(endpoint.url, b"{}", {})
+    assert result.status is None and result.error is not None and "refused" in result.error
+    localhost = HttpWebhookSender(public_only=True).post("https://localhost/hook", b"{}", {})
+    assert localhost.status is None and "refused" in (localhost.error or "")
+
+
+# ------------------------------------------------------------------------------------------- HTTP
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_http_sender_outcomes() -> None:
+    answers: dict[str, int | float] = {"fail": 500, "redirect": 302, "slow": 1.0}
+    with WebhookReceiver(0, respond=lambda event_id, nth: answers.get(event_id, 200)) as receiver:
+        sender = HttpWebhookSender(public_only=False, timeout_s=0.3)
+
+        def post(event_id: str, body: bytes | None = None) -> WebhookResponse:
+            return sender.post(receiver.url, body or json.dumps({"id": event_id}).encode(), {})
+
+        assert post("ok").status == 200
+        assert post("fail").status == 500
+        redirect = post("redirect")
+        assert redirect.status == 302 and redirect.error == "HTTP 302"  # a failure, and not followed:
+        assert [r.event["id"] for r in receiver.received].count("redirect") == 1  # the Location is itself
+        slow = post("slow")
+        assert slow.status is None and "timed out" in (slow.error or "")
+        too_big = post("big", b"x" * (256 * 1024 + 1))
+        assert too_big.status is None and "larger" in (too_big.error or "")
+        assert "big" not in {r.event.get("id") for r in receiver.received}
+    refused = HttpWebhookSender(public_only=False).post(f"http://127.0.0.1:{_closed_port()}/x", b"{}", {})
+    assert refused.status is None and "connection failed" in (refused.error or "")
+
+
+def test_a_payload_over_256_kb_is_never_sent_nor_retried() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender()
+    service, queue = _service(sender, clock)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    big = DomainEvent(id="evt_big", type="invoice.paid", created=START, data={"id": "in_1", "memo": "x" * 262_144})
+    service.handle(_envelope(big))
+    assert queue.run(service, clock, START + timedelta(days=4)) == ["too_large"]
+    [delivery] = service.deliveries(endpoint.id)
+    assert delivery.status == "failed" and "larger" in (delivery.error or "") and sender.posts == []
+
+
+def test_a_redelivery_starts_a_new_round_of_retries_from_one_minute() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender(default=500)
+    service, queue = _service(sender, clock)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    service.handle(_envelope(_event()))
+    queue.run(service, clock, START + timedelta(days=4))
+    [dead] = service.deliveries(endpoint.id)
+    assert (dead.status, dead.attempts) == ("failed", 18)
+    service.update(endpoint.id, disabled=False)  # three days of failures disabled it
+    clock.advance(days=1)
+    redelivered_at = clock.now()
+    service.redeliver(endpoint.id, event_id="evt_1")
+    queue.run(service, clock, redelivered_at + timedelta(minutes=4))
+    [again] = service.deliveries(endpoint.id)
+    assert again.attempts == 21  # at once, +1 min, +3 min: the backoff starts over
+    assert again.next_attempt_at == redelivered_at + timedelta(minutes=1 + 3 + 9)
+
+
+class SqsLikeQueue(FakeQueue):
+    """Delivers a message at its due time or after SQS's longest delay (15 min), whichever is first."""
+
+    def send_at(self, messages: list[tuple[dict[str, Any], datetime]], now: datetime) -> None:
+        self.messages.extend((m, min(due, now + timedelta(minutes=15))) for m, due in messages)
+
+
+def test_waits_longer_than_the_queue_delay_hop_until_their_time() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender(default=500)
+    service = Webhooks(MemoryWebhookStore(), clock, sender=sender, queue=(queue := SqsLikeQueue()), public_only=False)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    attempts: list[datetime] = []
+    real_post = sender.post
+
+    def timed_post(url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
+        attempts.append(clock.now())
+        return real_post(url, body, headers)
+
+    sender.post = timed_post  # type: ignore[method-assign]
+    service.handle(_envelope(_event()))
+    outcomes = queue.run(service, clock, START + timedelta(days=4))
+    assert attempts == retry_schedule(START)  # every attempt at its time, none early
+    assert outcomes.count("early") == 275  # the hops over 15 minutes (docs/benchmarks.md)
+    [delivery] = service.deliveries(endpoint.id)
+    assert (delivery.status, delivery.attempts) == ("failed", 18)
+
+
+def test_the_sqs_queue_caps_the_delay_and_carries_the_due_time() -> None:
+    from kassa.adapters.webhooks import DUE_ATTRIBUTE, SqsDelayedQueue
+
+    sent: list[dict[str, Any]] = []
+
+    class Client:
+        def send_message_batch(self, **kwargs: Any) -> dict[str, Any]:
+            sent.extend(kwargs["Entries"])
+            return {"Successful": [{"Id": e["Id"]} for e in kwargs["Entries"]]}
+
+    due = [START, START + timedelta(seconds=61.5), START + timedelta(hours=2)]
+    SqsDelayedQueue(Client(), "https://sqs/q").send_at([({"n": i}, at) for i, at in enumerate(due)], START)
+    assert [e["DelaySeconds"] for e in sent] == [0, 62, 900]
+    assert [int(e["MessageAttributes"][DUE_ATTRIBUTE]["StringValue"]) for e in sent] == [
+        int(d.timestamp()) for d in due
+    ]
+    sent.clear()
+    SqsDelayedQueue(Client(), "https://sqs/q", max_delay_s=0).send_at([({"n": 0}, due[2])], START)  # the local stack
+    assert sent[0]["DelaySeconds"] == 0 and json.loads(sent[0]["MessageBody"]) == {"n": 0}
+
+
+@given(data=st.data(), n_events=st.integers(1, 5), failures=st.integers(0, 4))
+@settings(max_examples=40)
+def test_duplicated_and_reordered_messages_still_deliver_each_event_once(
+    data: st.DataObject, n_events: int, failures: int
+) -> None:
+    """SQS and EventBridge deliver at least once and in any order: whatever the copies and the order,
+    each event is answered 2xx exactly once per endpoint, after its endpoint's failures."""
+    clock = FixedClock(START)
+    answered: list[tuple[str, str, int]] = []  # (url, event id, status)
+
+    class Flaky(FakeSender):
+        def post(self, url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
+            event_id = json.loads(body)["id"]
+            tried = sum(1 for u, e, _ in answered if (u, e) == (url, event_id))
+            status = 500 if tried < failures else 200
+            answered.append((url, event_id, status))
+            return WebhookResponse(status, 5, None if status == 200 else "HTTP 500")
+
+    service, queue = _service(Flaky(), clock)
+    urls = ["http://127.0.0.1:9/a", "http://127.0.0.1:9/b"]
+    for url in urls:
+        service.create(url, ["invoice.*"])
+    copies = st.integers(1, 2)
+    pending = [(_envelope(_event(n, at=START)), START) for n in range(n_events) for _ in range(data.draw(copies))]
+    while pending or queue.messages:
+        pending += [(m, due) for m, due in queue.messages for _ in range(data.draw(copies))]  # duplicates
+        queue.messages.clear()
+        soonest = min(due for _, due in pending)
+        ready = [i for i, (_, due) in enumerate(pending) if due <= max(soonest, clock.now())]
+        message, due = pending.pop(data.draw(st.sampled_from(ready)))  # any order among the due ones
+        if due > clock.now():
+            clock.set(due)
+        service.handle(message)
+    ok = Counter((url, event_id) for url, event_id, status in answered if status == 200)
+    assert ok == Counter({(url, f"evt_{n}"): 1 for url in urls for n in range(n_events)})
+    assert len(answered) == len(urls) * n_events * (failures + 1)  # no attempt more than the schedule's
+
+
+def test_a_save_that_fails_after_the_post_loses_no_retry() -> None:
+    """The next attempt is queued before the outcome is saved: the message is received again (SQS), and
+    of the two next-attempt messages one proceeds, the other is stale."""
+    from kassa.domain.errors import Unavailable
+
+    class FlakyStore(MemoryWebhookStore):
+        failures = 1
+
+        def save_delivery(self, delivery: Delivery) -> Delivery:
+            if self.failures:
+                self.failures -= 1
+                raise Unavailable("storage is throttling; retry")
+            return super().save_delivery(delivery)
+
+    clock = FixedClock(START)
+    sender, queue = FakeSender([500, 500, 200]), FakeQueue()
+    service = Webhooks(FlakyStore(), clock, sender=sender, queue=queue, public_only=False)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    service.handle(_envelope(_event()))
+    [(first, _)] = queue.messages
+    queue.messages.clear()
+    with pytest.raises(Unavailable):
+        service.handle(first)
+    assert service.handle(first) == "retrying"  # SQS delivers the failed message again
+    assert sorted(queue.run(service, clock, START + timedelta(hours=1))) == ["delivered", "stale"]
+    [delivery] = service.deliveries(endpoint.id)
+    assert (delivery.status, delivery.attempts) == ("succeeded", 2) and len(sender.posts) == 3
+
+
+def test_every_event_kassa_publishes_can_be_subscribed_to() -> None:
+    """``EVENT_TYPES`` (what ``enabled_events`` accepts, docs/webhooks.md) covers every
+    ``DomainEvent.of("<type>", …)`` in the code: a new event type must be added there too."""
+    import re
+    from pathlib import Path
+
+    import kassa
+
+    root = Path(kassa.__file__).parent
+    published = {
+        match.group(1)
+        for path in root.rglob("*.py")
+        for match in re.finditer(r'DomainEvent\.of\(\s*"([a-z_.]+)"', path.read_text())
+    }
+    assert len(published) > 20
+    assert published <= set(EVENT_TYPES), sorted(published - set(EVENT_TYPES))

@@ -1,0 +1,503 @@
+"""The customer portal's rules and use cases over the in-memory store: return URLs, settings that name
+the field they refuse, single-use expiring session links, the session cookie's token, isolation
+between customers, the plans a customer may switch to, cancellation with a reason and a retention
+offer made once, sign-in by email (no enumeration, one email per window), and the pages' words in
+every language."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from importlib.resources import files
+
+import pytest
+from fakes import FakeMailer, FakeOutbox, World
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from kassa.api.portal_page import Words, portal_languages, portal_strings, render, render_refused
+from kassa.domain.customer import SUPPORTED_LOCALES, Address
+from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.domain.links import CARD_PURPOSES, INVOICE_PURPOSES, LinkExpired, LinkRefused, sign_link, verify_link
+from kassa.domain.portal import PortalSettings, check_return_url, csrf_matches, csrf_token
+from kassa.domain.settings import MerchantSettings
+from kassa.emails.render import placeholders
+from kassa.services import catalog, coupons, portal
+from kassa.services.dunning import Dunning
+
+SECRET = "portal-test-secret"
+PUBLIC = "https://billing.shop.example"
+
+
+@pytest.fixture
+def shop(world: World):
+    product, basic = world.catalog(unit_amount=1000)
+    premium = catalog.create_price(world.billing, product.id, "eur", 2000, basic.recurring, nickname="Premium")
+    other_product, other = world.catalog(unit_amount=500)
+    coupons.create_coupon(world.billing, id="STAY25", percent_off="25", duration="repeating", duration_in_months=3)
+    settings = MerchantSettings(
+        portal=PortalSettings.model_validate(
+            {
+                "subscription_update": {"products": {product.id: [basic.id, premium.id]}},
+                "subscription_cancel": {"retention_coupon": "STAY25", "reasons": ["too_expensive", "other"]},
+                "subscription_pause": {"enabled": True},
+            }
+        )
+    )
+    world.store.put_settings(settings)
+    return {"basic": basic, "premium": premium, "other": other, "other_product": other_product}
+
+
+def _subscriber(world: World, price, email: str):
+    return world.active_subscription(price, email=email).subscription
+
+
+# ---------------------------------------------------------------------------------- return URLs, settings
+@pytest.mark.parametrize(
+    "url",
+    ["https://shop.example/account", "http://localhost:3000/back", "http://127.0.0.1:8080/x?y=1"],
+)
+def test_a_return_url_is_https_or_this_machine(url):
+    assert check_return_url(url) == url
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "http://shop.example/",  # plain http off this machine
+        "https://user:pw@shop.example/",
+        "//shop.example/x",
+        "https://",
+        "https://shop.example/" + "x" * 2000,
+        "https://shop.example/a b",
+        "",
+    ],
+)
+def test_a_return_url_that_could_hurt_is_refused_naming_return_url(url):
+    with pytest.raises(InvalidInput) as refused:
+        check_return_url(url)
+    assert refused.value.param == "return_url"
+
+
+def test_the_merchant_may_list_the_hosts_a_return_url_points_to():
+    assert check_return_url("https://shop.example/a", ["shop.example"])
+    with pytest.raises(InvalidInput, match="not one of"):
+        check_return_url("https://evil.example/a", ["shop.example"])
+
+
+@pytest.mark.parametrize(
+    ("portal", "where"),
+    [
+        ({"subscription_cancel": {"reasons": ["bored"]}}, "portal.subscription_cancel.reasons"),
+        ({"subscription_cancel": {"reasons": ["other", "other"]}}, "portal.subscription_cancel.reasons"),
+        ({"subscription_cancel": {"mode": "tomorrow"}}, "portal.subscription_cancel.mode"),
+        ({"subscription_update": {"products": {"prod_a": []}}}, "portal.subscription_update.products"),
+        ({"subscription_update": {"products": {"prod_a": ["sku_1"]}}}, "portal.subscription_update.products"),
+        ({"subscription_update": {"products": {"nope": ["price_1"]}}}, "portal.subscription_update.products"),
+        ({"subscription_update": {"proration_behavior": "later"}}, "portal.subscription_update.proration_behavior"),
+        ({"default_return_url": "javascript:x"}, "portal.default_return_url"),
+        ({"return_url_hosts": ["a.example"], "default_return_url": "https://b.example"}, "portal.default_return_url"),
+        ({"session_minutes": 0}, "portal.session_minutes"),
+        ({"surprise": True}, "portal.surprise"),
+    ],
+)
+def test_portal_settings_name_the_field_they_refuse(portal, where):
+    with pytest.raises(ValidationError) as refused:
+        MerchantSettings.model_validate({"portal": portal})
+    locations = {".".join(str(p) for p in e["loc"]) for e in refused.value.errors()}
+    assert any(loc == where or loc.startswith(f"{where}.") for loc in locations), locations
+
+
+# ---------------------------------------------------------------------------------- sessions
+def test_a_session_link_opens_once_and_names_no_token_in_its_event(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    info, url = portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, "https://shop.example/back")
+    assert url.startswith(f"{PUBLIC}/portal/session/")
+    [event] = world.publisher.of_type("billing_portal.session.created")
+    assert event.data["id"] == info.id and event.data["customer"] == sub.customer
+    assert "url" not in event.data and url.rsplit("/", 1)[1] not in json.dumps(event.data)
+    token = url.rsplit("/", 1)[1]
+
+    opened = portal.open_session(world.billing, [SECRET], token)
+    assert opened.link.customer == sub.customer and opened.link.return_url == "https://shop.example/back"
+    link, customer = portal.session_of(world.billing, [SECRET], opened.cookie)
+    assert customer.id == sub.customer and link.session == info.id
+    with pytest.raises(portal.LinkUsed):
+        portal.open_session(world.billing, [SECRET], token)
+
+
+def test_a_session_link_expires_and_the_session_too(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    _, url = portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, None)
+    world.clock.advance(minutes=61)  # link_minutes: 60
+    with pytest.raises(LinkExpired):
+        portal.open_session(world.billing, [SECRET], url.rsplit("/", 1)[1])
+    _, url = portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, None)
+    opened = portal.open_session(world.billing, [SECRET], url.rsplit("/", 1)[1])
+    world.clock.advance(minutes=61)  # session_minutes: 60
+    with pytest.raises(LinkExpired):
+        portal.session_of(world.billing, [SECRET], opened.cookie)
+
+
+def test_portal_tokens_open_nothing_else_and_other_links_open_no_session(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    _, url = portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, None)
+    token = url.rsplit("/", 1)[1]
+    now = world.clock.now()
+    for purposes in (CARD_PURPOSES, INVOICE_PURPOSES):
+        with pytest.raises(LinkRefused):
+            verify_link(SECRET, token, now, purposes)
+    with pytest.raises(LinkRefused):  # the session link is not the cookie
+        portal.session_of(world.billing, [SECRET], token)
+    card, _ = sign_link(SECRET, sub.customer, "card_update", now, timedelta(days=1))
+    with pytest.raises(LinkRefused):
+        portal.open_session(world.billing, [SECRET], card)
+    with pytest.raises(LinkRefused):  # a tampered payload
+        portal.open_session(world.billing, [SECRET], "x" + token[1:])
+    with pytest.raises(LinkRefused):  # another merchant's key
+        portal.open_session(world.billing, ["another-secret"], token)
+
+
+def test_a_session_needs_a_known_customer_and_the_portal_switched_on(world: World, shop):
+    with pytest.raises(NotFound) as missing:
+        portal.create_session(world.billing, SECRET, PUBLIC, "cus_nobody", None)
+    assert missing.value.param == "customer"
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    with pytest.raises(InvalidInput):
+        portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, "http://shop.example")
+    settings = world.store.get_settings()
+    world.store.put_settings(settings.model_copy(update={"portal": PortalSettings(enabled=False)}))
+    with pytest.raises(IllegalTransition):
+        portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, None)
+
+
+def test_csrf_tokens_belong_to_their_session():
+    token = csrf_token(SECRET, "bps_a")
+    assert csrf_matches([SECRET], "bps_a", token)
+    assert csrf_matches(["new-key", SECRET], "bps_a", token)  # during a key rotation
+    assert not csrf_matches([SECRET], "bps_b", token)
+    assert not csrf_matches([SECRET], "bps_a", None) and not csrf_matches([SECRET], "bps_a", "")
+
+
+# ---------------------------------------------------------------------------------- isolation
+def test_another_customers_subscription_or_invoice_is_not_found(world: World, shop):
+    mine = _subscriber(world, shop["basic"], "ada@example.com")
+    theirs = _subscriber(world, shop["basic"], "bob@example.com")
+    their_invoice = world.store.get_subscription(theirs.id).latest_invoice
+    assert their_invoice is not None
+    for attempt in (
+        lambda: portal.subscription(world.billing, mine.customer, theirs.id),
+        lambda: portal.invoice(world.billing, mine.customer, their_invoice),
+        lambda: portal.change(world.billing, mine.customer, theirs.id, shop["premium"].id, 1, preview=True),
+        lambda: portal.cancel(world.billing, mine.customer, theirs.id, None, None),
+        lambda: portal.pause(world.billing, mine.customer, theirs.id),
+        lambda: portal.accept_retention(world.billing, mine.customer, theirs.id),
+        lambda: portal.subscription(world.billing, mine.customer, "sub_unknown"),
+        lambda: portal.invoice(world.billing, mine.customer, "in_unknown"),
+    ):
+        with pytest.raises(NotFound):
+            attempt()
+    after = world.store.get_subscription(theirs.id)
+    assert (after.cancel_at_period_end, after.pause_collection, after.discount) == (False, None, None)
+    mine_invoice = world.store.get_subscription(mine.id).latest_invoice
+    assert portal.invoice(world.billing, mine.customer, mine_invoice or "").customer == mine.customer
+
+
+# ---------------------------------------------------------------------------------- plan changes
+def test_a_change_among_the_offered_prices_is_previewed_then_made_as_the_api_makes_it(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    world.clock.advance(days=15)
+    preview = portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=True)
+    prorations = [line.amount for line in preview.upcoming.lines if line.proration]
+    assert len(prorations) == 2 and prorations[0] < 0 < prorations[1]
+    assert world.store.get_subscription(sub.id).items[0].price == shop["basic"].id  # nothing changed
+    before = len(world.publisher.of_type("customer.subscription.updated"))
+
+    changed = portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False)
+    assert changed.subscription.items[0].price == shop["premium"].id
+    assert [line["amount"] for line in changed.subscription.pending_lines] == prorations
+    assert len(world.publisher.of_type("customer.subscription.updated")) == before + 1
+
+
+def test_a_price_the_merchant_does_not_offer_is_refused(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    for price, quantity, param in (
+        (shop["other"].id, 1, "price"),  # another product's
+        ("price_unknown", 1, "price"),
+        (shop["basic"].id, 1, "price"),  # no change at all
+        (shop["basic"].id, 0, "quantity"),
+        (shop["basic"].id, 101, "quantity"),
+    ):
+        with pytest.raises(InvalidInput) as refused:
+            portal.change(world.billing, sub.customer, sub.id, price, quantity, preview=True)
+        assert refused.value.param == param, (price, quantity)
+    # quantity alone: allowed by default
+    more = portal.change(world.billing, sub.customer, sub.id, shop["basic"].id, 3, preview=False)
+    assert more.subscription.items[0].quantity == 3
+    # a product the settings do not list cannot be changed here
+    other = _subscriber(world, shop["other"], "bob@example.com")
+    with pytest.raises(IllegalTransition):
+        portal.change(world.billing, other.customer, other.id, shop["other"].id, 2, preview=True)
+
+
+# ---------------------------------------------------------------------------------- cancellation
+def test_cancel_at_the_period_end_with_a_reason_offered_by_the_merchant(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    with pytest.raises(InvalidInput) as refused:
+        portal.cancel(world.billing, sub.customer, sub.id, "unused", None)  # not among this merchant's reasons
+    assert refused.value.param == "reason"
+    canceled = portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", "  pricey  ")
+    assert canceled.cancel_at_period_end and canceled.status.value == "active"
+    assert canceled.cancellation_details == {
+        "reason": "cancellation_requested",
+        "feedback": "too_expensive",
+        "comment": "pricey",
+    }
+    with pytest.raises(IllegalTransition):  # asked twice: nothing to cancel any more
+        portal.cancel(world.billing, sub.customer, sub.id, None, None)
+    assert not portal.undo_cancel(world.billing, sub.customer, sub.id).cancel_at_period_end
+
+
+def test_the_retention_coupon_is_offered_once_and_accepted_once(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    with pytest.raises(IllegalTransition):  # never offered: cannot be taken
+        portal.accept_retention(world.billing, sub.customer, sub.id)
+    other = _subscriber(world, shop["basic"], "bob@example.com")
+    offer = portal.retention_offer(world.billing, world.store.get_subscription(other.id))
+    assert offer is not None and offer.id == "STAY25"
+    assert portal.retention_offer(world.billing, world.store.get_subscription(other.id)) is None  # once
+    kept = portal.accept_retention(world.billing, other.customer, other.id)
+    assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
+    with pytest.raises(IllegalTransition):
+        portal.accept_retention(world.billing, other.customer, other.id)
+    assert world.publisher.of_type("customer.discount.created") or world.publisher.of_type(
+        "customer.subscription.updated"
+    )
+
+
+def test_pause_and_resume_when_the_merchant_allows_it(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    paused = portal.pause(world.billing, sub.customer, sub.id)
+    assert paused.pause_collection["behavior"] == "void"
+    with pytest.raises(IllegalTransition):
+        portal.pause(world.billing, sub.customer, sub.id)
+    assert portal.resume(world.billing, sub.customer, sub.id).pause_collection is None
+    settings = world.store.get_settings()
+    world.store.put_settings(settings.model_copy(update={"portal": PortalSettings()}))  # pausing off by default
+    with pytest.raises(IllegalTransition):
+        portal.pause(world.billing, sub.customer, sub.id)
+
+
+# ---------------------------------------------------------------------------------- billing details
+def test_billing_details_go_through_the_customer_update(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    with pytest.raises(InvalidInput) as refused:
+        portal.update_details(world.billing, sub.customer, {"tax_id": "DE123", "address": Address(country="DE")})
+    assert refused.value.param == "tax_id"
+    updated = portal.update_details(
+        world.billing, sub.customer, {"address": Address(country="DE", city="Berlin"), "tax_id": "DE136695976"}
+    )
+    assert (updated.address.country, updated.tax_id) == ("DE", "DE136695976")
+    event = world.publisher.of_type("customer.updated")[-1]
+    assert event.data["tax_id"] == "DE136695976" and event.previous_attributes["tax_id"] is None
+    with pytest.raises(InvalidInput) as refused:
+        portal.update_details(world.billing, sub.customer, {"email": "x@example.com"})
+    assert refused.value.param == "email"
+
+
+# ---------------------------------------------------------------------------------- sign-in by email
+def test_sign_in_by_email_asks_once_per_window_and_says_nothing_about_unknown_emails(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    portal.request_login(world.billing, "nobody@example.com")
+    portal.request_login(world.billing, "not an email")
+    assert world.publisher.of_type(portal.LOGIN_REQUESTED) == []
+    portal.request_login(world.billing, "ada@example.com")
+    portal.request_login(world.billing, " ADA@example.com ")
+    [request] = world.publisher.of_type(portal.LOGIN_REQUESTED)
+    assert request.data["id"] == sub.customer
+    world.clock.advance(minutes=16)
+    portal.request_login(world.billing, "ada@example.com")
+    assert len(world.publisher.of_type(portal.LOGIN_REQUESTED)) == 2
+
+    outbox, mailer = FakeOutbox(), FakeMailer()
+    dunning = Dunning(world.billing, outbox, mailer, sender="s@x.example", link_secret=SECRET, public_url=PUBLIC)
+    envelope = {"detail-type": portal.LOGIN_REQUESTED, "detail": request.model_dump(mode="json")}
+    assert dunning.handle_event(envelope) == "sent"
+    assert dunning.handle_event(envelope) == "duplicate"  # redelivered: one email
+    [(email, _)] = mailer.sent
+    link = next(word for word in email.text.split() if "/portal/login/" in word)  # a page, then a POST
+    opened = portal.open_session(world.billing, [SECRET], link.rsplit("/", 1)[1])
+    assert opened.link.customer == sub.customer
+
+
+# ---------------------------------------------------------------------------------- words
+def test_every_language_has_every_portal_string_with_the_same_placeholders():
+    english = portal_strings("en")
+    assert portal_languages() == frozenset(SUPPORTED_LOCALES)
+    for language in SUPPORTED_LOCALES:
+        strings = portal_strings(language)
+        assert set(strings) == set(english), (language, set(english) ^ set(strings))
+        for key, text in strings.items():
+            assert placeholders(text) == placeholders(english[key]), (language, key)
+            assert text.strip(), (language, key)
+
+
+def test_the_files_are_json_objects_of_strings():
+    folder = files("kassa.api") / "static"
+    for language in SUPPORTED_LOCALES:
+        data = json.loads((folder / f"portal_page.{language}.json").read_text(encoding="utf-8"))
+        assert all(isinstance(v, str) for v in data.values())
+
+
+@pytest.mark.parametrize("language", sorted(SUPPORTED_LOCALES))
+def test_pages_render_in_every_language_with_the_merchants_name_escaped(language):
+    settings = MerchantSettings(seller_name="<Bakkerij & Co>")
+    words = Words(language)
+    html = render_refused("link_used", words, settings, "/portal")
+    assert f'lang="{language}"' in html and "&lt;Bakkerij &amp; Co&gt;" in html and "<Bakkerij" not in html
+    assert words.t("refused.used_title") in html.replace("&#39;", "'")
+    login = render("login", {**_view(words, settings), "sent": True, "title": words.t("login_title")})
+    assert words.t("login_sent").replace("'", "&#39;") in login
+    assert words.money(123456, "EUR") != words.money(123456, "JPY")
+
+
+def _view(words: Words, settings: MerchantSettings) -> dict:
+    from kassa.api.portal_page import base_view
+
+    return base_view(words, settings, base="/portal")
+
+
+def test_an_unknown_language_falls_back_to_english():
+    assert Words("xx").language == "en" and Words(None).language == "en" and Words("nl-BE").language == "nl"
+
+
+def test_the_configuration_names_a_product_price_or_coupon_that_does_not_fit(world: World, shop):
+    product = shop["basic"].product
+    good = world.store.get_settings().portal
+    portal.check_configuration(world.billing, good)
+    for products, coupon, param in (
+        ({"prod_missing": [shop["basic"].id]}, None, "portal.subscription_update.products.prod_missing"),
+        ({product: [shop["basic"].id, "price_missing"]}, None, f"portal.subscription_update.products.{product}[1]"),
+        ({product: [shop["other"].id]}, None, f"portal.subscription_update.products.{product}[0]"),
+        ({}, "NOPE", "portal.subscription_cancel.retention_coupon"),
+    ):
+        candidate = good.model_copy(
+            update={
+                "subscription_update": good.subscription_update.model_copy(update={"products": products}),
+                "subscription_cancel": good.subscription_cancel.model_copy(update={"retention_coupon": coupon}),
+            }
+        )
+        with pytest.raises(InvalidInput) as refused:
+            portal.check_configuration(world.billing, candidate)
+        assert refused.value.param == param
+
+
+def test_the_next_invoice_is_taxed_from_the_details_the_customer_gave(world: World, shop):
+    from kassa.services.invoicing import upcoming_invoice
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    portal.update_details(world.billing, sub.customer, {"address": Address(country="NL", city="Utrecht")})
+    consumer = upcoming_invoice(world.billing, world.store.get_subscription(sub.id))
+    assert consumer.tax == 210 and consumer.tax_rule != "eu_reverse_charge"  # Dutch VAT, 21%
+    portal.update_details(
+        world.billing, sub.customer, {"address": Address(country="DE", city="Berlin"), "tax_id": "DE136695976"}
+    )
+    business = upcoming_invoice(world.billing, world.store.get_subscription(sub.id))
+    assert (business.tax, business.tax_rule) == (0, "eu_reverse_charge")
+
+
+def test_the_account_page_offers_what_the_subscriptions_state_and_the_settings_allow(world: World, shop):
+    from kassa.domain.portal import allowed_actions
+
+    settings = world.store.get_settings().portal
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    now = world.clock.now()
+    assert allowed_actions(settings, world.store.get_subscription(sub.id), now) == {
+        "change": True,
+        "cancel": True,
+        "undo_cancel": False,
+        "pause": True,
+        "resume": False,
+    }
+    portal.cancel(world.billing, sub.customer, sub.id, None, None)
+    assert allowed_actions(settings, world.store.get_subscription(sub.id), now) == {
+        "change": False,  # a cancellation is pending
+        "cancel": False,
+        "undo_cancel": True,
+        "pause": True,
+        "resume": False,
+    }
+    other = _subscriber(world, shop["other"], "bob@example.com")  # a product the settings do not list
+    assert allowed_actions(settings, world.store.get_subscription(other.id), now)["change"] is False
+
+
+def test_a_merchant_may_cancel_immediately_and_invoice_changes_at_once(world: World, shop):
+    settings = world.store.get_settings()
+    configured = settings.portal.model_copy(
+        update={
+            "subscription_cancel": settings.portal.subscription_cancel.model_copy(update={"mode": "immediately"}),
+            "subscription_update": settings.portal.subscription_update.model_copy(
+                update={"proration_behavior": "always_invoice"}
+            ),
+        }
+    )
+    world.store.put_settings(settings.model_copy(update={"portal": configured}))
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    world.clock.advance(days=10)
+    preview = portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=True)
+    assert preview.invoice is not None and preview.invoice.amount_due > 0  # due now, shown before confirming
+    assert world.store.get_subscription(sub.id).items[0].price == shop["basic"].id
+    changed = portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False)
+    assert changed.invoice is not None and changed.invoice.total == preview.invoice.total
+    ended = portal.cancel(world.billing, sub.customer, sub.id, "other", None)
+    assert ended.status.value == "canceled"
+    assert world.publisher.of_type("customer.subscription.deleted")
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.text(max_size=40) | st.from_regex(r"(sub|in)_[A-Za-z0-9]{0,24}", fullmatch=True))
+def test_no_id_reaches_another_customers_subscription_or_invoice(wanted):
+    from fakes import make_world
+
+    world = make_world()
+    _, price = world.catalog(unit_amount=1000)
+    theirs = world.active_subscription(price, email="bob@example.com").subscription
+    mine = world.active_subscription(price, email="ada@example.com").subscription
+    for candidate in (wanted, theirs.id, world.store.get_subscription(theirs.id).latest_invoice or ""):
+        if candidate.startswith("sub_") and candidate == mine.id:
+            continue
+        with pytest.raises(NotFound):
+            portal.subscription(world.billing, mine.customer, candidate)
+        with pytest.raises(NotFound):
+            portal.invoice(world.billing, mine.customer, candidate)
+
+
+def test_an_open_invoice_is_offered_for_payment_and_a_paid_one_as_a_pdf(world: World, shop):
+    from kassa.api.portal_page import invoice_row
+    from kassa.domain.invoice import InvoiceStatus
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    paid = world.store.get_invoice(world.store.get_subscription(sub.id).latest_invoice or "")
+    words = Words("de")
+    row = invoice_row(words, paid)
+    assert (row["status_label"], row["pdf"], row["payable"]) == ("Bezahlt", True, False)
+    assert row["amount"] == words.money(paid.total, paid.currency)
+    unpaid = paid.model_copy(update={"status": InvoiceStatus.OPEN, "amount_due": paid.total, "amount_paid": 0})
+    assert invoice_row(words, unpaid)["payable"] is True
+
+
+def test_renewal_emails_link_to_the_portals_sign_in_while_it_is_on(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    customer = world.store.get_customer(sub.customer)
+    context = {"plan_name": "Basic", "amount": 1210, "currency": "EUR", "renews_at": world.clock.now()}
+    outbox, mailer = FakeOutbox(), FakeMailer()
+    dunning = Dunning(world.billing, outbox, mailer, sender="s@x.example", link_secret=SECRET, public_url=PUBLIC)
+    dunning.send("upcoming_renewal", customer, context, "k1")
+    assert f"{PUBLIC}/portal/login" in mailer.sent[-1][0].text
+    settings = world.store.get_settings()
+    world.store.put_settings(settings.model_copy(update={"portal": PortalSettings(enabled=False)}))
+    off = Dunning(world.billing, outbox, mailer, sender="s@x.example", link_secret=SECRET, public_url=PUBLIC)
+    off.send("upcoming_renewal", customer, context, "k2")
+    assert "/portal/login" not in mailer.sent[-1][0].text
