@@ -26,15 +26,18 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from kassa.domain.customer import Address, CardSummary, PaymentMethodSummary
+from kassa.domain.dunning import AUTHENTICATION_CODES
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.money import Money
 from kassa.services.ports import (
     ChargeResult,
-    ChargeStatus,
     GeneratedSepaDebit,
     PaymentIntentInfo,
     RefundInfo,
     SetupIntentInfo,
+    charge_result_from_card_error,
+    charge_result_from_intent,
+    intent_status,
 )
 
 
@@ -42,6 +45,29 @@ def uniform(seed: int, *parts: object) -> float:
     """A reproducible number in [0, 1) from the seed and ``parts`` (independent of call order)."""
     digest = hashlib.blake2b("\x1f".join(map(str, (seed, *parts))).encode(), digest_size=8).digest()
     return int.from_bytes(digest, "big") / 2**64
+
+
+def payment_intent_event(obj: dict[str, Any], result: ChargeResult) -> dict[str, Any]:
+    """The ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` event Stripe sends for the
+    PaymentIntent ``obj`` (its ``id``, ``status``, ``metadata`` …) whose outcome is ``result``: a
+    failed one names the error (and the card) in ``last_payment_error``."""
+    kind = "succeeded" if obj["status"] == "succeeded" else "payment_failed"
+    if result.code:
+        obj = {
+            **obj,
+            "last_payment_error": {
+                "code": result.code,
+                "decline_code": result.decline_code,
+                "message": result.message,
+                "payment_method": {"id": obj.get("payment_method")},
+            },
+        }
+    return {
+        "id": f"evt_{obj['id']}_{kind}",
+        "object": "event",
+        "type": f"payment_intent.{kind}",
+        "data": {"object": obj},
+    }
 
 
 @dataclass(frozen=True)
@@ -57,25 +83,30 @@ class DeclineClass:
     recovers: float
 
 
+def _declined(reason: str, weight: float, recovers: float, message: str = "Your card was declined.") -> DeclineClass:
+    """Stripe's ``card_declined`` error with the issuer's ``reason`` as its decline code."""
+    return DeclineClass(reason, "card_declined", reason, message, weight, recovers)
+
+
+def _failed(code: str, weight: float, recovers: float, message: str) -> DeclineClass:
+    """An error with a code of its own, which Stripe repeats as the decline code."""
+    return DeclineClass(code, code, code, message, weight, recovers)
+
+
 #: Stripe's decline classes (https://docs.stripe.com/declines/codes), with their share of declines
-_DECLINED = "Your card was declined."
 DECLINE_CLASSES: tuple[DeclineClass, ...] = (
-    DeclineClass("insufficient_funds", "card_declined", "insufficient_funds", "Your card has insufficient funds.",
-                 0.40, 0.55),
-    DeclineClass("generic_decline", "card_declined", "generic_decline", _DECLINED, 0.15, 0.45),
-    DeclineClass("do_not_honor", "card_declined", "do_not_honor", _DECLINED, 0.08, 0.35),
-    DeclineClass("try_again_later", "card_declined", "try_again_later", _DECLINED, 0.04, 0.8),
-    DeclineClass("processing_error", "processing_error", "processing_error",
-                 "An error occurred while processing your card.", 0.03, 0.9),
-    DeclineClass("expired_card", "expired_card", "expired_card", "Your card has expired.", 0.10, 0.0),
-    DeclineClass("incorrect_cvc", "incorrect_cvc", "incorrect_cvc", "Your card's security code is incorrect.",
-                 0.02, 0.0),
-    DeclineClass("lost_card", "card_declined", "lost_card", _DECLINED, 0.03, 0.0),
-    DeclineClass("stolen_card", "card_declined", "stolen_card", _DECLINED, 0.02, 0.0),
-    DeclineClass("fraudulent", "card_declined", "fraudulent", _DECLINED, 0.05, 0.0),
-    DeclineClass("authentication_required", "authentication_required", "authentication_required",
-                 "This payment requires authentication.", 0.08, 0.3),
-)  # fmt: skip
+    _declined("insufficient_funds", 0.40, 0.55, "Your card has insufficient funds."),
+    _declined("generic_decline", 0.15, 0.45),
+    _declined("do_not_honor", 0.08, 0.35),
+    _declined("try_again_later", 0.04, 0.8),
+    _failed("processing_error", 0.03, 0.9, "An error occurred while processing your card."),
+    _failed("expired_card", 0.10, 0.0, "Your card has expired."),
+    _failed("incorrect_cvc", 0.02, 0.0, "Your card's security code is incorrect."),
+    _declined("lost_card", 0.03, 0.0),
+    _declined("stolen_card", 0.02, 0.0),
+    _declined("fraudulent", 0.05, 0.0),
+    _failed("authentication_required", 0.08, 0.3, "This payment requires authentication."),
+)
 
 
 @dataclass(frozen=True)
@@ -244,28 +275,23 @@ class MemoryGateway:
             raise InvalidInput("the simulator charges cards only", param="payment_method_type")
         intent = self._id("pi")
         decline = self.declines.outcome(invoice_id, attempt)
-        if decline is None:
-            result = ChargeResult(ChargeStatus.SUCCEEDED, intent, client_secret=f"{intent}_secret", attempt=attempt)
-        elif decline.code == "authentication_required" and not off_session:
-            result = ChargeResult(
-                ChargeStatus.REQUIRES_ACTION,
-                intent,
-                code=decline.code,
-                client_secret=f"{intent}_secret",
-                attempt=attempt,
-            )
-        else:
-            status = (
-                ChargeStatus.REQUIRES_ACTION if decline.code == "authentication_required" else ChargeStatus.DECLINED
-            )
-            result = ChargeResult(
-                status,
-                intent,
-                code=decline.code,
-                decline_code=decline.decline_code,
-                message=decline.message,
-                attempt=attempt,
-            )
+        if decline is None or (decline.code in AUTHENTICATION_CODES and not off_session):
+            # the PaymentIntent Stripe answers with: paid, or (on-session) waiting for 3-D Secure
+            answer = {
+                "id": intent,
+                "status": "succeeded" if decline is None else "requires_action",
+                "client_secret": f"{intent}_secret",
+                "metadata": {"kassa_invoice": invoice_id, "kassa_attempt": str(attempt)},
+            }
+            result = charge_result_from_intent(answer)
+        else:  # the card error Stripe answers with
+            error = {
+                "code": decline.code,
+                "decline_code": decline.decline_code,
+                "message": decline.message,
+                "payment_intent": {"id": intent},
+            }
+            result = charge_result_from_card_error(error, attempt)
         charge = Charge(
             id=intent,
             invoice=invoice_id,
@@ -274,11 +300,9 @@ class MemoryGateway:
             payment_method=payment_method,
             amount=amount.amount,
             currency=amount.currency,
-            status="succeeded" if result.status is ChargeStatus.SUCCEEDED else "requires_payment_method",
+            status=intent_status(result.status, off_session=off_session),
             result=result,
         )
-        if result.status is ChargeStatus.REQUIRES_ACTION and not off_session:
-            charge.status = "requires_action"
         self.intents[intent] = charge
         self.by_key[(invoice_id, attempt)] = intent
         if charge.status != "requires_action":  # Stripe sends no event while it waits for the customer
@@ -287,7 +311,6 @@ class MemoryGateway:
 
     def intent_event(self, charge: Charge) -> dict[str, Any]:
         """The webhook Stripe sends for a PaymentIntent's outcome."""
-        kind = "succeeded" if charge.status == "succeeded" else "payment_failed"
         obj: dict[str, Any] = {
             "id": charge.id,
             "object": "payment_intent",
@@ -298,20 +321,7 @@ class MemoryGateway:
             "payment_method": charge.payment_method,
             "metadata": {"kassa_invoice": charge.invoice, "kassa_attempt": str(charge.attempt)},
         }
-        result = charge.result
-        if result.code:
-            obj["last_payment_error"] = {
-                "code": result.code,
-                "decline_code": result.decline_code,
-                "message": result.message,
-                "payment_method": {"id": charge.payment_method},
-            }
-        return {
-            "id": f"evt_{charge.id}_{kind}",
-            "object": "event",
-            "type": f"payment_intent.{kind}",
-            "data": {"object": obj},
-        }
+        return payment_intent_event(obj, charge.result)
 
     def get_payment_intent(self, payment_intent: str) -> PaymentIntentInfo:
         self.calls += 1

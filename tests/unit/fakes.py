@@ -39,7 +39,9 @@ from kassa.services.ports import (
     PaymentIntentInfo,
     RefundInfo,
     SetupIntentInfo,
+    intent_status,
 )
+from kassa_local.memory_gateway import payment_intent_event
 
 
 # ---------------------------------------------------------------------------------------- clock
@@ -339,17 +341,9 @@ class FakeGateway:
         if _CHARGE_RESULT_HAS_ATTEMPT:  # the real gateway reports kassa's attempt number (PaymentIntent metadata)
             result = replace(result, attempt=attempt)  # type: ignore[call-arg]
         self.idempotent[key] = result
-        status = {
-            ChargeStatus.SUCCEEDED: "succeeded",
-            ChargeStatus.PROCESSING: "processing",
-            # like Stripe: on-session the intent waits for 3-D Secure; off-session the confirmation
-            # failed with authentication_required and the intent waits for a payment method
-            ChargeStatus.REQUIRES_ACTION: "requires_action" if not off_session else "requires_payment_method",
-            ChargeStatus.DECLINED: "requires_payment_method",
-        }[result.status]
         self.payment_intents[intent] = PaymentIntentInfo(
             id=intent,
-            status=status,
+            status=intent_status(result.status, off_session=off_session),
             client_secret=f"{intent}_secret_x",
             invoice=invoice_id,
             customer=customer,
@@ -459,8 +453,6 @@ class FakeGateway:
     def intent_event(self, payment_intent: str) -> dict[str, Any]:
         """The ``payment_intent.succeeded`` / ``payment_intent.payment_failed`` event Stripe sends for it."""
         intent = self.payment_intents[payment_intent]
-        result = intent.result
-        kind = "succeeded" if result.status is ChargeStatus.SUCCEEDED else "payment_failed"
         obj: dict[str, Any] = {
             "id": intent.id,
             "object": "payment_intent",
@@ -468,13 +460,9 @@ class FakeGateway:
             "client_secret": intent.client_secret,
             "customer": intent.customer,
             "payment_method": intent.payment_method,
-            "metadata": {"kassa_invoice": intent.invoice, "kassa_attempt": str(result.attempt or "")},
+            "metadata": {"kassa_invoice": intent.invoice, "kassa_attempt": str(intent.result.attempt or "")},
         }
-        if result.code:
-            obj["last_payment_error"] = {"code": result.code, "message": result.message}
-            if result.decline_code:
-                obj["last_payment_error"]["decline_code"] = result.decline_code
-        return {"id": f"evt_{intent.id}_{kind}", "type": f"payment_intent.{kind}", "data": {"object": obj}}
+        return payment_intent_event(obj, intent.result)
 
     def invoice_of_payment_intent(self, payment_intent: str) -> str | None:
         self.calls.append(("invoice_of_payment_intent", {"payment_intent": payment_intent}))

@@ -35,17 +35,14 @@ from kassa.domain.money import Money
 from kassa.domain.payment_methods import SEPA_GENERATING, Mandate, PaymentMethodKind
 from kassa.services.ports import (
     ChargeResult,
-    ChargeStatus,
     GeneratedSepaDebit,
     PaymentIntentInfo,
     RefundInfo,
     SetupIntentInfo,
+    charge_result_from_card_error,
     charge_result_from_intent,
     payment_intent_info,
 )
-
-# Off-session authentication failures Stripe reports as card errors with these codes.
-_AUTH_CODES = {"authentication_required", "payment_intent_authentication_failure"}
 
 
 def _accepted_at(mandate: dict[str, Any] | None) -> datetime | None:
@@ -341,18 +338,8 @@ class StripeGateway:
         except stripe.CardError as error:
             body = error.json_body or {}
             err = body.get("error", {}) if isinstance(body, dict) else {}
-            pi = err.get("payment_intent") or {}
-            code = error.code or err.get("code") or "card_declined"
-            status = ChargeStatus.REQUIRES_ACTION if code in _AUTH_CODES else ChargeStatus.DECLINED
-            return ChargeResult(
-                status=status,
-                payment_intent=pi.get("id") if isinstance(pi, dict) else None,
-                code=code,
-                decline_code=err.get("decline_code") or (code if code == "card_declined" else None),
-                message=err.get("message") or error.user_message,
-                client_secret=pi.get("client_secret") if isinstance(pi, dict) else None,
-                attempt=attempt,
-            )
+            err = {**err, "code": error.code or err.get("code"), "message": err.get("message") or error.user_message}
+            return charge_result_from_card_error(err, attempt)
         return replace(charge_result_from_intent(intent), attempt=attempt)
 
     def refund(self, *, payment_intent: str, amount: Money, credit_note_id: str) -> str:

@@ -290,6 +290,9 @@ _ACTION_REQUIRED = (
     "authentication_required",
     "payment_intent_authentication_failure",  # the customer failed or abandoned 3-D Secure
 )
+#: error codes that mean the customer must authenticate (3-D Secure) rather than that the card was
+#: declined: a charge that fails with one waits for the customer (``requires_action``)
+AUTHENTICATION_CODES: frozenset[str] = frozenset(_ACTION_REQUIRED)
 
 DECLINE_TABLE: Mapping[str, DeclineClass] = {
     # bank debits' return reasons (SEPA, ACH): kassa.domain.payment_methods keeps that table

@@ -568,6 +568,41 @@ def charge_result_from_intent(intent: Any) -> ChargeResult:
     )
 
 
+def charge_result_from_card_error(error: Any, attempt: int | None = None) -> ChargeResult:
+    """Map a card error (the ``error`` of Stripe's answer: ``code``, ``decline_code``, ``message``
+    and the ``payment_intent`` it left) to a ChargeResult: declined, or waiting for the customer when
+    the code asks for authentication (an off-session card that needs 3-D Secure)."""
+    from kassa.domain.dunning import AUTHENTICATION_CODES  # here: the ports import no domain models
+
+    pi = error.get("payment_intent") or {}
+    if not isinstance(pi, dict):
+        pi = {}
+    code = error.get("code") or "card_declined"
+    return ChargeResult(
+        status=ChargeStatus.REQUIRES_ACTION if code in AUTHENTICATION_CODES else ChargeStatus.DECLINED,
+        payment_intent=pi.get("id"),
+        code=code,
+        decline_code=error.get("decline_code") or (code if code == "card_declined" else None),
+        message=error.get("message"),
+        client_secret=pi.get("client_secret"),
+        attempt=attempt,
+    )
+
+
+def intent_status(result: ChargeStatus, *, off_session: bool) -> str:
+    """The status Stripe leaves a PaymentIntent in after a charge with this outcome (the other way
+    round from ``charge_result_from_intent``): on-session, a card that needs 3-D Secure waits for it
+    (``requires_action``); off-session its confirmation failed with ``authentication_required`` and,
+    like a declined one, the intent waits for a payment method."""
+    if result is ChargeStatus.SUCCEEDED:
+        return "succeeded"
+    if result is ChargeStatus.PROCESSING:
+        return "processing"
+    if result is ChargeStatus.REQUIRES_ACTION and not off_session:
+        return "requires_action"
+    return "requires_payment_method"
+
+
 def payment_intent_info(intent: Any) -> PaymentIntentInfo:
     """Map a PaymentIntent (object or dict) to what ``get_payment_intent`` answers."""
     metadata = intent.get("metadata") or {}
