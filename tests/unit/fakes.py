@@ -101,9 +101,6 @@ class ListQueue:
 
 
 # ---------------------------------------------------------------------------------------- gateway
-_CHARGE_RESULT_HAS_ATTEMPT = "attempt" in getattr(ChargeResult, "__dataclass_fields__", {})
-
-
 def _mandate_of(payment_method: str | None) -> str | None:
     """The Mandate Stripe makes when a bank account's SetupIntent is confirmed."""
     if payment_method and payment_method.startswith(("pm_sepa", "pm_usbank")):
@@ -338,8 +335,7 @@ class FakeGateway:
                 decline_code=outcome.decline_code,
                 message=outcome.message,
             )
-        if _CHARGE_RESULT_HAS_ATTEMPT:  # the real gateway reports kassa's attempt number (PaymentIntent metadata)
-            result = replace(result, attempt=attempt)  # type: ignore[call-arg]
+        result = replace(result, attempt=attempt)  # the real gateway reports it (PaymentIntent metadata)
         self.idempotent[key] = result
         self.payment_intents[intent] = PaymentIntentInfo(
             id=intent,
