@@ -74,3 +74,48 @@ def test_replace_all_writes_anew_and_removes_stale_aggregates(analytics: Any) ->
     assert analytics.aggregates("mrr", "JPY") == {}
     state = analytics.customer_state("cus_4")
     assert (state.contribution, state.version) == (fresh, 2)
+
+
+def _months(count: int, start: int = 2015) -> list[str]:
+    return [f"{start + m // 12}-{m % 12 + 1:02d}" for m in range(count)]
+
+
+def test_a_change_to_more_aggregates_than_one_transaction_holds_is_applied_once(analytics: Any) -> None:
+    # a subscription that changes after ten years: every month's total moves at once (> 100 actions)
+    first = {("mrr", "EUR", m): {"new": 1000} for m in _months(130)}
+    analytics.apply(CustomerAnalytics("cus_5", {}, 0), first, first)
+    stored = analytics.customer_state("cus_5")
+    assert stored.version == 1 and stored.contribution == first
+    second = {key: {"new": 1500} for key in first}
+    analytics.apply(stored, second, {key: {"new": 500} for key in first})
+    assert analytics.aggregates("mrr", "EUR") == {m: {"new": 1500} for m in _months(130)}
+    assert analytics.customer_state("cus_5").version == 2
+
+
+@pytest.mark.integration
+def test_a_large_change_interrupted_between_chunks_is_finished_once_by_the_next_reader(
+    request: pytest.FixtureRequest, uid: str
+) -> None:
+    with billing_table(request, f"analytics-chunks-{uid}") as (client, table):
+        store = DynamoAnalytics(client, table)
+        delta = {("mrr", "EUR", m): {"new": 100} for m in _months(250)}
+        calls = {"n": 0}
+        real = store._call
+
+        def crash_after_the_second_step(name: str, **kwargs: Any) -> Any:
+            if name == "transact_write_items":
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise RuntimeError("the function timed out")
+            return real(name, **kwargs)
+
+        store._call = crash_after_the_second_step  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            store.apply(CustomerAnalytics("cus_6", {}, 0), delta, delta)
+        store._call = real  # type: ignore[method-assign]
+        partial = store.aggregates("mrr", "EUR")
+        assert 0 < len(partial) < 250  # one chunk of 99 added, the rest pending
+        state = store.customer_state("cus_6")  # finishes the pending chunks
+        assert state is not None and state.version == 1
+        assert store.customer_state("cus_6") is not None  # a second reader adds nothing again
+        assert store.aggregates("mrr", "EUR") == {m: {"new": 100} for m in _months(250)}
