@@ -249,8 +249,8 @@ DASHBOARD_KEYS = ("DASHUSER#", "SESSION#")
 AUDIT_KEYS = ("AUDIT#",)
 AUDIT_INDEX_KEYS = ("AUDITOBJ#", "AUDITMONTH#")
 # a request's pending audit record (written before it runs, removed once its entries are: the durable
-# path of docs/audit.md), listed through gsi3 AUDITPENDING#ALL; not an entry, so it may be deleted
-AUDIT_PENDING_KEYS = ("AUDITPENDING#",)
+# path of docs/audit.md), listed through gsi3 PENDAUDIT#ALL; not an entry, so it may be deleted
+AUDIT_PENDING_KEYS = ("PENDAUDIT#",)
 API_ACCESS = KeyPrefixes(
     read=(*BILLING_KEYS, *ANALYTICS_KEYS, *DASHBOARD_KEYS, *AUDIT_KEYS, *AUDIT_INDEX_KEYS, *AUDIT_PENDING_KEYS),
     write=(*ENTITY_KEYS, *DASHBOARD_KEYS, *AUDIT_PENDING_KEYS),

@@ -167,5 +167,5 @@ def test_a_pending_record_left_behind_is_delivered_by_the_next_write(
     assert [e["changes"]["name"] for e in lost] == [{"before": f"Before {uid}", "after": f"After {uid}"}]
     assert lost[0]["created"].startswith("2020-01-01")
     assert log.stale(started, 10) == []
-    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": f"AUDITPENDING#{pending.key}"},
-                                                           "sk": {"S": "AUDITPENDING"}})  # fmt: skip
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": f"PENDAUDIT#{pending.key}"},
+                                                           "sk": {"S": "PENDAUDIT"}})  # fmt: skip

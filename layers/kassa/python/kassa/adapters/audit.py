@@ -12,8 +12,8 @@ them: infra/wiring.py ``KeyPrefixes.append``). Listings query the indexes, never
 
 A request being recorded has a pending record until its entries are written (docs/audit.md)::
 
-    pk = AUDITPENDING#<audp_…>   sk = AUDITPENDING   doc_z = zlib of the record (JSON)
-    gsi3pk = AUDITPENDING#ALL    gsi3sk = <created>#<audp_…>   (the stale ones, oldest first)
+    pk = PENDAUDIT#<audp_…>   sk = PENDAUDIT   doc_z = zlib of the record (JSON)
+    gsi3pk = PENDAUDIT#ALL    gsi3sk = <created>#<audp_…>   (the stale ones, oldest first)
     expires_at = created + retention (TTL: never kept longer than its entries would be)
 """
 
@@ -32,8 +32,8 @@ from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.revenue import months
 from kassa.services.ports import Page
 
-PENDING_PREFIX = "AUDITPENDING#"
-PENDING_PARTITION = "AUDITPENDING#ALL"
+PENDING_PREFIX = "PENDAUDIT#"
+PENDING_PARTITION = "PENDAUDIT#ALL"
 PENDING_TTL_S = 400 * 86400  # a pending record nobody delivered is not kept for ever
 
 
@@ -108,7 +108,7 @@ class DynamoAuditLog(DynamoStore):
 
     @staticmethod
     def _pending_key(key: str) -> dict[str, Any]:
-        return {"pk": _s(f"{PENDING_PREFIX}{key}"), "sk": _s("AUDITPENDING")}
+        return {"pk": _s(f"{PENDING_PREFIX}{key}"), "sk": _s("PENDAUDIT")}
 
     def get(self, event_id: str) -> AuditEvent:
         response = self._call("get_item", TableName=self._table, Key={"pk": _s(f"AUDIT#{event_id}"), "sk": _s("AUDIT")})
