@@ -119,3 +119,32 @@ def test_a_large_change_interrupted_between_chunks_is_finished_once_by_the_next_
         assert state is not None and state.version == 1
         assert store.customer_state("cus_6") is not None  # a second reader adds nothing again
         assert store.aggregates("mrr", "EUR") == {m: {"new": 100} for m in _months(250)}
+
+
+@pytest.mark.integration
+def test_no_change_is_stored_over_a_large_one_not_yet_fully_added(request: pytest.FixtureRequest, uid: str) -> None:
+    with billing_table(request, f"analytics-over-{uid}") as (client, table):
+        store = DynamoAnalytics(client, table)
+        delta = {("mrr", "EUR", m): {"new": 100} for m in _months(150)}
+        real = store._call
+        steps = {"n": 0}
+
+        def stop_after_storing(name: str, **kwargs: Any) -> Any:
+            if name == "transact_write_items":
+                steps["n"] += 1
+                if steps["n"] == 2:
+                    raise RuntimeError("the function timed out")
+            return real(name, **kwargs)
+
+        store._call = stop_after_storing  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            store.apply(CustomerAnalytics("cus_7", {}, 0), delta, delta)
+        store._call = real  # type: ignore[method-assign]
+        # a refresh that read the version before (without finishing the pending difference) loses
+        with pytest.raises(Conflict):
+            store.apply(CustomerAnalytics("cus_7", delta, 1), {}, {key: {"new": -100} for key in delta})
+        assert store.aggregates("mrr", "EUR") == {}
+        state = store.customer_state("cus_7")
+        assert state is not None and store.aggregates("mrr", "EUR") == {m: {"new": 100} for m in _months(150)}
+        store.apply(state, {}, {key: {"new": -100} for key in delta})  # now it goes through
+        assert all(counters == {"new": 0} for counters in store.aggregates("mrr", "EUR").values())

@@ -76,7 +76,8 @@ class DynamoAnalytics(DynamoStore):
         """Add the chunks of a stored difference from ``applied`` on, each once (see the module)."""
         keys = sorted(delta)
         chunks = [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)]
-        for index in range(applied, len(chunks)):
+        index, refused = applied, 0
+        while index < len(chunks):
             last = index == len(chunks) - 1
             progress = {
                 "Update": {
@@ -94,8 +95,17 @@ class DynamoAnalytics(DynamoStore):
             actions = [progress, *(self._add(self._table, key, delta[key]) for key in chunks[index])]
             try:
                 self._call("transact_write_items", TransactItems=actions)
-            except Conflict:
-                return  # another reader added this chunk (and goes on with the rest)
+            except Conflict:  # another reader added this chunk, or a concurrent write got in the way
+                key = self._customer_key(customer)
+                item = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+                if not item or "pending" not in item or int(item["version"]["N"]) != version:
+                    return  # finished by someone else
+                refused += 1
+                if refused > len(chunks):
+                    raise  # still not done: the message is retried, and its reader goes on from there
+                index = int(item["applied"]["N"])  # on from where the other reader got to
+                continue
+            index += 1
 
     def _customer_put(self, customer_id: str, contribution: Counters, version: int) -> dict[str, Any]:
         return {
@@ -126,7 +136,11 @@ class DynamoAnalytics(DynamoStore):
                 "TableName": self._table,
                 "Item": self._customer_put(customer, contribution, version + 1),
                 **(
-                    {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
+                    {
+                        # never over a large change not yet fully added (customer_state finishes it first)
+                        "ConditionExpression": "version = :v AND attribute_not_exists(pending)",
+                        "ExpressionAttributeValues": {":v": _n(version)},
+                    }
                     if version
                     else {"ConditionExpression": "attribute_not_exists(pk)"}
                 ),
