@@ -74,3 +74,77 @@ def test_replace_all_writes_anew_and_removes_stale_aggregates(analytics: Any) ->
     assert analytics.aggregates("mrr", "JPY") == {}
     state = analytics.customer_state("cus_4")
     assert (state.contribution, state.version) == (fresh, 2)
+
+
+def _months(count: int, start: int = 2015) -> list[str]:
+    return [f"{start + m // 12}-{m % 12 + 1:02d}" for m in range(count)]
+
+
+def test_a_change_to_more_aggregates_than_one_transaction_holds_is_applied_once(analytics: Any) -> None:
+    # a subscription that changes after ten years: every month's total moves at once (> 100 actions)
+    first = {("mrr", "EUR", m): {"new": 1000} for m in _months(130)}
+    analytics.apply(CustomerAnalytics("cus_5", {}, 0), first, first)
+    stored = analytics.customer_state("cus_5")
+    assert stored.version == 1 and stored.contribution == first
+    second = {key: {"new": 1500} for key in first}
+    analytics.apply(stored, second, {key: {"new": 500} for key in first})
+    assert analytics.aggregates("mrr", "EUR") == {m: {"new": 1500} for m in _months(130)}
+    assert analytics.customer_state("cus_5").version == 2
+
+
+@pytest.mark.integration
+def test_a_large_change_interrupted_between_chunks_is_finished_once_by_the_next_reader(
+    request: pytest.FixtureRequest, uid: str
+) -> None:
+    with billing_table(request, f"analytics-chunks-{uid}") as (client, table):
+        store = DynamoAnalytics(client, table)
+        delta = {("mrr", "EUR", m): {"new": 100} for m in _months(250)}
+        calls = {"n": 0}
+        real = store._call
+
+        def crash_after_the_second_step(name: str, **kwargs: Any) -> Any:
+            if name == "transact_write_items":
+                calls["n"] += 1
+                if calls["n"] == 3:
+                    raise RuntimeError("the function timed out")
+            return real(name, **kwargs)
+
+        store._call = crash_after_the_second_step  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            store.apply(CustomerAnalytics("cus_6", {}, 0), delta, delta)
+        store._call = real  # type: ignore[method-assign]
+        partial = store.aggregates("mrr", "EUR")
+        assert 0 < len(partial) < 250  # one chunk of 99 added, the rest pending
+        state = store.customer_state("cus_6")  # finishes the pending chunks
+        assert state is not None and state.version == 1
+        assert store.customer_state("cus_6") is not None  # a second reader adds nothing again
+        assert store.aggregates("mrr", "EUR") == {m: {"new": 100} for m in _months(250)}
+
+
+@pytest.mark.integration
+def test_no_change_is_stored_over_a_large_one_not_yet_fully_added(request: pytest.FixtureRequest, uid: str) -> None:
+    with billing_table(request, f"analytics-over-{uid}") as (client, table):
+        store = DynamoAnalytics(client, table)
+        delta = {("mrr", "EUR", m): {"new": 100} for m in _months(150)}
+        real = store._call
+        steps = {"n": 0}
+
+        def stop_after_storing(name: str, **kwargs: Any) -> Any:
+            if name == "transact_write_items":
+                steps["n"] += 1
+                if steps["n"] == 2:
+                    raise RuntimeError("the function timed out")
+            return real(name, **kwargs)
+
+        store._call = stop_after_storing  # type: ignore[method-assign]
+        with pytest.raises(RuntimeError):
+            store.apply(CustomerAnalytics("cus_7", {}, 0), delta, delta)
+        store._call = real  # type: ignore[method-assign]
+        # a refresh that read the version before (without finishing the pending difference) loses
+        with pytest.raises(Conflict):
+            store.apply(CustomerAnalytics("cus_7", delta, 1), {}, {key: {"new": -100} for key in delta})
+        assert store.aggregates("mrr", "EUR") == {}
+        state = store.customer_state("cus_7")
+        assert state is not None and store.aggregates("mrr", "EUR") == {m: {"new": 100} for m in _months(150)}
+        store.apply(state, {}, {key: {"new": -100} for key in delta})  # now it goes through
+        assert all(counters == {"new": 0} for counters in store.aggregates("mrr", "EUR").values())

@@ -5,6 +5,7 @@ a replay, secrets redacted, entries that cannot be rewritten (docs/audit.md)."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -12,6 +13,8 @@ import requests
 
 from infra import wiring
 from kassa.adapters.audit import DynamoAuditLog
+from kassa.domain.audit import Actor, AuditedRequest, event_id
+from kassa.services import audit
 from kassa_local.client import Api
 from kassa_local.stack import LocalStack
 
@@ -141,3 +144,28 @@ def test_a_change_through_the_dashboard_names_its_user(stack: LocalStack, api: A
     assert made.status_code == 201, made.text
     [entry] = _events(api, made.json()["id"])
     assert entry["actor"] == {"type": "user", "id": user.id, "dashboard": True}
+
+
+def test_a_pending_record_left_behind_is_delivered_by_the_next_write(
+    stack: LocalStack, api: Api, ddb: Any, table: str, uid: str
+) -> None:
+    # as if the entry of a rename could not be written after the change: the change is there, its
+    # pending record too (written before the route ran), the entry not
+    product = api.post("/v1/products", {"name": f"Before {uid}"}, expect=201)
+    before = api.get(f"/v1/products/{product['id']}")
+    api.post(f"/v1/products/{product['id']}", {"name": f"After {uid}"})
+    log = DynamoAuditLog(ddb, table)
+    actor = Actor(type="api_key", id=_key_id(stack))
+    request = AuditedRequest(actor=actor, request_key=f"req:lost-{uid}", method="POST",
+                             route="POST /v1/products/{product_id}", path=f"/v1/products/{product['id']}")  # fmt: skip
+    started = datetime(2020, 1, 1, tzinfo=UTC)
+    pending = audit.hold(log, request, {audit.Ref("product", product["id"]): before}, started)
+    assert [p.key for p in log.stale(started, 10)] == [pending.key]
+    api.post("/v1/products", {"name": f"Other {uid}"}, expect=201)  # the next write delivers it
+    expected = event_id(actor, request.request_key, product["id"])
+    lost = [e for e in _events(api, product["id"]) if e["id"] == expected]
+    assert [e["changes"]["name"] for e in lost] == [{"before": f"Before {uid}", "after": f"After {uid}"}]
+    assert lost[0]["created"].startswith("2020-01-01")
+    assert log.stale(started, 10) == []
+    assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": f"PENDAUDIT#{pending.key}"},
+                                                           "sk": {"S": "PENDAUDIT"}})  # fmt: skip

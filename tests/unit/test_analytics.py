@@ -19,7 +19,7 @@ from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import round_fraction
 from kassa.domain.periods import Interval
-from kassa.domain.settings import AnalyticsSettings, MerchantSettings
+from kassa.domain.settings import AnalyticsSettings, MerchantSettings, RateTable
 from kassa.services import analytics as svc
 from kassa.services.cancellation import cancel
 from kassa.services.checkout import complete_checkout
@@ -256,6 +256,62 @@ def test_the_reporting_currency_converts_with_the_merchants_rates(currencies_his
         ("2027-03", 3000, 3000, 3),
         ("2027-04", 3000, 0, 3),
     ]
+
+
+def test_a_month_s_rate_applies_from_that_month_until_the_next_one(currencies_history: History) -> None:
+    h = currencies_history
+    config = {"reporting_currency": "EUR", "exchange_rates": {"USD": "0.5", "JPY": "0.006"},
+              "exchange_rates_by_month": {"USD": {"2027-04": "0.6", "2027-01": "0.4"}}}  # fmt: skip
+    report = h.report("mrr", "2027-02", "2027-05", analytics=config)
+    # USD 3000 × 0.4 (the January rate, still in force) = 1200, then × 0.6 from April = 1800
+    assert [(r["month"], r["mrr"]) for r in report["data"]] == [
+        ("2027-02", 0),
+        ("2027-03", 1000 + 1200 + 500),
+        ("2027-04", 1000 + 1800 + 500),
+        ("2027-05", 1000 + 1800 + 500),
+    ]
+    april = report["data"][2]
+    assert april["new"] == april["expansion"] == april["churn"] == april["contraction"] == 0  # a revaluation
+    assert report["exchange_rates"] == {"JPY": "0.006", "USD": "0.6"}
+    assert report["exchange_rates_by_month"] == {
+        "USD": {"2027-02": "0.4", "2027-03": "0.4", "2027-04": "0.6", "2027-05": "0.6"}
+    }
+    # without a base rate, the first month's rate also covers the months before it
+    only_monthly = {"reporting_currency": "EUR", "exchange_rates_by_month": {"USD": {"2027-04": "0.6"}}}
+    rows = h.report("mrr", "2027-03", "2027-03", analytics=only_monthly)
+    assert rows["data"][0]["mrr"] == 1000 + 1800 and rows["excluded_currencies"] == ["JPY", "KWD"]
+
+
+def test_the_latest_month_not_after_the_reported_one_gives_the_rate() -> None:
+    table = RateTable(Fraction(1, 2), {"2027-06": Fraction(3, 5), "2027-03": Fraction(2, 5)})
+    assert [table.at(m) for m in ("2027-02", "2027-03", "2027-05", "2027-06", "2030-01")] == [
+        Fraction(1, 2), Fraction(2, 5), Fraction(2, 5), Fraction(3, 5), Fraction(3, 5),
+    ]  # fmt: skip
+    assert RateTable(None, {"2027-06": Fraction(3, 5)}).at("2027-01") == Fraction(3, 5)
+    monthly = {"usd": {"2027-03": "0.950", "2027-01": 1}}
+    settings = AnalyticsSettings.model_validate({"exchange_rates_by_month": monthly})
+    assert settings.exchange_rates_by_month == {"USD": {"2027-01": "1", "2027-03": "0.95"}}
+    assert settings.rates("USD", "EUR") == RateTable(None, {"2027-01": Fraction(1), "2027-03": Fraction(19, 20)})
+    assert settings.rates("GBP", "EUR") is None
+
+
+@pytest.mark.parametrize(
+    "monthly",
+    [
+        {"USD": {"2027-13": "1"}},  # not a month
+        {"USD": {"2027-3": "1"}},
+        {"USD": {"2027-03": 0.95}},  # a float
+        {"USD": {"2027-03": "0"}},
+        {"USD": {}},
+        {"USD": "0.95"},  # not per month
+        {"XYZ": {"2027-03": "1"}},
+        {"EUR": {"2027-03": "1"}},  # the reporting currency itself
+    ],
+)
+def test_monthly_rates_are_validated_naming_the_field(monthly: dict[str, Any]) -> None:
+    with pytest.raises(ValueError) as error:
+        AnalyticsSettings.model_validate({"reporting_currency": "EUR", "exchange_rates_by_month": monthly})
+    assert "exchange_rates_by_month" in str(error.value)
 
 
 def test_converted_movements_still_add_up_to_the_change_in_mrr() -> None:

@@ -3,15 +3,22 @@ redacted, one entry per (actor, request, object), written once (docs/audit.md)."
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from kassa.adapters import container
 from kassa.adapters.audit import MemoryAuditLog
 from kassa.adapters.memory import MemoryStore
-from kassa.domain.audit import REDACTED, Actor, AuditedRequest, audit_event, changes, redact
+from kassa.api.audit import audit_middleware
+from kassa.api.common import ACTOR
+from kassa.domain.audit import REDACTED, Actor, AuditedRequest, AuditEvent, PendingAudit, audit_event, changes, redact
 from kassa.domain.catalog import Product
-from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.dashboard import Actor as DashboardActor
+from kassa.domain.errors import InvalidInput, NotFound, Unavailable
 from kassa.domain.settings import MerchantSettings
 from kassa.services import audit
 
@@ -152,3 +159,116 @@ def test_a_change_outside_the_store_is_recorded_once_with_its_secret_redacted() 
         rolled.changes["secret"] == {"before": None, "after": REDACTED} and "sk_live_abc" not in log.events[rolled.id]
     )
     assert audit.record_change(log, request, ref, None, {"id": "key_2"}, NOW, 30) is None  # its id is there
+
+
+# ------------------------------------------------------------------ recorded once, or not made
+class _Event:
+    def __init__(self, method: str, path: str, body: str | None, headers: dict[str, str]) -> None:
+        self.http_method, self.path, self.body, self.headers = method, path, body, headers
+        self.request_context = SimpleNamespace(request_id="req-1")
+
+
+def _app(method: str, path: str, route: str, params: dict[str, str], body: str | None = None) -> Any:
+    return SimpleNamespace(
+        current_event=_Event(method, path, body, {}),
+        request=SimpleNamespace(route=route, path_parameters=params),
+        context={ACTOR: DashboardActor(kind="key", id="key_live_1", role="full")},
+    )
+
+
+class _FailingLog(MemoryAuditLog):
+    """A log whose entries (or whose pending records) cannot be written, as when DynamoDB throttles."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries_fail = self.holds_fail = False
+
+    def append(self, event: AuditEvent) -> bool:
+        if self.entries_fail:
+            raise Unavailable("throttled")
+        return super().append(event)
+
+    def hold(self, pending: PendingAudit) -> None:
+        if self.holds_fail:
+            raise Unavailable("throttled")
+        super().hold(pending)
+
+
+@pytest.fixture
+def wired(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryStore, _FailingLog, Clock]:
+    store = MemoryStore(settings=MerchantSettings(audit_retention_days=365))
+    store.put_product(Product(id="prod_1", name="Basic", created=NOW - timedelta(days=1)))
+    log, clock = _FailingLog(), Clock(NOW)
+    monkeypatch.setattr(container, "store", lambda: store)
+    monkeypatch.setattr(container, "audit_log", lambda: log)
+    monkeypatch.setattr(container.clocks, "current", lambda: clock)
+    return store, log, clock
+
+
+def _rename(store: MemoryStore, name: str) -> Any:
+    def route(_: Any) -> dict[str, Any]:
+        store.save_product(store.get_product("prod_1").model_copy(update={"name": name}))
+        return {"object": "product", "id": "prod_1"}
+
+    return route
+
+
+def test_an_entry_that_cannot_be_written_with_the_change_is_delivered_later_once(
+    wired: tuple[MemoryStore, _FailingLog, Clock],
+) -> None:
+    store, log, clock = wired
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+    log.entries_fail = True
+    assert audit_middleware(app, _rename(store, "Pro")) == {"object": "product", "id": "prod_1"}  # answered
+    assert log.events == {} and len(log.pending) == 1  # not lost: pending, with what the answer showed
+    audit.deliver_stale(log, store, clock)
+    assert log.events == {} and len(log.pending) == 1  # too young: the request may still be at work
+    log.entries_fail = False
+    clock.at = NOW + timedelta(minutes=5)
+    assert audit.deliver_stale(log, store, clock) == 1
+    [entry] = [AuditEvent.model_validate_json(e) for e in log.events.values()]
+    assert entry.changes == {"name": {"before": "Basic", "after": "Pro"}} and entry.created == NOW
+    assert log.pending == {}
+    # delivered again (a second reader that listed it too): the same id, written once
+    pending = audit.hold(log, audit.AuditedRequest(actor=entry.actor, request_key="req:req-1", method="POST",
+                         route=entry.route, path=entry.path), {audit.Ref("product", "prod_1"): {"name": "Basic"}},
+                         NOW)  # fmt: skip
+    assert audit.deliver(log, store, clock, pending) == [] and len(log.events) == 1 and log.pending == {}
+
+
+def test_the_next_write_delivers_what_an_earlier_one_left_behind(wired: tuple[MemoryStore, _FailingLog, Clock]) -> None:
+    store, log, clock = wired
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+    log.entries_fail = True
+    audit_middleware(app, _rename(store, "Pro"))
+    log.entries_fail = False
+    clock.at = NOW + timedelta(minutes=5)
+    app.current_event.request_context.request_id = "req-2"
+    audit_middleware(app, _rename(store, "Max"))
+    # the late one reads the product as it is now (as a concurrent change shows in an entry: docs/audit.md)
+    names = sorted((e["request_id"], e["changes"]["name"]["before"]) for e in map(json.loads, log.events.values()))
+    assert names == [("req-1", "Basic"), ("req-2", "Pro")]
+    assert log.pending == {}
+
+
+def test_a_change_whose_record_cannot_be_kept_is_not_made(wired: tuple[MemoryStore, _FailingLog, Clock]) -> None:
+    store, log, _ = wired
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+    log.holds_fail = True
+    with pytest.raises(Unavailable):  # a 5xx (retryable), before the route ran
+        audit_middleware(app, _rename(store, "Pro"))
+    assert store.get_product("prod_1").name == "Basic" and log.events == {}
+
+
+def test_a_failed_request_leaves_no_pending_record(wired: tuple[MemoryStore, _FailingLog, Clock]) -> None:
+    store, log, _ = wired
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+
+    def refused(_: Any) -> Any:
+        raise InvalidInput("no", param="name")
+
+    with pytest.raises(InvalidInput):
+        audit_middleware(app, refused)
+    assert log.pending == {} and log.events == {}
+    audit_middleware(app, _rename(store, "Pro"))
+    assert log.pending == {} and len(log.events) == 1

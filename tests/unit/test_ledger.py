@@ -20,8 +20,8 @@ from kassa.domain.customer import Address, Customer
 from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import BillingReason, Invoice, InvoiceLine, InvoiceStatus
 from kassa.domain.journal import Account, DocumentType, JournalLine, journal, render_journal_csv
-from kassa.domain.payments import InvoiceDispute, InvoiceRefund
-from kassa.domain.revenue import Recognizable, history_items, revenue_by_month
+from kassa.domain.payments import InvoiceDispute, InvoiceRefund, dispute_of, merge_dispute
+from kassa.domain.revenue import Recognizable, history_items, month_bounds, revenue_by_month
 from kassa.services import accounting
 
 
@@ -258,8 +258,54 @@ def test_refunds_without_a_note_lost_disputes_and_out_of_band_payments() -> None
     lines = journal([inv, cash], [], date(2026, 4, 1), date(2026, 4, 30))
     by_doc = {(x.document, x.account.value): (x.debit, x.credit) for x in lines}
     assert by_doc[("re_dash", "refunds")] == (500, 0) and by_doc[("re_dash", "stripe_balance")] == (0, 500)
-    assert by_doc[("dp_1", "dispute_losses")] == (1210, 0)
+    assert by_doc[("dp_1:lost", "dispute_losses")] == (1210, 0)
+    assert by_doc[("dp_1", "disputed_funds")] == (1210, 0) and by_doc[("dp_1", "stripe_balance")] == (0, 1210)
     assert by_doc[("in_002:payment", "bank")] == (1210, 0)
+
+
+def _dispute(status: str, **extra: object) -> InvoiceDispute:
+    return InvoiceDispute(id="dp_9", amount=1210, currency="EUR", status=status, created=at(2026, 4, 5),
+                          updated_at=at(2026, 5, 20), **extra)  # type: ignore[arg-type]  # fmt: skip
+
+
+def _dispute_lines(dispute: InvoiceDispute) -> dict[tuple[str, str], tuple[int, int]]:
+    start = at(2026, 4, 1)
+    inv = invoice(1, "cus_a", [line(1000, start, at(2026, 5, 1))], start, disputes=[dispute])
+    lines = journal([inv], [], date(2026, 4, 1), date(2026, 5, 31))
+    return {(x.document, x.account.value): (x.debit, x.credit) for x in lines if x.type is DocumentType.DISPUTE}
+
+
+def test_a_dispute_is_booked_when_opened_with_its_fee_and_when_won_or_lost() -> None:
+    opened = _dispute_lines(_dispute("needs_response", fee=1500))
+    assert opened == {
+        ("dp_9", "disputed_funds"): (1210, 0),
+        ("dp_9", "dispute_fees"): (1500, 0),
+        ("dp_9", "stripe_balance"): (0, 2710),
+    }
+    won = _dispute_lines(_dispute("won", fee=1500, fee_returned=1500))
+    assert won[("dp_9:won", "stripe_balance")] == (2710, 0)
+    assert won[("dp_9:won", "disputed_funds")] == (0, 1210) and won[("dp_9:won", "dispute_fees")] == (0, 1500)
+    lost = _dispute_lines(_dispute("lost", amount_lost=1210, fee=1500))
+    assert lost[("dp_9:lost", "dispute_losses")] == (1210, 0) and lost[("dp_9:lost", "disputed_funds")] == (0, 1210)
+    assert ("dp_9:lost", "dispute_fees") not in lost  # a lost dispute's fee stays an expense
+    # an inquiry withdraws nothing; the opening is dated at the dispute's creation, the outcome at its update
+    assert _dispute_lines(_dispute("warning_needs_response")) == {}
+    start = at(2026, 4, 1)
+    inv = invoice(1, "cus_a", [line(1000, start, at(2026, 5, 1))], start, disputes=[_dispute("won")])
+    april = journal([inv], [], date(2026, 4, 1), date(2026, 4, 30))
+    assert {x.document for x in april if x.type is DocumentType.DISPUTE} == {"dp_9"}
+
+
+def test_the_dispute_fee_is_read_from_the_dispute_s_balance_transactions() -> None:
+    obj = {"id": "dp_1", "amount": 1210, "currency": "eur", "status": "won", "created": 1775000000,
+           "balance_transactions": [{"amount": -1210, "fee": 1500}, {"amount": 1210, "fee": -1500}]}  # fmt: skip
+    dispute = dispute_of(obj, at(2026, 5, 1), "EUR")
+    assert (dispute.fee, dispute.fee_returned) == (1500, 1500)
+    assert dispute_of({**obj, "balance_transactions": []}, None, "EUR").fee == 0
+    known = dispute.model_copy(update={"status": "needs_response", "fee_returned": 0, "updated_at": at(2026, 4, 1)})
+    later = dispute.model_copy(update={"fee": 0, "fee_returned": 0})  # an event without the expanded fees
+    merged, _ = merge_dispute([known], later)
+    assert merged[0].fee == 1500 and merged[0].status == "won"
 
 
 def test_void_and_draft_invoices_are_not_booked() -> None:
@@ -292,7 +338,15 @@ def histories(draw: st.DrawFn) -> tuple[list[Invoice], list[tuple[CreditNote, In
         if inv.status is InvoiceStatus.PAID and inv.amount_paid and draw(st.booleans()):
             refunds.append(InvoiceRefund(id=f"re_{n}", amount=draw(st.integers(1, inv.amount_paid)),
                                          currency=inv.currency, created=end))  # fmt: skip
-        inv = inv.model_copy(update={"refunds": refunds})
+        disputes = []
+        if inv.status is InvoiceStatus.PAID and inv.amount_paid > 0 and draw(st.booleans()):
+            status = draw(st.sampled_from(["warning_needs_response", "needs_response", "won", "lost"]))
+            disputes.append(InvoiceDispute(id=f"dp_{n}", amount=inv.amount_paid, currency=inv.currency, status=status,
+                                           amount_lost=inv.amount_paid if status == "lost" else 0,
+                                           fee=draw(st.sampled_from([0, 1500])),
+                                           fee_returned=draw(st.sampled_from([0, 1500])),
+                                           created=start, updated_at=end))  # fmt: skip
+        inv = inv.model_copy(update={"refunds": refunds, "disputes": disputes})
         invoices.append(inv)
         if draw(st.booleans()):
             credited = lines[0]
@@ -326,6 +380,37 @@ def test_every_document_balances_over_a_random_history(history, offset: int, spa
     everything = journal(invoices, notes, date(2025, 1, 1), date(2029, 12, 31))
     deferred = sum(x.credit - x.debit for x in everything if x.account is Account.DEFERRED_REVENUE)
     assert deferred == 0
+
+
+@given(histories())
+def test_each_month_recognized_and_deferred_revenue_add_up_to_the_invoiced_net(history) -> None:  # type: ignore[no-untyped-def]
+    invoices, notes = history
+    # the invoiced net per month and currency, from the documents themselves (invoices less credit notes)
+    invoiced: dict[tuple[str, str], int] = {}
+    for inv in invoices:
+        if inv.status is not InvoiceStatus.VOID:
+            key = (f"{inv.tax_date:%Y-%m}", inv.currency)
+            inclusive = (x.tax_amount if x.tax_behavior is TaxBehavior.INCLUSIVE else 0 for x in inv.lines)
+            revenue = sum(x.amount for x in inv.lines) - sum(inclusive)
+            invoiced[key] = invoiced.get(key, 0) + revenue
+    for note, _ in notes:
+        key = (f"{note.tax_date:%Y-%m}", note.currency)
+        invoiced[key] = invoiced.get(key, 0) - sum(x.net_amount for x in note.lines)
+    first, last = date(2026, 1, 1), date(2028, 12, 31)
+    rows = revenue_by_month(history_items(invoices, notes), first, last)
+    lines = journal(invoices, notes, first, last)
+    cumulative: dict[str, list[int]] = {}  # currency: [invoiced, recognized] so far
+    for row in rows:
+        so_far = cumulative.setdefault(row.currency, [0, 0])
+        so_far[0] += invoiced.get((row.month, row.currency), 0)
+        so_far[1] += row.recognized
+        assert row.billed == invoiced.get((row.month, row.currency), 0)
+        assert so_far[1] + row.deferred == so_far[0]  # recognized to date + deferred = invoiced to date
+        end = month_bounds(date(int(row.month[:4]), int(row.month[5:]), 1))[1]
+        month = [x for x in lines if x.currency == row.currency and f"{x.date:%Y-%m}" == row.month]
+        assert sum(x.credit - x.debit for x in month if x.account is Account.REVENUE) == row.recognized
+        booked = [x for x in lines if x.currency == row.currency and x.date <= end]
+        assert sum(x.credit - x.debit for x in booked if x.account is Account.DEFERRED_REVENUE) == row.deferred
 
 
 def test_the_journal_csv_has_the_json_fields() -> None:

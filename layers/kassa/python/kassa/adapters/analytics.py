@@ -9,7 +9,14 @@ Items (docs/data-model.md)::
 
 A customer's change is one TransactWriteItems: its contribution under its version (a concurrent
 refresh of the same customer loses with ``Conflict`` and reads again) and an ``ADD`` of the
-difference to each aggregate that changes. A report is one Query per kind and currency.
+difference to each aggregate that changes. A change to more aggregates than one transaction holds
+(DynamoDB: 100 actions) is applied in steps: the first transaction stores the contribution under
+its version together with the whole difference (``pending``, JSON) and ``applied = 0``; each next
+one adds one chunk of the difference and moves ``applied`` on under the condition that it still
+names the chunk before, so a chunk replayed (a retry, a concurrent refresh finishing it) is
+refused and added once; the last one removes ``pending``. Whoever reads a customer with a
+``pending`` difference (the next refresh, a retry of the message) finishes it first. A report is
+one Query per kind and currency.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ AGGREGATE_PREFIX = "AN#"
 META_KEY = "ANMETA"
 KEY_PREFIXES = (CUSTOMER_PREFIX, AGGREGATE_PREFIX, META_KEY)
 MAX_ACTIONS = 100  # DynamoDB's transaction limit
+CHUNK = MAX_ACTIONS - 1  # aggregates added per step of a large change (plus the customer's progress)
 
 Key = tuple[str, str, str]
 Counters = dict[Key, dict[str, int]]
@@ -50,12 +58,54 @@ class DynamoAnalytics(DynamoStore):
     def __init__(self, client: Any, table: str) -> None:
         super().__init__(client, table)
 
+    @staticmethod
+    def _customer_key(customer_id: str) -> dict[str, Any]:
+        return {"pk": _s(f"{CUSTOMER_PREFIX}{customer_id}"), "sk": _s("ANALYTICS")}
+
     def customer_state(self, customer_id: str) -> CustomerAnalytics | None:
-        key = {"pk": _s(f"{CUSTOMER_PREFIX}{customer_id}"), "sk": _s("ANALYTICS")}
+        key = self._customer_key(customer_id)
         item = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
         if not item:
             return None
-        return CustomerAnalytics(customer_id, _decode(item["doc"]["S"]), int(item["version"]["N"]))
+        version = int(item["version"]["N"])
+        if "pending" in item:  # a large change not yet fully added: finish it before anything else
+            self._finish(customer_id, version, _decode(item["pending"]["S"]), int(item["applied"]["N"]))
+        return CustomerAnalytics(customer_id, _decode(item["doc"]["S"]), version)
+
+    def _finish(self, customer: str, version: int, delta: Counters, applied: int) -> None:
+        """Add the chunks of a stored difference from ``applied`` on, each once (see the module)."""
+        keys = sorted(delta)
+        chunks = [keys[i : i + CHUNK] for i in range(0, len(keys), CHUNK)]
+        index, refused = applied, 0
+        while index < len(chunks):
+            last = index == len(chunks) - 1
+            progress = {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": self._customer_key(customer),
+                    "UpdateExpression": "REMOVE pending, applied" if last else "SET applied = :next",
+                    "ConditionExpression": "version = :v AND applied = :done",
+                    "ExpressionAttributeValues": {
+                        ":v": _n(version),
+                        ":done": _n(index),
+                        **({} if last else {":next": _n(index + 1)}),
+                    },
+                }
+            }
+            actions = [progress, *(self._add(self._table, key, delta[key]) for key in chunks[index])]
+            try:
+                self._call("transact_write_items", TransactItems=actions)
+            except Conflict:  # another reader added this chunk, or a concurrent write got in the way
+                key = self._customer_key(customer)
+                item = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+                if not item or "pending" not in item or int(item["version"]["N"]) != version:
+                    return  # finished by someone else
+                refused += 1
+                if refused > len(chunks):
+                    raise  # still not done: the message is retried, and its reader goes on from there
+                index = int(item["applied"]["N"])  # on from where the other reader got to
+                continue
+            index += 1
 
     def _customer_put(self, customer_id: str, contribution: Counters, version: int) -> dict[str, Any]:
         return {
@@ -86,28 +136,34 @@ class DynamoAnalytics(DynamoStore):
                 "TableName": self._table,
                 "Item": self._customer_put(customer, contribution, version + 1),
                 **(
-                    {"ConditionExpression": "version = :v", "ExpressionAttributeValues": {":v": _n(version)}}
+                    {
+                        # never over a large change not yet fully added (customer_state finishes it first)
+                        "ConditionExpression": "version = :v AND attribute_not_exists(pending)",
+                        "ExpressionAttributeValues": {":v": _n(version)},
+                    }
                     if version
                     else {"ConditionExpression": "attribute_not_exists(pk)"}
                 ),
             }
         }
-        actions = [put, *(self._add(self._table, key, counters) for key, counters in sorted(delta.items()))]
         currencies = sorted({key[1] for key in delta})
-        if currencies:
-            actions.append(
-                {
-                    "Update": {
-                        "TableName": self._table,
-                        "Key": {"pk": _s(META_KEY), "sk": _s("CURRENCIES")},
-                        "UpdateExpression": "ADD currencies :c",
-                        "ExpressionAttributeValues": {":c": {"SS": currencies}},
-                    }
+        meta = [
+            {
+                "Update": {
+                    "TableName": self._table,
+                    "Key": {"pk": _s(META_KEY), "sk": _s("CURRENCIES")},
+                    "UpdateExpression": "ADD currencies :c",
+                    "ExpressionAttributeValues": {":c": {"SS": currencies}},
                 }
-            )
-        if len(actions) > MAX_ACTIONS:
-            raise Conflict(f"customer {customer} changes {len(delta)} aggregates at once; run the rebuild")
-        self._call("transact_write_items", TransactItems=actions)
+            }
+        ][: 1 if currencies else 0]
+        if len(delta) + 1 + len(meta) <= MAX_ACTIONS:
+            adds = [self._add(self._table, key, counters) for key, counters in sorted(delta.items())]
+            self._call("transact_write_items", TransactItems=[put, *adds, *meta])
+            return
+        put["Put"]["Item"].update({"pending": _s(_encode(delta)), "applied": _n(0)})
+        self._call("transact_write_items", TransactItems=[put, *meta])
+        self._finish(customer, version + 1, delta, 0)
 
     def aggregates(self, kind: str, currency: str, low: str = "", high: str = "~") -> dict[str, dict[str, int]]:
         out: dict[str, dict[str, int]] = {}

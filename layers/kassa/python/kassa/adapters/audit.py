@@ -9,21 +9,32 @@ One item per entry (docs/data-model.md, docs/audit.md)::
 An entry is only ever written with ``attribute_not_exists(pk)``: a second write of its id changes
 nothing (and the api function's role may PutItem ``AUDIT#`` items, never UpdateItem or DeleteItem
 them: infra/wiring.py ``KeyPrefixes.append``). Listings query the indexes, never a Scan.
+
+A request being recorded has a pending record until its entries are written (docs/audit.md)::
+
+    pk = PENDAUDIT#<audp_…>   sk = PENDAUDIT   doc_z = zlib of the record (JSON)
+    gsi3pk = PENDAUDIT#ALL    gsi3sk = <created>#<audp_…>   (the stale ones, oldest first)
+    expires_at = created + retention (TTL: never kept longer than its entries would be)
 """
 
 from __future__ import annotations
 
 import builtins
 import json
+import zlib
 from datetime import datetime
 from typing import Any
 
 from kassa.adapters.dynamodb import DynamoStore, _s
 from kassa.adapters.outbox import _created
-from kassa.domain.audit import AuditEvent
+from kassa.domain.audit import AuditEvent, PendingAudit
 from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.revenue import months
 from kassa.services.ports import Page
+
+PENDING_PREFIX = "PENDAUDIT#"
+PENDING_PARTITION = "PENDAUDIT#ALL"
+PENDING_TTL_S = 400 * 86400  # a pending record nobody delivered is not kept for ever
 
 
 def _position(event: AuditEvent) -> str:
@@ -63,6 +74,41 @@ class DynamoAuditLog(DynamoStore):
         except Conflict:
             return False
         return True
+
+    def hold(self, pending: PendingAudit) -> None:
+        position = f"{_created(pending.created)}#{pending.key}"
+        item = {
+            **self._pending_key(pending.key),
+            "doc_z": {"B": zlib.compress(pending.model_dump_json().encode())},
+            "gsi3pk": _s(PENDING_PARTITION),
+            "gsi3sk": _s(position),
+            "expires_at": {"N": str(int(pending.created.timestamp()) + PENDING_TTL_S)},
+        }
+        self._call("put_item", TableName=self._table, Item=item)
+
+    def release(self, key: str) -> None:
+        self._call("delete_item", TableName=self._table, Key=self._pending_key(key))
+
+    def stale(self, until: datetime, limit: int) -> builtins.list[PendingAudit]:
+        response = self._call(
+            "query",
+            TableName=self._table,
+            IndexName="gsi3",
+            KeyConditionExpression="gsi3pk = :p AND gsi3sk <= :u",
+            ExpressionAttributeValues={":p": _s(PENDING_PARTITION), ":u": _s(f"{_created(until)}#~")},
+            Limit=limit,
+        )
+        out = []
+        for item in response.get("Items", []):
+            key = {"pk": item["pk"], "sk": item["sk"]}
+            found = self._call("get_item", TableName=self._table, Key=key, ConsistentRead=True).get("Item")
+            if found:  # the index lags: one released meanwhile is gone
+                out.append(PendingAudit.model_validate_json(zlib.decompress(found["doc_z"]["B"])))
+        return out
+
+    @staticmethod
+    def _pending_key(key: str) -> dict[str, Any]:
+        return {"pk": _s(f"{PENDING_PREFIX}{key}"), "sk": _s("PENDAUDIT")}
 
     def get(self, event_id: str) -> AuditEvent:
         response = self._call("get_item", TableName=self._table, Key={"pk": _s(f"AUDIT#{event_id}"), "sk": _s("AUDIT")})
@@ -112,6 +158,17 @@ class MemoryAuditLog:
 
     def __init__(self) -> None:
         self.events: dict[str, str] = {}  # id -> the entry as JSON, as the table keeps it
+        self.pending: dict[str, str] = {}  # key -> the pending record as JSON
+
+    def hold(self, pending: PendingAudit) -> None:
+        self.pending[pending.key] = pending.model_dump_json()
+
+    def release(self, key: str) -> None:
+        self.pending.pop(key, None)
+
+    def stale(self, until: datetime, limit: int) -> builtins.list[PendingAudit]:
+        held = [PendingAudit.model_validate_json(doc) for doc in self.pending.values()]
+        return sorted((p for p in held if p.created <= until), key=lambda p: (p.created, p.key))[:limit]
 
     def append(self, event: AuditEvent) -> bool:
         if event.id in self.events:

@@ -3,8 +3,12 @@
 runs it again.
 
 Before the route runs, the objects the request names (its path parameters, the ids in its body)
-are read; after a 2xx answer they are read again, with those the answer shows, and
-``kassa.services.audit.record`` appends one entry per object that changed. A request that fails
+are read and kept in a pending record (``kassa.services.audit.hold``: if it cannot be written, the
+request fails before it changes anything); after a 2xx answer they are read again, with those the
+answer shows, ``kassa.services.audit.record`` appends one entry per object that changed and the
+pending record is removed. When the entries cannot be written then, the pending record stays (with
+what the answer showed) and is delivered by a later request (``deliver_stale``): recorded once, or
+not made. A request that fails
 (4xx, 5xx, an exception) records nothing; a write that changed nothing (a repeated action, an
 identical PUT) records nothing. Who acted is what authentication found
 (``kassa.api.common.current_actor``: a secret key, or a dashboard user through its session).
@@ -45,15 +49,10 @@ def audit_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddlewar
     from kassa.services import audit
 
     store = container.store()
+    log = container.audit_log()
     named = audit.refs_named(app.request.path_parameters, _json(event.body))
     if route == SETTINGS_ROUTE:
         named.append(audit.Ref(audit.SETTINGS, audit.SETTINGS))
-    started = container.now()
-    before = audit.snapshots(store, named)
-    result = next_middleware(app)  # an exception (a domain error: a 4xx) records nothing
-    status, payload = _answer(result)
-    if not 200 <= status < 300:
-        return result
     key = event.headers.get("Idempotency-Key")
     request_id = event.request_context.request_id or None
     request = AuditedRequest(
@@ -65,12 +64,46 @@ def audit_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddlewar
         request_id=request_id,
         idempotency_key=key,
     )
+    started = container.now()
+    before = audit.snapshots(store, named)
+    # the durable half: if this cannot be written the request fails here, before it changes anything
+    pending = audit.hold(log, request, before, started)
     try:
-        audit.record(container.audit_log(), store, container.clocks.current(), request, before,
-                     audit.refs_in(payload), started)  # fmt: skip
-    except Exception:  # the change is made: answer it; the missing entry is logged as an error (an alarm)
-        logger.exception("audit entry of %s %s not written", method, event.path)
+        result = next_middleware(app)  # an exception (a domain error: a 4xx) records nothing
+    except Exception:
+        _release(log, pending.key)
+        raise
+    status, payload = _answer(result)
+    if not 200 <= status < 300:
+        _release(log, pending.key)
+        return result
+    clock = container.clocks.current()
+    shown = audit.refs_in(payload)
+    answered = clock.now()
+    try:
+        audit.record(log, store, clock, request, before, shown, started, created=answered)
+        log.release(pending.key)
+    except Exception:  # the change is made: answer it; its pending record delivers the entries later
+        logger.exception("audit entry of %s %s not written now: left to its pending record", method, event.path)
+        try:
+            log.hold(audit.answered(pending, shown, answered))
+        except Exception:
+            logger.exception("pending audit record of %s %s not updated (its named objects are kept)", method,
+                             event.path)  # fmt: skip
+    try:
+        audit.deliver_stale(log, store, clock)  # any left behind by earlier requests
+    except Exception:
+        logger.exception("pending audit records not delivered (the next request tries again)")
     return result
+
+
+def _release(log: Any, key: str) -> None:
+    """A request that failed changed nothing to record: drop its pending record (one that stays
+    behind is delivered later and finds nothing changed)."""
+    try:
+        log.release(key)
+    except Exception:
+        logger.exception("pending audit record %s not removed", key)
 
 
 def _json(body: str | None) -> Any:

@@ -43,6 +43,7 @@ from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import BillingReason, Invoice, InvoiceLine, InvoiceStatus
 from kassa.domain.money import Rounding, exponent, round_fraction
 from kassa.domain.periods import Interval
+from kassa.domain.settings import RateTable
 from kassa.domain.subscription import Status, Subscription
 
 #: the rounding of every normalized monthly amount, and of every converted amount
@@ -322,6 +323,11 @@ def convert(amount: int | Fraction, currency: str, reporting: str, rate: Fractio
     return Fraction(amount) * rate * Fraction(10) ** (exponent(reporting) - exponent(currency))
 
 
+def rate_in(rate: Fraction | RateTable, month: str) -> Fraction:
+    """The rate that applies to ``month`` (a constant rate, or a table's month: ``RateTable.at``)."""
+    return rate if isinstance(rate, Fraction) else rate.at(month)
+
+
 def rate_string(numerator: int | Fraction, denominator: int | Fraction) -> str | None:
     """A ratio as a decimal string with RATE_DECIMALS decimals (half up); None when undefined."""
     if not denominator:
@@ -385,30 +391,34 @@ def in_range(rows: Sequence[MrrMonth], months: Sequence[str]) -> list[MrrMonth]:
 
 
 def converted_months(
-    per_currency: Mapping[str, Sequence[MrrMonth]], reporting: str, rates: Mapping[str, Fraction]
+    per_currency: Mapping[str, Sequence[MrrMonth]], reporting: str, rates: Mapping[str, Fraction | RateTable]
 ) -> list[MrrMonth]:
-    """Several currencies' months in the reporting currency. MRR is converted exactly and rounded half up;
-    the movements are converted and rounded too, and the month's rounding remainder (a few minor units
-    at most) is put on its largest movement, so the movements still add up to the change in MRR.
+    """Several currencies' months in the reporting currency, each month at its own rate (``rate_in``).
+    MRR is converted exactly and rounded half up; the movements are converted and rounded too, and the
+    month's rounding remainder (a few minor units at most) is put on its largest movement, so the
+    movements add up to the change from the month before's MRR taken at this month's rates (when a
+    rate changes, the reported MRR also moves by that revaluation, which is no movement).
     Customers are summed (a customer billed in two currencies counts in each)."""
     months = sorted({row.month for rows in per_currency.values() for row in rows})
     if not months:
         return []
     filled = {c: {row.month: row for row in rows} for c, rows in per_currency.items()}
     out: list[MrrMonth] = []
-    previous_mrr = 0
+    previous_mrr, previous_exact = 0, Fraction(0)
     last: dict[str, MrrMonth] = {}
     for month in months_between(months[0], months[-1]):
         exact: dict[str, Fraction] = defaultdict(Fraction)
         row = MrrMonth(month)
         for currency, rows in filled.items():
+            rate = rate_in(rates[currency], month)
+            if currency in last:
+                exact["previous"] += convert(last[currency].mrr, currency, reporting, rate)
             if month in rows:
                 last[currency] = rows[month]
             source = rows.get(month)
             level = last.get(currency)
             if level is None:
                 continue
-            rate = rates[currency]
             exact["mrr"] += convert(level.mrr, currency, reporting, rate)
             row.customers += level.customers
             if source is not None:
@@ -420,6 +430,8 @@ def converted_months(
         row.mrr = round_fraction(exact["mrr"], MRR_ROUNDING)
         for name in MOVEMENTS:
             setattr(row, name, round_fraction(exact[name], MRR_ROUNDING))
+        if exact["previous"] != previous_exact:  # a rate changed: the month before's MRR at this month's rates
+            previous_mrr = round_fraction(exact["previous"], MRR_ROUNDING)
         remainder = (row.mrr - previous_mrr) - (
             row.new + row.expansion + row.reactivation - row.contraction - row.churn
         )
@@ -430,7 +442,7 @@ def converted_months(
             if getattr(row, largest) < 0:  # nothing large enough to carry it: keep the identity in new
                 setattr(row, largest, getattr(row, largest) - sign * remainder)
                 row.new += remainder
-        previous_mrr = row.mrr
+        previous_mrr, previous_exact = row.mrr, exact["mrr"]
         out.append(row)
     return out
 

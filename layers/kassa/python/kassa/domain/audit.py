@@ -157,3 +157,56 @@ def audit_event(
         idempotency_key=request.idempotency_key,
         expires_at=created + timedelta(days=retention_days),
     )
+
+
+class PendingRef(BaseModel):
+    """An object a pending request named (with its state before, redacted) or answered."""
+
+    model_config = ConfigDict(frozen=True)
+
+    kind: str
+    id: str
+    before: dict[str, Any] | None = None
+
+
+class PendingAudit(BaseModel):
+    """The durable half of recording a request (docs/audit.md, *Recorded once*): written before the
+    route runs, removed once its entries are written. One left behind (the entries could not be written,
+    the function stopped) is delivered later: its objects are read again and what changed is recorded
+    under the same ids, so it is recorded once whichever way it gets there.
+
+    ``named``: the objects the request named, with their state before (redacted: a secret is never
+    stored, so a secret's change is not seen by a late delivery); ``shown``: those its answer showed,
+    once it answered (None: it had not); ``answered``: when it answered (the entries' time)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    created: datetime
+    actor: Actor
+    request_key: str
+    method: str
+    route: str
+    path: str
+    request_id: str | None = None
+    idempotency_key: str | None = None
+    named: list[PendingRef] = Field(default_factory=list)
+    shown: list[PendingRef] | None = None
+    answered: datetime | None = None
+
+    @property
+    def request(self) -> AuditedRequest:
+        return AuditedRequest(
+            actor=self.actor,
+            request_key=self.request_key,
+            method=self.method,
+            route=self.route,
+            path=self.path,
+            request_id=self.request_id,
+            idempotency_key=self.idempotency_key,
+        )
+
+
+def pending_key(request: AuditedRequest) -> str:
+    """The pending record's key: one per (actor, request)."""
+    return derived_id("audp", request.actor.type, request.actor.id, request.request_key)

@@ -12,14 +12,19 @@ currency's minor unit.
   without a note) · Cr Stripe balance;
 - **credit note** (issued), at its tax date: Dr deferred revenue (net) · Dr VAT payable (tax) · Cr
   receivable (total); its out-of-band part: Dr receivable · Cr bank;
-- **dispute** (lost), at its last update: Dr dispute losses · Cr Stripe balance (amount_lost);
+- **dispute** opened (funds withdrawn: not an inquiry, ``warning_…``, nor ``prevented``), at its
+  created: Dr disputed funds · Cr Stripe balance (amount); Stripe's dispute fee when the event
+  carried it: Dr dispute fees · Cr Stripe balance. Closed, at its last update: won — Dr Stripe
+  balance · Cr disputed funds (the amount back; a returned fee: Dr Stripe balance · Cr dispute fees);
+  lost — Dr dispute losses · Cr disputed funds (amount_lost; any rest back to the Stripe balance);
 - **recognition**, per document and month, at the month's last day (or the period's): Dr deferred
   revenue · Cr revenue (``kassa.domain.revenue``).
 
 The customer balance lives in the receivable account: a credit to the balance is a negative
 receivable, consumed when a later invoice uses it. Void invoices and void notes are left out, as the
-tax reports leave them out. Stripe's fees are not known to kassa (they are in Stripe's balance
-transactions, which kassa does not read), so none are posted.
+tax reports leave them out. Stripe's processing fees on payments are not known to kassa (they are in
+the payments' balance transactions, which kassa does not read or store), so none are posted; a
+dispute's fee comes with the dispute's own event and is.
 """
 
 from __future__ import annotations
@@ -51,7 +56,9 @@ class Account(StrEnum):
     DEFERRED_REVENUE = "deferred_revenue"
     REVENUE = "revenue"
     REFUNDS = "refunds"
+    DISPUTED_FUNDS = "disputed_funds"
     DISPUTE_LOSSES = "dispute_losses"
+    DISPUTE_FEES = "dispute_fees"
 
 
 #: default account codes (a small chart; docs/accounting.md maps them to SKR03/SKR04 and Xero)
@@ -63,7 +70,9 @@ ACCOUNT_CODES: dict[Account, str] = {
     Account.DEFERRED_REVENUE: "2400",
     Account.REVENUE: "4000",
     Account.REFUNDS: "4900",
+    Account.DISPUTED_FUNDS: "1250",
     Account.DISPUTE_LOSSES: "6900",
+    Account.DISPUTE_FEES: "6910",
 }
 
 
@@ -156,15 +165,33 @@ def refund_entries(invoice: Invoice) -> list[JournalLine]:
     return out
 
 
+#: statuses of a dispute whose funds Stripe never withdrew (an inquiry, one prevented)
+NOT_WITHDRAWN = frozenset({"prevented"})
+
+
 def dispute_entries(invoice: Invoice) -> list[JournalLine]:
+    """Per dispute: ``dp_…`` when opened (the funds and the fee withdrawn), ``dp_…:won`` or
+    ``dp_…:lost`` when closed."""
     out: list[JournalLine] = []
+    currency = invoice.currency
     for dispute in invoice.disputes:
-        if dispute.amount_lost <= 0:
+        if dispute.status.startswith("warning_") or dispute.status in NOT_WITHDRAWN or dispute.amount <= 0:
             continue
-        day = (dispute.updated_at or dispute.created or invoice.created).date()
-        lost = dispute.amount_lost
-        postings: list[Posting] = [(Account.DISPUTE_LOSSES, lost, None), (Account.STRIPE_BALANCE, -lost, None)]
-        out += entry(day, dispute.id, DocumentType.DISPUTE, invoice.id, invoice.currency, postings)
+        opened = (dispute.created or dispute.updated_at or invoice.created).date()
+        closed = (dispute.updated_at or dispute.created or invoice.created).date()
+        amount, sb, held = dispute.amount, Account.STRIPE_BALANCE, Account.DISPUTED_FUNDS
+        postings: list[Posting] = [(held, amount, None), (sb, -amount, None)]
+        if dispute.fee:
+            postings += [(Account.DISPUTE_FEES, dispute.fee, None), (sb, -dispute.fee, None)]
+        out += entry(opened, dispute.id, DocumentType.DISPUTE, invoice.id, currency, postings)
+        if dispute.status == "won":
+            back = min(dispute.fee_returned, dispute.fee)
+            postings = [(sb, amount + back, None), (held, -amount, None), (Account.DISPUTE_FEES, -back, None)]
+            out += entry(closed, f"{dispute.id}:won", DocumentType.DISPUTE, invoice.id, currency, postings)
+        elif dispute.status == "lost":
+            lost = min(dispute.amount_lost or amount, amount)
+            postings = [(Account.DISPUTE_LOSSES, lost, None), (sb, amount - lost, None), (held, -amount, None)]
+            out += entry(closed, f"{dispute.id}:lost", DocumentType.DISPUTE, invoice.id, currency, postings)
     return out
 
 

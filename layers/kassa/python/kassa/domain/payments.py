@@ -82,6 +82,10 @@ class InvoiceDispute(BaseModel):
     status: str  # warning_needs_response, warning_under_review, warning_closed, needs_response, under_review, won…
     evidence_due_by: datetime | None = None
     amount_lost: StrictInt = 0  # the disputed amount, once the dispute is lost
+    # Stripe's dispute fee, from the dispute's balance transactions (0: not carried by the event);
+    # fee_returned: the part of it Stripe gave back with the funds of a won dispute
+    fee: StrictInt = Field(default=0, ge=0)
+    fee_returned: StrictInt = Field(default=0, ge=0)
     created: datetime | None = None
     updated_at: datetime | None = None  # the Stripe event that brought the current status
     # card, sepa_debit, us_bank_account (Stripe's payment_method_details.type); a SEPA debtor's refund
@@ -183,7 +187,13 @@ def merge_dispute(disputes: Iterable[InvoiceDispute], news: InvoiceDispute) -> t
         if known.closed or (not news.closed and not newer):
             merged = known.model_copy(update={"reason": known.reason or news.reason})
         else:
-            merged = news.model_copy(update={"created": known.created or news.created})
+            merged = news.model_copy(
+                update={
+                    "created": known.created or news.created,
+                    "fee": news.fee or known.fee,
+                    "fee_returned": news.fee_returned or known.fee_returned,
+                }
+            )
         changed = merged != known
         result.append(merged)
     if not found:
@@ -206,7 +216,10 @@ def dispute_of(
     details = obj.get("payment_method_details")
     kind = details.get("type") if isinstance(details, dict) and isinstance(details.get("type"), str) else None
     created = from_timestamp(obj["created"]) if isinstance(obj.get("created"), int) else event_created
+    fee, fee_returned = _dispute_fees(obj.get("balance_transactions"))
     return InvoiceDispute(
+        fee=fee,
+        fee_returned=fee_returned,
         payment_method_type=kind,
         contestable=dispute_contestable(kind, debited_at, created),
         id=str(obj["id"]),
@@ -220,6 +233,17 @@ def dispute_of(
         created=from_timestamp(obj["created"]) if isinstance(obj.get("created"), int) else None,
         updated_at=event_created,
     )
+
+
+def _dispute_fees(transactions: Any) -> tuple[int, int]:
+    """(fee charged, fee returned) from a dispute's ``balance_transactions`` (expanded objects: the
+    withdrawal carries the fee, a won dispute's reinstatement a negative fee when Stripe returns it)."""
+    charged = returned = 0
+    for txn in transactions if isinstance(transactions, list) else []:
+        fee = txn.get("fee") if isinstance(txn, dict) else None
+        if isinstance(fee, int) and not isinstance(fee, bool):
+            charged, returned = (charged + fee, returned) if fee > 0 else (charged, returned - fee)
+    return charged, returned
 
 
 def refund_of(obj: dict[str, Any], currency: str) -> InvoiceRefund:

@@ -163,15 +163,53 @@ class BankDebitSettings(BaseModel):
             raise ValueError(error.message) from error
 
 
+_MONTH = re.compile(r"^\d{4}-(0[1-9]|1[0-2])$")
+
+
+class RateTable:
+    """One currency's rates into the reporting currency: a base rate and per-month overrides. A
+    month's rate is the override of the latest month not after it; before the first override (or
+    without any) the base rate; with overrides but no base, the first override's rate also applies
+    to the months before it."""
+
+    def __init__(self, base: Fraction | None, by_month: dict[str, Fraction] | None = None) -> None:
+        self.by_month = dict(sorted((by_month or {}).items()))
+        if base is None and not self.by_month:
+            raise ValueError("a rate table needs a base rate or a month's rate")
+        self.base = base
+
+    def at(self, month: str) -> Fraction:
+        """The rate of ``month`` (``YYYY-MM``)."""
+        found = self.base if self.base is not None else next(iter(self.by_month.values()))
+        for start, rate in self.by_month.items():
+            if start > month:
+                break
+            found = rate
+        return found
+
+    @property
+    def varies(self) -> bool:
+        return bool(self.by_month)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, RateTable) and (self.base, self.by_month) == (other.base, other.by_month)
+
+    def __repr__(self) -> str:
+        return f"RateTable({self.base!r}, {self.by_month!r})"
+
+
 class AnalyticsSettings(BaseModel):
     """The merchant's reporting currency and the exchange rates it sets (no network access assumed):
-    ``exchange_rates["USD"] = "0.92"`` means 1 USD = 0.92 of the reporting currency (major units).
-    Rates are decimal strings (or integers), > 0, at most 12 decimals; never floats."""
+    ``exchange_rates["USD"] = "0.92"`` means 1 USD = 0.92 of the reporting currency (major units);
+    ``exchange_rates_by_month["USD"] = {"2027-03": "0.95"}`` overrides it from March 2027 on (the
+    latest month not after a report's month applies: ``RateTable``). Rates are decimal strings (or
+    integers), > 0, at most 12 decimals; never floats."""
 
     model_config = ConfigDict(extra="forbid")
 
     reporting_currency: str | None = None  # None: the merchant's default_currency
     exchange_rates: dict[str, str] = Field(default_factory=dict)
+    exchange_rates_by_month: dict[str, dict[str, str]] = Field(default_factory=dict)
 
     @field_validator("reporting_currency")
     @classmethod
@@ -197,18 +235,51 @@ class AnalyticsSettings(BaseModel):
             out[currency] = canonical_rate(rate, f"exchange_rates.{currency}")
         return out
 
+    @field_validator("exchange_rates_by_month", mode="before")
+    @classmethod
+    def _monthly_rates(cls, value: object) -> object:
+        if not isinstance(value, dict):
+            return value
+        out: dict[str, dict[str, str]] = {}
+        for code, by_month in value.items():
+            try:
+                currency = normalize_currency(str(code))
+            except InvalidInput as error:
+                raise ValueError(f"exchange_rates_by_month: {error.message}") from error
+            field = f"exchange_rates_by_month.{currency}"
+            if not isinstance(by_month, dict) or not by_month:
+                raise ValueError(f'{field} maps months to rates, e.g. {{"2027-03": "0.95"}}')
+            months: dict[str, str] = {}
+            for month, rate in by_month.items():
+                if not isinstance(month, str) or not _MONTH.match(month):
+                    raise ValueError(f"{field}: {month!r} is not a month YYYY-MM")
+                months[month] = canonical_rate(rate, f"{field}.{month}")
+            out[currency] = dict(sorted(months.items()))
+        return out
+
     @model_validator(mode="after")
     def _not_itself(self) -> AnalyticsSettings:
         if self.reporting_currency and self.reporting_currency in self.exchange_rates:
             raise ValueError("exchange_rates must not list the reporting currency itself")
+        if self.reporting_currency and self.reporting_currency in self.exchange_rates_by_month:
+            raise ValueError("exchange_rates_by_month must not list the reporting currency itself")
         return self
 
     def rate(self, currency: str, reporting: str) -> Fraction | None:
-        """How many units of ``reporting`` one unit of ``currency`` is worth (None: no rate set)."""
+        """How many units of ``reporting`` one unit of ``currency`` is worth (None: no rate set), by
+        the base rate."""
         if currency == reporting:
             return Fraction(1)
         raw = self.exchange_rates.get(currency)
         return Fraction(raw) if raw is not None else None
+
+    def rates(self, currency: str, reporting: str) -> RateTable | None:
+        """``currency``'s rates per month into ``reporting`` (None: neither a rate nor a month's rate set)."""
+        if currency == reporting:
+            return RateTable(Fraction(1))
+        by_month = {m: Fraction(r) for m, r in self.exchange_rates_by_month.get(currency, {}).items()}
+        base = self.rate(currency, reporting)
+        return RateTable(base, by_month) if base is not None or by_month else None
 
 
 def canonical_rate(value: object, param: str) -> str:

@@ -23,7 +23,7 @@ from kassa.domain import analytics as a
 from kassa.domain.errors import Conflict, InvalidInput
 from kassa.domain.invoice import Invoice
 from kassa.domain.money import normalize_currency, round_fraction
-from kassa.domain.settings import AnalyticsSettings, MerchantSettings
+from kassa.domain.settings import AnalyticsSettings, MerchantSettings, RateTable
 from kassa.services.context import retry_pause
 from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery
 
@@ -115,7 +115,7 @@ class Scope:
 
     currency: str
     sources: tuple[str, ...]  # the currencies summed up
-    rates: dict[str, Fraction]
+    rates: dict[str, RateTable]  # each currency's rates per month (RateTable.at)
     excluded: tuple[str, ...] = ()  # billed currencies without a rate (left out of a converted report)
 
     @property
@@ -131,13 +131,13 @@ def scope(analytics: AnalyticsStore, settings: MerchantSettings, currency: str |
             raise InvalidInput(
                 f"unknown currency {currency!r} (an ISO 4217 code such as EUR)", param="currency"
             ) from None
-        return Scope(code, (code,), {code: Fraction(1)})
+        return Scope(code, (code,), {code: RateTable(Fraction(1))})
     config = settings.analytics or AnalyticsSettings()
     reporting = config.reporting_currency or settings.default_currency
-    rates: dict[str, Fraction] = {reporting: Fraction(1)}
+    rates: dict[str, RateTable] = {reporting: RateTable(Fraction(1))}
     excluded = []
     for billed in analytics.currencies():
-        rate = config.rate(billed, reporting)
+        rate = config.rates(billed, reporting)
         if rate is None:
             excluded.append(billed)
         else:
@@ -149,16 +149,30 @@ def _months(analytics: AnalyticsStore, where: Scope, until: str) -> list[a.MrrMo
     per_currency = {c: a.mrr_months(analytics.aggregates("mrr", c, high=until), until) for c in where.sources}
     if not where.converted:
         return per_currency[where.currency]
-    return a.converted_months(per_currency, where.currency, where.rates)
+    return a.converted_months(per_currency, where.currency, dict(where.rates))
 
 
-def _header(where: Scope) -> dict[str, Any]:
+def _header(where: Scope, months: list[str]) -> dict[str, Any]:
+    """The report's currency; converted: from which currencies, at which rates (``exchange_rates``: each
+    currency's rate of the last month; ``exchange_rates_by_month``, for the currencies whose rate
+    changes: the rate of each month of the report)."""
     out: dict[str, Any] = {"currency": where.currency}
     if where.converted:
+        others = {c: table for c, table in where.rates.items() if c != where.currency}
         out["converted_from"] = [c for c in where.sources if c != where.currency]
-        out["exchange_rates"] = {c: str(r) for c, r in where.rates.items() if c != where.currency}
+        out["exchange_rates"] = {c: _rate_text(table.at(months[-1])) for c, table in others.items()}
+        varying = {c: {m: _rate_text(table.at(m)) for m in months} for c, table in others.items() if table.varies}
+        if varying:
+            out["exchange_rates_by_month"] = varying
         out["excluded_currencies"] = list(where.excluded)
     return out
+
+
+def _rate_text(rate: Fraction) -> str:
+    """A rate as the decimal string it was set as (settings keep at most 12 decimals)."""
+    text = f"{rate.numerator * 10**12 // rate.denominator:013d}"
+    whole, decimals = text[:-12].lstrip("0") or "0", text[-12:].rstrip("0")
+    return f"{whole}.{decimals}" if decimals else whole
 
 
 @dataclass(frozen=True)
@@ -188,9 +202,10 @@ def mrr_report(
     used: dict[str, Fraction] = defaultdict(Fraction)
     for source in w.where.sources:
         for month, counters in analytics.aggregates("usage", source, start, end).items():
-            used[month] += a.convert(counters.get("amount", 0), source, w.where.currency, w.where.rates[source])
+            rate = w.where.rates[source].at(month)
+            used[month] += a.convert(counters.get("amount", 0), source, w.where.currency, rate)
     usage = [{"month": month, "amount": round_fraction(used[month], a.MRR_ROUNDING)} for month in w.months]
-    return {"data": [row.as_row() for row in w.rows], "usage": usage, **_header(w.where)}
+    return {"data": [row.as_row() for row in w.rows], "usage": usage, **_header(w.where, w.months)}
 
 
 def churn_report(
@@ -203,7 +218,7 @@ def churn_report(
             for name, value in counters.items():
                 trials[month][name] = trials[month].get(name, 0) + value
     data = [a.churn_row(row, prior, trials.get(row.month, {})) for row, prior in zip(w.rows, w.before, strict=True)]
-    return {"data": data, **_header(w.where)}
+    return {"data": data, **_header(w.where, w.months)}
 
 
 def ltv_report(
@@ -211,7 +226,7 @@ def ltv_report(
 ) -> dict[str, Any]:
     w = _window(analytics, settings, start, end, currency)
     data = [a.ltv_row(row, prior) for row, prior in zip(w.rows, w.before, strict=True)]
-    return {"data": data, "summary": a.ltv_summary(w.rows, w.before), **_header(w.where)}
+    return {"data": data, "summary": a.ltv_summary(w.rows, w.before), **_header(w.where, w.months)}
 
 
 def cohort_report(
@@ -227,9 +242,9 @@ def cohort_report(
             cell["customers"] = cell.get("customers", Fraction(0)) + counters.get("customers", 0)
             mrr = Fraction(counters.get("mrr", 0))
             if where.converted:
-                mrr = a.convert(mrr, source, where.currency, where.rates[source])
+                mrr = a.convert(mrr, source, where.currency, where.rates[source].at(key.split("|")[-1]))
             cell["mrr"] = cell.get("mrr", Fraction(0)) + mrr
-    return {"data": a.cohort_table(changes, months), **_header(where)}
+    return {"data": a.cohort_table(changes, months), **_header(where, months)}
 
 
 REPORTS = {"mrr": mrr_report, "churn": churn_report, "ltv": ltv_report, "cohorts": cohort_report}

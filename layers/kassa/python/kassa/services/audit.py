@@ -11,10 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from kassa.domain.audit import AuditedRequest, AuditEvent, audit_event
+from kassa.domain.audit import AuditedRequest, AuditEvent, PendingAudit, PendingRef, audit_event, pending_key, redact
 from kassa.domain.errors import NotFound
 from kassa.services.ports import AuditLog, BillingStore, Clock
 
@@ -110,6 +110,8 @@ def record(
     before: Mapping[Ref, dict[str, Any] | None],
     shown: Iterable[Ref],
     started: datetime,
+    created: datetime | None = None,
+    redacted: bool = False,
 ) -> list[AuditEvent]:
     """After a successful request: read the objects it named or answered again, and append one entry
     per object that changed (an entry already there — a replay — is not written again). An object
@@ -118,9 +120,11 @@ def record(
     before, so what changed on it is not known."""
     refs = list(dict.fromkeys([*before, *shown]))
     after = snapshots(store, refs)
+    if redacted:  # ``before`` was kept redacted (a pending record): compare like with like
+        after = {ref: redact(state) if state else state for ref, state in after.items()}
     refs = [ref for ref in refs if ref in before or _created_since(after.get(ref), started)]
     retention = store.get_settings().audit_retention_days
-    now = clock.now()  # to the microsecond: the listing's order (entries of one instant: by id)
+    now = created or clock.now()  # to the microsecond: the listing's order (entries of one instant: by id)
     changed = ((ref, before.get(ref), after.get(ref)) for ref in refs)
     return [e for ref, old, new in changed if (e := record_change(log, request, ref, old, new, now, retention))]
 
@@ -139,3 +143,51 @@ def record_change(
     event = audit_event(request, object_id=ref.id, object_type=ref.kind, before=before, after=after, created=now,
                         retention_days=retention_days)  # fmt: skip
     return event if event is not None and log.append(event) else None
+
+
+#: how long a request may still be working on its pending record (the api function's timeout, 29 s,
+#: and some): older ones are delivered by whoever comes next
+PENDING_GRACE = timedelta(minutes=2)
+DELIVERED_PER_CALL = 5
+
+
+def hold(
+    log: AuditLog, request: AuditedRequest, before: Mapping[Ref, dict[str, Any] | None], started: datetime
+) -> PendingAudit:
+    """Before a request runs: its pending record, with what it names as it is (redacted). When it cannot
+    be written this raises, and the request is not run: a change is recorded, or not made."""
+    named = [PendingRef(kind=ref.kind, id=ref.id, before=redact(state) if state else None)
+             for ref, state in before.items()]  # fmt: skip
+    pending = PendingAudit(key=pending_key(request), created=started, actor=request.actor,
+                           request_key=request.request_key, method=request.method, route=request.route,
+                           path=request.path, request_id=request.request_id,
+                           idempotency_key=request.idempotency_key, named=named)  # fmt: skip
+    log.hold(pending)
+    return pending
+
+
+def answered(pending: PendingAudit, shown: Iterable[Ref], when: datetime) -> PendingAudit:
+    """The pending record once its request answered: what the answer showed, and when."""
+    return pending.model_copy(
+        update={"shown": [PendingRef(kind=r.kind, id=r.id) for r in dict.fromkeys(shown)], "answered": when}
+    )
+
+
+def deliver(log: AuditLog, store: BillingStore, clock: Clock, pending: PendingAudit) -> list[AuditEvent]:
+    """Write the entries of a pending record left behind, then remove it. The objects are read as they
+    are now; the entries get the ids the request would have given them (written once), so a record
+    delivered twice, or after the request wrote some of its entries, adds nothing twice."""
+    before = {Ref(r.kind, r.id): r.before for r in pending.named}
+    shown = [Ref(r.kind, r.id) for r in pending.shown or []]
+    written = record(log, store, clock, pending.request, before, shown, pending.created,
+                     created=pending.answered or pending.created, redacted=True)  # fmt: skip
+    log.release(pending.key)
+    return written
+
+
+def deliver_stale(log: AuditLog, store: BillingStore, clock: Clock, limit: int = DELIVERED_PER_CALL) -> int:
+    """Deliver up to ``limit`` pending records no request is working on any more (see PENDING_GRACE)."""
+    found = log.stale(clock.now() - PENDING_GRACE, limit)
+    for pending in found:
+        deliver(log, store, clock, pending)
+    return len(found)

@@ -9,7 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # the ports only name these types; importing the models here would slow cold starts
-    from kassa.domain.audit import AuditEvent
+    from kassa.domain.audit import AuditEvent, PendingAudit
     from kassa.domain.catalog import Price, Product
     from kassa.domain.credit_notes import CreditNote
     from kassa.domain.customer import Address, Customer, PaymentMethodSummary
@@ -508,6 +508,18 @@ class AuditLog(Protocol):
     ) -> Page:
         """Entries created in [start, end], oldest first (then by id), of one object or all of them;
         ``starting_after``: the id of the last entry of the previous page."""
+        ...
+
+    def hold(self, pending: PendingAudit) -> None:
+        """Store (or replace) the pending record of a request being recorded (raises when it cannot)."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Remove a pending record: its entries are written (or its request changed nothing)."""
+        ...
+
+    def stale(self, until: datetime, limit: int) -> Sequence[PendingAudit]:
+        """Pending records created up to ``until``, oldest first (those no request is still working on)."""
         ...
 
 
