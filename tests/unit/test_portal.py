@@ -677,3 +677,30 @@ def test_each_portal_request_reads_the_settings_once(world: World, shop, routes)
         answer = routes(method, path, form)
         assert answer["statusCode"] in (200, 303, 404), (path, answer["statusCode"])
         assert routes.settings_reads == 1, (method, path, routes.settings_reads)
+
+
+@pytest.mark.parametrize("language", ["de", "pl"])
+def test_the_card_page_reached_from_the_portal_speaks_the_customers_language(world: World, shop, routes, language):
+    import base64
+    import hashlib
+    import re
+
+    from kassa.api.card_page import card_strings
+    from kassa.services import customers
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    customers.update_customer(world.billing, sub.customer, {"preferred_locale": language})
+    routes.sign_in(sub.customer)
+    onward = routes("GET", "/portal/account/card")
+    assert onward["statusCode"] == 303
+    page = routes("GET", onward["multiValueHeaders"]["Location"][0].removeprefix(PUBLIC))
+    html = page["body"]
+    assert page["statusCode"] == 200 and f'<html lang="{language}">' in html
+    assert card_strings(language)["title"] in html and "Update your card" not in html
+    # the served page's inline script is the one its CSP allows
+    [script] = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in page["multiValueHeaders"]["Content-Security-Policy"][0]
+    # a link that opens nothing: a 403 page in the browser's language, naming no customer
+    refused = routes("GET", "/portal/card?token=forged.token")
+    assert refused["statusCode"] == 403 and card_strings("en")["refused.link_invalid"] in refused["body"]
