@@ -662,21 +662,30 @@ def test_each_portal_request_reads_the_settings_once(world: World, shop, routes)
     account = routes.sign_in(sub.customer)
     assert account["statusCode"] == 200 and routes.settings_reads == 1
     csrf = routes.csrf(account["body"])
+    premium = shop["premium"].id
     for method, path, form in (
         ("GET", "/portal/account", None),
-        ("GET", f"/portal/account/subscriptions/{sub.id}/cancel", None),
         ("GET", f"/portal/account/subscriptions/{sub.id}/change", None),
-        ("GET", "/portal/account/details", None),
-        ("GET", "/portal/login", None),
-        ("POST", "/portal/login", {"email": "ada@example.com"}),
-        ("POST", f"/portal/account/subscriptions/{sub.id}/retention", {"csrf": csrf}),
+        ("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={premium}&quantity=1", None),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/change", {"csrf": csrf, "price": premium, "quantity": "1"}),
+        ("GET", f"/portal/account/subscriptions/{sub.id}/cancel", None),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/cancel", {"csrf": csrf, "reason": "other"}),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/renew", {"csrf": csrf}),
         ("POST", f"/portal/account/subscriptions/{sub.id}/pause", {"csrf": csrf}),
         ("POST", f"/portal/account/subscriptions/{sub.id}/resume", {"csrf": csrf}),
+        ("GET", "/portal/account/details", None),
+        ("POST", "/portal/account/details", {"csrf": csrf, "name": "Ada L"}),
+        ("GET", "/portal/account/card", None),
+        ("GET", "/portal/account/invoices/in_nothere", None),
         ("GET", "/portal/account/subscriptions/sub_nothere/cancel", None),
+        ("GET", "/portal/login", None),
+        ("POST", "/portal/login", {"email": "ada@example.com"}),
     ):
         answer = routes(method, path, form)
         assert answer["statusCode"] in (200, 303, 404), (path, answer["statusCode"])
+        assert "error=action" not in str(answer.get("multiValueHeaders")), path  # each action was made
         assert routes.settings_reads == 1, (method, path, routes.settings_reads)
+    assert world.store.get_subscription(sub.id).price == premium
 
 
 @pytest.mark.parametrize("language", ["de", "pl"])

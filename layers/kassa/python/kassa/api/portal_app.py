@@ -445,9 +445,7 @@ def change_preview(sub_id: str) -> Response[str]:
     price_id = _query("price") or ""
     try:
         quantity = _quantity(_query("quantity"))
-        result = portal.change(
-            s.billing, s.customer.id, sub_id, price_id, quantity, preview=True, settings=s.settings.portal
-        )
+        result = portal.change(s.billing, s.customer.id, sub_id, price_id, quantity, preview=True, merchant=s.settings)
     except NotFound:
         return _refused("not_found", 404, words, s.settings)
     except DomainError:
@@ -527,7 +525,7 @@ def cancel_page(sub_id: str) -> Response[str]:
 def _change(s: Session, sub_id: str, form: dict[str, str]) -> Any:
     quantity = _quantity(form.get("quantity"))
     return portal.change(
-        s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False, settings=s.settings.portal
+        s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False, merchant=s.settings
     )
 
 

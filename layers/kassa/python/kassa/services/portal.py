@@ -59,6 +59,7 @@ from kassa.domain.portal import (
     signed_out_key,
 )
 from kassa.domain.proration import ProrationBehavior
+from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services import cancellation, coupons, customers, pausing, plan_changes
 from kassa.services.context import BillingContext
@@ -300,11 +301,13 @@ def change(
     quantity: int,
     *,
     preview: bool,
-    settings: PortalSettings | None = None,
+    merchant: MerchantSettings | None = None,
 ) -> PlanChange:
     """Change (or ``preview``: compute, changing nothing) the plan and/or quantity among the prices
-    the merchant offers, prorated as ``settings.portal.subscription_update.proration_behavior``."""
-    settings = portal_settings(ctx, settings)
+    the merchant offers, prorated as ``settings.portal.subscription_update.proration_behavior``.
+    ``merchant``: the merchant settings read for this request (the plan change prices and taxes with
+    them too)."""
+    settings = portal_settings(ctx, merchant.portal if merchant is not None else None)
     sub = subscription(ctx, customer_id, subscription_id)
     check_change(settings, sub, price_id, quantity, _price_product(ctx, price_id))
     item = sub.single_item
@@ -316,6 +319,7 @@ def change(
         quantity=quantity if quantity != item.quantity else None,
         behavior=ProrationBehavior(settings.subscription_update.proration_behavior),
         preview=preview,
+        settings=merchant,
     )
 
 
