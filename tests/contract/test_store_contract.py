@@ -914,3 +914,12 @@ def test_claim_once_lets_the_first_caller_through_only(store):
     assert store.claim_once("portal_session:bps_1", NOW + timedelta(days=1)) is True
     assert store.claim_once("portal_session:bps_1", NOW + timedelta(days=2)) is False
     assert store.claim_once("portal_session:bps_2", NOW + timedelta(days=1)) is True
+
+
+def test_is_claimed_reads_a_claim_without_making_one(store):
+    """A portal session signed out, a retention offer shown: read without claiming."""
+    assert store.is_claimed("portal_signed_out:bps_3") is False
+    assert store.is_claimed("portal_signed_out:bps_3") is False  # reading claims nothing
+    assert store.claim_once("portal_signed_out:bps_3", NOW + timedelta(days=1)) is True
+    assert store.is_claimed("portal_signed_out:bps_3") is True
+    assert store.is_claimed("portal_signed_out:bps_4") is False

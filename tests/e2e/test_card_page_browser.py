@@ -34,6 +34,8 @@ def test_a_customer_saves_a_new_card_on_the_linked_page_and_the_invoice_is_paid(
     # the page runs under its CSP (Stripe.js from the local Stripe origin): nothing it needs is blocked
     assert response is not None and "frame-ancestors 'none'" in response.headers["content-security-policy"]
     assert response.headers["x-frame-options"] == "DENY"
+    # in the customer's language (preferred_locale de), the words its script shows too
+    assert page.get_attribute("html", "lang") == "de" and page.text_content("#title") == "Karte aktualisieren"
     page.wait_for_selector("#invoices:not([hidden])")
     assert invoice["number"] in (page.text_content("#invoices") or "")
     card_inputs = page.locator("#card input")
@@ -45,7 +47,7 @@ def test_a_customer_saves_a_new_card_on_the_linked_page_and_the_invoice_is_paid(
     page.wait_for_selector("#message[class]:not([class=''])", timeout=30_000)
     message = page.text_content("#message") or ""
     page.screenshot(path=str(tmp_path / "card-page.png"), full_page=True)
-    assert "Card saved" in message and invoice["number"] in message, message
+    assert "Karte gespeichert" in message and invoice["number"] in message, message
     assert not violations, violations
 
     assert api.get(f"/v1/invoices/{invoice['id']}")["status"] == "paid"

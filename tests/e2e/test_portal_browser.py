@@ -107,12 +107,12 @@ def test_a_customer_manages_their_subscription_in_the_portal(api: Api, stack, sh
     assert pending > 0 and f"{pending / 100:.2f}" in preview_text.replace(",", ".")
     assert "Premium" in page.inner_text(f"#sub-{sub_id}")
 
-    # cancel: the retention coupon is offered once; a reason is recorded; at the period end
+    # cancel: the retention coupon is offered until it is answered; a reason is recorded; at the period end
     page.locator(f"#sub-{sub_id}").get_by_role("link", name="Cancel subscription").click()
     assert "25% off for the next 3 months" in page.inner_text("#offer")
     _shot(page, "cancel-offer")
-    page.goto(page.url)  # the offer is made once: not again on a second visit
-    assert page.locator("#offer").count() == 0
+    page.goto(page.url)  # opened and left without an answer: offered again
+    assert page.locator("#offer").count() == 1
     page.check("input[value='too_expensive']")
     page.fill("#comment", "Lovely beans, but pricey")
     page.click("#confirm-cancel")
@@ -129,6 +129,10 @@ def test_a_customer_manages_their_subscription_in_the_portal(api: Api, stack, sh
     page.locator(f"#sub-{sub_id}").get_by_role("button", name="Don't cancel").click()
     assert "Your subscription will continue." in page.inner_text("#notice")
     assert api.get(f"/v1/subscriptions/{sub_id}")["cancel_at_period_end"] is False
+    # canceling after the offer declined it: not offered again
+    page.locator(f"#sub-{sub_id}").get_by_role("link", name="Cancel subscription").click()
+    assert page.locator("#offer").count() == 0
+    page.goto(stack.config.api_url + "/portal/account")
 
     # billing details: a VAT number that does not fit the country is shown on the form, nothing saved
     page.click("#edit-details")
@@ -138,6 +142,20 @@ def test_a_customer_manages_their_subscription_in_the_portal(api: Api, stack, sh
     _shot(page, "details-invalid-vat")
     assert api.get(f"/v1/customers/{customer}")["tax_id"] is None
     assert not violations, violations
+
+    # signing out ends the session on the server: the old cookie, replayed, opens nothing
+    cookie = next(c for c in context.cookies() if c["name"] == "kassa_portal")["value"]
+    page.goto(stack.config.api_url + "/portal/account")
+    page.click("#logout")
+    assert page.url.endswith("/portal/login")
+    assert not [c for c in context.cookies() if c["name"] == "kassa_portal"]
+    replayed = requests.get(
+        stack.config.api_url + "/portal/account",
+        headers={"Cookie": f"kassa_portal={cookie}"},
+        timeout=30,
+        allow_redirects=False,
+    )
+    assert replayed.status_code == 401
     context.close()
 
 
@@ -156,6 +174,12 @@ def test_the_retention_offer_keeps_the_subscription(api: Api, shop, browser):
     assert api.get(f"/v1/subscriptions/{sub_id}")["pause_collection"]["behavior"] == "void"
     page.locator(f"#sub-{sub_id}").get_by_role("button", name="Betalingen hervatten").click()
     assert api.get(f"/v1/subscriptions/{sub_id}")["pause_collection"] is None
+    # the card page the portal leads to speaks Dutch too
+    account = page.url
+    page.goto(account.split("?", 1)[0].rstrip("/") + "/card")
+    assert page.get_attribute("html", "lang") == "nl" and page.inner_text("#title") == "Uw kaart bijwerken"
+    _shot(page, "card-nl-phone")
+    page.goto(account)
     page.locator(f"#sub-{sub_id}").locator("a.danger").click()
     page.click("#accept-offer")
     _shot(page, "retained-nl")

@@ -264,10 +264,10 @@ def test_the_retention_coupon_is_offered_once_and_accepted_once(world: World, sh
     sub = _subscriber(world, shop["basic"], "ada@example.com")
     with pytest.raises(IllegalTransition):  # never offered: cannot be taken
         portal.accept_retention(world.billing, sub.customer, sub.id)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None  # not used up
     other = _subscriber(world, shop["basic"], "bob@example.com")
     offer = portal.retention_offer(world.billing, world.store.get_subscription(other.id))
     assert offer is not None and offer.id == "STAY25"
-    assert portal.retention_offer(world.billing, world.store.get_subscription(other.id)) is None  # once
     kept = portal.accept_retention(world.billing, other.customer, other.id)
     assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
     with pytest.raises(IllegalTransition):
@@ -275,6 +275,56 @@ def test_the_retention_coupon_is_offered_once_and_accepted_once(world: World, sh
     assert world.publisher.of_type("customer.discount.created") or world.publisher.of_type(
         "customer.subscription.updated"
     )
+
+
+def test_the_retention_offer_is_used_up_by_an_answer_not_by_showing_it(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    for _ in range(2):  # the cancel page opened, and the customer went back: offered again next time
+        assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    # declined by canceling after it was offered: not offered again, not even after "Don't cancel"
+    portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None)
+    portal.undo_cancel(world.billing, sub.customer, sub.id)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is None
+    with pytest.raises(IllegalTransition):
+        portal.accept_retention(world.billing, sub.customer, sub.id)
+    assert world.store.get_subscription(sub.id).discount is None
+    # taken: used up
+    other = _subscriber(world, shop["basic"], "bob@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(other.id)) is not None
+    portal.accept_retention(world.billing, other.customer, other.id)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(other.id)) is None
+
+
+def test_taking_the_offer_before_it_was_shown_does_not_use_it_up(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    with pytest.raises(IllegalTransition):
+        portal.accept_retention(world.billing, sub.customer, sub.id)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+
+
+def test_two_concurrent_acceptances_apply_the_coupon_once(world: World, shop, monkeypatch):
+    """The second request reads the subscription before the first applied the coupon (so it still
+    looks offered and not taken): the once-only claim of the answer lets one of them through."""
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    read = world.store.get_subscription
+    outcomes: list[str] = []
+
+    def stale_then_concurrent(subscription_id: str):
+        found = read(subscription_id)
+        if not outcomes:  # the concurrent request runs between this read and this request's write
+            outcomes.append("started")
+            portal.accept_retention(world.billing, sub.customer, sub.id)
+            outcomes.append("applied")
+        return found
+
+    monkeypatch.setattr(world.store, "get_subscription", stale_then_concurrent)
+    with pytest.raises(IllegalTransition, match="answered already"):
+        portal.accept_retention(world.billing, sub.customer, sub.id)
+    assert outcomes == ["started", "applied"]
+    monkeypatch.setattr(world.store, "get_subscription", read)
+    assert read(sub.id).discount["coupon"]["id"] == "STAY25"
+    assert len(world.publisher.of_type("customer.discount.created")) == 1
 
 
 def test_pause_and_resume_when_the_merchant_allows_it(world: World, shop):
@@ -501,3 +551,165 @@ def test_renewal_emails_link_to_the_portals_sign_in_while_it_is_on(world: World,
     off = Dunning(world.billing, outbox, mailer, sender="s@x.example", link_secret=SECRET, public_url=PUBLIC)
     off.send("upcoming_renewal", customer, context, "k2")
     assert "/portal/login" not in mailer.sent[-1][0].text
+
+
+# ---------------------------------------------------------------------------------- the routes, in process
+class _Routes:
+    """The api function's resolver on the world's store: requests as API Gateway hands them over,
+    with the browser's cookie kept."""
+
+    def __init__(self, world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+        from kassa.adapters import container
+
+        self.world, self.cookie, self.settings_reads = world, "", 0
+        reads = world.store.get_settings
+
+        def counted():
+            self.settings_reads += 1
+            return reads()
+
+        monkeypatch.setattr(world.store, "get_settings", counted)
+        monkeypatch.setattr(container, "billing", lambda with_gateway=True: world.billing)
+        monkeypatch.setattr(container, "store", lambda: world.store)
+        monkeypatch.setattr(container, "link_keys", lambda: (SECRET,))
+        monkeypatch.setattr(container, "now", world.billing.now)
+        monkeypatch.setenv("KASSA_PUBLIC_URL", PUBLIC)
+
+    def __call__(self, method: str, path: str, form: dict | None = None, cookie: str | None = None) -> dict:
+        from urllib.parse import urlencode, urlsplit
+
+        from kassa.api.app import app
+
+        parts = urlsplit(path)
+        query = dict(pair.split("=", 1) for pair in parts.query.split("&") if pair) or None
+        headers = {"Host": "billing.shop.example", "Accept-Language": "en"}
+        jar = self.cookie if cookie is None else cookie
+        if jar:
+            headers["Cookie"] = f"kassa_portal={jar}"
+        if form is not None:
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        event = {
+            "resource": "/portal/{proxy+}",
+            "path": parts.path,
+            "httpMethod": method,
+            "headers": headers,
+            "multiValueHeaders": {k: [v] for k, v in headers.items()},
+            "queryStringParameters": query,
+            "multiValueQueryStringParameters": {k: [v] for k, v in query.items()} if query else None,
+            "requestContext": {"stage": "$default", "identity": {"sourceIp": "127.0.0.1", "userAgent": "test"}},
+            "body": urlencode(form) if form is not None else None,
+            "isBase64Encoded": False,
+        }
+        self.settings_reads = 0
+        answer = app.resolve(event, None)
+        for set_cookie in answer.get("multiValueHeaders", {}).get("Set-Cookie", []):
+            name, _, rest = set_cookie.partition("=")
+            if name == "kassa_portal":
+                self.cookie = rest.split(";", 1)[0]
+        return answer
+
+    def csrf(self, html: str) -> str:
+        import re
+
+        found = re.search(r'name="csrf" value="([0-9a-f]+)"', html)
+        assert found is not None
+        return found.group(1)
+
+    def sign_in(self, customer: str) -> dict:
+        _, url = portal.create_session(self.world.billing, SECRET, PUBLIC, customer, "https://shop.example/back")
+        opened = self("GET", url.removeprefix(PUBLIC))
+        assert opened["statusCode"] == 303 and self.cookie
+        return self("GET", "/portal/account")
+
+
+@pytest.fixture
+def routes(world: World, shop, monkeypatch: pytest.MonkeyPatch) -> _Routes:
+    return _Routes(world, monkeypatch)
+
+
+def test_signing_out_ends_the_session_on_the_server(world: World, shop, routes):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    account = routes.sign_in(sub.customer)
+    assert account["statusCode"] == 200
+    old = routes.cookie
+    refused = routes("POST", "/portal/account/logout", {})  # no CSRF token: still signed in
+    assert refused["statusCode"] == 403
+    assert routes("GET", "/portal/account", cookie=old)["statusCode"] == 200
+    out = routes("POST", "/portal/account/logout", {"csrf": routes.csrf(account["body"])})
+    assert out["statusCode"] == 303 and out["multiValueHeaders"]["Location"][0].endswith("/portal/login")
+    assert routes.cookie == ""  # the browser's copy deleted
+    replayed = routes("GET", "/portal/account", cookie=old)  # and the value kept opens nothing
+    assert replayed["statusCode"] == 401
+    assert Words("en").t("refused.signed_out_title") in replayed["body"].replace("&#39;", "'")
+    answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/cancel", {"csrf": "x"}, cookie=old)
+    assert answer["statusCode"] == 401 and not world.store.get_subscription(sub.id).cancel_at_period_end
+
+
+def test_a_signed_out_session_is_refused_by_the_service(world: World, shop):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    _, url = portal.create_session(world.billing, SECRET, PUBLIC, sub.customer, None)
+    opened = portal.open_session(world.billing, [SECRET], url.rsplit("/", 1)[1])
+    portal.session_of(world.billing, [SECRET], opened.cookie)
+    portal.sign_out(world.billing, [SECRET], opened.cookie)
+    portal.sign_out(world.billing, [SECRET], opened.cookie)  # twice: nothing more
+    portal.sign_out(world.billing, [SECRET], "forged.token")  # no session: nothing
+    with pytest.raises(LinkRefused):
+        portal.session_of(world.billing, [SECRET], opened.cookie)
+
+
+def test_each_portal_request_reads_the_settings_once(world: World, shop, routes):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    account = routes.sign_in(sub.customer)
+    assert account["statusCode"] == 200 and routes.settings_reads == 1
+    csrf = routes.csrf(account["body"])
+    premium = shop["premium"].id
+    for method, path, form in (
+        ("GET", "/portal/account", None),
+        ("GET", f"/portal/account/subscriptions/{sub.id}/change", None),
+        ("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={premium}&quantity=1", None),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/change", {"csrf": csrf, "price": premium, "quantity": "1"}),
+        ("GET", f"/portal/account/subscriptions/{sub.id}/cancel", None),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/cancel", {"csrf": csrf, "reason": "other"}),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/renew", {"csrf": csrf}),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/pause", {"csrf": csrf}),
+        ("POST", f"/portal/account/subscriptions/{sub.id}/resume", {"csrf": csrf}),
+        ("GET", "/portal/account/details", None),
+        ("POST", "/portal/account/details", {"csrf": csrf, "name": "Ada L"}),
+        ("GET", "/portal/account/card", None),
+        ("GET", "/portal/account/invoices/in_nothere", None),
+        ("GET", "/portal/account/subscriptions/sub_nothere/cancel", None),
+        ("GET", "/portal/login", None),
+        ("POST", "/portal/login", {"email": "ada@example.com"}),
+    ):
+        answer = routes(method, path, form)
+        assert answer["statusCode"] in (200, 303, 404), (path, answer["statusCode"])
+        assert "error=action" not in str(answer.get("multiValueHeaders")), path  # each action was made
+        assert routes.settings_reads == 1, (method, path, routes.settings_reads)
+    assert world.store.get_subscription(sub.id).price == premium
+
+
+@pytest.mark.parametrize("language", ["de", "pl"])
+def test_the_card_page_reached_from_the_portal_speaks_the_customers_language(world: World, shop, routes, language):
+    import base64
+    import hashlib
+    import re
+
+    from kassa.api.card_page import card_strings
+    from kassa.services import customers
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    customers.update_customer(world.billing, sub.customer, {"preferred_locale": language})
+    routes.sign_in(sub.customer)
+    onward = routes("GET", "/portal/account/card")
+    assert onward["statusCode"] == 303
+    page = routes("GET", onward["multiValueHeaders"]["Location"][0].removeprefix(PUBLIC))
+    html = page["body"]
+    assert page["statusCode"] == 200 and f'<html lang="{language}">' in html
+    assert card_strings(language)["title"] in html and "Update your card" not in html
+    # the served page's inline script is the one its CSP allows
+    [script] = re.findall(r"<script>(.*?)</script>", html, flags=re.DOTALL)
+    digest = base64.b64encode(hashlib.sha256(script.encode()).digest()).decode()
+    assert f"'sha256-{digest}'" in page["multiValueHeaders"]["Content-Security-Policy"][0]
+    # a link that opens nothing: a 403 page in the browser's language, naming no customer
+    refused = routes("GET", "/portal/card?token=forged.token")
+    assert refused["statusCode"] == 403 and card_strings("en")["refused.link_invalid"] in refused["body"]

@@ -1549,6 +1549,10 @@ class DynamoStore:
             return False
         return True
 
+    def is_claimed(self, key: str) -> bool:
+        """Whether the once-only marker ``CLAIM#<key>`` is stored (a consistent read)."""
+        return self._get(f"CLAIM#{key}", "CLAIM") is not None
+
     def get_webhook(self, event_id: str) -> WebhookRecord | None:
         item = self._get(f"WHEVT#{event_id}", "EVENT")
         if item is None:

@@ -724,6 +724,9 @@ class MemoryStore:
         self.writes += 1
         return True
 
+    def is_claimed(self, key: str) -> bool:
+        return key in self.claims
+
 
 class MemoryFileStore:
     """The ``FileStore`` port in memory, with S3's conditional write (the first writer of a key wins)."""

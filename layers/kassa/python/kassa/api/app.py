@@ -6,11 +6,8 @@ in one place; request validation errors name the field; every /v1 route needs th
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 from datetime import date, timedelta
-from functools import lru_cache
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,7 +15,7 @@ from aws_lambda_powertools.event_handler import Response
 
 from kassa.adapters import container
 from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
-from kassa.api import accounting_routes, dashboard, openapi, reports
+from kassa.api import accounting_routes, card_page, dashboard, openapi, reports
 from kassa.api.audit import audit_middleware
 from kassa.api.common import error_response, new_app, obj, page, query_limit, static_text
 from kassa.api.idempotency import idempotency_middleware
@@ -975,20 +972,13 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else ""
 
 
-def _inline_hashes(html: str, tag: str) -> list[str]:
-    """CSP hashes of the page's own inline ``<script>`` / ``<style>`` blocks (no 'unsafe-inline')."""
-    found = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.DOTALL)
-    return [f"'sha256-{base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()}'" for body in found]
-
-
 def portal_headers(img_origins: tuple[str, ...] = ()) -> dict[str, str]:
     """What every customer-facing /portal response carries: a CSP allowing only this page's own script
     and Stripe.js (``KASSA_STRIPE_JS_URL``'s origin), no framing (clickjacking), no referrer (the link's
     token is in the URL), no caching, no MIME sniffing. ``img_origins``: where a page may also load
     images from (the hosted invoice page's merchant logo)."""
     stripe = _origin(container.env().stripe_js_url or DEFAULT_STRIPE_JS_URL)
-    html = _card_html()
-    scripts = " ".join(["'self'", stripe, *_inline_hashes(html, "script")])
+    scripts = " ".join(["'self'", stripe, *card_page.script_hashes()])  # the card page's inline script
     styles = " ".join(["'self'", "'unsafe-inline'"])  # Stripe.js and the shim style their elements inline
     csp = "; ".join(
         [
@@ -1035,22 +1025,22 @@ app.exception_handler(LinkRefused)(_link_refused)
 
 
 @app.get("/portal/card", include_in_schema=False)
-def card_page() -> Response[str]:
-    """The card-update page; the token is checked before anything is shown."""
+def card_update_page() -> Response[str]:
+    """The card-update page, in the customer's language (``kassa.api.card_page``); the token is
+    checked before anything is shown (a refused link: a 403 page in the browser's language)."""
+    from kassa.api.invoice_page import accept_language
+
     token = app.current_event.get_query_string_value("token") or ""
     try:
-        verify_link(container.link_keys(), token, container.now(), CARD_PURPOSES)
-    except LinkRefused as error:
-        page_html = f"<!doctype html><meta charset=utf-8><title>Link refused</title><h1>{error.message}</h1>"
+        link = verify_link(container.link_keys(), token, container.now(), CARD_PURPOSES)
+        customer = container.store().get_customer(link.customer)
+    except (LinkRefused, NotFound) as error:
+        code = error.code if isinstance(error, LinkRefused) else "link_invalid"
+        languages = app.current_event.headers.get("Accept-Language") or app.current_event.headers.get("accept-language")
+        page_html = card_page.render_refused(accept_language(languages), code)
         return _portal(Response(status_code=403, content_type="text/html; charset=utf-8", body=page_html))
-    return _portal(Response(status_code=200, content_type="text/html; charset=utf-8", body=_card_html()))
-
-
-@lru_cache(maxsize=1)
-def _card_html() -> str:
-    from importlib.resources import files
-
-    return files("kassa.api").joinpath("static/card.html").read_text(encoding="utf-8")
+    page_html = card_page.render_card(customer.preferred_locale)
+    return _portal(Response(status_code=200, content_type="text/html; charset=utf-8", body=page_html))
 
 
 @app.post("/portal/card/session", include_in_schema=False)

@@ -114,7 +114,7 @@ def _redirect(location: str, cookies: list[Cookie] | None = None) -> Response[st
 
 
 def _refused(kind: str, status: int, words: Words | None = None, settings: MerchantSettings | None = None) -> Response:
-    settings = settings or container.store().get_settings()
+    settings = settings if settings is not None else container.store().get_settings()
     return _page(render_refused(kind, words or _words(), settings, _base()), status)
 
 
@@ -170,6 +170,8 @@ class Session:
 
 
 def _session() -> Session | Response:
+    """The request's session. The merchant settings are read here, once per request, and passed
+    down to every page and service the request uses."""
     billing = container.billing()
     settings = billing.store.get_settings()
     if not settings.portal.enabled:
@@ -214,10 +216,11 @@ def _query(name: str) -> str | None:
 def open_portal_session(token: str) -> Response[str]:
     """The session link: exchanged once for the session cookie, then the account page."""
     billing = container.billing(with_gateway=False)
+    settings = billing.store.get_settings()
     try:
-        opened = portal.open_session(billing, container.link_keys(), token)
+        opened = portal.open_session(billing, container.link_keys(), token, settings.portal)
     except LinkRefused as error:
-        return _refused(error.code, 403)
+        return _refused(error.code, 403, settings=settings)
     max_age = int((opened.expires_at - billing.now()).total_seconds())
     return _redirect(f"{_base()}/account", cookies=[_session_cookie(opened.cookie, max_age)])
 
@@ -227,11 +230,11 @@ def confirm_sign_in(token: str) -> Response[str]:
     """An emailed session link: a page whose button exchanges it (``POST``), so that a mail scanner
     fetching the link does not use it up. A refused link says why, as the session link does."""
     billing = container.billing(with_gateway=False)
+    settings = billing.store.get_settings()
     try:
         verify_link(container.link_keys(), token, billing.now(), PORTAL_LINK_PURPOSES)
     except LinkRefused as error:
-        return _refused(error.code, 403)
-    settings = billing.store.get_settings()
+        return _refused(error.code, 403, settings=settings)
     words = _words()
     view = base_view(words, settings, base=_base(), title=words.t("login_title"), token=token)
     return _page(render("confirm", view))
@@ -255,19 +258,26 @@ def login_request() -> Response[str]:
     link at most once per window (``kassa.domain.portal.LOGIN_WINDOW``)."""
     email = _form().get("email", "")[:254]
     billing = container.billing(with_gateway=False)
-    portal.request_login(billing, email)
+    settings = billing.store.get_settings()
+    portal.request_login(billing, email, settings.portal)
     words = _words()
-    view = base_view(words, billing.store.get_settings(), base=_base(), sent=True, title=words.t("login_title"))
+    view = base_view(words, settings, base=_base(), sent=True, title=words.t("login_title"))
     return _page(render("login", view))
 
 
 @router.post("/portal/account/logout", include_in_schema=False)
 def logout() -> Response[str]:
-    """Forget the session cookie (the browser's copy: the cookie expires by itself within its lifetime)."""
-    gone = Cookie(
-        name=COOKIE, value="", path=_base(), secure=True, http_only=True, same_site=SameSite.LAX_MODE, max_age=0
-    )
-    return _redirect(f"{_base()}/login", cookies=[gone])
+    """Sign out: the session ends on the server (``portal.sign_out``: its cookie, replayed, opens
+    nothing any more) and the browser's cookie is deleted. With the session's CSRF token, as every
+    state change (without it: a 403, still signed in)."""
+    found = _session()
+    if isinstance(found, Response):  # no session (expired, signed out already): only the cookie to forget
+        gone = _session_cookie("", 0)
+        return _redirect(f"{_base()}/login", cookies=[gone])
+    if not csrf_matches(container.link_keys(), found.link.session or "", _form().get("csrf")):
+        return _refused("link_invalid", 403, found.words, found.settings)
+    portal.sign_out(found.billing, container.link_keys(), _cookie_value())
+    return _redirect(f"{_base()}/login", cookies=[_session_cookie("", 0)])
 
 
 # ---------------------------------------------------------------------------------- the account
@@ -295,12 +305,12 @@ def account_page() -> Response[str]:
     if isinstance(found, Response):
         return found
     s = found
-    seen = portal.overview(s.billing, s.customer)
+    seen = portal.overview(s.billing, s.customer, s.settings.portal)
     settings, now, words = seen.settings, s.billing.now(), s.words
     subscriptions = []
     for sub in seen.subscriptions:
         try:
-            upcoming = upcoming_invoice(s.billing, sub)
+            upcoming = upcoming_invoice(s.billing, sub, customer=s.customer, settings=s.settings)
         except DomainError:
             upcoming = None
         item = sub.single_item
@@ -435,7 +445,7 @@ def change_preview(sub_id: str) -> Response[str]:
     price_id = _query("price") or ""
     try:
         quantity = _quantity(_query("quantity"))
-        result = portal.change(s.billing, s.customer.id, sub_id, price_id, quantity, preview=True)
+        result = portal.change(s.billing, s.customer.id, sub_id, price_id, quantity, preview=True, merchant=s.settings)
     except NotFound:
         return _refused("not_found", 404, words, s.settings)
     except DomainError:
@@ -499,7 +509,7 @@ def cancel_page(sub_id: str) -> Response[str]:
         return _refused("not_found", 404, words, s.settings)
     if not may_cancel(settings, sub):
         return _refused("not_found", 404, words, s.settings)
-    offer = portal.retention_offer(s.billing, sub)
+    offer = portal.retention_offer(s.billing, sub, settings)
     cancel = settings.subscription_cancel
     effect = words.t(f"cancel_effect.{cancel.mode}", date=words.day(sub.current_period_end))
     view = s.view(
@@ -514,15 +524,18 @@ def cancel_page(sub_id: str) -> Response[str]:
 
 def _change(s: Session, sub_id: str, form: dict[str, str]) -> Any:
     quantity = _quantity(form.get("quantity"))
-    return portal.change(s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False)
+    return portal.change(
+        s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False, merchant=s.settings
+    )
 
 
 def _cancel(s: Session, sub_id: str, form: dict[str, str]) -> Any:
-    return portal.cancel(s.billing, s.customer.id, sub_id, form.get("reason") or None, form.get("comment"))
+    reason, comment = form.get("reason") or None, form.get("comment")
+    return portal.cancel(s.billing, s.customer.id, sub_id, reason, comment, s.settings.portal)
 
 
-def _on(use: Callable[[Any, str, str], Any]) -> Callable[[Session, str, dict[str, str]], Any]:
-    return lambda s, sub_id, _: use(s.billing, s.customer.id, sub_id)
+def _on(use: Callable[[Any, str, str, Any], Any]) -> Callable[[Session, str, dict[str, str]], Any]:
+    return lambda s, sub_id, _: use(s.billing, s.customer.id, sub_id, s.settings.portal)
 
 
 #: what a POST to /portal/account/subscriptions/<id>/<action> does, and the notice it answers with
@@ -593,7 +606,7 @@ def details_save() -> Response[str]:
                 raise InvalidInput("choose a country", param="address") from error
         if CustomerField.TAX_ID.value in allowed and "tax_id" in form:
             changes["tax_id"] = form["tax_id"].strip()[:40]
-        portal.update_details(s.billing, s.customer.id, changes)
+        portal.update_details(s.billing, s.customer.id, changes, s.settings.portal)
 
     def fail(s: Session, error: DomainError) -> Response:
         param = (error.param or "").split(".")[0]

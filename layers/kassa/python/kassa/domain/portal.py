@@ -215,6 +215,11 @@ def session_claim_key(session: str) -> str:
     return f"portal_session:{session}"
 
 
+def signed_out_key(session: str) -> str:
+    """The store's marker of a session signed out: its cookie opens nothing any more."""
+    return f"portal_signed_out:{session}"
+
+
 def login_window(now: datetime) -> str:
     """Which sign-in window ``now`` falls in (one email per customer and window)."""
     seconds = int(LOGIN_WINDOW.total_seconds())
@@ -338,16 +343,19 @@ def allowed_actions(settings: PortalSettings, sub: Subscription, now: datetime) 
 
 
 def retention_offer_key(sub_id: str) -> str:
+    """Marks that the cancel page showed the retention offer (taking it is possible only after)."""
     return f"portal_retention_offered:{sub_id}"
 
 
 def retention_answer_key(sub_id: str) -> str:
+    """Marks the offer answered — taken, or declined by canceling: it is not shown again."""
     return f"portal_retention_answered:{sub_id}"
 
 
 def retention_coupon_for(settings: PortalSettings, sub: Subscription) -> str | None:
     """The retention coupon the cancel page may offer for this subscription: the configured one, unless
-    the subscription's discount is that coupon already. Offered once (the caller claims the offer)."""
+    the subscription's discount is that coupon already. Offered until it is answered (the caller
+    claims the answer)."""
     coupon = settings.subscription_cancel.retention_coupon
     if coupon is None or not may_cancel(settings, sub):
         return None

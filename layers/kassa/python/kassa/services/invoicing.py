@@ -166,11 +166,21 @@ def new_invoice(
     return from_lines(invoice_id, sub.customer, sub.id, sub.currency, lines, period, now, reason)
 
 
-def upcoming_invoice(ctx: BillingContext, sub: Subscription) -> Invoice:
+def upcoming_invoice(
+    ctx: BillingContext,
+    sub: Subscription,
+    *,
+    customer: Customer | None = None,
+    settings: MerchantSettings | None = None,
+) -> Invoice:
     """The next renewal invoice exactly as it will be made (items, pending prorations, a scheduled
     change, discount, tax, the customer's balance), computed by the same code as the renewal; for a
-    trialing subscription, the first invoice after the trial. Nothing is written."""
-    customer = ctx.store.get_customer(sub.customer)
-    settings = ctx.store.get_settings()
+    trialing subscription, the first invoice after the trial. Nothing is written. ``customer`` and
+    ``settings``: the subscription's customer and the merchant settings when the caller has read them
+    for this request already (the portal's account page)."""
+    if customer is None or customer.id != sub.customer:
+        customer = ctx.store.get_customer(sub.customer)
+    if settings is None:
+        settings = ctx.store.get_settings()
     _, invoice, _ = period_invoice(ctx, sub, sub.next_period(), ctx.now(), customer, settings)
     return invoice

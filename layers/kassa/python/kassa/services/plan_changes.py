@@ -16,6 +16,7 @@ from kassa.domain.invoice import BillingReason, Invoice, InvoiceLine
 from kassa.domain.items import ItemChange, apply_item_changes
 from kassa.domain.periods import Period
 from kassa.domain.proration import ProrationBehavior, change_items
+from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Status, Subscription, ensure_changeable
 from kassa.services import usage
 from kassa.services.collection import collect_new
@@ -40,12 +41,14 @@ def change_plan(
     behavior: ProrationBehavior = ProrationBehavior.CREATE_PRORATIONS,
     schedule_downgrade: bool = False,
     preview: bool = False,
+    settings: MerchantSettings | None = None,
 ) -> PlanChange:
     """Change the items (Stripe's ``items`` list: add, change, delete) — or, as a shorthand for a
     one-item subscription, its price and/or quantity — now, prorated to the second per item, or
     schedule a downgrade for the period end. ``preview``: compute the invoice it would produce and
     change nothing — the invoice made now (always_invoice, an interval switch) or else the next
-    renewal invoice."""
+    renewal invoice. ``settings``: the merchant settings when the caller read them for this request
+    already (the customer portal)."""
     sub = ctx.store.get_subscription(subscription_id)
     ensure_changeable(sub, preview=preview)
     if items is None:
@@ -71,7 +74,7 @@ def change_plan(
             param="price_id" if where else f"items[{entry}].price",
         )
     now = ctx.now()
-    settings = ctx.store.get_settings()
+    settings = settings if settings is not None else ctx.store.get_settings()
     customer = ctx.store.get_customer(sub.customer)
     previous: dict[str, Any] = {"items": [item.model_dump(mode="json", exclude_none=True) for item in sub.items]}
     if sub.single_item is not None:

@@ -56,8 +56,10 @@ from kassa.domain.portal import (
     retention_coupon_for,
     retention_offer_key,
     session_claim_key,
+    signed_out_key,
 )
 from kassa.domain.proration import ProrationBehavior
+from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services import cancellation, coupons, customers, pausing, plan_changes
 from kassa.services.context import BillingContext
@@ -103,8 +105,10 @@ class Opened:
     link: Link
 
 
-def portal_settings(ctx: BillingContext) -> PortalSettings:
-    return ctx.store.get_settings().portal
+def portal_settings(ctx: BillingContext, settings: PortalSettings | None = None) -> PortalSettings:
+    """The portal's settings: ``settings`` when the caller read them already for this request (the
+    routes read the merchant settings once per request and pass them down), else from the store."""
+    return settings if settings is not None else ctx.store.get_settings().portal
 
 
 def _enabled(settings: PortalSettings) -> None:
@@ -170,12 +174,14 @@ def create_session(
     return info, link_url(public_url, "portal_session", token)
 
 
-def open_session(ctx: BillingContext, secrets: Sequence[str], token: str) -> Opened:
+def open_session(
+    ctx: BillingContext, secrets: Sequence[str], token: str, settings: PortalSettings | None = None
+) -> Opened:
     """Exchange a session link, once, for the session cookie's token (``LinkUsed`` the second time,
     ``LinkExpired`` after its expiry, ``LinkRefused`` when tampered)."""
     now = ctx.now()
     link = verify_link(secrets, token, now, PORTAL_LINK_PURPOSES)
-    settings = portal_settings(ctx)
+    settings = portal_settings(ctx, settings)
     if not settings.enabled:
         raise LinkRefused("the customer portal is switched off", param="token")
     assert link.session is not None  # verify_link refuses a portal link without one
@@ -189,19 +195,34 @@ def open_session(ctx: BillingContext, secrets: Sequence[str], token: str) -> Ope
 
 
 def session_of(ctx: BillingContext, secrets: Sequence[str], cookie: str | None) -> tuple[Link, Customer]:
-    """The session a cookie stands for, and its customer (``LinkRefused`` / ``LinkExpired`` otherwise)."""
+    """The session a cookie stands for, and its customer (``LinkRefused`` / ``LinkExpired`` otherwise,
+    and ``LinkRefused`` for a session signed out: its cookie opens nothing any more)."""
     link = verify_link(secrets, cookie or "", ctx.now(), PORTAL_COOKIE_PURPOSES)
+    if link.session is None or ctx.store.is_claimed(signed_out_key(link.session)):
+        raise LinkRefused("this session was signed out", param="token")
     try:
         return link, ctx.store.get_customer(link.customer)
     except NotFound as error:
         raise LinkRefused("this session is not valid", param="token") from error
 
 
-def request_login(ctx: BillingContext, email: str) -> None:
+def sign_out(ctx: BillingContext, secrets: Sequence[str], cookie: str | None) -> None:
+    """End a session on the server: its id is marked signed out in the store (until the cookie's
+    token would have expired anyway), so the cookie — a copy kept, a replayed request — opens nothing.
+    A cookie that opens no session any more needs nothing."""
+    try:
+        link = verify_link(secrets, cookie or "", ctx.now(), PORTAL_COOKIE_PURPOSES)
+    except LinkRefused:
+        return
+    if link.session is not None:
+        ctx.store.claim_once(signed_out_key(link.session), link.expires_at + CLAIM_MARGIN)
+
+
+def request_login(ctx: BillingContext, email: str, settings: PortalSettings | None = None) -> None:
     """The customer asks for a sign-in link. Answers nothing either way (no enumeration); for a known
     customer, once per window, ``billing_portal.login_requested`` asks the notifications function to
     email the link (the API sends no email itself)."""
-    settings = portal_settings(ctx)
+    settings = portal_settings(ctx, settings)
     customer = ctx.store.find_customer_by_email(email.strip()) if settings.enabled and "@" in email else None
     if customer is None:
         return
@@ -233,8 +254,8 @@ class Overview:
     settings: PortalSettings
 
 
-def overview(ctx: BillingContext, customer: Customer) -> Overview:
-    settings = portal_settings(ctx)
+def overview(ctx: BillingContext, customer: Customer, settings: PortalSettings | None = None) -> Overview:
+    settings = portal_settings(ctx, settings)
     subs = [s for s in ctx.store.list_customer_subscriptions(customer.id) if live(s)]
     invoices: list[Invoice] = []
     if settings.invoice_history:
@@ -273,11 +294,20 @@ def _price_product(ctx: BillingContext, price_id: str) -> str:
 
 
 def change(
-    ctx: BillingContext, customer_id: str, subscription_id: str, price_id: str, quantity: int, *, preview: bool
+    ctx: BillingContext,
+    customer_id: str,
+    subscription_id: str,
+    price_id: str,
+    quantity: int,
+    *,
+    preview: bool,
+    merchant: MerchantSettings | None = None,
 ) -> PlanChange:
     """Change (or ``preview``: compute, changing nothing) the plan and/or quantity among the prices
-    the merchant offers, prorated as ``settings.portal.subscription_update.proration_behavior``."""
-    settings = portal_settings(ctx)
+    the merchant offers, prorated as ``settings.portal.subscription_update.proration_behavior``.
+    ``merchant``: the merchant settings read for this request (the plan change prices and taxes with
+    them too)."""
+    settings = portal_settings(ctx, merchant.portal if merchant is not None else None)
     sub = subscription(ctx, customer_id, subscription_id)
     check_change(settings, sub, price_id, quantity, _price_product(ctx, price_id))
     item = sub.single_item
@@ -289,16 +319,22 @@ def change(
         quantity=quantity if quantity != item.quantity else None,
         behavior=ProrationBehavior(settings.subscription_update.proration_behavior),
         preview=preview,
+        settings=merchant,
     )
 
 
 # ---------------------------------------------------------------------------------- cancellation
 def cancel(
-    ctx: BillingContext, customer_id: str, subscription_id: str, reason: str | None, comment: str | None
+    ctx: BillingContext,
+    customer_id: str,
+    subscription_id: str,
+    reason: str | None,
+    comment: str | None,
+    settings: PortalSettings | None = None,
 ) -> Subscription:
     """Cancel as the merchant configured (at the period end by default) with the customer's reason;
-    the retention offer, if it was made, counts as declined."""
-    settings = portal_settings(ctx)
+    the retention offer, if it was made, counts as declined (it is used up)."""
+    settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     if not may_cancel(settings, sub):
         raise IllegalTransition("this subscription cannot be canceled here", param="subscription")
@@ -306,58 +342,68 @@ def cancel(
     details = CancellationDetails(feedback=feedback, comment=(comment or "").strip()[:5000] or None)
     at_period_end = settings.subscription_cancel.mode == "at_period_end"
     canceled = cancellation.cancel(ctx, sub.id, at_period_end=at_period_end, details=details)
-    ctx.store.claim_once(retention_answer_key(sub.id), canceled.current_period_end + CLAIM_MARGIN)
+    if ctx.store.is_claimed(retention_offer_key(sub.id)):  # offered, and declined
+        ctx.store.claim_once(retention_answer_key(sub.id), canceled.current_period_end + CLAIM_MARGIN)
     return canceled
 
 
-def undo_cancel(ctx: BillingContext, customer_id: str, subscription_id: str) -> Subscription:
-    settings = portal_settings(ctx)
+def undo_cancel(
+    ctx: BillingContext, customer_id: str, subscription_id: str, settings: PortalSettings | None = None
+) -> Subscription:
+    settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     if not may_undo_cancel(settings, sub, ctx.now()):
         raise IllegalTransition("this subscription has no cancellation to undo", param="subscription")
     return cancellation.undo_cancel(ctx, sub.id)
 
 
-def retention_offer(ctx: BillingContext, sub: Subscription) -> Any | None:
-    """The coupon to offer on the cancel page, the first time only (the offer is claimed as it is
-    made); None when there is none, or it was offered before."""
-    coupon_id = retention_coupon_for(portal_settings(ctx), sub)
-    if coupon_id is None:
+def retention_offer(ctx: BillingContext, sub: Subscription, settings: PortalSettings | None = None) -> Any | None:
+    """The coupon to offer on the cancel page until the offer is answered — taken, or declined by
+    canceling (a customer who opens the page and goes back is offered it again); None when there is
+    none, or it was answered. Showing it marks it offered (taking it is possible only after)."""
+    coupon_id = retention_coupon_for(portal_settings(ctx, settings), sub)
+    if coupon_id is None or ctx.store.is_claimed(retention_answer_key(sub.id)):
         return None
     try:
         coupon = ctx.store.get_coupon(coupon_id)
     except NotFound:
         return None
-    if not ctx.store.claim_once(retention_offer_key(sub.id), sub.current_period_end + CLAIM_MARGIN):
-        return None
+    ctx.store.claim_once(retention_offer_key(sub.id), sub.current_period_end + CLAIM_MARGIN)  # shown before: kept
     return coupon
 
 
-def accept_retention(ctx: BillingContext, customer_id: str, subscription_id: str) -> Subscription:
+def accept_retention(
+    ctx: BillingContext, customer_id: str, subscription_id: str, settings: PortalSettings | None = None
+) -> Subscription:
     """The customer takes the retention coupon instead of canceling: applied as the API's
-    ``POST /v1/subscriptions/{id}/discount`` applies a coupon. Only after it was offered, and once."""
-    settings = portal_settings(ctx)
+    ``POST /v1/subscriptions/{id}/discount`` applies a coupon. Only after it was offered, and once:
+    the answer is claimed (a conditional write) before the coupon is applied, so of two concurrent
+    requests one applies it and the other is refused."""
+    settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     coupon_id = retention_coupon_for(settings, sub)
-    keep = sub.current_period_end + CLAIM_MARGIN
-    if coupon_id is None or ctx.store.claim_once(retention_offer_key(sub.id), keep):
+    if coupon_id is None or not ctx.store.is_claimed(retention_offer_key(sub.id)):
         raise IllegalTransition("there is no offer for this subscription", param="subscription")
-    if not ctx.store.claim_once(retention_answer_key(sub.id), keep):
+    if not ctx.store.claim_once(retention_answer_key(sub.id), sub.current_period_end + CLAIM_MARGIN):
         raise IllegalTransition("this offer was answered already", param="subscription")
     return coupons.apply_subscription_discount(ctx, sub.id, coupon_id)
 
 
 # ---------------------------------------------------------------------------------- pausing
-def pause(ctx: BillingContext, customer_id: str, subscription_id: str) -> Subscription:
-    settings = portal_settings(ctx)
+def pause(
+    ctx: BillingContext, customer_id: str, subscription_id: str, settings: PortalSettings | None = None
+) -> Subscription:
+    settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     if not may_pause(settings, sub):
         raise IllegalTransition("payments for this subscription cannot be paused here", param="subscription")
     return pausing.pause_collection(ctx, sub.id, settings.subscription_pause.behavior)
 
 
-def resume(ctx: BillingContext, customer_id: str, subscription_id: str) -> Subscription:
-    settings = portal_settings(ctx)
+def resume(
+    ctx: BillingContext, customer_id: str, subscription_id: str, settings: PortalSettings | None = None
+) -> Subscription:
+    settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     if not may_resume(settings, sub):
         raise IllegalTransition("this subscription's payments are not paused", param="subscription")
@@ -365,12 +411,14 @@ def resume(ctx: BillingContext, customer_id: str, subscription_id: str) -> Subsc
 
 
 # ---------------------------------------------------------------------------------- billing details
-def update_details(ctx: BillingContext, customer_id: str, changes: dict[str, Any]) -> Customer:
+def update_details(
+    ctx: BillingContext, customer_id: str, changes: dict[str, Any], settings: PortalSettings | None = None
+) -> Customer:
     """Name, billing address and VAT number, as far as the merchant allows: through the API's customer
     update (validation of the VAT number for the country, ``customer.updated``); invoices finalized
     from now on are taxed from them."""
-    settings = portal_settings(ctx).customer_update
-    allowed = {field.value for field in settings.allowed_updates} if settings.enabled else set()
+    update = portal_settings(ctx, settings).customer_update
+    allowed = {field.value for field in update.allowed_updates} if update.enabled else set()
     refused = sorted(set(changes) - allowed)
     if refused:
         raise InvalidInput(f"{refused[0]} cannot be changed here", param=refused[0])

@@ -258,6 +258,10 @@ class BillingStore(Protocol):
         every later one. The marker may be forgotten after ``expires_at`` (a TTL)."""
         ...
 
+    def is_claimed(self, key: str) -> bool:
+        """Whether ``key`` was claimed (a strongly consistent read; claims nothing)."""
+        ...
+
 
 class ChargeStatus(StrEnum):
     SUCCEEDED = "succeeded"

@@ -8,7 +8,12 @@ window.kassaPortal = (function () {
       method: "POST", headers: {"Content-Type": "application/json"}, body: JSON.stringify(body),
     });
     const data = await response.json();
-    if (!response.ok) throw new Error((data.error && data.error.message) || response.statusText);
+    if (!response.ok) {
+      // the error's code too (link_expired, link_invalid …): a page may say it in the customer's words
+      const error = new Error((data.error && data.error.message) || response.statusText);
+      error.code = data.error && data.error.code;
+      throw error;
+    }
     return data;
   }
 
