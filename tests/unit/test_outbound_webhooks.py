@@ -638,3 +638,13 @@ def test_pending_retries_are_resumed_from_the_store_after_a_restart() -> None:
     assert queue.run(restarted, clock, START + timedelta(hours=1)) == ["delivered", "delivered"]  # type: ignore[attr-defined]
     assert {d.status for d in restarted.deliveries(endpoint.id)} == {"succeeded"}
     assert store.pending_deliveries(10) == [] and restarted.resume() == 0
+
+
+def test_an_attempt_waits_at_most_10_seconds_unless_the_environment_says_otherwise() -> None:
+    from infra import wiring
+    from kassa.adapters import container
+
+    assert HttpWebhookSender().timeout_s == 10.0
+    assert container._env(()).webhook_timeout_s == 10.0  # noqa: SLF001 - a function given no KASSA_WEBHOOK_TIMEOUT_S
+    assert not any("KASSA_WEBHOOK_TIMEOUT_S" in fn.environment for fn in wiring.FUNCTIONS)  # none is, in AWS
+    assert container._env((("KASSA_WEBHOOK_TIMEOUT_S", "0.5"),)).webhook_timeout_s == 0.5  # noqa: SLF001
