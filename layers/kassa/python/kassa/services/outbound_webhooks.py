@@ -12,6 +12,10 @@ attempt message carries the number of attempts made when it was sent, so a dupli
 message (another copy already attempted) is dropped; an early message (the wait was longer than the
 queue's longest delay) is sent again for the rest of the wait. The rules (matching, signature,
 backoff, disable) are in ``kassa.domain.webhooks``.
+
+Only the events some enabled endpoint subscribes to reach the queue: every endpoint change puts the
+route (the EventBridge rule) to their union (``sync_route``), and an event that arrives anyway (the
+deployed catch-all rule, an endpoint disabled meanwhile) narrows it.
 """
 
 from __future__ import annotations
