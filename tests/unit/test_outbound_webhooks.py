@@ -648,3 +648,30 @@ def test_an_attempt_waits_at_most_10_seconds_unless_the_environment_says_otherwi
     assert container._env(()).webhook_timeout_s == 10.0  # noqa: SLF001 - a function given no KASSA_WEBHOOK_TIMEOUT_S
     assert not any("KASSA_WEBHOOK_TIMEOUT_S" in fn.environment for fn in wiring.FUNCTIONS)  # none is, in AWS
     assert container._env((("KASSA_WEBHOOK_TIMEOUT_S", "0.5"),)).webhook_timeout_s == 0.5  # noqa: SLF001
+
+
+def test_an_answer_trickled_past_the_timeout_is_a_failure() -> None:
+    """Every read arrives within the read timeout, the whole answer does not: not a success."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slow: 123456\r\n\r\nok":
+                conn.sendall(bytes([byte]))
+                time.sleep(0.02)  # each byte well within the 0.3 s read timeout; 1.2 s in all
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        result = HttpWebhookSender(public_only=False, timeout_s=0.3).post(f"http://127.0.0.1:{port}/x", b"{}", {})
+    finally:
+        thread.join(5)
+        server.close()
+    assert result.status is None and "timed out" in (result.error or "")

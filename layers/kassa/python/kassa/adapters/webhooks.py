@@ -325,6 +325,9 @@ class HttpWebhookSender:
             finally:
                 response.release_conn()
             status = int(response.status)
+            took = time.perf_counter() - t0
+            if took > self.timeout_s:  # each read came in time, the whole answer did not (a trickle)
+                return answer(None, f"timed out after {self.timeout_s:g} s (answered in {took:.1f} s)")
             return answer(status, None if 200 <= status < 300 else f"HTTP {status}")
         except urllib3.exceptions.NewConnectionError as error:  # a ConnectTimeoutError subclass: first
             return answer(None, f"connection failed: {str(error)[:200]}")
