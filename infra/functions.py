@@ -197,6 +197,9 @@ class Functions(Construct):
             self._messaging.queues[name].grant_send_messages(fn)
         if spec.publishes_events:
             self._messaging.bus.grant_put_events_to(fn)
+        for name in spec.puts_rules:  # the outbound webhooks' rule: its pattern and state, nothing else
+            rule = self._messaging.rules[name]
+            fn.add_to_role_policy(iam.PolicyStatement(actions=["events:PutRule"], resources=[rule.rule_arn]))
         for name in spec.secrets:
             self._secrets.secrets[name].grant_read(fn)
         if spec.sends_email:

@@ -115,6 +115,9 @@ class Messaging(Construct):
             self,
             f"{cid}Rule",
             event_bus=self.bus,
+            # a managed rule's pattern is put at runtime (kassa.adapters.webhooks.EventBridgeWebhookRule):
+            # a fixed name to put it by; deployed with every event, narrowed by the first change
+            rule_name=spec.rule_name if spec.managed else None,
             description=f"kassa: routes {', '.join(spec.detail_types) or 'every event'} to the {spec.queue} queue",
             event_pattern=events.EventPattern(
                 source=[EVENT_SOURCE], detail_type=list(spec.detail_types) if spec.detail_types else None

@@ -67,9 +67,16 @@ class EventRoute:
     name: str
     detail_types: tuple[str, ...]
     queue: str
+    # kept at runtime (PutRule by the functions that ``put_rules`` it) to what the outbound webhook
+    # endpoints subscribe to; deployed with the pattern below, under the fixed name ``rule_name``
+    managed: bool = False
+
+    @property
+    def rule_name(self) -> str:
+        return f"{SERVICE_NAME}-{self.name}"
 
     def pattern(self) -> dict[str, list[str]]:
-        """The rule's event pattern (CDK and the local stack put the same one)."""
+        """The rule's event pattern as deployed (CDK and the local stack put the same one)."""
         if not self.detail_types:
             return {"source": [EVENT_SOURCE]}
         return {"source": [EVENT_SOURCE], "detail-type": list(self.detail_types)}
@@ -111,6 +118,9 @@ class Function:
     tables_write: tuple[str, ...] = ()
     queues_send: tuple[str, ...] = ()
     publishes_events: bool = False
+    # event routes (``EventRoute.managed``) whose rule it puts: events:PutRule on that rule only,
+    # its name and bus in WEBHOOKS_RULE_NAME / WEBHOOKS_RULE_BUS
+    puts_rules: tuple[str, ...] = ()
     sends_email: bool = False  # SES SendEmail from the sender identity (KASSA_EMAIL_FROM)
     public_url: bool = False  # given the API's public URL (KASSA_PUBLIC_URL), for links in emails
     secrets: tuple[str, ...] = ()
@@ -212,8 +222,10 @@ ANALYTICS_ROUTE = EventRoute(
     ),
     queue="analytics",
 )
-# every kassa event goes to the outbound webhooks' queue; the delivery function matches the endpoints
-WEBHOOKS_ROUTE = EventRoute(name="webhooks", detail_types=(), queue="webhook-deliveries")
+# the kassa events some enabled outbound webhook endpoint subscribes to go to their queue: deployed
+# with every event, the api and the delivery function put the endpoints' detail-types (PutRule) and
+# disable it when none is enabled; the delivery function matches the endpoints
+WEBHOOKS_ROUTE = EventRoute(name="webhooks", detail_types=(), queue="webhook-deliveries", managed=True)
 EVENT_ROUTES = (NOTIFICATION_ROUTE, ANALYTICS_ROUTE, WEBHOOKS_ROUTE)
 
 # the sender of customer emails: an SES identity verified in the merchant's account
@@ -326,6 +338,7 @@ FUNCTIONS = (
         tables_write=("billing",),
         queues_send=("webhook-deliveries",),  # manual redelivery of outbound webhooks
         publishes_events=True,
+        puts_rules=("webhooks",),  # the outbound webhooks' rule follows the endpoints' enabled_events
         secrets=(STRIPE_SECRET, API_SECRET, LINKS_SECRET),
         # the billing use cases, the analytics aggregates its reports read (/v1/reports/…), the
         # dashboard's users and sessions, the audit trail (appended only), and the outbound webhooks'
@@ -458,6 +471,7 @@ FUNCTIONS = (
         tables_read=("billing",),
         tables_write=("billing",),
         queues_send=("webhook-deliveries",),  # the retries, with their delay
+        puts_rules=("webhooks",),  # narrowed when an endpoint is disabled or an event nobody wants arrives
         sends_email=True,  # the merchant is told when an endpoint is disabled after 3 days of failures
         environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
         table_key_prefixes={
@@ -487,12 +501,21 @@ def env_name_for_secret(secret: str) -> str:
 
 
 BUS_ENV = "EVENT_BUS_NAME"
+RULE_NAME_ENV = "WEBHOOKS_RULE_NAME"
+RULE_BUS_ENV = "WEBHOOKS_RULE_BUS"
 
 
 def function(name: str) -> Function:
     for fn in FUNCTIONS:
         if fn.name == name:
             return fn
+    raise KeyError(name)
+
+
+def event_route(name: str) -> EventRoute:
+    for route in EVENT_ROUTES:
+        if route.name == name:
+            return route
     raise KeyError(name)
 
 
@@ -517,6 +540,9 @@ def function_environment(fn: Function, resolve: Resolver) -> dict[str, str]:
         env[env_name_for_secret(s)] = resolve.secret(s)
     if fn.publishes_events:
         env[BUS_ENV] = resolve.bus()
+    for name in fn.puts_rules:
+        env[RULE_NAME_ENV] = event_route(name).rule_name
+        env[RULE_BUS_ENV] = resolve.bus()
     if fn.public_url:
         env[PUBLIC_URL_ENV] = resolve.public_url()
     env.update(fn.environment)

@@ -361,14 +361,10 @@ def provision(
 
 def create_event_route(events: EventBridgeClient, resolver: LocalResolver, route: wiring.EventRoute) -> None:
     """The wiring's rule: these kassa events from the bus to the route's queue (as on AWS)."""
-    events.put_rule(
-        Name=route.name,
-        EventBusName=wiring.BUS_NAME,
-        EventPattern=json.dumps(route.pattern()),
-        State="ENABLED",
-    )
+    name = route.rule_name if route.managed else route.name  # a managed rule is put by its name
+    events.put_rule(Name=name, EventBusName=wiring.BUS_NAME, EventPattern=json.dumps(route.pattern()), State="ENABLED")
     events.put_targets(
-        Rule=route.name,
+        Rule=name,
         EventBusName=wiring.BUS_NAME,
         Targets=[{"Id": route.queue, "Arn": resolver.queue_arn(route.queue)}],
     )

@@ -466,6 +466,7 @@ class LocalStack:
                 retry_delay_s=self.retry_delay_s,
                 now=self.clock.now,
             )
+        self._resume_webhooks()
         if self.background_pollers:
             for consumer in self.consumers.values():
                 poller = Poller(consumer, self._gate, idle_s=self.poll_interval_s)
@@ -649,6 +650,15 @@ class LocalStack:
         self.modules = {}
         self.gateway = None
         self.scheduler = None
+
+    def _resume_webhooks(self) -> int:
+        """Queue again the outbound webhook attempts the store has as pending (a consumer holds a
+        delayed attempt in memory until its virtual time: new consumers know none of them)."""
+        if "webhook_delivery" not in self.consumers:
+            return 0
+        from kassa.adapters import container
+
+        return container.webhooks(with_delivery=False).resume()
 
     # -- environment and handlers ---------------------------------------------------------------
 

@@ -69,3 +69,20 @@ def test_deliveries(hooks: Any) -> None:
     assert [d.event_id for d in ranged] == ["evt_3", "evt_2", "evt_1"]
     assert [d.event_id for d in hooks.list_deliveries("we_1", 2)] == ["evt_4", "evt_3"]
     assert hooks.list_deliveries("we_2", 10) == [] and hooks.load_delivery("we_2", "evt_1") is None
+
+
+def test_pending_deliveries_earliest_due_first(hooks: Any) -> None:
+    """What a restarted local stack queues again: every endpoint's deliveries still to be attempted."""
+    hooks.add_endpoint(_endpoint(1))  # an endpoint item is no delivery
+    for n, (status, due) in enumerate([("retrying", 30), ("succeeded", None), ("retrying", 10), ("failed", None),
+                                       ("pending", None)]):  # fmt: skip
+        d = Delivery(endpoint=f"we_{n % 2}", event_id=f"evt_{n}", event_type="invoice.paid", event_created=T0)
+        hooks.claim_delivery(d, b"{}")
+        if status != "pending":
+            at = T0 + timedelta(minutes=due) if due else None
+            hooks.save_delivery(hooks.get_delivery(d.endpoint, d.event_id).model_copy(
+                update={"status": status, "attempts": 1, "next_attempt_at": at}))  # fmt: skip
+    pending = hooks.pending_deliveries(10)
+    assert [(d.event_id, d.status) for d in pending] == [("evt_4", "pending"), ("evt_2", "retrying"),
+                                                         ("evt_0", "retrying")]  # fmt: skip
+    assert [d.event_id for d in hooks.pending_deliveries(1)] == ["evt_4"]

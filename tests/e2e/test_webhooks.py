@@ -6,6 +6,7 @@ endpoint gets nothing; the delivery log, a secret roll, redelivery and ``kassa w
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import threading
 import time
@@ -88,6 +89,12 @@ def test_every_event_arrives_once_verified_after_refused_500_and_timeout(api: Ap
         assert receiver.verify(again.body, again.signature)  # either secret verifies during the roll
         receiver.secrets = ["whsec_unrelated"]
         assert not receiver.verify(again.body, again.signature)
+        # a time range: every event of the lifecycle once more
+        times = sorted(d["event_created"] for d in log)
+        ranged = api.post(f"/v1/webhook_endpoints/{endpoint['id']}/redeliver", {"since": times[0], "until": times[-1]})
+        assert {d["event_id"] for d in ranged["data"]} == set(published)
+        stack.drain()
+        assert Counter(r.event["id"] for r in receiver.accepted()) == Counter({**dict.fromkeys(published, 1), paid: 2})
     api.request("DELETE", f"/v1/webhook_endpoints/{off['id']}", expect=200)
     api.request("DELETE", f"/v1/webhook_endpoints/{endpoint['id']}", expect=200)
     api.get(f"/v1/webhook_endpoints/{endpoint['id']}", expect=404)
@@ -164,3 +171,46 @@ def test_three_days_of_retries_on_the_virtual_clock_disable_the_endpoint_and_ema
     assert (delivery["status"], delivery["attempts"]) == ("failed", 18)  # the whole schedule, in virtual time
     mails = [m for m in stack.outbox() if m["template"] == "webhook_endpoint_disabled"]
     assert len(mails) == 1 and mails[0]["status"] == "sent" and dead in mails[0]["text"]
+
+
+def test_the_rule_follows_the_enabled_endpoints_and_without_one_nothing_reaches_the_delivery_queue(
+    api: Api, stack
+) -> None:
+    events = stack.client("events")
+
+    def rule() -> tuple[str, dict]:  # type: ignore[type-arg]
+        found = events.describe_rule(Name="kassa-webhooks", EventBusName="kassa-events")
+        return found["State"], json.loads(found["EventPattern"])
+
+    def deliveries() -> int:  # the delivery function's invocations so far
+        return int(stack.stats()["functions"].get("webhook_delivery", {}).get("invocations", 0))
+
+    def customer(n: int) -> None:
+        body = {"email": f"rule{n}@example.com", "name": "Ru Le", "address": {"country": "NL"}}
+        api.post("/v1/customers", body, expect=201)
+        stack.drain()
+
+    for e in api.get("/v1/webhook_endpoints")["data"]:
+        api.request("DELETE", f"/v1/webhook_endpoints/{e['id']}", expect=200)
+    state, pattern = rule()
+    assert state == "DISABLED" and pattern["source"] == ["kassa"]
+    before = deliveries()
+    customer(1)
+    assert deliveries() == before  # no endpoint: the event never reaches the queue nor the function
+    with WebhookReceiver(0) as receiver:
+        endpoint = api.post("/v1/webhook_endpoints", {"url": receiver.url, "enabled_events": ["customer.*"]},
+                            expect=201)  # fmt: skip
+        assert rule() == ("ENABLED", {"source": ["kassa"], "detail-type": [{"prefix": "customer."}]})
+        api.post(f"/v1/webhook_endpoints/{endpoint['id']}", {"enabled_events": ["invoice.paid"]})
+        assert rule() == ("ENABLED", {"source": ["kassa"], "detail-type": ["invoice.paid"]})
+        before = deliveries()
+        customer(2)
+        assert deliveries() == before and receiver.received == []  # customer.created is not subscribed
+        api.post(f"/v1/webhook_endpoints/{endpoint['id']}", {"enabled_events": ["customer.*"]})
+        customer(3)
+        assert [r.event["type"] for r in receiver.accepted()] == ["customer.created"]
+        api.post(f"/v1/webhook_endpoints/{endpoint['id']}", {"disabled": True})
+        assert rule()[0] == "DISABLED"
+        customer(4)
+        assert len(receiver.received) == 1  # disabled: nothing more
+    api.request("DELETE", f"/v1/webhook_endpoints/{endpoint['id']}", expect=200)

@@ -1,14 +1,18 @@
-"""The outbound webhooks' resources: every kassa event is routed to the delivery queue, which triggers
-the delivery function; that function may send to its own queue (the retries), send the merchant's
-email, and reach only the endpoints, deliveries and outbox items of the table."""
+"""The outbound webhooks' resources: a rule named for kassa to put (deployed with every kassa event)
+routes events to the delivery queue, which triggers the delivery function; that function may send to
+its own queue (the retries), send the merchant's email, put that one rule, and reach only the
+endpoints, deliveries and outbox items of the table."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from infra_cfn import (
     actions_on,
     actions_with_prefix,
+    allowed,
+    bus_id,
     dlq_id,
     function_id,
     queue_id,
@@ -25,11 +29,22 @@ from infra.settings import EVENT_SOURCE
 QUEUE = wiring.WEBHOOK_DELIVERY_QUEUE.name
 
 
-def test_every_kassa_event_goes_to_the_delivery_queue(cfn: dict[str, Any]) -> None:
+def _rule(cfn: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     qid = queue_id(cfn, QUEUE)
-    [rule] = [r["Properties"] for r in rules_on_bus(cfn).values()
-              if any(refs(t["Arn"]) == {qid} for t in r["Properties"]["Targets"])]  # fmt: skip
-    assert rule["EventPattern"] == {"source": [EVENT_SOURCE]}  # no detail-type: all of them
+    [(lid, rule)] = [(lid, r["Properties"]) for lid, r in rules_on_bus(cfn).items()
+                     if any(refs(t["Arn"]) == {qid} for t in r["Properties"]["Targets"])]  # fmt: skip
+    return lid, rule
+
+
+def test_the_rule_to_the_delivery_queue_is_named_for_kassa_to_put_and_deployed_with_every_event(
+    cfn: dict[str, Any],
+) -> None:
+    qid = queue_id(cfn, QUEUE)
+    _, rule = _rule(cfn)
+    # deployed as before (nothing lost on a deploy); the first endpoint change, or the first event no
+    # endpoint wants, puts the endpoints' detail-types by this name
+    assert rule["EventPattern"] == {"source": [EVENT_SOURCE]}
+    assert rule["Name"] == wiring.WEBHOOKS_ROUTE.rule_name and rule.get("State", "ENABLED") == "ENABLED"
     [target] = rule["Targets"]
     assert refs(target["DeadLetterConfig"]["Arn"]) == {dlq_id(cfn, "rule/webhooks")}
     props = cfn["Resources"][qid]["Properties"]
@@ -47,10 +62,23 @@ def test_the_delivery_function_is_triggered_by_the_queue_and_may_send_its_retrie
     statements = role_statements(cfn, role_of_function(cfn, fid))
     assert "sqs:SendMessage" in actions_on(statements, qid)
     assert "ses:SendEmail" in actions_with_prefix(statements, "ses:")
-    assert not actions_with_prefix(statements, "events:")  # it publishes nothing
+    assert not actions_with_prefix(statements, "events:Put") - {"events:PutRule"}  # it publishes nothing
     env = cfn["Resources"][fid]["Properties"]["Environment"]["Variables"]
     assert refs(env["WEBHOOK_DELIVERIES_QUEUE_URL"]) == {qid}
     assert "KASSA_WEBHOOK_MODE" not in env  # AWS: the default, public https endpoints only
+
+
+@pytest.mark.parametrize("function", ["api", "webhook_delivery"])
+def test_the_api_and_the_delivery_function_may_put_that_rule_only(cfn: dict[str, Any], function: str) -> None:
+    fid = function_id(cfn, function)
+    rid, _ = _rule(cfn)
+    statements = role_statements(cfn, role_of_function(cfn, fid))
+    put_rule = [resource for action, resource in allowed(statements) if action == "events:PutRule"]
+    assert put_rule and all(refs(resource) == {rid} for resource in put_rule)
+    assert not actions_with_prefix(statements, "events:") - {"events:PutRule", "events:PutEvents"}
+    env = cfn["Resources"][fid]["Properties"]["Environment"]["Variables"]
+    assert env[wiring.RULE_NAME_ENV] == wiring.WEBHOOKS_ROUTE.rule_name
+    assert refs(env[wiring.RULE_BUS_ENV]) == {bus_id(cfn)}
 
 
 def test_the_api_may_queue_redeliveries(cfn: dict[str, Any]) -> None:

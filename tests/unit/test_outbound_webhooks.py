@@ -17,8 +17,14 @@ from fakes import FakeMailer, FakeOutbox, FixedClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from kassa.adapters.webhooks import HttpWebhookSender, MemoryWebhookStore
-from kassa.domain.errors import InvalidInput
+from kassa.adapters.webhooks import (
+    NO_EVENT,
+    EventBridgeWebhookRule,
+    HttpWebhookSender,
+    MemoryWebhookStore,
+    rule_pattern,
+)
+from kassa.domain.errors import InvalidInput, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.webhooks import (
     DISABLE_AFTER,
@@ -38,6 +44,7 @@ from kassa.domain.webhooks import (
     retry_schedule,
     roll_secret,
     signature_header,
+    subscribed,
     valid_secrets,
 )
 from kassa.services.outbound_webhooks import Notify, Webhooks
@@ -513,3 +520,158 @@ def test_every_event_kassa_publishes_can_be_subscribed_to() -> None:
     }
     assert len(published) > 20
     assert published <= set(EVENT_TYPES), sorted(published - set(EVENT_TYPES))
+
+
+# ------------------------------------------------------------------------------------------- the route
+class FakeRoute:
+    """The EventBridge rule in front of the delivery queue: what was put, or a refusal."""
+
+    def __init__(self) -> None:
+        self.puts: list[list[str]] = []
+        self.down = False
+
+    def route(self, subscribed: list[str], *, cached: bool = False) -> None:
+        if self.down:
+            raise Unavailable("EventBridge is unavailable")
+        self.puts.append(subscribed)
+
+
+def _endpoint(n: int, events: list[str], status: str = "enabled") -> WebhookEndpoint:
+    return WebhookEndpoint(id=f"we_{n}", url="https://x.example", enabled_events=events, status=status,  # type: ignore[arg-type]
+                           secrets=[SigningSecret(secret="s")], created=START)  # fmt: skip
+
+
+def test_what_the_enabled_endpoints_subscribe_to_together() -> None:
+    assert subscribed([]) == []
+    assert subscribed([_endpoint(1, ["*"], status="disabled")]) == []
+    both = [_endpoint(1, ["invoice.paid", "customer.created"]), _endpoint(2, ["invoice.*", "customer.created"])]
+    assert subscribed(both) == ["customer.created", "invoice.*"]  # invoice.paid is in invoice.*
+    nested = [_endpoint(1, ["customer.subscription.*"]), _endpoint(2, ["customer.*"])]
+    assert subscribed(nested) == ["customer.*"]
+    assert subscribed([*both, _endpoint(3, ["*"])]) == ["*"]
+    assert subscribed([*both, _endpoint(3, ["*"], status="disabled")]) == ["customer.created", "invoice.*"]
+
+
+def test_the_rule_pattern_filters_by_detail_type_with_prefixes_and_lets_nothing_through_for_no_endpoint() -> None:
+    assert rule_pattern(["*"], "kassa") == {"source": ["kassa"]}
+    assert rule_pattern(["invoice.paid", "customer.subscription.*"], "kassa") == {
+        "source": ["kassa"], "detail-type": ["invoice.paid", {"prefix": "customer.subscription."}]}  # fmt: skip
+    nothing = rule_pattern([], "kassa")
+    assert nothing["detail-type"] == [NO_EVENT] and NO_EVENT not in EVENT_TYPES
+
+
+class FakeEvents:
+    def __init__(self) -> None:
+        self.calls: list[dict[str, Any]] = []
+
+    def put_rule(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(kwargs)
+        return {"RuleArn": "arn"}
+
+
+def test_the_eventbridge_rule_is_put_disabled_without_endpoints_and_a_cached_repeat_is_skipped() -> None:
+    client = FakeEvents()
+    rule = EventBridgeWebhookRule(client, "kassa-events", f"kassa-test-{time.monotonic_ns()}", "kassa")
+    rule.route([])
+    assert (client.calls[-1]["State"], json.loads(client.calls[-1]["EventPattern"])) == (
+        "DISABLED", {"source": ["kassa"], "detail-type": [NO_EVENT]})  # fmt: skip
+    rule.route(["invoice.*"])
+    assert client.calls[-1]["State"] == "ENABLED" and client.calls[-1]["EventBusName"] == "kassa-events"
+    rule.route(["invoice.*"], cached=True)  # a burst of narrowing fan-outs: one put
+    assert len(client.calls) == 2
+    rule.route(["invoice.*"])  # an endpoint change always puts (another container may have put since)
+    assert len(client.calls) == 3
+
+
+def test_endpoint_changes_keep_the_route_to_the_enabled_endpoints_events() -> None:
+    clock, route = FixedClock(START), FakeRoute()
+    service, _ = _service(FakeSender(), clock, route=route)
+    first = service.create("http://127.0.0.1:9/a", ["invoice.paid"])
+    second = service.create("http://127.0.0.1:9/b", ["customer.subscription.*"])
+    assert route.puts == [["invoice.paid"], ["invoice.paid", "customer.subscription.*"]]
+    service.update(second.id, description="no route change")
+    assert len(route.puts) == 2
+    service.update(second.id, disabled=True)
+    service.update(first.id, enabled_events=["*"])
+    service.delete(first.id)
+    assert route.puts[2:] == [["invoice.paid"], ["*"], []]  # no enabled endpoint: nothing comes
+    route.down = True
+    with pytest.raises(Unavailable):
+        service.create("http://127.0.0.1:9/c", ["*"])
+    assert [e.id for e in service.endpoints()] == [second.id]  # not left receiving nothing
+
+
+def test_an_event_nobody_wants_narrows_the_route_and_so_does_a_disable_for_failing() -> None:
+    clock, route = FixedClock(START), FakeRoute()
+    service, queue = _service(FakeSender(default=500), clock, route=route)
+    endpoint = service.create("http://127.0.0.1:9/a", ["invoice.*"])
+    route.puts.clear()
+    # the deployed rule (every event) let a customer.created through
+    assert service.handle(_envelope(_event(1, "customer.created"))) == "fanned_out:0"
+    assert route.puts == [["invoice.*"]]
+    route.puts.clear()
+    service.handle(_envelope(_event(2)))
+    queue.run(service, clock, START + timedelta(days=4))
+    assert service.get(endpoint.id).status == "disabled"
+    assert route.puts == [[]]  # narrowed once, when the endpoint was disabled
+    route.down = True  # a route that cannot be narrowed only costs: the event is still handled
+    assert service.handle(_envelope(_event(3, "customer.created"))) == "fanned_out:0"
+
+
+# ------------------------------------------------------------------------------------------- resume
+def test_pending_retries_are_resumed_from_the_store_after_a_restart() -> None:
+    clock = FixedClock(START)
+    sender = FakeSender([500, 500])
+    store = MemoryWebhookStore()
+    service = Webhooks(store, clock, sender=sender, queue=FakeQueue(), public_only=False)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    service.handle(_envelope(_event(1)))
+    service.handle(_envelope(_event(2)))
+    service._require_queue().run(service, clock, START)  # type: ignore[attr-defined]  # noqa: SLF001
+    retrying = {d.event_id: d.next_attempt_at for d in store.pending_deliveries(10)}
+    assert retrying == {"evt_1": START + timedelta(minutes=1), "evt_2": START + timedelta(minutes=1)}
+    # a restart: the queued retries are gone (the local stack's consumer held them in memory)
+    restarted = Webhooks(store, clock, sender=sender, queue=FakeQueue(), public_only=False)
+    assert restarted.resume() == 2
+    queue = restarted._require_queue()  # noqa: SLF001
+    assert sorted(due for _, due in queue.messages) == [START + timedelta(minutes=1)] * 2  # type: ignore[attr-defined]
+    assert queue.run(restarted, clock, START + timedelta(hours=1)) == ["delivered", "delivered"]  # type: ignore[attr-defined]
+    assert {d.status for d in restarted.deliveries(endpoint.id)} == {"succeeded"}
+    assert store.pending_deliveries(10) == [] and restarted.resume() == 0
+
+
+def test_an_attempt_waits_at_most_10_seconds_unless_the_environment_says_otherwise() -> None:
+    from infra import wiring
+    from kassa.adapters import container
+
+    assert HttpWebhookSender().timeout_s == 10.0
+    assert container._env(()).webhook_timeout_s == 10.0  # noqa: SLF001 - a function given no KASSA_WEBHOOK_TIMEOUT_S
+    assert not any("KASSA_WEBHOOK_TIMEOUT_S" in fn.environment for fn in wiring.FUNCTIONS)  # none is, in AWS
+    assert container._env((("KASSA_WEBHOOK_TIMEOUT_S", "0.5"),)).webhook_timeout_s == 0.5  # noqa: SLF001
+
+
+def test_an_answer_trickled_past_the_timeout_is_a_failure() -> None:
+    """Every read arrives within the read timeout, the whole answer does not: not a success."""
+    import threading
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(1)
+    port = server.getsockname()[1]
+
+    def trickle() -> None:
+        conn, _ = server.accept()
+        with conn:
+            conn.recv(65536)
+            for byte in b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nX-Slow: 123456\r\n\r\nok":
+                conn.sendall(bytes([byte]))
+                time.sleep(0.02)  # each byte well within the 0.3 s read timeout; 1.2 s in all
+
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        result = HttpWebhookSender(public_only=False, timeout_s=0.3).post(f"http://127.0.0.1:{port}/x", b"{}", {})
+    finally:
+        thread.join(5)
+        server.close()
+    assert result.status is None and "timed out" in (result.error or "")

@@ -65,6 +65,8 @@ class Env:
     webhook_mode: str = "aws"  # aws: public https endpoints only; local: any URL (the local stack)
     webhook_timeout_s: float = 10.0
     sqs_max_delay_s: int = 900  # the local stack sets 0: its pollers hold delayed messages in virtual time
+    webhooks_rule_name: str | None = None  # the outbound webhooks' EventBridge rule, put by kassa
+    webhooks_rule_bus: str | None = None
 
     def require(self, name: str) -> str:
         value = getattr(self, name)
@@ -95,6 +97,8 @@ _ALIASES = {
     "webhook_mode": "KASSA_WEBHOOK_MODE",
     "webhook_timeout_s": "KASSA_WEBHOOK_TIMEOUT_S",
     "sqs_max_delay_s": "KASSA_SQS_MAX_DELAY_S",
+    "webhooks_rule_name": "WEBHOOKS_RULE_NAME",
+    "webhooks_rule_bus": "WEBHOOKS_RULE_BUS",
 }
 
 
@@ -327,7 +331,14 @@ def link_secret() -> str:
 def webhooks(with_delivery: bool = True) -> Webhooks:
     """Outbound webhooks over the billing table; ``with_delivery``: its sender, delivery queue and the
     merchant email of a disabled endpoint (the delivery function), else endpoints only (the API)."""
-    from kassa.adapters.webhooks import DynamoWebhookStore, HttpWebhookSender, SqsDelayedQueue, resolve_host
+    from kassa.adapters.eventbridge import SOURCE
+    from kassa.adapters.webhooks import (
+        DynamoWebhookStore,
+        EventBridgeWebhookRule,
+        HttpWebhookSender,
+        SqsDelayedQueue,
+        resolve_host,
+    )
     from kassa.services.outbound_webhooks import Notify, Webhooks
 
     e = env()
@@ -338,13 +349,19 @@ def webhooks(with_delivery: bool = True) -> Webhooks:
         if e.webhook_deliveries_queue_url
         else None
     )
+    route = (
+        EventBridgeWebhookRule(client("events"), e.webhooks_rule_bus, e.webhooks_rule_name, SOURCE)
+        if e.webhooks_rule_name and e.webhooks_rule_bus
+        else None
+    )
     if not with_delivery:
-        return Webhooks(endpoints, clocks.current(), queue=queue, public_only=public_only, resolve=resolve_host)
+        return Webhooks(endpoints, clocks.current(), queue=queue, public_only=public_only, resolve=resolve_host,
+                        route=route)  # fmt: skip
     sender = HttpWebhookSender(public_only=public_only, timeout_s=e.webhook_timeout_s)
     billing_store = store()  # the merchant's address: settings.support_email
     notify = Notify(outbox(), mailer(), email_sender(), lambda: billing_store.get_settings().support_email)
     return Webhooks(endpoints, clocks.current(), sender=sender, queue=queue, public_only=public_only,
-                    resolve=resolve_host, notify=notify)  # fmt: skip
+                    resolve=resolve_host, notify=notify, route=route)  # fmt: skip
 
 
 def dunning() -> Dunning:

@@ -36,6 +36,7 @@ LOG_PREFIX = "WHDLOG#"
 RETENTION = timedelta(days=30)
 DUE_ATTRIBUTE = "kassa-due-at"  # unix seconds: when a delayed message is meant to be received
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
+NO_EVENT = "kassa.webhooks.none"  # the detail-type of a webhook rule that lets nothing through
 _CREATED = "%Y-%m-%dT%H:%M:%SZ"
 
 
@@ -157,6 +158,31 @@ class DynamoWebhookStore(DynamoStore):
             kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
         return found[:limit]
 
+    def pending_deliveries(self, limit: int) -> list[Delivery]:
+        """A Scan of the ``WHD#`` items (the local stack resuming its retries at start; AWS needs
+        none: SQS keeps the delayed attempts)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self._table,
+            "FilterExpression": "begins_with(pk, :p)",
+            "ExpressionAttributeValues": {":p": _s(DELIVERY_PREFIX)},
+        }
+        found: list[Delivery] = []
+        while True:
+            response = self._call("scan", **kwargs)
+            found.extend(d for d in (self._load(i, Delivery) for i in response.get("Items", [])) if _pending(d))
+            if "LastEvaluatedKey" not in response:
+                break
+            kwargs["ExclusiveStartKey"] = response["LastEvaluatedKey"]
+        return sorted(found, key=_due_order)[:limit]
+
+
+def _pending(d: Delivery) -> bool:
+    return d.status in ("pending", "retrying")
+
+
+def _due_order(d: Delivery) -> tuple[datetime, str, str]:
+    return (d.next_attempt_at or d.event_created, d.endpoint, d.event_id)
+
 
 class MemoryWebhookStore:
     """``WebhookStore`` in memory (unit tests, the simulator)."""
@@ -224,6 +250,9 @@ class MemoryWebhookStore:
         mine = [d for (e, _), (d, _b) in self.deliveries.items() if e == endpoint_id and _in_range(d, since, until)]
         mine.sort(key=lambda d: (d.event_created, d.event_id), reverse=True)
         return mine[:limit]
+
+    def pending_deliveries(self, limit: int) -> list[Delivery]:
+        return sorted((d for d, _ in self.deliveries.values() if _pending(d)), key=_due_order)[:limit]
 
 
 # ---------------------------------------------------------------------------------------------- HTTP
@@ -296,6 +325,9 @@ class HttpWebhookSender:
             finally:
                 response.release_conn()
             status = int(response.status)
+            took = time.perf_counter() - t0
+            if took > self.timeout_s:  # each read came in time, the whole answer did not (a trickle)
+                return answer(None, f"timed out after {self.timeout_s:g} s (answered in {took:.1f} s)")
             return answer(status, None if 200 <= status < 300 else f"HTTP {status}")
         except urllib3.exceptions.NewConnectionError as error:  # a ConnectTimeoutError subclass: first
             return answer(None, f"connection failed: {str(error)[:200]}")
@@ -347,3 +379,59 @@ class SqsDelayedQueue:
             usage.count("sqs.send_message_batch")
             if response.get("Failed"):
                 raise Unavailable(f"SQS refused {len(response['Failed'])} messages; retry")
+
+
+# ---------------------------------------------------------------------------------------------- EventBridge
+def rule_pattern(subscribed: list[str], source: str) -> dict[str, Any]:
+    """The EventBridge pattern of what the endpoints subscribe to (``kassa.domain.webhooks.subscribed``):
+    an event type matches its detail-type, ``invoice.*`` becomes ``{"prefix": "invoice."}``, ``*`` every
+    event of ``source``; nothing: a detail-type kassa never sends (the rule is disabled too; moto, under
+    the local stack, ignores a rule's state but not its pattern)."""
+    if not subscribed:
+        return {"source": [source], "detail-type": [NO_EVENT]}
+    if "*" in subscribed:
+        return {"source": [source]}
+    types: list[Any] = [{"prefix": p[:-1]} if p.endswith(".*") else p for p in subscribed]
+    return {"source": [source], "detail-type": types}
+
+
+class EventBridgeWebhookRule:
+    """``WebhookRoute`` on the EventBridge rule that sends the bus's events to the delivery queue
+    (``infra.wiring.WEBHOOKS_ROUTE``): PutRule with the endpoints' detail-types, ``DISABLED`` when no
+    endpoint is enabled (its target, the queue, is CloudFormation's and stays). With ``cached``, a put
+    identical to this container's last one within ``repeat_after_s`` is skipped (a burst of
+    narrowing fan-outs puts once)."""
+
+    _last: dict[tuple[str, str], tuple[str, str, float]] = {}  # (bus, rule) -> (pattern, state, monotonic)
+
+    def __init__(self, client: Any, bus: str, rule: str, source: str, repeat_after_s: float = 60.0) -> None:
+        self._client = client
+        self._bus = bus
+        self._rule = rule
+        self._source = source
+        self._repeat_after_s = repeat_after_s
+
+    def route(self, subscribed: list[str], *, cached: bool = False) -> None:
+        import json
+
+        pattern = json.dumps(rule_pattern(subscribed, self._source), separators=(",", ":"))
+        state = "ENABLED" if subscribed else "DISABLED"
+        key = (self._bus, self._rule)
+        last = self._last.get(key)
+        fresh = last is not None and time.monotonic() - last[2] < self._repeat_after_s
+        if cached and fresh and last is not None and last[:2] == (pattern, state):
+            return
+        try:
+            self._client.put_rule(
+                Name=self._rule,
+                EventBusName=self._bus,
+                EventPattern=pattern,
+                State=state,
+                Description="kassa: the events the enabled outbound webhook endpoints subscribe to, "
+                "to the webhook-deliveries queue (kept by kassa.services.outbound_webhooks)",
+            )
+        except (BotoCoreError, ClientError) as error:
+            self._last.pop(key, None)
+            raise Unavailable(f"the webhook event rule could not be updated ({type(error).__name__}); retry") from error
+        usage.count("events.put_rule")
+        self._last[key] = (pattern, state, time.monotonic())

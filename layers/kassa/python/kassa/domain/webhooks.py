@@ -137,6 +137,19 @@ def matches(patterns: list[str], event_type: str) -> bool:
     return False
 
 
+def subscribed(endpoints: list[WebhookEndpoint]) -> list[str]:
+    """What the enabled endpoints subscribe to, together: ``[]`` nothing (no enabled endpoint),
+    ``["*"]`` every event, else the event types and prefix wildcards (``invoice.*``) of their
+    ``enabled_events``, without those a wider wildcard covers. What the delivery queue must receive."""
+    wanted = {p for e in endpoints if e.status == "enabled" for p in e.enabled_events}
+    if "*" in wanted:
+        return ["*"]
+    prefixes = {p[:-1] for p in wanted if p.endswith(".*")}
+    widest = sorted(p for p in prefixes if not any(o != p and p.startswith(o) for o in prefixes))
+    exact = sorted(p for p in wanted if not p.endswith(".*") and not any(p.startswith(w) for w in widest))
+    return [*exact, *(f"{w}*" for w in widest)]
+
+
 # ---------------------------------------------------------------------------------------- payload
 def payload(event: DomainEvent) -> bytes:
     """The JSON body: Stripe's event shape (``created`` in unix seconds, ``data.object``)."""

@@ -12,6 +12,10 @@ attempt message carries the number of attempts made when it was sent, so a dupli
 message (another copy already attempted) is dropped; an early message (the wait was longer than the
 queue's longest delay) is sent again for the rest of the wait. The rules (matching, signature,
 backoff, disable) are in ``kassa.domain.webhooks``.
+
+Only the events some enabled endpoint subscribes to reach the queue: every endpoint change puts the
+route (the EventBridge rule) to their union (``sync_route``), and an event that arrives anyway (the
+deployed catch-all rule, an endpoint disabled meanwhile) narrows it.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from kassa.domain.webhooks import (
     refused_addresses,
     roll_secret,
     signature_header,
+    subscribed,
     unix,
     valid_secrets,
 )
@@ -55,6 +60,7 @@ from kassa.services.ports import (
     Outbox,
     OutgoingEmail,
     WebhookResponse,
+    WebhookRoute,
     WebhookSender,
     WebhookStore,
 )
@@ -87,9 +93,11 @@ class Webhooks:
         public_only: bool = True,
         resolve: Resolve | None = None,
         notify: Notify | None = None,
+        route: WebhookRoute | None = None,
     ) -> None:
         """``public_only`` (AWS): https URLs whose host resolves to public addresses only; off on
-        the local stack (any URL, e.g. a receiver on 127.0.0.1)."""
+        the local stack (any URL, e.g. a receiver on 127.0.0.1). ``route``: the filter in front of
+        the delivery queue, kept to what the enabled endpoints subscribe to (None: every event comes)."""
         self.store = store
         self.clock = clock
         self._sender = sender
@@ -97,6 +105,7 @@ class Webhooks:
         self.public_only = public_only
         self._resolve = resolve
         self._notify = notify
+        self._route = route
 
     def now(self) -> datetime:
         return self.clock.now().replace(microsecond=0)
@@ -130,6 +139,11 @@ class Webhooks:
             created=self.now(),
         )
         self.store.add_endpoint(endpoint)
+        try:
+            self.sync_route()
+        except Unavailable:
+            self.store.delete_endpoint(endpoint.id)  # not half made: it would receive nothing
+            raise
         return endpoint
 
     def get(self, endpoint_id: str) -> WebhookEndpoint:
@@ -159,7 +173,10 @@ class Webhooks:
             changes["disabled_reason"] = None
             if not disabled:
                 changes["failing_since"] = None  # enabled again: the 3 days start over
-        return self._change(endpoint_id, lambda _: changes)
+        changed = self._change(endpoint_id, lambda _: changes)
+        if "enabled_events" in changes or "status" in changes:
+            self.sync_route()  # Unavailable: the change is saved; sent again, it puts the route again
+        return changed
 
     def roll(self, endpoint_id: str) -> WebhookEndpoint:
         """A new signing secret; the previous one keeps signing (a second v1) for 24 hours."""
@@ -170,6 +187,22 @@ class Webhooks:
     def delete(self, endpoint_id: str) -> None:
         self.store.get_endpoint(endpoint_id)
         self.store.delete_endpoint(endpoint_id)
+        self.sync_route()
+
+    def sync_route(self, *, cached: bool = False) -> list[str]:
+        """Put the route in front of the delivery queue to what the enabled endpoints subscribe to
+        (none: nothing reaches the queue, so a merchant without endpoints costs nothing). Listed again
+        after the put: a concurrent change that put an older list first is put over (3 rounds)."""
+        wanted = subscribed(self.store.list_endpoints())
+        if self._route is None:
+            return wanted
+        for _ in range(3):
+            self._route.route(wanted, cached=cached)
+            again = subscribed(self.store.list_endpoints())
+            if again == wanted:
+                break
+            wanted = again
+        return wanted
 
     def _change(self, endpoint_id: str, change: Callable[[WebhookEndpoint], dict[str, Any]]) -> WebhookEndpoint:
         for _ in range(5):
@@ -195,7 +228,8 @@ class Webhooks:
         body = payload(event)
         now = self.now()
         due: list[tuple[dict[str, Any], datetime]] = []
-        for endpoint in self.store.list_endpoints():
+        endpoints = self.store.list_endpoints()
+        for endpoint in endpoints:
             if endpoint.status != "enabled" or not matches(endpoint.enabled_events, event.type):
                 continue
             delivery = Delivery(
@@ -207,7 +241,17 @@ class Webhooks:
             due.append((_attempt_message(endpoint.id, event.id, 0), now))
         if due:
             self._require_queue().send_at(due, now)
+        elif self._route is not None and not matches(subscribed(endpoints), event.type):
+            # the route let through an event no enabled endpoint wants (a deploy put the catch-all
+            # rule back, an endpoint was disabled): narrow it, so the next ones cost nothing
+            self._narrow_route()
         return f"fanned_out:{len(due)}"
+
+    def _narrow_route(self) -> None:
+        try:
+            self.sync_route(cached=True)
+        except Unavailable as error:  # the event is handled; a too-wide route only costs
+            log.warning("the webhook route was not narrowed: %s", error.message)
 
     def attempt(self, endpoint_id: str, event_id: str, expected_attempts: Any = None) -> str:
         loaded = self.store.load_delivery(endpoint_id, event_id)
@@ -278,6 +322,7 @@ class Webhooks:
         if disabled:
             log.warning("webhook endpoint %s disabled: failing since %s", endpoint.id, endpoint.failing_since)
             self._email_disabled(changed)
+            self._narrow_route()
 
     def _email_disabled(self, endpoint: WebhookEndpoint) -> str:
         if self._notify is None:
@@ -362,6 +407,19 @@ class Webhooks:
             except Conflict:
                 continue  # being attempted right now: that attempt makes the queued message stale
         return queued
+
+    def resume(self, limit: int = 10_000) -> int:
+        """Queue again the next attempt of every delivery still to be attempted, at its
+        ``next_attempt_at`` (at once when it is past or unset): after a restart of the local stack's
+        pollers, which held the delayed attempts in memory. A copy of an attempt still on its way
+        finds its attempt number passed once either is made (stale). Returns how many were queued."""
+        now = self.now()
+        pending = self.store.pending_deliveries(limit)
+        if pending:
+            self._require_queue().send_at(
+                [(_attempt_message(d.endpoint, d.event_id, d.attempts), max(d.next_attempt_at or now, now))
+                 for d in pending], now)  # fmt: skip
+        return len(pending)
 
 
 def _attempt_message(endpoint_id: str, event_id: str, attempts: int) -> dict[str, Any]:

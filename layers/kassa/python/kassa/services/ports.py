@@ -735,6 +735,11 @@ class WebhookStore(Protocol):
         """An endpoint's deliveries by event time, newest first, events created in [since, until]."""
         ...
 
+    def pending_deliveries(self, limit: int) -> list[Delivery]:
+        """Every endpoint's deliveries still to be attempted (``pending``, ``retrying``), the
+        earliest ``next_attempt_at`` first (may scan: for resuming them, not for a request)."""
+        ...
+
 
 class WebhookSender(Protocol):
     def post(self, url: str, body: bytes, headers: dict[str, str]) -> WebhookResponse:
@@ -746,4 +751,12 @@ class WebhookSender(Protocol):
 class DelayedQueue(Protocol):
     def send_at(self, messages: list[tuple[dict[str, Any], datetime]], now: datetime) -> None:
         """Send each message to be received at (or, past the queue's longest delay, before) its time."""
+        ...
+
+
+class WebhookRoute(Protocol):
+    def route(self, subscribed: list[str], *, cached: bool = False) -> None:
+        """Let only these events reach the delivery queue (``kassa.domain.webhooks.subscribed``:
+        ``[]`` none, ``["*"]`` all, else event types and ``prefix.*`` wildcards). Raises Unavailable.
+        ``cached``: the same route put by this process a moment ago may be skipped."""
         ...
