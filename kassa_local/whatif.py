@@ -194,7 +194,7 @@ class Billed:
 
     invoice: Invoice
     weight: Fraction = Fraction(1)  # the expected survival under the churn assumption
-    month: int = 0  # which month of the subscription's billing it is (``_month_index``), from 0
+    month: int = 0  # which month of the subscription's billing it is (``_month_index``)
 
     @property
     def created(self) -> datetime:
@@ -263,11 +263,14 @@ def _anchor(sub: Subscription) -> datetime:
     return sub.trial_end if sub.trial_end is not None else sub.billing_cycle_anchor
 
 
-def _month_index(anchor: datetime, period_start: datetime) -> int:
+def _month_index(anchor: datetime, period_start: datetime, trial_end: datetime | None) -> int:
     """Which month of the subscription's billing a period starting at ``period_start`` is, counted
-    on the anchor's own month boundaries (``periods.period_index``: Jan 31, Feb 28, Mar 31 are
-    months 0, 1, 2); a trial's period before the anchor is month 0."""
-    return max(0, period_index(anchor, Interval.MONTH, 1, period_start))
+    on the anchor's own month boundaries (``periods.period_index``): Jan 31, Feb 28, Mar 31 are
+    months 0, 1, 2 — none lost or counted twice at a month's end. The trial's period counts as the
+    month its trial ends in; a period before a moved anchor (a custom anchor's first, prorated
+    period; an interval switch) counts back from it (−1 …)."""
+    when = max(period_start, trial_end) if trial_end is not None else period_start
+    return period_index(anchor, Interval.MONTH, 1, when)
 
 
 def rebill(history: History, book: PriceBook) -> list[SubscriptionOutcome]:
@@ -301,11 +304,11 @@ def _rebill_subscription(history: History, book: PriceBook, sub: Subscription, i
     if shift and sub.trial_end is not None and sub.ended_at is not None and sub.ended_at <= sub.trial_end:
         return []  # ended inside the actual trial: never charged, whatever the trial
     # each invoice's month is counted on the actual periods (a shift moves them all alike)
-    drafts = [(_shifted(invoice, shift), _month_index(anchor, invoice.period_start)) for invoice in invoices]
+    drafts = [(_shifted(i, shift), _month_index(anchor, i.period_start, sub.trial_end)) for i in invoices]
     drafts = [(d, month) for d, month in drafts if within(d.created) or not shift]
     if shift < timedelta(0) or (shift and not drafts):
         extra = _extra_periods(sub, [d for d, _ in drafts], shift, within)
-        drafts += [(d, _month_index(anchor + shift, d.period_start)) for d in extra]
+        drafts += [(d, _month_index(anchor + shift, d.period_start, None)) for d in extra]
     billed = []
     for draft, month in drafts:
         lines = [reprice_line(line, history.prices.get(line.price or ""), book.prices.get(line.price or ""))

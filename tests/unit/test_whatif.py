@@ -281,6 +281,12 @@ def test_survival_counts_the_billing_periods_of_a_month_end_anchor(day: int) -> 
     assert [months[m].whatif_revenue for m in ("2026-01", "2026-02", "2026-03", "2026-04", "2026-05")] == [
         1200, 1080, 972, 875, 787,
     ]  # fmt: skip
+    # an anchor moved later (as an interval switch moves it): the periods before it count back from it
+    sub, invoices = subscription("sub_a", p, start, 5)
+    sub["billing_cycle_anchor"] = invoices[3]["period_start"]
+    book = {"prices": {"price_coffee": {"unit_amount": 1200}}, "assumptions": {"churn_elasticity": 0.5}}
+    moved = run(history([p], [(sub, invoices)], datetime(2026, 6, 15, tzinfo=UTC)), book)
+    assert [r.whatif_revenue for r in moved if r.month != "2026-06"] == [1200, 1080, 972, 875, 787]
 
 
 def test_the_books_coupon_starts_at_the_books_trial_end() -> None:
