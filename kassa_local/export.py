@@ -13,8 +13,9 @@ in the files bucket, so exporting a period twice renders nothing new.
 
 With ``--history`` it writes the merchant's billing history instead, as one JSON file for the pricing
 what-if (``kassa simulate --history``, docs/whatif.md): every product, price and coupon, the
-subscriptions created up to ``--to`` (any status), their customers, and the invoices created in the
-period (with their lines), each in the API's own shape::
+subscriptions created up to ``--to`` (any status), their customers (id, country, currency and tax
+status only) and the invoices created in the period (with their lines), in the API's own shape
+without personal data (no email, name, address or tax id)::
 
     kassa export --history --from 2026-01-01 --to 2026-12-31 --out history.json
 
@@ -76,9 +77,19 @@ class Exporter:
 
     def history(self, start: datetime, end: datetime, as_of: datetime) -> dict[str, Any]:
         """The billing history of [start, end] for ``kassa simulate --history`` (kassa_local.whatif),
-        as of ``as_of`` (the time of the export: the stack's clock)."""
-        subscriptions = self.every("/v1/subscriptions", {"status": "all", "created[lte]": int(end.timestamp())})
-        customers = sorted({s["customer"] for s in subscriptions})
+        as of ``as_of`` (the time of the export: the stack's clock). No personal data: customers are
+        their id, country, currency and tax status (from the customer list, not one GET each), and
+        the invoices and subscriptions lose the buyer's details (``without_personal_data``)."""
+        until = int(end.timestamp())
+        subscriptions = self.every("/v1/subscriptions", {"status": "all", "created[lte]": until})
+        wanted = {s["customer"] for s in subscriptions}
+        listed = {c["id"]: c for c in self.every("/v1/customers", {"created[lte]": until}) if c["id"] in wanted}
+        # a customer the list did not give (none should be missing): read it alone
+        listed.update({c: self.json(f"/v1/customers/{c}") for c in sorted(wanted - set(listed))})
+        currencies: dict[str, str] = {}
+        for sub in sorted(subscriptions, key=lambda s: (s["created"], s["id"])):
+            currencies.setdefault(sub["customer"], sub["currency"])
+        invoices = [i for i in self.invoices(start, end) if i.get("subscription")]
         return {
             "object": "kassa_history",
             "version": 1,
@@ -88,9 +99,11 @@ class Exporter:
             "products": self.every("/v1/products"),
             "prices": self.every("/v1/prices"),
             "coupons": self.every("/v1/coupons"),
-            "customers": [self.json(f"/v1/customers/{c}") for c in customers],
-            "subscriptions": sorted(subscriptions, key=lambda s: (s["created"], s["id"])),
-            "invoices": [i for i in self.invoices(start, end) if i.get("subscription")],
+            "customers": [history_customer(listed[c], currencies.get(c)) for c in sorted(wanted)],
+            "subscriptions": [
+                without_personal_data(s) for s in sorted(subscriptions, key=lambda s: (s["created"], s["id"]))
+            ],
+            "invoices": [without_personal_data(i) for i in invoices],
         }
 
     def credit_notes(self, invoice_id: str) -> list[dict[str, Any]]:
@@ -106,6 +119,32 @@ class Exporter:
         except (ValueError, KeyError, TypeError):
             reason = response.text[:200]
         return None, f"{response.status_code}: {reason}"
+
+
+# what the what-if needs of a customer (docs/whatif.md): never the email, name, address or tax id
+def history_customer(customer: dict[str, Any], currency: str | None) -> dict[str, Any]:
+    return {
+        "object": "customer",
+        "id": customer["id"],
+        "country": (customer.get("address") or {}).get("country"),
+        "currency": customer.get("balance_currency") or currency,
+        "tax_exempt": bool(customer.get("tax_exempt")),
+        "has_tax_id": bool(customer.get("tax_id")),
+        "created": customer.get("created"),
+    }
+
+
+# the parts of an invoice or a subscription that name or locate a person: the buyer's (and the
+# seller's) party, the tax id, a cancellation's free-text comment
+PERSONAL_FIELDS = ("buyer", "seller", "customer_tax_id")
+
+
+def without_personal_data(body: dict[str, Any]) -> dict[str, Any]:
+    kept = {k: v for k, v in body.items() if k not in PERSONAL_FIELDS}
+    details = kept.get("cancellation_details")
+    if isinstance(details, dict) and "comment" in details:
+        kept["cancellation_details"] = {k: v for k, v in details.items() if k != "comment"}
+    return kept
 
 
 def _day(value: str, *, end: bool) -> datetime:

@@ -742,27 +742,76 @@ def run(options: SimOptions, progress: TextIO | None = sys.stderr) -> dict[str, 
 
 
 # ---------------------------------------------------------------------------------------- the command
+SIMULATE_DESCRIPTION = """\
+Two modes, chosen by the options given (the options of one mode cannot be combined with the
+other's):
+
+the simulator (the default): months of billing of a generated scenario in one process: checkouts,
+renewals, declines and dunning, churn, webhooks and emails, the real services over the in-memory
+store, an in-memory Stripe and the virtual clock, with the invariants checked (docs/simulator.md):
+
+  kassa simulate --subscriptions 1000 --months 12 --seed 1 --faults
+
+the pricing what-if (--history and --price-book): a history exported with `kassa export --history`
+billed again under a proposed price book; it reads that file only and writes nothing to any stack
+(docs/whatif.md):
+
+  kassa simulate --history history.json --price-book new.json --elasticity 0.1
+"""
+
+# the simulator's options, dest → default (the parser's defaults are None, so that an option given
+# can be told from one left out: a what-if given one of them is an error, never silently ignored)
+SIMULATOR_DEFAULTS: dict[str, Any] = {
+    "subscriptions": 1000, "months": 12, "seed": 1, "decline_rate": 0.05, "churn_rate": 0.03,
+    "faults": False, "fault_scale": 1.0, "scenario": None, "json": None, "no_progress": False,
+}  # fmt: skip
+
+
 def add_simulate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser(
         "simulate",
-        help="run months of billing in one process: the real services over in-memory AWS and Stripe",
-        description="Billing simulated in-process: checkouts, renewals, declines and dunning, churn, "
-        "webhooks and emails, over the in-memory store, an in-memory Stripe and the virtual clock (docs/simulator.md).",
+        help="the billing simulator (months of billing in one process) or the pricing what-if (--history)",
+        description=SIMULATE_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--subscriptions", type=_positive, default=1000, help="customers who check out (default 1000)")
-    p.add_argument("--months", type=_positive, default=12, help="months simulated (default 12)")
-    p.add_argument("--seed", type=int, default=1, help="everything random derives from it (default 1)")
-    p.add_argument("--decline-rate", type=_share, default=0.05, help="share of first charges declined (default 0.05)")
-    p.add_argument("--churn-rate", type=_share, default=0.03, help="monthly share of cancellations (default 0.03)")
-    p.add_argument("--faults", action="store_true", help="inject AWS and Stripe faults at every boundary")
-    p.add_argument("--fault-scale", type=float, default=1.0, help="multiply every fault's chance (default 1)")
-    p.add_argument("--scenario", help="scenario JSON: catalog, countries, plan mix (default: the one shipped)")
-    p.add_argument("--json", metavar="FILE", help="write the full report as JSON ('-' for stdout)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sim = p.add_argument_group("simulator", "a generated scenario billed in process (docs/simulator.md)")
+    sim.add_argument("--subscriptions", metavar="N", type=_positive, help="customers who check out (default 1000)")
+    sim.add_argument("--months", metavar="M", type=_positive, help="months simulated (default 12)")
+    sim.add_argument("--seed", metavar="S", type=int, help="everything random derives from it (default 1)")
+    sim.add_argument("--decline-rate", metavar="R", type=_share, help="share of first charges declined (default 0.05)")
+    sim.add_argument("--churn-rate", metavar="R", type=_share, help="monthly share of cancellations (default 0.03)")
+    sim.add_argument(
+        "--faults", action="store_true", default=None, help="inject AWS and Stripe faults at every boundary"
+    )
+    sim.add_argument("--fault-scale", metavar="X", type=float, help="multiply every fault's chance (default 1)")
+    sim.add_argument(
+        "--scenario", metavar="FILE", help="scenario JSON: catalog, countries, plan mix (default: the one shipped)"
+    )
+    sim.add_argument("--json", metavar="FILE", help="write the full report as JSON ('-' for stdout)")
+    sim.add_argument("--no-progress", action="store_true", default=None, help="no progress bar")
     from kassa_local import whatif  # --history / --price-book: the pricing what-if (docs/whatif.md)
 
-    whatif.add_arguments(p)
-    p.set_defaults(func=cmd_simulate)
+    whatif.add_arguments(
+        p.add_argument_group("pricing what-if", "an exported history billed again under a price book (docs/whatif.md)")
+    )
+    p.set_defaults(func=lambda args: cmd_simulate(args, p))
+
+
+def check_modes(parser: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """An argparse error (exit 2) naming the options when both modes' options are given."""
+    from kassa_local import whatif
+
+    simulator = [_option(dest) for dest in SIMULATOR_DEFAULTS if getattr(args, dest, None) is not None]
+    what_if = whatif.given(args)
+    if simulator and what_if:
+        parser.error(
+            f"{', '.join(what_if)} (the pricing what-if) cannot be combined with {', '.join(simulator)} "
+            "(the simulator): give the options of one mode"
+        )
+
+
+def _option(dest: str) -> str:
+    return "--" + dest.replace("_", "-")
 
 
 def _positive(text: str) -> int:
@@ -779,11 +828,16 @@ def _share(text: str) -> float:
     return value
 
 
-def cmd_simulate(args: argparse.Namespace) -> int:
+def cmd_simulate(args: argparse.Namespace, parser: argparse.ArgumentParser | None = None) -> int:
     from kassa_local import whatif
 
+    if parser is not None:
+        check_modes(parser, args)
     if whatif.wanted(args):
         return whatif.run(args)
+    for dest, default in SIMULATOR_DEFAULTS.items():
+        if getattr(args, dest, None) is None:
+            setattr(args, dest, default)
     try:
         scenario = Scenario.load(args.scenario)
     except (OSError, ValueError) as error:

@@ -44,7 +44,7 @@ from kassa.domain.discounts import Coupon, Discount, discount_invoice, start_dis
 from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import BillingReason, Invoice, InvoiceLine, InvoiceStatus, from_lines, period_lines
 from kassa.domain.money import Money, round_fraction
-from kassa.domain.periods import Interval, boundary, period_at
+from kassa.domain.periods import Interval, boundary, period_at, period_index
 from kassa.domain.pricing import TERMS_FIELDS
 from kassa.domain.proration import PRORATION_ROUNDING
 from kassa.domain.subscription import Subscription
@@ -194,6 +194,7 @@ class Billed:
 
     invoice: Invoice
     weight: Fraction = Fraction(1)  # the expected survival under the churn assumption
+    month: int = 0  # which month of the subscription's billing it is (``_month_index``)
 
     @property
     def created(self) -> datetime:
@@ -249,11 +250,27 @@ def _trial_days(sub: Subscription) -> int:
     return round((sub.trial_end - sub.trial_start).total_seconds() / 86400)
 
 
-def _discount_of(sub: Subscription, book: PriceBook) -> Discount | None:
+def _discount_of(sub: Subscription, book: PriceBook, shift: timedelta) -> Discount | None:
+    """The book's coupon, redeemed when the subscription's first paid period starts under the book
+    (its trial's end moved by ``shift`` when the book changes the trial), or the subscription's own."""
     if book.coupon is not None:
-        start = sub.trial_end if sub.trial_end is not None else sub.created
+        start = (sub.trial_end if sub.trial_end is not None else sub.created) + shift
         return start_discount(book.coupon, start, subscription=sub.id)
     return Discount.model_validate(sub.discount) if sub.discount else None
+
+
+def _anchor(sub: Subscription) -> datetime:
+    return sub.trial_end if sub.trial_end is not None else sub.billing_cycle_anchor
+
+
+def _month_index(anchor: datetime, period_start: datetime, trial_end: datetime | None) -> int:
+    """Which month of the subscription's billing a period starting at ``period_start`` is, counted
+    on the anchor's own month boundaries (``periods.period_index``): Jan 31, Feb 28, Mar 31 are
+    months 0, 1, 2 — none lost or counted twice at a month's end. The trial's period counts as the
+    month its trial ends in; a period before a moved anchor (a custom anchor's first, prorated
+    period; an interval switch) counts back from it (−1 …)."""
+    when = max(period_start, trial_end) if trial_end is not None else period_start
+    return period_index(anchor, Interval.MONTH, 1, when)
 
 
 def rebill(history: History, book: PriceBook) -> list[SubscriptionOutcome]:
@@ -266,32 +283,34 @@ def rebill(history: History, book: PriceBook) -> list[SubscriptionOutcome]:
         outcome = SubscriptionOutcome(sub, plan, actual, _rebill_subscription(history, book, sub, invoices))
         outcome.hazard = _hazard(outcome, book)
         if outcome.hazard:
-            first = next((b.created for b in outcome.whatif), None)
+            first = outcome.whatif[0].month if outcome.whatif else 0
             for billed in outcome.whatif:
-                months = _months_between(first or billed.created, billed.created)
-                billed.weight = (1 - outcome.hazard) ** months
+                billed.weight = (1 - outcome.hazard) ** max(0, billed.month - first)
         outcomes.append(outcome)
     return outcomes
 
 
 def _rebill_subscription(history: History, book: PriceBook, sub: Subscription, invoices: list[Invoice]) -> list[Billed]:
-    discount = _discount_of(sub, book)
     products = {p.id: p.product for p in history.prices.values()}
     # a trial the book changes moves the subscription's invoices by the difference in days
     new_trial = book.trials.get(sub.items[0].price)
     shift = timedelta(0) if new_trial is None else timedelta(days=new_trial - _trial_days(sub))
+    discount = _discount_of(sub, book, shift)
+    anchor = _anchor(sub)
 
     def within(when: datetime) -> bool:  # billed before the subscription ended and the history did
         return when <= history.end and (sub.ended_at is None or when < sub.ended_at)
 
     if shift and sub.trial_end is not None and sub.ended_at is not None and sub.ended_at <= sub.trial_end:
         return []  # ended inside the actual trial: never charged, whatever the trial
-    drafts = [_shifted(invoice, shift) for invoice in invoices]
-    drafts = [d for d in drafts if within(d.created) or not shift]
+    # each invoice's month is counted on the actual periods (a shift moves them all alike)
+    drafts = [(_shifted(i, shift), _month_index(anchor, i.period_start, sub.trial_end)) for i in invoices]
+    drafts = [(d, month) for d, month in drafts if within(d.created) or not shift]
     if shift < timedelta(0) or (shift and not drafts):
-        drafts += _extra_periods(sub, drafts, shift, within)
+        extra = _extra_periods(sub, [d for d, _ in drafts], shift, within)
+        drafts += [(d, _month_index(anchor + shift, d.period_start, None)) for d in extra]
     billed = []
-    for draft in drafts:
+    for draft, month in drafts:
         lines = [reprice_line(line, history.prices.get(line.price or ""), book.prices.get(line.price or ""))
                  if line.price in book.prices else reprice_line(line, None, None)
                  for line in draft.lines]  # fmt: skip
@@ -299,7 +318,7 @@ def _rebill_subscription(history: History, book: PriceBook, sub: Subscription, i
         done, counted = discount_invoice(repriced, discount, products=products)
         if counted is not None:
             discount = counted
-        billed.append(Billed(done))
+        billed.append(Billed(done, month=month))
     return billed
 
 
@@ -326,7 +345,7 @@ def _extra_periods(
     """The periods a shorter trial (or a trial's end moved inside the history) adds before the
     horizon, billed with the subscription's items by ``invoice.period_lines``; they count as paid
     like the subscription's last invoice (or, without one, as paid)."""
-    anchor = (sub.trial_end if sub.trial_end is not None else sub.billing_cycle_anchor) + shift
+    anchor = _anchor(sub) + shift
     start = drafts[-1].period_end if drafts else anchor
     paid = drafts[-1].status is InvoiceStatus.PAID if drafts else True
     extra: list[Invoice] = []
@@ -355,10 +374,6 @@ def _hazard(outcome: SubscriptionOutcome, book: PriceBook) -> Fraction:
     if before <= 0 or after <= before:
         return Fraction(0)
     return min(Fraction(1), book.churn_elasticity * Fraction(after - before, before))
-
-
-def _months_between(start: datetime, end: datetime) -> int:
-    return max(0, (end.year - start.year) * 12 + end.month - start.month - (1 if end.day < start.day else 0))
 
 
 # ---------------------------------------------------------------------------------------- report
@@ -531,24 +546,32 @@ def svg_chart(rows: list[Row], title: str) -> str:
 # ---------------------------------------------------------------------------------------- CLI
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    # not required by the parser, so that these options sit next to the simulator's own: ``run``
-    # needs both (``wanted(args)`` tells a what-if invocation apart)
-    parser.add_argument("--history", default=None, help="pricing what-if: a `kassa export --history` file (JSON)")
-    parser.add_argument("--price-book", default=None, help="pricing what-if: the proposed price book (docs/whatif.md)")
+WHATIF_OPTIONS = ("history", "price_book", "elasticity", "csv", "chart")  # dests, all defaulting to None
+
+
+def add_arguments(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """The what-if's options (``kassa simulate``'s "pricing what-if" group). Their defaults are None
+    so that ``given`` tells which were given; ``run`` needs --history and --price-book."""
+    parser.add_argument("--history", metavar="FILE", help="a `kassa export --history` file (JSON)")
+    parser.add_argument("--price-book", metavar="FILE", help="the proposed price book (JSON, docs/whatif.md)")
     parser.add_argument(
         "--elasticity",
-        default=None,
+        metavar="E",
         help="extra monthly churn per 100%% price increase (0.1: +10%% price → +1%% churn a month); "
         "overrides the price book's assumptions.churn_elasticity",
     )
-    parser.add_argument("--csv", default="whatif.csv", help="the CSV to write (default whatif.csv)")
-    parser.add_argument("--chart", default="whatif.svg", help="the SVG chart to write (default whatif.svg)")
+    parser.add_argument("--csv", metavar="FILE", help="the CSV to write (default whatif.csv)")
+    parser.add_argument("--chart", metavar="FILE", help="the SVG chart to write (default whatif.svg)")
+
+
+def given(args: argparse.Namespace) -> list[str]:
+    """The what-if options given, as typed (``--price-book``)."""
+    return ["--" + dest.replace("_", "-") for dest in WHATIF_OPTIONS if getattr(args, dest, None) is not None]
 
 
 def wanted(args: argparse.Namespace) -> bool:
-    """Whether ``kassa simulate`` was asked for a pricing what-if."""
-    return bool(getattr(args, "history", None) or getattr(args, "price_book", None))
+    """Whether ``kassa simulate`` was asked for a pricing what-if (any of its options given)."""
+    return bool(given(args))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -567,7 +590,8 @@ def run(args: argparse.Namespace) -> int:
         f"{book.name}: {history.start.date()} – {history.end.date()}, churn elasticity {float(book.churn_elasticity)}"
     )
     print(table(rows))
-    write_csv(rows, Path(args.csv))
-    Path(args.chart).write_text(svg_chart(rows, f"{book.name}: actual and what-if"))
-    print(f"wrote {args.csv} and {args.chart}")
+    csv_path, chart_path = Path(args.csv or "whatif.csv"), Path(args.chart or "whatif.svg")
+    write_csv(rows, csv_path)
+    chart_path.write_text(svg_chart(rows, f"{book.name}: actual and what-if"))
+    print(f"wrote {csv_path} and {chart_path}")
     return 0

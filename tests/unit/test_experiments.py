@@ -27,10 +27,12 @@ from kassa.domain.experiments import (
 )
 from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.periods import Interval
+from kassa.domain.proration import ProrationBehavior
 from kassa.domain.subscription import Status
 from kassa.services import experiments
 from kassa.services.catalog import create_price
-from kassa.services.checkout import complete_checkout
+from kassa.services.checkout import complete_checkout, start_checkout
+from kassa.services.plan_changes import change_plan
 from tests.unit.fakes import START, World, make_world
 
 
@@ -271,3 +273,91 @@ def test_sticky_variant_prefers_the_subscription_already_in_the_experiment() -> 
     assert sticky_variant(experiment, email, [sub]).id == "b"
     assert sticky_variant(experiment, email, []).id == "a"
     assert math.isclose(sum(v.weight for v in experiment.variants), 100)
+
+
+def _spy(monkeypatch: pytest.MonkeyPatch, target: object, name: str) -> list[object]:
+    """Record what ``target.name`` answers (each call's result) while still calling it."""
+    real = getattr(target, name)
+    answers: list[object] = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        answer = real(*args, **kwargs)
+        answers.append(answer)
+        return answer
+
+    monkeypatch.setattr(target, name, spy)
+    return answers
+
+
+def test_the_report_reads_only_subscriptions_created_since_the_experiment(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world()
+    product, control, variant = two_prices(world)
+    for n in range(3):  # on the control's price, before the experiment
+        world.active_subscription(control, email=f"before{n}@example.com")
+        world.clock.advance(timedelta(hours=1))
+    experiment = experiments.create(
+        world.billing, name="t", product=product.id, variants=[(None, control.id, 50), (None, variant.id, 50)]
+    )
+    world.clock.advance(timedelta(minutes=5))
+    emails = [f"during{n}@example.com" for n in range(4)]
+    for email in emails:
+        world.active_subscription(control, email=email)
+    pages = _spy(monkeypatch, world.store, "list_subscriptions")
+    _, figures = experiments.report(world.billing, experiment.id)
+    read = [sub for page in pages for sub in page.items]  # type: ignore[attr-defined]
+    assert read and all(sub.created >= experiment.created for sub in read)
+    assert sum(f.started for f in figures) == sum(f.converted for f in figures) == 4
+
+
+def test_a_subscription_that_moved_to_another_price_stays_in_its_variant() -> None:
+    world = make_world()
+    product, control, variant = two_prices(world)
+    other = create_price(world.billing, product.id, "eur", 2500, Recurring(interval=Interval.MONTH))
+    experiment = experiments.create(
+        world.billing, name="t", product=product.id, variants=[(None, control.id, 50), (None, variant.id, 50)]
+    )
+    result = world.active_subscription(control, email="mover@example.com")
+    assigned = result.subscription.experiment
+    assert assigned is not None
+    world.clock.advance(timedelta(days=3))
+    change_plan(world.billing, result.subscription.id, price_id=other.id, behavior=ProrationBehavior.ALWAYS_INVOICE)
+    moved = world.store.get_subscription(result.subscription.id)
+    assert moved.items[0].price == other.id and moved.experiment == assigned
+    invoices = world.store.list_customer_invoices(moved.customer, 100, None).items
+    _, figures = experiments.report(world.billing, experiment.id)
+    by_variant = {f.variant.id: f for f in figures}
+    assert (by_variant[assigned["variant"]].started, by_variant[assigned["variant"]].converted) == (1, 1)
+    assert by_variant[assigned["variant"]].mrr == monthly_recurring(moved, invoices)
+    assert sum(f.started for f in figures) == 1
+
+
+def test_two_concurrent_stops_answer_the_same_and_publish_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both read the running experiment before either writes: the second's versioned write loses."""
+    world = make_world()
+    product, control, variant = two_prices(world)
+    experiment = experiments.create(
+        world.billing, name="t", product=product.id, variants=[(None, control.id, 50), (None, variant.id, 50)]
+    )
+    world.clock.advance(timedelta(hours=1))
+    read_before_the_first_stop = world.store.get_experiment(experiment.id)
+    first = experiments.stop(world.billing, experiment.id)
+    world.clock.advance(timedelta(seconds=1))
+    real_get = world.store.get_experiment
+    stale = iter([read_before_the_first_stop])
+    monkeypatch.setattr(world.store, "get_experiment", lambda exp_id: next(stale, None) or real_get(exp_id))
+    second = experiments.stop(world.billing, experiment.id)
+    assert second == first and second.status is ExperimentStatus.STOPPED
+    assert len(world.publisher.of_type("experiment.stopped")) == 1
+
+
+def test_a_checkout_by_customer_id_reads_the_customer_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world()
+    product, control, variant = two_prices(world)
+    experiment = experiments.create(
+        world.billing, name="t", product=product.id, variants=[(None, control.id, 50), (None, variant.id, 50)]
+    )
+    first = world.active_subscription(control, email="again@example.com")
+    reads = _spy(monkeypatch, world.store, "get_customer")
+    again = start_checkout(world.billing, price_id=control.id, customer_id=first.customer.id)
+    assert len(reads) == 1
+    assert again.subscription.experiment == {"id": experiment.id, "variant": assign(experiment, "again@example.com").id}

@@ -215,3 +215,35 @@ def test_a_failing_run_prints_its_seed_to_replay(quiet: Simulation) -> None:
     report.update(ok=False, double_charges=1)
     text = summary(report)
     assert "double charges 1" in text and text.endswith("FAILED — replay with --seed 7")
+
+
+def test_the_help_describes_both_modes(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["simulate", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    assert "simulator:" in text and "pricing what-if:" in text  # the two argument groups
+    assert "kassa simulate --subscriptions 1000 --months 12" in text
+    assert "kassa simulate --history history.json --price-book new.json" in text
+    simulator, what_if = text.split("\nsimulator:\n")[1].split("\npricing what-if:\n")
+    assert "--subscriptions N" in simulator and "--faults" in simulator and "--history" not in simulator
+    assert "--history FILE" in what_if and "--price-book FILE" in what_if and "--subscriptions" not in what_if
+
+
+@pytest.mark.parametrize(
+    ("argv", "named"),
+    [
+        (["--history", "h.json", "--price-book", "b.json", "--subscriptions", "5"],
+         ["--history", "--price-book", "--subscriptions"]),
+        (["--faults", "--months", "3", "--elasticity", "0.1"], ["--elasticity", "--months", "--faults"]),
+        (["--csv", "out.csv", "--no-progress"], ["--csv", "--no-progress"]),
+    ],
+)  # fmt: skip
+def test_mixing_the_two_modes_is_an_error_naming_the_options(
+    argv: list[str], named: list[str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as done:
+        main(["simulate", *argv])
+    assert done.value.code == 2
+    error = capsys.readouterr().err
+    assert "kassa simulate: error:" in error and all(option in error for option in named)

@@ -19,7 +19,7 @@ from kassa.domain.catalog import Price, Recurring
 from kassa.domain.invoice import BillingReason, InvoiceStatus, build_subscription_invoice
 from kassa.domain.periods import Interval, Period, boundary
 from kassa.domain.subscription import Status, start_subscription
-from kassa_local import whatif
+from kassa_local import export, whatif
 
 JAN = datetime(2026, 1, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
@@ -266,3 +266,87 @@ def test_the_simulate_command_needs_both_files(tmp_path: Path) -> None:
         main(["simulate", "--history", str(tmp_path / "h.json")])
     with pytest.raises(SystemExit, match="kassa simulate: .*No such file"):
         main(["simulate", "--history", str(tmp_path / "h.json"), "--price-book", str(tmp_path / "b.json")])
+
+
+@pytest.mark.parametrize("day", [29, 30, 31])
+def test_survival_counts_the_billing_periods_of_a_month_end_anchor(day: int) -> None:
+    """Anchored on Jan 29–31, the invoices fall on Feb 28, Mar 29–31, Apr 29–30, May 29–31: each is
+    one more month of survival (0.9 a month), none lost or counted twice in February or a 30-day month."""
+    p = price("price_coffee", 1000)
+    start = datetime(2026, 1, day, tzinfo=UTC)
+    raw = history([p], [subscription("sub_a", p, start, 5)], datetime(2026, 6, 15, tzinfo=UTC))
+    rows = run(raw, {"prices": {"price_coffee": {"unit_amount": 1200}}, "assumptions": {"churn_elasticity": 0.5}})
+    months = by_month(rows, "coffee")
+    # 1200 × 0.9^k, rounded half-up: 1200, 1080, 972, 874.8 → 875, 787.32 → 787
+    assert [months[m].whatif_revenue for m in ("2026-01", "2026-02", "2026-03", "2026-04", "2026-05")] == [
+        1200, 1080, 972, 875, 787,
+    ]  # fmt: skip
+    # an anchor moved later (as an interval switch moves it): the periods before it count back from it
+    sub, invoices = subscription("sub_a", p, start, 5)
+    sub["billing_cycle_anchor"] = invoices[3]["period_start"]
+    book = {"prices": {"price_coffee": {"unit_amount": 1200}}, "assumptions": {"churn_elasticity": 0.5}}
+    moved = run(history([p], [(sub, invoices)], datetime(2026, 6, 15, tzinfo=UTC)), book)
+    assert [r.whatif_revenue for r in moved if r.month != "2026-06"] == [1200, 1080, 972, 875, 787]
+
+
+def test_the_books_coupon_starts_at_the_books_trial_end() -> None:
+    """A 14-day trial from Jan 1 (paid Jan 15, Feb 15, Mar 15). Made 60 days (+46: Mar 2, Apr 2, Apr 30)
+    with 25 % off for a month: the coupon covers the first paid period under the book (from Mar 2),
+    not the month after the actual trial's end (Jan 15 – Feb 15, which the book leaves unbilled).
+    Without a trial (Jan 1, Feb 1, Mar 1) a `once` coupon takes 3.00 off the Jan 1 invoice."""
+    p = price("price_tea", 900, trial=14)
+    raw = history([p], [subscription("sub_t", p, JAN, 3)], datetime(2026, 4, 30, 23, tzinfo=UTC))
+    longer = run(raw, {"prices": {"price_tea": {"trial_period_days": 60}},
+                       "coupon": {"percent_off": 25, "duration": "repeating", "duration_in_months": 1}})  # fmt: skip
+    months = by_month(longer, "tea")
+    assert [months[m].whatif_revenue for m in ("2026-01", "2026-02", "2026-03", "2026-04")] == [0, 0, 675, 1800]
+    none = run(raw, {"prices": {"price_tea": {"trial_period_days": 0}},
+                     "coupon": {"amount_off": 300, "currency": "EUR", "duration": "once"}})  # fmt: skip
+    months = by_month(none, "tea")
+    assert [months[m].whatif_revenue for m in ("2026-01", "2026-02", "2026-03", "2026-04")] == [600, 900, 900, 900]
+
+
+class FakeApi(export.Exporter):
+    """The merchant API's list and read routes over fixed objects, recording every GET."""
+
+    def __init__(self, routes: dict[str, list[dict[str, Any]]]) -> None:
+        super().__init__("http://api.invalid", "key")
+        self.routes = routes
+        self.paths: list[str] = []
+
+    def json(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        self.paths.append(path)
+        if path in self.routes:
+            return {"object": "list", "data": self.routes[path], "has_more": False}
+        kind, _, object_id = path.rpartition("/")
+        return next(o for o in self.routes.get(kind, []) if o["id"] == object_id)
+
+
+def test_the_history_export_lists_customers_once_and_keeps_no_personal_data() -> None:
+    p = price("price_coffee", 1000)
+    subs = [subscription("sub_a", p, JAN, 2), subscription("sub_b", p, JAN + DAY, 1)]
+    raw = history([p], subs, MARCH_END)
+    person = {"name": "Ada Lovelace", "email": "ada@example.com", "address": {"country": "DE", "line1": "Hauptstr. 1"}}
+    customers = [
+        {"object": "customer", "id": s["customer"], **person, "tax_id": "DE123456789", "tax_exempt": False,
+         "created": JAN.isoformat()}
+        for s, _ in subs
+    ] + [{"object": "customer", "id": "cus_other", **person, "created": JAN.isoformat()}]  # fmt: skip
+    invoices = [{**i, "buyer": {"name": person["name"], "email": person["email"], "address": person["address"]},
+                 "customer_tax_id": "DE123456789", "customer_country": "DE"} for i in raw["invoices"]]  # fmt: skip
+    api = FakeApi({"/v1/subscriptions": raw["subscriptions"], "/v1/customers": customers, "/v1/invoices": invoices,
+                   "/v1/products": raw["products"], "/v1/prices": raw["prices"], "/v1/coupons": []})  # fmt: skip
+    exported = api.history(JAN, MARCH_END, MARCH_END)
+    assert api.paths.count("/v1/customers") == 1 and not [x for x in api.paths if x.startswith("/v1/customers/")]
+    assert exported["customers"] == [
+        {"object": "customer", "id": "cus_sub_a", "country": "DE", "currency": "EUR", "tax_exempt": False,
+         "has_tax_id": True, "created": JAN.isoformat()},
+        {"object": "customer", "id": "cus_sub_b", "country": "DE", "currency": "EUR", "tax_exempt": False,
+         "has_tax_id": True, "created": JAN.isoformat()},
+    ]  # fmt: skip
+    text = json.dumps(exported)
+    assert not any(found in text for found in ("Ada", "ada@example.com", "Hauptstr", "DE123456789"))
+    assert all(i["customer_country"] == "DE" for i in exported["invoices"])
+    # what the what-if reads is all there: the same figures as from the full history
+    rows = run({**exported, "from": raw["from"], "to": raw["to"]}, {"prices": {"price_coffee": {"unit_amount": 1200}}})
+    assert [r.whatif_revenue for r in rows] == [2400, 1200, 0]

@@ -78,7 +78,8 @@ def start_checkout(
 ) -> CheckoutResult:
     """A new subscription of ``items`` (price id, quantity) — or of ``price_id`` × ``quantity`` —
     with its first invoice finalized (or its trial), and the SetupIntent to confirm the card with.
-    Everything is validated before the customer is looked up or created."""
+    The items are validated before the customer is read (once, by id) and everything before one
+    is created."""
     if items is None:
         if price_id is None:
             raise InvalidInput("give items or price_id", param="items")
@@ -103,10 +104,15 @@ def start_checkout(
             raise InvalidInput(f"price {item_price} is metered: it takes no quantity", param=param(i, "quantity"))
         prices.append(price)
         counts.append(1 if count is None else count)
-    # a price experiment of the product charges the customer's variant (kassa.domain.experiments)
-    prices, experiment = experiments.checkout_prices(ctx, prices, email=email, customer_id=customer_id)
+    # (a variant never changes whether an item is metered: variants are licensed prices)
     if billing_thresholds is not None and not any(p.metered for p in prices):
         raise InvalidInput("billing_thresholds need a metered item", param="billing_thresholds")
+    if coupon is not None and promotion_code is not None:
+        raise InvalidInput("give a coupon or a promotion_code, not both", param="coupon")
+    # who: read once (never created here), by the experiment below and the rest of the checkout
+    known = ctx.store.get_customer(customer_id) if customer_id else None
+    # a price experiment of the product charges the customer's variant (kassa.domain.experiments)
+    prices, experiment = experiments.checkout_prices(ctx, prices, email=email, customer=known)
     settings = ctx.store.get_settings()
     # what the customer may pay with: the merchant's types, narrowed by the prices and the currency
     method_types = offered_types(
@@ -116,8 +122,6 @@ def start_checkout(
         param=param(0, "price") if len(prices) == 1 else "items",
     )
     custom_start = billing_cycle_anchor is not None or backdate_start_date is not None
-    if coupon is not None and promotion_code is not None:
-        raise InvalidInput("give a coupon or a promotion_code, not both", param="coupon")
     now = ctx.now()
     # validates quantities, currencies and intervals before anything is written
     probe = start_subscription(
@@ -130,8 +134,7 @@ def start_checkout(
         raise InvalidInput(
             "a billing_cycle_anchor or backdated start cannot be combined with a trial", param="trial_days"
         )
-    # who: read (never created) before the coupon is checked; a new customer's email must be new
-    known = ctx.store.get_customer(customer_id) if customer_id else None
+    # who: a new customer's email must be new; read before the coupon is checked
     if known is None:
         if not email or address is None:
             raise InvalidInput("give customer_id or customer.email and customer.address", param="customer")

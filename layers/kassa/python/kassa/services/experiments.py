@@ -4,11 +4,12 @@ checkout is charged); the report per variant. The rules are ``kassa.domain.exper
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from kassa.domain.catalog import Price
-from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.customer import Customer
+from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.experiments import (
     Experiment,
@@ -57,12 +58,20 @@ def list_page(ctx: BillingContext, limit: int, starting_after: str | None) -> Pa
 
 
 def stop(ctx: BillingContext, experiment_id: str) -> Experiment:
-    """Stopped (new checkouts get the price they ask for); asking again answers the same experiment."""
+    """Stopped (new checkouts get the price they ask for); asking again answers the same experiment.
+    Of two concurrent stops the one whose versioned write loses reads the winner's experiment back
+    and answers it: experiment.stopped is published once, by the winner."""
     experiment = ctx.store.get_experiment(experiment_id)
     stopped = stop_experiment(experiment, ctx.now())
     if stopped is experiment:
         return experiment
-    saved = ctx.store.stop_experiment(stopped)
+    try:
+        saved = ctx.store.stop_experiment(stopped)
+    except Conflict:
+        current = ctx.store.get_experiment(experiment_id)
+        if stop_experiment(current, ctx.now()) is current:  # stopped meanwhile: the same answer
+            return current
+        raise
     ctx.emit(DomainEvent.of("experiment.stopped", saved, saved.stopped_at or ctx.now(), cause="stop"))
     return saved
 
@@ -84,36 +93,45 @@ def assignment(
     return Assignment(experiment, _variant(ctx, experiment, email, customer_id))
 
 
-def _variant(ctx: BillingContext, experiment: Experiment, email: str | None, customer_id: str | None) -> Variant:
+def _variant(
+    ctx: BillingContext,
+    experiment: Experiment,
+    email: str | None,
+    customer_id: str | None,
+    customer: Customer | None = None,
+) -> Variant:
+    """``customer``: the customer of ``customer_id`` when the caller has read it already."""
     ensure_running(experiment)
     subscriptions: list[Subscription] = []
-    if customer_id is not None:
+    if customer is None and customer_id is not None:
         try:
             customer = ctx.store.get_customer(customer_id)
         except NotFound as error:
             raise NotFound(error.message, param="customer") from None
+    if customer is not None:
         email = customer.email
-        subscriptions = ctx.store.list_customer_subscriptions(customer_id)
+        subscriptions = ctx.store.list_customer_subscriptions(customer.id)
     if not email:
         raise InvalidInput("give the customer's email or id", param="email")
     return sticky_variant(experiment, normalize_email(email), subscriptions)
 
 
 def checkout_prices(
-    ctx: BillingContext, prices: list[Price], *, email: str | None, customer_id: str | None
+    ctx: BillingContext, prices: list[Price], *, email: str | None, customer: Customer | None
 ) -> tuple[list[Price], dict[str, str] | None]:
     """The prices a checkout charges: an item on a variant of its product's running experiment is
-    charged at the variant the customer is assigned (whatever variant was asked for), and the
-    subscription is tagged with it. Other items, and products without an experiment, are unchanged."""
+    charged at the variant the customer (the checkout's, already read; else by ``email``) is
+    assigned, whatever variant was asked for, and the subscription is tagged with it. Other items,
+    and products without an experiment, are unchanged."""
     tag: dict[str, str] | None = None
     charged = list(prices)
-    if not email and not customer_id:  # the checkout itself answers the missing customer
+    if not email and customer is None:  # the checkout itself answers the missing customer
         return charged, tag
     for i, price in enumerate(prices):
         experiment = ctx.store.running_experiment(price.product)
         if experiment is None or experiment.variant_of_price(price.id) is None or tag is not None:
             continue
-        variant = _variant(ctx, experiment, email, customer_id)
+        variant = _variant(ctx, experiment, email, None, customer)
         chosen = ctx.price(variant.price, fresh=True)
         if not chosen.active:  # archived since the experiment began: the asked price, untagged
             continue
@@ -133,18 +151,20 @@ def _every(fetch: Callable[[str | None], Page]) -> Iterator[Any]:
 
 
 def report(ctx: BillingContext, experiment_id: str) -> tuple[Experiment, list[VariantFigures]]:
-    """Started, converted, churned and MRR per variant over the subscriptions its checkouts made
-    (found through the price index of each variant's price), with the conversion p-value."""
+    """Started, converted, churned and MRR per variant over the subscriptions its checkouts made,
+    with the conversion p-value. They are found among the subscriptions created since the
+    experiment was (the merchant listing's created range; never a Scan), by their tag: a
+    subscription that later moved to another price stays in its variant."""
     experiment = ctx.store.get_experiment(experiment_id)
+    window = ListQuery(limit=PAGE, created_gte=experiment.created)
     found: dict[str, Subscription] = {}
-    for variant in experiment.variants:
 
-        def on_price(after: str | None, price: str = variant.price) -> Page:
-            return ctx.store.list_subscriptions(ListQuery(limit=PAGE, starting_after=after, price=price))
+    def created_meanwhile(after: str | None) -> Page:
+        return ctx.store.list_subscriptions(replace(window, starting_after=after))
 
-        for sub in _every(on_price):
-            if (sub.experiment or {}).get("id") == experiment.id:
-                found[sub.id] = sub
+    for sub in _every(created_meanwhile):
+        if (sub.experiment or {}).get("id") == experiment.id:
+            found[sub.id] = sub
     invoices: dict[str, list[Invoice]] = {sub_id: [] for sub_id in found}
     for customer in sorted({sub.customer for sub in found.values()}):
 
