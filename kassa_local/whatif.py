@@ -44,7 +44,7 @@ from kassa.domain.discounts import Coupon, Discount, discount_invoice, start_dis
 from kassa.domain.errors import InvalidInput
 from kassa.domain.invoice import BillingReason, Invoice, InvoiceLine, InvoiceStatus, from_lines, period_lines
 from kassa.domain.money import Money, round_fraction
-from kassa.domain.periods import Interval, boundary, period_at, period_index
+from kassa.domain.periods import Interval, Period, boundary, period_at, period_index
 from kassa.domain.pricing import TERMS_FIELDS
 from kassa.domain.proration import PRORATION_ROUNDING
 from kassa.domain.subscription import Subscription
@@ -344,13 +344,16 @@ def _extra_periods(
 ) -> list[Invoice]:
     """The periods a shorter trial (or a trial's end moved inside the history) adds before the
     horizon, billed with the subscription's items by ``invoice.period_lines``; they count as paid
-    like the subscription's last invoice (or, without one, as paid)."""
-    anchor = _anchor(sub) + shift
-    start = drafts[-1].period_end if drafts else anchor
+    like the subscription's last invoice (or, without one, as paid). They continue the moved
+    invoices' grid — the subscription's own periods moved by ``shift`` — so none overlaps the last
+    moved one at a month's end (a Jan 30 anchor moved a day earlier is Jan 29 → Feb 27 → Mar 29)."""
+    anchor = _anchor(sub)
+    start = drafts[-1].period_end if drafts else anchor + shift
     paid = drafts[-1].status is InvoiceStatus.PAID if drafts else True
     extra: list[Invoice] = []
     while within(start):
-        period = period_at(anchor, sub.interval, sub.interval_count, start)
+        actual = period_at(anchor, sub.interval, sub.interval_count, start - shift)
+        period = Period(actual.start + shift, actual.end + shift)
         draft = from_lines(
             f"whatif_{sub.id}_{len(extra)}", sub.customer, sub.id, sub.currency, period_lines(sub, period),
             period, period.start, BillingReason.SUBSCRIPTION_CYCLE,

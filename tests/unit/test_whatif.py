@@ -163,6 +163,19 @@ def test_no_trial_adds_the_periods_the_trial_held_back() -> None:
     assert [months[m].whatif_revenue for m in ("2026-01", "2026-02", "2026-03", "2026-04")] == [900, 900, 900, 900]
 
 
+def test_a_shorter_trial_at_a_months_end_bills_each_period_once() -> None:
+    """A 14-day trial from Jan 16 ends Jan 30 (paid Jan 30; Feb 28 not reached by Feb 27 23:00). Made
+    13 days, every invoice moves a day earlier: Jan 29, then the period the shorter trial adds,
+    Feb 27 → Mar 29 — not a second Jan 29 → Feb 28 period on a grid anchored at Jan 29."""
+    p = price("price_tea", 900, trial=14)
+    end = datetime(2026, 2, 27, 23, tzinfo=UTC)
+    raw = history([p], [subscription("sub_t", p, JAN + 15 * DAY, 1)], end)
+    rows = run(raw, {"prices": {"price_tea": {"trial_period_days": 13}}})
+    months = by_month(rows, "tea")
+    assert [months[m].actual_revenue for m in ("2026-01", "2026-02")] == [900, 0]
+    assert [months[m].whatif_revenue for m in ("2026-01", "2026-02")] == [900, 900]
+
+
 def test_a_subscription_that_ended_inside_its_trial_is_never_charged() -> None:
     p = price("price_tea", 900, trial=14)
     raw = history([p], [subscription("sub_t", p, JAN, 0, ended=JAN + 5 * DAY)], MARCH_END)
