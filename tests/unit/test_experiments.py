@@ -7,6 +7,7 @@ import math
 from collections import Counter
 from datetime import timedelta
 from fractions import Fraction
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -347,7 +348,29 @@ def test_two_concurrent_stops_answer_the_same_and_publish_once(monkeypatch: pyte
     monkeypatch.setattr(world.store, "get_experiment", lambda exp_id: next(stale, None) or real_get(exp_id))
     second = experiments.stop(world.billing, experiment.id)
     assert second == first and second.status is ExperimentStatus.STOPPED
-    assert len(world.publisher.of_type("experiment.stopped")) == 1
+    assert len({event.id for event in world.publisher.of_type("experiment.stopped")}) == 1  # one event, one id
+
+
+def test_a_stop_that_crashed_before_publishing_is_published_by_the_next_stop(monkeypatch: pytest.MonkeyPatch) -> None:
+    world = make_world()
+    product, control, variant = two_prices(world)
+    experiment = experiments.create(
+        world.billing, name="t", product=product.id, variants=[(None, control.id, 50), (None, variant.id, 50)]
+    )
+    real_emit = world.billing.emit
+
+    def crash(event: Any) -> None:
+        raise RuntimeError("the function died after its write")
+
+    monkeypatch.setattr(world.billing, "emit", crash)
+    with pytest.raises(RuntimeError):
+        experiments.stop(world.billing, experiment.id)
+    assert world.store.get_experiment(experiment.id).status is ExperimentStatus.STOPPED
+    assert world.publisher.of_type("experiment.stopped") == []
+    monkeypatch.setattr(world.billing, "emit", real_emit)
+    again = experiments.stop(world.billing, experiment.id)
+    published = world.publisher.of_type("experiment.stopped")
+    assert [event.data["id"] for event in published] == [experiment.id] and again.status is ExperimentStatus.STOPPED
 
 
 def test_a_checkout_by_customer_id_reads_the_customer_once(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -60,20 +60,26 @@ def list_page(ctx: BillingContext, limit: int, starting_after: str | None) -> Pa
 def stop(ctx: BillingContext, experiment_id: str) -> Experiment:
     """Stopped (new checkouts get the price they ask for); asking again answers the same experiment.
     Of two concurrent stops the one whose versioned write loses reads the winner's experiment back
-    and answers it: experiment.stopped is published once, by the winner."""
+    and answers it. Every answer publishes experiment.stopped under its one deterministic id, so a
+    stop that crashed between its write and the publish is completed by the next stop, and a
+    consumer sees one event however many stops were asked."""
     experiment = ctx.store.get_experiment(experiment_id)
     stopped = stop_experiment(experiment, ctx.now())
     if stopped is experiment:
-        return experiment
+        return _stopped(ctx, experiment)
     try:
         saved = ctx.store.stop_experiment(stopped)
     except Conflict:
         current = ctx.store.get_experiment(experiment_id)
         if stop_experiment(current, ctx.now()) is current:  # stopped meanwhile: the same answer
-            return current
+            return _stopped(ctx, current)
         raise
-    ctx.emit(DomainEvent.of("experiment.stopped", saved, saved.stopped_at or ctx.now(), cause="stop"))
-    return saved
+    return _stopped(ctx, saved)
+
+
+def _stopped(ctx: BillingContext, experiment: Experiment) -> Experiment:
+    ctx.emit(DomainEvent.of("experiment.stopped", experiment, experiment.stopped_at or ctx.now(), cause="stop"))
+    return experiment
 
 
 @dataclass(frozen=True)
