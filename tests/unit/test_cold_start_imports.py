@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parents[2]
 #: imported on first use only: the stripe SDK and boto3 (clients built lazily), Powertools' OpenAPI
 #: models and Swagger UI (only /openapi.json and /docs), Jinja2 / babel (emails and pages), the PDF
 #: and UBL renderers and the document model they share, python-stdnum (the first tax-id check),
-#: analytics and outbound-webhook redelivery (their routes only)
+#: analytics, bookkeeping exports and outbound-webhook redelivery (their routes only)
 LAZY = (
     "stripe",
     "boto3",
@@ -33,6 +33,10 @@ LAZY = (
     "stdnum",
     "kassa.services.analytics",
     "kassa.services.outbound_webhooks",
+    "kassa.services.accounting",
+    "kassa.domain.journal",
+    "kassa.domain.revenue",
+    "kassa.domain.exports",
 )
 
 
