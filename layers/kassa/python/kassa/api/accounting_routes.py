@@ -13,9 +13,15 @@ from kassa.adapters import container
 from kassa.api import openapi
 from kassa.api.common import csv_response, query_date, query_limit, query_month, wants_csv
 from kassa.domain.errors import InvalidInput
-from kassa.domain.journal import render_journal_csv
-from kassa.domain.revenue import render_revenue_csv
-from kassa.services import accounting
+
+
+def _accounting() -> Any:
+    """The bookkeeping use cases (journal, revenue, exports): imported by the first accounting request,
+    not at a cold start of the api function (most requests never ask for them)."""
+    from kassa.services import accounting
+
+    return accounting
+
 
 logger = logging.getLogger("kassa.api.audit")
 
@@ -78,7 +84,9 @@ def export_journal() -> Any:
     """Double-entry journal lines of [from, to] (dates), balanced per document (JSON, or format=csv)."""
     first, last = query_date(router, "from"), query_date(router, "to")
     as_csv = wants_csv(router)
-    lines = accounting.journal_lines(container.store(), first, last)
+    from kassa.domain.journal import render_journal_csv
+
+    lines = _accounting().journal_lines(container.store(), first, last)
     if as_csv:
         return csv_response(render_journal_csv(lines), f"journal-{first}-{last}.csv")
     totals: dict[str, dict[str, int]] = {}
@@ -99,21 +107,21 @@ def export_journal() -> Any:
 def export_invoices() -> Any:
     """Invoices booked in [from, to], one CSV row per line, for bookkeeping imports."""
     first, last = query_date(router, "from"), query_date(router, "to")
-    return csv_response(accounting.invoices_export(container.store(), first, last), f"invoices-{first}-{last}.csv")
+    return csv_response(_accounting().invoices_export(container.store(), first, last), f"invoices-{first}-{last}.csv")
 
 
 @router.get("/v1/exports/payments", tags=["accounting"], responses=CSV)
 def export_payments() -> Any:
     """Payments received and refunds paid out in [from, to], as CSV."""
     first, last = query_date(router, "from"), query_date(router, "to")
-    return csv_response(accounting.payments_export(container.store(), first, last), f"payments-{first}-{last}.csv")
+    return csv_response(_accounting().payments_export(container.store(), first, last), f"payments-{first}-{last}.csv")
 
 
 @router.get("/v1/exports/customers", tags=["accounting"], responses=CSV)
 def export_customers() -> Any:
     """The customers invoiced in [from, to], as CSV (contacts for bookkeeping imports)."""
     first, last = query_date(router, "from"), query_date(router, "to")
-    return csv_response(accounting.customers_export(container.store(), first, last), f"customers-{first}-{last}.csv")
+    return csv_response(_accounting().customers_export(container.store(), first, last), f"customers-{first}-{last}.csv")
 
 
 @router.get("/v1/reports/revenue", tags=["accounting"], responses=openapi.JSON_OR_CSV)
@@ -121,7 +129,9 @@ def revenue_report() -> Any:
     """Billed, recognized and deferred revenue per month (from, to: YYYY-MM) and currency (JSON, or format=csv)."""
     first, last = query_month(router, "from"), query_month(router, "to")
     as_csv = wants_csv(router)
-    months = accounting.revenue_report(container.store(), first, last)
+    from kassa.domain.revenue import render_revenue_csv
+
+    months = _accounting().revenue_report(container.store(), first, last)
     if as_csv:
         return csv_response(render_revenue_csv(months), f"revenue-{first:%Y-%m}-{last:%Y-%m}.csv")
     return {

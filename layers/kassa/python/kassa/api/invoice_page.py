@@ -25,7 +25,6 @@ from urllib.parse import urlsplit
 
 from kassa import i18n
 from kassa.domain.customer import Address, Customer
-from kassa.domain.documents import invoice_document
 from kassa.domain.invoice import COLLECTABLE, Invoice, InvoiceStatus
 from kassa.domain.parties import Party
 from kassa.domain.settings import MerchantSettings
@@ -197,6 +196,8 @@ def invoice_view(
         return fmt.money(amount, cur)
 
     # the numbers the PDF and the e-invoice show (kassa.domain.documents): net lines, VAT per rate
+    from kassa.domain.documents import invoice_document  # the PDF/UBL document model: not on a cold start
+
     doc = invoice_document(invoice, settings=settings, customer=customer)
     status = invoice.status
     number = invoice.number

@@ -16,8 +16,6 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 from kassa.adapters import container
 from kassa.api import openapi
 from kassa.api.common import csv_response
-from kassa.domain.analytics import month_of, parse_month, previous_month
-from kassa.domain.csv_text import csv_text
 from kassa.domain.errors import InvalidInput
 
 router = Router()
@@ -34,6 +32,8 @@ RESPONSES = openapi.JSON_OR_CSV
 
 
 def _report(kind: str, start: str | None, end: str | None, currency: str | None, fmt: str | None) -> Any:
+    from kassa.domain.analytics import month_of, parse_month, previous_month  # the reports' routes only
+    from kassa.domain.csv_text import csv_text
     from kassa.services import analytics
 
     if fmt not in (None, "json", "csv"):

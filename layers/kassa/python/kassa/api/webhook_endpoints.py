@@ -15,7 +15,6 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 from kassa.adapters import container
 from kassa.domain.errors import InvalidInput
 from kassa.domain.webhooks import MAX_URL, delivery_log_entry
-from kassa.services.outbound_webhooks import redeliver_window
 
 router = APIGatewayRouter()
 TAG = "webhooks"
@@ -136,6 +135,8 @@ def redeliver_webhooks(endpoint_id: str, body: RedeliverIn) -> dict[str, Any]:
     """Send one event (``event``) or every event of a time range (``since``, ``until``) again now."""
     if (body.event is None) == (body.since is None):
         raise InvalidInput("give either event or since (with until)", param="event")
+    from kassa.services.outbound_webhooks import redeliver_window  # only this route: not on a cold start
+
     since, until = redeliver_window(body.since, body.until)
     queued = _service().redeliver(endpoint_id, body.event, since, until)
     return {"object": "list", "data": [delivery_log_entry(d) for d in queued], "has_more": False}

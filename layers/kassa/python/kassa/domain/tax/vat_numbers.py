@@ -18,19 +18,10 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import cache
+from importlib import import_module
+from types import ModuleType
 from typing import Protocol
-
-from stdnum.au import abn as au_abn
-from stdnum.ca import bn as ca_bn
-from stdnum.ch import uid as ch_uid
-from stdnum.ch import vat as ch_vat
-from stdnum.eu import vat as eu_vat
-from stdnum.gb import vat as gb_vat
-from stdnum.in_ import gstin as in_gstin
-from stdnum.jp import cn as jp_cn
-from stdnum.no import orgnr as no_orgnr
-from stdnum.nz import ird as nz_ird
-from stdnum.sg import uen as sg_uen
 
 from kassa.domain.tax.territories import EU_MEMBER_STATES, VAT_AREA_ALIASES
 
@@ -65,6 +56,13 @@ def eu_vat_prefix(country: str) -> str:
 _EU_PREFIXES = frozenset(eu_vat_prefix(c) for c in EU_MEMBER_STATES) | {"XI"}
 
 
+@cache
+def _stdnum(name: str) -> ModuleType:
+    """A python-stdnum validator module (``stdnum.<name>``), imported on the first check that needs it:
+    stdnum's package imports pydoc and pkgutil (~20 ms), not worth a cold start of every function."""
+    return import_module(f"stdnum.{name}")
+
+
 def check_eu_vat_number(number: str, country: str) -> TaxIdCheck:
     """Format and check digit of an EU VAT number, whose prefix must be ``country``'s."""
     tax_country = VAT_AREA_ALIASES.get(country.upper(), country.upper())
@@ -83,12 +81,12 @@ def check_eu_vat_number(number: str, country: str) -> TaxIdCheck:
             reason=f"prefix {prefix} does not match the customer's country {tax_country}{hint}",
         )
     try:
-        valid = bool(eu_vat.is_valid(compact))
+        valid = bool(_stdnum("eu.vat").is_valid(compact))
     except Exception:  # a validator bug must not break a quote
         valid = False
     if not valid:
         return TaxIdCheck(number, tax_country, "eu_vat", False, reason="format or check digit is not valid")
-    return TaxIdCheck(number, tax_country, "eu_vat", True, normalized=str(eu_vat.compact(compact)))
+    return TaxIdCheck(number, tax_country, "eu_vat", True, normalized=str(_stdnum("eu.vat").compact(compact)))
 
 
 def _strip(prefix: str, value: str) -> str:
@@ -97,43 +95,43 @@ def _strip(prefix: str, value: str) -> str:
 
 def _gb(value: str) -> str | None:
     digits = _strip("GB", value)
-    return "GB" + str(gb_vat.compact(digits)) if gb_vat.is_valid(digits) else None
+    return "GB" + str(_stdnum("gb.vat").compact(digits)) if _stdnum("gb.vat").is_valid(digits) else None
 
 
 def _no(value: str) -> str | None:
     digits = _strip("NO", value).removesuffix("MVA")
-    return "NO" + digits + "MVA" if no_orgnr.is_valid(digits) else None
+    return "NO" + digits + "MVA" if _stdnum("no.orgnr").is_valid(digits) else None
 
 
 def _ch(value: str) -> str | None:
-    if ch_vat.is_valid(value):
-        return str(ch_vat.compact(value))
-    return str(ch_uid.compact(value)) if ch_uid.is_valid(value) else None
+    if _stdnum("ch.vat").is_valid(value):
+        return str(_stdnum("ch.vat").compact(value))
+    return str(_stdnum("ch.uid").compact(value)) if _stdnum("ch.uid").is_valid(value) else None
 
 
 def _au(value: str) -> str | None:
-    return str(au_abn.compact(value)) if au_abn.is_valid(value) else None
+    return str(_stdnum("au.abn").compact(value)) if _stdnum("au.abn").is_valid(value) else None
 
 
 def _nz(value: str) -> str | None:
-    return str(nz_ird.compact(value)) if nz_ird.is_valid(value) else None
+    return str(_stdnum("nz.ird").compact(value)) if _stdnum("nz.ird").is_valid(value) else None
 
 
 def _sg(value: str) -> str | None:
-    return str(sg_uen.compact(value)) if sg_uen.is_valid(value) else None
+    return str(_stdnum("sg.uen").compact(value)) if _stdnum("sg.uen").is_valid(value) else None
 
 
 def _jp(value: str) -> str | None:
     digits = _strip("T", value)  # qualified invoice issuer numbers are "T" + the corporate number
-    return "T" + str(jp_cn.compact(digits)) if jp_cn.is_valid(digits) else None
+    return "T" + str(_stdnum("jp.cn").compact(digits)) if _stdnum("jp.cn").is_valid(digits) else None
 
 
 def _in(value: str) -> str | None:
-    return str(in_gstin.compact(value)) if in_gstin.is_valid(value) else None
+    return str(_stdnum("in_.gstin").compact(value)) if _stdnum("in_.gstin").is_valid(value) else None
 
 
 def _ca(value: str) -> str | None:
-    return str(ca_bn.compact(value)) if ca_bn.is_valid(value) else None
+    return str(_stdnum("ca.bn").compact(value)) if _stdnum("ca.bn").is_valid(value) else None
 
 
 NATIONAL_VALIDATORS: dict[str, tuple[str, Callable[[str], str | None]]] = {
