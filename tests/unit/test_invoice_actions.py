@@ -157,6 +157,28 @@ def test_a_declined_pay_leaves_the_invoice_open_and_a_written_off_one_out_of_dun
     assert paid.invoice is not None and paid.invoice.status is InvoiceStatus.PAID
 
 
+def test_a_pay_racing_an_unrelated_write_still_charges_and_reports_the_decline(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The merchant's Retry payment reads the invoice, then a webhook's record changes it before the
+    attempt is claimed: the claim's conditional write loses, but nobody claimed the attempt, so pay
+    charges on the fresh invoice (and reports the decline) instead of answering it unpaid and uncharged."""
+    world = make_world()
+    _, invoice = declined_renewal(world)
+    real_save = world.store.save_invoice
+    raced = []
+
+    def save(updated: Invoice, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if not raced and updated.attempt_count == invoice.attempt_count + 1:
+            raced.append(True)  # a concurrent writer: the same invoice, another field, saved first
+            real_save(world.store.get_invoice(updated.id).model_copy(update={"locale": "de"}))
+        return real_save(updated, *args, **kwargs)
+
+    monkeypatch.setattr(world.store, "save_invoice", save)
+    result = invoice_actions.pay(world.billing, invoice.id)  # the card still declines
+    assert raced and result.charge is not None and result.charge.decline_code == "insufficient_funds"
+    stored = world.store.get_invoice(invoice.id)
+    assert stored.attempt_count == invoice.attempt_count + 1 and stored.locale == "de"
+
+
 def test_a_draft_cannot_be_paid_before_it_is_finalized() -> None:
     world = make_world()
     _, draft = kept_draft(world)

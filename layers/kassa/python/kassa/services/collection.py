@@ -55,6 +55,7 @@ def collect(
     *,
     trigger: str | None = None,
     off_session: bool = True,
+    _claims_left: int = 3,
 ) -> CollectResult:
     """Charge an open invoice and apply the result, never charging one attempt twice.
 
@@ -89,6 +90,12 @@ def collect(
         invoice = ctx.store.save_invoice(invoice.model_copy(update=claim))
     except Conflict:
         current = ctx.store.get_invoice(invoice.id)
+        if current.attempt_count < attempt and _claims_left > 0:
+            # another write (a webhook's record, a reminder's flag) changed the invoice, but nobody
+            # claimed this attempt: decide again on what is stored now
+            return collect(
+                ctx, current, customer, trigger=trigger, off_session=off_session, _claims_left=_claims_left - 1
+            )
         return CollectResult(current, ctx.subscription_of(current.subscription), None)
     return charge(ctx, invoice, customer, attempt, off_session=off_session)
 
