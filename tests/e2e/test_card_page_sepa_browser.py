@@ -51,7 +51,7 @@ def test_a_customer_switches_to_a_bank_account_accepts_the_mandate_and_the_invoi
     assert page.locator("#iban-box").is_hidden()
     page.check("input[name=method][value=sepa_debit]")
     assert page.locator("#iban-box").is_visible() and page.locator("#card").is_hidden()
-    assert page.text_content("#save") == "Save bank account"
+    assert page.text_content("#save") == "Bankkonto speichern"  # the page in the customer's language
 
     # the rulebook's mandate in the customer's language, naming the merchant and its creditor identifier
     mandate = page.text_content("#mandate-text") or ""
@@ -76,8 +76,8 @@ def test_a_customer_switches_to_a_bank_account_accepts_the_mandate_and_the_invoi
         for name in ("card-page-iban.png", "card-page-iban-saved.png"):
             shutil.copy(tmp_path / name, os.path.join(os.environ["KASSA_SCREENSHOT_DIR"], name))
     assert page.get_attribute("#message", "class") == "ok", message
-    assert "Bank account saved: •••• 3000 (mandate " in message, message
-    assert f"Your bank is debiting {invoice['number']}" in message, message
+    assert "Bankkonto gespeichert: •••• 3000 (Mandat " in message, message
+    assert f"Ihre Bank bucht {invoice['number']} ab" in message, message
     assert not violations, violations
 
     account = api.get(f"/v1/customers/{customer}")["default_payment_method"]

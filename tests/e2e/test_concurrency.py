@@ -11,6 +11,7 @@ one invocation at a time per function.)"""
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
@@ -139,7 +140,17 @@ def plans(stack_config: dict[str, Any]) -> dict[str, str]:
 
 
 def _subscribed(api: Api, plans: dict[str, str], card: str = "4242424242424242") -> dict[str, Any]:
-    return api.subscribe(plans["basic"], f"burst-{_tag()}@example.com", card=card, address=OREGON)
+    """A checkout completed with ``card``. With the declining card, it returns once the decline's
+    webhook (payment_intent.payment_failed, which records the PaymentIntent on the invoice) has been
+    applied: a burst that starts earlier races that write and its answers show either state."""
+    started = api.subscribe(plans["basic"], f"burst-{_tag()}@example.com", card=card, address=OREGON)
+    if card == DECLINING_CARD:
+        invoice_id = started["invoice"]["id"]
+        deadline = time.monotonic() + 30
+        while api.get(f"/v1/invoices/{invoice_id}")["payment_intent"] is None:
+            assert time.monotonic() < deadline, f"the decline of {invoice_id} never reached its webhook"
+            time.sleep(0.1)
+    return started
 
 
 # ---------------------------------------------------------------- creates

@@ -91,7 +91,7 @@ def test_a_declined_renewal_is_retried_at_the_offsets_and_recovered_through_the_
 
     # the customer opens the link, Stripe.js (localstripe's shim) confirms 4242…, the page confirms
     page = requests.get(link, timeout=30)
-    assert page.status_code == 200 and "Update your card" in page.text
+    assert page.status_code == 200 and "Uw kaart bijwerken" in page.text  # the Dutch customer's language
     session = requests.post(f"{stack_config['api_url']}/portal/card/session", json={"token": token}, timeout=30)
     assert session.status_code == 200, session.text
     body = session.json()
