@@ -17,7 +17,7 @@ from kassa.adapters import container
 from kassa.adapters.container import DEFAULT_STRIPE_JS_URL
 from kassa.api import accounting_routes, card_page, dashboard, openapi, reports
 from kassa.api.audit import audit_middleware
-from kassa.api.common import error_response, new_app, obj, page, query_limit, static_text
+from kassa.api.common import error_response, new_app, obj, page, query_date, query_limit, static_text
 from kassa.api.idempotency import idempotency_middleware
 from kassa.api.models import (
     AssignmentIn,
@@ -886,13 +886,7 @@ def _public_base() -> str:
 
 
 def _parse_day(name: str, default: date) -> date:
-    raw = app.current_event.get_query_string_value(name)
-    if raw is None:
-        return default
-    try:
-        return date.fromisoformat(raw)
-    except ValueError as error:
-        raise InvalidInput(f"{name} must be a date like 2026-01-31", param=name) from error
+    return query_date(app, name, default)
 
 
 @app.post("/v1/customers/<customer_id>/card_update_link", tags=["dunning"], status_code=201)

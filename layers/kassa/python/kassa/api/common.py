@@ -354,10 +354,13 @@ def csv_response(text: str, name: str) -> Response[str]:
     )
 
 
-def query_date(app: BaseRouter, name: str) -> date:
-    """A required ``YYYY-MM-DD`` query parameter (400 naming it when absent or not a date)."""
+def query_date(app: BaseRouter, name: str, default: date | None = None) -> date:
+    """A ``YYYY-MM-DD`` query parameter, required unless a ``default`` is given (400 naming it when
+    absent or not a date)."""
     raw = app.current_event.get_query_string_value(name)
     if not raw:
+        if default is not None:
+            return default
         raise InvalidInput(f"{name} is required (YYYY-MM-DD)", param=name)
     try:
         return date.fromisoformat(raw)

@@ -25,7 +25,7 @@ from kassa.domain.invoice import Invoice
 from kassa.domain.money import normalize_currency, round_fraction
 from kassa.domain.settings import AnalyticsSettings, MerchantSettings, RateTable
 from kassa.services.context import retry_pause
-from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery
+from kassa.services.ports import AnalyticsStore, BillingStore, CustomerAnalytics, ListQuery, every_item
 
 #: applying a customer's change retries this often when a concurrent refresh of the customer wins
 REFRESH_RETRIES = 10
@@ -33,14 +33,7 @@ PAGE = 100
 
 
 def customer_invoices(store: BillingStore, customer_id: str) -> list[Invoice]:
-    invoices: list[Invoice] = []
-    after: str | None = None
-    while True:
-        page = store.list_customer_invoices(customer_id, PAGE, after)
-        invoices.extend(page.items)
-        if not page.has_more or not page.items:
-            return invoices
-        after = page.items[-1].id
+    return list(every_item(lambda after: store.list_customer_invoices(customer_id, PAGE, after)))
 
 
 def contribution_of(store: BillingStore, customer_id: str) -> a.Contribution:
@@ -93,16 +86,10 @@ def rebuild(store: BillingStore, analytics: AnalyticsStore) -> RebuildSummary:
     """Recompute every customer's contribution (customers through the listing index, never a Scan)
     and write the aggregates anew."""
     contributions: dict[str, a.Contribution] = {}
-    after: str | None = None
-    while True:
-        page = store.list_customers(ListQuery(limit=PAGE, starting_after=after))
-        for customer in page.items:
-            contribution = contribution_of(store, customer.id)
-            if contribution or analytics.customer_state(customer.id) is not None:
-                contributions[customer.id] = contribution
-        if not page.has_more or not page.items:
-            break
-        after = page.items[-1].id
+    for customer in every_item(lambda after: store.list_customers(ListQuery(limit=PAGE, starting_after=after))):
+        contribution = contribution_of(store, customer.id)
+        if contribution or analytics.customer_state(customer.id) is not None:
+            contributions[customer.id] = contribution
     totals = a.total(contributions.values())
     analytics.replace_all(contributions, totals)
     return RebuildSummary(customers=len(contributions), aggregates=len(totals))

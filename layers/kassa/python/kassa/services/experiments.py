@@ -3,9 +3,8 @@ checkout is charged); the report per variant. The rules are ``kassa.domain.exper
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any
 
 from kassa.domain.catalog import Price
 from kassa.domain.customer import Customer
@@ -25,7 +24,7 @@ from kassa.domain.experiments import (
 from kassa.domain.invoice import Invoice
 from kassa.domain.subscription import Subscription
 from kassa.services.context import BillingContext
-from kassa.services.ports import ListQuery, Page
+from kassa.services.ports import ListQuery, Page, every_item
 
 PAGE = 100
 
@@ -146,16 +145,6 @@ def checkout_prices(
     return charged, tag
 
 
-def _every(fetch: Callable[[str | None], Page]) -> Iterator[Any]:
-    starting_after = None
-    while True:
-        page = fetch(starting_after)
-        yield from page.items
-        if not page.has_more or not page.items:
-            return
-        starting_after = page.items[-1].id
-
-
 def report(ctx: BillingContext, experiment_id: str) -> tuple[Experiment, list[VariantFigures]]:
     """Started, converted, churned and MRR per variant over the subscriptions its checkouts made,
     with the conversion p-value. They are found among the subscriptions created since the
@@ -168,7 +157,7 @@ def report(ctx: BillingContext, experiment_id: str) -> tuple[Experiment, list[Va
     def created_meanwhile(after: str | None) -> Page:
         return ctx.store.list_subscriptions(replace(window, starting_after=after))
 
-    for sub in _every(created_meanwhile):
+    for sub in every_item(created_meanwhile):
         if (sub.experiment or {}).get("id") == experiment.id:
             found[sub.id] = sub
     invoices: dict[str, list[Invoice]] = {sub_id: [] for sub_id in found}
@@ -177,7 +166,7 @@ def report(ctx: BillingContext, experiment_id: str) -> tuple[Experiment, list[Va
         def of_customer(after: str | None, customer: str = customer) -> Page:
             return ctx.store.list_customer_invoices(customer, PAGE, after)
 
-        for invoice in _every(of_customer):
+        for invoice in every_item(of_customer):
             if invoice.subscription in invoices:
                 invoices[invoice.subscription].append(invoice)
     return experiment, experiment_figures(experiment, [(sub, invoices[sub.id]) for sub in found.values()])

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from enum import StrEnum
@@ -33,6 +33,18 @@ class Clock(Protocol):
 class Page:
     items: list[Any]
     has_more: bool
+
+
+def every_item(fetch: Callable[[str | None], Page]) -> Iterator[Any]:
+    """Every item of a cursor listing: ``fetch(starting_after)`` page after page (the cursor is the
+    last item's id) until a page says there is no more."""
+    starting_after = None
+    while True:
+        page = fetch(starting_after)
+        yield from page.items
+        if not page.has_more or not page.items:
+            return
+        starting_after = page.items[-1].id
 
 
 @dataclass(frozen=True)
