@@ -694,3 +694,23 @@ def test_the_endpoint_list_is_read_consistently_so_a_route_put_after_a_change_se
     client = RecordingClient()
     assert DynamoWebhookStore(client, "billing").list_endpoints() == []
     assert [q.get("ConsistentRead") for q in client.queries] == [True]
+
+
+def test_a_route_put_while_changes_keep_coming_ends_with_the_last_list_put() -> None:
+    """Each put of sync_route races another endpoint change (3 in a row): the loop gives up
+    re-listing after its rounds, but what it listed last is what stays put, never an older list."""
+    clock = FixedClock(START)
+    concurrent = [["customer.created"], ["invoice.voided"], ["customer.subscription.*"]]
+
+    class RacedRoute(FakeRoute):
+        def route(self, subscribed: list[str], *, cached: bool = False) -> None:
+            super().route(subscribed, cached=cached)
+            if concurrent:  # another request changes an endpoint while this put is on its way
+                n = 10 + len(concurrent)
+                service.store.add_endpoint(_endpoint(n, concurrent.pop(0)))
+
+    route = RacedRoute()
+    service, _ = _service(FakeSender(), clock, route=route)
+    service.create("http://127.0.0.1:9/a", ["invoice.paid"])
+    assert not concurrent
+    assert route.puts[-1] == subscribed(service.endpoints())
