@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from kassa.adapters.webhooks import (
     NO_EVENT,
+    DynamoWebhookStore,
     EventBridgeWebhookRule,
     HttpWebhookSender,
     MemoryWebhookStore,
@@ -675,3 +676,41 @@ def test_an_answer_trickled_past_the_timeout_is_a_failure() -> None:
         thread.join(5)
         server.close()
     assert result.status is None and "timed out" in (result.error or "")
+
+
+def test_the_endpoint_list_is_read_consistently_so_a_route_put_after_a_change_sees_it() -> None:
+    """sync_route lists the endpoints right after a change (and again after its put, to catch a
+    concurrent change): an eventually consistent query could miss the change and leave the route too
+    narrow, so the endpoints' query is strongly consistent."""
+
+    class RecordingClient:
+        def __init__(self) -> None:
+            self.queries: list[dict[str, Any]] = []
+
+        def query(self, **kwargs: Any) -> dict[str, Any]:
+            self.queries.append(kwargs)
+            return {"Items": []}
+
+    client = RecordingClient()
+    assert DynamoWebhookStore(client, "billing").list_endpoints() == []
+    assert [q.get("ConsistentRead") for q in client.queries] == [True]
+
+
+def test_a_route_put_while_changes_keep_coming_ends_with_the_last_list_put() -> None:
+    """Each put of sync_route races another endpoint change (3 in a row): the loop gives up
+    re-listing after its rounds, but what it listed last is what stays put, never an older list."""
+    clock = FixedClock(START)
+    concurrent = [["customer.created"], ["invoice.voided"], ["customer.subscription.*"]]
+
+    class RacedRoute(FakeRoute):
+        def route(self, subscribed: list[str], *, cached: bool = False) -> None:
+            super().route(subscribed, cached=cached)
+            if concurrent:  # another request changes an endpoint while this put is on its way
+                n = 10 + len(concurrent)
+                service.store.add_endpoint(_endpoint(n, concurrent.pop(0)))
+
+    route = RacedRoute()
+    service, _ = _service(FakeSender(), clock, route=route)
+    service.create("http://127.0.0.1:9/a", ["invoice.paid"])
+    assert not concurrent
+    assert route.puts[-1] == subscribed(service.endpoints())

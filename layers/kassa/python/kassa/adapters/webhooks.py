@@ -68,6 +68,9 @@ class DynamoWebhookStore(DynamoStore):
             TableName=self._table,
             KeyConditionExpression="pk = :p",
             ExpressionAttributeValues={":p": _s(ENDPOINTS_PK)},
+            # consistent: sync_route lists right after a change and again after its put; a stale list
+            # would put a route without the change (a few endpoints: one read unit either way)
+            ConsistentRead=True,
         )
         found = [self._load(item, WebhookEndpoint) for item in response.get("Items", [])]
         return sorted(found, key=lambda e: (e.created, e.id))

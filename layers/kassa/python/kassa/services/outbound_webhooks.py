@@ -192,7 +192,8 @@ class Webhooks:
     def sync_route(self, *, cached: bool = False) -> list[str]:
         """Put the route in front of the delivery queue to what the enabled endpoints subscribe to
         (none: nothing reaches the queue, so a merchant without endpoints costs nothing). Listed again
-        after the put: a concurrent change that put an older list first is put over (3 rounds)."""
+        after the put: a concurrent change that put an older list first is put over (3 rounds; the
+        list read last is always put, so changes that keep coming never leave an older one put)."""
         wanted = subscribed(self.store.list_endpoints())
         if self._route is None:
             return wanted
@@ -200,8 +201,9 @@ class Webhooks:
             self._route.route(wanted, cached=cached)
             again = subscribed(self.store.list_endpoints())
             if again == wanted:
-                break
+                return wanted
             wanted = again
+        self._route.route(wanted, cached=cached)
         return wanted
 
     def _change(self, endpoint_id: str, change: Callable[[WebhookEndpoint], dict[str, Any]]) -> WebhookEndpoint:
