@@ -297,3 +297,19 @@ def test_writes_look_for_records_left_behind_once_a_minute_not_on_every_request(
     clock.at = NOW + timedelta(minutes=1)
     audit_middleware(app, _rename(store, "Mega"))
     assert len(looked) == 2
+
+
+def test_a_write_that_changed_nothing_does_not_read_the_retention(
+    wired: tuple[MemoryStore, _FailingLog, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings (for the entries' retention) are read only when there is an entry to write."""
+    store, log, _ = wired
+    reads: list[int] = []
+    settings = store.get_settings
+    monkeypatch.setattr(store, "get_settings", lambda: reads.append(1) or settings())
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+    audit_middleware(app, _rename(store, "Basic"))  # the name it has: nothing changed
+    assert reads == [] and log.events == {} and log.pending == {}
+    app.current_event.request_context.request_id = "req-2"
+    audit_middleware(app, _rename(store, "Pro"))
+    assert reads == [1] and len(log.events) == 1
