@@ -169,3 +169,11 @@ def test_a_pending_record_left_behind_is_delivered_by_the_next_write(
     assert log.stale(started, 10) == []
     assert "Item" not in ddb.get_item(TableName=table, Key={"pk": {"S": f"PENDAUDIT#{pending.key}"},
                                                            "sk": {"S": "PENDAUDIT"}})  # fmt: skip
+
+
+def test_an_object_that_is_no_id_is_a_400_naming_it(api: Api) -> None:
+    """Not a 500 from DynamoDB (an index key is at most 2 KB): ids are what kassa gives out."""
+    for bad in ["x" * 3000, "prod_1 OR 1"]:
+        answer = api.request("GET", "/v1/audit_events", params={"object": bad})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["error"]["param"] == "object"

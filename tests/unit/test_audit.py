@@ -13,6 +13,7 @@ import pytest
 from kassa.adapters import container
 from kassa.adapters.audit import MemoryAuditLog
 from kassa.adapters.memory import MemoryStore
+from kassa.api import audit as api_audit
 from kassa.api.audit import audit_middleware
 from kassa.api.common import ACTOR
 from kassa.domain.audit import REDACTED, Actor, AuditedRequest, AuditEvent, PendingAudit, audit_event, changes, redact
@@ -202,6 +203,7 @@ def wired(monkeypatch: pytest.MonkeyPatch) -> tuple[MemoryStore, _FailingLog, Cl
     monkeypatch.setattr(container, "store", lambda: store)
     monkeypatch.setattr(container, "audit_log", lambda: log)
     monkeypatch.setattr(container.clocks, "current", lambda: clock)
+    monkeypatch.setattr(api_audit, "_swept_at", None, raising=False)  # each test a fresh warm function
     return store, log, clock
 
 
@@ -272,3 +274,42 @@ def test_a_failed_request_leaves_no_pending_record(wired: tuple[MemoryStore, _Fa
     assert log.pending == {} and log.events == {}
     audit_middleware(app, _rename(store, "Pro"))
     assert log.pending == {} and len(log.events) == 1
+
+
+def test_writes_look_for_records_left_behind_once_a_minute_not_on_every_request(
+    wired: tuple[MemoryStore, _FailingLog, Clock],
+) -> None:
+    """The Query of PENDAUDIT#ALL is not per request: a warm function looks once a minute at most."""
+    store, log, clock = wired
+    looked: list[datetime] = []
+    stale = log.stale
+
+    def counted(until: datetime, limit: int) -> list[PendingAudit]:
+        looked.append(until)
+        return stale(until, limit)
+
+    log.stale = counted  # type: ignore[method-assign]
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+    for n, name in enumerate(["Pro", "Max", "Ultra"]):
+        app.current_event.request_context.request_id = f"req-{n}"
+        audit_middleware(app, _rename(store, name))
+    assert len(looked) == 1 and len(log.events) == 3
+    clock.at = NOW + timedelta(minutes=1)
+    audit_middleware(app, _rename(store, "Mega"))
+    assert len(looked) == 2
+
+
+def test_a_write_that_changed_nothing_does_not_read_the_retention(
+    wired: tuple[MemoryStore, _FailingLog, Clock], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The settings (for the entries' retention) are read only when there is an entry to write."""
+    store, log, _ = wired
+    reads: list[int] = []
+    settings = store.get_settings
+    monkeypatch.setattr(store, "get_settings", lambda: reads.append(1) or settings())
+    app = _app("POST", "/v1/products/prod_1", "/v1/products/{product_id}", {"product_id": "prod_1"})
+    audit_middleware(app, _rename(store, "Basic"))  # the name it has: nothing changed
+    assert reads == [] and log.events == {} and log.pending == {}
+    app.current_event.request_context.request_id = "req-2"
+    audit_middleware(app, _rename(store, "Pro"))
+    assert reads == [1] and len(log.events) == 1

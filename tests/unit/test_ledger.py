@@ -530,3 +530,16 @@ def test_the_revenue_csv_has_the_report_s_fields() -> None:
     assert [(r["month"], int(r["recognized"]), int(r["deferred"])) for r in rows] == [
         (m.month, m.recognized, m.deferred) for m in months
     ]
+
+
+def test_the_payments_export_reads_only_the_customers_it_shows(
+    store: MemoryStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lookback's invoices are read for their payments; their customers only when one falls in the period."""
+    read: list[str] = []
+    get = store.get_customer
+    monkeypatch.setattr(store, "get_customer", lambda cid: read.append(cid) or get(cid))
+    assert accounting.payments_export(store, date(2027, 6, 1), date(2027, 6, 30)).count("\n") == 1  # the header
+    assert read == []
+    accounting.payments_export(store, date(2026, 3, 1), date(2026, 3, 31))
+    assert read and len(read) == len(set(read))

@@ -65,6 +65,10 @@ def list_audit_events() -> dict[str, Any]:
     ``from`` / ``to`` dates or times, cursor ``starting_after``)."""
     query = router.current_event.get_query_string_value
     object_id = query("object") or None
+    from kassa.services.audit import ID_PATTERN
+
+    if object_id is not None and not ID_PATTERN.match(object_id):  # not a 500 from an over-long index key
+        raise InvalidInput("object must be an id (letters, digits, _ and -, at most 64)", param="object")
     now = container.clocks.current().now()  # not rounded to the second: entries keep their microseconds
     start = _instant("from", datetime(2000, 1, 1, tzinfo=UTC) if object_id else now - timedelta(days=DEFAULT_DAYS))
     end = _instant("to", now)

@@ -7,7 +7,8 @@ are read and kept in a pending record (``kassa.services.audit.hold``: if it cann
 request fails before it changes anything); after a 2xx answer they are read again, with those the
 answer shows, ``kassa.services.audit.record`` appends one entry per object that changed and the
 pending record is removed. When the entries cannot be written then, the pending record stays (with
-what the answer showed) and is delivered by a later request (``deliver_stale``): recorded once, or
+what the answer showed) and is delivered later (``deliver_stale``: by an audit listing, or by a write
+once a minute per warm function — not a Query on every request): recorded once, or
 not made. A request that fails
 (4xx, 5xx, an exception) records nothing; a write that changed nothing (a repeated action, an
 identical PUT) records nothing. Who acted is what authentication found
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
+from datetime import datetime, timedelta
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
@@ -34,6 +36,10 @@ AUDITED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: writes that change nothing, not read twice for nothing
 NOT_AUDITED = frozenset({("POST", "/v1/subscriptions/{subscription_id}/preview")})
 SETTINGS_ROUTE = "/v1/settings"
+#: how often a warm function's writes look for pending records left behind (a Query of one index
+#: partition, not one per request); the audit listing always looks
+SWEEP_EVERY = timedelta(minutes=1)
+_swept_at: datetime | None = None
 
 
 def audit_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
@@ -90,11 +96,22 @@ def audit_middleware(app: APIGatewayRestResolver, next_middleware: NextMiddlewar
         except Exception:
             logger.exception("pending audit record of %s %s not updated (its named objects are kept)", method,
                              event.path)  # fmt: skip
-    try:
-        audit.deliver_stale(log, store, clock)  # any left behind by earlier requests
-    except Exception:
-        logger.exception("pending audit records not delivered (the next request tries again)")
+    if _sweep_due(answered):
+        try:
+            audit.deliver_stale(log, store, clock)  # any left behind by earlier requests
+        except Exception:
+            logger.exception("pending audit records not delivered (the next request tries again)")
     return result
+
+
+def _sweep_due(now: datetime) -> bool:
+    """Whether this write looks for pending records left behind: once per SWEEP_EVERY in a warm
+    function (a clock set back starts again)."""
+    global _swept_at
+    if _swept_at is not None and _swept_at <= now < _swept_at + SWEEP_EVERY:
+        return False
+    _swept_at = now
+    return True
 
 
 def _release(log: Any, key: str) -> None:

@@ -113,20 +113,25 @@ def invoices_csv(invoices: Iterable[Invoice], customers: dict[str, Customer]) ->
     return csv_text(INVOICE_COLUMNS, rows)
 
 
+def payment_moves(invoice: Invoice) -> list[tuple[str, str, str, int, Account]]:
+    """An invoice's payment and refunds: (ISO day, "payment" or "refund", reference, signed amount, account)."""
+    cash = Account.BANK if invoice.paid_out_of_band else Account.STRIPE_BALANCE
+    moves: list[tuple[str, str, str, int, Account]] = []
+    if invoice.status is InvoiceStatus.PAID and invoice.amount_paid > 0 and invoice.paid_at:
+        reference = invoice.charge or invoice.payment_intent or f"{invoice.id}:payment"
+        moves.append((invoice.paid_at.date().isoformat(), "payment", reference, invoice.amount_paid, cash))
+    for refund in invoice.refunds:
+        if refund.counts and refund.amount > 0:
+            day = (refund.created or invoice.paid_at or invoice.created).date().isoformat()
+            moves.append((day, "refund", refund.id, -refund.amount, Account.STRIPE_BALANCE))
+    return moves
+
+
 def payments_csv(invoices: Iterable[Invoice], customers: dict[str, Customer], first_day: str, last_day: str) -> str:
     """Payments received and refunds paid out (negative) dated in [first_day, last_day] (ISO dates)."""
     rows = []
     for invoice in invoices:
-        cash = Account.BANK if invoice.paid_out_of_band else Account.STRIPE_BALANCE
-        moves: list[tuple[str, str, str, int, Account]] = []
-        if invoice.status is InvoiceStatus.PAID and invoice.amount_paid > 0 and invoice.paid_at:
-            reference = invoice.charge or invoice.payment_intent or f"{invoice.id}:payment"
-            moves.append((invoice.paid_at.date().isoformat(), "payment", reference, invoice.amount_paid, cash))
-        for refund in invoice.refunds:
-            if refund.counts and refund.amount > 0:
-                day = (refund.created or invoice.paid_at or invoice.created).date().isoformat()
-                moves.append((day, "refund", refund.id, -refund.amount, Account.STRIPE_BALANCE))
-        for day, kind, reference, amount, account in moves:
+        for day, kind, reference, amount, account in payment_moves(invoice):
             if first_day <= day <= last_day:
                 rows.append(
                     [

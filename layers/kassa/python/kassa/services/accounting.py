@@ -15,7 +15,7 @@ from datetime import date
 from kassa.domain.credit_notes import CreditNote
 from kassa.domain.customer import Customer
 from kassa.domain.errors import InvalidInput, NotFound
-from kassa.domain.exports import customers_csv, invoices_csv, payments_csv
+from kassa.domain.exports import customers_csv, invoices_csv, payment_moves, payments_csv
 from kassa.domain.invoice import Invoice
 from kassa.domain.journal import JournalLine, journal
 from kassa.domain.revenue import RevenueMonth, history_items, month_bounds, revenue_by_month
@@ -91,7 +91,10 @@ def payments_export(store: BillingStore, first: date, last: date) -> str:
     """Payments received and refunds paid out in [first, last]."""
     _period(first, last)
     invoices, _ = history(store, first, last)
-    return payments_csv(invoices, _customers(store, invoices), first.isoformat(), last.isoformat())
+    first_day, last_day = first.isoformat(), last.isoformat()
+    # only the customers of invoices with a move in the period are read (not every invoice's of the lookback)
+    paying = [i for i in invoices if any(first_day <= move[0] <= last_day for move in payment_moves(i))]
+    return payments_csv(paying, _customers(store, paying), first_day, last_day)
 
 
 def customers_export(store: BillingStore, first: date, last: date) -> str:

@@ -14,7 +14,16 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from kassa.domain.audit import AuditedRequest, AuditEvent, PendingAudit, PendingRef, audit_event, pending_key, redact
+from kassa.domain.audit import (
+    AuditedRequest,
+    AuditEvent,
+    PendingAudit,
+    PendingRef,
+    audit_event,
+    changes,
+    pending_key,
+    redact,
+)
 from kassa.domain.errors import NotFound
 from kassa.services.ports import AuditLog, BillingStore, Clock
 
@@ -123,9 +132,12 @@ def record(
     if redacted:  # ``before`` was kept redacted (a pending record): compare like with like
         after = {ref: redact(state) if state else state for ref, state in after.items()}
     refs = [ref for ref in refs if ref in before or _created_since(after.get(ref), started)]
+    changed = [(ref, before.get(ref), after.get(ref)) for ref in refs]
+    changed = [(ref, old, new) for ref, old, new in changed if changes(old, new)]
+    if not changed:  # a no-op write: the settings are not read for nothing
+        return []
     retention = store.get_settings().audit_retention_days
     now = created or clock.now()  # to the microsecond: the listing's order (entries of one instant: by id)
-    changed = ((ref, before.get(ref), after.get(ref)) for ref in refs)
     return [e for ref, old, new in changed if (e := record_change(log, request, ref, old, new, now, retention))]
 
 
