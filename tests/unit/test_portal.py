@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from importlib.resources import files
 
 import pytest
 from fakes import FakeMailer, FakeOutbox, World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from translations import assert_every_language_has_every_string, assert_word_files_are_json_objects_of_strings
 
 from kassa.api.portal_page import Words, portal_languages, portal_strings, render, render_refused
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
@@ -22,7 +22,6 @@ from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
 from kassa.domain.links import CARD_PURPOSES, INVOICE_PURPOSES, LinkExpired, LinkRefused, sign_link, verify_link
 from kassa.domain.portal import PortalSettings, check_return_url, csrf_matches, csrf_token
 from kassa.domain.settings import MerchantSettings
-from kassa.emails.render import placeholders
 from kassa.services import catalog, coupons, portal
 from kassa.services.dunning import Dunning
 
@@ -384,21 +383,12 @@ def test_sign_in_by_email_asks_once_per_window_and_says_nothing_about_unknown_em
 
 # ---------------------------------------------------------------------------------- words
 def test_every_language_has_every_portal_string_with_the_same_placeholders():
-    english = portal_strings("en")
     assert portal_languages() == frozenset(SUPPORTED_LOCALES)
-    for language in SUPPORTED_LOCALES:
-        strings = portal_strings(language)
-        assert set(strings) == set(english), (language, set(english) ^ set(strings))
-        for key, text in strings.items():
-            assert placeholders(text) == placeholders(english[key]), (language, key)
-            assert text.strip(), (language, key)
+    assert_every_language_has_every_string(portal_strings)
 
 
 def test_the_files_are_json_objects_of_strings():
-    folder = files("kassa.api") / "static"
-    for language in SUPPORTED_LOCALES:
-        data = json.loads((folder / f"portal_page.{language}.json").read_text(encoding="utf-8"))
-        assert all(isinstance(v, str) for v in data.values())
+    assert_word_files_are_json_objects_of_strings("portal_page")
 
 
 @pytest.mark.parametrize("language", sorted(SUPPORTED_LOCALES))
