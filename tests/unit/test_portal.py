@@ -326,6 +326,38 @@ def test_two_concurrent_acceptances_apply_the_coupon_once(world: World, shop, mo
     assert len(world.publisher.of_type("customer.discount.created")) == 1
 
 
+def test_an_accept_and_a_cancel_sent_at_once_are_exclusive(world: World, shop, monkeypatch):
+    """Both sent from the cancel page that showed the offer: whichever claims the answer first wins,
+    the other is refused — never the discount applied and the subscription canceled."""
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    portal.accept_retention(world.billing, sub.customer, sub.id)
+    with pytest.raises(IllegalTransition, match="answered already"):
+        portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None, offered=True)
+    kept = world.store.get_subscription(sub.id)
+    assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
+    # the other order: the accept reads the subscription, then the cancel runs; the cancel wins
+    other = _subscriber(world, shop["basic"], "bob@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(other.id)) is not None
+    read = world.store.get_subscription
+    canceled: list[bool] = []
+
+    def then_the_cancel(subscription_id: str):
+        found = read(subscription_id)
+        if not canceled:
+            canceled.append(True)
+            portal.cancel(world.billing, other.customer, other.id, "too_expensive", None, offered=True)
+        return found
+
+    monkeypatch.setattr(world.store, "get_subscription", then_the_cancel)
+    with pytest.raises(IllegalTransition, match="answered already"):
+        portal.accept_retention(world.billing, other.customer, other.id)
+    monkeypatch.setattr(world.store, "get_subscription", read)
+    assert read(other.id).discount is None and read(other.id).cancel_at_period_end
+    # later, from a page without the offer (it was taken): canceling is still possible
+    assert portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None).cancel_at_period_end
+
+
 def test_pause_and_resume_when_the_merchant_allows_it(world: World, shop):
     sub = _subscriber(world, shop["basic"], "ada@example.com")
     paused = portal.pause(world.billing, sub.customer, sub.id)
@@ -703,3 +735,18 @@ def test_the_card_page_reached_from_the_portal_speaks_the_customers_language(wor
     # a link that opens nothing: a 403 page in the browser's language, naming no customer
     refused = routes("GET", "/portal/card?token=forged.token")
     assert refused["statusCode"] == 403 and card_strings("en")["refused.link_invalid"] in refused["body"]
+
+
+def test_the_cancel_sent_from_the_offer_page_loses_to_an_accept_sent_with_it(world: World, shop, routes):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    page = routes("GET", f"/portal/account/subscriptions/{sub.id}/cancel")["body"]
+    assert 'name="offered" value="1"' in page  # the cancel form says it was sent with the offer shown
+    taken = routes("POST", f"/portal/account/subscriptions/{sub.id}/retention", {"csrf": csrf})
+    assert "notice=retained" in str(taken["multiValueHeaders"])
+    lost = routes("POST", f"/portal/account/subscriptions/{sub.id}/cancel", {"csrf": csrf, "offered": "1"})
+    assert "error=action" in str(lost["multiValueHeaders"])
+    kept = world.store.get_subscription(sub.id)
+    assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
+    again = routes("GET", f"/portal/account/subscriptions/{sub.id}/cancel")["body"]
+    assert 'name="offered"' not in again  # answered: the page opened again offers nothing, and cancels

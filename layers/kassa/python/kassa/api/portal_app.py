@@ -531,7 +531,8 @@ def _change(s: Session, sub_id: str, form: dict[str, str]) -> Any:
 
 def _cancel(s: Session, sub_id: str, form: dict[str, str]) -> Any:
     reason, comment = form.get("reason") or None, form.get("comment")
-    return portal.cancel(s.billing, s.customer.id, sub_id, reason, comment, s.settings.portal)
+    offered = form.get("offered") == "1"  # sent from the page that showed the retention offer
+    return portal.cancel(s.billing, s.customer.id, sub_id, reason, comment, s.settings.portal, offered=offered)
 
 
 def _on(use: Callable[[Any, str, str, Any], Any]) -> Callable[[Session, str, dict[str, str]], Any]:

@@ -331,9 +331,14 @@ def cancel(
     reason: str | None,
     comment: str | None,
     settings: PortalSettings | None = None,
+    *,
+    offered: bool = False,
 ) -> Subscription:
     """Cancel as the merchant configured (at the period end by default) with the customer's reason;
-    the retention offer, if it was made, counts as declined (it is used up)."""
+    the retention offer, if it was made, counts as declined (it is used up). ``offered``: the cancel
+    was sent from a page that showed the offer — its answer is claimed before canceling, the same
+    once-only claim ``accept_retention`` makes, so of an accept and a cancel sent at once only one
+    succeeds (the other is refused: "answered already")."""
     settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     if not may_cancel(settings, sub):
@@ -341,8 +346,10 @@ def cancel(
     feedback = check_reason(settings, reason)
     details = CancellationDetails(feedback=feedback, comment=(comment or "").strip()[:5000] or None)
     at_period_end = settings.subscription_cancel.mode == "at_period_end"
+    if offered and not ctx.store.claim_once(retention_answer_key(sub.id), sub.current_period_end + CLAIM_MARGIN):
+        raise IllegalTransition("this offer was answered already; open the page again", param="subscription")
     canceled = cancellation.cancel(ctx, sub.id, at_period_end=at_period_end, details=details)
-    if ctx.store.is_claimed(retention_offer_key(sub.id)):  # offered, and declined
+    if not offered and ctx.store.is_claimed(retention_offer_key(sub.id)):  # offered, and declined
         ctx.store.claim_once(retention_answer_key(sub.id), canceled.current_period_end + CLAIM_MARGIN)
     return canceled
 
