@@ -326,6 +326,22 @@ def test_two_concurrent_acceptances_apply_the_coupon_once(world: World, shop, mo
     assert len(world.publisher.of_type("customer.discount.created")) == 1
 
 
+def test_an_accept_whose_coupon_cannot_be_applied_leaves_the_offer_standing(world: World, shop, monkeypatch):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    apply = coupons.apply_subscription_discount
+
+    def failing(*args, **kwargs):
+        raise IllegalTransition("the store refused the write", param="subscription")
+
+    monkeypatch.setattr(coupons, "apply_subscription_discount", failing)
+    with pytest.raises(IllegalTransition, match="refused the write"):
+        portal.accept_retention(world.billing, sub.customer, sub.id)
+    monkeypatch.setattr(coupons, "apply_subscription_discount", apply)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None  # not used up
+    assert portal.accept_retention(world.billing, sub.customer, sub.id).discount["coupon"]["id"] == "STAY25"
+
+
 def test_an_accept_and_a_cancel_sent_at_once_are_exclusive(world: World, shop, monkeypatch):
     """Both sent from the cancel page that showed the offer: whichever claims the answer first wins,
     the other is refused — never the discount applied and the subscription canceled."""

@@ -391,9 +391,14 @@ def accept_retention(
     coupon_id = retention_coupon_for(settings, sub)
     if coupon_id is None or not ctx.store.is_claimed(retention_offer_key(sub.id)):
         raise IllegalTransition("there is no offer for this subscription", param="subscription")
-    if not ctx.store.claim_once(retention_answer_key(sub.id), sub.current_period_end + CLAIM_MARGIN):
+    answer = retention_answer_key(sub.id)
+    if not ctx.store.claim_once(answer, sub.current_period_end + CLAIM_MARGIN):
         raise IllegalTransition("this offer was answered already", param="subscription")
-    return coupons.apply_subscription_discount(ctx, sub.id, coupon_id)
+    try:
+        return coupons.apply_subscription_discount(ctx, sub.id, coupon_id)
+    except Exception:
+        ctx.store.release_claim(answer)  # not applied: the offer stands (the claim guards the applying only)
+        raise
 
 
 # ---------------------------------------------------------------------------------- pausing
