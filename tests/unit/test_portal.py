@@ -766,3 +766,13 @@ def test_the_cancel_sent_from_the_offer_page_loses_to_an_accept_sent_with_it(wor
     assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
     again = routes("GET", f"/portal/account/subscriptions/{sub.id}/cancel")["body"]
     assert 'name="offered"' not in again  # answered: the page opened again offers nothing, and cancels
+
+
+def test_a_quantity_of_unicode_digits_is_refused_naming_the_field_not_a_500(world: World, shop, routes):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    for quantity in ("²", "١٢", " "):
+        form = {"csrf": csrf, "price": shop["premium"].id, "quantity": quantity}
+        answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form)
+        assert answer["statusCode"] == 303 and "error=action" in str(answer["multiValueHeaders"]), quantity
+    assert world.store.get_subscription(sub.id).price == shop["basic"].id

@@ -430,9 +430,10 @@ def change_page(sub_id: str) -> Response[str]:
 
 
 def _quantity(raw: str | None) -> int:
-    if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 6:
+    value = (raw or "").strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 6:  # "²".isdigit(), but int("²") fails
         raise InvalidInput("quantity must be a whole number", param="quantity")
-    return int(raw.strip())
+    return int(value)
 
 
 @router.get("/portal/account/subscriptions/<sub_id>/preview", include_in_schema=False)
