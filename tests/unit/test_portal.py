@@ -342,6 +342,23 @@ def test_an_accept_whose_coupon_cannot_be_applied_leaves_the_offer_standing(worl
     assert portal.accept_retention(world.billing, sub.customer, sub.id).discount["coupon"]["id"] == "STAY25"
 
 
+def test_a_cancel_from_the_offer_page_that_fails_leaves_the_offer_standing(world: World, shop, monkeypatch):
+    from kassa.services import cancellation
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    cancel = cancellation.cancel
+
+    def failing(*args, **kwargs):
+        raise IllegalTransition("the store refused the write", param="subscription")
+
+    monkeypatch.setattr(cancellation, "cancel", failing)
+    with pytest.raises(IllegalTransition, match="refused the write"):
+        portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None, offered=True)
+    monkeypatch.setattr(cancellation, "cancel", cancel)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None  # not used up
+
+
 def test_an_accept_and_a_cancel_sent_at_once_are_exclusive(world: World, shop, monkeypatch):
     """Both sent from the cancel page that showed the offer: whichever claims the answer first wins,
     the other is refused — never the discount applied and the subscription canceled."""

@@ -346,9 +346,15 @@ def cancel(
     feedback = check_reason(settings, reason)
     details = CancellationDetails(feedback=feedback, comment=(comment or "").strip()[:5000] or None)
     at_period_end = settings.subscription_cancel.mode == "at_period_end"
-    if offered and not ctx.store.claim_once(retention_answer_key(sub.id), sub.current_period_end + CLAIM_MARGIN):
+    answer = retention_answer_key(sub.id)
+    if offered and not ctx.store.claim_once(answer, sub.current_period_end + CLAIM_MARGIN):
         raise IllegalTransition("this offer was answered already; open the page again", param="subscription")
-    canceled = cancellation.cancel(ctx, sub.id, at_period_end=at_period_end, details=details)
+    try:
+        canceled = cancellation.cancel(ctx, sub.id, at_period_end=at_period_end, details=details)
+    except Exception:
+        if offered:  # not canceled: the offer stands, as after a failed accept
+            ctx.store.release_claim(answer)
+        raise
     if not offered and ctx.store.is_claimed(retention_offer_key(sub.id)):  # offered, and declined
         ctx.store.claim_once(retention_answer_key(sub.id), canceled.current_period_end + CLAIM_MARGIN)
     return canceled
