@@ -923,3 +923,12 @@ def test_is_claimed_reads_a_claim_without_making_one(store):
     assert store.claim_once("portal_signed_out:bps_3", NOW + timedelta(days=1)) is True
     assert store.is_claimed("portal_signed_out:bps_3") is True
     assert store.is_claimed("portal_signed_out:bps_4") is False
+
+
+def test_a_released_claim_can_be_claimed_again(store):
+    """The retention offer's answer, when applying its coupon failed: released, the offer stands."""
+    assert store.claim_once("portal_retention_answered:sub_5", NOW + timedelta(days=1)) is True
+    store.release_claim("portal_retention_answered:sub_5")
+    assert store.is_claimed("portal_retention_answered:sub_5") is False
+    assert store.claim_once("portal_retention_answered:sub_5", NOW + timedelta(days=1)) is True
+    store.release_claim("portal_retention_answered:sub_6")  # none: nothing

@@ -9,11 +9,12 @@ import re
 from importlib.resources import files
 
 import pytest
+from translations import assert_every_language_has_every_string, assert_word_files_are_json_objects_of_strings
 
 from kassa.api.card_page import card_language, card_languages, card_strings, render_card, render_refused, script_hashes
 from kassa.api.portal_page import portal_languages
 from kassa.domain.customer import SUPPORTED_LOCALES
-from kassa.emails.render import mandate_terms, placeholders
+from kassa.emails.render import mandate_terms
 
 #: the words the page's script looks up (t("…")): each must be in the files
 _SCRIPT_KEY = re.compile(r"""\bt\(\s*"([a-z_.]+)"|\?\s*"([a-z_.]+)"\s*:\s*"([a-z_.]+)\"""")
@@ -24,20 +25,11 @@ def test_the_card_page_speaks_the_portals_languages():
 
 
 def test_every_language_has_every_card_page_string_with_the_same_placeholders():
-    english = card_strings("en")
-    for language in SUPPORTED_LOCALES:
-        strings = card_strings(language)
-        assert set(strings) == set(english), (language, set(english) ^ set(strings))
-        for key, text in strings.items():
-            assert placeholders(text) == placeholders(english[key]), (language, key)
-            assert text.strip(), (language, key)
+    assert_every_language_has_every_string(card_strings)
 
 
 def test_the_files_are_json_objects_of_strings():
-    folder = files("kassa.api") / "static"
-    for language in SUPPORTED_LOCALES:
-        data = json.loads((folder / f"card_page.{language}.json").read_text(encoding="utf-8"))
-        assert isinstance(data, dict) and all(isinstance(v, str) for v in data.values())
+    assert_word_files_are_json_objects_of_strings("card_page")
 
 
 def test_every_word_the_script_asks_for_is_in_the_files():

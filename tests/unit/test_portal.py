@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from importlib.resources import files
 
 import pytest
 from fakes import FakeMailer, FakeOutbox, World
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
+from translations import assert_every_language_has_every_string, assert_word_files_are_json_objects_of_strings
 
 from kassa.api.portal_page import Words, portal_languages, portal_strings, render, render_refused
 from kassa.domain.customer import SUPPORTED_LOCALES, Address
@@ -22,7 +22,6 @@ from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
 from kassa.domain.links import CARD_PURPOSES, INVOICE_PURPOSES, LinkExpired, LinkRefused, sign_link, verify_link
 from kassa.domain.portal import PortalSettings, check_return_url, csrf_matches, csrf_token
 from kassa.domain.settings import MerchantSettings
-from kassa.emails.render import placeholders
 from kassa.services import catalog, coupons, portal
 from kassa.services.dunning import Dunning
 
@@ -327,6 +326,71 @@ def test_two_concurrent_acceptances_apply_the_coupon_once(world: World, shop, mo
     assert len(world.publisher.of_type("customer.discount.created")) == 1
 
 
+def test_an_accept_whose_coupon_cannot_be_applied_leaves_the_offer_standing(world: World, shop, monkeypatch):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    apply = coupons.apply_subscription_discount
+
+    def failing(*args, **kwargs):
+        raise IllegalTransition("the store refused the write", param="subscription")
+
+    monkeypatch.setattr(coupons, "apply_subscription_discount", failing)
+    with pytest.raises(IllegalTransition, match="refused the write"):
+        portal.accept_retention(world.billing, sub.customer, sub.id)
+    monkeypatch.setattr(coupons, "apply_subscription_discount", apply)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None  # not used up
+    assert portal.accept_retention(world.billing, sub.customer, sub.id).discount["coupon"]["id"] == "STAY25"
+
+
+def test_a_cancel_from_the_offer_page_that_fails_leaves_the_offer_standing(world: World, shop, monkeypatch):
+    from kassa.services import cancellation
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    cancel = cancellation.cancel
+
+    def failing(*args, **kwargs):
+        raise IllegalTransition("the store refused the write", param="subscription")
+
+    monkeypatch.setattr(cancellation, "cancel", failing)
+    with pytest.raises(IllegalTransition, match="refused the write"):
+        portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None, offered=True)
+    monkeypatch.setattr(cancellation, "cancel", cancel)
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None  # not used up
+
+
+def test_an_accept_and_a_cancel_sent_at_once_are_exclusive(world: World, shop, monkeypatch):
+    """Both sent from the cancel page that showed the offer: whichever claims the answer first wins,
+    the other is refused — never the discount applied and the subscription canceled."""
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(sub.id)) is not None
+    portal.accept_retention(world.billing, sub.customer, sub.id)
+    with pytest.raises(IllegalTransition, match="answered already"):
+        portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None, offered=True)
+    kept = world.store.get_subscription(sub.id)
+    assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
+    # the other order: the accept reads the subscription, then the cancel runs; the cancel wins
+    other = _subscriber(world, shop["basic"], "bob@example.com")
+    assert portal.retention_offer(world.billing, world.store.get_subscription(other.id)) is not None
+    read = world.store.get_subscription
+    canceled: list[bool] = []
+
+    def then_the_cancel(subscription_id: str):
+        found = read(subscription_id)
+        if not canceled:
+            canceled.append(True)
+            portal.cancel(world.billing, other.customer, other.id, "too_expensive", None, offered=True)
+        return found
+
+    monkeypatch.setattr(world.store, "get_subscription", then_the_cancel)
+    with pytest.raises(IllegalTransition, match="answered already"):
+        portal.accept_retention(world.billing, other.customer, other.id)
+    monkeypatch.setattr(world.store, "get_subscription", read)
+    assert read(other.id).discount is None and read(other.id).cancel_at_period_end
+    # later, from a page without the offer (it was taken): canceling is still possible
+    assert portal.cancel(world.billing, sub.customer, sub.id, "too_expensive", None).cancel_at_period_end
+
+
 def test_pause_and_resume_when_the_merchant_allows_it(world: World, shop):
     sub = _subscriber(world, shop["basic"], "ada@example.com")
     paused = portal.pause(world.billing, sub.customer, sub.id)
@@ -384,21 +448,12 @@ def test_sign_in_by_email_asks_once_per_window_and_says_nothing_about_unknown_em
 
 # ---------------------------------------------------------------------------------- words
 def test_every_language_has_every_portal_string_with_the_same_placeholders():
-    english = portal_strings("en")
     assert portal_languages() == frozenset(SUPPORTED_LOCALES)
-    for language in SUPPORTED_LOCALES:
-        strings = portal_strings(language)
-        assert set(strings) == set(english), (language, set(english) ^ set(strings))
-        for key, text in strings.items():
-            assert placeholders(text) == placeholders(english[key]), (language, key)
-            assert text.strip(), (language, key)
+    assert_every_language_has_every_string(portal_strings)
 
 
 def test_the_files_are_json_objects_of_strings():
-    folder = files("kassa.api") / "static"
-    for language in SUPPORTED_LOCALES:
-        data = json.loads((folder / f"portal_page.{language}.json").read_text(encoding="utf-8"))
-        assert all(isinstance(v, str) for v in data.values())
+    assert_word_files_are_json_objects_of_strings("portal_page")
 
 
 @pytest.mark.parametrize("language", sorted(SUPPORTED_LOCALES))
@@ -713,3 +768,28 @@ def test_the_card_page_reached_from_the_portal_speaks_the_customers_language(wor
     # a link that opens nothing: a 403 page in the browser's language, naming no customer
     refused = routes("GET", "/portal/card?token=forged.token")
     assert refused["statusCode"] == 403 and card_strings("en")["refused.link_invalid"] in refused["body"]
+
+
+def test_the_cancel_sent_from_the_offer_page_loses_to_an_accept_sent_with_it(world: World, shop, routes):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    page = routes("GET", f"/portal/account/subscriptions/{sub.id}/cancel")["body"]
+    assert 'name="offered" value="1"' in page  # the cancel form says it was sent with the offer shown
+    taken = routes("POST", f"/portal/account/subscriptions/{sub.id}/retention", {"csrf": csrf})
+    assert "notice=retained" in str(taken["multiValueHeaders"])
+    lost = routes("POST", f"/portal/account/subscriptions/{sub.id}/cancel", {"csrf": csrf, "offered": "1"})
+    assert "error=action" in str(lost["multiValueHeaders"])
+    kept = world.store.get_subscription(sub.id)
+    assert kept.discount["coupon"]["id"] == "STAY25" and not kept.cancel_at_period_end
+    again = routes("GET", f"/portal/account/subscriptions/{sub.id}/cancel")["body"]
+    assert 'name="offered"' not in again  # answered: the page opened again offers nothing, and cancels
+
+
+def test_a_quantity_of_unicode_digits_is_refused_naming_the_field_not_a_500(world: World, shop, routes):
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    for quantity in ("²", "١٢", " "):
+        form = {"csrf": csrf, "price": shop["premium"].id, "quantity": quantity}
+        answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form)
+        assert answer["statusCode"] == 303 and "error=action" in str(answer["multiValueHeaders"]), quantity
+    assert world.store.get_subscription(sub.id).price == shop["basic"].id

@@ -1553,6 +1553,10 @@ class DynamoStore:
         """Whether the once-only marker ``CLAIM#<key>`` is stored (a consistent read)."""
         return self._get(f"CLAIM#{key}", "CLAIM") is not None
 
+    def release_claim(self, key: str) -> None:
+        """Delete the once-only marker ``CLAIM#<key>`` (nothing when there is none)."""
+        self._call("delete_item", TableName=self._table, Key={"pk": _s(f"CLAIM#{key}"), "sk": _s("CLAIM")})
+
     def get_webhook(self, event_id: str) -> WebhookRecord | None:
         item = self._get(f"WHEVT#{event_id}", "EVENT")
         if item is None:

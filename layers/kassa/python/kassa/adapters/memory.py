@@ -727,6 +727,10 @@ class MemoryStore:
     def is_claimed(self, key: str) -> bool:
         return key in self.claims
 
+    def release_claim(self, key: str) -> None:
+        if self.claims.pop(key, None) is not None:
+            self.writes += 1
+
 
 class MemoryFileStore:
     """The ``FileStore`` port in memory, with S3's conditional write (the first writer of a key wins)."""

@@ -430,9 +430,10 @@ def change_page(sub_id: str) -> Response[str]:
 
 
 def _quantity(raw: str | None) -> int:
-    if raw is None or not raw.strip().isdigit() or len(raw.strip()) > 6:
+    value = (raw or "").strip()
+    if not (value.isascii() and value.isdigit()) or len(value) > 6:  # "²".isdigit(), but int("²") fails
         raise InvalidInput("quantity must be a whole number", param="quantity")
-    return int(raw.strip())
+    return int(value)
 
 
 @router.get("/portal/account/subscriptions/<sub_id>/preview", include_in_schema=False)
@@ -531,7 +532,8 @@ def _change(s: Session, sub_id: str, form: dict[str, str]) -> Any:
 
 def _cancel(s: Session, sub_id: str, form: dict[str, str]) -> Any:
     reason, comment = form.get("reason") or None, form.get("comment")
-    return portal.cancel(s.billing, s.customer.id, sub_id, reason, comment, s.settings.portal)
+    offered = form.get("offered") == "1"  # sent from the page that showed the retention offer
+    return portal.cancel(s.billing, s.customer.id, sub_id, reason, comment, s.settings.portal, offered=offered)
 
 
 def _on(use: Callable[[Any, str, str, Any], Any]) -> Callable[[Session, str, dict[str, str]], Any]:

@@ -331,9 +331,14 @@ def cancel(
     reason: str | None,
     comment: str | None,
     settings: PortalSettings | None = None,
+    *,
+    offered: bool = False,
 ) -> Subscription:
     """Cancel as the merchant configured (at the period end by default) with the customer's reason;
-    the retention offer, if it was made, counts as declined (it is used up)."""
+    the retention offer, if it was made, counts as declined (it is used up). ``offered``: the cancel
+    was sent from a page that showed the offer — its answer is claimed before canceling, the same
+    once-only claim ``accept_retention`` makes, so of an accept and a cancel sent at once only one
+    succeeds (the other is refused: "answered already")."""
     settings = portal_settings(ctx, settings)
     sub = subscription(ctx, customer_id, subscription_id)
     if not may_cancel(settings, sub):
@@ -341,8 +346,16 @@ def cancel(
     feedback = check_reason(settings, reason)
     details = CancellationDetails(feedback=feedback, comment=(comment or "").strip()[:5000] or None)
     at_period_end = settings.subscription_cancel.mode == "at_period_end"
-    canceled = cancellation.cancel(ctx, sub.id, at_period_end=at_period_end, details=details)
-    if ctx.store.is_claimed(retention_offer_key(sub.id)):  # offered, and declined
+    answer = retention_answer_key(sub.id)
+    if offered and not ctx.store.claim_once(answer, sub.current_period_end + CLAIM_MARGIN):
+        raise IllegalTransition("this offer was answered already; open the page again", param="subscription")
+    try:
+        canceled = cancellation.cancel(ctx, sub.id, at_period_end=at_period_end, details=details)
+    except Exception:
+        if offered:  # not canceled: the offer stands, as after a failed accept
+            ctx.store.release_claim(answer)
+        raise
+    if not offered and ctx.store.is_claimed(retention_offer_key(sub.id)):  # offered, and declined
         ctx.store.claim_once(retention_answer_key(sub.id), canceled.current_period_end + CLAIM_MARGIN)
     return canceled
 
@@ -384,9 +397,14 @@ def accept_retention(
     coupon_id = retention_coupon_for(settings, sub)
     if coupon_id is None or not ctx.store.is_claimed(retention_offer_key(sub.id)):
         raise IllegalTransition("there is no offer for this subscription", param="subscription")
-    if not ctx.store.claim_once(retention_answer_key(sub.id), sub.current_period_end + CLAIM_MARGIN):
+    answer = retention_answer_key(sub.id)
+    if not ctx.store.claim_once(answer, sub.current_period_end + CLAIM_MARGIN):
         raise IllegalTransition("this offer was answered already", param="subscription")
-    return coupons.apply_subscription_discount(ctx, sub.id, coupon_id)
+    try:
+        return coupons.apply_subscription_discount(ctx, sub.id, coupon_id)
+    except Exception:
+        ctx.store.release_claim(answer)  # not applied: the offer stands (the claim guards the applying only)
+        raise
 
 
 # ---------------------------------------------------------------------------------- pausing

@@ -274,6 +274,10 @@ class BillingStore(Protocol):
         """Whether ``key`` was claimed (a strongly consistent read; claims nothing)."""
         ...
 
+    def release_claim(self, key: str) -> None:
+        """Forget the claim of ``key`` (the work it guarded failed): the next ``claim_once`` wins again."""
+        ...
+
 
 class ChargeStatus(StrEnum):
     SUCCEEDED = "succeeded"
