@@ -793,3 +793,19 @@ def test_a_quantity_of_unicode_digits_is_refused_naming_the_field_not_a_500(worl
         answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form)
         assert answer["statusCode"] == 303 and "error=action" in str(answer["multiValueHeaders"]), quantity
     assert world.store.get_subscription(sub.id).price == shop["basic"].id
+
+
+def test_a_new_country_in_the_billing_details_drops_the_old_countrys_state(world: World, shop, routes):
+    """A US customer in Oregon moves to Germany: "OR" is no German state, and taxing the next invoice
+    by it would be wrong; the form has no state field, so the one on file stays only for the US."""
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    customer = world.store.get_customer(sub.customer)
+    world.store.save_customer(customer.model_copy(update={"address": Address(country="US", state="OR")}))
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    kept = routes("POST", "/portal/account/details", {"csrf": csrf, "country": "US", "city": "Portland"})
+    assert kept["statusCode"] in (200, 303), kept["body"]
+    assert world.store.get_customer(sub.customer).address.state == "OR"
+    moved = routes("POST", "/portal/account/details", {"csrf": csrf, "country": "DE", "city": "Berlin"})
+    assert moved["statusCode"] in (200, 303), moved["body"]
+    address = world.store.get_customer(sub.customer).address
+    assert (address.country, address.state, address.city) == ("DE", None, "Berlin")

@@ -602,8 +602,11 @@ def details_save() -> Response[str]:
             changes["name"] = form["name"].strip()[:200] or None
         if CustomerField.ADDRESS.value in allowed and "country" in form:
             parts = {k: (form.get(k) or "").strip()[:200] or None for k in ("line1", "line2", "city", "postal_code")}
+            # the form has no state: the one on file is kept for the same country, never carried into another
+            same_country = form["country"].strip().upper() == s.customer.address.country
+            state = s.customer.address.state if same_country else None
             try:
-                changes["address"] = Address(country=form["country"], state=s.customer.address.state, **parts)
+                changes["address"] = Address(country=form["country"], state=state, **parts)
             except ValidationError as error:
                 raise InvalidInput("choose a country", param="address") from error
         if CustomerField.TAX_ID.value in allowed and "tax_id" in form:
