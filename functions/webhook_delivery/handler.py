@@ -1,6 +1,7 @@
 """webhook_delivery: outbound webhooks (``kassa.services.outbound_webhooks``).
 
-The ``webhook-deliveries`` queue carries the kassa bus's events (an EventBridge rule: every event)
+The ``webhook-deliveries`` queue carries the kassa bus's events (an EventBridge rule whose pattern
+kassa keeps to the event types the enabled endpoints subscribe to; disabled when there are none)
 and the attempts: a domain event is fanned out to the endpoints subscribed to it, each attempt is a
 signed POST, a failed one is sent back to the queue with its backoff delay. Partial batch failures:
 only a message whose handling raised (storage or SQS unavailable) is received again.
