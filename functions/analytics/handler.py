@@ -8,6 +8,10 @@ Two ways in, one service (``kassa.services.analytics``):
   subscriptions and invoices.
 """
 
+import gc
+
+gc.disable()  # the cold start: no cyclic collection while the modules load (docs/benchmarks.md)
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -15,6 +19,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
 from kassa.services import analytics
+
+gc.freeze()  # what the imports made is kept: later collections skip it
+gc.enable()
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)

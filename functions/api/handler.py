@@ -1,10 +1,17 @@
 """api: the merchant REST API (catalog, customers, checkout, subscriptions, invoices, settings) and the card page."""
 
+import gc
+
+gc.disable()  # the cold start: no cyclic collection while the modules load (docs/benchmarks.md)
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.api.app import app
+
+gc.freeze()  # what the imports made is kept: later collections skip it
+gc.enable()
 
 logger = Logger()
 

@@ -1,10 +1,17 @@
 """meter_ingest: usage events (POST /v1/meter_events and /v1/meter_events/batch), each counted once."""
 
+import gc
+
+gc.disable()  # the cold start: no cyclic collection while the modules load (docs/benchmarks.md)
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.api.meter_events_app import app
+
+gc.freeze()  # what the imports made is kept: later collections skip it
+gc.enable()
 
 logger = Logger()
 

@@ -7,12 +7,19 @@ signed POST, a failed one is sent back to the queue with its backoff delay. Part
 only a message whose handling raised (storage or SQS unavailable) is received again.
 """
 
+import gc
+
+gc.disable()  # the cold start: no cyclic collection while the modules load (docs/benchmarks.md)
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
+
+gc.freeze()  # what the imports made is kept: later collections skip it
+gc.enable()
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -1,5 +1,9 @@
 """webhook_ingest: verify the Stripe signature, record the raw event once, enqueue it, answer 2xx."""
 
+import gc
+
+gc.disable()  # the cold start: no cyclic collection while the modules load (docs/benchmarks.md)
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
@@ -7,6 +11,9 @@ from kassa.adapters import container
 from kassa.adapters.stripe_webhooks import stripe_verifier
 from kassa.api.webhook import delivery, response
 from kassa.services.webhooks import ingest
+
+gc.freeze()  # what the imports made is kept: later collections skip it
+gc.enable()
 
 logger = Logger()
 

@@ -1,5 +1,9 @@
 """webhook_processor: apply recorded Stripe events to invoices and subscriptions (SQS, partial batch failures)."""
 
+import gc
+
+gc.disable()  # the cold start: no cyclic collection while the modules load (docs/benchmarks.md)
+
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -7,6 +11,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from kassa.adapters import container
 from kassa.services.webhooks import process_recorded_event
+
+gc.freeze()  # what the imports made is kept: later collections skip it
+gc.enable()
 
 logger = Logger()
 processor = BatchProcessor(event_type=EventType.SQS)

@@ -12,7 +12,6 @@ from pydantic import ValidationError
 
 from kassa.domain.dunning import (
     DECLINE_TABLE,
-    DEFAULT_LADDER,
     EMAIL_TEMPLATES,
     DeclineClass,
     DunningAction,
@@ -26,6 +25,7 @@ from kassa.domain.dunning import (
     RetryWindow,
     classify,
     days_overdue,
+    default_ladder,
     dunning_figures,
     dunning_step,
     evaluate_overdue,
@@ -369,19 +369,19 @@ def test_state_from_an_invoice() -> None:
     [(0, None), (2, None), (3, "warning"), (9, "warning"), (10, "suspended"), (20, "suspended"), (21, "canceled")],
 )
 def test_default_ladder_by_day(days: int, expected: str | None) -> None:
-    found = overdue_state(DEFAULT_LADDER, T0, T0 + days * D)
+    found = overdue_state(default_ladder(), T0, T0 + days * D)
     assert (found.name if found else None) == expected
 
 
 def test_day_three_starts_after_72_hours() -> None:
-    assert overdue_state(DEFAULT_LADDER, T0, T0 + 3 * D - timedelta(seconds=1)) is None
+    assert overdue_state(default_ladder(), T0, T0 + 3 * D - timedelta(seconds=1)) is None
     assert days_overdue(T0, T0 + 3 * D) == 3
-    assert overdue_state(DEFAULT_LADDER, None, T0 + 30 * D) is None  # nothing unpaid
-    assert overdue_state(DEFAULT_LADDER, T0, T0 - D) is None  # clock skew
+    assert overdue_state(default_ladder(), None, T0 + 30 * D) is None  # nothing unpaid
+    assert overdue_state(default_ladder(), T0, T0 - D) is None  # clock skew
 
 
 def test_default_ladder_actions() -> None:
-    warning, suspended, canceled = DEFAULT_LADDER.states
+    warning, suspended, canceled = default_ladder().states
     assert (warning.after_days, warning.email, warning.block_changes, warning.disable_entitlements) == (
         3,
         "payment_reminder",
@@ -454,8 +454,8 @@ def test_ladder_accepts_the_merchants_own_templates_and_an_empty_ladder() -> Non
         OverdueLadder.model_validate(data)
     assert OverdueLadder.validated(data, templates=["final_notice"]).states[0].email == "final_notice"
     assert overdue_state(OverdueLadder(), T0, T0 + 100 * D) is None
-    assert {s.email for s in DEFAULT_LADDER.states} <= EMAIL_TEMPLATES
-    assert OverdueLadder.model_validate(DEFAULT_LADDER.model_dump(mode="json")) == DEFAULT_LADDER
+    assert {s.email for s in default_ladder().states} <= EMAIL_TEMPLATES
+    assert OverdueLadder.model_validate(default_ladder().model_dump(mode="json")) == default_ladder()
 
 
 def run(previous: str | None, days: list[int], paid_on: int | None = None) -> list[tuple[int, object]]:
@@ -463,7 +463,7 @@ def run(previous: str | None, days: list[int], paid_on: int | None = None) -> li
     fired: list[tuple[int, object]] = []
     for day in days:
         earliest = None if paid_on is not None and day >= paid_on else T0
-        transition = evaluate_overdue(DEFAULT_LADDER, previous, earliest, T0 + day * D + H)
+        transition = evaluate_overdue(default_ladder(), previous, earliest, T0 + day * D + H)
         if transition.email:
             fired.append((day, transition.email))
         if transition.final_action:
@@ -491,16 +491,16 @@ def test_evaluating_twice_does_not_refire() -> None:
 
 
 def test_transition_is_a_pure_function_of_previous_and_new() -> None:
-    same = overdue_transition(DEFAULT_LADDER, "suspended", "suspended")
+    same = overdue_transition(default_ladder(), "suspended", "suspended")
     assert not same.changed and same.email is None and same.final_action is None and not same.entitlements_changed
     assert same.block_changes and same.disable_entitlements  # levels stay as they are
-    up = overdue_transition(DEFAULT_LADDER, "warning", "suspended")
+    up = overdue_transition(default_ladder(), "warning", "suspended")
     assert up.email == "account_suspended" and up.entitlements_changed and up.key == "overdue:warning>suspended"
-    assert overdue_transition(DEFAULT_LADDER, "warning", "suspended") == up
+    assert overdue_transition(default_ladder(), "warning", "suspended") == up
 
 
 def test_a_skipped_state_sends_only_the_new_email() -> None:
-    jump = overdue_transition(DEFAULT_LADDER, None, "suspended")
+    jump = overdue_transition(default_ladder(), None, "suspended")
     assert jump.email == "account_suspended" and jump.disable_entitlements and jump.entitlements_changed
 
 
@@ -511,21 +511,21 @@ def test_paying_restores_access_without_email() -> None:
         (10, "suspend"),
         (12, "restore"),
     ]
-    cleared = overdue_transition(DEFAULT_LADDER, "suspended", None)
+    cleared = overdue_transition(default_ladder(), "suspended", None)
     assert cleared.email is None and not cleared.block_changes and not cleared.disable_entitlements
 
 
 def test_a_canceled_state_is_terminal() -> None:
-    stay = overdue_transition(DEFAULT_LADDER, "canceled", None)
+    stay = overdue_transition(default_ladder(), "canceled", None)
     assert stay.current == "canceled" and stay.email is None and stay.final_action is None
     assert not stay.entitlements_changed and stay.disable_entitlements
 
 
 def test_a_state_removed_from_the_ladder_counts_as_none() -> None:
-    transition = overdue_transition(DEFAULT_LADDER, "old_state", "warning")
+    transition = overdue_transition(default_ladder(), "old_state", "warning")
     assert transition.email == "payment_reminder" and transition.entitlements_changed
     with pytest.raises(InvalidInput):
-        overdue_transition(DEFAULT_LADDER, None, "not_a_state")
+        overdue_transition(default_ladder(), None, "not_a_state")
 
 
 @given(st.lists(st.integers(0, 40), max_size=12))

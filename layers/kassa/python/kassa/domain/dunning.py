@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fractions import Fraction
+from functools import cache
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
@@ -593,22 +594,30 @@ class OverdueLadder(BaseModel):
         return self.states[i] if i >= 0 else None
 
 
-DEFAULT_LADDER = OverdueLadder(
-    states=(
-        OverdueState(name="warning", after_days=3, email="payment_reminder"),
-        OverdueState(
-            name="suspended", after_days=10, email="account_suspended", block_changes=True, disable_entitlements=True
-        ),
-        OverdueState(
-            name="canceled",
-            after_days=21,
-            email="subscription_canceled",
-            block_changes=True,
-            disable_entitlements=True,
-            final_action=FinalAction.CANCEL,
-        ),
+@cache
+def default_ladder() -> OverdueLadder:
+    """Stripe's recommended ladder, built on first use (a model instance at import would build the
+    models' validators on every cold start)."""
+    return OverdueLadder(
+        states=(
+            OverdueState(name="warning", after_days=3, email="payment_reminder"),
+            OverdueState(
+                name="suspended",
+                after_days=10,
+                email="account_suspended",
+                block_changes=True,
+                disable_entitlements=True,
+            ),
+            OverdueState(
+                name="canceled",
+                after_days=21,
+                email="subscription_canceled",
+                block_changes=True,
+                disable_entitlements=True,
+                final_action=FinalAction.CANCEL,
+            ),
+        )
     )
-)
 
 
 def days_overdue(earliest_unpaid_at: datetime, now: datetime) -> int:

@@ -20,7 +20,7 @@ from pydantic import (
 
 from kassa.domain.audit import DEFAULT_RETENTION_DAYS as DEFAULT_AUDIT_RETENTION_DAYS
 from kassa.domain.customer import SUPPORTED_LOCALES, Address, ensure_valid_tax_id
-from kassa.domain.dunning import DEFAULT_LADDER, OverdueLadder, RetrySchedule
+from kassa.domain.dunning import OverdueLadder, RetrySchedule, default_ladder
 from kassa.domain.errors import InvalidInput
 from kassa.domain.money import normalize_currency
 from kassa.domain.parties import Party, peppol_id_error
@@ -316,7 +316,7 @@ class MerchantSettings(BaseModel):
     # dunning (docs/dunning.md): when failed payments are retried, and what happens while unpaid
     retry_schedule: RetrySchedule = Field(default_factory=RetrySchedule)
     # validated by _ladder_emails, which knows the merchant's own templates
-    overdue_ladder: SkipValidation[OverdueLadder] = DEFAULT_LADDER
+    overdue_ladder: SkipValidation[OverdueLadder] = Field(default_factory=default_ladder)
     emails: EmailSettings = Field(default_factory=EmailSettings)
     # after payment (docs/payments.md): chargebacks and Radar early fraud warnings
     disputes: DisputeSettings = Field(default_factory=DisputeSettings)
