@@ -190,6 +190,8 @@ NOTIFICATION_ROUTE = EventRoute(
     name="notifications",
     detail_types=(
         "invoice.paid",
+        "invoice.voided",  # a failed invoice written off: the overdue ladder steps back
+        "invoice.marked_uncollectible",
         "invoice.payment_failed",
         "invoice.payment_action_required",
         "invoice.upcoming",

@@ -26,6 +26,7 @@ from kassa.services.collection import update_card
 from kassa.services.credit_notes import credit_invoice
 from kassa.services.customers import card_setup_intent
 from kassa.services.dunning import Dunning, recovery_figures
+from kassa.services.invoice_actions import mark_uncollectible, void
 from kassa.services.plan_changes import change_plan
 from kassa.services.renewals import process_due
 from kassa.services.stripe_events import apply_stripe_event
@@ -242,6 +243,26 @@ def test_paying_while_suspended_restores_access_at_once() -> None:
     desk.deliver()
     desk.run_until(sub.subscription.current_period_end + timedelta(days=25))
     assert desk.w.store.get_subscription(sub.subscription.id).status is Status.ACTIVE
+
+
+@pytest.mark.parametrize("write_off", [void, mark_uncollectible])
+def test_writing_off_the_overdue_invoice_steps_the_ladder_back_at_once(write_off: Any) -> None:
+    """The merchant voids or writes off the only failed invoice of a suspended subscription: the
+    notifications queue carries it to dunning, which evaluates the ladder again (access returns)."""
+    desk = Desk()
+    sub = desk.subscribe()
+    decline_renewals(desk)
+    desk.run_until(sub.subscription.current_period_end + timedelta(days=11))
+    state = desk.w.store.get_subscription(sub.subscription.id)
+    assert state.overdue_state == "suspended" and state.entitlements_suspended
+    write_off(desk.w.billing, desk.invoice(sub.subscription.id).id)
+    desk.deliver(twice=True)  # a duplicate delivery changes nothing more
+    state = desk.w.store.get_subscription(sub.subscription.id)
+    assert state.overdue_state is None and not state.entitlements_suspended and not state.changes_blocked
+    assert len(entitlements_of(desk.w.billing, sub.customer.id)) == 1
+    assert desk.w.publisher.types().count("entitlements.active_entitlement_summary.updated") == 2
+    desk.run_until(sub.subscription.current_period_end + timedelta(days=25))  # nothing left to cancel for
+    assert desk.w.store.get_subscription(sub.subscription.id).status is not Status.CANCELED
 
 
 def test_a_mail_service_outage_is_retried_and_sends_once() -> None:

@@ -311,6 +311,8 @@ class Dunning:
             return self.process_invoice(obj_id)
         if kind == "invoice.paid":
             return self._paid(obj_id, data)
+        if kind in ("invoice.voided", "invoice.marked_uncollectible"):
+            return self._written_off(obj_id)
         if kind == "invoice.upcoming":
             return self._upcoming(obj_id, data)
         if kind == "customer.subscription.trial_will_end":
@@ -430,6 +432,18 @@ class Dunning:
         if invoice.first_failed_at is not None and invoice.subscription:
             self.evaluate_overdue(invoice.subscription)  # recovered: the ladder steps back
         return f"paid:{outcome}"
+
+    def _written_off(self, invoice_id: str) -> str:
+        """A failed invoice voided or written off as uncollectible no longer counts as unpaid: the
+        subscription's overdue state is evaluated again at once (it steps back when nothing else is
+        overdue), rather than staying suspended with no invoice left to wake it."""
+        invoice = self.store.find_invoice(invoice_id)
+        if invoice is None:
+            return "unknown"
+        if invoice.first_failed_at is None or not invoice.subscription or invoice.status is InvoiceStatus.OPEN:
+            return "written_off:not_overdue"
+        self.evaluate_overdue(invoice.subscription)
+        return "written_off:reevaluated"
 
     def _make_pdf(self, invoice: Invoice) -> None:
         """A paid invoice's PDF is made and stored as it is paid, before the receipt links it (once:
