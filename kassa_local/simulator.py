@@ -92,8 +92,14 @@ class Scenario:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Scenario:
+        """A scenario file, or a stack's ``kassa export --history`` file (``from_history``)."""
         source = Path(path) if path is not None else DEFAULT_SCENARIO
-        return cls.parse(json.loads(source.read_text()))
+        raw = json.loads(source.read_text())
+        if isinstance(raw, dict) and raw.get("object") == HISTORY_OBJECT:
+            return cls.parse(scenario_of_history(raw, name=source.stem))
+        if not isinstance(raw, dict):
+            raise ValueError("scenario: a JSON object is expected")
+        return cls.parse(raw)
 
     @classmethod
     def parse(cls, raw: dict[str, Any]) -> Scenario:
@@ -107,7 +113,7 @@ class Scenario:
         plans = []
         for i, p in enumerate(need(raw, "plans", "scenario")):
             where = f"plans[{i}]"
-            terms_raw = {k: p[k] for k in ("unit_amount", "billing_scheme", "tiers_mode", "tiers") if k in p}
+            terms_raw = {k: p[k] for k in TERMS if p.get(k) is not None}
             try:
                 terms = PriceTerms.model_validate(terms_raw)
             except Exception as error:
@@ -155,6 +161,77 @@ class Scenario:
             plans=tuple(plans),
             countries=tuple(countries),
         )
+
+
+HISTORY_OBJECT = "kassa_history"  # what `kassa export --history` writes (kassa_local/export.py)
+TERMS = ("unit_amount", "unit_amount_decimal", "billing_scheme", "tiers_mode", "tiers", "transform_quantity")
+#: a customer's email language from their country (the export has no locale: no personal data)
+COUNTRY_LOCALES = {
+    "DE": "de", "AT": "de", "CH": "de", "LI": "de", "FR": "fr", "LU": "fr", "MC": "fr", "NL": "nl", "BE": "nl",
+    "ES": "es", "IT": "it", "SM": "it", "PL": "pl", "SE": "sv",
+}  # fmt: skip
+
+
+def scenario_of_history(raw: dict[str, Any], name: str = "export") -> dict[str, Any]:
+    """A stack's history export as a scenario (its JSON, for ``Scenario.parse``): the merchant's own
+    catalog and mix. Plans: the recurring licensed prices, weighted by the subscriptions whose first
+    item is on them, each drawing its quantity between the least and the most bought (with no
+    subscription at all: every active price, alike). Countries: the customers' countries and
+    currencies, weighted by their number, in the country's email language (the export keeps no
+    locale, state or address). Signups start at the first subscription's creation and spread over
+    the days to the last (1–365). Metered prices and customers without a country, or in a currency
+    no plan has, are left out."""
+    products = {p.get("id"): p.get("name") or p.get("id") for p in raw.get("products", [])}
+    prices = {
+        p["id"]: p
+        for p in raw.get("prices", [])
+        if isinstance(p, dict) and "id" in p and (p.get("recurring") or {}).get("usage_type", "licensed") == "licensed"
+    }
+    bought: dict[str, list[int]] = {}
+    created = []
+    for sub in raw.get("subscriptions", []):
+        items = sub.get("items") or []
+        items = items.get("data", []) if isinstance(items, dict) else items
+        if items and items[0].get("price") in prices:
+            bought.setdefault(items[0]["price"], []).append(max(int(items[0].get("quantity") or 1), 1))
+        if sub.get("created"):
+            created.append(parse_instant(str(sub["created"])))
+    chosen = list(bought) or [i for i, p in prices.items() if p.get("active", True)]
+    plans = []
+    for price_id in chosen:
+        price, quantities = prices[price_id], bought.get(price_id, [1])
+        recurring = price.get("recurring") or {}
+        plans.append(
+            {
+                "product": str(products.get(price.get("product")) or price.get("product") or price_id),
+                "currency": str(price.get("currency", "")).upper(),
+                "interval": recurring.get("interval", "month"),
+                "interval_count": recurring.get("interval_count", 1),
+                "weight": len(bought.get(price_id, [1])),
+                "quantity": [min(quantities), max(quantities)],
+                **{k: price[k] for k in TERMS if price.get(k) is not None},
+            }
+        )
+    currencies = {p["currency"] for p in plans}
+    counted: dict[tuple[str, str], int] = {}
+    for customer in raw.get("customers", []):
+        country, currency = customer.get("country"), str(customer.get("currency") or "").upper()
+        if country and currency in currencies:
+            key = (str(country).upper(), currency)
+            counted[key] = counted.get(key, 0) + 1
+    countries = [
+        {"country": c, "currency": cur, "locale": COUNTRY_LOCALES.get(c, "en"), "weight": n}
+        for (c, cur), n in sorted(counted.items())
+    ]
+    start = min(created) if created else parse_instant(str(raw.get("from", "2026-01-31T09:00:00Z")))
+    span = (max(created) - start).days if created else 28
+    return {
+        "name": f"{name} (a stack's history, as of {str(raw.get('as_of') or raw.get('to') or '')[:10]})",
+        "start": start.isoformat(),
+        "signup_days": min(max(span, 1), 365),
+        "plans": plans,
+        "countries": countries,
+    }
 
 
 def _pick(items: tuple[Any, ...], u: float) -> Any:

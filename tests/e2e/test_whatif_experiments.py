@@ -69,6 +69,14 @@ def test_the_history_export_round_trip(api: Api, stack_config: dict[str, Any], t
     assert svg_path.read_text().startswith("<svg")
     assert api.get(f"/v1/prices/{price['id']}") == before  # the stack is untouched
 
+    # the same export as the simulator's scenario: the stack's own catalog, countries and plan mix
+    report_path = tmp_path / "sim.json"
+    code = main(["simulate", "--scenario", str(out), "--subscriptions", "8", "--months", "1", "--no-progress",
+                 "--json", str(report_path)])  # fmt: skip
+    report = json.loads(report_path.read_text())
+    assert code == 0 and report["ok"] and report["checkouts"]["completed"] >= 1
+    assert "history" in report["scenario"]
+
 
 @pytest.fixture(scope="module")
 def experiment_catalog(stack_config: dict[str, Any]) -> dict[str, Any]:
