@@ -497,6 +497,14 @@ def write_csv(rows: list[Row], path: Path) -> None:
             out.writerow(r.as_csv())
 
 
+def axis_ticks(peak: int, scale: int) -> list[int]:
+    """Gridline values (minor units) from 0 up to ``peak``: a round step in major units (1, 2 or 5
+    times a power of ten) giving at most five lines above zero."""
+    major = max(peak / scale, 1)
+    step = next(m * 10**e for e in range(19) for m in (1, 2, 5) if major / (m * 10**e) <= 5)
+    return [k * step * scale for k in range(int(major // step) + 1)]
+
+
 def svg_chart(rows: list[Row], title: str) -> str:
     """Actual and what-if MRR and revenue per month, one panel per currency (amounts in major units)."""
     per_currency = totals(rows)
@@ -517,12 +525,15 @@ def svg_chart(rows: list[Row], title: str) -> str:
         def y(v: int, t: int = top, h: int = plot_h, p: int = peak) -> float:
             return t + 20 + h * (1 - v / p)
 
-        parts.append(f'<text x="{pad}" y="{top + 12}" font-size="13" font-family="sans-serif">{currency}</text>')
-        parts.append(f'<line x1="{pad}" y1="{y(0)}" x2="{pad + plot_w}" y2="{y(0)}" stroke="#d1d5db"/>')
-        for value in (0, peak):
+        parts.append(
+            f'<text x="{pad}" y="{top + 12}" font-size="13" font-family="sans-serif">{currency}, per month</text>'
+        )
+        for value in axis_ticks(peak, scale):  # gridlines at round amounts, labelled in major units
+            parts.append(f'<line x1="{pad}" y1="{y(value):.1f}" x2="{pad + plot_w}" y2="{y(value):.1f}" '
+                         f'stroke="{"#9ca3af" if value == 0 else "#e5e7eb"}"/>')  # fmt: skip
             parts.append(
-                f'<text x="{pad - 4}" y="{y(value) + 4}" font-size="10" text-anchor="end" font-family="sans-serif">'
-                f"{value / scale:,.0f}</text>"
+                f'<text x="{pad - 4}" y="{y(value) + 4:.1f}" font-size="10" text-anchor="end" '
+                f'font-family="sans-serif">{value / scale:,.0f}</text>'
             )
         for k in range(4):
             points = " ".join(f"{x(i):.1f},{y(series[m][k]):.1f}" for i, m in enumerate(labels))

@@ -363,3 +363,10 @@ def test_the_history_export_lists_customers_once_and_keeps_no_personal_data() ->
     # what the what-if reads is all there: the same figures as from the full history
     rows = run({**exported, "from": raw["from"], "to": raw["to"]}, {"prices": {"price_coffee": {"unit_amount": 1200}}})
     assert [r.whatif_revenue for r in rows] == [2400, 1200, 0]
+
+
+def test_the_charts_gridlines_are_round_amounts_in_major_units_per_currency() -> None:
+    assert whatif.axis_ticks(2400, 100) == [0, 500, 1000, 1500, 2000]  # EUR 24.00: every 5 euros
+    assert whatif.axis_ticks(150_000, 1) == [0, 50_000, 100_000, 150_000]  # JPY: no minor unit
+    assert whatif.axis_ticks(12_345, 1000) == [0, 5000, 10_000]  # KWD 12.345: three decimals
+    assert whatif.axis_ticks(0, 100) == [0, 100]  # nothing billed: still an axis
