@@ -1086,3 +1086,29 @@ def test_a_billing_details_save_keeps_what_the_merchant_changed_meanwhile(world:
     assert after.email == "ada.l@example.com" and after.address.state == "WA"  # the merchant's
     assert (after.name, after.address.city, after.address.line1) == ("Ada L", "Portland", "1 Main St")  # the form's
     assert world.store.find_customer_by_email("ada.l@example.com") is not None
+
+
+def test_a_change_confirmed_after_the_merchant_scheduled_the_cancellation_says_so_on_the_account(
+    world: World, shop, routes
+):
+    """The subscription cannot be changed here any more (a cancellation is pending): no change form to
+    show again, so the browser goes to the account, which says the subscription changed; JSON: 409."""
+    import re
+
+    from kassa.domain.cancellation import CancellationDetails
+    from kassa.services import cancellation
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    routes.sign_in(sub.customer)
+    preview = routes("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={shop['premium'].id}&quantity=1")
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', preview["body"]))
+    cancellation.cancel(world.billing, sub.id, at_period_end=True, details=CancellationDetails())  # the merchant
+    answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept="application/json")
+    assert answer["statusCode"] == 409 and json.loads(answer["body"])["error"]["param"] == "subscription"
+    page = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept=BROWSER)
+    location = page["multiValueHeaders"]["Location"][0]
+    assert page["statusCode"] == 303 and location.endswith("/portal/account?error=changed")
+    account = routes("GET", location.removeprefix(PUBLIC))
+    assert Words("en").t("error.changed") in account["body"]
+    after = world.store.get_subscription(sub.id)
+    assert after.cancel_at_period_end and after.price == shop["basic"].id

@@ -60,6 +60,8 @@ router = Router()
 
 COOKIE = "kassa_portal"
 NOTICES = ("changed", "canceled", "renewed", "paused", "resumed", "retained", "details_saved")
+#: the errors the account page says after a refused action (``?error=…``)
+ERRORS = ("action", "changed")
 
 
 class PortalSessionIn(BaseModel):
@@ -358,7 +360,7 @@ def account_page() -> Response[str]:
         address=address_lines(words, s.customer),
         can_edit_details=settings.customer_update.enabled and bool(settings.customer_update.allowed_updates),
         notice=words.t(f"notice.{notice}") if notice in NOTICES else None,
-        error=words.t("error.action") if _query("error") == "action" else None,
+        error=words.t(f"error.{error}") if (error := _query("error")) in ERRORS else None,
     )
     return _page(render("account", view))
 
@@ -473,7 +475,8 @@ def _change_refused(
 ) -> Response:
     """A plan change the request or the rules refuse, nothing changed: a field that does not fit is a
     400 naming it (the change form again, the field marked, in the customer's words); a subscription
-    that changed meanwhile is a 409 (the form again: review the change); anything else — the
+    that changed meanwhile is a 409 (the form again: review the change; the account page saying so
+    when it cannot be changed here any more); anything else — the
     subscription cannot be changed here — the account page with the error (a ``preview``: the form,
     400). A caller that asks for
     JSON gets the API's ``{"error": {…, "param": …}}`` with the same status."""
@@ -483,6 +486,12 @@ def _change_refused(
         return _refused("not_found", 404, s.words, s.settings)
     words = s.words
     if isinstance(error, Conflict):
+        try:
+            sub = portal.subscription(s.billing, s.customer.id, sub_id)
+        except NotFound:
+            return _refused("not_found", 404, s.words, s.settings)
+        if not change_options(s.settings.portal, sub):  # not changeable any more: the account shows why
+            return _redirect(f"{_base()}/account?error=changed")
         return _change_page(s, sub_id, words.t("error.changed"), 409)
     if isinstance(error, InvalidInput) and error.param in CHANGE_FIELDS:
         max_quantity = s.settings.portal.subscription_update.max_quantity

@@ -315,8 +315,9 @@ def change(
     written under, never an earlier one. A write that loses to a concurrent change (the merchant's
     API) is computed again from a fresh read and checked again; when the intent no longer fits that
     subscription — it is not offered any more, the plan is already the one asked for, or it is no
-    longer the plan the customer saw (``seen``) — the change is refused with a ``Conflict`` (a 409:
-    review it again) and nothing is written."""
+    longer the plan the customer saw (``seen``: also when the subscription previewed cannot be changed
+    here any more) — the change is refused with a ``Conflict`` (a 409: review it again) and nothing is
+    written."""
     settings = portal_settings(ctx, merchant.portal if merchant is not None else None)
     if not subscription_id.startswith("sub_"):
         raise NotFound("no such subscription", param="subscription")
@@ -329,9 +330,10 @@ def change(
         try:
             check_change(settings, sub, price_id, quantity, _price_product(ctx, price_id))
         except (InvalidInput, IllegalTransition) as error:
-            if reads == 1:
-                raise  # the request itself does not fit
-            raise _changed_meanwhile() from error  # it did on the read before, whose write lost
+            if reads > 1 or (seen is not None and isinstance(error, IllegalTransition)):
+                # it fitted the read before (whose write lost), or the subscription previewed
+                raise _changed_meanwhile() from error
+            raise  # the request itself does not fit
         item = sub.single_item
         assert item is not None  # check_change refuses a subscription of several items
         if seen is not None and seen != (item.price, item.quantity):
