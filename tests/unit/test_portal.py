@@ -1112,3 +1112,22 @@ def test_a_change_confirmed_after_the_merchant_scheduled_the_cancellation_says_s
     assert Words("en").t("error.changed") in account["body"]
     after = world.store.get_subscription(sub.id)
     assert after.cancel_at_period_end and after.price == shop["basic"].id
+
+
+def test_a_change_posted_to_another_customers_subscription_is_a_404_page_or_json(world: World, shop, routes):
+    mine = _subscriber(world, shop["basic"], "ada@example.com")
+    theirs = _subscriber(world, shop["basic"], "bob@example.com")
+    csrf = routes.csrf(routes.sign_in(mine.customer)["body"])
+    for target in (theirs.id, "sub_doesnotexist", "nonsense"):
+        form = {"csrf": csrf, "price": shop["premium"].id, "quantity": "1"}
+        page = routes("POST", f"/portal/account/subscriptions/{target}/change", form, accept=BROWSER)
+        assert page["statusCode"] == 404 and "text/html" in page["multiValueHeaders"]["Content-Type"][0], target
+        answer = routes("POST", f"/portal/account/subscriptions/{target}/change", form, accept="application/json")
+        assert answer["statusCode"] == 404
+        assert json.loads(answer["body"])["error"] == {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": "no such subscription",
+            "param": "subscription",
+        }
+    assert world.store.get_subscription(theirs.id).price == shop["basic"].id
