@@ -241,6 +241,124 @@ def test_a_price_the_merchant_does_not_offer_is_refused(world: World, shop):
         portal.change(world.billing, other.customer, other.id, shop["other"].id, 2, preview=True)
 
 
+def _merchant_change_after_the_first_read(world: World, monkeypatch, sub_id: str, change) -> list[str]:
+    """The store hands the portal its first read of the subscription, and then — before the portal
+    can write — the merchant's API changes the subscription (the portal's copy is stale once)."""
+    read = world.store.get_subscription
+    landed: list[str] = []
+
+    def stale_then_concurrent(subscription_id: str):
+        found = read(subscription_id)
+        if subscription_id == sub_id and not landed:
+            landed.append("merchant")
+            change()
+        return found
+
+    monkeypatch.setattr(world.store, "get_subscription", stale_then_concurrent)
+    return landed
+
+
+def test_a_merchant_change_landing_during_a_portal_change_is_decided_on_the_fresh_subscription(
+    world: World, shop, monkeypatch
+):
+    """The customer asks for Basic × 3 (a quantity change, they think) while the merchant's API moves
+    the subscription to Premium. The portal's write loses to the merchant's; it is computed again from
+    the fresh subscription and checked again: the customer gets what they asked for — Basic × 3 —
+    prorated from Premium, never Premium × 3 (the merchant's plan with the customer's quantity)."""
+    from kassa.services import plan_changes
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    world.clock.advance(days=10)
+    landed = _merchant_change_after_the_first_read(
+        world, monkeypatch, sub.id, lambda: plan_changes.change_plan(world.billing, sub.id, price_id=shop["premium"].id)
+    )
+    changed = portal.change(world.billing, sub.customer, sub.id, shop["basic"].id, 3, preview=False)
+    assert landed == ["merchant"]
+    after = world.store.get_subscription(sub.id)
+    assert (after.price, after.quantity) == (shop["basic"].id, 3)
+    assert changed.subscription.version == after.version and changed.before is not None
+    assert changed.before.price == shop["premium"].id  # decided on the read it was written under
+    # the merchant's change and the customer's are both there, in order: Basic → Premium → Basic × 3
+    updates = world.publisher.of_type("customer.subscription.updated")[-2:]
+    assert [u.previous_attributes["price"] for u in updates] == [shop["basic"].id, shop["premium"].id]
+    assert [(u.data["items"][0]["price"], u.data["items"][0]["quantity"]) for u in updates] == [
+        (shop["premium"].id, 1),
+        (shop["basic"].id, 3),
+    ]
+    credited = [line["price"] for line in after.pending_lines if line["amount"] < 0]
+    assert shop["premium"].id in credited  # the unused Premium time, which the merchant's change charged
+
+
+def test_a_portal_change_whose_intent_no_longer_fits_the_fresh_subscription_is_a_conflict(
+    world: World, shop, monkeypatch
+):
+    """The merchant's API schedules the cancellation while the customer's change is being made: on
+    the fresh subscription the change is not offered any more. Refused as a Conflict (409: review it
+    again), not as the customer's bad input, and the merchant's change stands alone."""
+    from kassa.domain.cancellation import CancellationDetails
+    from kassa.domain.errors import Conflict
+    from kassa.services import cancellation
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    _merchant_change_after_the_first_read(
+        world,
+        monkeypatch,
+        sub.id,
+        lambda: cancellation.cancel(world.billing, sub.id, at_period_end=True, details=CancellationDetails()),
+    )
+    with pytest.raises(Conflict) as refused:
+        portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False)
+    assert refused.value.param == "subscription"
+    after = world.store.get_subscription(sub.id)
+    assert after.cancel_at_period_end and (after.price, after.quantity) == (shop["basic"].id, 1)
+
+
+def test_a_confirmed_preview_is_not_applied_to_a_plan_the_customer_did_not_see(world: World, shop, monkeypatch):
+    """The confirm form carries the plan the preview was computed from (``seen``): when the merchant
+    changed it meanwhile — before the request, or during it — the change is refused (Conflict) and
+    the merchant's plan stays; on the plan seen it is made."""
+    from kassa.domain.errors import Conflict
+    from kassa.services import plan_changes
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    seen = (shop["basic"].id, 1)
+    plan_changes.change_plan(world.billing, sub.id, quantity=2)  # the merchant, after the preview
+    with pytest.raises(Conflict):
+        portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False, seen=seen)
+    assert (world.store.get_subscription(sub.id).price, world.store.get_subscription(sub.id).quantity) == (
+        shop["basic"].id,
+        2,
+    )
+    seen = (shop["basic"].id, 2)  # previewed again
+    _merchant_change_after_the_first_read(
+        world, monkeypatch, sub.id, lambda: plan_changes.change_plan(world.billing, sub.id, quantity=4)
+    )
+    with pytest.raises(Conflict):
+        portal.change(world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False, seen=seen)
+    after = world.store.get_subscription(sub.id)
+    assert (after.price, after.quantity) == (shop["basic"].id, 4)
+    made = portal.change(
+        world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False, seen=(shop["basic"].id, 4)
+    )
+    assert (made.subscription.price, made.subscription.quantity) == (shop["premium"].id, 1)
+
+
+def test_an_unrelated_write_during_a_portal_change_is_kept_and_the_change_made(world: World, shop, monkeypatch):
+    """A one-off item the merchant adds while the change is made: the portal's write loses, is
+    computed again from the fresh read (the intent still fits) and made; the item is kept."""
+    from kassa.services.invoicing import add_invoice_item
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    _merchant_change_after_the_first_read(
+        world, monkeypatch, sub.id, lambda: add_invoice_item(world.billing, sub.id, amount=500, description="setup")
+    )
+    changed = portal.change(
+        world.billing, sub.customer, sub.id, shop["premium"].id, 1, preview=False, seen=(shop["basic"].id, 1)
+    )
+    assert changed.subscription.price == shop["premium"].id
+    assert "setup" in [line["description"] for line in world.store.get_subscription(sub.id).pending_lines]
+
+
 # ---------------------------------------------------------------------------------- cancellation
 def test_cancel_at_the_period_end_with_a_reason_offered_by_the_merchant(world: World, shop):
     sub = _subscriber(world, shop["basic"], "ada@example.com")
@@ -630,7 +748,9 @@ class _Routes:
         monkeypatch.setattr(container, "now", world.billing.now)
         monkeypatch.setenv("KASSA_PUBLIC_URL", PUBLIC)
 
-    def __call__(self, method: str, path: str, form: dict | None = None, cookie: str | None = None) -> dict:
+    def __call__(
+        self, method: str, path: str, form: dict | None = None, cookie: str | None = None, accept: str | None = None
+    ) -> dict:
         from urllib.parse import urlencode, urlsplit
 
         from kassa.api.app import app
@@ -638,6 +758,8 @@ class _Routes:
         parts = urlsplit(path)
         query = dict(pair.split("=", 1) for pair in parts.query.split("&") if pair) or None
         headers = {"Host": "billing.shop.example", "Accept-Language": "en"}
+        if accept is not None:
+            headers["Accept"] = accept
         jar = self.cookie if cookie is None else cookie
         if jar:
             headers["Cookie"] = f"kassa_portal={jar}"
@@ -785,14 +907,99 @@ def test_the_cancel_sent_from_the_offer_page_loses_to_an_accept_sent_with_it(wor
     assert 'name="offered"' not in again  # answered: the page opened again offers nothing, and cancels
 
 
+BROWSER = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what a browser's form post accepts
+
+
 def test_a_quantity_of_unicode_digits_is_refused_naming_the_field_not_a_500(world: World, shop, routes):
     sub = _subscriber(world, shop["basic"], "ada@example.com")
     csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
     for quantity in ("²", "١٢", " "):
         form = {"csrf": csrf, "price": shop["premium"].id, "quantity": quantity}
-        answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form)
-        assert answer["statusCode"] == 303 and "error=action" in str(answer["multiValueHeaders"]), quantity
+        answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept=BROWSER)
+        assert answer["statusCode"] == 400 and 'data-param="quantity"' in answer["body"], quantity
     assert world.store.get_subscription(sub.id).price == shop["basic"].id
+
+
+@pytest.mark.parametrize(
+    ("price", "quantity", "param"),
+    [
+        ("premium", "abc", "quantity"),  # not a number
+        ("premium", "0", "quantity"),  # out of range
+        ("premium", "101", "quantity"),  # over settings.portal.subscription_update.max_quantity
+        ("price_unknown", "1", "price"),
+        ("other", "1", "price"),  # another product's price
+        ("basic", "1", "price"),  # no change at all
+    ],
+)
+def test_a_bad_field_on_the_change_post_is_a_400_naming_it_and_changes_nothing(
+    world: World, shop, routes, price, quantity, param
+):
+    """A browser's form post gets the change form again (400) with the field marked and said in the
+    customer's words; a script asking for JSON gets the API's error naming the field. Nothing is written
+    either way, and no event is published."""
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    price_id = shop[price].id if price in shop else price
+    before = world.store.get_subscription(sub.id)
+    events = len(world.publisher.events)
+    form = {"csrf": csrf, "price": price_id, "quantity": quantity}
+    page = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept=BROWSER)
+    assert page["statusCode"] == 400, page.get("multiValueHeaders")
+    assert page["multiValueHeaders"]["Content-Type"][0].startswith("text/html")
+    assert f'data-param="{param}"' in page["body"] and f'id="{param}-problem"' in page["body"]
+    assert 'id="change-form"' in page["body"]  # the form again, to correct it
+    answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept="application/json")
+    assert answer["statusCode"] == 400
+    error = json.loads(answer["body"])["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error" and error["message"]
+    assert world.store.get_subscription(sub.id) == before
+    assert len(world.publisher.events) == events
+    # the preview answers the same: a 400 naming the field
+    preview = routes("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={price_id}&quantity={quantity}")
+    assert preview["statusCode"] == 400 and f'data-param="{param}"' in preview["body"]
+    preview = routes(
+        "GET",
+        f"/portal/account/subscriptions/{sub.id}/preview?price={price_id}&quantity={quantity}",
+        accept="application/json",
+    )
+    assert preview["statusCode"] == 400 and json.loads(preview["body"])["error"]["param"] == param
+
+
+def test_the_change_form_posted_as_json_is_answered_as_json(world: World, shop, routes):
+    """A script may post the change as a JSON object (with the session's CSRF token, as every POST)."""
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    from kassa.api.app import app
+
+    def post(body: dict) -> dict:
+        event = {
+            "resource": "/portal/{proxy+}",
+            "path": f"/portal/account/subscriptions/{sub.id}/change",
+            "httpMethod": "POST",
+            "headers": {
+                "Host": "billing.shop.example",
+                "Accept": "application/json",
+                "Content-Type": "application/json",
+                "Cookie": f"kassa_portal={routes.cookie}",
+            },
+            "multiValueHeaders": {},
+            "queryStringParameters": None,
+            "multiValueQueryStringParameters": None,
+            "requestContext": {"stage": "$default", "identity": {"sourceIp": "127.0.0.1", "userAgent": "test"}},
+            "body": json.dumps(body),
+            "isBase64Encoded": False,
+        }
+        return app.resolve(event, None)
+
+    refused = post({"csrf": csrf, "price": shop["premium"].id, "quantity": 2.5})
+    assert refused["statusCode"] == 400 and json.loads(refused["body"])["error"]["param"] == "quantity"
+    assert world.store.get_subscription(sub.id).price == shop["basic"].id
+    made = post({"csrf": csrf, "price": shop["premium"].id, "quantity": 2})
+    assert made["statusCode"] == 303
+    assert (world.store.get_subscription(sub.id).price, world.store.get_subscription(sub.id).quantity) == (
+        shop["premium"].id,
+        2,
+    )
 
 
 def test_a_new_country_in_the_billing_details_drops_the_old_countrys_state(world: World, shop, routes):
@@ -809,3 +1016,118 @@ def test_a_new_country_in_the_billing_details_drops_the_old_countrys_state(world
     assert moved["statusCode"] in (200, 303), moved["body"]
     address = world.store.get_customer(sub.customer).address
     assert (address.country, address.state, address.city) == ("DE", None, "Berlin")
+
+
+def test_a_preview_confirmed_after_the_merchant_changed_the_plan_is_a_409_to_review_again(world: World, shop, routes):
+    """The confirm form carries the plan its preview was computed from; the merchant's API changes
+    the quantity before the customer confirms: the portal answers 409 with the change form and says
+    the subscription changed (JSON: the API's conflict), and nothing of the customer's is written."""
+    import re
+
+    from kassa.services import plan_changes
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    routes.sign_in(sub.customer)
+    preview = routes("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={shop['premium'].id}&quantity=1")
+    assert preview["statusCode"] == 200
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', preview["body"]))
+    assert (form["from_price"], form["from_quantity"]) == (shop["basic"].id, "1")
+    plan_changes.change_plan(world.billing, sub.id, quantity=2)  # the merchant, meanwhile
+    after_merchant = world.store.get_subscription(sub.id)
+    page = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept=BROWSER)
+    assert page["statusCode"] == 409 and 'id="change-form"' in page["body"]
+    assert Words("en").t("error.changed") in page["body"]
+    answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept="application/json")
+    assert answer["statusCode"] == 409 and json.loads(answer["body"])["error"]["code"] == "conflict"
+    assert world.store.get_subscription(sub.id) == after_merchant
+    # previewed again, on the merchant's plan: confirmed and made
+    again = routes("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={shop['premium'].id}&quantity=2")
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', again["body"]))
+    made = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept=BROWSER)
+    assert made["statusCode"] == 303 and "notice=changed" in str(made["multiValueHeaders"])
+    assert world.store.get_subscription(sub.id).price == shop["premium"].id
+
+
+@pytest.mark.parametrize("after_read", [1, 2])
+def test_a_billing_details_save_keeps_what_the_merchant_changed_meanwhile(world: World, shop, routes, after_read):
+    """While the customer's form is saved, the merchant's API changes the customer's email and the
+    address's state (the form has neither). The merchant's change lands after the request's first read
+    of the customer (its session) or after the update's own read (its write then loses, and is made
+    again from a fresh read): either way only the form's fields are written — the merchant's email and
+    state stay, the customer's name and city are saved."""
+    from kassa.services import customers
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    customer = world.store.get_customer(sub.customer)
+    world.store.save_customer(customer.model_copy(update={"address": Address(country="US", state="OR")}))
+    csrf = routes.csrf(routes.sign_in(sub.customer)["body"])
+    read = world.store.get_customer
+    reads: list[int] = []
+
+    def merchant_after(customer_id: str):
+        found = read(customer_id)
+        reads.append(len(reads) + 1)
+        if customer_id == sub.customer and len(reads) == after_read:
+            customers.update_customer(
+                world.billing,
+                customer_id,
+                {"email": "ada.l@example.com", "address": Address(country="US", state="WA", city="Spokane")},
+            )
+        return found
+
+    routes.world.store.get_customer = merchant_after  # type: ignore[method-assign]
+    try:
+        form = {"csrf": csrf, "name": "Ada L", "country": "US", "city": "Portland", "line1": "1 Main St"}
+        saved = routes("POST", "/portal/account/details", form)
+    finally:
+        routes.world.store.get_customer = read  # type: ignore[method-assign]
+    assert saved["statusCode"] == 303 and "notice=details_saved" in str(saved["multiValueHeaders"])
+    after = world.store.get_customer(sub.customer)
+    assert after.email == "ada.l@example.com" and after.address.state == "WA"  # the merchant's
+    assert (after.name, after.address.city, after.address.line1) == ("Ada L", "Portland", "1 Main St")  # the form's
+    assert world.store.find_customer_by_email("ada.l@example.com") is not None
+
+
+def test_a_change_confirmed_after_the_merchant_scheduled_the_cancellation_says_so_on_the_account(
+    world: World, shop, routes
+):
+    """The subscription cannot be changed here any more (a cancellation is pending): no change form to
+    show again, so the browser goes to the account, which says the subscription changed; JSON: 409."""
+    import re
+
+    from kassa.domain.cancellation import CancellationDetails
+    from kassa.services import cancellation
+
+    sub = _subscriber(world, shop["basic"], "ada@example.com")
+    routes.sign_in(sub.customer)
+    preview = routes("GET", f"/portal/account/subscriptions/{sub.id}/preview?price={shop['premium'].id}&quantity=1")
+    form = dict(re.findall(r'<input type="hidden" name="([a-z_]+)" value="([^"]*)">', preview["body"]))
+    cancellation.cancel(world.billing, sub.id, at_period_end=True, details=CancellationDetails())  # the merchant
+    answer = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept="application/json")
+    assert answer["statusCode"] == 409 and json.loads(answer["body"])["error"]["param"] == "subscription"
+    page = routes("POST", f"/portal/account/subscriptions/{sub.id}/change", form, accept=BROWSER)
+    location = page["multiValueHeaders"]["Location"][0]
+    assert page["statusCode"] == 303 and location.endswith("/portal/account?error=changed")
+    account = routes("GET", location.removeprefix(PUBLIC))
+    assert Words("en").t("error.changed") in account["body"]
+    after = world.store.get_subscription(sub.id)
+    assert after.cancel_at_period_end and after.price == shop["basic"].id
+
+
+def test_a_change_posted_to_another_customers_subscription_is_a_404_page_or_json(world: World, shop, routes):
+    mine = _subscriber(world, shop["basic"], "ada@example.com")
+    theirs = _subscriber(world, shop["basic"], "bob@example.com")
+    csrf = routes.csrf(routes.sign_in(mine.customer)["body"])
+    for target in (theirs.id, "sub_doesnotexist", "nonsense"):
+        form = {"csrf": csrf, "price": shop["premium"].id, "quantity": "1"}
+        page = routes("POST", f"/portal/account/subscriptions/{target}/change", form, accept=BROWSER)
+        assert page["statusCode"] == 404 and "text/html" in page["multiValueHeaders"]["Content-Type"][0], target
+        answer = routes("POST", f"/portal/account/subscriptions/{target}/change", form, accept="application/json")
+        assert answer["statusCode"] == 404
+        assert json.loads(answer["body"])["error"] == {
+            "type": "invalid_request_error",
+            "code": "resource_missing",
+            "message": "no such subscription",
+            "param": "subscription",
+        }
+    assert world.store.get_subscription(theirs.id).price == shop["basic"].id

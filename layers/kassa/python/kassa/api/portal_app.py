@@ -14,6 +14,7 @@ Served under the API's existing ``/portal/{proxy+}`` route, with the portal's se
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import timedelta
 from http.cookies import CookieError, SimpleCookie
@@ -23,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.event_handler.api_gateway import Router
 from aws_lambda_powertools.shared.cookies import Cookie, SameSite
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from kassa.adapters import container
 from kassa.api.portal_page import (
@@ -38,11 +39,12 @@ from kassa.api.portal_page import (
     render_refused,
     subscription_view,
 )
-from kassa.domain.customer import Address, Customer
-from kassa.domain.errors import DomainError, InvalidInput, NotFound
+from kassa.domain.customer import Customer
+from kassa.domain.errors import Conflict, DomainError, InvalidInput, NotFound
 from kassa.domain.invoice import Invoice
 from kassa.domain.links import PORTAL_LINK_PURPOSES, Link, LinkRefused, signed_url, verify_link
 from kassa.domain.portal import (
+    ADDRESS_FORM_FIELDS,
     CustomerField,
     PortalUpdate,
     allowed_actions,
@@ -58,6 +60,8 @@ router = Router()
 
 COOKIE = "kassa_portal"
 NOTICES = ("changed", "canceled", "renewed", "paused", "resumed", "retained", "details_saved")
+#: the errors the account page says after a refused action (``?error=…``)
+ERRORS = ("action", "changed")
 
 
 class PortalSessionIn(BaseModel):
@@ -144,8 +148,30 @@ def _session_cookie(value: str, max_age: int) -> Cookie:
 
 
 def _form() -> dict[str, str]:
+    """The posted fields: a browser's form (urlencoded), or a JSON object's (a script's call)."""
     body = router.current_event.decoded_body or ""
+    if body.lstrip().startswith("{"):
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return {str(key): str(value) for key, value in data.items() if value is not None}
     return {key: values[0] for key, values in parse_qs(body, keep_blank_values=True).items() if values}
+
+
+def _wants_json() -> bool:
+    """Whether the caller asked for JSON (``Accept: application/json``, not a browser's ``text/html``):
+    a script or API client, answered ``{"error": {…}}`` instead of a page."""
+    accept = (_header("Accept") or "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+def _json_error(error: DomainError) -> Response:
+    """The API's error answer (``kassa.api.common``): 400 naming the field, 404, 409 …"""
+    from kassa.api.common import _domain
+
+    return _domain(error)
 
 
 class Session:
@@ -189,7 +215,9 @@ def _action(
     notice: str,
     fail: Callable[[Session, DomainError], Response] | None = None,
 ) -> Response:
-    """A state change: the session, its CSRF token, then ``do``; a 303 to the account with ``notice``."""
+    """A state change: the session, its CSRF token, then ``do``; a 303 to the account with ``notice``.
+    Refused: ``fail``'s answer (a page naming the field), else a 303 to the account with an error; a
+    caller that asks for JSON is answered the API's ``{"error": {…}}`` with its status instead."""
     found = _session()
     if isinstance(found, Response):
         return found
@@ -198,9 +226,11 @@ def _action(
         return _refused("link_invalid", 403, found.words, found.settings)
     try:
         do(found, form)
-    except NotFound:
-        return _refused("not_found", 404, found.words, found.settings)
     except DomainError as error:
+        if _wants_json():
+            return _json_error(error)
+        if isinstance(error, NotFound):
+            return _refused("not_found", 404, found.words, found.settings)
         if fail is not None:
             return fail(found, error)
         return _redirect(f"{_base()}/account?error=action")
@@ -330,7 +360,7 @@ def account_page() -> Response[str]:
         address=address_lines(words, s.customer),
         can_edit_details=settings.customer_update.enabled and bool(settings.customer_update.allowed_updates),
         notice=words.t(f"notice.{notice}") if notice in NOTICES else None,
-        error=words.t("error.action") if _query("error") == "action" else None,
+        error=words.t(f"error.{error}") if (error := _query("error")) in ERRORS else None,
     )
     return _page(render("account", view))
 
@@ -400,7 +430,17 @@ def account_invoice_pdf(invoice_id: str):  # type: ignore[no-untyped-def]
 
 
 # ---------------------------------------------------------------------------------- plan changes
-def _change_page(s: Session, sub_id: str, error: str | None = None, status: int = 200) -> Response[str]:
+def _change_page(
+    s: Session,
+    sub_id: str,
+    error: str | None = None,
+    status: int = 200,
+    *,
+    problem: str | None = None,
+    chosen: dict[str, str] | None = None,
+) -> Response[str]:
+    """The plan-change form; after a refusal (``status`` 400/409) with ``error`` said, the field it
+    names (``problem``: ``price`` or ``quantity``) marked, and the customer's choice (``chosen``) kept."""
     try:
         sub = portal.subscription(s.billing, s.customer.id, sub_id)
     except NotFound:
@@ -410,17 +450,56 @@ def _change_page(s: Session, sub_id: str, error: str | None = None, status: int 
     item = sub.single_item
     if not options or item is None:
         return _refused("not_found", 404, s.words, s.settings)
+    chosen = chosen or {}
     view = s.view(
         title=s.words.t("change_title"),
         sub_id=sub.id,
         options=[_price_option(s, p) for p in options],
         current_price=item.price,
-        quantity=item.quantity,
+        selected=chosen["price"] if chosen.get("price") in options else item.price,
+        quantity=chosen.get("quantity", item.quantity),
         quantity_allowed=PortalUpdate.QUANTITY in update.allowed_updates,
         max_quantity=update.max_quantity,
         error=error,
+        problem=problem,
     )
     return _page(render("change", view), status)
+
+
+#: the fields of the change form (a refusal naming another parameter marks none)
+CHANGE_FIELDS = ("price", "quantity")
+
+
+def _change_refused(
+    s: Session, sub_id: str, error: DomainError, chosen: dict[str, str], *, preview: bool = False
+) -> Response:
+    """A plan change the request or the rules refuse, nothing changed: a field that does not fit is a
+    400 naming it (the change form again, the field marked, in the customer's words); a subscription
+    that changed meanwhile is a 409 (the form again: review the change; the account page saying so
+    when it cannot be changed here any more); anything else — the
+    subscription cannot be changed here — the account page with the error (a ``preview``: the form,
+    400). A caller that asks for
+    JSON gets the API's ``{"error": {…, "param": …}}`` with the same status."""
+    if _wants_json():
+        return _json_error(error)
+    if isinstance(error, NotFound):
+        return _refused("not_found", 404, s.words, s.settings)
+    words = s.words
+    if isinstance(error, Conflict):
+        try:
+            sub = portal.subscription(s.billing, s.customer.id, sub_id)
+        except NotFound:
+            return _refused("not_found", 404, s.words, s.settings)
+        if not change_options(s.settings.portal, sub):  # not changeable any more: the account shows why
+            return _redirect(f"{_base()}/account?error=changed")
+        return _change_page(s, sub_id, words.t("error.changed"), 409)
+    if isinstance(error, InvalidInput) and error.param in CHANGE_FIELDS:
+        max_quantity = s.settings.portal.subscription_update.max_quantity
+        text = words.t(f"error.{error.param}", max=max_quantity)
+        return _change_page(s, sub_id, text, 400, problem=error.param, chosen=chosen)
+    if isinstance(error, InvalidInput) or preview:
+        return _change_page(s, sub_id, words.t("error.action"), 400, chosen=chosen)
+    return _redirect(f"{_base()}/account?error=action")
 
 
 @router.get("/portal/account/subscriptions/<sub_id>/change", include_in_schema=False)
@@ -429,29 +508,31 @@ def change_page(sub_id: str) -> Response[str]:
     return found if isinstance(found, Response) else _change_page(found, sub_id)
 
 
-def _quantity(raw: str | None) -> int:
+def _quantity(raw: str | None, param: str = "quantity") -> int:
     value = (raw or "").strip()
     if not (value.isascii() and value.isdigit()) or len(value) > 6:  # "²".isdigit(), but int("²") fails
-        raise InvalidInput("quantity must be a whole number", param="quantity")
+        raise InvalidInput(f"{param} must be a whole number", param=param)
     return int(value)
 
 
 @router.get("/portal/account/subscriptions/<sub_id>/preview", include_in_schema=False)
 def change_preview(sub_id: str) -> Response[str]:
-    """What the change costs, prorated, before the customer confirms it (the API's preview)."""
+    """What the change costs, prorated, before the customer confirms it (the API's preview). Its
+    confirm form carries the plan the preview was computed from, so a change made meanwhile is not
+    confirmed unseen."""
     found = _session()
     if isinstance(found, Response):
         return found
     s, words = found, found.words
     price_id = _query("price") or ""
+    chosen = {"price": price_id, "quantity": _query("quantity") or ""}
     try:
         quantity = _quantity(_query("quantity"))
         result = portal.change(s.billing, s.customer.id, sub_id, price_id, quantity, preview=True, merchant=s.settings)
-    except NotFound:
-        return _refused("not_found", 404, words, s.settings)
-    except DomainError:
-        return _change_page(s, sub_id, words.t("error.action"), 400)
-    sub = portal.subscription(s.billing, s.customer.id, sub_id)
+    except DomainError as error:
+        return _change_refused(s, sub_id, error, chosen, preview=True)
+    sub = result.before
+    assert sub is not None  # computed from this read
     item = sub.single_item
     assert item is not None
     old = _plan_name(s, item.price, item.name) + (f" × {item.quantity}" if item.quantity > 1 else "")
@@ -483,6 +564,8 @@ def change_preview(sub_id: str) -> Response[str]:
         when=when,
         price=price_id,
         quantity=quantity,
+        from_price=item.price,
+        from_quantity=item.quantity,
     )
     return _page(render("preview", view))
 
@@ -525,8 +608,11 @@ def cancel_page(sub_id: str) -> Response[str]:
 
 def _change(s: Session, sub_id: str, form: dict[str, str]) -> Any:
     quantity = _quantity(form.get("quantity"))
+    seen = None  # the plan the confirmed preview was computed from (a form without it: not checked)
+    if form.get("from_price") or form.get("from_quantity"):
+        seen = (form.get("from_price", ""), _quantity(form.get("from_quantity"), "from_quantity"))
     return portal.change(
-        s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False, merchant=s.settings
+        s.billing, s.customer.id, sub_id, form.get("price", ""), quantity, preview=False, merchant=s.settings, seen=seen
     )
 
 
@@ -557,6 +643,17 @@ def subscription_action(sub_id: str, action: str) -> Response[str]:
     if action not in SUBSCRIPTION_ACTIONS:
         return _refused("not_found", 404)
     do, notice = SUBSCRIPTION_ACTIONS[action]
+    if action == "change":  # a field that does not fit: the form again (400) naming it
+        form: dict[str, str] = {}
+
+        def change(s: Session, posted: dict[str, str]) -> Any:
+            form.update(posted)
+            return do(s, sub_id, posted)
+
+        def refused(s: Session, error: DomainError) -> Response:
+            return _change_refused(s, sub_id, error, {k: form.get(k, "") for k in CHANGE_FIELDS})
+
+        return _action(change, notice, refused)
     return _action(lambda s, form: do(s, sub_id, form), notice)
 
 
@@ -590,8 +687,10 @@ def details_page() -> Response[str]:
 
 @router.post("/portal/account/details", include_in_schema=False)
 def details_save() -> Response[str]:
-    """Name, billing address and VAT number through the API's customer update; a VAT number that
-    does not fit the country is shown on the form (400), nothing is saved."""
+    """Name, billing address and VAT number through the API's customer update — only the fields the
+    form has, merged over the customer as the update reads it, so a change the merchant's API made
+    meanwhile to any other field is kept; a VAT number that does not fit the country is shown on the
+    form (400), nothing is saved."""
     values: dict[str, Any] = {}
 
     def do(s: Session, form: dict[str, str]) -> None:
@@ -601,14 +700,9 @@ def details_save() -> Response[str]:
         if CustomerField.NAME.value in allowed and "name" in form:
             changes["name"] = form["name"].strip()[:200] or None
         if CustomerField.ADDRESS.value in allowed and "country" in form:
-            parts = {k: (form.get(k) or "").strip()[:200] or None for k in ("line1", "line2", "city", "postal_code")}
-            # the form has no state: the one on file is kept for the same country, never carried into another
-            same_country = form["country"].strip().upper() == s.customer.address.country
-            state = s.customer.address.state if same_country else None
-            try:
-                changes["address"] = Address(country=form["country"], state=state, **parts)
-            except ValidationError as error:
-                raise InvalidInput("choose a country", param="address") from error
+            # the form's fields only: merged over the address on file as the update reads it (the form
+            # has no state: it is kept for the same country, never carried into another)
+            changes["address"] = {k: (form.get(k) or "").strip()[:200] or None for k in ADDRESS_FORM_FIELDS}
         if CustomerField.TAX_ID.value in allowed and "tax_id" in form:
             changes["tax_id"] = form["tax_id"].strip()[:40]
         portal.update_details(s.billing, s.customer.id, changes, s.settings.portal)

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from kassa.domain.cancellation import CancellationFeedback
+from kassa.domain.customer import Address
 from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
 from kassa.domain.pausing import PauseBehavior
 from kassa.domain.subscription import TERMINAL, Status, Subscription
@@ -167,6 +169,24 @@ class PortalSettings(BaseModel):
             return check_return_url(value, info.data.get("return_url_hosts") or [])
         except InvalidInput as error:  # a ValueError, so the API names the field
             raise ValueError(error.message.replace("return_url", "default_return_url", 1)) from error
+
+
+#: the address fields of the billing-details form (it has no state)
+ADDRESS_FORM_FIELDS = ("country", "line1", "line2", "city", "postal_code")
+
+
+def details_address(on_file: Address, form: Mapping[str, str | None]) -> Address:
+    """The billing address the details form saves, over the one on file: the form's fields
+    (``ADDRESS_FORM_FIELDS``) replace theirs, and the state — which the form has not — is kept for the
+    same country and dropped for another (a US state is never carried into another country's address
+    and its tax). ``InvalidInput`` naming ``address`` for a country that is none."""
+    given = {key: form.get(key) for key in ADDRESS_FORM_FIELDS}
+    country = (given.pop("country") or "").strip().upper()
+    state = on_file.state if country == on_file.country else None
+    try:
+        return Address(country=country, state=state, **given)
+    except ValidationError as error:
+        raise InvalidInput("choose a country", param="address") from error
 
 
 # ---------------------------------------------------------------------------------- return URLs

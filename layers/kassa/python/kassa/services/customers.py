@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -102,14 +103,20 @@ def ensure_new_customer_email(ctx: BillingContext, email: str) -> None:
 _STRIPE_FIELDS = frozenset({"email", "name", "address", "preferred_locale"})
 
 
-def update_customer(ctx: BillingContext, customer_id: str, changes: dict[str, Any]) -> Customer:
+def update_customer(
+    ctx: BillingContext, customer_id: str, changes: dict[str, Any] | Callable[[Customer], dict[str, Any]]
+) -> Customer:
     """``POST /v1/customers/{id}``: change email (unique, case-insensitively: the email lookup moves
     with it), name, address, preferred_locale, tax_id or tax_exempt; the Stripe customer is updated
     too and ``customer.updated`` carries the previous values. Invoices finalized from now on are taxed
-    from the new address and tax id; finalized ones keep theirs."""
+    from the new address and tax id; finalized ones keep theirs. Only the fields named in ``changes``
+    are written, under the version read (a write that loses to a concurrent one is retried from a
+    fresh read); ``changes`` may be computed from that read (a callable: the portal's form, whose
+    address keeps the state on file), so a concurrent change of another field is never overwritten."""
     for _ in range(RETRIES):
         customer = ctx.store.get_customer(customer_id)
-        updated, previous = apply_customer_update(customer, changes)
+        wanted = changes(customer) if callable(changes) else changes
+        updated, previous = apply_customer_update(customer, wanted)
         if "email" in previous and email_key(updated.email) != email_key(customer.email):
             owner = ctx.store.find_customer_by_email(updated.email)
             if owner is not None and owner.id != customer.id:
@@ -125,7 +132,7 @@ def update_customer(ctx: BillingContext, customer_id: str, changes: dict[str, An
             raise
         except Conflict:
             continue
-        if saved.stripe_customer_id is not None and _STRIPE_FIELDS & set(changes):
+        if saved.stripe_customer_id is not None and _STRIPE_FIELDS & set(wanted):
             # the whole state, also when nothing changed here: a retry after a Stripe outage repairs it
             ctx.gateway.update_customer(
                 customer=saved.stripe_customer_id,

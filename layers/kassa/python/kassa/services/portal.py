@@ -14,7 +14,7 @@ session customer's is ``NotFound``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from kassa.domain.cancellation import CancellationDetails
 from kassa.domain.customer import Customer
-from kassa.domain.errors import IllegalTransition, InvalidInput, NotFound
+from kassa.domain.errors import Conflict, DomainError, IllegalTransition, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
 from kassa.domain.invoice import Invoice, InvoiceStatus
@@ -43,6 +43,7 @@ from kassa.domain.portal import (
     check_change,
     check_reason,
     check_return_url,
+    details_address,
     live,
     login_session_id,
     login_window,
@@ -62,7 +63,7 @@ from kassa.domain.proration import ProrationBehavior
 from kassa.domain.settings import MerchantSettings
 from kassa.domain.subscription import Subscription
 from kassa.services import cancellation, coupons, customers, pausing, plan_changes
-from kassa.services.context import BillingContext
+from kassa.services.context import RETRIES, BillingContext
 from kassa.services.plan_changes import PlanChange
 
 #: what the portal lists of a customer's invoices (newest first)
@@ -302,24 +303,65 @@ def change(
     *,
     preview: bool,
     merchant: MerchantSettings | None = None,
+    seen: tuple[str, int] | None = None,
 ) -> PlanChange:
     """Change (or ``preview``: compute, changing nothing) the plan and/or quantity among the prices
     the merchant offers, prorated as ``settings.portal.subscription_update.proration_behavior``.
     ``merchant``: the merchant settings read for this request (the plan change prices and taxes with
-    them too)."""
+    them too). ``seen``: the price and quantity the customer's preview was computed from.
+
+    The customer's intent — this price, this quantity — is checked against the portal's rules on the
+    subscription ``plan_changes.change_plan`` reads, the very read the change is computed from and
+    written under, never an earlier one. A write that loses to a concurrent change (the merchant's
+    API) is computed again from a fresh read and checked again; when the intent no longer fits that
+    subscription — it is not offered any more, the plan is already the one asked for, or it is no
+    longer the plan the customer saw (``seen``: also when the subscription previewed cannot be changed
+    here any more) — the change is refused with a ``Conflict`` (a 409: review it again) and nothing is
+    written."""
     settings = portal_settings(ctx, merchant.portal if merchant is not None else None)
-    sub = subscription(ctx, customer_id, subscription_id)
-    check_change(settings, sub, price_id, quantity, _price_product(ctx, price_id))
-    item = sub.single_item
-    assert item is not None
-    return plan_changes.change_plan(
-        ctx,
-        sub.id,
-        price_id=price_id if price_id != item.price else None,
-        quantity=quantity if quantity != item.quantity else None,
-        behavior=ProrationBehavior(settings.subscription_update.proration_behavior),
-        preview=preview,
-        settings=merchant,
+    if not subscription_id.startswith("sub_"):
+        raise NotFound("no such subscription", param="subscription")
+    reads = 0
+
+    def check(sub: Subscription) -> None:
+        nonlocal reads
+        reads += 1
+        owned(sub, customer_id)
+        try:
+            check_change(settings, sub, price_id, quantity, _price_product(ctx, price_id))
+        except (InvalidInput, IllegalTransition) as error:
+            if reads > 1 or (seen is not None and isinstance(error, IllegalTransition)):
+                # it fitted the read before (whose write lost), or the subscription previewed
+                raise _changed_meanwhile() from error
+            raise  # the request itself does not fit
+        item = sub.single_item
+        assert item is not None  # check_change refuses a subscription of several items
+        if seen is not None and seen != (item.price, item.quantity):
+            raise _changed_meanwhile()
+
+    try:
+        return plan_changes.change_plan(
+            ctx,
+            subscription_id,
+            price_id=price_id,
+            quantity=quantity,
+            behavior=ProrationBehavior(settings.subscription_update.proration_behavior),
+            preview=preview,
+            settings=merchant,
+            check=check,
+            attempts=RETRIES,
+        )
+    except DomainError as error:
+        if isinstance(error, NotFound) and reads == 0:  # the subscription itself: as any id not the customer's
+            raise NotFound("no such subscription", param="subscription") from error
+        if error.param == "price_id":  # the API's name for the portal's price
+            error.param = "price"
+        raise
+
+
+def _changed_meanwhile() -> Conflict:
+    return Conflict(
+        "this subscription changed since the change was shown; review the change again", param="subscription"
     )
 
 
@@ -434,7 +476,11 @@ def update_details(
 ) -> Customer:
     """Name, billing address and VAT number, as far as the merchant allows: through the API's customer
     update (validation of the VAT number for the country, ``customer.updated``); invoices finalized
-    from now on are taxed from them."""
+    from now on are taxed from them. Only these fields are written, under the version of the read the
+    update makes (retried from a fresh read on a conflict): a change the merchant's API made meanwhile
+    to anything else — the email, the address's state — is kept. ``changes["address"]``: an
+    ``Address``, or the form's address fields (``kassa.domain.portal.details_address``), merged over
+    the address of that same read."""
     update = portal_settings(ctx, settings).customer_update
     allowed = {field.value for field in update.allowed_updates} if update.enabled else set()
     refused = sorted(set(changes) - allowed)
@@ -442,4 +488,11 @@ def update_details(
         raise InvalidInput(f"{refused[0]} cannot be changed here", param=refused[0])
     if CustomerField.TAX_ID.value in changes and changes[CustomerField.TAX_ID.value] == "":
         changes = {**changes, CustomerField.TAX_ID.value: None}
-    return customers.update_customer(ctx, customer_id, changes)
+    form_address = changes.get(CustomerField.ADDRESS.value)
+    if not isinstance(form_address, Mapping):
+        return customers.update_customer(ctx, customer_id, changes)
+
+    def on(current: Customer) -> dict[str, Any]:
+        return {**changes, CustomerField.ADDRESS.value: details_address(current.address, form_address)}
+
+    return customers.update_customer(ctx, customer_id, on)
