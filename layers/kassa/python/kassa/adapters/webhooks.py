@@ -16,6 +16,7 @@ Items (see docs/data-model.md)::
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -93,12 +94,10 @@ class DynamoWebhookStore(DynamoStore):
         if item is not None and "endpoints" in item:
             return False
         count = len(self.list_endpoints())
-        try:
+        with contextlib.suppress(Conflict):  # seeded by a concurrent request
             self._call("update_item", TableName=self._table, Key=self._state_key(), UpdateExpression="SET #n = :n",
                        ConditionExpression="attribute_not_exists(#n)", ExpressionAttributeNames={"#n": "endpoints"},
                        ExpressionAttributeValues={":n": _n(count)})  # fmt: skip
-        except Conflict:
-            pass  # seeded by a concurrent request
         return True
 
     def add_endpoint(self, endpoint: WebhookEndpoint, limit: int = MAX_ENDPOINTS) -> None:
@@ -171,15 +170,15 @@ class DynamoWebhookStore(DynamoStore):
 
     def route_state(self) -> RouteState:
         item = self._get(ENDPOINTS_PK, STATE_SK) or {}
-        return RouteState(changes=int(item.get("changes", {}).get("N", 0)), synced=int(item.get("synced", {}).get("N", 0)))
+        changes, synced = (int(item.get(name, {}).get("N", 0)) for name in ("changes", "synced"))
+        return RouteState(changes=changes, synced=synced)
 
     def mark_route_synced(self, changes: int) -> None:
-        try:
+        with contextlib.suppress(Conflict):  # a later change was marked already
             self._call("update_item", TableName=self._table, Key=self._state_key(), UpdateExpression="SET #s = :c",
-                       ConditionExpression="attribute_not_exists(#s) OR #s < :c", ExpressionAttributeNames={"#s": "synced"},
+                       ConditionExpression="attribute_not_exists(#s) OR #s < :c",
+                       ExpressionAttributeNames={"#s": "synced"},
                        ExpressionAttributeValues={":c": _n(changes)})  # fmt: skip
-        except Conflict:
-            pass  # a later change was marked already
 
     def _delivery_item(self, delivery: Delivery) -> dict[str, Any]:
         return self._item(
