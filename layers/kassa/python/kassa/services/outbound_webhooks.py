@@ -421,7 +421,7 @@ class Webhooks:
         else:
             if since is None:
                 raise InvalidInput("give event, or since (and until) for a time range", param="since")
-            since, until = redeliver_window(since, until, self.now())
+            since, until = redeliver_window(since, until, self.clock.now())
             chosen = self.store.list_deliveries(endpoint_id, MAX_REDELIVER, since, until)
         now = self.now()
         if chosen:  # queued first: a message whose save then fails finds its attempt number unmet (stale)
