@@ -200,7 +200,7 @@ class Webhooks:
         if self._route is None:
             return subscribed(self.store.list_endpoints())
         state = None if cached else self.store.route_state()  # read before the list: it covers them
-        wanted = self._put_route(cached)
+        wanted = self._put_route(self._route, cached)
         if state is not None and state.changes:
             try:
                 self.store.mark_route_synced(state.changes)
@@ -208,23 +208,24 @@ class Webhooks:
                 log.warning("the webhook route was put but not marked: %s", error.message)
         return wanted
 
-    def _put_route(self, cached: bool) -> list[str]:
-        assert self._route is not None
+    def _put_route(self, route: WebhookRoute, cached: bool) -> list[str]:
         wanted = subscribed(self.store.list_endpoints())
         for _ in range(3):
-            self._route.route(wanted, cached=cached)
+            route.route(wanted, cached=cached)
             again = subscribed(self.store.list_endpoints())
             if again == wanted:
                 return wanted
             wanted = again
-        self._route.route(wanted, cached=cached)
+        route.route(wanted, cached=cached)
         return wanted
 
     def heal_route(self) -> str:
         """The scheduled check: when an endpoint change was written but its route put never came
         (the request died in between, or the put failed), put the route now. One read when nothing
         is behind."""
-        if self._route is None or not self.store.route_state().behind:
+        if self._route is None:
+            return "no_route"
+        if not self.store.route_state().behind:
             return "in_sync"
         self.sync_route()
         return "synced"
