@@ -227,6 +227,7 @@ ANALYTICS_ROUTE = EventRoute(
 # the kassa events some enabled outbound webhook endpoint subscribes to go to their queue: deployed
 # with every event, the api and the delivery function put the endpoints' detail-types (PutRule) and
 # disable it when none is enabled; the delivery function matches the endpoints
+WEBHOOK_ROUTE_CHECK_MINUTES = 10  # at most this long an endpoint change whose rule put never came misses events
 WEBHOOKS_ROUTE = EventRoute(name="webhooks", detail_types=(), queue="webhook-deliveries", managed=True)
 EVENT_ROUTES = (NOTIFICATION_ROUTE, ANALYTICS_ROUTE, WEBHOOKS_ROUTE)
 
@@ -470,10 +471,13 @@ FUNCTIONS = (
         description="Outbound webhooks: fans kassa events out to the merchant's endpoints; signed POSTs, retried",
         timeout_s=120,  # a batch of 10 attempts of at most 10 s each
         queue_trigger=QueueTrigger(queue="webhook-deliveries", batch_size=10),
+        # puts the rule when an endpoint change was written but its put never came (one read otherwise)
+        schedule=Schedule(name="webhook-route", every_minutes=WEBHOOK_ROUTE_CHECK_MINUTES),
         tables_read=("billing",),
         tables_write=("billing",),
         queues_send=("webhook-deliveries",),  # the retries, with their delay
-        puts_rules=("webhooks",),  # narrowed when an endpoint is disabled or an event nobody wants arrives
+        # narrowed when an endpoint is disabled or an event nobody wants arrives; put by the schedule
+        puts_rules=("webhooks",),
         sends_email=True,  # the merchant is told when an endpoint is disabled after 3 days of failures
         environment={EMAIL_FROM_ENV: DEFAULT_EMAIL_FROM},
         table_key_prefixes={

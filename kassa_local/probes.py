@@ -19,5 +19,12 @@ def dunning_probe(now: datetime) -> datetime | None:
     return container.store().next_dunning_after(now)  # type: ignore[no-any-return]
 
 
+def webhook_route_probe(now: datetime) -> datetime | None:
+    """Now when an endpoint change's rule put never came (the tick would put it), else no tick."""
+    from kassa.adapters import container
+
+    return now if container.webhooks(with_delivery=False).route_behind() else None
+
+
 def default_idle_probes() -> dict[str, Callable[[datetime], datetime | None]]:
-    return {"renewal-sweep": renewal_probe, "dunning-sweep": dunning_probe}
+    return {"renewal-sweep": renewal_probe, "dunning-sweep": dunning_probe, "webhook-route": webhook_route_probe}

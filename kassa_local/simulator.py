@@ -439,7 +439,11 @@ class Simulation:
             functions,
             self._invoke,
             self.drain,
-            idle_probes={"renewal-sweep": self.memory.next_due_after, "dunning-sweep": self.memory.next_dunning_after},
+            idle_probes={
+                "renewal-sweep": self.memory.next_due_after,
+                "dunning-sweep": self.memory.next_dunning_after,
+                "webhook-route": lambda now: None,  # no merchant endpoint here: the route is never behind
+            },
         )
 
     # --------------------------------------------------------------- the functions, in process
@@ -509,6 +513,8 @@ class Simulation:
         if fn.name == "dunning":  # functions/dunning/handler.py, the schedule's branch
             for outcome, count in self.dunning().sweep(shards).items():
                 self.outcomes[f"dunning:{outcome.split(':')[0]}"] += count
+            return None
+        if fn.name == "webhook_delivery":  # the webhook-route check: no merchant endpoint here
             return None
         raise RuntimeError(f"the simulator does not run the {fn.name} schedule")
 

@@ -5,6 +5,9 @@ kassa keeps to the event types the enabled endpoints subscribe to; disabled when
 and the attempts: a domain event is fanned out to the endpoints subscribed to it, each attempt is a
 signed POST, a failed one is sent back to the queue with its backoff delay. Partial batch failures:
 only a message whose handling raised (storage or SQS unavailable) is received again.
+
+The ``webhook-route`` schedule: an endpoint change written whose rule put never came (the API died
+in between, or the put failed) has the rule put now (``Webhooks.heal_route``; one read otherwise).
 """
 
 import gc
@@ -33,4 +36,10 @@ def record_handler(record: SQSRecord) -> str:
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict, context: LambdaContext) -> dict:
-    return process_partial_response(event=event, record_handler=record_handler, processor=processor, context=context)
+    if "Records" in event:
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+    outcome = container.webhooks(with_delivery=False).heal_route()
+    logger.info("webhook route checked", extra={"outcome": outcome})
+    return {"outcome": outcome}

@@ -1,8 +1,11 @@
 """The ``WebhookStore`` contract, on memory and on DynamoDB (moto): endpoints with versions, a
-delivery claimed once with its payload, versioned outcomes, the log by event time newest first."""
+delivery claimed once with its payload, versioned outcomes, the log by event time newest first; the
+endpoint limit kept with each create and delete (concurrent creates never pass it), and the route
+changes counted with the writes."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 from contract.conftest import billing_table
 from kassa.adapters.webhooks import DynamoWebhookStore, MemoryWebhookStore
 from kassa.domain.errors import AlreadyExists, Conflict, NotFound
-from kassa.domain.webhooks import Delivery, SigningSecret, WebhookEndpoint
+from kassa.domain.webhooks import Delivery, EndpointLimitReached, RouteState, SigningSecret, WebhookEndpoint
 
 T0 = datetime(2026, 5, 1, tzinfo=UTC)
 STORES = [pytest.param("memory", id="memory"), pytest.param("dynamodb", id="dynamodb", marks=pytest.mark.integration)]
@@ -86,3 +89,77 @@ def test_pending_deliveries_earliest_due_first(hooks: Any) -> None:
     assert [(d.event_id, d.status) for d in pending] == [("evt_4", "pending"), ("evt_2", "retrying"),
                                                          ("evt_0", "retrying")]  # fmt: skip
     assert [d.event_id for d in hooks.pending_deliveries(1)] == ["evt_4"]
+
+
+def test_the_endpoint_limit_is_kept_with_each_create_and_delete(hooks: Any) -> None:
+    for n in range(3):
+        hooks.add_endpoint(_endpoint(n), limit=3)
+    with pytest.raises(EndpointLimitReached) as refused:
+        hooks.add_endpoint(_endpoint(3), limit=3)
+    assert "at most 3 webhook endpoints" in refused.value.message
+    with pytest.raises(AlreadyExists):  # a create written twice: counted once
+        hooks.add_endpoint(_endpoint(0), limit=4)
+    hooks.add_endpoint(_endpoint(3), limit=4)
+    hooks.delete_endpoint("we_1")
+    hooks.delete_endpoint("we_1")  # gone already: frees no second place
+    hooks.add_endpoint(_endpoint(4), limit=4)
+    with pytest.raises(EndpointLimitReached):
+        hooks.add_endpoint(_endpoint(5), limit=4)
+    assert [e.id for e in hooks.list_endpoints()] == ["we_0", "we_2", "we_3", "we_4"]  # never the state item
+
+
+def test_concurrent_creates_never_pass_the_limit(hooks: Any) -> None:
+    hooks.add_endpoint(_endpoint(0), limit=4)
+    start = threading.Barrier(6, timeout=10)
+    outcomes: list[str] = []
+
+    def create(n: int) -> None:
+        start.wait()
+        try:
+            hooks.add_endpoint(_endpoint(n), limit=4)
+            outcomes.append("created")
+        except EndpointLimitReached:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(1, 7)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 3
+    assert len(hooks.list_endpoints()) == 4
+
+
+def test_route_changes_are_counted_with_the_writes_and_the_synced_one_never_goes_back(hooks: Any) -> None:
+    assert hooks.route_state() == RouteState(0, 0) and not hooks.route_state().behind
+    hooks.add_endpoint(_endpoint(1))
+    hooks.add_endpoint(_endpoint(2))
+    assert hooks.route_state() == RouteState(changes=2, synced=0) and hooks.route_state().behind
+    hooks.mark_route_synced(2)
+    first = hooks.get_endpoint("we_1")
+    rolled = hooks.save_endpoint(first.model_copy(update={"description": "not a route change"}))
+    assert hooks.route_state() == RouteState(2, 2)
+    hooks.save_endpoint(rolled.model_copy(update={"status": "disabled"}), reroutes=True)
+    with pytest.raises(Conflict):  # a stale write is not written, nor counted
+        hooks.save_endpoint(rolled.model_copy(update={"enabled_events": ["invoice.paid"]}), reroutes=True)
+    assert hooks.route_state() == RouteState(3, 2)
+    hooks.delete_endpoint("we_2")
+    hooks.mark_route_synced(4)
+    hooks.mark_route_synced(3)  # a slower put of an older list marks nothing back
+    assert hooks.route_state() == RouteState(4, 4)
+
+
+def test_endpoints_written_before_the_count_are_counted_on_the_first_create(hooks: Any) -> None:
+    """A table whose endpoints were written without the count (before it existed): the first
+    create or delete counts them once."""
+    if isinstance(hooks, MemoryWebhookStore):
+        pytest.skip("memory counts its own dict")
+    for n in range(2):
+        hooks._call("put_item", TableName=hooks._table, Item=hooks._item("WHEP", f"WHEP#we_{n}", _endpoint(n)))  # noqa: SLF001
+    hooks.save_endpoint(hooks.get_endpoint("we_0"), reroutes=True)  # a route change before any count
+    hooks.add_endpoint(_endpoint(2), limit=3)
+    with pytest.raises(EndpointLimitReached):
+        hooks.add_endpoint(_endpoint(3), limit=3)
+    hooks.delete_endpoint("we_0")
+    hooks.add_endpoint(_endpoint(3), limit=3)
+    assert [e.id for e in hooks.list_endpoints()] == ["we_1", "we_2", "we_3"]

@@ -494,3 +494,33 @@ def test_checkout_for_an_existing_email_is_409_and_customer_id_reuses_the_custom
         headers={"Authorization": f"Bearer {config['stripe_secret_key']}"}, timeout=10,
     ).json()["data"]  # fmt: skip
     assert len([c for c in stripe_customers if c["email"].lower() == f"again-{uid}@example.com"]) == 1
+
+
+def test_the_webhook_route_schedule_puts_a_rule_whose_put_never_came(stack, ddb, table, now, uid):
+    """An endpoint written as the API writes it, the API then dying before its rule put: the
+    webhook-route schedule's tick (the local clock fires it: the idle probe says it is due) puts the
+    rule to the endpoint's events; then it is in sync, and the probe lets no tick fire."""
+    from kassa.adapters.webhooks import DynamoWebhookStore
+    from kassa.domain.webhooks import SigningSecret, WebhookEndpoint
+    from kassa_local.probes import webhook_route_probe
+
+    hooks = DynamoWebhookStore(ddb, table)
+    events = stack.client("events")
+    rule, bus = wiring.WEBHOOKS_ROUTE.rule_name, stack.environment[wiring.RULE_BUS_ENV]
+    schedule = wiring.function("webhook_delivery").schedule
+    assert schedule is not None
+    tick = scheduler_event(schedule, now)
+    endpoint = WebhookEndpoint(id=f"we_{uid}", url="http://127.0.0.1:9/never", enabled_events=["coupon.deleted"],
+                               secrets=[SigningSecret(secret="whsec_x")], created=now)  # fmt: skip
+    hooks.add_endpoint(endpoint)
+    try:
+        assert webhook_route_probe(now) == now
+        assert stack.invoke("webhook_delivery", tick) == {"outcome": "synced"}
+        described = events.describe_rule(Name=rule, EventBusName=bus)
+        assert json.loads(described["EventPattern"])["detail-type"] == ["coupon.deleted"]
+        assert described["State"] == "ENABLED"
+        assert webhook_route_probe(now) is None
+        assert stack.invoke("webhook_delivery", tick) == {"outcome": "in_sync"}
+    finally:
+        hooks.delete_endpoint(endpoint.id)
+        stack.invoke("webhook_delivery", tick)  # the rule without it again

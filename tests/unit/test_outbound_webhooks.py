@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import socket
+import threading
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -30,10 +31,12 @@ from kassa.domain.events import DomainEvent
 from kassa.domain.webhooks import (
     DISABLE_AFTER,
     EVENT_TYPES,
+    MAX_ENDPOINTS,
     MAX_RETRY_GAP,
     RETRY_FOR,
     SIGNATURE_HEADER,
     Delivery,
+    EndpointLimitReached,
     SigningSecret,
     WebhookEndpoint,
     after_attempt,
@@ -48,7 +51,7 @@ from kassa.domain.webhooks import (
     subscribed,
     valid_secrets,
 )
-from kassa.services.outbound_webhooks import Notify, Webhooks
+from kassa.services.outbound_webhooks import Notify, Webhooks, redeliver_window
 from kassa.services.ports import WebhookResponse
 from kassa_local.webhooks_cli import WebhookReceiver
 
@@ -714,3 +717,179 @@ def test_a_route_put_while_changes_keep_coming_ends_with_the_last_list_put() -> 
     service.create("http://127.0.0.1:9/a", ["invoice.paid"])
     assert not concurrent
     assert route.puts[-1] == subscribed(service.endpoints())
+
+
+# ------------------------------------------------------------------------------------------- the endpoint limit
+class _Interleaved:
+    """The store, with both creates held at the write until each has got there: whatever a create
+    checks before writing, both have checked it before either writes."""
+
+    def __init__(self, inner: MemoryWebhookStore) -> None:
+        self.inner = inner
+        self.together = threading.Barrier(2, timeout=5)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def add_endpoint(self, endpoint: WebhookEndpoint, *args: Any, **kwargs: Any) -> None:
+        self.together.wait()
+        self.inner.add_endpoint(endpoint, *args, **kwargs)
+
+
+def test_two_creates_interleaved_at_the_limit_one_is_refused_naming_it_and_a_delete_frees_a_place() -> None:
+    from kassa.api.common import _domain
+
+    store = MemoryWebhookStore()
+    service = Webhooks(store, FixedClock(START), sender=FakeSender(), queue=FakeQueue(), public_only=False,
+                       route=FakeRoute())  # fmt: skip
+    for n in range(MAX_ENDPOINTS - 1):
+        service.create(f"http://127.0.0.1:9/{n}", ["invoice.paid"])
+    service.store = _Interleaved(store)  # type: ignore[assignment]
+    outcomes: list[Any] = []
+
+    def create(n: int) -> None:
+        try:
+            outcomes.append(service.create(f"http://127.0.0.1:9/race{n}", ["*"]))
+        except Exception as error:  # noqa: BLE001 - the outcome under test
+            outcomes.append(error)
+
+    threads = [threading.Thread(target=create, args=(n,)) for n in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    created = [o for o in outcomes if isinstance(o, WebhookEndpoint)]
+    refused = [o for o in outcomes if not isinstance(o, WebhookEndpoint)]
+    assert len(created) == 1 and len(refused) == 1, outcomes
+    [error] = refused
+    assert isinstance(error, EndpointLimitReached) and f"at most {MAX_ENDPOINTS} webhook endpoints" in error.message
+    answer = _domain(error)  # what the API answers
+    assert answer.status_code == 400
+    assert json.loads(str(answer.body))["error"]["message"] == error.message
+    assert len(store.list_endpoints()) == MAX_ENDPOINTS
+    service.store = store
+    with pytest.raises(EndpointLimitReached):
+        service.create("http://127.0.0.1:9/one-more", ["*"])
+    service.delete(created[0].id)  # a place again, for one
+    service.create("http://127.0.0.1:9/again", ["*"])
+    with pytest.raises(EndpointLimitReached):
+        service.create("http://127.0.0.1:9/and-another", ["*"])
+    assert len(service.endpoints()) == MAX_ENDPOINTS
+
+
+# ------------------------------------------------------------------------------------------- the route heals
+class _Crash(BaseException):
+    """The process dies (a Lambda timeout, an out-of-memory kill): nothing after it runs."""
+
+
+class CrashingRoute(FakeRoute):
+    def __init__(self) -> None:
+        super().__init__()
+        self.crash = False
+
+    def route(self, subscribed: list[str], *, cached: bool = False) -> None:
+        if self.crash:
+            raise _Crash
+        super().route(subscribed, cached=cached)
+
+
+def test_an_endpoint_written_whose_rule_put_never_came_is_routed_by_the_scheduled_check() -> None:
+    route = CrashingRoute()
+    service, _ = _service(FakeSender(), FixedClock(START), route=route)
+    service.create("http://127.0.0.1:9/a", ["invoice.paid"])
+    assert service.heal_route() == "in_sync" and route.puts == [["invoice.paid"]]  # nothing behind: no put
+    route.crash = True
+    with pytest.raises(_Crash):  # the endpoint is written, the API dies before its rule put
+        service.create("http://127.0.0.1:9/b", ["customer.created"])
+    assert sorted(e.enabled_events[0] for e in service.endpoints()) == ["customer.created", "invoice.paid"]
+    assert route.puts[-1] == ["invoice.paid"]  # too narrow: customer.created would never come
+    route.crash = False
+    assert service.route_behind()
+    assert service.heal_route() == "synced"
+    assert route.puts[-1] == ["customer.created", "invoice.paid"]
+    assert matches(route.puts[-1], "customer.created")
+    assert not service.route_behind() and service.heal_route() == "in_sync"
+    assert len(route.puts) == 2  # healed once
+
+
+def test_a_change_saved_whose_rule_put_failed_is_routed_by_the_scheduled_check() -> None:
+    route = CrashingRoute()
+    service, _ = _service(FakeSender(), FixedClock(START), route=route)
+    endpoint = service.create("http://127.0.0.1:9/a", ["invoice.paid"])
+    route.down = True
+    with pytest.raises(Unavailable):  # 503: the change is saved
+        service.update(endpoint.id, enabled_events=["invoice.*"])
+    route.down = False
+    assert service.heal_route() == "synced" and route.puts[-1] == ["invoice.*"]
+    service.update(endpoint.id, description="not a route change")
+    assert not service.route_behind()
+    route.crash = True
+    with pytest.raises(_Crash):
+        service.delete(endpoint.id)
+    route.crash = False
+    assert service.heal_route() == "synced" and route.puts[-1] == []  # nothing comes any more
+
+
+def test_a_disable_for_failing_whose_narrowing_was_skipped_is_put_by_the_check() -> None:
+    """The narrowing after a disable may be skipped (this container put the same a moment ago): it
+    never marks the route put, so the check puts it once."""
+    clock, route = FixedClock(START), FakeRoute()
+    service, queue = _service(FakeSender(default=500), clock, route=route)
+    endpoint = service.create("http://127.0.0.1:9/a", ["invoice.*"])
+    service.handle(_envelope(_event(1)))
+    queue.run(service, clock, START + timedelta(days=4))
+    assert service.get(endpoint.id).status == "disabled" and route.puts[-1] == []
+    assert service.heal_route() == "synced" and route.puts[-1] == []
+    assert service.heal_route() == "in_sync"
+
+
+# ------------------------------------------------------------------------------------------- redelivery range
+@pytest.mark.parametrize(
+    ("since", "until", "param"),
+    [
+        (START + timedelta(minutes=1), None, "since"),  # in the future: alone
+        (START + timedelta(minutes=1), START + timedelta(hours=1), "since"),  # in the future: with until
+        (START - timedelta(days=30, seconds=1), None, "since"),  # alone, more than 30 days to now
+        (START - timedelta(days=31), START - timedelta(days=0.5), "until"),  # both, more than 30 days apart
+        (START - timedelta(hours=1), START - timedelta(hours=2), "until"),  # until before since
+        (None, START - timedelta(hours=1), "since"),  # until alone
+    ],
+)
+def test_a_redelivery_range_is_checked_whichever_bounds_are_given(
+    since: datetime | None, until: datetime | None, param: str
+) -> None:
+    with pytest.raises(InvalidInput) as refused:
+        redeliver_window(since, until, START)
+    assert refused.value.param == param
+
+
+def test_a_redelivery_range_within_30_days_is_taken_as_given() -> None:
+    assert redeliver_window(START - timedelta(days=30), None, START) == (START - timedelta(days=30), None)
+    both = (START - timedelta(days=40), START - timedelta(days=10))
+    assert redeliver_window(*both, START) == both
+    assert redeliver_window(START, START + timedelta(days=1), START) == (START, START + timedelta(days=1))
+
+
+def test_the_redeliver_route_refuses_a_single_bad_bound_naming_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from kassa.adapters import container
+    from kassa.api import webhook_endpoints as routes
+
+    clock = FixedClock(START)
+    service, queue = _service(FakeSender(), clock)
+    endpoint = service.create("http://127.0.0.1:9/hook", ["*"])
+    service.handle(_envelope(_event(1, at=START - timedelta(days=2))))
+    monkeypatch.setattr(container, "webhooks", lambda with_delivery=True: service)
+    cases = [
+        ({"since": START + timedelta(hours=1)}, "since"),
+        ({"since": START - timedelta(days=45)}, "since"),
+        ({"until": START - timedelta(days=1)}, "since"),
+        ({"event": "evt_1", "until": START}, "event"),
+        ({"since": START - timedelta(days=45), "until": START}, "until"),
+    ]
+    for body, param in cases:
+        with pytest.raises(InvalidInput) as refused:
+            routes.redeliver_webhooks(endpoint.id, routes.RedeliverIn(**body))
+        assert refused.value.param == param, body
+    queue.messages.clear()
+    answer = routes.redeliver_webhooks(endpoint.id, routes.RedeliverIn(since=START - timedelta(days=3)))
+    assert [d["event_id"] for d in answer["data"]] == ["evt_1"] and len(queue.messages) == 1

@@ -1312,10 +1312,13 @@ class DynamoStore:
             )
         return actions
 
-    def _transact_reasons(self, actions: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
+    def _transact_reasons(self, actions: list[dict[str, Any]], token: str | None = None) -> list[dict[str, Any]] | None:
         """A transaction whose cancellation reasons the caller decides on: None when it was written,
-        the reasons (one per action) when it was cancelled. Counted as the other calls are."""
-        request = {"TransactItems": actions, "ReturnConsumedCapacity": "TOTAL"}
+        the reasons (one per action) when it was cancelled. Counted as the other calls are.
+        ``token``: its ClientRequestToken (an SDK retry of a written transaction answers written)."""
+        request: dict[str, Any] = {"TransactItems": actions, "ReturnConsumedCapacity": "TOTAL"}
+        if token is not None:
+            request["ClientRequestToken"] = token
         try:
             self._db.transact_write_items(**request)
         except ClientError as error:

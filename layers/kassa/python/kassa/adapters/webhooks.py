@@ -5,6 +5,10 @@ SQS (``DelaySeconds`` of at most 15 minutes; the due time rides along as a messa
 Items (see docs/data-model.md)::
 
     pk = WHEP               sk = WHEP#<endpoint id>    doc, version             (all endpoints: one query)
+    pk = WHEP               sk = STATE                 endpoints, changes, synced
+        (how many endpoints exist, checked against the limit in the transaction of each create and
+        decremented in each delete's; the route changes counted in the same transactions, and the
+        one the EventBridge rule was last put for: kassa.domain.webhooks.RouteState)
     pk = WHD#<endpoint id>  sk = EVT#<event id>        doc, version, body_z     (a delivery and its payload)
         gsi3pk = WHDLOG#<endpoint id>  gsi3sk = <event created>#<event id>    (the log, by event time)
         expires_at = event created + 30 days (TTL)
@@ -12,6 +16,7 @@ Items (see docs/data-model.md)::
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import ssl
 import threading
@@ -27,10 +32,24 @@ from botocore.exceptions import BotoCoreError, ClientError
 from kassa.adapters import usage
 from kassa.adapters.dynamodb import DynamoStore, _n, _s
 from kassa.domain.errors import AlreadyExists, Conflict, NotFound, Unavailable
-from kassa.domain.webhooks import MAX_BODY_BYTES, TIMEOUT_S, Delivery, WebhookEndpoint, check_url, refused_addresses
+from kassa.domain.webhooks import (
+    MAX_BODY_BYTES,
+    MAX_ENDPOINTS,
+    TIMEOUT_S,
+    Delivery,
+    EndpointLimitReached,
+    RouteState,
+    WebhookEndpoint,
+    check_url,
+    refused_addresses,
+)
 from kassa.services.ports import WebhookResponse
 
 ENDPOINTS_PK = "WHEP"
+ENDPOINT_PREFIX = "WHEP#"
+STATE_SK = "STATE"  # the endpoints' count and route state, in the endpoints' partition
+_STATE_NAMES = {"#n": "endpoints", "#c": "changes", "#s": "synced"}
+_ROUNDS = 5  # transactions tried again after a concurrent one on the state item (TransactionConflict)
 DELIVERY_PREFIX = "WHD#"
 LOG_PREFIX = "WHDLOG#"
 RETENTION = timedelta(days=30)
@@ -51,23 +70,67 @@ def _in_range(d: Delivery, since: datetime | None, until: datetime | None) -> bo
 class DynamoWebhookStore(DynamoStore):
     """``WebhookStore`` on the billing table (a ``DynamoStore`` only for its low-level helpers)."""
 
-    def add_endpoint(self, endpoint: WebhookEndpoint) -> None:
-        item = self._item(ENDPOINTS_PK, f"WHEP#{endpoint.id}", endpoint)
-        try:
-            self._call("put_item", TableName=self._table, Item=item, ConditionExpression="attribute_not_exists(pk)")
-        except Conflict as error:
-            raise AlreadyExists(f"webhook endpoint {endpoint.id} already exists") from error
+    def _state_key(self) -> dict[str, Any]:
+        return {"pk": _s(ENDPOINTS_PK), "sk": _s(STATE_SK)}
+
+    def _state_update(self, expression: str, condition: str | None, values: dict[str, Any]) -> dict[str, Any]:
+        update: dict[str, Any] = {
+            "TableName": self._table,
+            "Key": self._state_key(),
+            "UpdateExpression": expression,
+            "ExpressionAttributeNames": {k: v for k, v in _STATE_NAMES.items() if k in expression + (condition or "")},
+            "ExpressionAttributeValues": values,
+        }
+        if condition:
+            update["ConditionExpression"] = condition
+        return {"Update": update}
+
+    def _seed_count(self) -> bool:
+        """The endpoints counted once, when the state item has no count yet (a table written before
+        the count existed, or a new one): True when it had none (the caller tries again). Nothing
+        creates or deletes an endpoint without the count, so the list cannot change meanwhile; of
+        two seeds, the first one written stays."""
+        item = self._get(ENDPOINTS_PK, STATE_SK)
+        if item is not None and "endpoints" in item:
+            return False
+        count = len(self.list_endpoints())
+        with contextlib.suppress(Conflict):  # seeded by a concurrent request
+            self._call("update_item", TableName=self._table, Key=self._state_key(), UpdateExpression="SET #n = :n",
+                       ConditionExpression="attribute_not_exists(#n)", ExpressionAttributeNames={"#n": "endpoints"},
+                       ExpressionAttributeValues={":n": _n(count)})  # fmt: skip
+        return True
+
+    def add_endpoint(self, endpoint: WebhookEndpoint, limit: int = MAX_ENDPOINTS) -> None:
+        """The endpoint and its count in one transaction, the count under ``endpoints < limit``: of two
+        concurrent creates at the limit one is written, the other refused (or, on a TransactionConflict,
+        tried again and then refused). The endpoint's own condition (new) makes a create written twice
+        count once; the request token makes an SDK retry of a written one answer written."""
+        item = self._item(ENDPOINTS_PK, f"{ENDPOINT_PREFIX}{endpoint.id}", endpoint)
+        actions = [
+            {"Put": {"TableName": self._table, "Item": item, "ConditionExpression": "attribute_not_exists(pk)"}},
+            self._state_update("ADD #n :one, #c :one", "#n < :max", {":one": _n(1), ":max": _n(limit)}),
+        ]
+        for round_ in range(_ROUNDS):
+            reasons = self._transact_reasons(actions, token=f"{endpoint.id}-{round_}")
+            if reasons is None:
+                return
+            codes = [r.get("Code") for r in reasons]
+            if codes[0] == "ConditionalCheckFailed":
+                raise AlreadyExists(f"webhook endpoint {endpoint.id} already exists")
+            if codes[1] == "ConditionalCheckFailed" and not self._seed_count():
+                raise EndpointLimitReached(limit)
+        raise Conflict("webhook endpoints kept changing; retry")
 
     def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
-        return self._require(ENDPOINTS_PK, f"WHEP#{endpoint_id}", WebhookEndpoint,
+        return self._require(ENDPOINTS_PK, f"{ENDPOINT_PREFIX}{endpoint_id}", WebhookEndpoint,
                              f"no webhook endpoint {endpoint_id}", "id")  # fmt: skip
 
     def list_endpoints(self) -> list[WebhookEndpoint]:
         response = self._call(
             "query",
             TableName=self._table,
-            KeyConditionExpression="pk = :p",
-            ExpressionAttributeValues={":p": _s(ENDPOINTS_PK)},
+            KeyConditionExpression="pk = :p AND begins_with(sk, :e)",  # not the STATE item
+            ExpressionAttributeValues={":p": _s(ENDPOINTS_PK), ":e": _s(ENDPOINT_PREFIX)},
             # consistent: sync_route lists right after a change and again after its put; a stale list
             # would put a route without the change (a few endpoints: one read unit either way)
             ConsistentRead=True,
@@ -75,19 +138,47 @@ class DynamoWebhookStore(DynamoStore):
         found = [self._load(item, WebhookEndpoint) for item in response.get("Items", [])]
         return sorted(found, key=lambda e: (e.created, e.id))
 
-    def save_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    def save_endpoint(self, endpoint: WebhookEndpoint, *, reroutes: bool = False) -> WebhookEndpoint:
         saved = endpoint.model_copy(update={"version": endpoint.version + 1})
-        put = self._versioned_put(self._item(ENDPOINTS_PK, f"WHEP#{endpoint.id}", saved), endpoint.version)
+        put = self._versioned_put(self._item(ENDPOINTS_PK, f"{ENDPOINT_PREFIX}{endpoint.id}", saved), endpoint.version)
         put["ConditionExpression"] = "attribute_exists(pk) AND version = :v"
         try:
-            self._call("put_item", **put)
+            if not reroutes:
+                self._call("put_item", **put)
+                return saved
+            reasons = self._transact_reasons([{"Put": put}, self._state_update("ADD #c :one", None, {":one": _n(1)})])
+            if reasons is not None:
+                raise Conflict(f"transaction cancelled: {[r.get('Code') for r in reasons]}")
         except Conflict:
             self.get_endpoint(endpoint.id)  # NotFound when it was deleted
             raise
         return saved
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        self._call("delete_item", TableName=self._table, Key={"pk": _s(ENDPOINTS_PK), "sk": _s(f"WHEP#{endpoint_id}")})
+        key = {"pk": _s(ENDPOINTS_PK), "sk": _s(f"{ENDPOINT_PREFIX}{endpoint_id}")}
+        actions = [
+            {"Delete": {"TableName": self._table, "Key": key, "ConditionExpression": "attribute_exists(pk)"}},
+            self._state_update("ADD #n :minus, #c :one", "attribute_exists(#n)", {":minus": _n(-1), ":one": _n(1)}),
+        ]
+        for _ in range(_ROUNDS):
+            reasons = self._transact_reasons(actions)
+            if reasons is None or reasons[0].get("Code") == "ConditionalCheckFailed":
+                return  # deleted, or already gone (counted by the delete that removed it)
+            if reasons[1].get("Code") == "ConditionalCheckFailed":
+                self._seed_count()
+        raise Conflict("webhook endpoints kept changing; retry")
+
+    def route_state(self) -> RouteState:
+        item = self._get(ENDPOINTS_PK, STATE_SK) or {}
+        changes, synced = (int(item.get(name, {}).get("N", 0)) for name in ("changes", "synced"))
+        return RouteState(changes=changes, synced=synced)
+
+    def mark_route_synced(self, changes: int) -> None:
+        with contextlib.suppress(Conflict):  # a later change was marked already
+            self._call("update_item", TableName=self._table, Key=self._state_key(), UpdateExpression="SET #s = :c",
+                       ConditionExpression="attribute_not_exists(#s) OR #s < :c",
+                       ExpressionAttributeNames={"#s": "synced"},
+                       ExpressionAttributeValues={":c": _n(changes)})  # fmt: skip
 
     def _delivery_item(self, delivery: Delivery) -> dict[str, Any]:
         return self._item(
@@ -193,13 +284,20 @@ class MemoryWebhookStore:
     def __init__(self) -> None:
         self.endpoints: dict[str, WebhookEndpoint] = {}
         self.deliveries: dict[tuple[str, str], tuple[Delivery, bytes]] = {}
+        self.route = RouteState()
         self._lock = threading.Lock()
 
-    def add_endpoint(self, endpoint: WebhookEndpoint) -> None:
-        with self._lock:
+    def _rerouted(self) -> None:  # under the lock
+        self.route = RouteState(changes=self.route.changes + 1, synced=self.route.synced)
+
+    def add_endpoint(self, endpoint: WebhookEndpoint, limit: int = MAX_ENDPOINTS) -> None:
+        with self._lock:  # counted and written under one lock: concurrent creates never pass the limit
             if endpoint.id in self.endpoints:
                 raise AlreadyExists(f"webhook endpoint {endpoint.id} already exists")
+            if len(self.endpoints) >= limit:
+                raise EndpointLimitReached(limit)
             self.endpoints[endpoint.id] = endpoint
+            self._rerouted()
 
     def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
         found = self.endpoints.get(endpoint_id)
@@ -210,17 +308,29 @@ class MemoryWebhookStore:
     def list_endpoints(self) -> list[WebhookEndpoint]:
         return sorted(self.endpoints.values(), key=lambda e: (e.created, e.id))
 
-    def save_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
+    def save_endpoint(self, endpoint: WebhookEndpoint, *, reroutes: bool = False) -> WebhookEndpoint:
         with self._lock:
             current = self.get_endpoint(endpoint.id)
             if current.version != endpoint.version:
                 raise Conflict("the item changed or already exists")
             saved = endpoint.model_copy(update={"version": endpoint.version + 1})
             self.endpoints[endpoint.id] = saved
+            if reroutes:
+                self._rerouted()
             return saved
 
     def delete_endpoint(self, endpoint_id: str) -> None:
-        self.endpoints.pop(endpoint_id, None)
+        with self._lock:
+            if self.endpoints.pop(endpoint_id, None) is not None:
+                self._rerouted()
+
+    def route_state(self) -> RouteState:
+        return self.route
+
+    def mark_route_synced(self, changes: int) -> None:
+        with self._lock:
+            if changes > self.route.synced:
+                self.route = RouteState(changes=self.route.changes, synced=changes)
 
     def claim_delivery(self, delivery: Delivery, body: bytes) -> Delivery | None:
         with self._lock:

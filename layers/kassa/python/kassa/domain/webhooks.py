@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import json
 import secrets as _secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit
@@ -83,6 +84,28 @@ class WebhookEndpoint(BaseModel):
         if with_secret:
             body["secret"] = self.secrets[0].secret
         return body
+
+
+class EndpointLimitReached(InvalidInput):
+    """One endpoint more than ``MAX_ENDPOINTS`` (the store refuses it atomically with the write)."""
+
+    def __init__(self, limit: int = MAX_ENDPOINTS) -> None:
+        super().__init__(f"at most {limit} webhook endpoints: delete one to create another", param="url")
+
+
+@dataclass(frozen=True)
+class RouteState:
+    """Which endpoint change the route (the EventBridge rule) was last put for: ``changes`` counts the
+    endpoint writes that change what is subscribed (written with them, atomically), ``synced`` is the
+    ``changes`` a put of the whole list was made after. Behind: a write whose put never came (the
+    process died, or the put failed) — the scheduled check puts it (``Webhooks.heal_route``)."""
+
+    changes: int = 0
+    synced: int = 0
+
+    @property
+    def behind(self) -> bool:
+        return self.synced < self.changes
 
 
 class Delivery(BaseModel):

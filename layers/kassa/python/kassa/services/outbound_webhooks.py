@@ -15,7 +15,9 @@ backoff, disable) are in ``kassa.domain.webhooks``.
 
 Only the events some enabled endpoint subscribes to reach the queue: every endpoint change puts the
 route (the EventBridge rule) to their union (``sync_route``), and an event that arrives anyway (the
-deployed catch-all rule, an endpoint disabled meanwhile) narrows it.
+deployed catch-all rule, an endpoint disabled meanwhile) narrows it. The store counts each such change
+with its write and keeps the change the route was last put for: a change whose put never came (the
+request died between the two, or the put failed) is put by the scheduled check (``heal_route``).
 """
 
 from __future__ import annotations
@@ -128,8 +130,6 @@ class Webhooks:
     def create(self, url: str, enabled_events: list[str], description: str | None = None) -> WebhookEndpoint:
         events = check_enabled_events(enabled_events)
         self.check_url(url)
-        if len(self.store.list_endpoints()) >= MAX_ENDPOINTS:
-            raise InvalidInput(f"at most {MAX_ENDPOINTS} webhook endpoints", param="url")
         endpoint = WebhookEndpoint(
             id=new_id("we"),
             url=url,
@@ -138,7 +138,7 @@ class Webhooks:
             secrets=[SigningSecret(secret=new_secret())],
             created=self.now(),
         )
-        self.store.add_endpoint(endpoint)
+        self.store.add_endpoint(endpoint, MAX_ENDPOINTS)  # EndpointLimitReached: counted with the write
         try:
             self.sync_route()
         except Unavailable:
@@ -173,9 +173,10 @@ class Webhooks:
             changes["disabled_reason"] = None
             if not disabled:
                 changes["failing_since"] = None  # enabled again: the 3 days start over
-        changed = self._change(endpoint_id, lambda _: changes)
-        if "enabled_events" in changes or "status" in changes:
-            self.sync_route()  # Unavailable: the change is saved; sent again, it puts the route again
+        reroutes = "enabled_events" in changes or "status" in changes
+        changed = self._change(endpoint_id, lambda _: changes, reroutes=reroutes)
+        if reroutes:  # Unavailable: the change is saved; sent again, or the scheduled check, puts the route
+            self.sync_route()
         return changed
 
     def roll(self, endpoint_id: str) -> WebhookEndpoint:
@@ -193,24 +194,53 @@ class Webhooks:
         """Put the route in front of the delivery queue to what the enabled endpoints subscribe to
         (none: nothing reaches the queue, so a merchant without endpoints costs nothing). Listed again
         after the put: a concurrent change that put an older list first is put over (3 rounds; the
-        list read last is always put, so changes that keep coming never leave an older one put)."""
-        wanted = subscribed(self.store.list_endpoints())
+        list read last is always put, so changes that keep coming never leave an older one put).
+        The route changes counted before the first list are then marked put (not by a ``cached``
+        put, which may have been skipped on this container's memory of an older put)."""
         if self._route is None:
-            return wanted
+            return subscribed(self.store.list_endpoints())
+        state = None if cached else self.store.route_state()  # read before the list: it covers them
+        wanted = self._put_route(self._route, cached)
+        if state is not None and state.changes:
+            try:
+                self.store.mark_route_synced(state.changes)
+            except Unavailable as error:  # the route is put; the scheduled check only puts it again
+                log.warning("the webhook route was put but not marked: %s", error.message)
+        return wanted
+
+    def _put_route(self, route: WebhookRoute, cached: bool) -> list[str]:
+        wanted = subscribed(self.store.list_endpoints())
         for _ in range(3):
-            self._route.route(wanted, cached=cached)
+            route.route(wanted, cached=cached)
             again = subscribed(self.store.list_endpoints())
             if again == wanted:
                 return wanted
             wanted = again
-        self._route.route(wanted, cached=cached)
+        route.route(wanted, cached=cached)
         return wanted
 
-    def _change(self, endpoint_id: str, change: Callable[[WebhookEndpoint], dict[str, Any]]) -> WebhookEndpoint:
+    def heal_route(self) -> str:
+        """The scheduled check: when an endpoint change was written but its route put never came
+        (the request died in between, or the put failed), put the route now. One read when nothing
+        is behind."""
+        if self._route is None:
+            return "no_route"
+        if not self.store.route_state().behind:
+            return "in_sync"
+        self.sync_route()
+        return "synced"
+
+    def route_behind(self) -> bool:
+        """Whether ``heal_route`` would put the route (the local stack's idle probe)."""
+        return self._route is not None and self.store.route_state().behind
+
+    def _change(
+        self, endpoint_id: str, change: Callable[[WebhookEndpoint], dict[str, Any]], *, reroutes: bool = False
+    ) -> WebhookEndpoint:
         for _ in range(5):
             current = self.store.get_endpoint(endpoint_id)
             try:
-                return self.store.save_endpoint(current.model_copy(update=change(current)))
+                return self.store.save_endpoint(current.model_copy(update=change(current)), reroutes=reroutes)
             except Conflict:
                 continue
         raise Conflict(f"webhook endpoint {endpoint_id} kept changing; retry")
@@ -318,7 +348,7 @@ class Webhooks:
         if changed == endpoint:
             return
         try:
-            self.store.save_endpoint(changed)
+            self.store.save_endpoint(changed, reroutes=disabled)
         except Conflict:
             return  # a concurrent attempt (or the merchant) changed it; the next attempt looks again
         if disabled:
@@ -392,8 +422,7 @@ class Webhooks:
         else:
             if since is None:
                 raise InvalidInput("give event, or since (and until) for a time range", param="since")
-            if until is not None and until < since:
-                raise InvalidInput("until is before since", param="until")
+            since, until = redeliver_window(since, until, self.clock.now())
             chosen = self.store.list_deliveries(endpoint_id, MAX_REDELIVER, since, until)
         now = self.now()
         if chosen:  # queued first: a message whose save then fails finds its attempt number unmet (stale)
@@ -428,8 +457,27 @@ def _attempt_message(endpoint_id: str, event_id: str, attempts: int) -> dict[str
     return {"kind": ATTEMPT, "endpoint": endpoint_id, "event": event_id, "attempt": attempts}
 
 
-def redeliver_window(since: datetime | None, until: datetime | None) -> tuple[datetime | None, datetime | None]:
-    """A redelivery range of at most the 30 days deliveries are kept."""
-    if since is not None and until is not None and until - since > timedelta(days=30):
+REDELIVER_SPAN = timedelta(days=30)  # as long as deliveries are kept
+
+
+def redeliver_window(
+    since: datetime | None, until: datetime | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    """A redelivery range: from ``since`` to ``until`` (none: now), at most the 30 days deliveries
+    are kept, the same rules whichever bounds are given: ``since`` is required (``until`` alone is a
+    400 naming since), not in the future, not after ``until``, and the range is at most 30 days — with
+    no ``until``, ``since`` at most 30 days ago (400 naming since, else until)."""
+    if since is None:
+        if until is not None:
+            raise InvalidInput("until needs since: a redelivery range starts at since", param="since")
+        return since, until
+    if since > now:
+        raise InvalidInput("since is in the future: no event of the range exists yet", param="since")
+    if until is not None and until < since:
+        raise InvalidInput("until is before since", param="until")
+    if until is not None and until - since > REDELIVER_SPAN:
         raise InvalidInput("a redelivery range spans at most 30 days", param="until")
+    if until is None and now - since > REDELIVER_SPAN:
+        raise InvalidInput("since is more than 30 days ago: a redelivery range (to now) spans at most 30 days",
+                           param="since")  # fmt: skip
     return since, until

@@ -22,7 +22,7 @@ if TYPE_CHECKING:  # the ports only name these types; importing the models here 
     from kassa.domain.settings import MerchantSettings
     from kassa.domain.subscription import Subscription
     from kassa.domain.usage import Aggregation, Meter, MeterEvent, UsageState
-    from kassa.domain.webhooks import Delivery, WebhookEndpoint
+    from kassa.domain.webhooks import Delivery, RouteState, WebhookEndpoint
 
 
 class Clock(Protocol):
@@ -718,7 +718,12 @@ class WebhookResponse:
 class WebhookStore(Protocol):
     """Endpoints and their delivery log (one entry per event and endpoint, with the payload sent)."""
 
-    def add_endpoint(self, endpoint: WebhookEndpoint) -> None: ...
+    def add_endpoint(self, endpoint: WebhookEndpoint, limit: int = ...) -> None:
+        """Create it, counted atomically with the write: ``EndpointLimitReached`` when ``limit``
+        endpoints exist (concurrent creates never pass it), AlreadyExists for a known id. Counts as
+        a route change (``route_state``)."""
+        ...
+
     def get_endpoint(self, endpoint_id: str) -> WebhookEndpoint:
         """Raises NotFound naming ``id``."""
         ...
@@ -727,11 +732,25 @@ class WebhookStore(Protocol):
         """Every endpoint, oldest first (at most ``MAX_ENDPOINTS``)."""
         ...
 
-    def save_endpoint(self, endpoint: WebhookEndpoint) -> WebhookEndpoint:
-        """Write under ``endpoint.version`` (Conflict when it changed); returns it with version + 1."""
+    def save_endpoint(self, endpoint: WebhookEndpoint, *, reroutes: bool = False) -> WebhookEndpoint:
+        """Write under ``endpoint.version`` (Conflict when it changed); returns it with version + 1.
+        ``reroutes``: the write changes what is subscribed (``enabled_events``, ``status``): counted
+        as a route change, atomically with it."""
         ...
 
-    def delete_endpoint(self, endpoint_id: str) -> None: ...
+    def delete_endpoint(self, endpoint_id: str) -> None:
+        """Delete it and free its place under the limit, atomically (nothing when it is gone); a
+        route change."""
+        ...
+
+    def route_state(self) -> RouteState:
+        """The route changes counted and the one the route was last put for (a consistent read)."""
+        ...
+
+    def mark_route_synced(self, changes: int) -> None:
+        """The route was put with the endpoints as listed after ``changes`` (never lowered)."""
+        ...
+
     def claim_delivery(self, delivery: Delivery, body: bytes) -> Delivery | None:
         """Record a delivery once: None when it is new, the stored one otherwise."""
         ...
