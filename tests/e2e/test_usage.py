@@ -1,5 +1,5 @@
 """Usage-based billing over HTTP on the local stack: a hybrid plan (a fixed €29 and €0.002 per API
-call in graduated tiers), a few thousand events through the batch endpoint (the meter_ingest
+call in graduated tiers), over a thousand events through the batch endpoint (the meter_ingest
 function on moto), a duplicate batch that changes nothing, the renewal's usage line equal to the
 hand-computed amount, and a late event on the next invoice. The customer is in Oregon (no sales
 tax), so the invoice amounts are the prices'."""
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 OREGON = {"country": "US", "state": "OR", "postal_code": "97201"}
 # 0.2 cents (€0.002) a call for the first 1,000 calls, 0.15 cents beyond
 TIERS = [{"up_to": 1000, "unit_amount_decimal": "0.2"}, {"up_to": "inf", "unit_amount_decimal": "0.15"}]
-CALLS = 3333  # 1,000 × 0.2 + 2,333 × 0.15 = 200 + 349.95 = 549.95 cents → 550, rounded once
+CALLS = 1333  # 1,000 × 0.2 + 333 × 0.15 = 200 + 49.95 = 249.95 cents → 250, rounded once
 
 
 def _subscribe(api: Api, items: list[dict[str, Any]], email: str) -> dict[str, Any]:
@@ -77,9 +77,9 @@ def test_a_hybrid_plan_is_billed_its_usage_in_arrears(api: Api) -> None:
     assert replay[0]["duplicates"] == 100 and replay[0]["accepted"] == 0
 
     usage = api.get(f"/v1/subscriptions/{sub_id}/usage")["data"][0]
-    assert (usage["quantity"], usage["amount"], usage["currency"]) == (CALLS, 550, "EUR")
+    assert (usage["quantity"], usage["amount"], usage["currency"]) == (CALLS, 250, "EUR")
     preview = api.get(f"/v1/subscriptions/{sub_id}/upcoming_invoice")
-    assert preview["total"] == 2900 + 550
+    assert preview["total"] == 2900 + 250
 
     # bad input: a 400 naming the field, with the event's index in a batch
     one = api.request("POST", "/v1/meter_events", json={"event_name": "api_request", "customer": customer})
@@ -100,7 +100,7 @@ def test_a_hybrid_plan_is_billed_its_usage_in_arrears(api: Api) -> None:
     assert single.status_code == 201 and single.json()["status"] == "accepted"
     again = api.request("POST", "/v1/meter_events", json=_events(customer, 90_001, 1)[0])
     assert again.status_code == 200 and again.json()["duplicate"] is True
-    billed_calls = CALLS + 2  # 3,335 calls: 200 + 2,335 × 0.15 = 550.25 → 550
+    billed_calls = CALLS + 2  # 1,335 calls: 200 + 335 × 0.15 = 250.25 → 250
 
     sub = api.get(f"/v1/subscriptions/{sub_id}")
     period_end = datetime.fromisoformat(sub["current_period_end"].replace("Z", "+00:00"))
@@ -109,8 +109,8 @@ def test_a_hybrid_plan_is_billed_its_usage_in_arrears(api: Api) -> None:
     renewal = api.get(f"/v1/invoices/{api.get(f'/v1/subscriptions/{sub_id}')['latest_invoice']}")
     usage_lines = [line for line in renewal["lines"] if line.get("usage")]
     assert len(usage_lines) == 1 and usage_lines[0]["quantity"] == billed_calls
-    assert usage_lines[0]["amount"] == 550  # by hand: 1,000 × 0.2 + 2,335 × 0.15 = 550.25 → 550
-    assert renewal["total"] == 2900 + 550 and renewal["status"] == "paid"
+    assert usage_lines[0]["amount"] == 250  # by hand: 1,000 × 0.2 + 335 × 0.15 = 250.25 → 250
+    assert renewal["total"] == 2900 + 250 and renewal["status"] == "paid"
 
     # late events (their period already invoiced) land on the next invoice as an adjustment
     before_end = (period_end - timedelta(minutes=5)).isoformat()
@@ -124,6 +124,6 @@ def test_a_hybrid_plan_is_billed_its_usage_in_arrears(api: Api) -> None:
     lines = [
         (line["description"][:12], line["quantity"], line["amount"]) for line in following["lines"] if line.get("usage")
     ]
-    # the late period: 3,340 calls, 200 + 2,340 × 0.15 = 551 against the 550 billed → 1; this period: 10 × 0.2 = 2
+    # the late period: 1,340 calls, 200 + 340 × 0.15 = 251 against the 250 billed → 1; this period: 10 × 0.2 = 2
     assert lines == [("Late usage: ", 5, 1), ("10 × API cal", 10, 2)]
     assert following["total"] == 2900 + 1 + 2
