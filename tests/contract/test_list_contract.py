@@ -13,7 +13,8 @@ import pytest
 
 from contract.test_store_contract import NOW, PREFIX, created, customer, cycle, price
 from kassa.adapters.dynamodb import DynamoStore
-from kassa.domain.errors import InvalidInput, NotFound
+from kassa.domain.discounts import Coupon, Duration
+from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.invoice import BillingReason, InvoiceStatus, build_subscription_invoice
 from kassa.domain.subscription import Status, start_subscription
 from kassa.services.ports import ListQuery
@@ -267,6 +268,32 @@ def test_a_subscription_stored_before_price_entries_gets_them_on_its_next_write(
 
     assert ids(store.list_subscriptions(ListQuery(price="price_c1"))) == ["sub_c0"]
     assert ids(store.list_subscriptions(ListQuery(price="price_c2"))) == ["sub_c0"]
+
+
+def test_a_subscription_stored_before_price_entries_gets_them_with_a_redemption(store):
+    if not isinstance(store, DynamoStore):
+        pytest.skip("the index attributes are DynamoDB's")
+    store.create_customer(customer(0))
+    sub = two_item_subscription(store, 0, (1, 2))
+    db, table = store._db, store._table
+    db.update_item(TableName=table, Key={"pk": {"S": "SUB#sub_c0"}, "sk": {"S": "SUBSCRIPTION"}},
+                   UpdateExpression="REMOVE ph")  # fmt: skip
+    for p in (1, 2):
+        db.delete_item(TableName=table, Key={"pk": {"S": "SUB#sub_c0"}, "sk": {"S": f"PRICE#price_c{p}"}})
+    coupon = Coupon(id="co_l", percent_off="10", duration=Duration.FOREVER, created=NOW)
+    store.put_coupon(coupon)
+
+    counted = coupon.model_copy(update={"times_redeemed": 1})
+    discounted = sub.model_copy(update={"discount": {"coupon": counted.model_dump(mode="json")}})
+    store.count_redemption(counted, None, discounted)
+
+    assert store.get_coupon("co_l").times_redeemed == 1
+    assert store.get_subscription("sub_c0").discount is not None
+    assert ids(store.list_subscriptions(ListQuery(price="price_c1"))) == ["sub_c0"]
+    assert ids(store.list_subscriptions(ListQuery(price="price_c2"))) == ["sub_c0"]
+    with pytest.raises(Conflict):  # a stale read still conflicts (the entries are not what failed)
+        store.count_redemption(counted.model_copy(update={"times_redeemed": 2}), None, sub)
+    assert store.get_coupon("co_l").times_redeemed == 1
 
 
 # ----------------------------------------------------------------------------- the dashboard's search and filters

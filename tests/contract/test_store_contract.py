@@ -218,6 +218,46 @@ def test_a_redemption_is_counted_on_the_count_read(store):
     assert store.get_coupon("co_c").times_redeemed == 2
 
 
+def test_a_redemption_with_its_subscription_is_one_write(store):
+    """``count_redemption`` with the subscription carrying the discount: both or neither."""
+    store.create_customer(customer(0))
+    sub, _ = created(store)
+    coupon = Coupon(id="co_c", percent_off="25", duration=Duration.FOREVER, max_redemptions=5, created=NOW)
+    code = PromotionCode(id="promo_c", code="SPRING", coupon=coupon)
+    store.put_coupon(coupon)
+    store.put_promotion_code(code)
+    once = coupon.model_copy(update={"times_redeemed": 1})
+    code_once = code.model_copy(update={"times_redeemed": 1, "coupon": once})
+    discounted = sub.model_copy(update={"discount": {"id": "di_c", "coupon": once.model_dump(mode="json")}})
+
+    saved = store.count_redemption(once, code_once, discounted)
+
+    assert saved is not None and saved.version == sub.version + 1
+    assert store.get_subscription(sub.id) == saved and saved.discount == discounted.discount
+    assert store.get_coupon("co_c").times_redeemed == 1
+    assert store.get_promotion_code("SPRING").times_redeemed == 1
+
+    twice = once.model_copy(update={"times_redeemed": 2})
+    with pytest.raises(Conflict):  # the subscription changed since it was read: nothing is counted
+        store.count_redemption(twice, None, discounted)
+    assert store.get_coupon("co_c").times_redeemed == 1
+    assert store.get_subscription(sub.id) == saved
+    with pytest.raises(Conflict):  # the coupon's count is stale: the subscription is not written
+        store.count_redemption(once, None, saved.model_copy(update={"discount": None}))
+    assert store.get_subscription(sub.id) == saved
+    missing = saved.model_copy(update={"id": "sub_missing"})
+    with pytest.raises(Conflict):  # only a stored subscription is written
+        store.count_redemption(twice, None, missing)
+    assert store.get_coupon("co_c").times_redeemed == 1
+    with pytest.raises(NotFound):
+        store.get_subscription("sub_missing")
+
+    again = store.count_redemption(twice, None, saved.model_copy(update={"discount": None}))
+    assert again is not None and again.version == saved.version + 1 and again.discount is None
+    assert store.get_coupon("co_c").times_redeemed == 2
+    assert store.get_promotion_code("SPRING").times_redeemed == 1
+
+
 # ----------------------------------------------------------------------------- customers
 
 

@@ -345,11 +345,15 @@ class DynamoStore:
             raise NotFound(f"no such promotion code: {promotion_code_id}", param="promotion_code")
         return self.get_promotion_code(code)
 
-    def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None:
+    def count_redemption(
+        self, coupon: Coupon, code: PromotionCode | None, sub: Subscription | None = None
+    ) -> Subscription | None:
         """Save one more redemption of the coupon (and code): conditional on the count read, so two
         checkouts racing for the last redemption cannot both get it (Conflict), and on the version
-        read, so a coupon deleted or a code deactivated meanwhile is not written back."""
-        actions = []
+        read, so a coupon deleted or a code deactivated meanwhile is not written back. With ``sub``:
+        the subscription carrying the discount is put in the same transaction under its version (and
+        stored price set, as ``save_subscription``; a subscription not stored is a Conflict)."""
+        actions: list[dict[str, Any]] = []
         for item, before, version in (
             (self._coupon_item(coupon), coupon.times_redeemed - 1, coupon.version),
             *(((self._promo_item(code), code.times_redeemed - 1, code.version),) if code else ()),
@@ -366,7 +370,28 @@ class DynamoStore:
                     }
                 }
             )
-        self._call("transact_write_items", TransactItems=actions)
+        if sub is None:
+            self._call("transact_write_items", TransactItems=actions)
+            return None
+        saved = sub.model_copy(update={"version": sub.version + 1})
+        change: _PriceChange | None = None
+        while True:  # twice at most: again with the price entries when the stored price set differs
+            try:
+                self._call(
+                    "transact_write_items",
+                    TransactItems=[
+                        *actions,
+                        {"Put": self._sub_put(saved, sub.version, change)},
+                        *self._price_actions(saved, change),
+                    ],
+                )
+                return saved
+            except Conflict:
+                if change is not None:
+                    raise
+                change = self._price_change(saved, sub.version)
+                if change is None or not change.exists:  # a real conflict (or no such subscription)
+                    raise
 
     def _merchant_change(self, item: dict[str, Any], before: Coupon | PromotionCode) -> None:
         condition = "attribute_exists(pk) AND times_redeemed = :t AND "

@@ -259,9 +259,13 @@ class MemoryStore:
             raise NotFound(f"no such promotion code: {code}", param="promotion_code")
         return _copy(self.promotion_codes[code.upper()])
 
-    def count_redemption(self, coupon: Coupon, code: PromotionCode | None) -> None:
+    def count_redemption(
+        self, coupon: Coupon, code: PromotionCode | None, sub: Subscription | None = None
+    ) -> Subscription | None:
         """Store the coupon (and code) with one more redemption: Conflict unless the stored count is
-        the one before (two checkouts racing for the last redemption cannot both get it)."""
+        the one before (two checkouts racing for the last redemption cannot both get it). With ``sub``:
+        the subscription is saved in the same write under its version — every condition is checked
+        before anything is stored, as in the adapter's transaction."""
         stored_coupon = self.coupons.get(coupon.id)
         if (
             stored_coupon is None
@@ -277,9 +281,19 @@ class MemoryStore:
                 or stored_code.version != code.version  # deactivated meanwhile
             ):
                 raise Conflict(f"promotion code {code.code} was redeemed concurrently")
+        saved = None
+        if sub is not None:
+            stored_sub = self.subscriptions.get(sub.id)
+            if stored_sub is None:  # the adapter's condition: version = :v (the subscription is stored)
+                raise Conflict(f"subscription {sub.id} is not stored")
+            self._check_version(stored_sub, sub)
+            saved = sub.model_copy(update={"version": sub.version + 1})
+            self.subscriptions[sub.id] = _copy(saved)
+        if code is not None:
             self.promotion_codes[code.code.upper()] = _copy(code)
         self.coupons[coupon.id] = _copy(coupon)
         self.writes += 1
+        return _copy(saved) if saved is not None else None
 
     @staticmethod
     def _check_merchant_change(stored: Coupon | PromotionCode | None, given: Coupon | PromotionCode) -> None:

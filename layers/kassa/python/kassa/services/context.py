@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -115,8 +115,16 @@ def update_subscription(
             saved = ctx.store.save_subscription(changed)
         except Conflict:
             continue
-        previous = {key: getattr(sub, key) for key in changes}
-        now = ctx.now()
-        ctx.emit(DomainEvent.of("customer.subscription.updated", saved, now, cause=f"{cause}:{now}", previous=previous))
+        publish_subscription_updated(ctx, sub, saved, changes, cause)
         return saved
     raise Conflict(f"subscription {subscription_id} kept changing; retry")
+
+
+def publish_subscription_updated(
+    ctx: BillingContext, before: Subscription, saved: Subscription, changed: Iterable[str], cause: str
+) -> None:
+    """``customer.subscription.updated`` for a write of the ``changed`` fields, with their values
+    ``before`` it as the previous attributes (what ``update_subscription`` publishes)."""
+    previous = {key: getattr(before, key) for key in changed}
+    now = ctx.now()
+    ctx.emit(DomainEvent.of("customer.subscription.updated", saved, now, cause=f"{cause}:{now}", previous=previous))

@@ -25,7 +25,14 @@ from kassa.domain.errors import Conflict, InvalidInput, NotFound
 from kassa.domain.events import DomainEvent
 from kassa.domain.ids import new_id
 from kassa.domain.subscription import Subscription, ensure_not_ended
-from kassa.services.context import RETRIES, BillingContext, update_subscription
+from kassa.services.context import (
+    CONTENDED_RETRIES,
+    RETRIES,
+    BillingContext,
+    publish_subscription_updated,
+    retry_pause,
+    update_subscription,
+)
 from kassa.services.ports import Page
 
 
@@ -112,6 +119,24 @@ def _param(offer: Coupon | PromotionCode) -> str:
     return "promotion_code" if isinstance(offer, PromotionCode) else "coupon"
 
 
+def _redemption(
+    ctx: BillingContext,
+    coupon_id: str | None,
+    code: str | None,
+    customer: Customer,
+    products: Collection[str],
+    currency: str,
+) -> tuple[Coupon, PromotionCode | None]:
+    """The offer as stored now, checked and with one more redemption: the coupon (and the code) to
+    count with ``count_redemption`` (InvalidInput naming the field when it cannot be redeemed)."""
+    offer = load_offer(ctx, coupon_id, code)
+    prior = _has_prior(ctx, offer, customer.id)
+    redeemed = redeem(offer, ctx.now(), customer.id, list(products), currency=currency, has_prior_transactions=prior)
+    if isinstance(redeemed, PromotionCode):
+        return redeemed.coupon, redeemed
+    return redeemed, None
+
+
 def _count(
     ctx: BillingContext,
     coupon_id: str | None,
@@ -119,25 +144,11 @@ def _count(
     customer: Customer,
     products: Collection[str],
     currency: str,
-    *,
-    retries: int = 1,
 ) -> Coupon:
     """Check and count one redemption (under a condition); returns the coupon as redeemed."""
-    for attempt in range(retries):
-        offer = load_offer(ctx, coupon_id, code)
-        prior = _has_prior(ctx, offer, customer.id)
-        redeemed = redeem(
-            offer, ctx.now(), customer.id, list(products), currency=currency, has_prior_transactions=prior
-        )
-        coupon = redeemed.coupon if isinstance(redeemed, PromotionCode) else redeemed
-        try:
-            ctx.store.count_redemption(coupon, redeemed if isinstance(redeemed, PromotionCode) else None)
-        except Conflict:
-            if attempt + 1 == retries:
-                raise
-            continue
-        return coupon
-    raise Conflict("the coupon kept changing; retry")  # pragma: no cover - retries >= 1
+    coupon, promo = _redemption(ctx, coupon_id, code, customer, products, currency)
+    ctx.store.count_redemption(coupon, promo)
+    return coupon
 
 
 def redeem_for(
@@ -166,39 +177,51 @@ def apply_subscription_discount(
 ) -> Subscription:
     """``POST /v1/subscriptions/{id}/discount``: redeem a coupon or promotion code under the checkout's
     rules and put its discount on the subscription, replacing any current one. The first invoice it
-    covers is the next one (the next period's, or the trial's end); the current one is left as it is."""
+    covers is the next one (the next period's, or the trial's end); the current one is left as it is.
+
+    The redemption and the subscription's new discount are one write (``count_redemption`` with the
+    subscription, under its version), computed from a fresh read each attempt: of two identical
+    requests at once one counts and the other, retried, finds the discount on and counts nothing; a
+    failed write counts nothing. Replacing another coupon's discount does not un-count that one."""
     if (coupon_id is None) == (code is None):
         raise InvalidInput("give a coupon or a promotion_code (one of them)", param="coupon")
-    sub = ctx.store.get_subscription(subscription_id)
-    ensure_not_ended(sub)
-    customer = ctx.store.get_customer(sub.customer)
-    products = [item.product or ctx.price(item.price).product for item in sub.items]
-    if _already_applied(sub, coupon_id, code):
-        # asked again: refused as the first time would be now (a deleted coupon, an inactive code), but
-        # never counted twice — the redemptions already include this one — and nothing is published
-        offer = load_offer(ctx, coupon_id, code)
-        reasons = _redeemability(ctx, offer, customer, products, sub.currency).reasons
-        Redeemability(tuple(r for r in reasons if r not in _COUNTED)).raise_if_not(_param(offer))
-        return sub
-    coupon = _count(ctx, coupon_id, code, customer, products, sub.currency, retries=RETRIES)
-    now = ctx.now()
-    made: list[tuple[Discount, dict[str, Any] | None]] = []
-
-    def attach(current: Subscription) -> dict[str, Any]:
-        start = running_discount_start(now, current.current_period_start)
-        discount = start_discount(coupon, start, customer=customer.id, subscription=current.id, promotion_code=code)
-        made[:] = [(discount, current.discount)]
-        return {"discount": discount.model_dump(mode="json")}
-
-    saved = update_subscription(ctx, subscription_id, attach, cause=f"discount:{coupon.id}:{now.isoformat()}")
-    discount, replaced = made[-1]
-    if replaced is None:
-        ctx.emit(DomainEvent.of("customer.discount.created", discount, now, cause="create"))
-    else:  # Stripe: switching from one coupon to another
-        ctx.emit(
-            DomainEvent.of("customer.discount.updated", discount, now, cause="replace", previous={"coupon": replaced})
-        )
-    return saved
+    customer: Customer | None = None
+    for attempt in range(CONTENDED_RETRIES):
+        if attempt:
+            retry_pause(attempt)
+        sub = ctx.store.get_subscription(subscription_id)
+        ensure_not_ended(sub)
+        if customer is None:  # a subscription's customer never changes
+            customer = ctx.store.get_customer(sub.customer)
+        products = [item.product or ctx.price(item.price).product for item in sub.items]
+        if _already_applied(sub, coupon_id, code):
+            # asked again: refused as the first time would be now (a deleted coupon, an inactive code), but
+            # never counted twice — the redemptions already include this one — and nothing is published
+            offer = load_offer(ctx, coupon_id, code)
+            reasons = _redeemability(ctx, offer, customer, products, sub.currency).reasons
+            Redeemability(tuple(r for r in reasons if r not in _COUNTED)).raise_if_not(_param(offer))
+            return sub
+        coupon, promo = _redemption(ctx, coupon_id, code, customer, products, sub.currency)
+        now = ctx.now()
+        start = running_discount_start(now, sub.current_period_start)
+        discount = start_discount(coupon, start, customer=customer.id, subscription=sub.id, promotion_code=code)
+        changed = sub.model_copy(update={"discount": discount.model_dump(mode="json")})
+        try:
+            saved = ctx.store.count_redemption(coupon, promo, changed)
+        except Conflict:  # the subscription, the coupon or the code changed since read: read them again
+            continue
+        assert saved is not None  # given the subscription, the store returns it as saved
+        publish_subscription_updated(ctx, sub, saved, ["discount"], cause=f"discount:{coupon.id}:{now.isoformat()}")
+        if sub.discount is None:
+            ctx.emit(DomainEvent.of("customer.discount.created", discount, now, cause="create"))
+        else:  # Stripe: switching from one coupon to another
+            ctx.emit(
+                DomainEvent.of(
+                    "customer.discount.updated", discount, now, cause="replace", previous={"coupon": sub.discount}
+                )
+            )
+        return saved
+    raise Conflict(f"subscription {subscription_id} kept changing; retry")
 
 
 _COUNTED = frozenset({Unredeemable.COUPON_MAX_REDEMPTIONS, Unredeemable.CODE_MAX_REDEMPTIONS})
