@@ -245,13 +245,17 @@ def _pick(items: tuple[Any, ...], u: float) -> Any:
 
 
 # ---------------------------------------------------------------------------------------- transport
+RecordHandler = Callable[[dict[str, Any], int], object]  # (body, receives before this one) -> outcome
+
+
 @dataclass
 class SimQueue:
-    """An SQS queue and its Lambda event source mapping, in memory: batches of ``batch_size``; a record
-    that raises is delivered again until ``max_receive_count`` receives, then kept in ``dead``."""
+    """An SQS queue and its Lambda event source mapping, in memory: batches of ``batch_size`` (the
+    function's trigger in ``infra/wiring.py``), each one invocation of the function; a record that
+    raises is delivered again until ``max_receive_count`` receives, then kept in ``dead``."""
 
     name: str
-    handler: Callable[[dict[str, Any], int], object]  # (body, receives before this one)
+    handler: Callable[[], RecordHandler]  # one invocation: the record handler of one batch
     faults: FaultPlan
     max_receive_count: int = 5
     batch_size: int = 10
@@ -274,12 +278,15 @@ class SimQueue:
     def deliver(self) -> int:
         """Deliver one batch; returns its size."""
         batch = [self.messages.popleft() for _ in range(min(self.batch_size, len(self.messages)))]
-        if batch and self.faults.roll("sqs.reorder"):
+        if not batch:
+            return 0
+        if self.faults.roll("sqs.reorder"):
             self.faults.rng.shuffle(batch)
+        handler = self.handler()
         for body, receives in batch:
             self.delivered += 1
             try:
-                self.handler(body, receives)
+                handler(body, receives)
             except Exception as error:  # the record is reported failed (batchItemFailures)
                 self.failures[type(error).__name__] += 1
                 if receives + 1 >= self.max_receive_count:
@@ -421,7 +428,7 @@ class Simulation:
         # the queues whose consumer the simulator runs (outbound merchant webhooks have no endpoint here)
         handlers = {q.name: (q, self._handler(q.name)) for q in wiring.QUEUES}
         self.queues = {
-            name: SimQueue(name, handler, self.faults, q.max_receive_count)
+            name: SimQueue(name, handler, self.faults, q.max_receive_count, batch_size=_batch_size(name))
             for name, (q, handler) in handlers.items()
             if handler is not None
         }
@@ -459,7 +466,9 @@ class Simulation:
             public_url=PUBLIC_URL,
         )  # fmt: skip
 
-    def _handler(self, queue: str) -> Callable[[dict[str, Any], int], object] | None:
+    def _handler(self, queue: str) -> Callable[[], RecordHandler] | None:
+        """The queue's function: for each invocation (a batch), its record handler."""
+        from kassa.services import analytics as service
         from kassa.services import renewals, webhooks
 
         def renewal(body: dict[str, Any], receives: int) -> object:
@@ -477,17 +486,23 @@ class Simulation:
             self.outcomes[f"notification:{str(outcome).split(':')[0]}"] += 1
             return outcome
 
-        def analytics(body: dict[str, Any], receives: int) -> object:  # functions/analytics/handler.py
-            from kassa.services import analytics as service
+        def analytics() -> RecordHandler:  # functions/analytics/handler.py: one Batch per invocation
+            batch = service.Batch(self.store, self.analytics)
 
-            outcome = service.handle_event(self.store, self.analytics, body)
-            self.outcomes[f"analytics:{outcome.split(':')[0]}"] += 1
-            return outcome
+            def record(body: dict[str, Any], receives: int) -> object:
+                outcome = batch.handle(body)
+                self.outcomes[f"analytics:{outcome.split(':')[0]}"] += 1
+                return outcome
+
+            return record
+
+        def same(handler: RecordHandler) -> Callable[[], RecordHandler]:
+            return lambda: handler
 
         return {
-            wiring.RENEWAL_QUEUE.name: renewal,
-            wiring.WEBHOOK_QUEUE.name: webhook,
-            wiring.NOTIFICATION_QUEUE.name: notification,
+            wiring.RENEWAL_QUEUE.name: same(renewal),
+            wiring.WEBHOOK_QUEUE.name: same(webhook),
+            wiring.NOTIFICATION_QUEUE.name: same(notification),
             wiring.ANALYTICS_QUEUE.name: analytics,
         }.get(queue)
 
@@ -726,7 +741,7 @@ class Simulation:
                 "emails": dict(sorted(self.mailer.sent.items())),
             },
             "mrr_by_month": months,
-            # the analytics function's incremental aggregates, event by event, against a rebuild from the store
+            # the analytics function's incremental aggregates, batch by batch, against a rebuild from the store
             "analytics_consistent": consistent,
             "subscription_statuses": dict(sorted(statuses.items())),
             "checkouts": dict(self.checkouts),
@@ -743,6 +758,14 @@ class Simulation:
             "cpu_s": round(cpu, 2),  # the process's CPU time: what the figure is on an idle machine
             "renewals_per_s": round(len(renewals) / wall, 1) if wall > 0 else None,
         }
+
+
+def _batch_size(queue: str) -> int:
+    """The batch size of the function the queue triggers (``wiring.FUNCTIONS``' queue triggers)."""
+    for fn in wiring.FUNCTIONS:
+        if fn.queue_trigger is not None and fn.queue_trigger.queue == queue:
+            return fn.queue_trigger.batch_size
+    raise KeyError(f"no function is triggered by the {queue} queue")
 
 
 def wiring_due_shards() -> int:

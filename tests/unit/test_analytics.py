@@ -6,6 +6,7 @@ Every figure asserted here is worked out by hand in the comment next to it (docs
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime
 from fractions import Fraction
 from typing import Any
@@ -16,7 +17,7 @@ from fakes import World, make_world
 from kassa.adapters.analytics import MemoryAnalytics
 from kassa.domain import analytics as a
 from kassa.domain.cancellation import CancellationDetails
-from kassa.domain.errors import InvalidInput
+from kassa.domain.errors import InvalidInput, Unavailable
 from kassa.domain.money import round_fraction
 from kassa.domain.periods import Interval
 from kassa.domain.settings import AnalyticsSettings, MerchantSettings, RateTable
@@ -456,3 +457,126 @@ def test_csv_has_a_header_and_a_row_per_month(eur_history: History) -> None:
     header, rows = svc.csv_rows("cohorts", cohorts)
     assert header[:3] == ["cohort", "month", "customers"]
     assert rows[0] == ["2027-01", "2027-01", 2, 2000, "1.0000", "1.0000", "EUR"]
+
+
+# ------------------------------------------------------------------ the queue's batches (analytics.Batch)
+class CountingStore:
+    """The store, counting each customer's refreshes (a refresh lists the customer's subscriptions
+    once); ``fail_for``: that customer's reads raise as a throttled DynamoDB does."""
+
+    def __init__(self, store: Any, fail_for: str | None = None) -> None:
+        self.store = store
+        self.fail_for = fail_for
+        self.refreshes: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def list_customer_subscriptions(self, customer_id: str) -> Any:
+        self.refreshes[customer_id] += 1
+        if customer_id == self.fail_for:
+            raise Unavailable("throttled")
+        return self.store.list_customer_subscriptions(customer_id)
+
+
+def _envelopes(h: History, start: int) -> list[dict[str, Any]]:
+    return [{"detail-type": e.type, "detail": e.model_dump(mode="json")} for e in h.world.publisher.events[start:]]
+
+
+def _contributions(analytics: MemoryAnalytics) -> dict[str, Any]:
+    return {customer: state.contribution for customer, state in analytics.customers.items()}
+
+
+def test_a_batch_refreshes_each_customer_once_and_gives_the_per_event_aggregates() -> None:
+    """Two customers' histories pumped step by step, event by event into one analytics and in the
+    queue's batches of 10 (duplicated and shuffled, as SQS may) into another: the same aggregates and
+    contributions after every step, each customer read once per batch, and both equal to a rebuild."""
+    h = History(utc(2027, 1, 5))
+    _, price = h.world.catalog(1500, "eur")
+    _, yearly = h.world.catalog(12000, "eur", interval=Interval.YEAR)
+    first = h.world.active_subscription(price, email="first@example.com").subscription.id
+    h.world.active_subscription(yearly, email="second@example.com")
+    per_event, batched = MemoryAnalytics(), MemoryAnalytics()
+    rng = random.Random(3)
+    seen, batches = 0, 0
+
+    def pump() -> None:
+        nonlocal seen, batches
+        envelopes = _envelopes(h, seen)
+        seen = len(h.world.publisher.events)
+        for envelope in envelopes:
+            svc.handle_event(h.world.store, per_event, envelope)
+        delivered = envelopes + rng.sample(envelopes, len(envelopes) // 3)  # redeliveries
+        rng.shuffle(delivered)
+        for i in range(0, len(delivered), 10):
+            batch = delivered[i : i + 10]
+            store = CountingStore(h.world.store)
+            answers = svc.handle_batch(store, batched, batch)
+            customers = [svc.customer_of_event(e) for e in batch]
+            named = {c for c in customers if c is not None}
+            assert store.refreshes == Counter(dict.fromkeys(named, 1))  # once per customer of the batch
+            assert not any(isinstance(answer, Exception) for answer in answers)
+            firsts = {customers.index(c) for c in named}
+            for j, (customer, answer) in enumerate(zip(customers, answers, strict=True)):
+                if customer is None:
+                    assert answer == "ignored"
+                elif j in firsts:
+                    assert answer == "unchanged" or str(answer).startswith("changed:")
+                else:
+                    assert answer == "coalesced"
+            batches += 1
+        assert batched.counters == per_event.counters
+        assert _contributions(batched) == _contributions(per_event)
+
+    pump()
+    h.run_until(utc(2027, 2, 20))
+    pump()
+    change_plan(h.world.billing, first, quantity=3)
+    pump()
+    h.run_until(utc(2027, 3, 25))
+    cancel(h.world.billing, first, at_period_end=False, details=CancellationDetails())
+    h.run_until(utc(2027, 4, 10))
+    pump()
+    assert batches >= 4 and len(batched.customers) == 2
+    rebuilt = MemoryAnalytics()
+    svc.rebuild(h.world.store, rebuilt)
+    assert batched.counters == rebuilt.counters and batched.counters
+
+
+def test_a_failed_refresh_fails_only_its_customers_records_and_their_redelivery_catches_up() -> None:
+    h = History(utc(2027, 1, 5))
+    _, price = h.world.catalog(1500, "eur")
+    failing = h.world.active_subscription(price, email="failing@example.com").subscription.customer
+    fine = h.world.active_subscription(price, email="fine@example.com").subscription.customer
+    envelopes = _envelopes(h, 0)
+    analytics = MemoryAnalytics()
+    store = CountingStore(h.world.store, fail_for=failing)
+
+    answers = svc.handle_batch(store, analytics, envelopes)
+
+    customers = [svc.customer_of_event(e) for e in envelopes]
+    assert {failing, fine} <= set(customers) and customers.count(failing) > 1
+    failed = [answer for customer, answer in zip(customers, answers, strict=True) if customer == failing]
+    others = [answer for customer, answer in zip(customers, answers, strict=True) if customer != failing]
+    assert all(isinstance(answer, Unavailable) for answer in failed)  # every one of its records fails
+    assert not any(isinstance(answer, Exception) for answer in others)  # and none of the others
+    assert store.refreshes == {failing: 1, fine: 1}  # the failing customer is not tried again in the batch
+    assert analytics.customer_state(failing) is None and analytics.customer_state(fine) is not None
+    # SQS delivers the failed records again: the aggregates catch up with the store
+    redelivered = [e for e, customer in zip(envelopes, customers, strict=True) if customer == failing]
+    assert svc.handle_batch(h.world.store, analytics, redelivered)[0].startswith("changed:")  # type: ignore[union-attr]
+    rebuilt = MemoryAnalytics()
+    svc.rebuild(h.world.store, rebuilt)
+    assert analytics.counters == rebuilt.counters
+
+
+def test_the_batch_raises_the_customers_error_for_each_of_its_records() -> None:
+    h = History(utc(2027, 1, 5))
+    _, price = h.world.catalog(1500, "eur")
+    customer = h.world.active_subscription(price, email="z@example.com").subscription.customer
+    batch = svc.Batch(CountingStore(h.world.store, fail_for=customer), MemoryAnalytics())
+    envelope = {"detail": {"data": {"customer": customer}}}
+    for _ in range(2):
+        with pytest.raises(Unavailable):
+            batch.handle(envelope)
+    assert batch.handle({"detail": {"data": {}}}) == "ignored"

@@ -4,10 +4,13 @@ without faults; the invariants it checks, and that they can fail."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
+from infra import wiring
 from kassa.adapters.memory import MemoryStore
 from kassa.domain.errors import Conflict, PaymentProviderError, Unavailable
 from kassa.domain.money import Money
@@ -16,7 +19,15 @@ from kassa_local.cli import main
 from kassa_local.faults import FaultPlan, FaultyGateway, FaultyStore, SimulatedCrash
 from kassa_local.memory_gateway import Charge, DeclineModel, MemoryGateway
 from kassa_local.sim_invariants import check
-from kassa_local.simulator import DEFAULT_SCENARIO, Scenario, SimOptions, Simulation, mrr_by_month, summary
+from kassa_local.simulator import (
+    DEFAULT_SCENARIO,
+    Scenario,
+    SimOptions,
+    SimQueue,
+    Simulation,
+    mrr_by_month,
+    summary,
+)
 
 REQUIRED = ("renewals", "invoices", "charges_succeeded", "double_charges", "lost_invoices", "duplicate_invoices",
             "ledger_balanced", "wall_s")  # fmt: skip
@@ -112,6 +123,41 @@ def test_the_invariants_catch_a_balance_that_is_not_its_ledger(quiet: Simulation
         assert found["balance_mismatches"] == 1 and not found["ledger_balanced"] and not found["ok"]
     finally:
         store.customers[customer.id] = customer
+
+
+def test_the_queues_deliver_their_functions_batches_and_analytics_refreshes_a_customer_once_a_batch(
+    quiet: Simulation,
+) -> None:
+    triggers = {fn.queue_trigger.queue: fn.queue_trigger.batch_size for fn in wiring.FUNCTIONS if fn.queue_trigger}
+    assert {name: q.batch_size for name, q in quiet.queues.items()} == {name: triggers[name] for name in quiet.queues}
+    outcomes = quiet.report_json["outcomes"]  # type: ignore[attr-defined]
+    refreshes = outcomes.get("analytics:changed", 0) + outcomes.get("analytics:unchanged", 0)
+    # a renewal publishes several events of its customer: the batch answers them with one refresh
+    assert outcomes["analytics:coalesced"] > refreshes > 0
+    assert quiet.report_json["analytics_consistent"]  # type: ignore[attr-defined]
+
+
+def test_a_batch_is_one_invocation_and_a_failing_record_alone_is_delivered_again() -> None:
+    invocations: list[list[str]] = []
+
+    def invocation() -> Callable[[dict[str, Any], int], object]:
+        seen: list[str] = []
+        invocations.append(seen)
+
+        def record(body: dict[str, Any], receives: int) -> object:
+            seen.append(body["id"])
+            if body["id"] == "bad" and receives < 2:
+                raise Unavailable("throttled")
+            return "ok"
+
+        return record
+
+    queue = SimQueue("q", invocation, FaultPlan(seed=1, enabled=False), max_receive_count=5, batch_size=3)
+    queue.send([{"id": i} for i in ("a", "bad", "b", "c")])
+    while queue.messages:
+        queue.deliver()
+    assert invocations == [["a", "bad", "b"], ["c", "bad"], ["bad"]]
+    assert queue.failures == {"Unavailable": 2} and not queue.dead
 
 
 # ---------------------------------------------------------------------------------- the parts

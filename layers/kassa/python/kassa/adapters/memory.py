@@ -19,9 +19,12 @@ Not thread-safe: one store per test or per simulated process.
 
 from __future__ import annotations
 
+from bisect import bisect_left, insort
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, date, datetime
+from heapq import merge
+from itertools import islice
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -79,27 +82,34 @@ V = TypeVar("V")
 
 
 class _Indexed(dict[K, V]):
-    """A dict that keeps ``index[key] = at(value)`` (entries whose ``at`` is None are left out) and,
-    with ``owner``, ``owned[owner(value)]`` (the keys of each customer's objects) up to date as values
-    are stored: the due and dunning indexes are read on every sweep and every probe of the virtual
-    clock, a customer's invoices by dunning, and recomputing them from every object was O(objects)
-    each time (the simulator, docs/simulator.md)."""
+    """A dict that keeps ``index[key] = at(value)`` (entries whose ``at`` is None are left out), the
+    same entries as ``(at, key)`` in order (``ordered``), and, with ``owner``, ``owned[owner(value)]``
+    (the keys of each customer's objects) up to date as values are stored: the due and dunning indexes
+    are read on every sweep and every probe of the virtual clock, a customer's invoices by dunning,
+    and recomputing them from every object was O(objects) each time (the simulator,
+    docs/simulator.md); in order, a sweep reads only the entries that are due and a probe the first."""
 
     def __init__(self, at: Any, owner: Any = None) -> None:
         super().__init__()
         self._at = at
         self._owner = owner
         self.index: dict[K, datetime] = {}
+        self.ordered: list[tuple[datetime, K]] = []  # sorted
         self.owned: dict[str, dict[K, None]] = {}  # insertion-ordered sets
+
+    def _unindex(self, key: K) -> None:
+        at = self.index.pop(key, None)
+        if at is not None:
+            del self.ordered[bisect_left(self.ordered, (at, key))]
 
     def __setitem__(self, key: K, value: V) -> None:
         previous = self.get(key)
         super().__setitem__(key, value)
         when = self._at(value)
-        if when is None:
-            self.index.pop(key, None)
-        else:
-            self.index[key] = _second(when)
+        self._unindex(key)
+        if when is not None:
+            self.index[key] = at = _second(when)
+            insort(self.ordered, (at, key))
         if self._owner is not None:
             if previous is not None:
                 self.owned.get(self._owner(previous), {}).pop(key, None)
@@ -108,7 +118,7 @@ class _Indexed(dict[K, V]):
     def __delitem__(self, key: K) -> None:
         previous = self[key]
         super().__delitem__(key)
-        self.index.pop(key, None)
+        self._unindex(key)
         if self._owner is not None:
             self.owned.get(self._owner(previous), {}).pop(key, None)
 
@@ -124,6 +134,17 @@ class _Indexed(dict[K, V]):
     def of(self, owner: str) -> list[V]:
         """The values ``owner`` owns."""
         return [self[key] for key in self.owned.get(owner, ())]
+
+    def until(self, cutoff: datetime) -> Iterator[tuple[datetime, K]]:
+        """The index's entries ``(at, key)`` with ``at <= cutoff``, in order."""
+        for entry in self.ordered:
+            if entry[0] > cutoff:
+                return
+            yield entry
+
+    def first(self) -> datetime | None:
+        """The earliest ``at`` of the index."""
+        return self.ordered[0][0] if self.ordered else None
 
 
 def _customer_of(obj: Invoice | Subscription) -> str:
@@ -534,13 +555,10 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ due work
     def due_subscriptions(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
-        cutoff = _second(now)
-        due = sorted(
-            (at, sub_id)
-            for sub_id, at in self.subscriptions.index.items()
-            if at <= cutoff and shard_of(sub_id, self.due_shards) == shard
+        due = (
+            entry for entry in self.subscriptions.until(_second(now)) if shard_of(entry[1], self.due_shards) == shard
         )
-        return [(sub_id, at) for at, sub_id in due[:limit]]
+        return [(sub_id, at) for at, sub_id in islice(due, limit)]
 
     def all_due(self, now: datetime) -> list[str]:
         """What every shard's sweep would return (a test helper)."""
@@ -548,7 +566,7 @@ class MemoryStore:
 
     def next_due_after(self, now: datetime) -> datetime | None:
         # the adapter answers the earliest entry of the due index (overdue ones included)
-        return min(self.subscriptions.index.values(), default=None)
+        return self.subscriptions.first()
 
     # ------------------------------------------------------------------ credit notes
     def get_credit_note(self, credit_note_id: str) -> CreditNote:
@@ -583,23 +601,15 @@ class MemoryStore:
         return _copy(saved)
 
     # ------------------------------------------------------------------ dunning index
-    def _dunning_entries(self) -> Iterator[tuple[str, datetime]]:
-        yield from self.invoices.index.items()
-        yield from self.customers.index.items()
-        yield from ((key, _second(at)) for key, at in self.timers.items())
-
     def due_dunning(self, shard: int, now: datetime, limit: int) -> list[tuple[str, datetime]]:
         cutoff = _second(now)
-        due = sorted(
-            (at, entity)
-            for entity, at in self._dunning_entries()
-            if at <= cutoff and shard_of(entity, self.due_shards) == shard
-        )
-        return [(entity, at) for at, entity in due[:limit]]
+        timers = sorted((_second(at), key) for key, at in self.timers.items() if _second(at) <= cutoff)
+        entries = merge(self.invoices.until(cutoff), self.customers.until(cutoff), timers)
+        due = (entry for entry in entries if shard_of(entry[1], self.due_shards) == shard)
+        return [(entity, at) for at, entity in islice(due, limit)]
 
     def next_dunning_after(self, now: datetime) -> datetime | None:
-        firsts = [min(index, default=None) for index in (self.invoices.index.values(), self.customers.index.values())]
-        firsts.append(min(self.timers.values(), default=None))
+        firsts = [self.invoices.first(), self.customers.first(), min(self.timers.values(), default=None)]
         return min((_second(at) for at in firsts if at is not None), default=None)
 
     def put_timer(self, key: str, at: datetime) -> None:

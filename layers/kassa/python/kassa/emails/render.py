@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -194,9 +195,11 @@ def translations(language: str) -> Mapping[str, str]:
 placeholders = i18n.placeholders
 
 
+@lru_cache(maxsize=256)
 def resolve_locale(locale: str | None) -> tuple[str, str]:
     """(language of the words, locale for babel): ``nl-BE`` → (nl, nl_BE); a language without
-    translations, or nonsense, → English for both (money and dates then match the words)."""
+    translations, or nonsense, → English for both (money and dates then match the words). Pure, and
+    every email asks it of its customer's locale: answered once per locale (babel parses each time)."""
     raw = (locale or "").strip().replace("-", "_")
     try:
         parsed = Locale.parse(raw) if raw else None
@@ -210,11 +213,17 @@ def resolve_locale(locale: str | None) -> tuple[str, str]:
     return parsed.language, str(parsed)
 
 
+@lru_cache(maxsize=64)
+def _words(language: str) -> Mapping[str, str]:
+    """``language``'s strings over English's (what :func:`translate` looks up), merged once per
+    language; a language without translations raises, and is not kept."""
+    english = translations(DEFAULT_LANGUAGE)
+    return MappingProxyType({**english, **translations(language)})
+
+
 def translate(language: str, key: str, **values: Any) -> str:
     """The string ``key`` in ``language`` (English when that language lacks it), formatted."""
-    text = translations(language).get(key)
-    if text is None:
-        text = translations(DEFAULT_LANGUAGE).get(key)
+    text = _words(language).get(key)
     if text is None:
         raise EmailTemplateError(f"no translation for {key!r}")
     try:

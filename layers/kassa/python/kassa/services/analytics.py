@@ -1,10 +1,12 @@
 """Subscription analytics: kept up to date from the domain events, rebuilt on demand, reported.
 
-- :func:`handle_event` (the ``analytics`` function, fed by the ``analytics`` EventBridge rule): an event
-  only names a customer; the customer's subscriptions and invoices are read again and its contribution
-  (``kassa.domain.analytics.customer_contributions``) recomputed; the difference with the contribution
-  last applied is added to the monthly aggregates, in the same transaction that stores the new one
-  (under its version). A duplicated, replayed or out-of-order event finds nothing to change.
+- :func:`handle_event`: an event only names a customer; the customer's subscriptions and invoices are
+  read again and its contribution (``kassa.domain.analytics.customer_contributions``) recomputed; the
+  difference with the contribution last applied is added to the monthly aggregates, in the same
+  transaction that stores the new one (under its version). A duplicated, replayed or out-of-order
+  event finds nothing to change.
+- :class:`Batch` / :func:`handle_batch` (the ``analytics`` function, fed by the ``analytics`` EventBridge
+  rule through its queue): the same, once per customer of a batch of records.
 - :func:`rebuild`: every customer's contribution recomputed from the subscriptions and invoices and the
   aggregates written anew — the same function, so the same numbers.
 - :func:`mrr_report`, :func:`churn_report`, :func:`ltv_report`, :func:`cohort_report`: one currency, or all
@@ -14,7 +16,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -74,6 +76,58 @@ def handle_event(store: BillingStore, analytics: AnalyticsStore, envelope: Mappi
         return "ignored"
     changed = refresh_customer(store, analytics, customer)
     return f"changed:{changed}" if changed else "unchanged"
+
+
+class Batch:
+    """One delivery of the analytics queue (one invocation of the function): each customer its records
+    name is refreshed once, at the first of them, and the customer's other records in the batch are
+    answered by that refresh.
+
+    The refresh reads the customer's subscriptions and invoices as they are when it runs, after every
+    event of the batch was published, so one refresh gives the aggregates that one per event gives
+    (the last of those reads the same store), and stays idempotent and order-tolerant. A refresh that
+    raises fails every record of its customer in the batch (each raises the same error: the queue
+    delivers them again), and only those; the customer is not refreshed again within the batch."""
+
+    def __init__(self, store: BillingStore, analytics: AnalyticsStore) -> None:
+        self.store = store
+        self.analytics = analytics
+        self._done: dict[str, Exception | None] = {}  # customer -> the refresh's error, None: refreshed
+
+    def handle(self, envelope: Mapping[str, Any]) -> str:
+        """``changed:N`` / ``unchanged`` for a customer's first record, ``coalesced`` for the others
+        (answered by that refresh), ``ignored`` for a record that names no customer; raises what the
+        customer's refresh raised."""
+        customer = customer_of_event(envelope)
+        if customer is None:
+            return "ignored"
+        if customer in self._done:
+            error = self._done[customer]
+            if error is not None:
+                raise error
+            return "coalesced"
+        try:
+            changed = refresh_customer(self.store, self.analytics, customer)
+        except Exception as error:
+            self._done[customer] = error
+            raise
+        self._done[customer] = None
+        return f"changed:{changed}" if changed else "unchanged"
+
+
+def handle_batch(
+    store: BillingStore, analytics: AnalyticsStore, envelopes: Sequence[Mapping[str, Any]]
+) -> list[str | Exception]:
+    """A batch of envelopes through one :class:`Batch`: one answer per envelope, in order — its outcome,
+    or the exception its customer's refresh raised (the record to report failed)."""
+    batch = Batch(store, analytics)
+    answers: list[str | Exception] = []
+    for envelope in envelopes:
+        try:
+            answers.append(batch.handle(envelope))
+        except Exception as error:
+            answers.append(error)
+    return answers
 
 
 @dataclass(frozen=True)
