@@ -190,6 +190,7 @@ def test_a_bank_debit_with_the_bank_says_so_and_offers_no_button(locale: str) ->
     debiting = _invoice(locale=locale, attempt_outcome="processing")
     html = _page(debiting)
     assert page_strings(locale)["processing_notice"] in unescape(_text(html))
+    assert f'<span class="badge processing" id="status">{page_strings(locale)["status.processing"]}</span>' in html
     assert 'id="form"' not in html and "<script" not in html
     assert not payable(debiting) and payable(_invoice(locale=locale))
 

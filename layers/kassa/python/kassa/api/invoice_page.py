@@ -277,8 +277,9 @@ def invoice_view(
         "merchant": settings.seller_name,
         "colour": colour,
         "logo_url": logo,
-        "status": status.value,
-        "status_label": fmt.t(f"status.{status.value}"),
+        # a bank debit with the bank: "Processing" (paid when it settles), not "Due"
+        "status": "processing" if debit_processing(invoice) else status.value,
+        "status_label": fmt.t("status.processing" if debit_processing(invoice) else f"status.{status.value}"),
         "headline": headline,
         "subline": subline,
         "thanks": fmt.t("thanks") if thanks and status is InvoiceStatus.PAID else None,

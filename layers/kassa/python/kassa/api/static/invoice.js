@@ -25,6 +25,7 @@
   function processing() {
     say(words.processing_message, "ok");
     $("form").hidden = true;
+    $("pay-intro").hidden = true;
   }
 
   async function main() {
@@ -70,6 +71,8 @@
     show(session.mode);
     $("form").hidden = false;
     say("");
+    // a wrong IBAN or the mandate not accepted: said until the customer changes the form
+    $("iban-box").addEventListener("change", () => { if ($("message").className === "error") say(""); });
     $("form").addEventListener("submit", async (event) => {
       event.preventDefault();
       const bank = session.mode === "pay" && kassaPortal.bankChosen();
