@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import json
 import re
-from html import unescape
 from datetime import UTC, datetime
+from html import unescape
 from importlib.resources import files
 
 import pytest

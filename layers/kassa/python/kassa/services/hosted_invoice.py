@@ -2,8 +2,9 @@
 
 The page works as the card page does (``collection.update_card``): Stripe.js confirms a SetupIntent
 (a card, or a SEPA bank account under the mandate the customer accepted on the page, where the merchant
-offers it: ``customers.offered_payment_method_types``), the payment method becomes the customer's default (Stripe saves a card paid with on the hosted invoice page for
-the subscription's next payments too), and the invoice is charged **on-session** — the customer is
+offers it: ``customers.offered_payment_method_types``), the payment method becomes the customer's
+default (Stripe saves a card paid with on the hosted invoice page for the subscription's next
+payments too), and the invoice is charged **on-session** — the customer is
 on the page, so a bank that asks for 3-D Secure is answered there (``collection.confirm_payment``).
 Unlike the card page it charges this invoice only, and it also pays an ``uncollectible`` one (written
 off by the merchant, but the customer may still pay it, as on Stripe's page). A bank debit leaves the
