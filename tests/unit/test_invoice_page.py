@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import re
 from datetime import UTC, datetime
+from html import unescape
 from importlib.resources import files
 
 import pytest
@@ -17,6 +18,7 @@ from kassa.api.invoice_page import (
     page_languages,
     page_locale,
     page_strings,
+    payable,
     placeholders,
     render_invoice,
     render_refused,
@@ -180,6 +182,27 @@ def test_a_void_invoice_shows_void_and_an_uncollectible_one_can_be_paid() -> Non
 def test_nothing_due_offers_no_button() -> None:
     html = _page(_invoice(amount_due=0))
     assert 'id="form"' not in html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_a_bank_debit_with_the_bank_says_so_and_offers_no_button(locale: str) -> None:
+    """A SEPA debit of the invoice is processing (paid when the bank settles): nothing to pay now."""
+    debiting = _invoice(locale=locale, attempt_outcome="processing")
+    html = _page(debiting)
+    assert page_strings(locale)["processing_notice"] in unescape(_text(html))
+    assert f'<span class="badge processing" id="status">{page_strings(locale)["status.processing"]}</span>' in html
+    assert 'id="form"' not in html and "<script" not in html
+    assert not payable(debiting) and payable(_invoice(locale=locale))
+
+
+def test_the_pay_form_has_the_bank_account_fields_hidden_until_the_session_offers_them() -> None:
+    html = _page(_invoice(locale="de"))
+    words = page_strings("de")
+    for element in ('id="methods" role="radiogroup" hidden', 'id="iban-box" hidden', 'id="iban"', 'id="mandate-ok"'):
+        assert element in html, element
+    assert words["method_sepa_debit"] in html and words["account_holder"] in html
+    assert unescape(words["pay_intro_bank"]) in unescape(html)  # the script's words when a bank account is offered
+    assert {"processing_message", "iban_invalid", "mandate_required"} <= set(SCRIPT_KEYS)
 
 
 def test_customer_and_line_text_is_escaped() -> None:

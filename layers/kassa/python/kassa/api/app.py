@@ -1275,9 +1275,11 @@ def _hosted_invoice_link(billing: Any, token: str) -> Any:
 
 @app.post("/portal/invoices/session", include_in_schema=False)
 def hosted_invoice_session(body: PortalTokenIn) -> dict[str, Any]:
-    """What the Pay button needs: ``mode: pay`` with a SetupIntent for a new card, ``mode: authenticate``
-    with the invoice's own PaymentIntent waiting for 3-D Secure, or the status when it cannot be paid
-    (``paid``, ``void``)."""
+    """What the Pay button needs: ``mode: pay`` with a SetupIntent for a new card (where the merchant
+    offers SEPA Direct Debit, also a bank account: ``payment_method_types``, the ``mandate`` terms in the
+    page's language and the ``customer``'s name and email, as the card page's session), ``mode:
+    authenticate`` with the invoice's own PaymentIntent waiting for 3-D Secure, or the status when it
+    cannot be paid (``paid``, ``void``; ``open`` while a bank debit of it is processing)."""
     from kassa.api.invoice_page import payable
 
     billing = container.billing()
@@ -1300,16 +1302,29 @@ def hosted_invoice_session(body: PortalTokenIn) -> dict[str, Any]:
             "payment_method": intent.payment_method,
         }
     setup = customers.card_setup_intent(billing, link.customer, "invoice")
-    return {**answer, "mode": "pay", "setup_intent_id": setup.id, "client_secret": setup.client_secret}
+    answer = {**answer, "mode": "pay", "setup_intent_id": setup.id, "client_secret": setup.client_secret}
+    offered = customers.offered_payment_method_types(billing, link.customer)
+    if "sepa_debit" in offered:
+        # a bank account too, as on the card page: the SEPA mandate in the page's language, who holds it
+        customer = billing.store.get_customer(link.customer)
+        answer.update(
+            payment_method_types=list(offered),
+            mandate=_mandate_terms(offered, invoice.locale or customer.preferred_locale),
+            customer={"name": customer.name, "email": customer.email},
+        )
+    return answer
 
 
 @app.post("/portal/invoices/pay", include_in_schema=False)
 def hosted_invoice_pay(body: PortalConfirmIn) -> dict[str, Any]:
-    """After Stripe.js confirmed the SetupIntent: the card becomes the default and this invoice is
-    charged on-session (a bank that asks for 3-D Secure answers ``requires_action``, confirmed on the page)."""
+    """After Stripe.js confirmed the SetupIntent: the card (or bank account, its mandate accepted by this
+    browser) becomes the default and this invoice is charged on-session (a bank that asks for 3-D Secure
+    answers ``requires_action``, confirmed on the page; a bank debit answers ``processing``)."""
     billing = container.billing()
     link, invoice = _hosted_invoice_link(billing, body.token)
-    result = hosted_invoice.pay_with_new_card(billing, link.customer, invoice.id, body.setup_intent_id)
+    result = hosted_invoice.pay_with_new_card(
+        billing, link.customer, invoice.id, body.setup_intent_id, acceptance=_browser_acceptance()
+    )
     return {"invoices": _invoice_answers(billing, [result])}
 
 

@@ -5,7 +5,9 @@ payment email, or the API's ``hosted_invoice_url``: the merchant's name and colo
 number and dates, seller and buyer, the lines, VAT per rate, the totals, what is paid or due, a
 "Download PDF" link and, while the invoice is open or uncollectible, a card form that pays it (the
 shared portal script ``static/portal.js`` with ``static/invoice.js``: Stripe.js confirms a
-SetupIntent, kassa charges the invoice on-session, 3-D Secure is confirmed on the page).
+SetupIntent, kassa charges the invoice on-session, 3-D Secure is confirmed on the page). Where the
+merchant offers SEPA Direct Debit, the form also takes a bank account (IBAN, account holder, the
+mandate to accept) as the card page does; while its debit is with the bank the page says so instead.
 
 The page is rendered here, on the server, from a Jinja2 template (``static/invoice.html.j2``,
 autoescaped); its words come from ``static/invoice_page.<language>.json`` (every language has exactly
@@ -43,6 +45,9 @@ SCRIPT_KEYS = (
     "auth_failed",
     "error",
     "confirm_button",
+    "processing_message",
+    "iban_invalid",
+    "mandate_required",
 )
 
 
@@ -174,8 +179,13 @@ def _is_period(start: datetime | None, end: datetime | None) -> bool:
 # ---------------------------------------------------------------------------------- the page's model
 def payable(invoice: Invoice) -> bool:
     """Whether the page offers to pay the invoice: open or uncollectible (written off, but the
-    customer may still pay it) with something due."""
-    return invoice.status in COLLECTABLE and invoice.amount_due > 0
+    customer may still pay it) with something due, and no bank debit of it with the bank."""
+    return invoice.status in COLLECTABLE and invoice.amount_due > 0 and not debit_processing(invoice)
+
+
+def debit_processing(invoice: Invoice) -> bool:
+    """A bank debit (SEPA) of the invoice is with the bank: paid when it settles, nothing to pay now."""
+    return invoice.status in COLLECTABLE and invoice.attempt_outcome == "processing"
 
 
 def invoice_view(
@@ -255,6 +265,8 @@ def invoice_view(
     else:
         headline = fmt.t("headline.due", amount=money(invoice.amount_due))
         subline = fmt.t("overdue_notice") if status is InvoiceStatus.UNCOLLECTIBLE or invoice.first_failed_at else None
+        if debit_processing(invoice):
+            subline = fmt.t("processing_notice")
 
     colour = settings.emails.colour
     logo = settings.emails.logo_url
@@ -265,8 +277,9 @@ def invoice_view(
         "merchant": settings.seller_name,
         "colour": colour,
         "logo_url": logo,
-        "status": status.value,
-        "status_label": fmt.t(f"status.{status.value}"),
+        # a bank debit with the bank: "Processing" (paid when it settles), not "Due"
+        "status": "processing" if debit_processing(invoice) else status.value,
+        "status_label": fmt.t("status.processing" if debit_processing(invoice) else f"status.{status.value}"),
         "headline": headline,
         "subline": subline,
         "thanks": fmt.t("thanks") if thanks and status is InvoiceStatus.PAID else None,

@@ -1,7 +1,8 @@
 "use strict";
 // The hosted invoice page's Pay button (the page itself is rendered on the server). The shared portal
-// script does the Stripe.js work: a new card confirms a SetupIntent, kassa charges this invoice
-// on-session, and a payment the bank wants confirmed (3-D Secure) is confirmed here.
+// script does the Stripe.js work: a new card (or, where the merchant offers it, a SEPA bank account
+// under the mandate accepted here) confirms a SetupIntent, kassa charges this invoice on-session, and a
+// payment the bank wants confirmed (3-D Secure) is confirmed here. A bank debit is then processing.
 (function () {
   const $ = (id) => document.getElementById(id);
   const data = JSON.parse($("invoice-data").textContent);
@@ -20,6 +21,13 @@
     location.replace(location.pathname + "?paid=1");
   }
 
+  // a bank debit: with the bank for a few business days (the server's page says so too, no button)
+  function processing() {
+    say(words.processing_message, "ok");
+    $("form").hidden = true;
+    $("pay-intro").hidden = true;
+  }
+
   async function main() {
     let session;
     try {
@@ -36,13 +44,25 @@
     const authenticate = (secret, intent, method) =>
       kassaPortal.authenticate(stripe, `${base}/confirm_payment`, {token}, secret, intent, method);
     const payIntro = $("pay-intro").textContent, payLabel = $("pay-button").textContent;
-    let card = null;
-    // authenticate: confirm the invoice's own PaymentIntent (no card to type); pay: a new card
+    const secureNote = $("secure-note").querySelector("span");
+    const cardNote = secureNote.textContent;
+    let card = null, bankShown = false;
+    // authenticate: confirm the invoice's own PaymentIntent (no card to type); pay: a new card, or a
+    // bank account where the session offers one (as on the card page: IBAN, holder, the SEPA mandate)
     function show(mode) {
       const confirming = mode === "authenticate";
-      $("pay-intro").textContent = confirming ? $("pay-intro").dataset.confirm : payIntro;
+      const bankOffered = !confirming && kassaPortal.offersBankAccount(session);
+      if (bankOffered && !bankShown) {
+        kassaPortal.showBankChoice(session);
+        bankShown = true;
+      }
+      const bank = bankOffered && kassaPortal.bankChosen();
+      $("pay-intro").textContent = confirming ? $("pay-intro").dataset.confirm : bankOffered ? $("pay-intro").dataset.bank : payIntro;
+      secureNote.textContent = bankOffered ? $("secure-note").dataset.bank : cardNote;
       $("pay-button").textContent = confirming ? words.confirm_button : payLabel;
-      $("card").hidden = confirming;
+      $("methods").hidden = !bankOffered;
+      $("iban-box").hidden = !bank;
+      $("card").hidden = confirming || bank;
       if (!confirming && card === null) {
         card = stripe.elements().create("card");
         card.mount("#card");
@@ -51,8 +71,16 @@
     show(session.mode);
     $("form").hidden = false;
     say("");
+    // a wrong IBAN or the mandate not accepted: said until the customer changes the form
+    $("iban-box").addEventListener("change", () => { if ($("message").className === "error") say(""); });
     $("form").addEventListener("submit", async (event) => {
       event.preventDefault();
+      const bank = session.mode === "pay" && kassaPortal.bankChosen();
+      const details = bank ? kassaPortal.bankDetails() : null;
+      if (details && details.error) {
+        say(words[details.error], "error");
+        return;
+      }
       $("pay-button").disabled = true;
       try {
         let row;
@@ -61,7 +89,8 @@
           row = await authenticate(session.payment_intent_client_secret, session.payment_intent, session.payment_method);
         } else {
           say(words.processing);
-          await kassaPortal.confirmCard(stripe, session.client_secret, card);
+          if (bank) await kassaPortal.confirmBankAccount(stripe, session, details);
+          else await kassaPortal.confirmCard(stripe, session.client_secret, card);
           const done = await call("pay", {setup_intent_id: session.setup_intent_id});
           row = done.invoices[0] || {};
           if (row.requires_action && row.payment_intent_client_secret) {
@@ -75,6 +104,10 @@
         }
         if (row.status === "paid") {
           paid();
+          return;
+        }
+        if (row.processing) {
+          processing();
           return;
         }
         const failed = session.mode === "authenticate" || row.authentication_failed;
