@@ -2,7 +2,8 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -63,3 +64,55 @@ def browser():
         launched = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=FLAGS)
         yield launched
         launched.close()
+
+
+# ---------------------------------------------------------------- a SEPA merchant (the bank-debit tests)
+SEPA_CREDITOR = "DE98ZZZ09999999999"
+
+
+def sepa_settings(api: Api, **extra: Any) -> None:
+    """The merchant (Koffie Club BV) offers card and SEPA Direct Debit under its creditor identifier."""
+    settings = api.get("/v1/settings")
+    settings.pop("object", None)
+    settings.update(seller_name="Koffie Club BV", payment_method_types=["card", "sepa_debit"], **extra)
+    settings["bank_debits"] = {"sepa_creditor_id": SEPA_CREDITOR}
+    api.request("PUT", "/v1/settings", expect=200, json=settings)
+
+
+@pytest.fixture(scope="module")
+def sepa_merchant(stack_config) -> str:
+    """A SEPA-enabled merchant on this module's stack; its creditor identifier."""
+    sepa_settings(Api(stack_config))
+    return SEPA_CREDITOR
+
+
+@pytest.fixture
+def past_due(api):
+    """Makes a customer whose card declined the first renewal (after a 3-day trial at EUR 25.00):
+    ``(subscription id, customer id, the open invoice)``."""
+
+    def make(email: str, locale: str = "de") -> tuple[str, str, dict[str, Any]]:
+        price = api.catalog(currency="EUR", amount=2500, trial_days=3)
+        started = api.subscribe(price["id"], email, card="4000000000000341", locale=locale)
+        sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
+        trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
+        api.advance(to=(trial_end + timedelta(hours=1)).isoformat())
+        sub = api.get(f"/v1/subscriptions/{sub_id}")
+        invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
+        assert (sub["status"], invoice["status"]) == ("past_due", "open")
+        return sub_id, customer, invoice
+
+    return make
+
+
+@pytest.fixture
+def csp_page(browser):
+    """Opens a new page: ``(page, the Content Security Policy violations its console reports)``."""
+
+    def open_page(**options: Any) -> tuple[Any, list[str]]:
+        page = browser.new_page(**options)
+        violations: list[str] = []
+        page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+        return page, violations
+
+    return open_page

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta
 
 import pytest
 
@@ -16,36 +15,15 @@ from kassa_local.client import Api
 
 pytestmark = pytest.mark.e2e
 
-CREDITOR = "DE98ZZZ09999999999"
-
-
-@pytest.fixture(scope="module")
-def sepa_merchant(stack_config) -> None:
-    api = Api(stack_config)
-    settings = api.get("/v1/settings")
-    settings.pop("object", None)
-    settings.update(seller_name="Koffie Club BV", payment_method_types=["card", "sepa_debit"])
-    settings["bank_debits"] = {"sepa_creditor_id": CREDITOR}
-    api.request("PUT", "/v1/settings", expect=200, json=settings)
-
 
 def test_a_customer_switches_to_a_bank_account_accepts_the_mandate_and_the_invoice_is_debited(
-    api: Api, stack, browser, sepa_merchant, tmp_path
+    api: Api, stack, sepa_merchant, past_due, csp_page, tmp_path
 ):
     # a German customer whose card declined the first renewal: one open invoice
-    price = api.catalog(currency="EUR", amount=2500, trial_days=3)
-    started = api.subscribe(price["id"], "iban-page@example.de", card="4000000000000341", locale="de")
-    sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
-    trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
-    api.advance(to=(trial_end + timedelta(hours=1)).isoformat())
-    sub = api.get(f"/v1/subscriptions/{sub_id}")
-    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
-    assert (sub["status"], invoice["status"]) == ("past_due", "open")
+    sub_id, customer, invoice = past_due("iban-page@example.de")
 
     link = api.post(f"/v1/customers/{customer}/card_update_link", {}, expect=201)["url"]
-    page = browser.new_page()
-    violations: list[str] = []
-    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page, violations = csp_page()
     page.goto(link)
     page.wait_for_selector("#methods:not([hidden])")
     assert page.locator("#iban-box").is_hidden()
@@ -55,7 +33,7 @@ def test_a_customer_switches_to_a_bank_account_accepts_the_mandate_and_the_invoi
 
     # the rulebook's mandate in the customer's language, naming the merchant and its creditor identifier
     mandate = page.text_content("#mandate-text") or ""
-    assert f"Ich ermächtige Koffie Club BV (Gläubiger-Identifikationsnummer {CREDITOR})" in mandate
+    assert f"Ich ermächtige Koffie Club BV (Gläubiger-Identifikationsnummer {sepa_merchant})" in mandate
     assert "Zugleich weise ich mein Kreditinstitut an" in mandate and "innerhalb von acht Wochen" in mandate
     assert "mindestens 14 Tage vorher" in mandate
     assert page.get_attribute("#mandate-text", "lang") == "de"

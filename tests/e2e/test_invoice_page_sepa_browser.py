@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from datetime import datetime, timedelta
 
 import pytest
 
@@ -17,36 +16,16 @@ from kassa_local.client import Api
 
 pytestmark = pytest.mark.e2e
 
-CREDITOR = "DE98ZZZ09999999999"
 IBAN = "DE89 3704 0044 0532 0130 00"  # localstripe: a debit that succeeds
 
 
-@pytest.fixture(scope="module")
-def sepa_merchant(stack_config) -> None:
-    api = Api(stack_config)
-    settings = api.get("/v1/settings")
-    settings.pop("object", None)
-    settings.update(seller_name="Koffie Club BV", payment_method_types=["card", "sepa_debit"])
-    settings["bank_debits"] = {"sepa_creditor_id": CREDITOR}
-    api.request("PUT", "/v1/settings", expect=200, json=settings)
-
-
 def test_a_failed_invoice_is_paid_by_bank_account_on_its_page_and_is_processing(
-    api: Api, stack, browser, sepa_merchant, tmp_path
+    api: Api, stack, sepa_merchant, past_due, csp_page, tmp_path
 ):
     # a German customer whose card declined the first renewal: one open invoice
-    price = api.catalog(currency="EUR", amount=2500, trial_days=3)
-    started = api.subscribe(price["id"], "rechnung-iban@example.de", card="4000000000000341", locale="de")
-    sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
-    trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
-    api.advance(to=(trial_end + timedelta(hours=1)).isoformat())
-    sub = api.get(f"/v1/subscriptions/{sub_id}")
-    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
-    assert (sub["status"], invoice["status"]) == ("past_due", "open")
+    sub_id, customer, invoice = past_due("rechnung-iban@example.de")
 
-    page = browser.new_page(viewport={"width": 1100, "height": 1000})
-    violations: list[str] = []
-    page.on("console", lambda msg: violations.append(msg.text) if "Content Security Policy" in msg.text else None)
+    page, violations = csp_page(viewport={"width": 1100, "height": 1000})
     page.goto(invoice["hosted_invoice_url"])
     page.wait_for_selector("#methods:not([hidden])")
     assert page.locator("#iban-box").is_hidden() and page.locator("#card").is_visible()
@@ -56,7 +35,7 @@ def test_a_failed_invoice_is_paid_by_bank_account_on_its_page_and_is_processing(
 
     # the rulebook's mandate in the customer's language, naming the merchant and its creditor identifier
     mandate = page.text_content("#mandate-text") or ""
-    assert f"Ich ermächtige Koffie Club BV (Gläubiger-Identifikationsnummer {CREDITOR})" in mandate
+    assert f"Ich ermächtige Koffie Club BV (Gläubiger-Identifikationsnummer {sepa_merchant})" in mandate
     assert page.get_attribute("#mandate-text", "lang") == "de"
     assert page.text_content("#mandate-accept-text") == "Ich erteile dieses SEPA-Lastschriftmandat."
     assert page.input_value("#account-holder") == "rechnung-iban"  # the customer's name, editable

@@ -14,20 +14,15 @@ from kassa_local.client import Api
 
 pytestmark = pytest.mark.e2e
 
-CREDITOR = "DE98ZZZ09999999999"
+CREDITOR = "DE98ZZZ09999999999"  # the sepa_merchant fixture's (tests/e2e/conftest.py)
 SETTLED = (
     "['processing', 'rror', 'not valid', 'Accept'].some(t => document.getElementById('status').textContent.includes(t))"
 )
 
 
 @pytest.fixture(scope="module")
-def sepa_price(stack_config) -> dict:
+def sepa_price(stack_config, sepa_merchant) -> dict:
     api = Api(stack_config)
-    settings = api.get("/v1/settings")
-    settings.pop("object", None)
-    settings.update(seller_name="Koffie Club BV", payment_method_types=["card", "sepa_debit"])
-    settings["bank_debits"] = {"sepa_creditor_id": CREDITOR}
-    api.request("PUT", "/v1/settings", expect=200, json=settings)
     product = api.post("/v1/products", {"name": "Koffie"}, expect=201)
     body = {"product": product["id"], "currency": "EUR", "unit_amount": 1250, "recurring": {"interval": "month"}}
     return dict(api.post("/v1/prices", {**body, "nickname": "Koffie per maand"}, expect=201))
