@@ -88,12 +88,13 @@ def sepa_merchant(stack_config) -> str:
 
 @pytest.fixture
 def past_due(api):
-    """Makes a customer whose card declined the first renewal (after a 3-day trial at EUR 25.00):
+    """Makes a customer whose card (by default one that attaches and then declines) fails the first
+    renewal after a 3-day trial at EUR 25.00:
     ``(subscription id, customer id, the open invoice)``."""
 
-    def make(email: str, locale: str = "de") -> tuple[str, str, dict[str, Any]]:
+    def make(email: str, locale: str | None = "de", card: str = "4000000000000341") -> tuple[str, str, dict[str, Any]]:
         price = api.catalog(currency="EUR", amount=2500, trial_days=3)
-        started = api.subscribe(price["id"], email, card="4000000000000341", locale=locale)
+        started = api.subscribe(price["id"], email, card=card, locale=locale)
         sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
         trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
         api.advance(to=(trial_end + timedelta(hours=1)).isoformat())

@@ -55,18 +55,13 @@ def test_a_customer_saves_a_new_card_on_the_linked_page_and_the_invoice_is_paid(
     assert api.get(f"/v1/customers/{customer}")["default_payment_method"]["last4"] == "4242"
 
 
-def test_the_authentication_email_confirms_the_open_payment_intent_on_the_page(api: Api, stack, browser, tmp_path):
+def test_the_authentication_email_confirms_the_open_payment_intent_on_the_page(
+    api: Api, stack, browser, past_due, tmp_path
+):
     """A card that always asks for 3-D Secure: the renewal (off-session) needs authentication; the
     email's link opens the page in authentication mode, which confirms the renewal's own
     PaymentIntent — no new card, no new SetupIntent, no second charge."""
-    price = api.catalog(currency="EUR", amount=2500, trial_days=3)
-    started = api.subscribe(price["id"], "browser-3ds@example.de", card="4000002760003184")
-    sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
-    trial_end = datetime.fromisoformat(started["subscription"]["trial_end"].replace("Z", "+00:00"))
-    api.advance(to=(trial_end + timedelta(hours=1)).isoformat())
-    sub = api.get(f"/v1/subscriptions/{sub_id}")
-    invoice = api.get(f"/v1/invoices/{sub['latest_invoice']}")
-    assert (sub["status"], invoice["status"]) == ("past_due", "open")
+    sub_id, customer, invoice = past_due("browser-3ds@example.de", locale=None, card="4000002760003184")
     payment_intent = invoice["payment_intent"]
     assert payment_intent
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import itertools
 import json
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from kassa.adapters.memory import MemoryStore as FakeStore
 from kassa.adapters.memory import shard_of as shard_of  # re-exported for the unit tests
 from kassa.domain.catalog import Price, Product, Recurring
 from kassa.domain.customer import Address, CardSummary, PaymentMethodSummary
-from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError
+from kassa.domain.errors import InvalidInput, NotFound, PaymentProviderError, Unavailable
 from kassa.domain.events import DomainEvent
 from kassa.domain.money import Money
 from kassa.domain.payment_methods import Mandate, PaymentMethodKind
@@ -555,3 +556,22 @@ class FakeMailer:
 
     def templates(self, customer: str | None = None) -> list[str]:
         return [e.template for e, _ in self.sent if customer is None or e.customer == customer]
+
+
+class CountingStore:  # the analytics tests: one refresh lists a customer's subscriptions once
+    """The store, counting each customer's refreshes (a refresh lists the customer's subscriptions
+    once); ``fail_for``: that customer's reads raise as a throttled DynamoDB does."""
+
+    def __init__(self, store: Any, fail_for: str | None = None) -> None:
+        self.store = store
+        self.fail_for = fail_for
+        self.refreshes: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def list_customer_subscriptions(self, customer_id: str) -> Any:
+        self.refreshes[customer_id] += 1
+        if customer_id == self.fail_for:
+            raise Unavailable("throttled")
+        return self.store.list_customer_subscriptions(customer_id)

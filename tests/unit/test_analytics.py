@@ -12,7 +12,7 @@ from fractions import Fraction
 from typing import Any
 
 import pytest
-from fakes import World, make_world
+from fakes import CountingStore, World, make_world
 
 from kassa.adapters.analytics import MemoryAnalytics
 from kassa.domain import analytics as a
@@ -460,25 +460,6 @@ def test_csv_has_a_header_and_a_row_per_month(eur_history: History) -> None:
 
 
 # ------------------------------------------------------------------ the queue's batches (analytics.Batch)
-class CountingStore:
-    """The store, counting each customer's refreshes (a refresh lists the customer's subscriptions
-    once); ``fail_for``: that customer's reads raise as a throttled DynamoDB does."""
-
-    def __init__(self, store: Any, fail_for: str | None = None) -> None:
-        self.store = store
-        self.fail_for = fail_for
-        self.refreshes: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def list_customer_subscriptions(self, customer_id: str) -> Any:
-        self.refreshes[customer_id] += 1
-        if customer_id == self.fail_for:
-            raise Unavailable("throttled")
-        return self.store.list_customer_subscriptions(customer_id)
-
-
 def _envelopes(h: History, start: int) -> list[dict[str, Any]]:
     return [{"detail-type": e.type, "detail": e.model_dump(mode="json")} for e in h.world.publisher.events[start:]]
 

@@ -7,19 +7,17 @@ from __future__ import annotations
 import importlib.util
 import json
 import sys
-from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-from fakes import make_world
+from fakes import CountingStore, make_world
 
 from infra import wiring
 from kassa.adapters import container
 from kassa.adapters.analytics import MemoryAnalytics
-from kassa.domain.errors import Unavailable
 from kassa.services import analytics as svc
 from kassa_local.stack import FakeLambdaContext
 
@@ -35,23 +33,6 @@ def handler() -> ModuleType:
     spec.loader.exec_module(module)
     yield module
     sys.modules.pop(spec.name, None)
-
-
-class Store:
-    """The in-memory store, counting each customer's refreshes; ``fail_for``'s raise (throttled)."""
-
-    def __init__(self, store: Any, fail_for: str | None) -> None:
-        self.store, self.fail_for = store, fail_for
-        self.refreshes: Counter[str] = Counter()
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
-
-    def list_customer_subscriptions(self, customer_id: str) -> Any:
-        self.refreshes[customer_id] += 1
-        if customer_id == self.fail_for:
-            raise Unavailable("throttled")
-        return self.store.list_customer_subscriptions(customer_id)
 
 
 def _sqs_event(bodies: list[str]) -> dict[str, Any]:
@@ -91,7 +72,7 @@ def test_a_batch_refreshes_each_customer_once_and_fails_only_the_failing_custome
     customers = [svc.customer_of_event(e) for e in envelopes]
     assert customers.count(failing) > 1 and customers.count(fine) > 1
     bodies = [json.dumps(e) for e in envelopes] + ["this is not json"]
-    store, analytics = Store(world.store, fail_for=failing), MemoryAnalytics()
+    store, analytics = CountingStore(world.store, fail_for=failing), MemoryAnalytics()
     monkeypatch.setattr(container, "store", lambda: store)
     monkeypatch.setattr(container, "analytics", lambda: analytics)
 
