@@ -223,6 +223,13 @@ def scenario_of_history(raw: dict[str, Any], name: str = "export") -> dict[str, 
         {"country": c, "currency": cur, "locale": COUNTRY_LOCALES.get(c, "en"), "weight": n}
         for (c, cur), n in sorted(counted.items())
     ]
+    if not plans:
+        raise ValueError("scenario: the export has no recurring licensed price to sell (plans)")
+    if not countries:
+        raise ValueError(
+            "scenario: the export has no customer with a country paying in a plan's currency "
+            f"({', '.join(sorted(currencies))}) (countries)"
+        )
     start = min(created) if created else parse_instant(str(raw.get("from", "2026-01-31T09:00:00Z")))
     span = (max(created) - start).days if created else 28
     return {

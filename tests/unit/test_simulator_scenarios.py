@@ -91,7 +91,12 @@ def test_an_export_with_no_usable_plan_is_refused_before_anything_runs(tmp_path:
     raw["prices"] = [p for p in raw["prices"] if p["id"] == "price_calls"]  # metered only
     path = tmp_path / "h.json"
     path.write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match="at least one plan"):
+    with pytest.raises(ValueError, match="no recurring licensed price"):
+        Scenario.load(path)
+    raw = history()
+    raw["customers"] = []  # a fresh stack: its demo catalog, nobody bought yet
+    path.write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"no customer with a country paying in a plan's currency \(EUR, USD\)"):
         Scenario.load(path)
 
 
