@@ -123,6 +123,19 @@ def test_a_sepa_merchants_session_offers_a_bank_account_with_the_mandate_in_the_
     assert create["payment_method_types"] == ["card", "sepa_debit"]
 
 
+def test_the_session_reads_the_customer_and_their_subscriptions_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SetupIntent is created for the offered types the answer shows: neither read twice."""
+    world = _world(("card", "sepa_debit"))
+    invoice = _open_invoice(world)
+    reads: list[str] = []
+    for name in ("get_customer", "list_customer_subscriptions"):
+        original = getattr(world.store, name)
+        monkeypatch.setattr(world.store, name, lambda *a, _o=original, _n=name, **k: (reads.append(_n), _o(*a, **k))[1])
+    session = _Routes(world, monkeypatch)("/portal/invoices/session", {"token": _token(invoice)})
+    assert session["payment_method_types"] == ["card", "sepa_debit"]
+    assert reads.count("get_customer") == 1 and reads.count("list_customer_subscriptions") == 1
+
+
 def test_paying_by_bank_account_records_the_browsers_mandate_acceptance_and_answers_processing(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

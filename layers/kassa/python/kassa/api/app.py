@@ -1090,7 +1090,7 @@ def card_session(body: PortalTokenIn) -> dict[str, Any]:
                 }
             if invoice.status is InvoiceStatus.PAID:
                 return {**answer, "mode": "paid", "invoice": {"id": invoice.id, "number": invoice.number}}
-    intent_setup = customers.card_setup_intent(billing, customer.id, link.purpose)
+    intent_setup = customers.card_setup_intent(billing, customer.id, link.purpose, customer=customer, offered=offered)
     return {**answer, "mode": "card", "setup_intent_id": intent_setup.id, "client_secret": intent_setup.client_secret}
 
 
@@ -1301,12 +1301,12 @@ def hosted_invoice_session(body: PortalTokenIn) -> dict[str, Any]:
             "payment_intent_client_secret": intent.client_secret,
             "payment_method": intent.payment_method,
         }
-    setup = customers.card_setup_intent(billing, link.customer, "invoice")
-    answer = {**answer, "mode": "pay", "setup_intent_id": setup.id, "client_secret": setup.client_secret}
+    customer = billing.store.get_customer(link.customer)
     offered = customers.offered_payment_method_types(billing, link.customer)
+    setup = customers.card_setup_intent(billing, link.customer, "invoice", customer=customer, offered=offered)
+    answer = {**answer, "mode": "pay", "setup_intent_id": setup.id, "client_secret": setup.client_secret}
     if "sepa_debit" in offered:
         # a bank account too, as on the card page: the SEPA mandate in the page's language, who holds it
-        customer = billing.store.get_customer(link.customer)
         answer.update(
             payment_method_types=list(offered),
             mandate=_mandate_terms(offered, invoice.locale or customer.preferred_locale),

@@ -234,15 +234,24 @@ def offered_payment_method_types(ctx: BillingContext, customer_id: str) -> tuple
         return ("card",)
 
 
-def card_setup_intent(ctx: BillingContext, customer_id: str, purpose: str) -> SetupIntentInfo:
-    """A SetupIntent for the customer's card-update page (a card, or a bank account where offered)."""
-    customer = ctx.store.get_customer(customer_id)
+def card_setup_intent(
+    ctx: BillingContext,
+    customer_id: str,
+    purpose: str,
+    *,
+    customer: Customer | None = None,
+    offered: tuple[str, ...] | None = None,
+) -> SetupIntentInfo:
+    """A SetupIntent for the customer's card-update page (a card, or a bank account where offered).
+    ``customer``, ``offered``: the customer and ``offered_payment_method_types`` when the caller read
+    them for this request already (not read again)."""
+    customer = customer if customer is not None else ctx.store.get_customer(customer_id)
     if customer.stripe_customer_id is None:
         raise InvalidInput("this customer has no Stripe customer", param="customer")
     return ctx.gateway.create_setup_intent(
         customer=customer.stripe_customer_id,
         metadata={"kassa_customer": customer_id, "kassa_purpose": purpose},
-        payment_method_types=offered_payment_method_types(ctx, customer_id),
+        payment_method_types=offered if offered is not None else offered_payment_method_types(ctx, customer_id),
     )
 
 
