@@ -189,7 +189,8 @@ def _invalid_handler(app: APIGatewayRestResolver) -> Callable[[RequestValidation
     return _invalid
 
 
-def _domain(error: DomainError) -> Response:
+def domain_error_response(error: DomainError) -> Response:
+    """A domain error as the API answers it: 400 naming the field, 404, 409, 503."""
     status = 400
     if isinstance(error, NotFound):
         status = 404
@@ -312,7 +313,7 @@ def new_app(*, dashboard_sessions: bool = False) -> APIGatewayRestResolver:
     app.dashboard_sessions = dashboard_sessions
     app.use(middlewares=[_auth])
     app.exception_handler(RequestValidationError)(_invalid_handler(app))
-    app.exception_handler(DomainError)(_domain)
+    app.exception_handler(DomainError)(domain_error_response)
     app.exception_handler(Exception)(_unexpected)
     app.not_found(_not_found_handler(app))
     return app

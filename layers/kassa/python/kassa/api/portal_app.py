@@ -27,6 +27,7 @@ from aws_lambda_powertools.shared.cookies import Cookie, SameSite
 from pydantic import BaseModel, ConfigDict, Field
 
 from kassa.adapters import container
+from kassa.api.common import domain_error_response
 from kassa.api.portal_page import (
     Words,
     address_lines,
@@ -167,13 +168,6 @@ def _wants_json() -> bool:
     return "application/json" in accept and "text/html" not in accept
 
 
-def _json_error(error: DomainError) -> Response:
-    """The API's error answer (``kassa.api.common``): 400 naming the field, 404, 409 …"""
-    from kassa.api.common import _domain
-
-    return _domain(error)
-
-
 class Session:
     """The request's portal session: its link, customer, billing context, words and settings."""
 
@@ -228,7 +222,7 @@ def _action(
         do(found, form)
     except DomainError as error:
         if _wants_json():
-            return _json_error(error)
+            return domain_error_response(error)
         if isinstance(error, NotFound):
             return _refused("not_found", 404, found.words, found.settings)
         if fail is not None:
@@ -481,7 +475,7 @@ def _change_refused(
     400). A caller that asks for
     JSON gets the API's ``{"error": {…, "param": …}}`` with the same status."""
     if _wants_json():
-        return _json_error(error)
+        return domain_error_response(error)
     if isinstance(error, NotFound):
         return _refused("not_found", 404, s.words, s.settings)
     words = s.words
