@@ -92,7 +92,7 @@ class Scenario:
 
     @classmethod
     def load(cls, path: Path | str | None = None) -> Scenario:
-        """A scenario file, or a stack's ``kassa export --history`` file (``from_history``)."""
+        """A scenario file, or a stack's ``kassa export --history`` file (``scenario_of_history``)."""
         source = Path(path) if path is not None else DEFAULT_SCENARIO
         raw = json.loads(source.read_text())
         if isinstance(raw, dict) and raw.get("object") == HISTORY_OBJECT:

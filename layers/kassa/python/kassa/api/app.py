@@ -57,6 +57,7 @@ from kassa.domain.customer import CLEARABLE_FIELDS
 from kassa.domain.errors import InvalidInput, NotFound
 from kassa.domain.invoice import InvoiceStatus
 from kassa.domain.links import CARD_PURPOSES, INVOICE_PURPOSES, LinkRefused, sign_link, signed_url, verify_link
+from kassa.domain.payment_methods import may_charge
 from kassa.domain.settings import MerchantSettings
 from kassa.services import (
     cancellation,
@@ -482,7 +483,7 @@ def _checkout_answer(billing: Any, result: collection.CollectResult) -> dict[str
         "invoice": invoice_json(result.invoice),
         "requires_action": False,
         # a bank debit is with the bank: the invoice stays open until it settles (days, by webhook)
-        "processing": bool(result.invoice and result.invoice.attempt_outcome == "processing"),
+        "processing": bool(result.invoice and not may_charge(result.invoice.attempt_outcome)),
     }
     charge = result.charge
     if charge is not None and charge.status is ChargeStatus.REQUIRES_ACTION and charge.client_secret:
@@ -1101,7 +1102,7 @@ def _invoice_answers(billing: Any, results: list[collection.CollectResult]) -> l
         if r.invoice is None:
             continue
         row: dict[str, Any] = {"id": r.invoice.id, "number": r.invoice.number, "status": r.invoice.status.value}
-        if r.invoice.attempt_outcome == "processing":
+        if not may_charge(r.invoice.attempt_outcome):
             row["processing"] = True  # a bank debit with the bank: paid when it settles
         intent = collection.open_payment_intent(billing, r.invoice)
         if intent is not None:

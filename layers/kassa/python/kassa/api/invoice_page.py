@@ -29,6 +29,7 @@ from kassa import i18n
 from kassa.domain.customer import Address, Customer
 from kassa.domain.invoice import COLLECTABLE, Invoice, InvoiceStatus
 from kassa.domain.parties import Party
+from kassa.domain.payment_methods import may_charge
 from kassa.domain.settings import MerchantSettings
 
 DEFAULT_LANGUAGE = "en"
@@ -185,7 +186,7 @@ def payable(invoice: Invoice) -> bool:
 
 def debit_processing(invoice: Invoice) -> bool:
     """A bank debit (SEPA) of the invoice is with the bank: paid when it settles, nothing to pay now."""
-    return invoice.status in COLLECTABLE and invoice.attempt_outcome == "processing"
+    return invoice.status in COLLECTABLE and not may_charge(invoice.attempt_outcome)
 
 
 def invoice_view(
