@@ -271,3 +271,32 @@ def test_sign_in_by_email_answers_the_same_and_sends_one_link(api: Api, stack, s
     page.click("#continue")
     assert page.url.endswith("/portal/account")
     assert "portal-finn" in page.inner_text("#customer-name")
+
+
+def test_a_confirm_after_the_merchant_changed_the_plan_shows_the_change_again(api: Api, shop, browser):
+    """The customer previews Basic → Premium; meanwhile the merchant moves them to 2 × Basic through the
+    API. The confirm is refused (409) with the change form and its reason, and nothing is changed
+    past the merchant's change; a forged quantity is a 400 naming the field, the form marking it."""
+    started = api.subscribe(shop["basic"]["id"], "portal-race@example.nl", locale="en")
+    sub_id, customer = started["subscription"]["id"], started["subscription"]["customer"]
+    page = browser.new_context().new_page()
+    page.goto(_session(api, customer)["url"])
+    page.locator(f"#sub-{sub_id}").get_by_role("link", name="Change plan").click()
+    page.check(f"input[value='{shop['premium']['id']}']")
+    page.click("#preview")
+    page.wait_for_selector("#proration")
+    api.post(f"/v1/subscriptions/{sub_id}/change", {"quantity": 2, "proration_behavior": "none"})
+
+    with page.expect_response(lambda r: r.request.method == "POST") as posted:
+        page.click("#confirm")
+    assert posted.value.status == 409
+    assert "Your subscription changed in the meantime" in page.inner_text("body")
+    _shot(page, "change-stale")
+    after = api.get(f"/v1/subscriptions/{sub_id}")
+    assert (after["price"], after["quantity"]) == (shop["basic"]["id"], 2)  # the merchant's change, only
+
+    preview = page.request.get(
+        page.url.split("/change")[0] + f"/preview?price={shop['premium']['id']}&quantity=abc",
+        headers={"Accept": "application/json"},
+    )
+    assert preview.status == 400 and preview.json()["error"]["param"] == "quantity"
