@@ -137,20 +137,6 @@ def _redemption(
     return redeemed, None
 
 
-def _count(
-    ctx: BillingContext,
-    coupon_id: str | None,
-    code: str | None,
-    customer: Customer,
-    products: Collection[str],
-    currency: str,
-) -> Coupon:
-    """Check and count one redemption (under a condition); returns the coupon as redeemed."""
-    coupon, promo = _redemption(ctx, coupon_id, code, customer, products, currency)
-    ctx.store.count_redemption(coupon, promo)
-    return coupon
-
-
 def redeem_for(
     ctx: BillingContext,
     coupon_id: str | None,
@@ -163,7 +149,8 @@ def redeem_for(
     """Redeem a coupon or a customer-entered promotion code for a new subscription: the redemption is
     counted under a condition and the subscription carries the discount from its current period.
     A ``first_time_transaction`` code is refused to a customer who paid before (the store's invoices)."""
-    coupon = _count(ctx, coupon_id, code, customer, products, currency)
+    coupon, promo = _redemption(ctx, coupon_id, code, customer, products, currency)
+    ctx.store.count_redemption(coupon, promo)  # under a condition: never past max_redemptions
     discount = start_discount(
         coupon, sub.current_period_start, customer=customer.id, subscription=sub.id, promotion_code=code
     )
