@@ -253,7 +253,8 @@ def test_items_stored_before_the_listing_index_are_listed_after_the_backfill(sto
     assert ids(store.list_invoices(ListQuery(statuses=frozenset({"open"})))) == [invoice.id]
 
 
-def test_a_subscription_stored_before_price_entries_gets_them_on_its_next_write(store):
+def _stored_before_price_entries(store):
+    """A two-item subscription as stored before price entries existed (no ``ph``, no PRICE# items)."""
     if not isinstance(store, DynamoStore):
         pytest.skip("the index attributes are DynamoDB's")
     store.create_customer(customer(0))
@@ -263,6 +264,11 @@ def test_a_subscription_stored_before_price_entries_gets_them_on_its_next_write(
                    UpdateExpression="REMOVE ph")  # fmt: skip
     for p in (1, 2):
         db.delete_item(TableName=table, Key={"pk": {"S": "SUB#sub_c0"}, "sk": {"S": f"PRICE#price_c{p}"}})
+    return sub
+
+
+def test_a_subscription_stored_before_price_entries_gets_them_on_its_next_write(store):
+    sub = _stored_before_price_entries(store)
 
     store.save_subscription(sub.transition(Status.ACTIVE, NOW))
 
@@ -271,15 +277,7 @@ def test_a_subscription_stored_before_price_entries_gets_them_on_its_next_write(
 
 
 def test_a_subscription_stored_before_price_entries_gets_them_with_a_redemption(store):
-    if not isinstance(store, DynamoStore):
-        pytest.skip("the index attributes are DynamoDB's")
-    store.create_customer(customer(0))
-    sub = two_item_subscription(store, 0, (1, 2))
-    db, table = store._db, store._table
-    db.update_item(TableName=table, Key={"pk": {"S": "SUB#sub_c0"}, "sk": {"S": "SUBSCRIPTION"}},
-                   UpdateExpression="REMOVE ph")  # fmt: skip
-    for p in (1, 2):
-        db.delete_item(TableName=table, Key={"pk": {"S": "SUB#sub_c0"}, "sk": {"S": f"PRICE#price_c{p}"}})
+    sub = _stored_before_price_entries(store)
     coupon = Coupon(id="co_l", percent_off="10", duration=Duration.FOREVER, created=NOW)
     store.put_coupon(coupon)
 
