@@ -737,7 +737,7 @@ class _Interleaved:
 
 
 def test_two_creates_interleaved_at_the_limit_one_is_refused_naming_it_and_a_delete_frees_a_place() -> None:
-    from kassa.api.common import _domain
+    from kassa.api.common import domain_error_response
 
     store = MemoryWebhookStore()
     service = Webhooks(store, FixedClock(START), sender=FakeSender(), queue=FakeQueue(), public_only=False,
@@ -763,7 +763,7 @@ def test_two_creates_interleaved_at_the_limit_one_is_refused_naming_it_and_a_del
     assert len(created) == 1 and len(refused) == 1, outcomes
     [error] = refused
     assert isinstance(error, EndpointLimitReached) and f"at most {MAX_ENDPOINTS} webhook endpoints" in error.message
-    answer = _domain(error)  # what the API answers
+    answer = domain_error_response(error)  # what the API answers
     assert answer.status_code == 400
     assert json.loads(str(answer.body))["error"]["message"] == error.message
     assert len(store.list_endpoints()) == MAX_ENDPOINTS
